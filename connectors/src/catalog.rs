@@ -1,0 +1,238 @@
+//! The catalog of built-in connectors: names, idempotency, descriptions and typed inputs.
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+
+use crate::inputs::*;
+
+/// Why a step's `with:` does not fit its connector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InputError {
+    /// Path inside `with:` to the offending value, e.g. `["expect", "status"]`; empty for the whole map.
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+/// A built-in connector as validation and the schema see it.
+pub struct ConnectorSpec {
+    /// The name used in `uses:`.
+    pub name: &'static str,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// Whether running it twice has the same effect as once; decides crash recovery.
+    pub idempotent: bool,
+    /// JSON Schema of its `with:` inputs.
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    /// Checks `with:` against the typed inputs.
+    pub check: fn(serde_json::Value) -> Result<(), InputError>,
+}
+
+/// Every built-in connector, in the order the docs list them.
+pub static CATALOG: &[ConnectorSpec] = &[
+    spec::<EmailInputs>(
+        "email",
+        "Send an email over SMTP (HTML and plain text, attachments)",
+        false,
+    ),
+    spec::<ApprovalInputs>(
+        "approval",
+        "Ask approvers to decide through signed email links",
+        false,
+    ),
+    spec::<ManualInputs>(
+        "manual",
+        "A task for a person, settled with Done / Failed links",
+        false,
+    ),
+    spec::<HttpInputs>(
+        "http",
+        "One HTTP request with expectations on the response",
+        false,
+    ),
+    spec::<CheckInputs>(
+        "check",
+        "A smoke test polled until it passes or time runs out",
+        true,
+    ),
+    spec::<CommandInputs>(
+        "command",
+        "A local command, or a remote one over OpenSSH",
+        false,
+    ),
+    spec::<SnapshotInputs>(
+        "snapshot",
+        "Create, revert or delete a VM snapshot (libvirt, Proxmox)",
+        false,
+    ),
+    spec::<ReportInputs>(
+        "report",
+        "Render the cycle report (Markdown, HTML) and email it",
+        true,
+    ),
+    spec::<NoopInputs>(
+        "noop",
+        "Do nothing and succeed (demos, tests, benchmarks)",
+        true,
+    ),
+    spec::<SleepInputs>(
+        "sleep",
+        "Wait for a duration, then succeed (demos, tests)",
+        true,
+    ),
+];
+
+const fn spec<T: JsonSchema + DeserializeOwned + InputRules>(
+    name: &'static str,
+    summary: &'static str,
+    idempotent: bool,
+) -> ConnectorSpec {
+    ConnectorSpec {
+        name,
+        summary,
+        idempotent,
+        schema: schema_of::<T>,
+        check: check_as::<T>,
+    }
+}
+
+fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+fn check_as<T: DeserializeOwned + InputRules>(value: serde_json::Value) -> Result<(), InputError> {
+    let typed: T = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        InputError {
+            path,
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    typed.rules()
+}
+
+/// Finds a built-in connector by its `uses:` name.
+pub fn lookup(name: &str) -> Option<&'static ConnectorSpec> {
+    CATALOG.iter().find(|c| c.name == name)
+}
+
+/// Rules across fields that serde cannot express (one of, not both).
+trait InputRules {
+    fn rules(&self) -> Result<(), InputError> {
+        Ok(())
+    }
+}
+
+fn whole(message: &str) -> Result<(), InputError> {
+    Err(InputError {
+        path: Vec::new(),
+        message: message.to_string(),
+    })
+}
+
+impl InputRules for EmailInputs {
+    fn rules(&self) -> Result<(), InputError> {
+        match (&self.body, &self.template) {
+            (None, None) => whole("give `body` or `template`"),
+            (Some(_), Some(_)) => whole("give `body` or `template`, not both"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl InputRules for ApprovalInputs {
+    fn rules(&self) -> Result<(), InputError> {
+        if self.quorum == 0 {
+            return Err(InputError {
+                path: vec!["quorum".into()],
+                message: "quorum must be at least 1".into(),
+            });
+        }
+        match &self.choices {
+            Some(c) if c.len() < 2 => Err(InputError {
+                path: vec!["choices".into()],
+                message: "give at least two choices".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl InputRules for HttpInputs {
+    fn rules(&self) -> Result<(), InputError> {
+        if self.body.is_some() && self.json.is_some() {
+            return whole("give `body` or `json`, not both");
+        }
+        Ok(())
+    }
+}
+
+impl InputRules for CheckInputs {
+    fn rules(&self) -> Result<(), InputError> {
+        let probes = [
+            self.http.is_some(),
+            self.tcp.is_some(),
+            self.command.is_some(),
+            self.reboot_required.is_some(),
+        ];
+        match probes.iter().filter(|p| **p).count() {
+            1 => Ok(()),
+            0 => whole("give one probe: `http`, `tcp`, `command` or `reboot_required`"),
+            _ => whole("give only one probe of `http`, `tcp`, `command` and `reboot_required`"),
+        }
+    }
+}
+
+impl InputRules for SnapshotInputs {
+    fn rules(&self) -> Result<(), InputError> {
+        if self.provider == SnapshotProvider::Proxmox && self.node.is_none() {
+            return whole("the proxmox provider needs `node`");
+        }
+        Ok(())
+    }
+}
+
+impl InputRules for ManualInputs {}
+impl InputRules for CommandInputs {}
+impl InputRules for ReportInputs {}
+impl InputRules for NoopInputs {}
+impl InputRules for SleepInputs {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn catalog_names_are_unique() {
+        let mut names: Vec<_> = CATALOG.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CATALOG.len());
+    }
+
+    #[test]
+    fn check_reports_the_path_of_a_bad_value() {
+        let http = lookup("http").unwrap();
+        let err =
+            (http.check)(json!({ "url": "https://x", "expect": { "status": "ok" } })).unwrap_err();
+        assert_eq!(err.path, vec!["expect".to_string(), "status".to_string()]);
+    }
+
+    #[test]
+    fn cross_field_rules_are_enforced() {
+        let check = lookup("check").unwrap();
+        assert!((check.check)(json!({ "http": "https://x", "tcp": "h:1" })).is_err());
+        assert!((check.check)(json!({ "tcp": "h:1" })).is_ok());
+        let email = lookup("email").unwrap();
+        assert!((email.check)(json!({ "to": "ops", "subject": "s" })).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! patchday: a workflow engine for IT patch management.
+//!
+//! Runbooks are YAML files kept in git. Each is a DAG of steps on a timeline keyed to Patch
+//! Tuesday. This crate holds the whole engine; the binary in `main.rs` is only the CLI edge.
+//! Start reading at [`runbook`] (the model and how it is loaded), then [`validate`], [`dag`]
+//! and [`plan`]. ARCHITECTURE.md has the codemap.
+
+pub mod calendar;
+pub mod cli;
+pub mod dag;
+pub mod diagnostic;
+pub mod inventory;
+pub mod plan;
+pub mod runbook;
+pub mod schema;
+pub mod validate;
+pub mod yaml;
