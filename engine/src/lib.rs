@@ -7,11 +7,14 @@
 
 pub mod calendar;
 pub mod cli;
+pub mod clock;
 pub mod dag;
 pub mod diagnostic;
 pub mod inventory;
 pub mod plan;
 pub mod runbook;
 pub mod schema;
+pub mod sources;
+pub mod template;
 pub mod validate;
 pub mod yaml;

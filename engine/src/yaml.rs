@@ -232,6 +232,25 @@ impl Node {
         next.map_or(self.loc, |n| n.loc_at(rest))
     }
 
+    /// The location of the key of the entry a path leads to (the value's, for list items).
+    pub fn key_loc_at(&self, path: &[PathSeg]) -> Loc {
+        let Some((last, parents)) = path.split_last() else {
+            return self.loc;
+        };
+        let parent = parents.iter().try_fold(self, |node, seg| match (&node.value, seg) {
+            (Value::Map(_), PathSeg::Key(k)) => node.value.get(k),
+            (Value::Seq(items), PathSeg::Index(i)) => items.get(*i),
+            _ => None,
+        });
+        match (parent.map(|p| &p.value), last) {
+            (Some(Value::Map(entries)), PathSeg::Key(k)) => entries
+                .iter()
+                .find(|(key, _)| key.value.as_text().as_deref() == Some(k))
+                .map_or(self.loc_at(path), |(key, _)| key.loc),
+            _ => self.loc_at(path),
+        }
+    }
+
     /// Every string scalar below this node with its path, in file order.
     pub fn strings(&self) -> Vec<(Vec<PathSeg>, &Located<Value>)> {
         let mut out = Vec::new();
@@ -416,8 +435,25 @@ fn parse_error(err: serde_saphyr::Error) -> ParseError {
             column: u32::try_from(l.column()).unwrap_or(0),
         })
         .unwrap_or_default();
-    let message = first_line(&err.to_string());
+    let message = budget_message(&first_line(&err.to_string()));
     ParseError { loc, message }
+}
+
+/// serde-saphyr reports a breached budget as `budget breached: Nodes { nodes: 400001 }`;
+/// say what the limit protects against instead.
+fn budget_message(message: &str) -> String {
+    let Some(what) = message.strip_prefix("budget breached: ") else {
+        return message.to_string();
+    };
+    let limits = Limits::RUNBOOK;
+    let kind = what.split([' ', '{', '(']).next().unwrap_or(what);
+    match kind {
+        "Nodes" => format!("the file expands to more than {} YAML nodes (aliases counted as often as they are used): is it an alias bomb?", limits.max_nodes),
+        "Depth" => format!("the file nests deeper than {} levels", limits.max_depth),
+        "Aliases" => format!("the file uses more than {} aliases", limits.max_aliases),
+        "Documents" => "a runbook file holds one YAML document".to_string(),
+        _ => format!("the file exceeds a size limit ({what})"),
+    }
 }
 
 /// serde-saphyr renders its own snippet after the first line; we render ours.
@@ -426,10 +462,18 @@ fn first_line(text: &str) -> String {
     strip_location_suffix(line).to_string()
 }
 
+/// Drops the `error: line N column M: ` prefix and ` at line N column M` suffix serde-saphyr
+/// adds: our diagnostics carry the location themselves.
 fn strip_location_suffix(line: &str) -> &str {
-    match line.rfind(" at line ") {
-        Some(i) => &line[..i],
-        None => line,
+    let mut text = line.strip_prefix("error: ").unwrap_or(line);
+    if let Some(rest) = text.strip_prefix("line ") {
+        if let Some((_, after)) = rest.split_once(": ") {
+            text = after;
+        }
+    }
+    match text.rfind(" at line ") {
+        Some(i) => &text[..i],
+        None => text,
     }
 }
 

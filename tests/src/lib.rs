@@ -1,1 +1,44 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: find the built `patchday` binary and run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (the workspace folder).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The `patchday` binary cargo built next to this test binary.
+pub fn patchday_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join(format!("patchday{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests for the whole workspace (`cargo nextest run --workspace`), which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// A `patchday` command run from the repository root.
+pub fn patchday() -> Command {
+    let mut cmd = Command::new(patchday_bin());
+    cmd.current_dir(repo_root());
+    cmd
+}
+
+/// Runs `patchday` with `args` from the repository root.
+pub fn run(args: &[&str]) -> Output {
+    patchday().args(args).output().expect("patchday runs")
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -100,8 +100,9 @@ fn follows_from_removal(err: &yaml::DeError, removed: &[Vec<PathSeg>]) -> bool {
 }
 
 fn describe(err: &yaml::DeError) -> String {
-    if err.path.is_empty() && err.message.starts_with("expected struct") {
-        return "a runbook is a mapping with at least `name` and `steps`".to_string();
+    if let Some(found) = err.message.strip_prefix("expected a mapping, found ").filter(|_| err.path.is_empty()) {
+        let found = if found == "null" { "nothing (only comments?)" } else { found };
+        return format!("a runbook is a mapping with at least `name` and `steps`, but this file holds {found}");
     }
     match err.path.as_slice() {
         [PathSeg::Key(s), PathSeg::Key(id), ..] if s == "steps" && err.path.len() > 2 => {

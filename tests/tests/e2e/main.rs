@@ -1,1 +1,8 @@
-//! End-to-end tests.
+//! End-to-end tests: drive the built `patchday` binary as a user would.
+//! One test binary (like ripgrep's), one module per area.
+
+mod calendar;
+mod corpus;
+mod plan;
+mod schema;
+mod validate;

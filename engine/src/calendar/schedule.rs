@@ -1,0 +1,552 @@
+//! Schedules: when each cycle of a runbook fires.
+//!
+//! A schedule is a list of rules in one IANA zone plus blackouts:
+//!
+//! - `Anchored { expr, months }`: the cycle is the anchor's month; the fire is the expression
+//!   resolved for that cycle, even when an offset moves it into the previous or next month
+//!   (`patch_tuesday-10d` of 2026-09 fires on 2026-08-29 as cycle 2026-09). `months` limits
+//!   the cycles (1 = January).
+//! - `Cron`: wall-clock matches in the zone (see [`super::crontab`]); the cycle is the month of
+//!   the match's date.
+//!
+//! **A cycle fires exactly once**, at the earliest time any rule gives it; later matches of
+//! the same cycle (other rules, further cron matches) are ignored. A fire whose local date is
+//! in a blackout is still listed, with the blackout's reason, but never started.
+//!
+//! [`Schedule::fires_from`] yields each cycle's fire that is **at or after** `from`, in time
+//! order (ties by cycle). A cycle whose fire is before `from` is not yielded at all: it already
+//! fired (or was missed), and a later match in the same month does not fire it again.
+//!
+//! Iteration walks cycles, not calendar months, so a fire is never skipped or repeated at
+//! month or year ends. Because different rules may move fires by different offsets, fires are
+//! buffered and released once no later cycle can produce an earlier fire.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+
+use super::blackout::{Blackout, blackout_for};
+use super::crontab::{first_fire_from, parse_cron};
+use super::cycle::{Cycle, MAX_YEAR, MIN_YEAR, patch_tuesday};
+use super::expr::{AnchorContext, TimeExpr};
+
+/// One schedule entry of a runbook.
+#[derive(Clone, Debug)]
+pub enum ScheduleRule {
+    /// `{ at: EXPR, months: [...] }`; `months: None` means every month.
+    Anchored {
+        expr: TimeExpr,
+        months: Option<Vec<u32>>,
+    },
+    /// `{ cron: "..." }` in the `cron` crate's syntax, evaluated in the runbook's zone.
+    Cron(cron::Schedule),
+}
+
+/// Why an anchored rule cannot be a schedule entry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error(
+        "`{0}` is anchored to `start`; a schedule needs a calendar anchor such as `patch_tuesday`"
+    )]
+    StartAnchored(String),
+    #[error("month {0} is out of range (1-12)")]
+    Month(u32),
+    #[error("`months` is empty, so this rule would never fire")]
+    NoMonths,
+}
+
+impl ScheduleRule {
+    /// An anchored rule, checked: a calendar anchor and months in 1..=12.
+    pub fn anchored(expr: TimeExpr, months: Option<Vec<u32>>) -> Result<ScheduleRule, RuleError> {
+        if expr.is_start_anchored() {
+            return Err(RuleError::StartAnchored(expr.to_string()));
+        }
+        if let Some(months) = &months {
+            if months.is_empty() {
+                return Err(RuleError::NoMonths);
+            }
+            if let Some(bad) = months.iter().find(|m| !(1..=12).contains(*m)) {
+                return Err(RuleError::Month(*bad));
+            }
+        }
+        Ok(ScheduleRule::Anchored { expr, months })
+    }
+
+    /// A cron rule; see [`parse_cron`].
+    pub fn cron(text: &str) -> Result<ScheduleRule, String> {
+        parse_cron(text).map(ScheduleRule::Cron)
+    }
+
+    /// This rule's fire for one cycle, if it gives the cycle one.
+    pub fn fire_in(&self, tz: Tz, cycle: Cycle) -> Option<DateTime<Tz>> {
+        match self {
+            ScheduleRule::Anchored { expr, months } => anchored_fire(expr, months.as_deref(), tz, cycle),
+            ScheduleRule::Cron(schedule) => first_fire_from(schedule, tz, cycle)
+                .filter(|(c, _)| *c == cycle)
+                .map(|(_, at)| at),
+        }
+    }
+
+    /// Earliest and latest distance of a cycle's fire from the start of its month and the start
+    /// of the next month. Generous: the margin covers UTC offsets and DST gaps.
+    fn reach(&self) -> (TimeDelta, TimeDelta) {
+        let margin = TimeDelta::days(3);
+        match self {
+            ScheduleRule::Anchored { expr, .. } => {
+                let shift = TimeDelta::days(expr.days()) + expr.duration();
+                (shift - margin, shift + TimeDelta::days(1) + margin)
+            }
+            ScheduleRule::Cron(_) => (-margin, margin),
+        }
+    }
+}
+
+fn anchored_fire(expr: &TimeExpr, months: Option<&[u32]>, tz: Tz, cycle: Cycle) -> Option<DateTime<Tz>> {
+    if months.is_some_and(|m| !m.contains(&cycle.month)) {
+        return None;
+    }
+    let ctx = AnchorContext { cycle, start: None };
+    expr.resolve(tz, &ctx).ok()
+}
+
+/// One cycle's fire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fire {
+    pub cycle: Cycle,
+    pub patch_tuesday: NaiveDate,
+    pub fires_at: DateTime<Tz>,
+    /// The blackout's reason when the fire's local date is in one: the cycle is skipped.
+    pub blackout: Option<String>,
+}
+
+/// A runbook's compiled schedule: rules, zone and blackouts. No rules: manual trigger only.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    rules: Vec<ScheduleRule>,
+    tz: Tz,
+    blackouts: Vec<Blackout>,
+}
+
+impl Schedule {
+    pub fn new(rules: Vec<ScheduleRule>, tz: Tz, blackouts: Vec<Blackout>) -> Schedule {
+        Schedule { rules, tz, blackouts }
+    }
+
+    /// Adds blackouts (e.g. the config's org-wide ones) after the runbook's own.
+    pub fn add_blackouts(&mut self, extra: impl IntoIterator<Item = Blackout>) {
+        self.blackouts.extend(extra);
+    }
+
+    pub fn rules(&self) -> &[ScheduleRule] {
+        &self.rules
+    }
+
+    pub fn tz(&self) -> Tz {
+        self.tz
+    }
+
+    pub fn blackouts(&self) -> &[Blackout] {
+        &self.blackouts
+    }
+
+    /// True when the runbook has no schedule and only runs when triggered.
+    pub fn is_manual(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The fire of one cycle (the earliest of its rules), if any rule gives it one.
+    pub fn fire_for(&self, cycle: Cycle) -> Option<Fire> {
+        let at = self.rules.iter().filter_map(|r| r.fire_in(self.tz, cycle)).min()?;
+        Some(self.fire(cycle, at))
+    }
+
+    /// Every cycle's fire at or after `from`, in time order. Ends after year 9999 (or 2100 for
+    /// cron rules, the `cron` crate's last year) or at once for a manual schedule.
+    pub fn fires_from(&self, from: DateTime<Utc>) -> Fires<'_> {
+        let (earliest, latest) = self.reach();
+        let first = first_cycle(from, latest);
+        Fires {
+            schedule: self,
+            cycles: CycleFires::new(self, first),
+            pending: BinaryHeap::new(),
+            from,
+            earliest,
+        }
+    }
+
+    fn fire(&self, cycle: Cycle, fires_at: DateTime<Tz>) -> Fire {
+        let blackout = blackout_for(&self.blackouts, fires_at.date_naive()).map(|b| b.reason.clone());
+        Fire {
+            cycle,
+            patch_tuesday: patch_tuesday(cycle),
+            fires_at,
+            blackout,
+        }
+    }
+
+    /// The widest reach over all rules.
+    fn reach(&self) -> (TimeDelta, TimeDelta) {
+        let reaches = self.rules.iter().map(ScheduleRule::reach);
+        reaches.fold((TimeDelta::zero(), TimeDelta::zero()), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)))
+    }
+}
+
+/// The first cycle that can fire at or after `from`, given how late after its month a fire can be.
+fn first_cycle(from: DateTime<Utc>, latest: TimeDelta) -> Cycle {
+    let reach_back = from.checked_sub_signed(latest).unwrap_or(from);
+    let cycle = Cycle::of(reach_back.date_naive()).pred();
+    let lowest = Cycle { year: MIN_YEAR, month: 1 };
+    cycle.max(lowest)
+}
+
+/// Midnight UTC on the first day of the cycle's month.
+fn month_start_utc(cycle: Cycle) -> DateTime<Utc> {
+    cycle.first_day().and_time(NaiveTime::MIN).and_utc()
+}
+
+/// Iterator returned by [`Schedule::fires_from`].
+pub struct Fires<'a> {
+    schedule: &'a Schedule,
+    cycles: CycleFires<'a>,
+    /// Fires computed but not yet released, earliest first.
+    pending: BinaryHeap<Reverse<(DateTime<Tz>, Cycle)>>,
+    from: DateTime<Utc>,
+    /// No cycle fires earlier than this before its month starts.
+    earliest: TimeDelta,
+}
+
+impl Fires<'_> {
+    /// Whether no cycle still to be computed can fire before `at`.
+    fn settled(&self, at: DateTime<Tz>) -> bool {
+        match self.cycles.next_cycle() {
+            None => true,
+            Some(cycle) => at.to_utc() < month_start_utc(cycle) + self.earliest,
+        }
+    }
+}
+
+impl Iterator for Fires<'_> {
+    type Item = Fire;
+
+    fn next(&mut self) -> Option<Fire> {
+        loop {
+            if let Some(Reverse((at, cycle))) = self.pending.peek().copied()
+                && self.settled(at)
+            {
+                self.pending.pop();
+                if at >= self.from {
+                    return Some(self.schedule.fire(cycle, at));
+                }
+                continue;
+            }
+            let (cycle, at) = self.cycles.next()?;
+            self.pending.push(Reverse((at, cycle)));
+        }
+    }
+}
+
+/// Each cycle's fire in cycle order: the earliest over the rules that give the cycle one.
+struct CycleFires<'a> {
+    tz: Tz,
+    rules: Vec<RuleFires<'a>>,
+}
+
+impl<'a> CycleFires<'a> {
+    fn new(schedule: &'a Schedule, first: Cycle) -> CycleFires<'a> {
+        let tz = schedule.tz;
+        let rules = schedule.rules.iter().map(|rule| RuleFires::new(rule, tz, first)).collect();
+        CycleFires { tz, rules }
+    }
+
+    /// The cycle [`Iterator::next`] will return next.
+    fn next_cycle(&self) -> Option<Cycle> {
+        self.rules.iter().filter_map(|r| r.head.map(|(c, _)| c)).min()
+    }
+}
+
+impl Iterator for CycleFires<'_> {
+    type Item = (Cycle, DateTime<Tz>);
+
+    fn next(&mut self) -> Option<(Cycle, DateTime<Tz>)> {
+        let cycle = self.next_cycle()?;
+        let mut earliest: Option<DateTime<Tz>> = None;
+        for rule in &mut self.rules {
+            if let Some((c, at)) = rule.head
+                && c == cycle
+            {
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                rule.advance(self.tz);
+            }
+        }
+        earliest.map(|at| (cycle, at))
+    }
+}
+
+/// One rule's fires in cycle order, with the next one computed ahead.
+struct RuleFires<'a> {
+    rule: &'a ScheduleRule,
+    /// The next cycle to look at.
+    next: Cycle,
+    head: Option<(Cycle, DateTime<Tz>)>,
+}
+
+impl<'a> RuleFires<'a> {
+    fn new(rule: &'a ScheduleRule, tz: Tz, first: Cycle) -> RuleFires<'a> {
+        let mut fires = RuleFires {
+            rule,
+            next: first,
+            head: None,
+        };
+        fires.advance(tz);
+        fires
+    }
+
+    fn advance(&mut self, tz: Tz) {
+        self.head = match self.rule {
+            ScheduleRule::Anchored { expr, months } => self.next_anchored(expr, months.as_deref(), tz),
+            ScheduleRule::Cron(schedule) => self.next_cron(schedule, tz),
+        };
+    }
+
+    fn next_anchored(
+        &mut self,
+        expr: &TimeExpr,
+        months: Option<&[u32]>,
+        tz: Tz,
+    ) -> Option<(Cycle, DateTime<Tz>)> {
+        let never = expr.is_start_anchored() || months.is_some_and(|m| !m.iter().any(|m| (1..=12).contains(m)));
+        if never {
+            return None;
+        }
+        while self.next.year <= MAX_YEAR {
+            let cycle = self.next;
+            self.next = cycle.succ();
+            if let Some(at) = anchored_fire(expr, months, tz, cycle) {
+                return Some((cycle, at));
+            }
+        }
+        None
+    }
+
+    fn next_cron(&mut self, schedule: &cron::Schedule, tz: Tz) -> Option<(Cycle, DateTime<Tz>)> {
+        if self.next.year > MAX_YEAR {
+            return None;
+        }
+        let (cycle, at) = first_fire_from(schedule, tz, self.next)?;
+        self.next = cycle.succ();
+        Some((cycle, at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::blackout::parse_date;
+
+    const NY: Tz = chrono_tz::America::New_York;
+    const BERLIN: Tz = chrono_tz::Europe::Berlin;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn at(text: &str) -> ScheduleRule {
+        ScheduleRule::anchored(TimeExpr::parse(text).unwrap(), None).unwrap()
+    }
+
+    fn at_in(text: &str, months: &[u32]) -> ScheduleRule {
+        ScheduleRule::anchored(TimeExpr::parse(text).unwrap(), Some(months.to_vec())).unwrap()
+    }
+
+    fn cron(text: &str) -> ScheduleRule {
+        ScheduleRule::cron(text).unwrap()
+    }
+
+    /// "cycle fires_at [blackout]" lines.
+    fn listing(schedule: &Schedule, from: &str, count: usize) -> Vec<String> {
+        schedule
+            .fires_from(utc(from))
+            .take(count)
+            .map(|f| {
+                let blackout = f.blackout.map(|b| format!(" [{b}]")).unwrap_or_default();
+                format!("{} {}{blackout}", f.cycle, f.fires_at.to_rfc3339())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn monthly_runbook_fires_a_week_before_patch_tuesday() {
+        let schedule = Schedule::new(vec![at("patch_tuesday-7d 09:00")], NY, vec![]);
+        let fires: Vec<Fire> = schedule.fires_from(utc("2026-01-01T00:00:00Z")).take(12).collect();
+        assert_eq!(fires.len(), 12);
+        for (i, fire) in fires.iter().enumerate() {
+            assert_eq!(fire.cycle, Cycle { year: 2026, month: i as u32 + 1 });
+            assert_eq!(fire.fires_at.date_naive(), fire.patch_tuesday - TimeDelta::days(7));
+            assert_eq!(fire.fires_at.time(), NaiveTime::from_hms_opt(9, 0, 0).unwrap());
+        }
+        assert_eq!(fires[2].fires_at.to_rfc3339(), "2026-03-03T09:00:00-05:00");
+        assert_eq!(fires[3].fires_at.to_rfc3339(), "2026-04-07T09:00:00-04:00");
+    }
+
+    #[test]
+    fn offsets_that_leave_the_month_keep_the_anchor_cycle() {
+        // Patch Tuesday 2026-09-08: ten days earlier is in August, still cycle 2026-09.
+        let schedule = Schedule::new(vec![at("patch_tuesday-10d 09:00")], NY, vec![]);
+        assert_eq!(
+            listing(&schedule, "2026-08-01T00:00:00Z", 3),
+            [
+                "2026-08 2026-08-01T09:00:00-04:00",
+                "2026-09 2026-08-29T09:00:00-04:00",
+                "2026-10 2026-10-03T09:00:00-04:00",
+            ]
+        );
+        // Last Friday + 5 days crosses the year end: 2026-12-25 + 5 = 2026-12-30,
+        // 2027-01-29 + 5 = 2027-02-03 (cycle 2027-01).
+        let schedule = Schedule::new(vec![at("last_friday+5d 08:00")], BERLIN, vec![]);
+        assert_eq!(
+            listing(&schedule, "2026-12-03T00:00:00Z", 3),
+            [
+                "2026-12 2026-12-30T08:00:00+01:00",
+                "2027-01 2027-02-03T08:00:00+01:00",
+                "2027-02 2027-03-03T08:00:00+01:00",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fire_exactly_at_from_is_included_and_none_is_repeated_across_the_year_end() {
+        // Cycle 2027-01 fires on the last day of 2026.
+        let schedule = Schedule::new(vec![at("month_start-1d 22:00")], NY, vec![]);
+        let from = "2027-01-01T03:00:00Z"; // 2026-12-31 22:00 EST
+        assert_eq!(
+            listing(&schedule, from, 2),
+            ["2027-01 2026-12-31T22:00:00-05:00", "2027-02 2027-01-31T22:00:00-05:00"]
+        );
+        assert_eq!(
+            listing(&schedule, "2027-01-01T03:00:01Z", 2),
+            ["2027-02 2027-01-31T22:00:00-05:00", "2027-03 2027-02-28T22:00:00-05:00"]
+        );
+    }
+
+    #[test]
+    fn several_rules_give_a_cycle_one_fire_the_earliest() {
+        // Quarterly on the first Monday, otherwise a week before Patch Tuesday; both hit
+        // January: only the earlier counts.
+        let rules = vec![at_in("first_monday 10:00", &[1, 4, 7, 10]), at("patch_tuesday-7d 09:00")];
+        let schedule = Schedule::new(rules, NY, vec![]);
+        assert_eq!(
+            listing(&schedule, "2026-01-01T00:00:00Z", 4),
+            [
+                // first Monday 2026-01-05 10:00 vs Patch Tuesday-7d 2026-01-06 09:00
+                "2026-01 2026-01-05T10:00:00-05:00",
+                "2026-02 2026-02-03T09:00:00-05:00",
+                "2026-03 2026-03-03T09:00:00-05:00",
+                // first Monday 2026-04-06 is earlier than 2026-04-07
+                "2026-04 2026-04-06T10:00:00-04:00",
+            ]
+        );
+        assert_eq!(
+            schedule.fire_for(Cycle { year: 2026, month: 4 }).unwrap().fires_at.to_rfc3339(),
+            "2026-04-06T10:00:00-04:00"
+        );
+    }
+
+    #[test]
+    fn fires_come_out_in_time_order_even_when_cycles_overtake_each_other() {
+        // January's cycle fires 40 days after New Year, after February's own fire.
+        let rules = vec![at_in("month_start+40d", &[1]), at_in("patch_tuesday-7d", &[2])];
+        let schedule = Schedule::new(rules, BERLIN, vec![]);
+        assert_eq!(
+            listing(&schedule, "2026-01-01T00:00:00Z", 3),
+            [
+                "2026-02 2026-02-03T00:00:00+01:00",
+                "2026-01 2026-02-10T00:00:00+01:00",
+                "2027-02 2027-02-02T00:00:00+01:00",
+            ]
+        );
+    }
+
+    #[test]
+    fn cron_and_anchored_rules_mix() {
+        // Second Saturday by cron (both fields must match), Patch Tuesday+4d by anchor.
+        let rules = vec![cron("0 0 20 8-14 * Sat"), at("patch_tuesday+4d 20:00")];
+        let schedule = Schedule::new(rules, NY, vec![]);
+        let fires = listing(&schedule, "2024-02-01T00:00:00Z", 2);
+        // February 2024: second Saturday the 10th comes before Patch Tuesday+4d (17th).
+        assert_eq!(fires[0], "2024-02 2024-02-10T20:00:00-05:00");
+        // March 2024: Patch Tuesday is the 12th, second Saturday the 9th.
+        assert_eq!(fires[1], "2024-03 2024-03-09T20:00:00-05:00");
+    }
+
+    #[test]
+    fn blacked_out_cycles_are_listed_with_their_reason() {
+        let freeze = Blackout::new(
+            parse_date("2026-12-21").unwrap(),
+            parse_date("2027-01-04").unwrap(),
+            "year-end change freeze",
+        )
+        .unwrap();
+        let schedule = Schedule::new(vec![at("last_monday 09:00")], NY, vec![freeze]);
+        assert_eq!(
+            listing(&schedule, "2026-11-01T00:00:00Z", 3),
+            [
+                "2026-11 2026-11-30T09:00:00-05:00",
+                "2026-12 2026-12-28T09:00:00-05:00 [year-end change freeze]",
+                "2027-01 2027-01-25T09:00:00-05:00",
+            ]
+        );
+        // The blackout is by the fire's *local* date: 2027-01-04 23:30 in New York is
+        // 2027-01-05 in UTC, and still blacked out.
+        let late = Schedule::new(
+            vec![at("month_start+3d 23:30")],
+            NY,
+            vec![Blackout::new(
+                parse_date("2027-01-04").unwrap(),
+                parse_date("2027-01-04").unwrap(),
+                "freeze",
+            )
+            .unwrap()],
+        );
+        let fire = late.fire_for(Cycle { year: 2027, month: 1 }).unwrap();
+        assert_eq!(fire.fires_at.to_utc().to_rfc3339(), "2027-01-05T04:30:00+00:00");
+        assert_eq!(fire.blackout.as_deref(), Some("freeze"));
+    }
+
+    #[test]
+    fn months_and_cron_years_limit_the_cycles() {
+        let schedule = Schedule::new(vec![at_in("patch_tuesday+3d 22:00", &[2, 4, 6, 8, 10, 12])], NY, vec![]);
+        let cycles: Vec<String> = schedule
+            .fires_from(utc("2026-01-01T00:00:00Z"))
+            .take(4)
+            .map(|f| f.cycle.to_string())
+            .collect();
+        assert_eq!(cycles, ["2026-02", "2026-04", "2026-06", "2026-08"]);
+        // A cron rule limited to 2026-2027 ends.
+        let schedule = Schedule::new(vec![cron("0 0 9 1 * * 2026-2027")], NY, vec![]);
+        assert_eq!(schedule.fires_from(utc("2025-06-01T00:00:00Z")).count(), 24);
+        // No rules: manual trigger only, nothing fires.
+        let manual = Schedule::new(vec![], NY, vec![]);
+        assert!(manual.is_manual());
+        assert_eq!(manual.fires_from(utc("2026-01-01T00:00:00Z")).next(), None);
+    }
+
+    #[test]
+    fn rules_are_checked() {
+        let start = TimeExpr::parse("start+1h").unwrap();
+        let err = ScheduleRule::anchored(start, None).unwrap_err();
+        assert!(err.to_string().contains("anchored to `start`"), "{err}");
+        let pt = TimeExpr::parse("patch_tuesday").unwrap();
+        assert_eq!(ScheduleRule::anchored(pt.clone(), Some(vec![13])).unwrap_err(), RuleError::Month(13));
+        assert_eq!(ScheduleRule::anchored(pt, Some(vec![])).unwrap_err(), RuleError::NoMonths);
+    }
+
+    #[test]
+    fn schedule_ends_after_year_9999() {
+        let schedule = Schedule::new(vec![at("patch_tuesday")], chrono_tz::UTC, vec![]);
+        let fires: Vec<Fire> = schedule.fires_from(utc("9999-11-01T00:00:00Z")).collect();
+        let cycles: Vec<String> = fires.iter().map(|f| f.cycle.to_string()).collect();
+        assert_eq!(cycles, ["9999-11", "9999-12"]);
+    }
+}

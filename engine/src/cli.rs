@@ -1,4 +1,0 @@
-//! TODO
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
-}

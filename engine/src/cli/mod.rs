@@ -1,0 +1,128 @@
+//! The command line (DESIGN §8): argument parsing and dispatch. This is the binary's edge:
+//! errors become messages and exit codes here (0 success, 1 the thing checked failed,
+//! 2 usage, configuration or I/O error), and `anyhow` is used only here.
+
+mod calendar;
+mod plan;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::clock::{Clock, ManualClock, SystemClock};
+
+/// patchday: patch-management runbooks keyed to Patch Tuesday.
+#[derive(Debug, Parser)]
+#[command(name = "patchday", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Start with `patchday validate runbooks/`, then `patchday calendar runbooks/monthly.yaml` \
+and `patchday plan runbooks/monthly.yaml`.\nExit codes: 0 success, 1 the thing checked failed, 2 usage, configuration or I/O error.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Configuration file (patchday.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Pretend it is this time (RFC 3339, e.g. 2026-12-01T08:00:00-05:00).
+    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_instant)]
+    now: Option<DateTime<Utc>>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Output formats; `dot` and `mermaid` only for `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check runbook files or folders; every error as file:line:col with a snippet.
+    Validate(validate::Args),
+    /// Show the next cycles of a runbook: when each fires, and which a blackout skips.
+    Calendar(calendar::Args),
+    /// Show a runbook's steps in order with waves, dependencies and planned start times.
+    Plan(plan::Args),
+    /// Print the runbook JSON Schema (or write both schemas into a folder).
+    Schema(schema::Args),
+}
+
+/// What every command gets besides its own arguments.
+pub(crate) struct Globals {
+    pub format: Format,
+    pub clock: Box<dyn Clock>,
+    #[allow(dead_code)]
+    pub config: Option<PathBuf>,
+}
+
+/// Failures that end a command with exit code 2 (usage, configuration, I/O).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub String);
+
+/// Runs the CLI with the process arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let globals = Globals {
+        format: cli.format,
+        clock: match cli.now {
+            Some(now) => Box::new(ManualClock::new(now)),
+            None => Box::new(SystemClock),
+        },
+        config: cli.config,
+    };
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args, &globals),
+        Command::Calendar(args) => calendar::run(args, &globals),
+        Command::Plan(args) => plan::run(args, &globals),
+        Command::Schema(args) => schema::run(args, &globals),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time such as 2026-12-01T08:00:00-05:00 ({e})"))
+}
+
+/// Loads and checks one runbook for commands that need a valid one; prints the diagnostics
+/// and returns `Ok(None)` (exit 1) when it is invalid.
+pub(crate) fn checked_runbook(path: &std::path::Path) -> anyhow::Result<Option<crate::validate::CheckedRunbook>> {
+    if !path.is_file() {
+        return Err(UsageError(format!("{}: no such runbook file", path.display())).into());
+    }
+    let checked = crate::sources::check_files(&[path.to_path_buf()]);
+    validate::print_diagnostics(&checked, false);
+    let runbook = checked.runbooks.into_iter().next().and_then(|(_, c)| c);
+    Ok(runbook)
+}
+
+/// Rejects formats a command does not produce.
+pub(crate) fn text_or_json(format: Format, command: &str) -> anyhow::Result<bool> {
+    match format {
+        Format::Text => Ok(false),
+        Format::Json => Ok(true),
+        other => Err(UsageError(format!("`{command}` prints text or json, not {other:?}").to_lowercase()).into()),
+    }
+}
+
+/// Prints JSON with a final newline.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

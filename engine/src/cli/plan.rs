@@ -1,0 +1,47 @@
+//! `patchday plan RUNBOOK [--cycle YYYY-MM] [--start RFC3339]`: the resolved DAG with each
+//! step's wave and planned start; `--format json|dot|mermaid`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+
+use super::{Format, Globals, UsageError, checked_runbook, parse_instant, print_json};
+use crate::calendar::Cycle;
+use crate::plan::{PlanFor, plan};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The runbook file.
+    runbook: PathBuf,
+    /// The cycle to plan (default: the next one the schedule fires).
+    #[arg(long, value_name = "YYYY-MM")]
+    cycle: Option<String>,
+    /// When the run starts, for `start`-anchored (emergency) runbooks.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+    start: Option<DateTime<Utc>>,
+}
+
+pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let cycle = match &args.cycle {
+        Some(text) => Some(text.parse::<Cycle>().map_err(|e| UsageError(format!("--cycle: {e}")))?),
+        None => None,
+    };
+    let Some(checked) = checked_runbook(&args.runbook)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let cycle = cycle.or_else(|| next_cycle(&checked, globals));
+    let planned = plan(&checked, PlanFor { cycle, start: args.start });
+    match globals.format {
+        Format::Text => print!("{}", planned.to_text()),
+        Format::Json => print_json(&planned)?,
+        Format::Dot => print!("{}", planned.to_dot()),
+        Format::Mermaid => print!("{}", planned.to_mermaid()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The next cycle the runbook's schedule fires from now, if it has a schedule.
+fn next_cycle(checked: &crate::validate::CheckedRunbook, globals: &Globals) -> Option<Cycle> {
+    checked.schedule.fires_from(globals.clock.now()).next().map(|f| f.cycle)
+}

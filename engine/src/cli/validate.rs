@@ -1,0 +1,74 @@
+//! `patchday validate PATH...`: check files and folders; every error as `file:line:col`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::{Globals, UsageError, print_json, text_or_json};
+use crate::diagnostic::Diagnostic;
+use crate::sources::{Checked, check_files, expand};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Runbook files, or folders of them (the *.yaml files directly inside are checked together).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let json = text_or_json(globals.format, "validate")?;
+    for path in &args.paths {
+        if !path.exists() {
+            return Err(UsageError(format!("{}: no such file or folder", path.display())).into());
+        }
+    }
+    let files = expand(&args.paths)?;
+    if files.is_empty() {
+        return Err(UsageError("no runbook files (*.yaml, *.yml) found".into()).into());
+    }
+    let checked = check_files(&files);
+    if json {
+        print_json(&report(&checked))?;
+    } else {
+        print_diagnostics(&checked, true);
+    }
+    Ok(if checked.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn report(checked: &Checked) -> serde_json::Value {
+    let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) =
+        checked.diagnostics.iter().partition(|d| d.is_error());
+    json!({ "valid": checked.is_valid(), "errors": errors, "warnings": warnings })
+}
+
+/// Prints every diagnostic with its snippet to stderr, and with `summary` a closing line.
+pub(crate) fn print_diagnostics(checked: &Checked, summary: bool) {
+    for d in &checked.diagnostics {
+        eprintln!("{}\n", d.render(checked.text(&d.file)));
+    }
+    if !summary {
+        return;
+    }
+    let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = checked.diagnostics.len() - errors;
+    let files = checked.runbooks.len();
+    if errors == 0 {
+        let names: Vec<&str> = checked
+            .runbooks
+            .iter()
+            .filter_map(|(l, _)| l.runbook.as_ref().map(|r| r.name.value.as_str()))
+            .collect();
+        println!("ok: {files} runbook(s) valid ({}){}", names.join(", "), plural(warnings, "warning"));
+    } else {
+        eprintln!("invalid: {} in {files} file(s){}", plural(errors, "error").trim_start_matches(", "), plural(warnings, "warning"));
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    match n {
+        0 => String::new(),
+        1 => format!(", 1 {word}"),
+        _ => format!(", {n} {word}s"),
+    }
+}
