@@ -435,7 +435,10 @@ fn parse_error(err: serde_saphyr::Error) -> ParseError {
             column: u32::try_from(l.column()).unwrap_or(0),
         })
         .unwrap_or_default();
-    let message = budget_message(&first_line(&err.to_string()));
+    let mut message = budget_message(&first_line(&err.to_string()));
+    if message == "recursion limit exceeded" {
+        message = format!("the file nests deeper than {} levels", Limits::RUNBOOK.max_depth);
+    }
     ParseError { loc, message }
 }
 

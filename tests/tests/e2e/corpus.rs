@@ -82,7 +82,7 @@ fn deep_nesting_is_refused_cleanly() {
     let deep = format!("name: x\nsteps: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
     let (code, text) = validate_bytes(deep.as_bytes());
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("hostile.yaml:") && text.contains("depth"), "{text}");
+    assert!(text.contains("hostile.yaml:") && text.contains("nests deeper than 32 levels"), "{text}");
 }
 
 #[test]

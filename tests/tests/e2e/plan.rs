@@ -54,7 +54,7 @@ fn mermaid_draws_the_monthly_dag() {
     assert!(text.starts_with("flowchart TD\n"), "{text}");
     assert!(text.contains("[\"patch-node1<br/>command × cluster-node1<br/>Sat 2026-12-12 22:00 -05:00\"]"), "{text}");
     let edges = text.lines().filter(|l| l.contains(" --> ")).count();
-    assert_eq!(edges, 24, "{text}");
+    assert_eq!(edges, 21, "{text}");
 }
 
 #[test]

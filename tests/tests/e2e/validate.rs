@@ -23,7 +23,7 @@ fn json_output_has_the_contract_shape() {
     let error = &report["errors"][0];
     assert_eq!(error["file"], "tests/corpus/invalid/unknown-needs.yaml");
     assert_eq!(error["line"], 4);
-    assert_eq!(error["column"], 38);
+    assert_eq!(error["column"], 32);
     assert!(error["message"].as_str().unwrap().contains("did you mean `snapshot`?"));
 }
 
