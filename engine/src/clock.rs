@@ -26,7 +26,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(now: DateTime<Utc>) -> Self {
-        ManualClock { now: std::sync::Mutex::new(now) }
+        ManualClock {
+            now: std::sync::Mutex::new(now),
+        }
     }
 
     /// Moves the clock to `now`.

@@ -64,7 +64,11 @@ impl Dag {
             .filter(|scc| scc.len() > 1 || self.graph.contains_edge(scc[0], scc[0]))
             .map(|scc| self.walk_cycle(&scc))
             .collect();
-        out.sort_by_key(|c| self.graph.node_indices().position(|n| self.graph[n] == c[0]));
+        out.sort_by_key(|c| {
+            self.graph
+                .node_indices()
+                .position(|n| self.graph[n] == c[0])
+        });
         out
     }
 
@@ -125,13 +129,26 @@ impl Dag {
         let mut seen = BTreeSet::new();
         let mut stack = vec![NodeIndex::new(i)];
         while let Some(n) = stack.pop() {
-            for up in self.graph.neighbors_directed(n, petgraph::Direction::Incoming) {
+            for up in self
+                .graph
+                .neighbors_directed(n, petgraph::Direction::Incoming)
+            {
                 if seen.insert(up.index()) {
                     stack.push(up);
                 }
             }
         }
         seen
+    }
+
+    /// Whether step `to` depends on step `from`, directly or through others.
+    pub fn reaches(&self, from: usize, to: usize) -> bool {
+        petgraph::algo::has_path_connecting(
+            &self.graph,
+            NodeIndex::new(from),
+            NodeIndex::new(to),
+            None,
+        )
     }
 
     /// The longest chain of dependencies (by number of steps), first step first; ties go to

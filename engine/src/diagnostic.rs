@@ -37,7 +37,10 @@ impl Diagnostic {
     }
 
     pub fn warning(file: &str, loc: Loc, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Self::error(file, loc, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Self::error(file, loc, message)
+        }
     }
 
     pub fn is_error(&self) -> bool {
@@ -50,7 +53,10 @@ impl Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        let mut out = format!("{}:{}:{}: {kind}: {}", self.file, self.line, self.column, self.message);
+        let mut out = format!(
+            "{}:{}:{}: {kind}: {}",
+            self.file, self.line, self.column, self.message
+        );
         if let Some(snippet) = source.and_then(|s| snippet(s, self.line, self.column)) {
             out.push('\n');
             out.push_str(&snippet);
@@ -72,7 +78,13 @@ fn snippet(source: &str, line: u32, column: u32) -> Option<String> {
     let mut out = String::new();
     let _ = writeln!(out, "{:gutter$} |", "");
     let _ = writeln!(out, "{line} | {text}");
-    let _ = write!(out, "{:gutter$} | {}{}", "", " ".repeat(start.min(text.chars().count())), "^".repeat(width));
+    let _ = write!(
+        out,
+        "{:gutter$} | {}{}",
+        "",
+        " ".repeat(start.min(text.chars().count())),
+        "^".repeat(width)
+    );
     Some(out)
 }
 
@@ -87,7 +99,7 @@ fn token_width(line: &str, start: usize) -> usize {
         return close.map_or(rest.len(), |i| i + 2);
     }
     let stop = |c: &char| matches!(c, ':' | ',' | ']' | '}' | '#') || c.is_whitespace();
-    let mut width = rest.iter().position(|c| stop(c)).unwrap_or(rest.len());
+    let mut width = rest.iter().position(stop).unwrap_or(rest.len());
     // A plain scalar may hold spaces (`patch_tuesday-7d 09:00`): extend over `word word`
     // up to the end of the value, but never past a comment or a flow delimiter.
     if !matches!(first, '[' | '{') {
@@ -129,6 +141,9 @@ mod tests {
     fn a_plain_scalar_with_spaces_is_underlined_whole() {
         let src = "at: patch_tuesday+3x 21:00 # comment\n";
         let d = Diagnostic::error("r.yaml", Loc { line: 1, column: 5 }, "bad");
-        assert!(d.render(Some(src)).ends_with(&"^".repeat("patch_tuesday+3x 21:00".len())));
+        assert!(
+            d.render(Some(src))
+                .ends_with(&"^".repeat("patch_tuesday+3x 21:00".len()))
+        );
     }
 }

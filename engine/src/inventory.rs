@@ -92,7 +92,9 @@ impl Inventory {
 
     /// The exception that leaves `host` out on `day`, if any.
     pub fn exception_for(&self, host: &str, day: NaiveDate) -> Option<&Exception> {
-        self.exceptions.iter().find(|e| e.host.value == host && day <= e.until.value)
+        self.exceptions
+            .iter()
+            .find(|e| e.host.value == host && day <= e.until.value)
     }
 
     /// A host as template data: its fields plus `name`.

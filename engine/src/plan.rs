@@ -59,8 +59,15 @@ pub fn plan(checked: &CheckedRunbook, target: PlanFor) -> Plan {
     let dag = &checked.dag;
     let waves = dag.waves().unwrap_or_else(|| vec![1; dag.len()]);
     let run_start = run_start(checked, target);
-    let cycle = target.cycle.or_else(|| target.start.map(|s| Cycle::of(s.with_timezone(&checked.tz).date_naive())));
-    let anchor = cycle.map(|cycle| AnchorContext { cycle, start: target.start.or(run_start) });
+    let cycle = target.cycle.or_else(|| {
+        target
+            .start
+            .map(|s| Cycle::of(s.with_timezone(&checked.tz).date_naive()))
+    });
+    let anchor = cycle.map(|cycle| AnchorContext {
+        cycle,
+        start: target.start.or(run_start),
+    });
     let mut steps: Vec<PlannedStep> = checked
         .runbook
         .steps
@@ -69,7 +76,11 @@ pub fn plan(checked: &CheckedRunbook, target: PlanFor) -> Plan {
         .map(|(i, (id, step))| PlannedStep {
             id: id.value.clone(),
             uses: step.uses.as_ref().map(|u| u.value.clone()),
-            needs: dag.needs(i).into_iter().map(|n| dag.id(n).to_string()).collect(),
+            needs: dag
+                .needs(i)
+                .into_iter()
+                .map(|n| dag.id(n).to_string())
+                .collect(),
             planned_start: None,
             wave: waves[i],
             at: step.at.as_ref().map(|a| a.value.clone()),
@@ -77,9 +88,15 @@ pub fn plan(checked: &CheckedRunbook, target: PlanFor) -> Plan {
             planned: None,
         })
         .collect();
-    let order = dag.topological().unwrap_or_else(|| (0..dag.len()).collect());
+    let order = dag
+        .topological()
+        .unwrap_or_else(|| (0..dag.len()).collect());
     for i in order {
-        let own = checked.times[i].at.as_ref().map(|expr| anchor.as_ref().and_then(|a| expr.resolve(checked.tz, a).ok()));
+        let own = checked.times[i].at.as_ref().map(|expr| {
+            anchor
+                .as_ref()
+                .and_then(|a| expr.resolve(checked.tz, a).ok())
+        });
         let from_needs: Vec<_> = dag.needs(i).into_iter().map(|n| steps[n].planned).collect();
         let base = run_start.map(|s| s.with_timezone(&checked.tz));
         steps[i].planned = latest(base, own.into_iter().chain(from_needs));
@@ -91,14 +108,21 @@ pub fn plan(checked: &CheckedRunbook, target: PlanFor) -> Plan {
         timezone: checked.tz.name().to_string(),
         patch_tuesday: target.cycle.map(crate::calendar::patch_tuesday),
         run_start: run_start.map(|s| s.with_timezone(&checked.tz).to_rfc3339()),
-        critical_path: dag.critical_path().into_iter().map(|i| dag.id(i).to_string()).collect(),
+        critical_path: dag
+            .critical_path()
+            .into_iter()
+            .map(|i| dag.id(i).to_string())
+            .collect(),
         steps,
     }
 }
 
 /// The latest of `base` and `times`; unknown (`None`) when any of `times` is unknown, or
 /// when nothing is known at all.
-fn latest(base: Option<DateTime<Tz>>, times: impl IntoIterator<Item = Option<DateTime<Tz>>>) -> Option<DateTime<Tz>> {
+fn latest(
+    base: Option<DateTime<Tz>>,
+    times: impl IntoIterator<Item = Option<DateTime<Tz>>>,
+) -> Option<DateTime<Tz>> {
     let mut out = base;
     for t in times {
         let t = t?;
@@ -113,7 +137,11 @@ fn run_start(checked: &CheckedRunbook, target: PlanFor) -> Option<DateTime<Utc>>
         return target.start;
     }
     let cycle = target.cycle?;
-    let from = cycle.first_day().pred_opt()?.pred_opt()?.and_hms_opt(0, 0, 0)?;
+    let from = cycle
+        .first_day()
+        .pred_opt()?
+        .pred_opt()?
+        .and_hms_opt(0, 0, 0)?;
     let from = from.and_utc() - chrono::Duration::days(45);
     checked
         .schedule
@@ -138,15 +166,46 @@ impl Plan {
         if let Some(start) = &self.run_start {
             let _ = writeln!(out, "run starts {}", local_text(start));
         }
-        let id_width = self.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
-        let uses_width = self.steps.iter().map(|s| s.uses.as_deref().unwrap_or(MILESTONE).len()).max().unwrap_or(4);
-        let _ = writeln!(out, "\n{:<4}  {:<id_width$}  {:<uses_width$}  {:<27}  needs", "wave", "step", "uses", "planned start");
+        let id_width = self
+            .steps
+            .iter()
+            .map(|s| s.id.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let uses_width = self
+            .steps
+            .iter()
+            .map(|s| s.uses.as_deref().unwrap_or(MILESTONE).len())
+            .max()
+            .unwrap_or(4);
+        let _ = writeln!(
+            out,
+            "\n{:<4}  {:<id_width$}  {:<uses_width$}  {:<27}  needs",
+            "wave", "step", "uses", "planned start"
+        );
         for step in &self.steps_in_order() {
-            let planned = step.planned_start.as_deref().map(local_text).unwrap_or_else(|| "-".into());
-            let needs = if step.needs.is_empty() { "-".to_string() } else { step.needs.join(", ") };
+            let planned = step
+                .planned_start
+                .as_deref()
+                .map(local_text)
+                .unwrap_or_else(|| "-".into());
+            let needs = if step.needs.is_empty() {
+                "-".to_string()
+            } else {
+                step.needs.join(", ")
+            };
             let uses = step.uses.as_deref().unwrap_or(MILESTONE);
-            let fan = step.for_each.as_ref().map(|g| format!("  [each host of {g}]")).unwrap_or_default();
-            let _ = writeln!(out, "{:<4}  {:<id_width$}  {:<uses_width$}  {:<27}  {needs}{fan}", step.wave, step.id, uses, planned);
+            let fan = step
+                .for_each
+                .as_ref()
+                .map(|g| format!("  [each host of {g}]"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:<4}  {:<id_width$}  {:<uses_width$}  {:<27}  {needs}{fan}",
+                step.wave, step.id, uses, planned
+            );
         }
         let _ = writeln!(out, "\ncritical path: {}", self.critical_path.join(" -> "));
         out
@@ -162,7 +221,10 @@ impl Plan {
 
     /// Graphviz dot.
     pub fn to_dot(&self) -> String {
-        let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n", self.runbook);
+        let mut out = format!(
+            "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
+            self.runbook
+        );
         for step in &self.steps {
             let _ = writeln!(out, "  \"{}\" [label=\"{}\"];", step.id, label(step, "\\n"));
         }
@@ -178,14 +240,28 @@ impl Plan {
     /// A Mermaid flowchart.
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart TD\n");
-        let ids: std::collections::HashMap<&str, String> =
-            self.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), format!("s{i}"))).collect();
+        let ids: std::collections::HashMap<&str, String> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), format!("s{i}")))
+            .collect();
         for step in &self.steps {
-            let _ = writeln!(out, "  {}[\"{}\"]", ids[step.id.as_str()], label(step, "<br/>"));
+            let _ = writeln!(
+                out,
+                "  {}[\"{}\"]",
+                ids[step.id.as_str()],
+                label(step, "<br/>")
+            );
         }
         for step in &self.steps {
             for need in &step.needs {
-                let _ = writeln!(out, "  {} --> {}", ids[need.as_str()], ids[step.id.as_str()]);
+                let _ = writeln!(
+                    out,
+                    "  {} --> {}",
+                    ids[need.as_str()],
+                    ids[step.id.as_str()]
+                );
             }
         }
         out

@@ -34,7 +34,10 @@ pub fn runbook_schema() -> Value {
         })
         .collect();
     for def in ["Step", "Undo"] {
-        if let Some(step) = schema.pointer_mut(&format!("/$defs/{def}")).and_then(Value::as_object_mut) {
+        if let Some(step) = schema
+            .pointer_mut(&format!("/$defs/{def}"))
+            .and_then(Value::as_object_mut)
+        {
             step.insert("allOf".into(), Value::Array(conditions.clone()));
         }
     }
@@ -43,7 +46,10 @@ pub fn runbook_schema() -> Value {
 
 /// The inventory JSON Schema (draft 2020-12).
 pub fn inventory_schema() -> Value {
-    SchemaSettings::draft2020_12().into_generator().root_schema_for::<Inventory>().to_value()
+    SchemaSettings::draft2020_12()
+        .into_generator()
+        .root_schema_for::<Inventory>()
+        .to_value()
 }
 
 /// A schema as it is committed: pretty JSON with a final newline.
@@ -59,22 +65,36 @@ mod tests {
     use std::path::Path;
 
     fn committed(name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../schemas")
+            .join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     #[test]
     fn committed_schemas_match_the_code() {
         let hint = "the committed schema differs from the code: run `cargo run -q -p patchday -- schema --write schemas/`";
-        assert!(committed(RUNBOOK_SCHEMA_FILE) == to_file_text(&runbook_schema()), "{hint}");
-        assert!(committed(INVENTORY_SCHEMA_FILE) == to_file_text(&inventory_schema()), "{hint}");
+        assert!(
+            committed(RUNBOOK_SCHEMA_FILE) == to_file_text(&runbook_schema()),
+            "{hint}"
+        );
+        assert!(
+            committed(INVENTORY_SCHEMA_FILE) == to_file_text(&inventory_schema()),
+            "{hint}"
+        );
     }
 
     #[test]
     fn step_inputs_are_typed_by_connector() {
         let schema = runbook_schema();
-        let all_of = schema.pointer("/$defs/Step/allOf").and_then(Value::as_array).unwrap();
+        let all_of = schema
+            .pointer("/$defs/Step/allOf")
+            .and_then(Value::as_array)
+            .unwrap();
         assert_eq!(all_of.len(), CATALOG.len());
-        assert_eq!(all_of[0].pointer("/if/properties/uses/const"), Some(&json!("email")));
+        assert_eq!(
+            all_of[0].pointer("/if/properties/uses/const"),
+            Some(&json!("email"))
+        );
     }
 }

@@ -15,7 +15,10 @@ pub fn expand(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         if path.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                })
                 .collect();
             found.sort();
             out.extend(found);
@@ -72,7 +75,11 @@ pub fn check_files(files: &[PathBuf]) -> Checked {
     }
     crate::diagnostic::sort(&mut diagnostics);
     diagnostics.dedup();
-    Checked { runbooks, diagnostics, sources }
+    Checked {
+        runbooks,
+        diagnostics,
+        sources,
+    }
 }
 
 fn dir_of(file: &Path) -> PathBuf {
@@ -81,12 +88,18 @@ fn dir_of(file: &Path) -> PathBuf {
 
 fn unreadable(file: &str, error: &str) -> LoadedRunbook {
     let mut loaded = load_runbook(file, "");
-    loaded.diagnostics = vec![Diagnostic::error(file, crate::yaml::Loc::default(), format!("cannot read the file: {error}"))];
+    loaded.diagnostics = vec![Diagnostic::error(
+        file,
+        crate::yaml::Loc::default(),
+        format!("cannot read the file: {error}"),
+    )];
     loaded
 }
 
 fn read_references(loaded: &LoadedRunbook, file: &Path, sources: &mut Sources) {
-    let Some(runbook) = &loaded.runbook else { return };
+    let Some(runbook) = &loaded.runbook else {
+        return;
+    };
     for path in validate::references(runbook, &dir_of(file)) {
         if !sources.contains(&path) && path.exists() {
             sources.insert(path.clone(), read(&path));
@@ -99,8 +112,16 @@ fn read(path: &Path) -> Result<String, String> {
     let limit = crate::yaml::Limits::RUNBOOK.max_bytes as u64;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if meta.len() > limit {
-        return Err(format!("the file is {} bytes; the limit is {limit} bytes", meta.len()));
+        return Err(format!(
+            "the file is {} bytes; the limit is {limit} bytes",
+            meta.len()
+        ));
     }
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| format!("the file is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "the file is not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }

@@ -63,7 +63,8 @@ fn collect_block(h: &HelperTemplate, out: &mut Vec<VarRef>) {
     for p in h.params.iter().chain(h.hash.values()) {
         collect_param(p, out, false);
     }
-    let same_scope = matches!(&h.name, Parameter::Name(n) if SAME_SCOPE_BLOCKS.contains(&n.as_str()));
+    let same_scope =
+        matches!(&h.name, Parameter::Name(n) if SAME_SCOPE_BLOCKS.contains(&n.as_str()));
     if same_scope {
         for t in h.template.iter().chain(h.inverse.iter()) {
             collect(t, out);
@@ -92,7 +93,10 @@ fn var_ref(raw: &str) -> VarRef {
         .filter(|s| !s.is_empty())
         .map(|s| s.trim_start_matches('[').trim_end_matches(']').to_string())
         .collect();
-    VarRef { raw: raw.to_string(), segments }
+    VarRef {
+        raw: raw.to_string(),
+        segments,
+    }
 }
 
 #[cfg(test)]
@@ -100,24 +104,42 @@ mod tests {
     use super::*;
 
     fn names(text: &str) -> Vec<String> {
-        variables(text).unwrap().into_iter().map(|v| v.raw).collect()
+        variables(text)
+            .unwrap()
+            .into_iter()
+            .map(|v| v.raw)
+            .collect()
     }
 
     #[test]
     fn finds_plain_and_nested_variables() {
-        assert_eq!(names("Cycle {{cycle}} on {{host.address}}"), vec!["cycle", "host.address"]);
-        assert_eq!(names("{{steps.patch-node1.status}}"), vec!["steps.patch-node1.status"]);
+        assert_eq!(
+            names("Cycle {{cycle}} on {{host.address}}"),
+            vec!["cycle", "host.address"]
+        );
+        assert_eq!(
+            names("{{steps.patch-node1.status}}"),
+            vec!["steps.patch-node1.status"]
+        );
     }
 
     #[test]
     fn looks_inside_if_but_not_inside_each() {
-        let found = names("{{#if params.kb}}{{params.kb}}{{else}}{{cycle}}{{/if}}{{#each steps.a.outputs.list}}{{name}}{{/each}}");
-        assert_eq!(found, vec!["params.kb", "params.kb", "cycle", "steps.a.outputs.list"]);
+        let found = names(
+            "{{#if params.kb}}{{params.kb}}{{else}}{{cycle}}{{/if}}{{#each steps.a.outputs.list}}{{name}}{{/each}}",
+        );
+        assert_eq!(
+            found,
+            vec!["params.kb", "params.kb", "cycle", "steps.a.outputs.list"]
+        );
     }
 
     #[test]
     fn helper_arguments_are_variables() {
-        assert_eq!(names("{{#if (eq steps.cab.outputs.choice \"patch-now\")}}x{{/if}}"), vec!["steps.cab.outputs.choice"]);
+        assert_eq!(
+            names("{{#if (eq steps.cab.outputs.choice \"patch-now\")}}x{{/if}}"),
+            vec!["steps.cab.outputs.choice"]
+        );
     }
 
     #[test]

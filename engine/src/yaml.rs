@@ -237,11 +237,13 @@ impl Node {
         let Some((last, parents)) = path.split_last() else {
             return self.loc;
         };
-        let parent = parents.iter().try_fold(self, |node, seg| match (&node.value, seg) {
-            (Value::Map(_), PathSeg::Key(k)) => node.value.get(k),
-            (Value::Seq(items), PathSeg::Index(i)) => items.get(*i),
-            _ => None,
-        });
+        let parent = parents
+            .iter()
+            .try_fold(self, |node, seg| match (&node.value, seg) {
+                (Value::Map(_), PathSeg::Key(k)) => node.value.get(k),
+                (Value::Seq(items), PathSeg::Index(i)) => items.get(*i),
+                _ => None,
+            });
         match (parent.map(|p| &p.value), last) {
             (Some(Value::Map(entries)), PathSeg::Key(k)) => entries
                 .iter()
@@ -295,7 +297,9 @@ impl JsonSchema for Value {
 
 impl Serialize for Value {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        Node::new(self.clone(), Loc::default()).to_json().serialize(s)
+        Node::new(self.clone(), Loc::default())
+            .to_json()
+            .serialize(s)
     }
 }
 
@@ -371,6 +375,8 @@ pub struct Limits {
     pub max_nodes: usize,
     /// Most alias references (`*name`).
     pub max_aliases: usize,
+    /// Most YAML events replayed by aliases in all (what an alias bomb multiplies).
+    pub max_replayed_events: usize,
 }
 
 impl Limits {
@@ -378,8 +384,9 @@ impl Limits {
     pub const RUNBOOK: Limits = Limits {
         max_bytes: 4 * 1024 * 1024,
         max_depth: 32,
-        max_nodes: 400_000,
+        max_nodes: 250_000,
         max_aliases: 1_000,
+        max_replayed_events: 20_000,
     };
 }
 
@@ -422,6 +429,7 @@ fn saphyr_options(limits: Limits) -> serde_saphyr::Options {
     budget.max_documents = 1;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = limits.max_replayed_events;
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
     options.strict_booleans = true;
     options
@@ -437,7 +445,10 @@ fn parse_error(err: serde_saphyr::Error) -> ParseError {
         .unwrap_or_default();
     let mut message = budget_message(&first_line(&err.to_string()));
     if message == "recursion limit exceeded" {
-        message = format!("the file nests deeper than {} levels", Limits::RUNBOOK.max_depth);
+        message = format!(
+            "the file nests deeper than {} levels",
+            Limits::RUNBOOK.max_depth
+        );
     }
     ParseError { loc, message }
 }
@@ -451,7 +462,10 @@ fn budget_message(message: &str) -> String {
     let limits = Limits::RUNBOOK;
     let kind = what.split([' ', '{', '(']).next().unwrap_or(what);
     match kind {
-        "Nodes" => format!("the file expands to more than {} YAML nodes (aliases counted as often as they are used): is it an alias bomb?", limits.max_nodes),
+        "Nodes" => format!(
+            "the file expands to more than {} YAML nodes (aliases counted as often as they are used): is it an alias bomb?",
+            limits.max_nodes
+        ),
         "Depth" => format!("the file nests deeper than {} levels", limits.max_depth),
         "Aliases" => format!("the file uses more than {} aliases", limits.max_aliases),
         "Documents" => "a runbook file holds one YAML document".to_string(),
@@ -469,10 +483,10 @@ fn first_line(text: &str) -> String {
 /// adds: our diagnostics carry the location themselves.
 fn strip_location_suffix(line: &str) -> &str {
     let mut text = line.strip_prefix("error: ").unwrap_or(line);
-    if let Some(rest) = text.strip_prefix("line ") {
-        if let Some((_, after)) = rest.split_once(": ") {
-            text = after;
-        }
+    if let Some(rest) = text.strip_prefix("line ")
+        && let Some((_, after)) = rest.split_once(": ")
+    {
+        text = after;
     }
     match text.rfind(" at line ") {
         Some(i) => &text[..i],
@@ -536,7 +550,12 @@ impl DeError {
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { message: msg.to_string(), loc: None, path: Vec::new(), missing_field: None }
+        DeError {
+            message: msg.to_string(),
+            loc: None,
+            path: Vec::new(),
+            missing_field: None,
+        }
     }
 
     fn missing_field(field: &'static str) -> Self {
@@ -569,10 +588,15 @@ impl de::Error for DeError {
 
     fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
         let exp = match exp.to_string().as_str() {
-            "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64" => "a whole number".to_string(),
+            "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64" => {
+                "a whole number".to_string()
+            }
             other => other.to_string(),
         };
-        Self::custom(format_args!("expected {exp}, found {}", unexpected_text(&unexp)))
+        Self::custom(format_args!(
+            "expected {exp}, found {}",
+            unexpected_text(&unexp)
+        ))
     }
 }
 
@@ -586,7 +610,11 @@ fn unexpected_text(unexp: &de::Unexpected) -> String {
 }
 
 fn quoted_list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
@@ -638,7 +666,11 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
             Value::Float(f) => visitor.visit_f64(*f),
             Value::Str(s) => visitor.visit_borrowed_str(s),
             Value::Seq(items) => visitor.visit_seq(NodeSeq { items, index: 0 }),
-            Value::Map(entries) => visitor.visit_map(NodeMap { entries, index: 0, pending: None }),
+            Value::Map(entries) => visitor.visit_map(NodeMap {
+                entries,
+                index: 0,
+                pending: None,
+            }),
         };
         result.map_err(|e| e.at(loc))
     }
@@ -671,7 +703,10 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         if name == LOCATED_MARKER {
-            return visitor.visit_seq(LocatedParts { node: self.node, part: 0 });
+            return visitor.visit_seq(LocatedParts {
+                node: self.node,
+                part: 0,
+            });
         }
         visitor.visit_newtype_struct(self)
     }
@@ -684,9 +719,10 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
     ) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
-            Value::Map(entries) if entries.len() == 1 => {
-                visitor.visit_enum(NodeEnum { key: &entries[0].0, value: &entries[0].1 })
-            }
+            Value::Map(entries) if entries.len() == 1 => visitor.visit_enum(NodeEnum {
+                key: &entries[0].0,
+                value: &entries[0].1,
+            }),
             _ => Err(self.fail(&visitor)),
         }
         .map_err(|e| e.at(self.node.loc))
@@ -737,9 +773,15 @@ impl<'de> SeqAccess<'de> for LocatedParts<'de> {
     ) -> Result<Option<T::Value>, DeError> {
         self.part += 1;
         match self.part {
-            1 => seed.deserialize(self.node.loc.line.into_deserializer()).map(Some),
-            2 => seed.deserialize(self.node.loc.column.into_deserializer()).map(Some),
-            3 => seed.deserialize(NodeDeserializer { node: self.node }).map(Some),
+            1 => seed
+                .deserialize(self.node.loc.line.into_deserializer())
+                .map(Some),
+            2 => seed
+                .deserialize(self.node.loc.column.into_deserializer())
+                .map(Some),
+            3 => seed
+                .deserialize(NodeDeserializer { node: self.node })
+                .map(Some),
             _ => Ok(None),
         }
     }
@@ -862,9 +904,15 @@ fn walk_duplicates<'a>(node: &'a Node, out: &mut Vec<(&'a Node, Loc)>) {
     match &node.value {
         Value::Seq(items) => items.iter().for_each(|n| walk_duplicates(n, out)),
         Value::Map(entries) => {
-            for (i, (key, value)) in entries.iter().enumerate() {
-                if let Some((first, _)) = entries[..i].iter().find(|(k, _)| k.value == key.value) {
-                    out.push((key, first.loc));
+            let mut first_seen: std::collections::HashMap<String, Loc> =
+                std::collections::HashMap::with_capacity(entries.len());
+            for (key, value) in entries {
+                let text = key.value.as_text().unwrap_or_default();
+                match first_seen.get(&text) {
+                    Some(first) => out.push((key, *first)),
+                    None => {
+                        first_seen.insert(text, key.loc);
+                    }
                 }
                 walk_duplicates(value, out);
             }
@@ -932,7 +980,13 @@ mod tests {
         let outer: Outer = from_node(&node).unwrap();
         assert_eq!(outer.each.batch, None);
         assert_eq!(outer.name.loc, Loc { line: 1, column: 7 });
-        assert_eq!(outer.each.group.loc, Loc { line: 3, column: 10 });
+        assert_eq!(
+            outer.each.group.loc,
+            Loc {
+                line: 3,
+                column: 10
+            }
+        );
     }
 
     #[test]
@@ -940,15 +994,29 @@ mod tests {
         let node = parse("name: x\neach:\n  grop: web\n", Limits::RUNBOOK).unwrap();
         let err = from_node::<Outer>(&node).unwrap_err();
         assert_eq!(err.loc, Some(Loc { line: 3, column: 3 }));
-        assert_eq!(err.path, vec![PathSeg::Key("each".into()), PathSeg::Key("grop".into())]);
-        assert!(err.message.contains("did you mean `group`"), "{}", err.message);
+        assert_eq!(
+            err.path,
+            vec![PathSeg::Key("each".into()), PathSeg::Key("grop".into())]
+        );
+        assert!(
+            err.message.contains("did you mean `group`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn type_errors_name_what_was_found() {
-        let node = parse("name: x\neach: { group: web, batch: [1] }\n", Limits::RUNBOOK).unwrap();
+        let node = parse(
+            "name: x\neach: { group: web, batch: [1] }\n",
+            Limits::RUNBOOK,
+        )
+        .unwrap();
         let err = from_node::<Outer>(&node).unwrap_err();
-        assert_eq!(err.path, vec![PathSeg::Key("each".into()), PathSeg::Key("batch".into())]);
+        assert_eq!(
+            err.path,
+            vec![PathSeg::Key("each".into()), PathSeg::Key("batch".into())]
+        );
         assert!(err.message.contains("found a list"), "{}", err.message);
     }
 
@@ -975,7 +1043,10 @@ mod tests {
     #[test]
     fn remove_at_drops_one_entry() {
         let mut node = parse("a: {b: 1, c: 2}\n", Limits::RUNBOOK).unwrap();
-        assert!(remove_at(&mut node, &[PathSeg::Key("a".into()), PathSeg::Key("b".into())]));
+        assert!(remove_at(
+            &mut node,
+            &[PathSeg::Key("a".into()), PathSeg::Key("b".into())]
+        ));
         assert_eq!(node.to_json(), serde_json::json!({ "a": { "c": 2 } }));
     }
 }

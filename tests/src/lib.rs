@@ -5,13 +5,19 @@ use std::process::{Command, Output};
 
 /// The repository root (the workspace folder).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The `patchday` binary cargo built next to this test binary.
 pub fn patchday_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     let bin = profile_dir.join(format!("patchday{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),

@@ -19,7 +19,11 @@ pub struct Blackout {
 
 impl Blackout {
     /// A blackout, or an error when it ends before it begins.
-    pub fn new(from: NaiveDate, to: NaiveDate, reason: impl Into<String>) -> Result<Blackout, String> {
+    pub fn new(
+        from: NaiveDate,
+        to: NaiveDate,
+        reason: impl Into<String>,
+    ) -> Result<Blackout, String> {
         if to < from {
             return Err(format!("blackout ends ({to}) before it begins ({from})"));
         }
@@ -48,12 +52,16 @@ pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
         if y.len() == 4 && m.len() == 2 && d.len() == 2
             && text.bytes().filter(|b| *b != b'-').all(|b| b.is_ascii_digit()));
     if !shape_ok {
-        return Err(format!("`{text}` is not a date of the form YYYY-MM-DD (e.g. 2026-12-21)"));
+        return Err(format!(
+            "`{text}` is not a date of the form YYYY-MM-DD (e.g. 2026-12-21)"
+        ));
     }
     let number = |i: usize| parts[i].parse::<u32>().unwrap_or(0);
     let (year, month, day) = (number(0) as i32, number(1), number(2));
     if !(1..=12).contains(&month) {
-        return Err(format!("month {month:02} in `{text}` is out of range (01-12)"));
+        return Err(format!(
+            "month {month:02} in `{text}` is out of range (01-12)"
+        ));
     }
     NaiveDate::from_ymd_opt(year, month, day).ok_or_else(|| {
         let days = days_in_month(year, month);
@@ -75,8 +83,14 @@ mod tests {
 
     #[test]
     fn parse_date_is_strict_and_explains() {
-        assert_eq!(date("2026-12-21"), NaiveDate::from_ymd_opt(2026, 12, 21).unwrap());
-        assert_eq!(date("2024-02-29"), NaiveDate::from_ymd_opt(2024, 2, 29).unwrap());
+        assert_eq!(
+            date("2026-12-21"),
+            NaiveDate::from_ymd_opt(2026, 12, 21).unwrap()
+        );
+        assert_eq!(
+            date("2024-02-29"),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
+        );
         assert_eq!(
             parse_date("2026-02-30").unwrap_err(),
             "`2026-02-30` does not exist: that month has 28 days"
@@ -85,28 +99,49 @@ mod tests {
             parse_date("2026-13-01").unwrap_err(),
             "month 13 in `2026-13-01` is out of range (01-12)"
         );
-        for bad in ["2026-1-05", "26-01-05", "2026/01/05", "2026-01-05T00:00", "", "yyyy-mm-dd"] {
+        for bad in [
+            "2026-1-05",
+            "26-01-05",
+            "2026/01/05",
+            "2026-01-05T00:00",
+            "",
+            "yyyy-mm-dd",
+        ] {
             assert!(parse_date(bad).unwrap_err().contains("YYYY-MM-DD"), "{bad}");
         }
     }
 
     #[test]
     fn blackouts_include_both_ends() {
-        let freeze = Blackout::new(date("2026-12-21"), date("2027-01-04"), "year-end change freeze").unwrap();
+        let freeze = Blackout::new(
+            date("2026-12-21"),
+            date("2027-01-04"),
+            "year-end change freeze",
+        )
+        .unwrap();
         assert!(freeze.contains(date("2026-12-21")));
         assert!(freeze.contains(date("2027-01-04")));
         assert!(!freeze.contains(date("2026-12-20")));
         assert!(!freeze.contains(date("2027-01-05")));
         let other = Blackout::new(date("2027-01-01"), date("2027-01-31"), "audit").unwrap();
         let list = [freeze, other];
-        assert_eq!(blackout_for(&list, date("2027-01-02")).unwrap().reason, "year-end change freeze");
-        assert_eq!(blackout_for(&list, date("2027-01-05")).unwrap().reason, "audit");
+        assert_eq!(
+            blackout_for(&list, date("2027-01-02")).unwrap().reason,
+            "year-end change freeze"
+        );
+        assert_eq!(
+            blackout_for(&list, date("2027-01-05")).unwrap().reason,
+            "audit"
+        );
         assert!(blackout_for(&list, date("2027-02-01")).is_none());
     }
 
     #[test]
     fn a_blackout_must_not_end_before_it_begins() {
         let err = Blackout::new(date("2026-12-21"), date("2026-12-20"), "x").unwrap_err();
-        assert_eq!(err, "blackout ends (2026-12-20) before it begins (2026-12-21)");
+        assert_eq!(
+            err,
+            "blackout ends (2026-12-20) before it begins (2026-12-21)"
+        );
     }
 }

@@ -31,6 +31,10 @@ pub struct CatchUp {
 }
 
 /// Sorts the fires since `since` into fire now / missed / skipped, and finds the next one due.
+///
+/// `last_fired` is the last cycle already dealt with: fired, or recorded as missed or skipped.
+/// Passing the last *recorded* cycle (not only the last started one) keeps a miss from being
+/// reported twice.
 pub fn catch_up(
     schedule: &Schedule,
     last_fired: Option<Cycle>,
@@ -81,7 +85,11 @@ mod tests {
     /// DESIGN §3's monthly runbook: a week before Patch Tuesday at 09:00 New York time.
     fn monthly(blackouts: Vec<Blackout>) -> Schedule {
         let expr = TimeExpr::parse("patch_tuesday-7d 09:00").unwrap();
-        Schedule::new(vec![ScheduleRule::anchored(expr, None).unwrap()], NY, blackouts)
+        Schedule::new(
+            vec![ScheduleRule::anchored(expr, None).unwrap()],
+            NY,
+            blackouts,
+        )
     }
 
     fn cycles(fires: &[Fire]) -> Vec<String> {
@@ -103,7 +111,11 @@ mod tests {
     fn a_schedule_created_before_this_cycles_fire_fires_this_cycle() {
         // Patch Tuesday 2026-02-10: the +3d 22:00 step of cycle 2026-02 is still ahead on the 12th.
         let expr = TimeExpr::parse("patch_tuesday+3d 22:00").unwrap();
-        let schedule = Schedule::new(vec![ScheduleRule::anchored(expr, None).unwrap()], NY, vec![]);
+        let schedule = Schedule::new(
+            vec![ScheduleRule::anchored(expr, None).unwrap()],
+            NY,
+            vec![],
+        );
         let since = utc("2026-02-12T15:00:00Z");
         let result = catch_up(&schedule, None, DAY, since, since);
         let next = result.next_due.unwrap();
@@ -120,15 +132,33 @@ mod tests {
         let schedule = monthly(vec![]);
         let since = utc("2026-01-01T00:00:00Z");
         // 2026-03-03 09:00 EST = 14:00 UTC. Ten hours later: within 24h.
-        let result = catch_up(&schedule, Some(cycle("2026-02")), DAY, utc("2026-03-04T00:00:00Z"), since);
+        let result = catch_up(
+            &schedule,
+            Some(cycle("2026-02")),
+            DAY,
+            utc("2026-03-04T00:00:00Z"),
+            since,
+        );
         assert_eq!(cycles(&result.fire_now), ["2026-03"]);
         assert!(result.missed.is_empty());
         assert_eq!(result.next_due.unwrap().cycle, cycle("2026-04"));
         // Exactly at the window's edge still fires.
-        let edge = catch_up(&schedule, Some(cycle("2026-02")), DAY, utc("2026-03-04T14:00:00Z"), since);
+        let edge = catch_up(
+            &schedule,
+            Some(cycle("2026-02")),
+            DAY,
+            utc("2026-03-04T14:00:00Z"),
+            since,
+        );
         assert_eq!(cycles(&edge.fire_now), ["2026-03"]);
         // A second later it is missed.
-        let result = catch_up(&schedule, Some(cycle("2026-02")), DAY, utc("2026-03-04T14:00:01Z"), since);
+        let result = catch_up(
+            &schedule,
+            Some(cycle("2026-02")),
+            DAY,
+            utc("2026-03-04T14:00:01Z"),
+            since,
+        );
         assert!(result.fire_now.is_empty());
         assert_eq!(cycles(&result.missed), ["2026-03"]);
     }
@@ -171,7 +201,10 @@ mod tests {
         let now = utc("2026-04-07T14:00:00Z");
         let result = catch_up(&schedule, Some(cycle("2026-03")), DAY, now, since);
         assert_eq!(cycles(&result.skipped), ["2026-04"]);
-        assert_eq!(result.skipped[0].blackout.as_deref(), Some("data centre move"));
+        assert_eq!(
+            result.skipped[0].blackout.as_deref(),
+            Some("data centre move")
+        );
         assert!(result.fire_now.is_empty() && result.missed.is_empty());
         let next = result.next_due.unwrap();
         assert_eq!(next.cycle, cycle("2026-06"));

@@ -34,7 +34,12 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
     check_fields(text)?;
     let schedule = cron::Schedule::from_str(text.trim())
         .map_err(|e| format!("invalid cron expression `{text}`: {e}"))?;
-    if next_match(&schedule, DateTime::UNIX_EPOCH.naive_utc() - TimeDelta::seconds(1)).is_none() {
+    if next_match(
+        &schedule,
+        DateTime::UNIX_EPOCH.naive_utc() - TimeDelta::seconds(1),
+    )
+    .is_none()
+    {
         return Err(format!("cron expression `{text}` never matches any date"));
     }
     Ok(schedule)
@@ -53,7 +58,9 @@ fn check_fields(text: &str) -> Result<(), String> {
         5 => Err(format!(
             "cron expression `{text}` has 5 fields (Vixie style); this syntax has a seconds field first: {FIELDS_HINT}"
         )),
-        n => Err(format!("cron expression `{text}` has {n} fields; expected 6 or 7: {FIELDS_HINT}")),
+        n => Err(format!(
+            "cron expression `{text}` has {n} fields; expected 6 or 7: {FIELDS_HINT}"
+        )),
     }
 }
 
@@ -77,7 +84,10 @@ fn check_day_of_week(field: &str) -> Result<(), String> {
 
 /// The first wall-clock match strictly after `after`.
 fn next_match(schedule: &cron::Schedule, after: NaiveDateTime) -> Option<NaiveDateTime> {
-    schedule.after(&after.and_utc()).next().map(|m| m.naive_utc())
+    schedule
+        .after(&after.and_utc())
+        .next()
+        .map(|m| m.naive_utc())
 }
 
 /// The first cycle at or after `cycle` in which the expression matches, with that cycle's fire:
@@ -136,13 +146,19 @@ mod tests {
     fn day_of_month_and_day_of_week_must_both_match() {
         // Vixie cron would fire on every Tuesday and on every day 8-14.
         let schedule = parse_cron("0 0 9 8-14 * Tue").unwrap();
-        let start = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap().and_time(NaiveTime::MIN);
+        let start = NaiveDate::from_ymd_opt(2024, 1, 1)
+            .unwrap()
+            .and_time(NaiveTime::MIN);
         let matches: Vec<_> = schedule.after(&start.and_utc()).take(36).collect();
         let mut c = cycle(2024, 1);
         for m in matches {
             assert_eq!(m.weekday(), Weekday::Tue);
             assert!((8..=14).contains(&m.day()));
-            assert_eq!(m.date_naive(), patch_tuesday(c), "one match per month: Patch Tuesday");
+            assert_eq!(
+                m.date_naive(),
+                patch_tuesday(c),
+                "one match per month: Patch Tuesday"
+            );
             c = c.succ();
         }
         assert_eq!(c, cycle(2027, 1));
@@ -160,13 +176,22 @@ mod tests {
         let err = parse_cron("0 22 8-14 * 6").unwrap_err();
         assert!(err.contains("has 5 fields (Vixie style)"), "{err}");
         let err = parse_cron("0 0 22 8-14 * 6").unwrap_err();
-        assert!(err.contains("write day names") && err.contains("1 means Sunday"), "{err}");
+        assert!(
+            err.contains("write day names") && err.contains("1 means Sunday"),
+            "{err}"
+        );
         assert!(parse_cron("0 0 22 * * 1-5").is_err());
         assert!(parse_cron("0 0 22 * * Tue#2").unwrap_err().contains("8-14"));
         let err = parse_cron("0 0 0 30 Feb *").unwrap_err();
-        assert_eq!(err, "cron expression `0 0 0 30 Feb *` never matches any date");
+        assert_eq!(
+            err,
+            "cron expression `0 0 0 30 Feb *` never matches any date"
+        );
         let err = parse_cron("0 0 25 * * *").unwrap_err();
-        assert!(err.starts_with("invalid cron expression `0 0 25 * * *`"), "{err}");
+        assert!(
+            err.starts_with("invalid cron expression `0 0 25 * * *`"),
+            "{err}"
+        );
         assert!(parse_cron("").unwrap_err().contains("has 0 fields"));
         assert!(parse_cron("0 0 9 * * Mon-Fri/2").is_ok());
         assert!(parse_cron("0 0 9 1 */2 * 2026-2030").is_ok());
@@ -197,7 +222,9 @@ mod tests {
             "2026-03-08T03:30:00-04:00"
         );
         let alone = parse_cron("0 30 2 8-14 Mar Sun").unwrap();
-        let start = DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z").unwrap().to_utc();
+        let start = DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
         // The cron crate on its own skips the gap, and since New York's DST always starts on
         // the second Sunday of March, it skips every year the tz data has DST rules for.
         let crate_next = alone.after(&start.with_timezone(&ny)).next();
@@ -222,7 +249,9 @@ mod tests {
         let (c, at) = fire("0 15,30 2 1-7 Oct Sun", lord_howe, cycle(2026, 10));
         assert_eq!(c, cycle(2026, 10));
         assert_eq!(at, "2026-10-04T02:30:00+11:00");
-        let utc_fire = DateTime::parse_from_rfc3339(&at).unwrap().with_timezone(&Utc);
+        let utc_fire = DateTime::parse_from_rfc3339(&at)
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(utc_fire.to_rfc3339(), "2026-10-03T15:30:00+00:00");
     }
 }

@@ -69,7 +69,10 @@ impl Cycle {
 
     /// The last day of the month.
     pub fn last_day(self) -> NaiveDate {
-        self.succ().first_day().pred_opt().expect("cycle within chrono's range")
+        self.succ()
+            .first_day()
+            .pred_opt()
+            .expect("cycle within chrono's range")
     }
 
     /// Months since year 0, so that cycles can be stepped and compared as integers.
@@ -100,7 +103,10 @@ impl FromStr for Cycle {
         let (year, month) = text.split_once('-').ok_or_else(format_error)?;
         let well_formed = year.len() == 4
             && month.len() == 2
-            && year.bytes().chain(month.bytes()).all(|b| b.is_ascii_digit());
+            && year
+                .bytes()
+                .chain(month.bytes())
+                .all(|b| b.is_ascii_digit());
         if !well_formed {
             return Err(format_error());
         }
@@ -204,7 +210,8 @@ pub fn nth_weekday(cycle: Cycle, nth: Nth, weekday: Weekday) -> NaiveDate {
         Nth::Last => {
             let last = cycle.last_day();
             let back = days_until(weekday, last.weekday());
-            last.with_day(last.day() - back).expect("day within the month")
+            last.with_day(last.day() - back)
+                .expect("day within the month")
         }
     }
 }
@@ -262,7 +269,10 @@ mod tests {
             year: 2024,
             month: 2,
         };
-        assert_eq!(nth_weekday(feb, Nth::Second, Weekday::Sat), date(2024, 2, 10));
+        assert_eq!(
+            nth_weekday(feb, Nth::Second, Weekday::Sat),
+            date(2024, 2, 10)
+        );
         assert!(before.contains(&feb));
         // It happens exactly when Patch Tuesday is on the 11th or later.
         for (cycle, pt) in cycles_2024_2026() {
@@ -276,18 +286,42 @@ mod tests {
             year: 2026,
             month: 3,
         }; // starts on a Sunday, 31 days
-        assert_eq!(nth_weekday(march_2026, Nth::First, Weekday::Sun), date(2026, 3, 1));
-        assert_eq!(nth_weekday(march_2026, Nth::First, Weekday::Sat), date(2026, 3, 7));
-        assert_eq!(nth_weekday(march_2026, Nth::Third, Weekday::Mon), date(2026, 3, 16));
-        assert_eq!(nth_weekday(march_2026, Nth::Fourth, Weekday::Sat), date(2026, 3, 28));
-        assert_eq!(nth_weekday(march_2026, Nth::Last, Weekday::Tue), date(2026, 3, 31));
-        assert_eq!(nth_weekday(march_2026, Nth::Last, Weekday::Sun), date(2026, 3, 29));
+        assert_eq!(
+            nth_weekday(march_2026, Nth::First, Weekday::Sun),
+            date(2026, 3, 1)
+        );
+        assert_eq!(
+            nth_weekday(march_2026, Nth::First, Weekday::Sat),
+            date(2026, 3, 7)
+        );
+        assert_eq!(
+            nth_weekday(march_2026, Nth::Third, Weekday::Mon),
+            date(2026, 3, 16)
+        );
+        assert_eq!(
+            nth_weekday(march_2026, Nth::Fourth, Weekday::Sat),
+            date(2026, 3, 28)
+        );
+        assert_eq!(
+            nth_weekday(march_2026, Nth::Last, Weekday::Tue),
+            date(2026, 3, 31)
+        );
+        assert_eq!(
+            nth_weekday(march_2026, Nth::Last, Weekday::Sun),
+            date(2026, 3, 29)
+        );
         let feb_2026 = Cycle {
             year: 2026,
             month: 2,
         };
-        assert_eq!(nth_weekday(feb_2026, Nth::Last, Weekday::Sat), date(2026, 2, 28));
-        assert_eq!(nth_weekday(feb_2026, Nth::Last, Weekday::Sun), date(2026, 2, 22));
+        assert_eq!(
+            nth_weekday(feb_2026, Nth::Last, Weekday::Sat),
+            date(2026, 2, 28)
+        );
+        assert_eq!(
+            nth_weekday(feb_2026, Nth::Last, Weekday::Sun),
+            date(2026, 2, 22)
+        );
     }
 
     #[test]
@@ -307,7 +341,10 @@ mod tests {
                 for (n, nth) in Nth::ALL[..4].iter().enumerate() {
                     assert_eq!(nth_weekday(cycle, *nth, weekday), matching[n]);
                 }
-                assert_eq!(nth_weekday(cycle, Nth::Last, weekday), *matching.last().unwrap());
+                assert_eq!(
+                    nth_weekday(cycle, Nth::Last, weekday),
+                    *matching.last().unwrap()
+                );
             }
             cycle = cycle.succ();
         }
@@ -316,23 +353,83 @@ mod tests {
     #[test]
     fn cycle_display_parse_and_order() {
         let cycle: Cycle = "2026-03".parse().unwrap();
-        assert_eq!(cycle, Cycle { year: 2026, month: 3 });
+        assert_eq!(
+            cycle,
+            Cycle {
+                year: 2026,
+                month: 3
+            }
+        );
         assert_eq!(cycle.to_string(), "2026-03");
-        assert_eq!(Cycle { year: 2026, month: 12 }.succ().to_string(), "2027-01");
-        assert_eq!(Cycle { year: 2027, month: 1 }.pred().to_string(), "2026-12");
-        assert!(Cycle { year: 2026, month: 12 } < Cycle { year: 2027, month: 1 });
-        assert!(Cycle { year: 2026, month: 2 } < Cycle { year: 2026, month: 10 });
+        assert_eq!(
+            Cycle {
+                year: 2026,
+                month: 12
+            }
+            .succ()
+            .to_string(),
+            "2027-01"
+        );
+        assert_eq!(
+            Cycle {
+                year: 2027,
+                month: 1
+            }
+            .pred()
+            .to_string(),
+            "2026-12"
+        );
+        assert!(
+            Cycle {
+                year: 2026,
+                month: 12
+            } < Cycle {
+                year: 2027,
+                month: 1
+            }
+        );
+        assert!(
+            Cycle {
+                year: 2026,
+                month: 2
+            } < Cycle {
+                year: 2026,
+                month: 10
+            }
+        );
         assert_eq!(cycle.last_day(), date(2026, 3, 31));
-        assert_eq!(Cycle { year: 2024, month: 2 }.last_day(), date(2024, 2, 29));
-        assert_eq!(Cycle::of(date(2026, 7, 31)), Cycle { year: 2026, month: 7 });
+        assert_eq!(
+            Cycle {
+                year: 2024,
+                month: 2
+            }
+            .last_day(),
+            date(2024, 2, 29)
+        );
+        assert_eq!(
+            Cycle::of(date(2026, 7, 31)),
+            Cycle {
+                year: 2026,
+                month: 7
+            }
+        );
     }
 
     #[test]
     fn cycle_parse_errors() {
         let err = |text: &str| text.parse::<Cycle>().unwrap_err().to_string();
-        assert_eq!(err("2026-13"), "month 13 in cycle `2026-13` is out of range (01-12)");
-        assert_eq!(err("2026-00"), "month 00 in cycle `2026-00` is out of range (01-12)");
-        assert_eq!(err("2026-3"), "cycle `2026-3` is not of the form YYYY-MM (e.g. 2026-03)");
+        assert_eq!(
+            err("2026-13"),
+            "month 13 in cycle `2026-13` is out of range (01-12)"
+        );
+        assert_eq!(
+            err("2026-00"),
+            "month 00 in cycle `2026-00` is out of range (01-12)"
+        );
+        assert_eq!(
+            err("2026-3"),
+            "cycle `2026-3` is not of the form YYYY-MM (e.g. 2026-03)"
+        );
         assert!(err("26-03").contains("YYYY-MM"));
         assert!(err("2026/03").contains("YYYY-MM"));
         assert!(err("+026-03").contains("YYYY-MM"));
@@ -342,7 +439,10 @@ mod tests {
 
     #[test]
     fn cycle_serde_round_trip() {
-        let cycle = Cycle { year: 2026, month: 12 };
+        let cycle = Cycle {
+            year: 2026,
+            month: 12,
+        };
         let json = serde_json::to_string(&cycle).unwrap();
         assert_eq!(json, "\"2026-12\"");
         assert_eq!(serde_json::from_str::<Cycle>(&json).unwrap(), cycle);

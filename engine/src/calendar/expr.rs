@@ -20,7 +20,9 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::cycle::{Cycle, Nth, WEEKDAYS, nth_weekday, patch_tuesday, weekday_from_name, weekday_name};
+use super::cycle::{
+    Cycle, Nth, WEEKDAYS, nth_weekday, patch_tuesday, weekday_from_name, weekday_name,
+};
 use super::zone::local_to_instant;
 
 /// The largest offset number accepted, in any unit (9999 days is over 27 years).
@@ -57,7 +59,10 @@ impl Anchor {
             "start" => Some(Anchor::Start),
             _ => {
                 let (nth, weekday) = name.split_once('_')?;
-                Some(Anchor::Nth(Nth::from_name(nth)?, weekday_from_name(weekday)?))
+                Some(Anchor::Nth(
+                    Nth::from_name(nth)?,
+                    weekday_from_name(weekday)?,
+                ))
             }
         }
     }
@@ -156,7 +161,7 @@ impl TimeExpr {
                 let start = ctx.start.ok_or_else(|| ResolveError::MissingStart {
                     expr: self.to_string(),
                 })?;
-                self.from_start(tz, start)
+                self.relative_to_start(tz, start)
             }
         };
         Ok(base + self.duration())
@@ -169,7 +174,7 @@ impl TimeExpr {
     }
 
     /// `start` moved by the day offset (wall clock kept, or set by `HH:MM`).
-    fn from_start(&self, tz: Tz, start: DateTime<Utc>) -> DateTime<Tz> {
+    fn relative_to_start(&self, tz: Tz, start: DateTime<Utc>) -> DateTime<Tz> {
         let local = start.with_timezone(&tz);
         if self.days == 0 && self.time.is_none() {
             return local;
@@ -251,7 +256,10 @@ fn fail<T>(offset: usize, message: impl Into<String>) -> Parsed<T> {
 impl Parser<'_> {
     fn expr(mut self) -> Parsed<TimeExpr> {
         if self.text.trim().is_empty() {
-            return fail(0, "empty time expression; expected an anchor such as `patch_tuesday`");
+            return fail(
+                0,
+                "empty time expression; expected an anchor such as `patch_tuesday`",
+            );
         }
         let anchor = self.anchor()?;
         let mut expr = TimeExpr {
@@ -282,11 +290,18 @@ impl Parser<'_> {
 
     fn anchor(&mut self) -> Parsed<Anchor> {
         let start = self.pos;
-        let word = self.take_while(|c| c.is_alphanumeric() || c == '_').to_owned();
+        let word = self
+            .take_while(|c| c.is_alphanumeric() || c == '_')
+            .to_owned();
         if word.is_empty() {
             return match self.peek() {
-                Some(c) if c.is_whitespace() => fail(start, "unexpected whitespace before the anchor"),
-                _ => fail(start, "expected an anchor such as `patch_tuesday` or `start` first"),
+                Some(c) if c.is_whitespace() => {
+                    fail(start, "unexpected whitespace before the anchor")
+                }
+                _ => fail(
+                    start,
+                    "expected an anchor such as `patch_tuesday` or `start` first",
+                ),
             };
         }
         Anchor::from_name(&word).map_or_else(|| fail(start, unknown_anchor(&word)), Ok)
@@ -316,15 +331,22 @@ impl Parser<'_> {
         let digits_at = self.pos;
         let digits = self.take_while(|c| c.is_ascii_digit()).to_owned();
         if digits.is_empty() {
-            return fail(digits_at, format!("expected a number after `{sign}`, e.g. `{sign}3d`"));
+            return fail(
+                digits_at,
+                format!("expected a number after `{sign}`, e.g. `{sign}3d`"),
+            );
         }
         let value = digits.parse::<i64>().ok().filter(|v| *v <= MAX_OFFSET);
         let Some(value) = value else {
-            return fail(digits_at, format!("offset {digits} is too large (at most {MAX_OFFSET})"));
+            return fail(
+                digits_at,
+                format!("offset {digits} is too large (at most {MAX_OFFSET})"),
+            );
         };
         let unit_at = self.pos;
         let unit = self.take_while(char::is_alphabetic).to_owned();
-        let unit = parse_unit(&unit, &format!("{sign}{digits}"), value).or_else(|m| fail(unit_at, m))?;
+        let unit =
+            parse_unit(&unit, &format!("{sign}{digits}"), value).or_else(|m| fail(unit_at, m))?;
         Ok((if sign == '-' { -value } else { value }, unit))
     }
 
@@ -335,7 +357,9 @@ impl Parser<'_> {
         if next != ' ' {
             return fail(
                 self.pos,
-                format!("unexpected `{next}`; expected an offset such as `+3d` or `-2h`, or a space and HH:MM"),
+                format!(
+                    "unexpected `{next}`; expected an offset such as `+3d` or `-2h`, or a space and HH:MM"
+                ),
             );
         }
         self.pos += 1;
@@ -343,13 +367,19 @@ impl Parser<'_> {
             return fail(self.pos, "expected exactly one space before HH:MM");
         }
         if self.peek().is_none() {
-            return fail(self.pos, "expected a time HH:MM after the space, e.g. `09:00`");
+            return fail(
+                self.pos,
+                "expected a time HH:MM after the space, e.g. `09:00`",
+            );
         }
         let time = self.clock()?;
         match self.peek() {
             None => Ok(Some(time)),
             Some(':') => fail(self.pos, "seconds are not supported; write HH:MM"),
-            Some(_) => fail(self.pos, "unexpected text after the time; an expression ends with HH:MM"),
+            Some(_) => fail(
+                self.pos,
+                "unexpected text after the time; an expression ends with HH:MM",
+            ),
         }
     }
 
@@ -361,7 +391,10 @@ impl Parser<'_> {
             return fail(start, "expected a time HH:MM, e.g. `09:00`");
         }
         if hour.len() != 2 {
-            return fail(start, format!("write the hour with two digits, e.g. `{hour:0>2}:00`"));
+            return fail(
+                start,
+                format!("write the hour with two digits, e.g. `{hour:0>2}:00`"),
+            );
         }
         self.pos += 1;
         let minute_at = self.pos;
@@ -374,7 +407,10 @@ impl Parser<'_> {
             return fail(start, format!("hour {hour} is out of range (00-23)"));
         }
         if minute > 59 {
-            return fail(minute_at, format!("minute {minute} is out of range (00-59)"));
+            return fail(
+                minute_at,
+                format!("minute {minute} is out of range (00-59)"),
+            );
         }
         Ok(NaiveTime::from_hms_opt(hour, minute, 0).expect("checked range"))
     }
@@ -384,7 +420,10 @@ impl Parser<'_> {
 fn check_order(at: usize, previous: Unit, unit: Unit) -> Parsed<()> {
     if previous == unit {
         let name = unit.name();
-        return fail(at, format!("the {name} offset is given twice; combine them into one"));
+        return fail(
+            at,
+            format!("the {name} offset is given twice; combine them into one"),
+        );
     }
     if previous > unit {
         return fail(
@@ -491,8 +530,14 @@ mod tests {
         assert_eq!(expr.days(), -7);
         assert_eq!(expr.duration(), TimeDelta::minutes(90));
         assert_eq!(expr.time(), NaiveTime::from_hms_opt(9, 15, 0));
-        assert_eq!(parse("third_saturday").anchor(), Anchor::Nth(Nth::Third, Weekday::Sat));
-        assert_eq!(parse("last_sunday").anchor(), Anchor::Nth(Nth::Last, Weekday::Sun));
+        assert_eq!(
+            parse("third_saturday").anchor(),
+            Anchor::Nth(Nth::Third, Weekday::Sat)
+        );
+        assert_eq!(
+            parse("last_sunday").anchor(),
+            Anchor::Nth(Nth::Last, Weekday::Sun)
+        );
         assert_eq!(parse("month_start+1d").anchor(), Anchor::MonthStart);
         assert!(parse("start+4h").is_start_anchored());
         assert!(!parse("patch_tuesday").is_start_anchored());
@@ -520,32 +565,128 @@ mod tests {
     #[test]
     fn parse_errors_point_at_the_problem() {
         let cases: &[(&str, usize, &str)] = &[
-            ("", 0, "empty time expression; expected an anchor such as `patch_tuesday`"),
-            ("patch_tuesdya", 0, "unknown anchor `patch_tuesdya`; did you mean `patch_tuesday`?"),
-            ("secnd_saturday+1d", 0, "unknown anchor `secnd_saturday`; did you mean `second_saturday`?"),
-            ("Patch_Tuesday", 0, "anchors are written in lower case: `patch_tuesday`"),
-            ("fifth_monday", 0, "`fifth` is not supported; use first, second, third, fourth or last (e.g. `last_friday`)"),
-            ("tomorrow", 0, "unknown anchor `tomorrow`; use patch_tuesday, month_start, start or <nth>_<weekday> such as `second_saturday`"),
-            (" patch_tuesday", 0, "unexpected whitespace before the anchor"),
-            ("+3d", 0, "expected an anchor such as `patch_tuesday` or `start` first"),
-            ("patch_tuesday+", 14, "expected a number after `+`, e.g. `+3d`"),
-            ("patch_tuesday+3", 15, "missing unit after `+3`; use d (days), h (hours) or m (minutes)"),
-            ("patch_tuesday+3x", 15, "unknown unit `x`; use d (days), h (hours) or m (minutes)"),
+            (
+                "",
+                0,
+                "empty time expression; expected an anchor such as `patch_tuesday`",
+            ),
+            (
+                "patch_tuesdya",
+                0,
+                "unknown anchor `patch_tuesdya`; did you mean `patch_tuesday`?",
+            ),
+            (
+                "secnd_saturday+1d",
+                0,
+                "unknown anchor `secnd_saturday`; did you mean `second_saturday`?",
+            ),
+            (
+                "Patch_Tuesday",
+                0,
+                "anchors are written in lower case: `patch_tuesday`",
+            ),
+            (
+                "fifth_monday",
+                0,
+                "`fifth` is not supported; use first, second, third, fourth or last (e.g. `last_friday`)",
+            ),
+            (
+                "tomorrow",
+                0,
+                "unknown anchor `tomorrow`; use patch_tuesday, month_start, start or <nth>_<weekday> such as `second_saturday`",
+            ),
+            (
+                " patch_tuesday",
+                0,
+                "unexpected whitespace before the anchor",
+            ),
+            (
+                "+3d",
+                0,
+                "expected an anchor such as `patch_tuesday` or `start` first",
+            ),
+            (
+                "patch_tuesday+",
+                14,
+                "expected a number after `+`, e.g. `+3d`",
+            ),
+            (
+                "patch_tuesday+3",
+                15,
+                "missing unit after `+3`; use d (days), h (hours) or m (minutes)",
+            ),
+            (
+                "patch_tuesday+3x",
+                15,
+                "unknown unit `x`; use d (days), h (hours) or m (minutes)",
+            ),
             ("patch_tuesday+3days", 15, "write days as `+3d`"),
-            ("patch_tuesday+2w", 15, "weeks are not supported; write `+14d`"),
-            ("patch_tuesday+99999d", 14, "offset 99999 is too large (at most 9999)"),
-            ("patch_tuesday+1d+2d", 16, "the day offset is given twice; combine them into one"),
-            ("patch_tuesday+2h+1d", 16, "the day offset must come before the hour offset (order: days, hours, minutes, e.g. `patch_tuesday+1d+2h+30m`)"),
+            (
+                "patch_tuesday+2w",
+                15,
+                "weeks are not supported; write `+14d`",
+            ),
+            (
+                "patch_tuesday+99999d",
+                14,
+                "offset 99999 is too large (at most 9999)",
+            ),
+            (
+                "patch_tuesday+1d+2d",
+                16,
+                "the day offset is given twice; combine them into one",
+            ),
+            (
+                "patch_tuesday+2h+1d",
+                16,
+                "the day offset must come before the hour offset (order: days, hours, minutes, e.g. `patch_tuesday+1d+2h+30m`)",
+            ),
             ("patch_tuesday 25:00", 14, "hour 25 is out of range (00-23)"),
-            ("patch_tuesday 09:60", 17, "minute 60 is out of range (00-59)"),
-            ("patch_tuesday 9:00", 14, "write the hour with two digits, e.g. `09:00`"),
-            ("patch_tuesday 09:5", 17, "write the minutes with two digits, e.g. `09:05`"),
-            ("patch_tuesday 0900", 14, "expected a time HH:MM, e.g. `09:00`"),
-            ("patch_tuesday 09:00:30", 19, "seconds are not supported; write HH:MM"),
-            ("patch_tuesday 09:00 EST", 19, "unexpected text after the time; an expression ends with HH:MM"),
-            ("patch_tuesday  09:00", 14, "expected exactly one space before HH:MM"),
-            ("patch_tuesday ", 14, "expected a time HH:MM after the space, e.g. `09:00`"),
-            ("patch_tuesday*2", 13, "unexpected `*`; expected an offset such as `+3d` or `-2h`, or a space and HH:MM"),
+            (
+                "patch_tuesday 09:60",
+                17,
+                "minute 60 is out of range (00-59)",
+            ),
+            (
+                "patch_tuesday 9:00",
+                14,
+                "write the hour with two digits, e.g. `09:00`",
+            ),
+            (
+                "patch_tuesday 09:5",
+                17,
+                "write the minutes with two digits, e.g. `09:05`",
+            ),
+            (
+                "patch_tuesday 0900",
+                14,
+                "expected a time HH:MM, e.g. `09:00`",
+            ),
+            (
+                "patch_tuesday 09:00:30",
+                19,
+                "seconds are not supported; write HH:MM",
+            ),
+            (
+                "patch_tuesday 09:00 EST",
+                19,
+                "unexpected text after the time; an expression ends with HH:MM",
+            ),
+            (
+                "patch_tuesday  09:00",
+                14,
+                "expected exactly one space before HH:MM",
+            ),
+            (
+                "patch_tuesday ",
+                14,
+                "expected a time HH:MM after the space, e.g. `09:00`",
+            ),
+            (
+                "patch_tuesday*2",
+                13,
+                "unexpected `*`; expected an offset such as `+3d` or `-2h`, or a space and HH:MM",
+            ),
         ];
         for (text, offset, message) in cases {
             assert_eq!(error(text), (*offset, (*message).to_owned()), "{text:?}");
@@ -555,34 +696,67 @@ mod tests {
     #[test]
     fn patch_tuesday_plus_4d_is_not_second_saturday() {
         let feb_2024 = cycle(2024, 2);
-        assert_eq!(at("patch_tuesday+4d", NY, feb_2024), "2024-02-17T00:00:00-05:00");
-        assert_eq!(at("second_saturday", NY, feb_2024), "2024-02-10T00:00:00-05:00");
+        assert_eq!(
+            at("patch_tuesday+4d", NY, feb_2024),
+            "2024-02-17T00:00:00-05:00"
+        );
+        assert_eq!(
+            at("second_saturday", NY, feb_2024),
+            "2024-02-10T00:00:00-05:00"
+        );
         // In March 2026 (Patch Tuesday on the 10th) they coincide.
         let mar_2026 = cycle(2026, 3);
-        assert_eq!(at("patch_tuesday+4d", NY, mar_2026), at("second_saturday", NY, mar_2026));
+        assert_eq!(
+            at("patch_tuesday+4d", NY, mar_2026),
+            at("second_saturday", NY, mar_2026)
+        );
     }
 
     #[test]
     fn offsets_cross_month_and_year_ends() {
         // Patch Tuesday 2026-03-10; a week before is still cycle 2026-03.
-        assert_eq!(at("patch_tuesday-7d 09:00", NY, cycle(2026, 3)), "2026-03-03T09:00:00-05:00");
+        assert_eq!(
+            at("patch_tuesday-7d 09:00", NY, cycle(2026, 3)),
+            "2026-03-03T09:00:00-05:00"
+        );
         // Patch Tuesday 2026-09-08: ten days before is in August.
-        assert_eq!(at("patch_tuesday-10d 09:00", NY, cycle(2026, 9)), "2026-08-29T09:00:00-04:00");
+        assert_eq!(
+            at("patch_tuesday-10d 09:00", NY, cycle(2026, 9)),
+            "2026-08-29T09:00:00-04:00"
+        );
         // Last Friday of December 2026 is the 25th; +10d is in January 2027.
-        assert_eq!(at("last_friday+10d 08:00", BERLIN, cycle(2026, 12)), "2027-01-04T08:00:00+01:00");
+        assert_eq!(
+            at("last_friday+10d 08:00", BERLIN, cycle(2026, 12)),
+            "2027-01-04T08:00:00+01:00"
+        );
         // month_start-1d is the previous year's last day.
-        assert_eq!(at("month_start-1d 23:30", BERLIN, cycle(2027, 1)), "2026-12-31T23:30:00+01:00");
+        assert_eq!(
+            at("month_start-1d 23:30", BERLIN, cycle(2027, 1)),
+            "2026-12-31T23:30:00+01:00"
+        );
         // Hours and minutes roll over midnight and the year.
-        assert_eq!(at("month_start-1d+3h 22:00", NY, cycle(2027, 1)), "2027-01-01T01:00:00-05:00");
+        assert_eq!(
+            at("month_start-1d+3h 22:00", NY, cycle(2027, 1)),
+            "2027-01-01T01:00:00-05:00"
+        );
         // Leap day.
-        assert_eq!(at("month_start+28d", NY, cycle(2024, 2)), "2024-02-29T00:00:00-05:00");
+        assert_eq!(
+            at("month_start+28d", NY, cycle(2024, 2)),
+            "2024-02-29T00:00:00-05:00"
+        );
     }
 
     #[test]
     fn day_offsets_keep_the_wall_clock_hour_offsets_are_exact() {
         // New York springs forward on 2026-03-08.
         let start = utc("2026-03-07T17:00:00Z"); // 12:00 EST
-        let ctx = AnchorContext { cycle: Cycle { year: 2026, month: 3 }, start: Some(start) };
+        let ctx = AnchorContext {
+            cycle: Cycle {
+                year: 2026,
+                month: 3,
+            },
+            start: Some(start),
+        };
         assert_eq!(at("start+1d", NY, ctx), "2026-03-08T12:00:00-04:00");
         assert_eq!(at("start+24h", NY, ctx), "2026-03-08T13:00:00-04:00");
         assert_eq!(at("start", NY, ctx), "2026-03-07T12:00:00-05:00");
@@ -590,7 +764,10 @@ mod tests {
         assert_eq!(at("start 18:30", NY, ctx), "2026-03-07T18:30:00-05:00");
         // A day offset landing in the gap follows RFC 5545.
         let night = utc("2026-03-07T07:30:00Z"); // 02:30 EST on the 7th
-        let ctx = AnchorContext { start: Some(night), ..ctx };
+        let ctx = AnchorContext {
+            start: Some(night),
+            ..ctx
+        };
         assert_eq!(at("start+1d", NY, ctx), "2026-03-08T03:30:00-04:00");
     }
 
@@ -598,7 +775,13 @@ mod tests {
     fn start_keeps_its_instant_in_an_overlap() {
         // 01:30 EST, the second 01:30 of 2026-11-01: `start+1h` must not jump back an hour.
         let second = utc("2026-11-01T06:30:00Z");
-        let ctx = AnchorContext { cycle: Cycle { year: 2026, month: 11 }, start: Some(second) };
+        let ctx = AnchorContext {
+            cycle: Cycle {
+                year: 2026,
+                month: 11,
+            },
+            start: Some(second),
+        };
         assert_eq!(at("start+1h", NY, ctx), "2026-11-01T02:30:00-05:00");
         assert_eq!(at("start", NY, ctx), "2026-11-01T01:30:00-05:00");
     }
@@ -606,23 +789,50 @@ mod tests {
     #[test]
     fn start_needs_a_start_time() {
         let err = parse("start+2h").resolve(NY, &cycle(2026, 3)).unwrap_err();
-        assert_eq!(err.to_string(), "`start+2h` is anchored to `start`, but no start time was given");
+        assert_eq!(
+            err.to_string(),
+            "`start+2h` is anchored to `start`, but no start time was given"
+        );
     }
 
     #[test]
     fn dst_gaps_and_overlaps_in_three_zones() {
         // New York 2026: spring forward Sun 03-08 02:00, fall back Sun 11-01 02:00.
-        assert_eq!(at("second_sunday 02:30", NY, cycle(2026, 3)), "2026-03-08T03:30:00-04:00");
-        assert_eq!(at("first_sunday 01:30", NY, cycle(2026, 11)), "2026-11-01T01:30:00-04:00");
+        assert_eq!(
+            at("second_sunday 02:30", NY, cycle(2026, 3)),
+            "2026-03-08T03:30:00-04:00"
+        );
+        assert_eq!(
+            at("first_sunday 01:30", NY, cycle(2026, 11)),
+            "2026-11-01T01:30:00-04:00"
+        );
         // Berlin 2026: last Sundays of March and October.
-        assert_eq!(at("last_sunday 02:30", BERLIN, cycle(2026, 3)), "2026-03-29T03:30:00+02:00");
-        assert_eq!(at("last_sunday 02:30", BERLIN, cycle(2026, 10)), "2026-10-25T02:30:00+02:00");
+        assert_eq!(
+            at("last_sunday 02:30", BERLIN, cycle(2026, 3)),
+            "2026-03-29T03:30:00+02:00"
+        );
+        assert_eq!(
+            at("last_sunday 02:30", BERLIN, cycle(2026, 10)),
+            "2026-10-25T02:30:00+02:00"
+        );
         // Sydney 2026: DST ends first Sunday of April, starts first Sunday of October.
-        assert_eq!(at("first_sunday 02:30", SYDNEY, cycle(2026, 4)), "2026-04-05T02:30:00+11:00");
-        assert_eq!(at("first_sunday 02:30", SYDNEY, cycle(2026, 10)), "2026-10-04T03:30:00+11:00");
+        assert_eq!(
+            at("first_sunday 02:30", SYDNEY, cycle(2026, 4)),
+            "2026-04-05T02:30:00+11:00"
+        );
+        assert_eq!(
+            at("first_sunday 02:30", SYDNEY, cycle(2026, 10)),
+            "2026-10-04T03:30:00+11:00"
+        );
         // An hour offset after a gap time is an exact duration from the adjusted instant.
-        assert_eq!(at("second_sunday+1h 02:30", NY, cycle(2026, 3)), "2026-03-08T04:30:00-04:00");
+        assert_eq!(
+            at("second_sunday+1h 02:30", NY, cycle(2026, 3)),
+            "2026-03-08T04:30:00-04:00"
+        );
         // The first Saturday plus a day lands in the gap too (first Saturday: 2026-03-07).
-        assert_eq!(at("first_saturday+1d 02:00", NY, cycle(2026, 3)), "2026-03-08T03:00:00-04:00");
+        assert_eq!(
+            at("first_saturday+1d 02:00", NY, cycle(2026, 3)),
+            "2026-03-08T03:00:00-04:00"
+        );
     }
 }

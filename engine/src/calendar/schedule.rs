@@ -33,7 +33,7 @@ use super::cycle::{Cycle, MAX_YEAR, MIN_YEAR, patch_tuesday};
 use super::expr::{AnchorContext, TimeExpr};
 
 /// One schedule entry of a runbook.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScheduleRule {
     /// `{ at: EXPR, months: [...] }`; `months: None` means every month.
     Anchored {
@@ -82,7 +82,9 @@ impl ScheduleRule {
     /// This rule's fire for one cycle, if it gives the cycle one.
     pub fn fire_in(&self, tz: Tz, cycle: Cycle) -> Option<DateTime<Tz>> {
         match self {
-            ScheduleRule::Anchored { expr, months } => anchored_fire(expr, months.as_deref(), tz, cycle),
+            ScheduleRule::Anchored { expr, months } => {
+                anchored_fire(expr, months.as_deref(), tz, cycle)
+            }
             ScheduleRule::Cron(schedule) => first_fire_from(schedule, tz, cycle)
                 .filter(|(c, _)| *c == cycle)
                 .map(|(_, at)| at),
@@ -103,7 +105,12 @@ impl ScheduleRule {
     }
 }
 
-fn anchored_fire(expr: &TimeExpr, months: Option<&[u32]>, tz: Tz, cycle: Cycle) -> Option<DateTime<Tz>> {
+fn anchored_fire(
+    expr: &TimeExpr,
+    months: Option<&[u32]>,
+    tz: Tz,
+    cycle: Cycle,
+) -> Option<DateTime<Tz>> {
     if months.is_some_and(|m| !m.contains(&cycle.month)) {
         return None;
     }
@@ -122,7 +129,7 @@ pub struct Fire {
 }
 
 /// A runbook's compiled schedule: rules, zone and blackouts. No rules: manual trigger only.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
     rules: Vec<ScheduleRule>,
     tz: Tz,
@@ -131,7 +138,11 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(rules: Vec<ScheduleRule>, tz: Tz, blackouts: Vec<Blackout>) -> Schedule {
-        Schedule { rules, tz, blackouts }
+        Schedule {
+            rules,
+            tz,
+            blackouts,
+        }
     }
 
     /// Adds blackouts (e.g. the config's org-wide ones) after the runbook's own.
@@ -158,7 +169,11 @@ impl Schedule {
 
     /// The fire of one cycle (the earliest of its rules), if any rule gives it one.
     pub fn fire_for(&self, cycle: Cycle) -> Option<Fire> {
-        let at = self.rules.iter().filter_map(|r| r.fire_in(self.tz, cycle)).min()?;
+        let at = self
+            .rules
+            .iter()
+            .filter_map(|r| r.fire_in(self.tz, cycle))
+            .min()?;
         Some(self.fire(cycle, at))
     }
 
@@ -177,7 +192,8 @@ impl Schedule {
     }
 
     fn fire(&self, cycle: Cycle, fires_at: DateTime<Tz>) -> Fire {
-        let blackout = blackout_for(&self.blackouts, fires_at.date_naive()).map(|b| b.reason.clone());
+        let blackout =
+            blackout_for(&self.blackouts, fires_at.date_naive()).map(|b| b.reason.clone());
         Fire {
             cycle,
             patch_tuesday: patch_tuesday(cycle),
@@ -189,7 +205,10 @@ impl Schedule {
     /// The widest reach over all rules.
     fn reach(&self) -> (TimeDelta, TimeDelta) {
         let reaches = self.rules.iter().map(ScheduleRule::reach);
-        reaches.fold((TimeDelta::zero(), TimeDelta::zero()), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)))
+        reaches.fold(
+            (TimeDelta::zero(), TimeDelta::zero()),
+            |(lo, hi), (l, h)| (lo.min(l), hi.max(h)),
+        )
     }
 }
 
@@ -197,7 +216,10 @@ impl Schedule {
 fn first_cycle(from: DateTime<Utc>, latest: TimeDelta) -> Cycle {
     let reach_back = from.checked_sub_signed(latest).unwrap_or(from);
     let cycle = Cycle::of(reach_back.date_naive()).pred();
-    let lowest = Cycle { year: MIN_YEAR, month: 1 };
+    let lowest = Cycle {
+        year: MIN_YEAR,
+        month: 1,
+    };
     cycle.max(lowest)
 }
 
@@ -256,13 +278,20 @@ struct CycleFires<'a> {
 impl<'a> CycleFires<'a> {
     fn new(schedule: &'a Schedule, first: Cycle) -> CycleFires<'a> {
         let tz = schedule.tz;
-        let rules = schedule.rules.iter().map(|rule| RuleFires::new(rule, tz, first)).collect();
+        let rules = schedule
+            .rules
+            .iter()
+            .map(|rule| RuleFires::new(rule, tz, first))
+            .collect();
         CycleFires { tz, rules }
     }
 
     /// The cycle [`Iterator::next`] will return next.
     fn next_cycle(&self) -> Option<Cycle> {
-        self.rules.iter().filter_map(|r| r.head.map(|(c, _)| c)).min()
+        self.rules
+            .iter()
+            .filter_map(|r| r.head.map(|(c, _)| c))
+            .min()
     }
 }
 
@@ -305,7 +334,9 @@ impl<'a> RuleFires<'a> {
 
     fn advance(&mut self, tz: Tz) {
         self.head = match self.rule {
-            ScheduleRule::Anchored { expr, months } => self.next_anchored(expr, months.as_deref(), tz),
+            ScheduleRule::Anchored { expr, months } => {
+                self.next_anchored(expr, months.as_deref(), tz)
+            }
             ScheduleRule::Cron(schedule) => self.next_cron(schedule, tz),
         };
     }
@@ -316,7 +347,8 @@ impl<'a> RuleFires<'a> {
         months: Option<&[u32]>,
         tz: Tz,
     ) -> Option<(Cycle, DateTime<Tz>)> {
-        let never = expr.is_start_anchored() || months.is_some_and(|m| !m.iter().any(|m| (1..=12).contains(m)));
+        let never = expr.is_start_anchored()
+            || months.is_some_and(|m| !m.iter().any(|m| (1..=12).contains(m)));
         if never {
             return None;
         }
@@ -379,12 +411,27 @@ mod tests {
     #[test]
     fn monthly_runbook_fires_a_week_before_patch_tuesday() {
         let schedule = Schedule::new(vec![at("patch_tuesday-7d 09:00")], NY, vec![]);
-        let fires: Vec<Fire> = schedule.fires_from(utc("2026-01-01T00:00:00Z")).take(12).collect();
+        let fires: Vec<Fire> = schedule
+            .fires_from(utc("2026-01-01T00:00:00Z"))
+            .take(12)
+            .collect();
         assert_eq!(fires.len(), 12);
         for (i, fire) in fires.iter().enumerate() {
-            assert_eq!(fire.cycle, Cycle { year: 2026, month: i as u32 + 1 });
-            assert_eq!(fire.fires_at.date_naive(), fire.patch_tuesday - TimeDelta::days(7));
-            assert_eq!(fire.fires_at.time(), NaiveTime::from_hms_opt(9, 0, 0).unwrap());
+            assert_eq!(
+                fire.cycle,
+                Cycle {
+                    year: 2026,
+                    month: i as u32 + 1
+                }
+            );
+            assert_eq!(
+                fire.fires_at.date_naive(),
+                fire.patch_tuesday - TimeDelta::days(7)
+            );
+            assert_eq!(
+                fire.fires_at.time(),
+                NaiveTime::from_hms_opt(9, 0, 0).unwrap()
+            );
         }
         assert_eq!(fires[2].fires_at.to_rfc3339(), "2026-03-03T09:00:00-05:00");
         assert_eq!(fires[3].fires_at.to_rfc3339(), "2026-04-07T09:00:00-04:00");
@@ -422,11 +469,17 @@ mod tests {
         let from = "2027-01-01T03:00:00Z"; // 2026-12-31 22:00 EST
         assert_eq!(
             listing(&schedule, from, 2),
-            ["2027-01 2026-12-31T22:00:00-05:00", "2027-02 2027-01-31T22:00:00-05:00"]
+            [
+                "2027-01 2026-12-31T22:00:00-05:00",
+                "2027-02 2027-01-31T22:00:00-05:00"
+            ]
         );
         assert_eq!(
             listing(&schedule, "2027-01-01T03:00:01Z", 2),
-            ["2027-02 2027-01-31T22:00:00-05:00", "2027-03 2027-02-28T22:00:00-05:00"]
+            [
+                "2027-02 2027-01-31T22:00:00-05:00",
+                "2027-03 2027-02-28T22:00:00-05:00"
+            ]
         );
     }
 
@@ -434,7 +487,10 @@ mod tests {
     fn several_rules_give_a_cycle_one_fire_the_earliest() {
         // Quarterly on the first Monday, otherwise a week before Patch Tuesday; both hit
         // January: only the earlier counts.
-        let rules = vec![at_in("first_monday 10:00", &[1, 4, 7, 10]), at("patch_tuesday-7d 09:00")];
+        let rules = vec![
+            at_in("first_monday 10:00", &[1, 4, 7, 10]),
+            at("patch_tuesday-7d 09:00"),
+        ];
         let schedule = Schedule::new(rules, NY, vec![]);
         assert_eq!(
             listing(&schedule, "2026-01-01T00:00:00Z", 4),
@@ -448,7 +504,14 @@ mod tests {
             ]
         );
         assert_eq!(
-            schedule.fire_for(Cycle { year: 2026, month: 4 }).unwrap().fires_at.to_rfc3339(),
+            schedule
+                .fire_for(Cycle {
+                    year: 2026,
+                    month: 4
+                })
+                .unwrap()
+                .fires_at
+                .to_rfc3339(),
             "2026-04-06T10:00:00-04:00"
         );
     }
@@ -456,7 +519,10 @@ mod tests {
     #[test]
     fn fires_come_out_in_time_order_even_when_cycles_overtake_each_other() {
         // January's cycle fires 40 days after New Year, after February's own fire.
-        let rules = vec![at_in("month_start+40d", &[1]), at_in("patch_tuesday-7d", &[2])];
+        let rules = vec![
+            at_in("month_start+40d", &[1]),
+            at_in("patch_tuesday-7d", &[2]),
+        ];
         let schedule = Schedule::new(rules, BERLIN, vec![]);
         assert_eq!(
             listing(&schedule, "2026-01-01T00:00:00Z", 3),
@@ -502,21 +568,35 @@ mod tests {
         let late = Schedule::new(
             vec![at("month_start+3d 23:30")],
             NY,
-            vec![Blackout::new(
-                parse_date("2027-01-04").unwrap(),
-                parse_date("2027-01-04").unwrap(),
-                "freeze",
-            )
-            .unwrap()],
+            vec![
+                Blackout::new(
+                    parse_date("2027-01-04").unwrap(),
+                    parse_date("2027-01-04").unwrap(),
+                    "freeze",
+                )
+                .unwrap(),
+            ],
         );
-        let fire = late.fire_for(Cycle { year: 2027, month: 1 }).unwrap();
-        assert_eq!(fire.fires_at.to_utc().to_rfc3339(), "2027-01-05T04:30:00+00:00");
+        let fire = late
+            .fire_for(Cycle {
+                year: 2027,
+                month: 1,
+            })
+            .unwrap();
+        assert_eq!(
+            fire.fires_at.to_utc().to_rfc3339(),
+            "2027-01-05T04:30:00+00:00"
+        );
         assert_eq!(fire.blackout.as_deref(), Some("freeze"));
     }
 
     #[test]
     fn months_and_cron_years_limit_the_cycles() {
-        let schedule = Schedule::new(vec![at_in("patch_tuesday+3d 22:00", &[2, 4, 6, 8, 10, 12])], NY, vec![]);
+        let schedule = Schedule::new(
+            vec![at_in("patch_tuesday+3d 22:00", &[2, 4, 6, 8, 10, 12])],
+            NY,
+            vec![],
+        );
         let cycles: Vec<String> = schedule
             .fires_from(utc("2026-01-01T00:00:00Z"))
             .take(4)
@@ -538,8 +618,14 @@ mod tests {
         let err = ScheduleRule::anchored(start, None).unwrap_err();
         assert!(err.to_string().contains("anchored to `start`"), "{err}");
         let pt = TimeExpr::parse("patch_tuesday").unwrap();
-        assert_eq!(ScheduleRule::anchored(pt.clone(), Some(vec![13])).unwrap_err(), RuleError::Month(13));
-        assert_eq!(ScheduleRule::anchored(pt, Some(vec![])).unwrap_err(), RuleError::NoMonths);
+        assert_eq!(
+            ScheduleRule::anchored(pt.clone(), Some(vec![13])).unwrap_err(),
+            RuleError::Month(13)
+        );
+        assert_eq!(
+            ScheduleRule::anchored(pt, Some(vec![])).unwrap_err(),
+            RuleError::NoMonths
+        );
     }
 
     #[test]

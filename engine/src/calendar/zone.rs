@@ -41,7 +41,12 @@ fn suggest_zone(text: &str) -> Option<&'static str> {
         return Some(name);
     }
     let (distance, name) = names()
-        .map(|name| (strsim::damerau_levenshtein(&wanted, &name.to_lowercase()), name))
+        .map(|name| {
+            (
+                strsim::damerau_levenshtein(&wanted, &name.to_lowercase()),
+                name,
+            )
+        })
         .min()?;
     (distance <= 3 && distance * 4 <= wanted.len()).then_some(name)
 }
@@ -106,9 +111,15 @@ mod tests {
 
     #[test]
     fn parse_zone_accepts_iana_names() {
-        assert_eq!(parse_zone("America/New_York"), Ok(chrono_tz::America::New_York));
+        assert_eq!(
+            parse_zone("America/New_York"),
+            Ok(chrono_tz::America::New_York)
+        );
         assert_eq!(parse_zone("UTC"), Ok(chrono_tz::UTC));
-        assert_eq!(parse_zone("Australia/Sydney"), Ok(chrono_tz::Australia::Sydney));
+        assert_eq!(
+            parse_zone("Australia/Sydney"),
+            Ok(chrono_tz::Australia::Sydney)
+        );
     }
 
     #[test]
@@ -117,9 +128,21 @@ mod tests {
             parse_zone("America/New_Yrok").unwrap_err(),
             "unknown time zone `America/New_Yrok`; did you mean `America/New_York`?"
         );
-        assert!(parse_zone("europe/berlin").unwrap_err().contains("`Europe/Berlin`"));
-        assert!(parse_zone("New York").unwrap_err().contains("`America/New_York`"));
-        assert!(parse_zone("Europe/Berln").unwrap_err().contains("`Europe/Berlin`"));
+        assert!(
+            parse_zone("europe/berlin")
+                .unwrap_err()
+                .contains("`Europe/Berlin`")
+        );
+        assert!(
+            parse_zone("New York")
+                .unwrap_err()
+                .contains("`America/New_York`")
+        );
+        assert!(
+            parse_zone("Europe/Berln")
+                .unwrap_err()
+                .contains("`Europe/Berlin`")
+        );
         let far = parse_zone("Mars/Olympus_Mons").unwrap_err();
         assert!(far.contains("use an IANA name"), "{far}");
         assert!(parse_zone("").unwrap_err().contains("empty"));

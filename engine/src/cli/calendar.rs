@@ -56,7 +56,10 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&out)?;
     } else {
-        print!("{}", table(&out, &fires, checked.runbook.schedule.is_empty()));
+        print!(
+            "{}",
+            table(&out, &fires, checked.runbook.schedule.is_empty())
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -74,8 +77,11 @@ fn parse_from(text: &str, tz: chrono_tz::Tz) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| UsageError(format!("--from: `{text}` is neither a date (YYYY-MM-DD) nor an RFC 3339 time")))?;
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        UsageError(format!(
+            "--from: `{text}` is neither a date (YYYY-MM-DD) nor an RFC 3339 time"
+        ))
+    })?;
     Ok(local_to_instant(tz, date.and_time(chrono::NaiveTime::MIN)).with_timezone(&Utc))
 }
 
@@ -86,12 +92,27 @@ fn table(out: &CalendarJson, fires: &[Fire], manual_only: bool) -> String {
         text.push_str("no schedule: this runbook runs only when triggered\n");
         return text;
     }
-    let _ = writeln!(text, "\n{:<8}  {:<13}  {:<27}  {:<17}  note", "cycle", "patch tuesday", "fires (local)", "fires (UTC)");
+    let _ = writeln!(
+        text,
+        "\n{:<8}  {:<13}  {:<27}  {:<17}  note",
+        "cycle", "patch tuesday", "fires (local)", "fires (UTC)"
+    );
     for fire in fires {
         let local = fire.fires_at.format("%a %Y-%m-%d %H:%M %Z");
         let utc = fire.fires_at.with_timezone(&Utc).format("%Y-%m-%d %H:%MZ");
-        let note = fire.blackout.as_ref().map(|r| format!("skipped: {r}")).unwrap_or_default();
-        let _ = writeln!(text, "{:<8}  {:<13}  {:<27}  {:<17}  {note}", fire.cycle.to_string(), fire.patch_tuesday.to_string(), local.to_string(), utc.to_string());
+        let note = fire
+            .blackout
+            .as_ref()
+            .map(|r| format!("skipped: {r}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            text,
+            "{:<8}  {:<13}  {:<27}  {:<17}  {note}",
+            fire.cycle.to_string(),
+            fire.patch_tuesday.to_string(),
+            local.to_string(),
+            utc.to_string()
+        );
     }
     text
 }

@@ -18,8 +18,10 @@ use crate::clock::{Clock, ManualClock, SystemClock};
 /// patchday: patch-management runbooks keyed to Patch Tuesday.
 #[derive(Debug, Parser)]
 #[command(name = "patchday", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Start with `patchday validate runbooks/`, then `patchday calendar runbooks/monthly.yaml` \
-and `patchday plan runbooks/monthly.yaml`.\nExit codes: 0 success, 1 the thing checked failed, 2 usage, configuration or I/O error.")]
+#[command(
+    after_help = "Start with `patchday validate runbooks/`, then `patchday calendar runbooks/monthly.yaml` \
+and `patchday plan runbooks/monthly.yaml`.\nExit codes: 0 success, 1 the thing checked failed, 2 usage, configuration or I/O error."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,12 +99,16 @@ pub fn main() -> ExitCode {
 fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("`{text}` is not an RFC 3339 time such as 2026-12-01T08:00:00-05:00 ({e})"))
+        .map_err(|e| {
+            format!("`{text}` is not an RFC 3339 time such as 2026-12-01T08:00:00-05:00 ({e})")
+        })
 }
 
 /// Loads and checks one runbook for commands that need a valid one; prints the diagnostics
 /// and returns `Ok(None)` (exit 1) when it is invalid.
-pub(crate) fn checked_runbook(path: &std::path::Path) -> anyhow::Result<Option<crate::validate::CheckedRunbook>> {
+pub(crate) fn checked_runbook(
+    path: &std::path::Path,
+) -> anyhow::Result<Option<crate::validate::CheckedRunbook>> {
     if !path.is_file() {
         return Err(UsageError(format!("{}: no such runbook file", path.display())).into());
     }
@@ -117,7 +123,10 @@ pub(crate) fn text_or_json(format: Format, command: &str) -> anyhow::Result<bool
     match format {
         Format::Text => Ok(false),
         Format::Json => Ok(true),
-        other => Err(UsageError(format!("`{command}` prints text or json, not {other:?}").to_lowercase()).into()),
+        other => Err(UsageError(
+            format!("`{command}` prints text or json, not {other:?}").to_lowercase(),
+        )
+        .into()),
     }
 }
 

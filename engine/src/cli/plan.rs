@@ -24,14 +24,23 @@ pub struct Args {
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let cycle = match &args.cycle {
-        Some(text) => Some(text.parse::<Cycle>().map_err(|e| UsageError(format!("--cycle: {e}")))?),
+        Some(text) => Some(
+            text.parse::<Cycle>()
+                .map_err(|e| UsageError(format!("--cycle: {e}")))?,
+        ),
         None => None,
     };
     let Some(checked) = checked_runbook(&args.runbook)? else {
         return Ok(ExitCode::from(1));
     };
     let cycle = cycle.or_else(|| next_cycle(&checked, globals));
-    let planned = plan(&checked, PlanFor { cycle, start: args.start });
+    let planned = plan(
+        &checked,
+        PlanFor {
+            cycle,
+            start: args.start,
+        },
+    );
     match globals.format {
         Format::Text => print!("{}", planned.to_text()),
         Format::Json => print_json(&planned)?,
@@ -43,5 +52,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
 
 /// The next cycle the runbook's schedule fires from now, if it has a schedule.
 fn next_cycle(checked: &crate::validate::CheckedRunbook, globals: &Globals) -> Option<Cycle> {
-    checked.schedule.fires_from(globals.clock.now()).next().map(|f| f.cycle)
+    checked
+        .schedule
+        .fires_from(globals.clock.now())
+        .next()
+        .map(|f| f.cycle)
 }

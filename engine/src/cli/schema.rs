@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::Globals;
-use crate::schema::{INVENTORY_SCHEMA_FILE, RUNBOOK_SCHEMA_FILE, inventory_schema, runbook_schema, to_file_text};
+use crate::schema::{
+    INVENTORY_SCHEMA_FILE, RUNBOOK_SCHEMA_FILE, inventory_schema, runbook_schema, to_file_text,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,12 +21,27 @@ pub struct Args {
 pub fn run(args: Args, _globals: &Globals) -> anyhow::Result<ExitCode> {
     if let Some(dir) = args.write {
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join(RUNBOOK_SCHEMA_FILE), to_file_text(&runbook_schema()))?;
-        std::fs::write(dir.join(INVENTORY_SCHEMA_FILE), to_file_text(&inventory_schema()))?;
-        println!("wrote {} and {} in {}", RUNBOOK_SCHEMA_FILE, INVENTORY_SCHEMA_FILE, dir.display());
+        std::fs::write(
+            dir.join(RUNBOOK_SCHEMA_FILE),
+            to_file_text(&runbook_schema()),
+        )?;
+        std::fs::write(
+            dir.join(INVENTORY_SCHEMA_FILE),
+            to_file_text(&inventory_schema()),
+        )?;
+        println!(
+            "wrote {} and {} in {}",
+            RUNBOOK_SCHEMA_FILE,
+            INVENTORY_SCHEMA_FILE,
+            dir.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let schema = if args.inventory { inventory_schema() } else { runbook_schema() };
+    let schema = if args.inventory {
+        inventory_schema()
+    } else {
+        runbook_schema()
+    };
     print!("{}", to_file_text(&schema));
     Ok(ExitCode::SUCCESS)
 }

@@ -33,7 +33,11 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     } else {
         print_diagnostics(&checked, true);
     }
-    Ok(if checked.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if checked.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn report(checked: &Checked) -> serde_json::Value {
@@ -59,9 +63,17 @@ pub(crate) fn print_diagnostics(checked: &Checked, summary: bool) {
             .iter()
             .filter_map(|(l, _)| l.runbook.as_ref().map(|r| r.name.value.as_str()))
             .collect();
-        println!("ok: {files} runbook(s) valid ({}){}", names.join(", "), plural(warnings, "warning"));
+        println!(
+            "ok: {files} runbook(s) valid ({}){}",
+            names.join(", "),
+            plural(warnings, "warning")
+        );
     } else {
-        eprintln!("invalid: {} in {files} file(s){}", plural(errors, "error").trim_start_matches(", "), plural(warnings, "warning"));
+        eprintln!(
+            "invalid: {} in {files} file(s){}",
+            plural(errors, "error").trim_start_matches(", "),
+            plural(warnings, "warning")
+        );
     }
 }
 

@@ -35,7 +35,9 @@ pub fn load_runbook(file: &str, text: &str) -> LoadedRunbook {
     };
     match yaml::parse(text, Limits::RUNBOOK) {
         Ok(root) => loaded.runbook = deserialize_recovering(file, root, &mut loaded),
-        Err(e) => loaded.diagnostics.push(Diagnostic::error(file, e.loc, e.message)),
+        Err(e) => loaded
+            .diagnostics
+            .push(Diagnostic::error(file, e.loc, e.message)),
     }
     loaded
 }
@@ -78,12 +80,13 @@ pub fn deserialize_document<T: serde::de::DeserializeOwned>(
 
 fn deserialize_recovering(file: &str, root: Node, loaded: &mut LoadedRunbook) -> Option<Runbook> {
     let mut dropped = Vec::new();
-    let runbook = deserialize_document::<Runbook>(file, root, &mut loaded.diagnostics, &mut dropped);
+    let runbook =
+        deserialize_document::<Runbook>(file, root, &mut loaded.diagnostics, &mut dropped);
     for path in dropped {
-        if let [PathSeg::Key(section), PathSeg::Key(step)] = path.as_slice() {
-            if section == "steps" {
-                loaded.broken_steps.insert(step.clone());
-            }
+        if let [PathSeg::Key(section), PathSeg::Key(step)] = path.as_slice()
+            && section == "steps"
+        {
+            loaded.broken_steps.insert(step.clone());
         }
     }
     runbook
@@ -100,9 +103,19 @@ fn follows_from_removal(err: &yaml::DeError, removed: &[Vec<PathSeg>]) -> bool {
 }
 
 fn describe(err: &yaml::DeError) -> String {
-    if let Some(found) = err.message.strip_prefix("expected a mapping, found ").filter(|_| err.path.is_empty()) {
-        let found = if found == "null" { "nothing (only comments?)" } else { found };
-        return format!("a runbook is a mapping with at least `name` and `steps`, but this file holds {found}");
+    if let Some(found) = err
+        .message
+        .strip_prefix("expected a mapping, found ")
+        .filter(|_| err.path.is_empty())
+    {
+        let found = if found == "null" {
+            "nothing (only comments?)"
+        } else {
+            found
+        };
+        return format!(
+            "a runbook is a mapping with at least `name` and `steps`, but this file holds {found}"
+        );
     }
     match err.path.as_slice() {
         [PathSeg::Key(s), PathSeg::Key(id), ..] if s == "steps" && err.path.len() > 2 => {
@@ -119,7 +132,10 @@ fn report_duplicates(file: &str, root: &mut Node, diagnostics: &mut Vec<Diagnost
         diagnostics.push(Diagnostic::error(
             file,
             key.loc,
-            format!("duplicate key `{name}` (first written at line {})", first.line),
+            format!(
+                "duplicate key `{name}` (first written at line {})",
+                first.line
+            ),
         ));
     }
     drop_repeats(root);
@@ -129,12 +145,8 @@ fn drop_repeats(node: &mut Node) {
     match &mut node.value {
         Value::Seq(items) => items.iter_mut().for_each(drop_repeats),
         Value::Map(entries) => {
-            let mut seen = Vec::new();
-            entries.retain(|(k, _)| {
-                let fresh = !seen.contains(&k.value);
-                seen.push(k.value.clone());
-                fresh
-            });
+            let mut seen = std::collections::HashSet::with_capacity(entries.len());
+            entries.retain(|(k, _)| seen.insert(k.value.as_text().unwrap_or_default()));
             entries.iter_mut().for_each(|(_, v)| drop_repeats(v));
         }
         _ => {}
@@ -151,7 +163,10 @@ fn insert_placeholder(root: &mut Node, field: Option<&str>) -> bool {
         _ => Value::Str(String::new()),
     };
     let at = Loc { line: 1, column: 1 };
-    entries.push((Node::new(Value::Str(field.to_string()), at), Node::new(value, at)));
+    entries.push((
+        Node::new(Value::Str(field.to_string()), at),
+        Node::new(value, at),
+    ));
     true
 }
 
@@ -172,9 +187,18 @@ mod tests {
         let text = "name: demo\nsteps:\n  a:\n    uses: noop\n    neds: [b]\n  b:\n    timeout: 5x\n    retry: { attempts: two }\n";
         let got = messages(text);
         assert_eq!(got.len(), 3, "{got:#?}");
-        assert!(got[0].starts_with("5:5 step `a`: unknown field `neds`; did you mean `needs`?"), "{got:#?}");
-        assert!(got[1].starts_with("7:14 step `b`: invalid duration `5x`"), "{got:#?}");
-        assert!(got[2].starts_with("8:24 step `b`: expected a whole number, found string \"two\""), "{got:#?}");
+        assert!(
+            got[0].starts_with("5:5 step `a`: unknown field `neds`; did you mean `needs`?"),
+            "{got:#?}"
+        );
+        assert!(
+            got[1].starts_with("7:14 step `b`: invalid duration `5x`"),
+            "{got:#?}"
+        );
+        assert!(
+            got[2].starts_with("8:24 step `b`: expected a whole number, found string \"two\""),
+            "{got:#?}"
+        );
     }
 
     #[test]

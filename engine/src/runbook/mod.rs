@@ -282,7 +282,11 @@ impl<'de> Deserialize<'de> for CountOrPercent {
 }
 
 fn parse_percent(text: &str) -> Result<CountOrPercent, String> {
-    let bad = || format!("invalid percentage `{text}`: write a number from 0 to 100 followed by %, e.g. `25%`");
+    let bad = || {
+        format!(
+            "invalid percentage `{text}`: write a number from 0 to 100 followed by %, e.g. `25%`"
+        )
+    };
     let digits = text.strip_suffix('%').ok_or_else(bad)?;
     let n: u8 = digits.parse().map_err(|_| bad())?;
     if n > 100 {

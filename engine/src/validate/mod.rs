@@ -78,7 +78,8 @@ impl Ctx<'_> {
     }
 
     pub fn warning(&mut self, loc: Loc, message: impl Into<String>) {
-        self.diags.push(Diagnostic::warning(self.file, loc, message));
+        self.diags
+            .push(Diagnostic::warning(self.file, loc, message));
     }
 
     /// A path written in the runbook, resolved against the runbook's folder.
@@ -99,20 +100,35 @@ impl Ctx<'_> {
 /// Files a runbook refers to (inventory, template files), resolved against its folder, so the
 /// caller can read them into [`Sources`] before checking.
 pub fn references(runbook: &Runbook, dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = runbook.inventory.iter().map(|i| dir.join(&i.value)).collect();
-    out.extend(templates::template_files(runbook).into_iter().map(|(p, _)| dir.join(p)));
+    let mut out: Vec<PathBuf> = runbook
+        .inventory
+        .iter()
+        .map(|i| dir.join(&i.value))
+        .collect();
+    out.extend(
+        templates::template_files(runbook)
+            .into_iter()
+            .map(|(p, _)| dir.join(p)),
+    );
     out
 }
 
 /// Checks one loaded runbook. Returns the checked runbook when there is no error, and every
 /// diagnostic (errors and warnings) found on the way, the loader's included.
-pub fn check(loaded: &LoadedRunbook, dir: &Path, sources: &Sources) -> (Option<CheckedRunbook>, Vec<Diagnostic>) {
+pub fn check(
+    loaded: &LoadedRunbook,
+    dir: &Path,
+    sources: &Sources,
+) -> (Option<CheckedRunbook>, Vec<Diagnostic>) {
     let mut diags = loaded.diagnostics.clone();
     let Some(runbook) = &loaded.runbook else {
         return (None, diags);
     };
     let dag = Dag::new(runbook.steps.iter().map(|(id, step)| {
-        (id.value.as_str(), step.needs.iter().map(|n| n.value.as_str()).collect())
+        (
+            id.value.as_str(),
+            step.needs.iter().map(|n| n.value.as_str()).collect(),
+        )
     }));
     let inventory = load_inventory(&loaded.file, runbook, dir, sources, &mut diags);
     let mut ctx = Ctx {
@@ -148,18 +164,32 @@ pub fn check(loaded: &LoadedRunbook, dir: &Path, sources: &Sources) -> (Option<C
 }
 
 /// Reads the runbook's inventory from `sources`; its errors are reported against its own file.
-fn load_inventory(file: &str, runbook: &Runbook, dir: &Path, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Option<Inventory> {
+fn load_inventory(
+    file: &str,
+    runbook: &Runbook,
+    dir: &Path,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Inventory> {
     let reference = runbook.inventory.as_ref()?;
     let path = dir.join(&reference.value);
     let shown = path.display().to_string();
     let text = match sources.get(&path) {
         Some(Ok(text)) => text,
         Some(Err(e)) => {
-            diags.push(Diagnostic::error(file, reference.loc, format!("cannot read inventory `{}`: {e}", reference.value)));
+            diags.push(Diagnostic::error(
+                file,
+                reference.loc,
+                format!("cannot read inventory `{}`: {e}", reference.value),
+            ));
             return None;
         }
         None => {
-            diags.push(Diagnostic::error(file, reference.loc, format!("inventory `{}` was not found", reference.value)));
+            diags.push(Diagnostic::error(
+                file,
+                reference.loc,
+                format!("inventory `{}` was not found", reference.value),
+            ));
             return None;
         }
     };
@@ -190,7 +220,11 @@ fn check_inventory(file: &str, inventory: &Inventory, diags: &mut Vec<Diagnostic
     }
     for exception in &inventory.exceptions {
         if !inventory.hosts.contains_key(exception.host.value.as_str()) {
-            diags.push(Diagnostic::error(file, exception.host.loc, unknown(&exception.host.value)));
+            diags.push(Diagnostic::error(
+                file,
+                exception.host.loc,
+                unknown(&exception.host.value),
+            ));
         }
     }
 }
@@ -205,7 +239,10 @@ pub fn check_unique_names(runbooks: &[&LoadedRunbook]) -> Vec<Diagnostic> {
             Some(first) => out.push(Diagnostic::error(
                 &loaded.file,
                 rb.name.loc,
-                format!("runbook name `{}` is already used by {}", rb.name.value, first.file),
+                format!(
+                    "runbook name `{}` is already used by {}",
+                    rb.name.value, first.file
+                ),
             )),
             None => {
                 seen.insert(&rb.name.value, loaded);

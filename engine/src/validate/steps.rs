@@ -35,16 +35,31 @@ fn check_step_ids(ctx: &mut Ctx) {
     let runbook = ctx.runbook;
     for id in runbook.steps.keys() {
         let ok = !id.value.is_empty()
-            && id.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && id
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok {
-            ctx.error(id.loc, format!("step id `{}` may hold only letters, digits, `-` and `_`", id.value));
+            ctx.error(
+                id.loc,
+                format!(
+                    "step id `{}` may hold only letters, digits, `-` and `_`",
+                    id.value
+                ),
+            );
         }
     }
     let name = &runbook.name;
     let ok = name.value.is_empty() // missing: reported by the loader
         || name.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !ok {
-        ctx.error(name.loc, format!("runbook name `{}` may hold only a-z, 0-9 and `-`", name.value));
+        ctx.error(
+            name.loc,
+            format!(
+                "runbook name `{}` may hold only a-z, 0-9 and `-`",
+                name.value
+            ),
+        );
     }
 }
 
@@ -57,7 +72,11 @@ fn check_needs(ctx: &mut Ctx) {
             } else if !runbook.steps.contains_key(need.value.as_str())
                 && !ctx.broken_steps.contains(&need.value)
             {
-                let message = unknown("step", &need.value, runbook.steps.keys().map(|k| k.value.as_str()));
+                let message = unknown(
+                    "step",
+                    &need.value,
+                    runbook.steps.keys().map(|k| k.value.as_str()),
+                );
                 ctx.error(need.loc, format!("`needs` names an unknown {message}"));
             }
         }
@@ -70,13 +89,22 @@ fn check_cycles(ctx: &mut Ctx) {
             continue; // a step that needs itself, reported by check_needs
         }
         let first = &cycle[0];
-        let loc = ctx.runbook.steps.get_key_value(first.as_str()).map(|(k, _)| k.loc).unwrap_or_default();
+        let loc = ctx
+            .runbook
+            .steps
+            .get_key_value(first.as_str())
+            .map(|(k, _)| k.loc)
+            .unwrap_or_default();
         ctx.error(loc, format!("dependency cycle: {}", cycle.join(" -> ")));
     }
 }
 
 /// `unknown step `x`; did you mean `y`?`
-pub(super) fn unknown<'a>(what: &str, name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+pub(super) fn unknown<'a>(
+    what: &str,
+    name: &str,
+    known: impl IntoIterator<Item = &'a str>,
+) -> String {
     match yaml::nearest(name, known) {
         Some(best) => format!("{what} `{name}`; did you mean `{best}`?"),
         None => format!("{what} `{name}`"),
@@ -86,7 +114,10 @@ pub(super) fn unknown<'a>(what: &str, name: &str, known: impl IntoIterator<Item 
 fn check_connector(ctx: &mut Ctx, id: &Located<String>, step: &Step) {
     let Some(uses) = &step.uses else {
         if let Some(with) = &step.with {
-            ctx.error(with.loc, format!("step `{}` has `with` but no `uses`", id.value));
+            ctx.error(
+                with.loc,
+                format!("step `{}` has `with` but no `uses`", id.value),
+            );
         }
         return;
     };
@@ -110,14 +141,18 @@ fn check_inputs(ctx: &mut Ctx, uses: &Located<String>, with: Option<&Node>) {
         } else if path.is_empty() {
             (with.loc, String::new())
         } else {
-            (with.loc_at(&path), format!("`{}`: ", yaml::path_text(&path)))
+            (
+                with.loc_at(&path),
+                format!("`{}`: ", yaml::path_text(&path)),
+            )
         };
         ctx.error(loc, format!("{} inputs: {prefix}{message}", spec.name));
     }
 }
 
 fn path_seg(key: &str) -> PathSeg {
-    key.parse::<usize>().map_or_else(|_| PathSeg::Key(key.to_string()), PathSeg::Index)
+    key.parse::<usize>()
+        .map_or_else(|_| PathSeg::Key(key.to_string()), PathSeg::Index)
 }
 
 /// serde_json's messages say "invalid type: integer `5`, expected ..." and add a position
@@ -127,19 +162,21 @@ fn friendly(message: &str) -> String {
         Some(i) => &message[..i],
         None => message,
     };
-    let text = text.replace("invalid type: ", "found ").replace("unknown variant", "unknown value");
+    let text = text
+        .replace("invalid type: ", "found ")
+        .replace("unknown variant", "unknown value");
     let text = text.replace("unknown field", "unknown input");
-    if let Some(rest) = text.strip_prefix("unknown input `") {
-        if let Some((name, expected)) = rest.split_once("`, expected ") {
-            let names: Vec<&str> = expected
-                .split(|c: char| c == '`')
-                .filter(|s| !s.is_empty() && !s.contains(',') && !s.contains(' '))
-                .collect();
-            if let Some(best) = yaml::nearest(name, names.iter().copied()) {
-                return format!("unknown input `{name}`; did you mean `{best}`?");
-            }
-            return format!("unknown input `{name}`, expected {expected}");
+    if let Some(rest) = text.strip_prefix("unknown input `")
+        && let Some((name, expected)) = rest.split_once("`, expected ")
+    {
+        let names: Vec<&str> = expected
+            .split('`')
+            .filter(|s| !s.is_empty() && !s.contains(',') && !s.contains(' '))
+            .collect();
+        if let Some(best) = yaml::nearest(name, names.iter().copied()) {
+            return format!("unknown input `{name}`; did you mean `{best}`?");
         }
+        return format!("unknown input `{name}`, expected {expected}");
     }
     text
 }
@@ -163,34 +200,53 @@ fn check_for_each(ctx: &mut Ctx, step: &Step) {
     let Some(fe) = &step.for_each else { return };
     let Some(inventory) = ctx.inventory else {
         if ctx.runbook.inventory.is_none() {
-            ctx.error(fe.group.loc, "`for_each` needs an inventory: add `inventory: path/to/hosts.yaml`");
+            ctx.error(
+                fe.group.loc,
+                "`for_each` needs an inventory: add `inventory: path/to/hosts.yaml`",
+            );
         }
         return;
     };
     if !inventory.groups.contains_key(fe.group.value.as_str()) {
-        let message = unknown("inventory group", &fe.group.value, inventory.groups.keys().map(|k| k.value.as_str()));
+        let message = unknown(
+            "inventory group",
+            &fe.group.value,
+            inventory.groups.keys().map(|k| k.value.as_str()),
+        );
         ctx.error(fe.group.loc, format!("unknown {message}"));
     }
-    if let Some(batch) = &fe.batch {
-        if batch.value.of(100) == 0 {
-            ctx.error(batch.loc, "`batch` must be at least 1 (or a percentage above 0%)");
-        }
+    if let Some(batch) = &fe.batch
+        && batch.value.of(100) == 0
+    {
+        ctx.error(
+            batch.loc,
+            "`batch` must be at least 1 (or a percentage above 0%)",
+        );
     }
 }
 
 fn check_undo(ctx: &mut Ctx, id: &Located<String>, step: &Step) {
     let Some(undo) = &step.undo else { return };
     if step.uses.is_none() {
-        ctx.error(undo.uses.loc, format!("step `{}` has `undo` but no `uses`: there is nothing to undo", id.value));
+        ctx.error(
+            undo.uses.loc,
+            format!(
+                "step `{}` has `undo` but no `uses`: there is nothing to undo",
+                id.value
+            ),
+        );
     }
     check_inputs(ctx, &undo.uses, undo.with.as_ref());
 }
 
 fn check_retry(ctx: &mut Ctx, step: &Step) {
-    if let Some(retry) = &step.retry {
-        if retry.attempts.value == 0 {
-            ctx.error(retry.attempts.loc, "`attempts` counts the first attempt too: it must be at least 1");
-        }
+    if let Some(retry) = &step.retry
+        && retry.attempts.value == 0
+    {
+        ctx.error(
+            retry.attempts.loc,
+            "`attempts` counts the first attempt too: it must be at least 1",
+        );
     }
 }
 
@@ -199,7 +255,14 @@ fn check_roles(ctx: &mut Ctx) {
     let runbook = ctx.runbook;
     let mut names: Vec<Located<String>> = Vec::new();
     if let Some(notify) = &runbook.notify {
-        names.extend(notify.to.value.as_slice().iter().map(|n| Located::new(n.clone(), notify.to.loc)));
+        names.extend(
+            notify
+                .to
+                .value
+                .as_slice()
+                .iter()
+                .map(|n| Located::new(n.clone(), notify.to.loc)),
+        );
     }
     for step in runbook.steps.values() {
         names.extend(step_recipients(step.uses.as_ref(), step.with.as_ref()));
@@ -210,21 +273,33 @@ fn check_roles(ctx: &mut Ctx) {
     for name in names {
         let is_role_name = !name.value.contains('@') && !crate::template::is_template(&name.value);
         if is_role_name && !runbook.roles.contains_key(name.value.as_str()) {
-            let message = unknown("role", &name.value, runbook.roles.keys().map(|k| k.value.as_str()));
-            ctx.error(name.loc, format!("unknown {message} (define it under `roles`, or write an email address)"));
+            let message = unknown(
+                "role",
+                &name.value,
+                runbook.roles.keys().map(|k| k.value.as_str()),
+            );
+            ctx.error(
+                name.loc,
+                format!("unknown {message} (define it under `roles`, or write an email address)"),
+            );
         }
     }
     for addresses in runbook.roles.values() {
         for address in addresses {
             if !address.value.contains('@') {
-                ctx.error(address.loc, format!("`{}` is not an email address", address.value));
+                ctx.error(
+                    address.loc,
+                    format!("`{}` is not an email address", address.value),
+                );
             }
         }
     }
 }
 
 fn step_recipients(uses: Option<&Located<String>>, with: Option<&Node>) -> Vec<Located<String>> {
-    let (Some(uses), Some(with)) = (uses, with) else { return Vec::new() };
+    let (Some(uses), Some(with)) = (uses, with) else {
+        return Vec::new();
+    };
     let Some((_, keys)) = RECIPIENT_INPUTS.iter().find(|(c, _)| *c == uses.value) else {
         return Vec::new();
     };
@@ -233,7 +308,9 @@ fn step_recipients(uses: Option<&Located<String>>, with: Option<&Node>) -> Vec<L
         match with.value.get(key).map(|n| (&n.value, n.loc)) {
             Some((Value::Str(s), loc)) => out.push(Located::new(s.clone(), loc)),
             Some((Value::Seq(items), _)) => out.extend(
-                items.iter().filter_map(|i| i.value.as_text().map(|t| Located::new(t, i.loc))),
+                items
+                    .iter()
+                    .filter_map(|i| i.value.as_text().map(|t| Located::new(t, i.loc))),
             ),
             _ => {}
         }
@@ -245,12 +322,24 @@ fn check_params(ctx: &mut Ctx) {
     let runbook = ctx.runbook;
     for (name, param) in &runbook.params {
         if param.secret && param.default.is_some() {
-            ctx.error(name.loc, format!("secret param `{}` must not have a default: secrets never appear in a runbook", name.value));
+            ctx.error(
+                name.loc,
+                format!(
+                    "secret param `{}` must not have a default: secrets never appear in a runbook",
+                    name.value
+                ),
+            );
         }
-        if let (Some(choices), Some(default)) = (&param.choices, &param.default) {
-            if !choices.contains(default) {
-                ctx.error(name.loc, format!("param `{}`: default `{default}` is not one of its choices", name.value));
-            }
+        if let (Some(choices), Some(default)) = (&param.choices, &param.default)
+            && !choices.contains(default)
+        {
+            ctx.error(
+                name.loc,
+                format!(
+                    "param `{}`: default `{default}` is not one of its choices",
+                    name.value
+                ),
+            );
         }
     }
 }
@@ -265,6 +354,9 @@ mod tests {
             friendly("unknown field `subjet`, expected one of `to`, `cc`, `subject`, `body`"),
             "unknown input `subjet`; did you mean `subject`?"
         );
-        assert_eq!(friendly("invalid type: integer `5`, expected a string"), "found integer `5`, expected a string");
+        assert_eq!(
+            friendly("invalid type: integer `5`, expected a string"),
+            "found integer `5`, expected a string"
+        );
     }
 }

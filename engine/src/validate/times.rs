@@ -48,8 +48,14 @@ fn parse_expr(ctx: &mut Ctx, text: &Located<String>, field: &str) -> Option<Time
         Err(e) => {
             let quoted = ctx.char_at(text.loc).is_some_and(|c| c == '"' || c == '\'');
             let column = text.loc.column + u32::from(quoted) + e.offset as u32;
-            let loc = Loc { line: text.loc.line, column };
-            ctx.error(loc, format!("malformed time expression in `{field}`: {}", e.message));
+            let loc = Loc {
+                line: text.loc.line,
+                column,
+            };
+            ctx.error(
+                loc,
+                format!("malformed time expression in `{field}`: {}", e.message),
+            );
             None
         }
     }
@@ -67,26 +73,46 @@ fn check_schedule(ctx: &mut Ctx) -> Vec<ScheduleRule> {
             }
             (None, Some(cron)) => {
                 if let Some(months) = &entry.months {
-                    ctx.error(months.loc, "`months` goes with `at`; a cron expression has its own month field");
+                    ctx.error(
+                        months.loc,
+                        "`months` goes with `at`; a cron expression has its own month field",
+                    );
                 }
                 match calendar::parse_cron(&cron.value) {
                     Ok(schedule) => rules.push(ScheduleRule::Cron(schedule)),
-                    Err(e) => ctx.error(cron.loc, format!("invalid cron expression: {}", last_line(&e))),
+                    Err(e) => ctx.error(cron.loc, one_line(&e, &cron.value)),
                 }
             }
-            (Some(at), Some(_)) => ctx.error(at.loc, "a schedule entry has `at` or `cron`, not both"),
+            (Some(at), Some(_)) => {
+                ctx.error(at.loc, "a schedule entry has `at` or `cron`, not both")
+            }
             (None, None) => {
-                let loc = entry.months.as_ref().map(|m| m.loc).unwrap_or(runbook.name.loc);
-                ctx.error(loc, "a schedule entry needs `at` (a time expression) or `cron`");
+                let loc = entry
+                    .months
+                    .as_ref()
+                    .map(|m| m.loc)
+                    .unwrap_or(runbook.name.loc);
+                ctx.error(
+                    loc,
+                    "a schedule entry needs `at` (a time expression) or `cron`",
+                );
             }
         }
     }
     rules
 }
 
-/// The cron crate explains its errors on the last of several lines (after a caret line).
-fn last_line(text: &str) -> &str {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or(text)
+/// The cron crate explains a syntax error on the last of several lines, under a caret.
+fn one_line(message: &str, expression: &str) -> String {
+    match message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()[..]
+    {
+        [_, .., last] => format!("invalid cron expression `{expression}`: {last}"),
+        _ => message.to_string(),
+    }
 }
 
 fn anchored_rule(
@@ -104,7 +130,10 @@ fn anchored_rule(
         if (1..=12).contains(&month.value) {
             valid_months.push(month.value);
         } else {
-            ctx.error(month.loc, format!("month {} is out of range 1-12", month.value));
+            ctx.error(
+                month.loc,
+                format!("month {} is out of range 1-12", month.value),
+            );
         }
     }
     let months = months.map(|_| valid_months);
@@ -117,18 +146,29 @@ fn check_blackouts(ctx: &mut Ctx) -> Vec<Blackout> {
     for blackout in &runbook.blackouts {
         let from = date(ctx, &blackout.from);
         let to = date(ctx, &blackout.to);
-        let (Some(from), Some(to)) = (from, to) else { continue };
+        let (Some(from), Some(to)) = (from, to) else {
+            continue;
+        };
         if to < from {
-            ctx.error(blackout.to.loc, format!("the blackout ends ({to}) before it starts ({from})"));
+            ctx.error(
+                blackout.to.loc,
+                format!("the blackout ends ({to}) before it starts ({from})"),
+            );
             continue;
         }
-        out.push(Blackout { from, to, reason: blackout.reason.clone() });
+        out.push(Blackout {
+            from,
+            to,
+            reason: blackout.reason.clone(),
+        });
     }
     out
 }
 
 fn date(ctx: &mut Ctx, text: &Located<String>) -> Option<chrono::NaiveDate> {
-    calendar::parse_date(&text.value).map_err(|e| ctx.error(text.loc, e)).ok()
+    calendar::parse_date(&text.value)
+        .map_err(|e| ctx.error(text.loc, e))
+        .ok()
 }
 
 fn check_steps(ctx: &mut Ctx) -> Vec<StepTimes> {
@@ -138,7 +178,10 @@ fn check_steps(ctx: &mut Ctx) -> Vec<StepTimes> {
         .values()
         .map(|step| StepTimes {
             at: step.at.as_ref().and_then(|at| parse_expr(ctx, at, "at")),
-            deadline: step.deadline.as_ref().and_then(|d| parse_expr(ctx, d, "deadline")),
+            deadline: step
+                .deadline
+                .as_ref()
+                .and_then(|d| parse_expr(ctx, d, "deadline")),
         })
         .collect()
 }
@@ -148,9 +191,13 @@ fn check_steps(ctx: &mut Ctx) -> Vec<StepTimes> {
 fn check_order(ctx: &mut Ctx, tz: Tz, times: &[StepTimes]) {
     let runbook = ctx.runbook;
     for (index, (id, step)) in runbook.steps.iter().enumerate() {
-        let Some(own) = &times[index].at else { continue };
+        let Some(own) = &times[index].at else {
+            continue;
+        };
         for up in ctx.dag.upstream(index) {
-            let Some(theirs) = &times[up].at else { continue };
+            let Some(theirs) = &times[up].at else {
+                continue;
+            };
             if let Some(cycle) = first_cycle_where(tz, theirs, own) {
                 let loc = step.at.as_ref().map_or(id.loc, |a| a.loc);
                 let up_id = ctx.dag.id(up).to_string();
@@ -158,10 +205,10 @@ fn check_order(ctx: &mut Ctx, tz: Tz, times: &[StepTimes]) {
                 break;
             }
         }
-        if let (Some(deadline), Some(loc)) = (&times[index].deadline, step.deadline.as_ref()) {
-            if let Some(cycle) = first_cycle_where(tz, own, deadline) {
-                ctx.warning(loc.loc, format!("the deadline `{deadline}` of `{}` comes before its `at` `{own}` (e.g. in {cycle})", id.value));
-            }
+        if let (Some(deadline), Some(loc)) = (&times[index].deadline, step.deadline.as_ref())
+            && let Some(cycle) = first_cycle_where(tz, own, deadline)
+        {
+            ctx.warning(loc.loc, format!("the deadline `{deadline}` of `{}` comes before its `at` `{own}` (e.g. in {cycle})", id.value));
         }
     }
 }

@@ -5,7 +5,16 @@ use serde_json::Value;
 
 #[test]
 fn monthly_calendar_shows_next_year_with_the_freeze() {
-    let out = run(&["calendar", "runbooks/monthly.yaml", "--count", "12", "--now", "2026-11-24T12:00:00Z", "--format", "json"]);
+    let out = run(&[
+        "calendar",
+        "runbooks/monthly.yaml",
+        "--count",
+        "12",
+        "--now",
+        "2026-11-24T12:00:00Z",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let cal: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cal["runbook"], "monthly-windows");
@@ -27,7 +36,14 @@ fn monthly_calendar_shows_next_year_with_the_freeze() {
 
 #[test]
 fn a_cycle_in_a_blackout_is_shown_as_skipped() {
-    let out = run(&["calendar", "runbooks/esx-bimonthly.yaml", "--from", "2026-12-01", "--count", "2"]);
+    let out = run(&[
+        "calendar",
+        "runbooks/esx-bimonthly.yaml",
+        "--from",
+        "2026-12-01",
+        "--count",
+        "2",
+    ]);
     let text = stdout(&out);
     assert!(text.contains("2027-01 "), "{text}");
     assert!(text.contains("skipped: year-end change freeze"), "{text}");
@@ -35,7 +51,14 @@ fn a_cycle_in_a_blackout_is_shown_as_skipped() {
 
 #[test]
 fn text_calendar_shows_local_time_and_utc() {
-    let out = run(&["calendar", "runbooks/monthly.yaml", "--from", "2026-12-01", "--count", "1"]);
+    let out = run(&[
+        "calendar",
+        "runbooks/monthly.yaml",
+        "--from",
+        "2026-12-01",
+        "--count",
+        "1",
+    ]);
     let text = stdout(&out);
     assert!(text.contains("Tue 2026-12-01 09:00 EST"), "{text}");
     assert!(text.contains("2026-12-01 14:00Z"), "{text}");

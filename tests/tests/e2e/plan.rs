@@ -12,7 +12,12 @@ fn plan_json(args: &[&str]) -> Value {
 }
 
 fn step<'a>(plan: &'a Value, id: &str) -> &'a Value {
-    plan["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no step {id}"))
+    plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
 }
 
 #[test]
@@ -21,13 +26,31 @@ fn monthly_plan_for_december_2026_has_the_real_timeline() {
     assert_eq!(plan["runbook"], "monthly-windows");
     assert_eq!(plan["cycle"], "2026-12");
     // Patch Tuesday 2026-12-08; the cycle opens a week before at 09:00 New York time.
-    assert_eq!(step(&plan, "notify-committee")["planned_start"], "2026-12-01T09:00:00-05:00");
-    assert_eq!(step(&plan, "cab-approval")["planned_start"], "2026-12-07T10:00:00-05:00");
-    assert_eq!(step(&plan, "patch-node1")["planned_start"], "2026-12-12T22:00:00-05:00");
-    assert_eq!(step(&plan, "apps-online")["planned_start"], "2026-12-13T01:00:00-05:00");
+    assert_eq!(
+        step(&plan, "notify-committee")["planned_start"],
+        "2026-12-01T09:00:00-05:00"
+    );
+    assert_eq!(
+        step(&plan, "cab-approval")["planned_start"],
+        "2026-12-07T10:00:00-05:00"
+    );
+    assert_eq!(
+        step(&plan, "patch-node1")["planned_start"],
+        "2026-12-12T22:00:00-05:00"
+    );
+    assert_eq!(
+        step(&plan, "apps-online")["planned_start"],
+        "2026-12-13T01:00:00-05:00"
+    );
     // A step without `at` starts when the steps it needs start at the earliest.
-    assert_eq!(step(&plan, "smoke-test-node1")["planned_start"], "2026-12-12T22:00:00-05:00");
-    assert_eq!(step(&plan, "cab-approval")["needs"], serde_json::json!(["notify-committee", "open-change-ticket"]));
+    assert_eq!(
+        step(&plan, "smoke-test-node1")["planned_start"],
+        "2026-12-12T22:00:00-05:00"
+    );
+    assert_eq!(
+        step(&plan, "cab-approval")["needs"],
+        serde_json::json!(["notify-committee", "open-change-ticket"])
+    );
     assert_eq!(step(&plan, "notify-committee")["wave"], 1);
     assert_eq!(step(&plan, "cab-approval")["wave"], 2);
 }
@@ -35,9 +58,18 @@ fn monthly_plan_for_december_2026_has_the_real_timeline() {
 #[test]
 fn emergency_plan_is_anchored_on_start() {
     let plan = plan_json(&["runbooks/emergency.yaml", "--start", "2026-11-24T15:00:00Z"]);
-    assert_eq!(step(&plan, "notify-management")["planned_start"], "2026-11-24T10:00:00-05:00");
-    assert_eq!(step(&plan, "roll-out-test")["planned_start"], "2026-11-25T07:00:00-05:00");
-    assert_eq!(step(&plan, "review-meeting")["planned_start"], "2026-11-26T14:00:00-05:00");
+    assert_eq!(
+        step(&plan, "notify-management")["planned_start"],
+        "2026-11-24T10:00:00-05:00"
+    );
+    assert_eq!(
+        step(&plan, "roll-out-test")["planned_start"],
+        "2026-11-25T07:00:00-05:00"
+    );
+    assert_eq!(
+        step(&plan, "review-meeting")["planned_start"],
+        "2026-11-26T14:00:00-05:00"
+    );
 }
 
 #[test]
@@ -48,21 +80,43 @@ fn emergency_plan_without_start_leaves_times_unknown() {
 
 #[test]
 fn mermaid_draws_the_monthly_dag() {
-    let out = run(&["plan", "runbooks/monthly.yaml", "--cycle", "2026-12", "--format", "mermaid"]);
+    let out = run(&[
+        "plan",
+        "runbooks/monthly.yaml",
+        "--cycle",
+        "2026-12",
+        "--format",
+        "mermaid",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("flowchart TD\n"), "{text}");
-    assert!(text.contains("[\"patch-node1<br/>command × cluster-node1<br/>Sat 2026-12-12 22:00 -05:00\"]"), "{text}");
+    assert!(
+        text.contains(
+            "[\"patch-node1<br/>command × cluster-node1<br/>Sat 2026-12-12 22:00 -05:00\"]"
+        ),
+        "{text}"
+    );
     let edges = text.lines().filter(|l| l.contains(" --> ")).count();
     assert_eq!(edges, 21, "{text}");
 }
 
 #[test]
 fn dot_draws_edges_from_need_to_step() {
-    let out = run(&["plan", "runbooks/esx-bimonthly.yaml", "--cycle", "2027-01", "--format", "dot"]);
+    let out = run(&[
+        "plan",
+        "runbooks/esx-bimonthly.yaml",
+        "--cycle",
+        "2027-01",
+        "--format",
+        "dot",
+    ]);
     let text = stdout(&out);
     assert!(text.starts_with("digraph \"esx-bimonthly\" {"), "{text}");
-    assert!(text.contains("\"update-hosts\" -> \"hosts-answer\";"), "{text}");
+    assert!(
+        text.contains("\"update-hosts\" -> \"hosts-answer\";"),
+        "{text}"
+    );
 }
 
 #[test]

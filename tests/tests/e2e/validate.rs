@@ -16,7 +16,12 @@ fn the_example_runbooks_validate_as_a_folder() {
 
 #[test]
 fn json_output_has_the_contract_shape() {
-    let out = run(&["validate", "--format", "json", "tests/corpus/invalid/unknown-needs.yaml"]);
+    let out = run(&[
+        "validate",
+        "--format",
+        "json",
+        "tests/corpus/invalid/unknown-needs.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], Value::Bool(false));
@@ -24,7 +29,12 @@ fn json_output_has_the_contract_shape() {
     assert_eq!(error["file"], "tests/corpus/invalid/unknown-needs.yaml");
     assert_eq!(error["line"], 4);
     assert_eq!(error["column"], 32);
-    assert!(error["message"].as_str().unwrap().contains("did you mean `snapshot`?"));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `snapshot`?")
+    );
 }
 
 #[test]
@@ -46,7 +56,8 @@ fn a_missing_path_is_a_usage_error() {
 #[test]
 fn every_example_runbook_starts_with_the_schema_modeline() {
     for file in ["monthly.yaml", "emergency.yaml", "esx-bimonthly.yaml"] {
-        let text = std::fs::read_to_string(patchday_tests::repo_root().join("runbooks").join(file)).unwrap();
+        let text = std::fs::read_to_string(patchday_tests::repo_root().join("runbooks").join(file))
+            .unwrap();
         assert!(
             text.starts_with("# yaml-language-server: $schema=../schemas/runbook.schema.json\n"),
             "{file} lacks the schema modeline"
