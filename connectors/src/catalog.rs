@@ -22,6 +22,9 @@ pub struct ConnectorSpec {
     pub summary: &'static str,
     /// Whether running it twice has the same effect as once; decides crash recovery.
     pub idempotent: bool,
+    /// Its outputs (`steps.<id>.outputs.*`): name and one line on each (for the docs; empty
+    /// for `approval` and `manual`, whose outputs the engine defines).
+    pub outputs: &'static [(&'static str, &'static str)],
     /// JSON Schema of its `with:` inputs.
     pub schema: fn(&mut SchemaGenerator) -> Schema,
     /// Checks `with:` against the typed inputs.
@@ -34,51 +37,101 @@ pub static CATALOG: &[ConnectorSpec] = &[
         "email",
         "Send an email over SMTP (HTML and plain text, attachments)",
         false,
+        &[
+            (
+                "message_id",
+                "the Message-ID, stable for the step (and host)",
+            ),
+            ("recipients", "the addresses the roles resolved to"),
+        ],
     ),
     spec::<ApprovalInputs>(
         "approval",
         "Ask approvers to decide through signed email links",
         false,
+        // Run by the engine, which defines its outputs.
+        &[],
     ),
     spec::<ManualInputs>(
         "manual",
         "A task for a person, settled with Done / Failed links",
         false,
+        // Run by the engine, which defines its outputs.
+        &[],
     ),
     spec::<HttpInputs>(
         "http",
         "One HTTP request with expectations on the response",
         false,
+        &[
+            ("status", "the response status code"),
+            ("headers", "response headers, lower-case names"),
+            ("body", "the first 64 KiB of the body as text"),
+            ("body_truncated", "whether the body was longer"),
+            ("json", "the parsed body, or null"),
+        ],
     ),
     spec::<CheckInputs>(
         "check",
         "A smoke test polled until it passes or time runs out",
         true,
+        &[
+            ("attempts", "how many probes it took"),
+            ("last_result", "what the last probe found"),
+            (
+                "reboot_required",
+                "for `reboot_required`: whether a reboot is needed",
+            ),
+        ],
     ),
     spec::<CommandInputs>(
         "command",
         "A local command, or a remote one over OpenSSH",
         false,
+        &[
+            ("exit_code", "the exit code"),
+            ("stdout", "the last 64 KiB of standard output"),
+            ("stderr", "the last 64 KiB of standard error"),
+            ("stdout_truncated", "whether standard output was longer"),
+            ("stderr_truncated", "whether standard error was longer"),
+        ],
     ),
     spec::<SnapshotInputs>(
         "snapshot",
         "Create, revert or delete a VM snapshot (libvirt, Proxmox)",
         false,
+        &[
+            ("provider", "libvirt or proxmox"),
+            ("action", "create, revert or delete"),
+            ("vm", "the VM"),
+            ("name", "the snapshot"),
+            ("already_existed", "create: the snapshot was there already"),
+            ("already_absent", "delete: the snapshot was gone already"),
+            ("upid", "proxmox: the task id"),
+        ],
     ),
     spec::<ReportInputs>(
         "report",
         "Render the cycle report (Markdown, HTML) and email it",
         true,
+        &[
+            ("totals", "hosts, patched, failed, excepted, skipped"),
+            ("markdown_path", "where the Markdown report was written"),
+            ("html_path", "where the HTML report was written"),
+            ("emailed_to", "the addresses it was emailed to"),
+        ],
     ),
     spec::<NoopInputs>(
         "noop",
         "Do nothing and succeed (demos, tests, benchmarks)",
         true,
+        &[("message", "the `message` input, when given")],
     ),
     spec::<SleepInputs>(
         "sleep",
         "Wait for a duration, then succeed (demos, tests)",
         true,
+        &[("slept_seconds", "how long it waited")],
     ),
 ];
 
@@ -86,11 +139,13 @@ const fn spec<T: JsonSchema + DeserializeOwned + InputRules>(
     name: &'static str,
     summary: &'static str,
     idempotent: bool,
+    outputs: &'static [(&'static str, &'static str)],
 ) -> ConnectorSpec {
     ConnectorSpec {
         name,
         summary,
         idempotent,
+        outputs,
         schema: schema_of::<T>,
         check: check_as::<T>,
     }

@@ -30,9 +30,15 @@ pub struct EmailInputs {
     /// Body text (a template). Give `body` or `template`.
     #[serde(default)]
     pub body: Option<String>,
-    /// A handlebars template file, relative to the runbook. Give `body` or `template`.
+    /// A handlebars template file, relative to the runbook, rendered against the run's
+    /// template context. A file whose name contains `.html` is the HTML body (its plain-text
+    /// alternative is derived from it); any other is the plain-text body. Give `body` or
+    /// `template`.
     #[serde(default)]
     pub template: Option<String>,
+    /// An HTML body (a template), sent with `body` as its plain-text alternative.
+    #[serde(default)]
+    pub html: Option<String>,
     /// Files to attach (paths, templates allowed).
     #[serde(default)]
     pub attach: Vec<String>,
@@ -159,15 +165,29 @@ pub struct CheckInputs {
     /// A command to run (locally, or on `host` over SSH).
     #[serde(default)]
     pub command: Option<CommandLine>,
-    /// Probe whether a Linux host needs a reboot; passes when it does not.
+    /// Probe whether a Linux host needs a reboot; passes when it does not. A reboot is
+    /// needed when `/var/run/reboot-required` exists (Debian, Ubuntu) or `needs-restarting -r`
+    /// exits 1 (RHEL family); the mere presence of the program means nothing.
     #[serde(default)]
     pub reboot_required: Option<bool>,
     /// Run `command` / `reboot_required` on this host over SSH.
     #[serde(default)]
     pub host: Option<String>,
+    /// Remote user for `host` (default from the configuration).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// SSH port for `host` (default 22).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Environment variables for `command` / `reboot_required` (values are templates).
+    #[serde(default)]
+    pub env: OrderedMap,
+    /// A PEM file with extra CA certificates for the `http` probe; verification is always on.
+    #[serde(default)]
+    pub ca_file: Option<String>,
     #[serde(default)]
     pub expect: Option<CheckExpect>,
-    /// Time between attempts (default 10s).
+    /// Time between attempts (default 10s; at least 100 ms).
     #[serde(default)]
     pub interval: Option<DurationText>,
     /// Give up after this long (default 5m).
