@@ -1,0 +1,46 @@
+//! The binary's surface: `--help` lists only commands that work, and usage errors exit 2.
+//! (Having an integration test here also makes `cargo test --workspace` build the binary
+//! that the end-to-end tests in `tests/` drive.)
+
+use std::process::Command;
+
+fn patchday(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_patchday"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_lists_the_working_commands() {
+    let out = patchday(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for command in ["validate", "calendar", "plan", "schema"] {
+        assert!(
+            text.contains(&format!("  {command} ")),
+            "{command} missing from:\n{text}"
+        );
+    }
+    for later in ["serve", "simulate", "trigger"] {
+        assert!(
+            !text.contains(&format!("  {later} ")),
+            "{later} is listed but does not work yet"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(patchday(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        patchday(&["plan", "runbooks/monthly.yaml", "--cycle", "2026-13"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        patchday(&["--now", "yesterday", "schema"]).status.code(),
+        Some(2)
+    );
+}
