@@ -40,9 +40,12 @@ struct CycleJson {
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let json = text_or_json(globals.format, "calendar")?;
-    let Some(checked) = checked_runbook(&args.runbook)? else {
+    let config =
+        crate::config::load(globals.config.as_deref()).map_err(|e| UsageError(e.to_string()))?;
+    let Some(mut checked) = checked_runbook(&args.runbook)? else {
         return Ok(ExitCode::from(1));
     };
+    checked.schedule.add_blackouts(config.blackouts);
     let from = match &args.from {
         Some(text) => parse_from(text, checked.tz)?,
         None => globals.clock.now(),

@@ -25,7 +25,7 @@ and `patchday plan runbooks/monthly.yaml`.\nExit codes: 0 success, 1 the thing c
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Configuration file (patchday.toml).
+    /// Configuration file (default: patchday.toml in the working folder, if there is one).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Pretend it is this time (RFC 3339, e.g. 2026-12-01T08:00:00-05:00).
@@ -61,7 +61,6 @@ enum Command {
 pub(crate) struct Globals {
     pub format: Format,
     pub clock: Box<dyn Clock>,
-    #[allow(dead_code)]
     pub config: Option<PathBuf>,
 }
 

@@ -70,3 +70,40 @@ fn a_manual_runbook_says_it_has_no_schedule() {
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("no schedule"));
 }
+
+#[test]
+fn org_wide_blackouts_from_the_config_skip_cycles() {
+    let out = run(&[
+        "calendar",
+        "runbooks/monthly.yaml",
+        "--config",
+        "tests/fixtures/org-freeze.toml",
+        "--from",
+        "2026-11-24",
+        "--count",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cal: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cal["cycles"][0]["cycle"], "2026-12");
+    assert_eq!(cal["cycles"][0]["blackout"], "datacenter migration");
+    assert_eq!(cal["cycles"][1]["blackout"], Value::Null);
+}
+
+#[test]
+fn a_missing_config_file_is_a_usage_error() {
+    let out = run(&[
+        "calendar",
+        "runbooks/monthly.yaml",
+        "--config",
+        "no-such.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no-such.toml: cannot read the configuration"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -64,3 +64,15 @@ fn every_example_runbook_starts_with_the_schema_modeline() {
         );
     }
 }
+
+#[test]
+fn a_timeline_that_cannot_hold_is_a_warning_not_an_error() {
+    let out = run(&["validate", "tests/fixtures/timeline-cannot-hold.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("timeline-cannot-hold.yaml:9:9: warning: `patch` may start at `second_saturday 22:00`, before `cab` (which it waits for) may start at `patch_tuesday-1d 10:00` (e.g. in 2025-01): the timeline cannot hold"),
+        "{text}"
+    );
+    assert!(stdout(&out).contains("1 warning"), "{}", stdout(&out));
+}
