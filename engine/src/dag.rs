@@ -10,6 +10,10 @@ use petgraph::graph::{DiGraph, NodeIndex};
 #[derive(Debug, Clone)]
 pub struct Dag {
     graph: DiGraph<String, ()>,
+    /// The needs of each step, in file order (computed once: the engine asks often).
+    needs: Vec<Vec<usize>>,
+    /// Steps in dependency order, file order breaking ties; `None` with a cycle.
+    order: Option<Vec<usize>>,
 }
 
 impl Dag {
@@ -29,7 +33,14 @@ impl Dag {
                 }
             }
         }
-        Dag { graph }
+        let mut dag = Dag {
+            graph,
+            needs: Vec::new(),
+            order: None,
+        };
+        dag.needs = (0..dag.len()).map(|i| dag.compute_needs(i)).collect();
+        dag.order = dag.compute_topological();
+        dag
     }
 
     pub fn len(&self) -> usize {
@@ -46,7 +57,11 @@ impl Dag {
     }
 
     /// The steps `i` needs directly, in file order.
-    pub fn needs(&self, i: usize) -> Vec<usize> {
+    pub fn needs(&self, i: usize) -> &[usize] {
+        &self.needs[i]
+    }
+
+    fn compute_needs(&self, i: usize) -> Vec<usize> {
         let mut out: Vec<usize> = self
             .graph
             .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
@@ -179,7 +194,11 @@ impl Dag {
     }
 
     /// Step indices in an order where every step comes after its needs (file order breaks ties).
-    pub fn topological(&self) -> Option<Vec<usize>> {
+    pub fn topological(&self) -> Option<&[usize]> {
+        self.order.as_deref()
+    }
+
+    fn compute_topological(&self) -> Option<Vec<usize>> {
         let waves = self.waves()?;
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.sort_by_key(|&i| (waves[i], i));

@@ -5,6 +5,7 @@
 //! Start reading at [`runbook`] (the model and how it is loaded), then [`validate`], [`dag`]
 //! and [`plan`]. ARCHITECTURE.md has the codemap.
 
+pub mod audit;
 pub mod calendar;
 pub mod cli;
 pub mod clock;
@@ -13,9 +14,11 @@ pub mod dag;
 pub mod diagnostic;
 pub mod inventory;
 pub mod plan;
+pub mod run;
 pub mod runbook;
 pub mod schema;
 pub mod sources;
+pub mod store;
 pub mod template;
 pub mod validate;
 pub mod yaml;

@@ -78,8 +78,8 @@ pub fn plan(checked: &CheckedRunbook, target: PlanFor) -> Plan {
             uses: step.uses.as_ref().map(|u| u.value.clone()),
             needs: dag
                 .needs(i)
-                .into_iter()
-                .map(|n| dag.id(n).to_string())
+                .iter()
+                .map(|&n| dag.id(n).to_string())
                 .collect(),
             planned_start: None,
             wave: waves[i],
@@ -90,6 +90,7 @@ pub fn plan(checked: &CheckedRunbook, target: PlanFor) -> Plan {
         .collect();
     let order = dag
         .topological()
+        .map(<[usize]>::to_vec)
         .unwrap_or_else(|| (0..dag.len()).collect());
     for i in order {
         let own = checked.times[i].at.as_ref().map(|expr| {
@@ -97,7 +98,7 @@ pub fn plan(checked: &CheckedRunbook, target: PlanFor) -> Plan {
                 .as_ref()
                 .and_then(|a| expr.resolve(checked.tz, a).ok())
         });
-        let from_needs: Vec<_> = dag.needs(i).into_iter().map(|n| steps[n].planned).collect();
+        let from_needs: Vec<_> = dag.needs(i).iter().map(|&n| steps[n].planned).collect();
         let base = run_start.map(|s| s.with_timezone(&checked.tz));
         steps[i].planned = latest(base, own.into_iter().chain(from_needs));
         steps[i].planned_start = steps[i].planned.map(|t| t.to_rfc3339());

@@ -16,13 +16,15 @@ fn help_lists_the_working_commands() {
     let out = patchday(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["validate", "calendar", "plan", "schema"] {
+    for command in [
+        "validate", "calendar", "plan", "schema", "run", "resume", "simulate", "audit",
+    ] {
         assert!(
             text.contains(&format!("  {command} ")),
             "{command} missing from:\n{text}"
         );
     }
-    for later in ["serve", "simulate", "trigger"] {
+    for later in ["serve", "trigger", "approve"] {
         assert!(
             !text.contains(&format!("  {later} ")),
             "{later} is listed but does not work yet"

@@ -2,9 +2,12 @@
 //! errors become messages and exit codes here (0 success, 1 the thing checked failed,
 //! 2 usage, configuration or I/O error), and `anyhow` is used only here.
 
+mod audit;
 mod calendar;
 mod plan;
+mod run;
 mod schema;
+mod simulate;
 mod validate;
 
 use std::path::PathBuf;
@@ -28,6 +31,9 @@ pub struct Cli {
     /// Configuration file (default: patchday.toml in the working folder, if there is one).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Database URL (default: sqlite://patchday.db in the working folder).
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
     /// Pretend it is this time (RFC 3339, e.g. 2026-12-01T08:00:00-05:00).
     #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_instant)]
     now: Option<DateTime<Utc>>,
@@ -55,13 +61,23 @@ enum Command {
     Plan(plan::Args),
     /// Print the runbook JSON Schema (or write both schemas into a folder).
     Schema(schema::Args),
+    /// Run a runbook now, in the foreground, with live progress; exit 0 if it succeeds.
+    Run(run::RunArgs),
+    /// Resume a run after a crash, or settle an interrupted step (--retry, --skip, --abort).
+    Resume(run::ResumeArgs),
+    /// Play a whole cycle on a virtual clock with connectors in dry-run mode.
+    Simulate(simulate::Args),
+    /// Verify or export the hash-chained audit log.
+    Audit(audit::Args),
 }
 
 /// What every command gets besides its own arguments.
 pub(crate) struct Globals {
     pub format: Format,
-    pub clock: Box<dyn Clock>,
+    pub clock: std::sync::Arc<dyn Clock>,
     pub config: Option<PathBuf>,
+    /// `--database`, if given.
+    pub database: Option<String>,
 }
 
 /// Failures that end a command with exit code 2 (usage, configuration, I/O).
@@ -75,16 +91,21 @@ pub fn main() -> ExitCode {
     let globals = Globals {
         format: cli.format,
         clock: match cli.now {
-            Some(now) => Box::new(ManualClock::new(now)),
-            None => Box::new(SystemClock),
+            Some(now) => std::sync::Arc::new(ManualClock::new(now)),
+            None => std::sync::Arc::new(SystemClock),
         },
         config: cli.config,
+        database: cli.database,
     };
     let result = match cli.command {
         Command::Validate(args) => validate::run(args, &globals),
         Command::Calendar(args) => calendar::run(args, &globals),
         Command::Plan(args) => plan::run(args, &globals),
         Command::Schema(args) => schema::run(args, &globals),
+        Command::Run(args) => run::run(args, &globals),
+        Command::Resume(args) => run::resume(args, &globals),
+        Command::Simulate(args) => simulate::run(args, &globals),
+        Command::Audit(args) => audit::run(args, &globals),
     };
     match result {
         Ok(code) => code,

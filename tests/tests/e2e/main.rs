@@ -3,6 +3,8 @@
 
 mod calendar;
 mod corpus;
+mod durability;
 mod plan;
+mod runs;
 mod schema;
 mod validate;

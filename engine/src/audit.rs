@@ -1,0 +1,546 @@
+//! The hash-chained audit log (DESIGN §6): the event hash, chain verification and exports.
+//! Pure functions, no I/O: the store appends events and calls [`event_hash`]; `patchday audit`
+//! reads them back and calls [`verify`] and the exporters.
+//!
+//! # The canonical event and its hash
+//!
+//! `hash` is the lowercase hex SHA-256 of the UTF-8 bytes of this JSON array, written with no
+//! whitespace at all:
+//!
+//! ```text
+//! [seq,"at","actor","action",run_id,step_id,details,"prev_hash"]
+//! ```
+//!
+//! - `seq`: the event's sequence number as a JSON integer (1, 2, 3, ...);
+//! - `at`: the instant in UTC as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, exactly six fractional digits
+//!   (finer precision is truncated; the stores keep microseconds);
+//! - `actor`, `action`: JSON strings;
+//! - `run_id`, `step_id`: JSON strings, or `null` when absent;
+//! - `details`: the details value in canonical JSON: object keys sorted by their UTF-8 bytes, at
+//!   every depth; arrays keep their order; no whitespace; strings and numbers as `serde_json`
+//!   writes them (the shortest representation that reads back to the same number);
+//! - `prev_hash`: the previous event's `hash` as a JSON string, or 64 `0` characters for the
+//!   first event ([`GENESIS_HASH`]).
+//!
+//! Strings are escaped as `serde_json` escapes them: `"` and `\` with a backslash, control
+//! characters as `\n`, `\t`, ... or `\u00XX`, everything else (non-ASCII included) verbatim.
+//!
+//! Example: the first event `{seq: 1, at: 2026-12-08T14:00:00Z, actor: "scheduler",
+//! action: "run.started", run_id: "r1", step_id: none, details: {"b": 1, "a": [true]}}` hashes
+//! `[1,"2026-12-08T14:00:00.000000Z","scheduler","run.started","r1",null,{"a":[true],"b":1},"000…000"]`.
+//!
+//! # What verification proves
+//!
+//! [`verify`] recomputes every hash and checks that `seq` runs 1, 2, 3, ... without gaps,
+//! duplicates or reordering, that each `prev_hash` is the previous event's hash, and that the
+//! chain head the store recorded with the last append is the last event (a deleted tail shows).
+//! Someone able to rewrite the whole database can rewrite the whole chain and its head too: keep
+//! a copy of the head (`patchday audit verify` prints it) outside the database to rule that out.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::store::{ChainHead, EventRow};
+
+/// `prev_hash` of the first event: 64 zeros.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An instant as the audit log (and the stores) write it: UTC, exactly six fractional digits.
+pub fn format_instant(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The canonical text of an event, whose SHA-256 is its hash (see the module documentation).
+#[allow(clippy::too_many_arguments)]
+pub fn canonical_event(
+    seq: i64,
+    at: DateTime<Utc>,
+    actor: &str,
+    action: &str,
+    run_id: Option<&str>,
+    step_id: Option<&str>,
+    details: &Value,
+    prev_hash: &str,
+) -> String {
+    let mut out = String::with_capacity(160 + prev_hash.len());
+    out.push('[');
+    write!(out, "{seq},").expect("writing to a String");
+    push_str(&mut out, &format_instant(at));
+    out.push(',');
+    push_str(&mut out, actor);
+    out.push(',');
+    push_str(&mut out, action);
+    out.push(',');
+    push_opt(&mut out, run_id);
+    out.push(',');
+    push_opt(&mut out, step_id);
+    out.push(',');
+    push_canonical(&mut out, details);
+    out.push(',');
+    push_str(&mut out, prev_hash);
+    out.push(']');
+    out
+}
+
+/// The hash of an event: lowercase hex SHA-256 of [`canonical_event`].
+#[allow(clippy::too_many_arguments)]
+pub fn event_hash(
+    seq: i64,
+    at: DateTime<Utc>,
+    actor: &str,
+    action: &str,
+    run_id: Option<&str>,
+    step_id: Option<&str>,
+    details: &Value,
+    prev_hash: &str,
+) -> String {
+    let text = canonical_event(seq, at, actor, action, run_id, step_id, details, prev_hash);
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// The hash a stored event should have, from its content and `prev_hash`.
+pub fn row_hash(event: &EventRow) -> String {
+    event_hash(
+        event.seq,
+        event.at,
+        &event.actor,
+        &event.action,
+        event.run_id.as_deref(),
+        event.step_id.as_deref(),
+        &event.details,
+        &event.prev_hash,
+    )
+}
+
+/// `value` in canonical JSON: object keys sorted at every depth, no whitespace.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    push_canonical(&mut out, value);
+    out
+}
+
+fn push_canonical(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => push_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_canonical(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_str(out, key);
+                out.push(':');
+                push_canonical(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn push_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).expect("a string serializes"));
+}
+
+fn push_opt(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        write!(out, "{b:02x}").expect("writing to a String");
+    }
+    out
+}
+
+/// The first bad event of a chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit chain broken at seq {seq}: {reason}")]
+pub struct ChainBroken {
+    /// The seq of the first event that does not verify (for a deleted tail: the first missing seq).
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// Checks a whole chain, in the order given (the store's `seq` order), against the head the
+/// store recorded. Returns the number of events checked, or the first bad event.
+pub fn verify(events: &[EventRow], head: Option<&ChainHead>) -> Result<usize, ChainBroken> {
+    let mut prev_hash = GENESIS_HASH;
+    for (i, event) in events.iter().enumerate() {
+        let expected = i as i64 + 1;
+        if event.seq != expected {
+            let reason = match i.checked_sub(1).map(|p| events[p].seq) {
+                Some(prev) if event.seq == prev => {
+                    format!("seq {} appears twice", event.seq)
+                }
+                Some(prev) if event.seq < prev => {
+                    format!("seq {} comes after seq {prev} (reordered)", event.seq)
+                }
+                _ if event.seq > expected => format!(
+                    "expected seq {expected}, found {}: event(s) missing",
+                    event.seq
+                ),
+                _ => format!("expected seq {expected}, found {}", event.seq),
+            };
+            return Err(ChainBroken {
+                seq: event.seq,
+                reason,
+            });
+        }
+        if event.prev_hash != prev_hash {
+            return Err(ChainBroken {
+                seq: event.seq,
+                reason: if i == 0 {
+                    "prev_hash of the first event is not the genesis hash (64 zeros)".into()
+                } else {
+                    format!("prev_hash is not the hash of seq {}", event.seq - 1)
+                },
+            });
+        }
+        if row_hash(event) != event.hash {
+            return Err(ChainBroken {
+                seq: event.seq,
+                reason: "hash does not match the event's content".into(),
+            });
+        }
+        prev_hash = &event.hash;
+    }
+    let last = events.last();
+    match (head, last) {
+        (None, None) => {}
+        (None, Some(last)) => {
+            return Err(ChainBroken {
+                seq: last.seq,
+                reason: "the log has events but no chain head was recorded".into(),
+            });
+        }
+        (Some(head), last) => {
+            let last_seq = last.map_or(0, |e| e.seq);
+            if head.seq > last_seq {
+                return Err(ChainBroken {
+                    seq: last_seq + 1,
+                    reason: format!(
+                        "the chain head is at seq {} but the log ends at seq {last_seq}: event(s) deleted",
+                        head.seq
+                    ),
+                });
+            }
+            if head.seq < last_seq {
+                return Err(ChainBroken {
+                    seq: head.seq + 1,
+                    reason: format!(
+                        "event(s) after the recorded chain head (seq {}) were not appended by the store",
+                        head.seq
+                    ),
+                });
+            }
+            if last.is_some_and(|e| e.hash != head.hash) {
+                return Err(ChainBroken {
+                    seq: last_seq,
+                    reason: "the last event's hash is not the recorded chain head".into(),
+                });
+            }
+        }
+    }
+    Ok(events.len())
+}
+
+/// Events as JSON Lines: one object per line with the fields `seq, at, actor, action, run_id,
+/// step_id, details, prev_hash, hash` (`at` as in the hash; details as stored).
+pub fn export_jsonl(events: &[EventRow]) -> String {
+    let mut out = String::new();
+    for event in events {
+        let line = serde_json::json!({
+            "seq": event.seq,
+            "at": format_instant(event.at),
+            "actor": event.actor,
+            "action": event.action,
+            "run_id": event.run_id,
+            "step_id": event.step_id,
+            "details": event.details,
+            "prev_hash": event.prev_hash,
+            "hash": event.hash,
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Events as CSV (RFC 4180): a header `seq,at,actor,action,run_id,step_id,details,prev_hash,hash`,
+/// then one record per event; `details` is the canonical JSON; absent ids are empty fields.
+/// Fields with a comma, quote, CR or LF are quoted, quotes doubled. Lines end with CRLF.
+pub fn export_csv(events: &[EventRow]) -> String {
+    let mut out = String::from("seq,at,actor,action,run_id,step_id,details,prev_hash,hash\r\n");
+    for event in events {
+        let fields = [
+            event.seq.to_string(),
+            format_instant(event.at),
+            event.actor.clone(),
+            event.action.clone(),
+            event.run_id.clone().unwrap_or_default(),
+            event.step_id.clone().unwrap_or_default(),
+            canonical_json(&event.details),
+            event.prev_hash.clone(),
+            event.hash.clone(),
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_csv_field(&mut out, field);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn push_csv_field(out: &mut String, field: &str) {
+    if field.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_796_000_000 + s, 123_456_789).unwrap()
+    }
+
+    fn chain(n: i64) -> Vec<EventRow> {
+        let mut prev = GENESIS_HASH.to_string();
+        (1..=n)
+            .map(|seq| {
+                let mut e = EventRow {
+                    seq,
+                    at: at(seq),
+                    actor: "scheduler".into(),
+                    action: "step.succeeded".into(),
+                    run_id: Some("r1".into()),
+                    step_id: (seq % 2 == 0).then(|| format!("s{seq}")),
+                    details: json!({"z": seq, "a": {"y": [1, 2.5, "x"], "b": null}}),
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                e.hash = row_hash(&e);
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    fn head(events: &[EventRow]) -> ChainHead {
+        let last = events.last().unwrap();
+        ChainHead {
+            seq: last.seq,
+            hash: last.hash.clone(),
+        }
+    }
+
+    #[test]
+    fn canonical_form_is_exact() {
+        let text = canonical_event(
+            1,
+            Utc.with_ymd_and_hms(2026, 12, 8, 14, 0, 0).unwrap(),
+            "scheduler",
+            "run.started",
+            Some("r1"),
+            None,
+            &json!({"b": 1, "a": [true, {"d": "é\"\n", "c": -0.5}]}),
+            GENESIS_HASH,
+        );
+        assert_eq!(
+            text,
+            format!(
+                "[1,\"2026-12-08T14:00:00.000000Z\",\"scheduler\",\"run.started\",\"r1\",null,\
+                 {{\"a\":[true,{{\"c\":-0.5,\"d\":\"é\\\"\\n\"}}],\"b\":1}},\"{GENESIS_HASH}\"]"
+            )
+        );
+        // A known SHA-256, so the definition cannot drift silently.
+        assert_eq!(
+            hex(&Sha256::digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn key_order_does_not_change_the_hash() {
+        let a: Value = serde_json::from_str(r#"{"x":1,"y":{"q":2,"p":3}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"y":{"p":3,"q":2},"x":1}"#).unwrap();
+        let h = |d: &Value| event_hash(1, at(0), "a", "b", None, None, d, GENESIS_HASH);
+        assert_eq!(h(&a), h(&b));
+        assert_ne!(h(&a), h(&json!({"x": 1})));
+        assert_eq!(h(&a).len(), 64);
+    }
+
+    #[test]
+    fn every_field_is_covered_by_the_hash() {
+        let base = chain(1).remove(0);
+        let mut variants = Vec::new();
+        let mut e = base.clone();
+        e.seq = 2;
+        variants.push(e);
+        let mut e = base.clone();
+        e.at += chrono::Duration::microseconds(1);
+        variants.push(e);
+        let mut e = base.clone();
+        e.actor.push('x');
+        variants.push(e);
+        let mut e = base.clone();
+        e.action.push('x');
+        variants.push(e);
+        let mut e = base.clone();
+        e.run_id = None;
+        variants.push(e);
+        let mut e = base.clone();
+        e.step_id = Some(String::new());
+        variants.push(e);
+        let mut e = base.clone();
+        e.details = json!({});
+        variants.push(e);
+        let mut e = base.clone();
+        e.prev_hash = "1".repeat(64);
+        variants.push(e);
+        for v in variants {
+            assert_ne!(row_hash(&v), base.hash, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_good_chain_verifies() {
+        let events = chain(20);
+        assert_eq!(verify(&events, Some(&head(&events))), Ok(20));
+        assert_eq!(verify(&[], None), Ok(0));
+    }
+
+    #[test]
+    fn breaks_are_named_at_the_first_bad_event() {
+        let events = chain(10);
+        let h = head(&events);
+        let broken =
+            |events: &[EventRow], h: Option<&ChainHead>| verify(events, h).unwrap_err().seq;
+
+        let mut e = events.clone();
+        e[4].actor = "mallory".into();
+        assert_eq!(broken(&e, Some(&h)), 5);
+
+        let mut e = events.clone();
+        e.remove(3);
+        assert_eq!(broken(&e, Some(&h)), 5);
+
+        let mut e = events.clone();
+        e.swap(2, 6);
+        assert_eq!(broken(&e, Some(&h)), 7);
+
+        let mut e = events.clone();
+        e.pop();
+        assert_eq!(broken(&e, Some(&h)), 10);
+
+        let mut e = events.clone();
+        e.insert(5, e[5].clone());
+        assert_eq!(broken(&e, Some(&h)), 6);
+
+        assert_eq!(broken(&events, None), 10);
+        assert_eq!(broken(&[], Some(&h)), 1);
+
+        let mut e = events.clone();
+        e[0].prev_hash = "f".repeat(64);
+        e[0].hash = row_hash(&e[0]);
+        assert_eq!(broken(&e, Some(&h)), 1);
+        let err = verify(&e, Some(&h)).unwrap_err();
+        assert!(err.reason.contains("prev_hash"), "{err}");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let mut events = chain(1);
+        events[0].actor = "cli:o'neil, \"bob\"\nx".into();
+        events[0].details = json!({"b": "1,2", "a": 1});
+        let csv = export_csv(&events);
+        let mut lines = csv.split("\r\n");
+        assert_eq!(
+            lines.next(),
+            Some("seq,at,actor,action,run_id,step_id,details,prev_hash,hash")
+        );
+        let record = lines.next().unwrap();
+        assert!(record.starts_with("1,2026-"), "{record}");
+        assert!(
+            record.contains(",\"cli:o'neil, \"\"bob\"\"\nx\",step.succeeded,r1,,"),
+            "{record}"
+        );
+        assert!(
+            record.contains(",\"{\"\"a\"\":1,\"\"b\"\":\"\"1,2\"\"}\","),
+            "{record}"
+        );
+    }
+
+    #[test]
+    fn jsonl_is_one_object_per_line() {
+        let events = chain(3);
+        let text = export_jsonl(&events);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let v: Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(v["seq"], 2);
+        assert_eq!(v["hash"], events[1].hash.as_str());
+        assert_eq!(v["step_id"], "s2");
+        assert_eq!(v["at"], format_instant(events[1].at));
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    use serde_json::Value;
+
+    /// Details are stored as JSON text and hashed after reading them back: every finite f64
+    /// must survive the text round trip bit for bit, or a good chain would fail to verify.
+    /// (This is why the engine enables serde_json's `float_roundtrip`.)
+    #[test]
+    fn floats_survive_the_text_round_trip() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut checked = 0;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if !f.is_finite() {
+                continue;
+            }
+            let text = serde_json::to_string(&Value::from(f)).unwrap();
+            let back: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.as_f64().unwrap().to_bits(), f.to_bits(), "{text}");
+            checked += 1;
+        }
+        assert!(checked > 100_000);
+    }
+}

@@ -1,0 +1,382 @@
+//! The step state machine's decisions, as a pure function: given a checked runbook, the run's
+//! rows and the time, what should happen next. The driver ([`super::drive`]) commits the
+//! transitions and runs the connectors; nothing here does I/O or reads a clock.
+//!
+//! Outcomes of a finished step, as the steps that need it see them:
+//! - ok: `succeeded`, `skipped`, or `failed` with `continue_on_failure`;
+//! - bad: `failed` (without `continue_on_failure`) or `cancelled`.
+//!
+//! `if: success` (the default) runs when every need is ok and nothing in the run is bad;
+//! `failure` when some need is bad; `always` once the needs are finished; a template when the
+//! needs are ok and it renders truthy. A step that is not run is `skipped` with the reason.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::calendar::AnchorContext;
+use crate::inventory::Member;
+use crate::store::{StepRow, StepState};
+use crate::validate::CheckedRunbook;
+
+/// Step ids of compensation rows start with this.
+pub const UNDO_PREFIX: &str = "undo:";
+
+/// One thing the driver should do now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// pending → skipped.
+    Skip {
+        step: String,
+        host: String,
+        reason: String,
+    },
+    /// pending → waiting until `until` (the step's `at`).
+    Wait { step: String, until: DateTime<Utc> },
+    /// pending/waiting → running: dispatch an attempt (a plain step, a fan-out child, an undo row).
+    Start { step: String, host: String },
+    /// pending/waiting → running for a `for_each` step, inserting one row per group member;
+    /// excepted hosts are inserted as skipped with the exception as reason.
+    Expand {
+        step: String,
+        hosts: Vec<String>,
+        excepted: Vec<(String, String)>,
+    },
+    /// A fan-out step whose children are all finished: running → succeeded/failed.
+    FinishParent {
+        step: String,
+        state: StepState,
+        reason: Option<String>,
+    },
+    /// The run failed and `on_failure: rollback`: insert these undo rows (in execution order).
+    BeginRollback { rows: Vec<(String, String)> },
+    /// Every row is finished: the run ends in this state.
+    FinishRun { failed: bool },
+}
+
+/// What `decide` looks at.
+pub struct View<'a> {
+    pub checked: &'a CheckedRunbook,
+    pub rows: &'a [StepRow],
+    pub now: DateTime<Utc>,
+    pub anchor: &'a AnchorContext,
+    /// The local date in the runbook's zone (for inventory exceptions).
+    pub today: NaiveDate,
+    /// Renders an `if` template for step `index`: true, false, or an error (counts as false).
+    pub condition: &'a dyn Fn(usize, &str) -> bool,
+}
+
+/// The step rows (`host` = "") of every step: by the run's construction they are the first
+/// rows, in file order, so step `i`'s row is `rows[i]`.
+struct Rows<'a>(&'a [StepRow]);
+
+impl<'a> Rows<'a> {
+    fn of(&self, index: usize) -> &'a StepRow {
+        &self.0[index]
+    }
+
+    fn get(&self, key: &(&str, &str)) -> Option<&'a StepRow> {
+        self.0.iter().find(|r| r.step == key.0 && r.host == key.1)
+    }
+}
+
+/// Decides what to do next. Empty when nothing can happen until a running attempt ends, a
+/// waiting time comes, or a person decides.
+pub fn decide(view: &View) -> Vec<Action> {
+    let steps = view.checked.dag.len();
+    debug_assert!(
+        view.rows
+            .iter()
+            .take(steps)
+            .enumerate()
+            .all(|(i, r)| r.host.is_empty() && r.step == view.checked.dag.id(i))
+    );
+    let rows = Rows(&view.rows[..steps.min(view.rows.len())]);
+    let failing = run_failing(view, &rows);
+    let mut actions = Vec::new();
+    let order = view.checked.dag.topological().unwrap_or_default();
+    for &index in order {
+        step_actions(view, &rows, index, failing, &mut actions);
+    }
+    actions.extend(undo_starts(view.rows));
+    if actions.is_empty() {
+        finish_or_rollback(view, &rows, failing, &mut actions);
+    }
+    actions
+}
+
+fn is_bad(view: &View, row: &StepRow) -> bool {
+    match row.state {
+        StepState::Cancelled => true,
+        StepState::Failed => !continues(view, &row.step),
+        _ => false,
+    }
+}
+
+fn continues(view: &View, step: &str) -> bool {
+    view.checked
+        .runbook
+        .steps
+        .get(step)
+        .is_some_and(|s| s.continue_on_failure)
+}
+
+fn run_failing(view: &View, rows: &Rows) -> bool {
+    rows.0.iter().any(|r| is_bad(view, r))
+}
+
+fn step_actions(view: &View, rows: &Rows, index: usize, failing: bool, out: &mut Vec<Action>) {
+    let row = rows.of(index);
+    match row.state {
+        StepState::Pending => pending_actions(view, rows, index, failing, out),
+        StepState::Waiting if row.not_before.is_none_or(|t| t <= view.now) => {
+            start(view, index, out)
+        }
+        StepState::Running if is_fan_out(view, index) => child_actions(view, index, out),
+        _ => {}
+    }
+}
+
+fn is_fan_out(view: &View, index: usize) -> bool {
+    view.checked.runbook.steps[index].for_each.is_some()
+}
+
+fn pending_actions(view: &View, rows: &Rows, index: usize, failing: bool, out: &mut Vec<Action>) {
+    let id = view.checked.dag.id(index).to_string();
+    let needs: Vec<&StepRow> = view
+        .checked
+        .dag
+        .needs(index)
+        .iter()
+        .map(|&n| rows.of(n))
+        .collect();
+    if !needs.iter().all(|r| r.state.is_terminal()) {
+        return;
+    }
+    let any_bad = needs.iter().any(|r| is_bad(view, r));
+    let step = &view.checked.runbook.steps[index];
+    let condition = step
+        .condition
+        .as_ref()
+        .map(|c| c.value.trim())
+        .unwrap_or("success");
+    let skip = |reason: &str| Action::Skip {
+        step: id.clone(),
+        host: String::new(),
+        reason: reason.to_string(),
+    };
+    let verdict = match condition {
+        "always" => None,
+        "failure" if any_bad => None,
+        "failure" => Some(skip("`if: failure` and no step it needs failed")),
+        _ if any_bad => Some(skip("a step it needs failed")),
+        _ if failing => Some(skip("the run is failing: no new steps start")),
+        "success" => None,
+        template if (view.condition)(index, template) => None,
+        _ => Some(skip("its `if` is false")),
+    };
+    if let Some(action) = verdict {
+        out.push(action);
+        return;
+    }
+    let at = view.checked.times[index]
+        .at
+        .as_ref()
+        .and_then(|expr| expr.resolve(view.checked.tz, view.anchor).ok());
+    match at.map(|t| t.with_timezone(&Utc)) {
+        Some(until) if until > view.now => out.push(Action::Wait { step: id, until }),
+        _ => start(view, index, out),
+    }
+}
+
+fn start(view: &View, index: usize, out: &mut Vec<Action>) {
+    let id = view.checked.dag.id(index).to_string();
+    let Some(fe) = &view.checked.runbook.steps[index].for_each else {
+        out.push(Action::Start {
+            step: id,
+            host: String::new(),
+        });
+        return;
+    };
+    let (mut hosts, mut excepted) = (Vec::new(), Vec::new());
+    if let Some(inventory) = &view.checked.inventory {
+        for member in inventory.members(&fe.group.value, view.today) {
+            match member {
+                Member::Included(name, _) => hosts.push(name.to_string()),
+                Member::Excepted(name, e) => excepted.push((
+                    name.to_string(),
+                    format!(
+                        "excepted until {}: {} (approved by {})",
+                        e.until.value, e.reason, e.approved_by
+                    ),
+                )),
+            }
+        }
+    }
+    out.push(Action::Expand {
+        step: id,
+        hosts,
+        excepted,
+    });
+}
+
+/// Rolling waves: batch k starts only when batches before it are finished and the failures so
+/// far do not exceed `max_failures`; past that, children not started are skipped and the step fails.
+fn child_actions(view: &View, index: usize, out: &mut Vec<Action>) {
+    let id = view.checked.dag.id(index);
+    let fe = view.checked.runbook.steps[index]
+        .for_each
+        .as_ref()
+        .expect("fan-out step");
+    let children: Vec<&StepRow> = view
+        .rows
+        .iter()
+        .filter(|r| r.step == id && !r.host.is_empty() && !excepted(r))
+        .collect();
+    let total = children.len();
+    let batch = fe
+        .batch
+        .as_ref()
+        .map_or(total.max(1), |b| b.value.of(total).max(1));
+    let allowed = fe.max_failures.as_ref().map_or(0, |m| m.value.of(total));
+    let mut failures = 0;
+    for wave in children.chunks(batch) {
+        if failures > allowed {
+            for child in wave.iter().filter(|c| c.state == StepState::Pending) {
+                out.push(Action::Skip {
+                    step: id.to_string(),
+                    host: child.host.clone(),
+                    reason: format!(
+                        "not started: {failures} host(s) failed, more than max_failures {allowed}"
+                    ),
+                });
+            }
+            continue;
+        }
+        let mut busy = false;
+        for child in wave {
+            match child.state {
+                StepState::Pending => out.push(Action::Start {
+                    step: id.to_string(),
+                    host: child.host.clone(),
+                }),
+                StepState::Waiting if child.not_before.is_none_or(|t| t <= view.now) => {
+                    out.push(Action::Start {
+                        step: id.to_string(),
+                        host: child.host.clone(),
+                    })
+                }
+                s if s.is_terminal() => {
+                    failures += usize::from(s == StepState::Failed || s == StepState::Cancelled)
+                }
+                _ => {}
+            }
+            busy |= !child.state.is_terminal();
+        }
+        if busy {
+            return;
+        }
+    }
+    if !children.iter().all(|c| c.state.is_terminal()) {
+        return;
+    }
+    let (state, reason) = if failures > allowed {
+        (
+            StepState::Failed,
+            Some(format!(
+                "{failures} of {total} host(s) failed (max_failures {allowed})"
+            )),
+        )
+    } else {
+        let note = match failures {
+            0 => format!("{total} host(s) succeeded"),
+            _ => format!("{failures} of {total} host(s) failed, within max_failures {allowed}"),
+        };
+        (StepState::Succeeded, Some(note))
+    };
+    out.push(Action::FinishParent {
+        step: id.to_string(),
+        state,
+        reason,
+    });
+}
+
+fn excepted(row: &StepRow) -> bool {
+    row.state == StepState::Skipped
+        && row
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("excepted"))
+}
+
+fn finish_or_rollback(view: &View, rows: &Rows, failing: bool, out: &mut Vec<Action>) {
+    if !view.rows.iter().all(|r| r.state.is_terminal()) {
+        return;
+    }
+    let rolled_back = view.rows.iter().any(|r| r.step.starts_with(UNDO_PREFIX));
+    let wants_rollback =
+        failing && view.checked.runbook.on_failure == crate::runbook::OnFailure::Rollback;
+    if wants_rollback && !rolled_back {
+        let undo_rows = rollback_rows(view, rows);
+        if !undo_rows.is_empty() {
+            out.push(Action::BeginRollback { rows: undo_rows });
+            return;
+        }
+    }
+    out.push(Action::FinishRun {
+        failed: failing || rolled_back,
+    });
+}
+
+/// Undo rows for every succeeded step (or host) with `undo`, in reverse topological order.
+fn rollback_rows(view: &View, rows: &Rows) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for &index in view
+        .checked
+        .dag
+        .topological()
+        .unwrap_or_default()
+        .iter()
+        .rev()
+    {
+        let (id, step) = view
+            .checked
+            .runbook
+            .steps
+            .get_index(index)
+            .expect("index from the dag");
+        if step.undo.is_none() {
+            continue;
+        }
+        let undo_id = format!("{UNDO_PREFIX}{}", id.value);
+        if step.for_each.is_some() {
+            let hosts = view.rows.iter().filter(|r| {
+                r.step == id.value && !r.host.is_empty() && r.state == StepState::Succeeded
+            });
+            out.extend(hosts.map(|r| (undo_id.clone(), r.host.clone())));
+        } else if rows
+            .get(&(id.value.as_str(), ""))
+            .is_some_and(|r| r.state == StepState::Succeeded)
+        {
+            out.push((undo_id, String::new()));
+        }
+    }
+    out
+}
+
+/// Undo rows run one step at a time, in the order they were inserted (reverse topological);
+/// the hosts of one step together.
+fn undo_starts(rows: &[StepRow]) -> Vec<Action> {
+    let undo: Vec<&StepRow> = rows
+        .iter()
+        .filter(|r| r.step.starts_with(UNDO_PREFIX))
+        .collect();
+    let Some(open) = undo.iter().find(|r| !r.state.is_terminal()) else {
+        return Vec::new();
+    };
+    undo.iter()
+        .filter(|r| r.step == open.step && r.state == StepState::Pending)
+        .map(|r| Action::Start {
+            step: r.step.clone(),
+            host: r.host.clone(),
+        })
+        .collect()
+}

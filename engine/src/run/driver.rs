@@ -1,0 +1,809 @@
+//! The driver loop of one run: decide, commit, dispatch, wait, repeat.
+
+use std::pin::pin;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+
+impl<'a, S: Store> Driver<'a, S> {
+    pub(super) async fn new(
+        engine: &'a Engine<S>,
+        checked: &'a CheckedRunbook,
+        run: RunRow,
+        cancel: CancellationToken,
+    ) -> Result<Self, RunError> {
+        let rows = engine.store.steps(&run.id).await?;
+        let params = run
+            .snapshot
+            .get("params")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let (_, secrets) = resolve_params(
+            checked,
+            &params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect::<Vec<_>>(),
+            engine.mode,
+        )?;
+        let mut all_params = params.clone();
+        for (name, _) in checked.runbook.params.iter().filter(|(_, p)| p.secret) {
+            if let Some(value) = secrets.get(&name.value) {
+                all_params.insert(name.value.clone(), Value::String(value.to_string()));
+            }
+        }
+        let start = run
+            .snapshot
+            .get("start")
+            .and_then(|s| serde_json::from_value::<DateTime<Utc>>(s.clone()).ok())
+            .unwrap_or(run.started_at);
+        let cycle = run
+            .cycle
+            .as_deref()
+            .and_then(|c| c.parse::<Cycle>().ok())
+            .unwrap_or_else(|| Cycle::of(start.with_timezone(&checked.tz).date_naive()));
+        let run_url = format!(
+            "{}/runs/{}",
+            engine.public_url.trim_end_matches('/'),
+            run.id
+        );
+        let context = RunContext::from_run(&run, all_params, run_url);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let index = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.step.clone(), r.host.clone()), i))
+            .collect();
+        Ok(Driver {
+            engine,
+            checked,
+            run,
+            rows,
+            context,
+            secrets,
+            anchor: AnchorContext {
+                cycle,
+                start: Some(start),
+            },
+            cancel,
+            done_tx,
+            done_rx,
+            in_flight: 0,
+            index,
+            staged: Change::default(),
+            staged_progress: Vec::new(),
+        })
+    }
+
+    pub(super) async fn run(&mut self) -> Result<Outcome, RunError> {
+        loop {
+            if self.cancel.is_cancelled() {
+                return self.cancel_run("cancelled by the operator").await;
+            }
+            let actions = self.decide();
+            if !actions.is_empty() {
+                if let Some(state) = self.apply(actions).await? {
+                    return Ok(Outcome::Finished(state));
+                }
+                continue;
+            }
+            self.flush().await?;
+            if self.in_flight == 0 && self.next_due().is_none() {
+                return Ok(Outcome::Blocked(self.blocked_rows()));
+            }
+            self.wait().await?;
+        }
+    }
+
+    fn decide(&self) -> Vec<Action> {
+        let now = self.engine.clock.now();
+        let condition = |index: usize, template: &str| self.condition(index, template);
+        let view = View {
+            checked: self.checked,
+            rows: &self.rows,
+            now,
+            anchor: &self.anchor,
+            today: now.with_timezone(&self.checked.tz).date_naive(),
+            condition: &condition,
+        };
+        let mut actions = decide(&view);
+        let running = self
+            .rows
+            .iter()
+            .filter(|r| r.state == StepState::Running)
+            .count();
+        let room = self.engine.max_parallel.saturating_sub(running);
+        let mut starts = 0;
+        actions.retain(|a| {
+            !matches!(a, Action::Start { .. }) || {
+                starts += 1;
+                starts <= room
+            }
+        });
+        actions
+    }
+
+    fn condition(&self, index: usize, template: &str) -> bool {
+        let hb = registry(self.engine.mode == Mode::Live);
+        let _ = index;
+        let context = self.context.for_step(&self.rows, None);
+        hb.render_template(template, &context)
+            .map(|t| truthy(&t))
+            .unwrap_or(false)
+    }
+
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.rows
+            .iter()
+            .filter(|r| r.state == StepState::Waiting)
+            .filter_map(|r| r.not_before)
+            .min()
+    }
+
+    fn blocked_rows(&self) -> Vec<(String, String, StepState)> {
+        self.rows
+            .iter()
+            .filter(|r| matches!(r.state, StepState::AwaitingInput | StepState::Interrupted))
+            .map(|r| (r.step.clone(), r.host.clone(), r.state))
+            .collect()
+    }
+
+    /// Waits for an attempt to end, the next due time, or cancellation; then commits every
+    /// attempt result that has arrived, in one transaction.
+    async fn wait(&mut self) -> Result<(), RunError> {
+        let due = self.next_due();
+        let clock = self.engine.clock.clone();
+        let first = {
+            let sleep = pin!(async move {
+                match due {
+                    Some(t) => clock.sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            });
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Ok(()),
+                done = self.done_rx.recv() => done,
+                _ = sleep => None,
+            }
+        };
+        let mut results: Vec<AttemptDone> = first.into_iter().collect();
+        while let Ok(more) = self.done_rx.try_recv() {
+            results.push(more);
+        }
+        if results.is_empty() {
+            return Ok(());
+        }
+        self.in_flight -= results.len();
+        let mut change = Change::default();
+        let mut progress = Vec::new();
+        for done in results {
+            self.finish_attempt(done, &mut change, &mut progress);
+        }
+        self.stage(change, progress);
+        Ok(())
+    }
+
+    /// Applies decided actions in one transaction, then dispatches the attempts they started.
+    /// Returns the run's final state when the run finished.
+    async fn apply(&mut self, actions: Vec<Action>) -> Result<Option<RunState>, RunError> {
+        let now = self.engine.clock.now();
+        let mut change = Change::default();
+        let mut progress = Vec::new();
+        let mut launches = Vec::new();
+        let mut finished = None;
+        for action in actions {
+            match action {
+                Action::Skip { step, host, reason } => self.transition(
+                    &step,
+                    &host,
+                    StepState::Skipped,
+                    Some(reason),
+                    now,
+                    &mut change,
+                    &mut progress,
+                ),
+                Action::Wait { step, until } => {
+                    let mut row = self.row(&step, "").clone();
+                    let prior = row.state;
+                    row.state = StepState::Waiting;
+                    row.not_before = Some(until);
+                    change.events.push(event(
+                        now,
+                        "engine",
+                        "step.waiting",
+                        &row,
+                        json!({ "until": until }),
+                    ));
+                    progress.push(
+                        self.progress(
+                            &row,
+                            now,
+                            format!(
+                                "waits until {}",
+                                until
+                                    .with_timezone(&self.checked.tz)
+                                    .format("%a %Y-%m-%d %H:%M %Z")
+                            ),
+                        ),
+                    );
+                    change.steps.push(StepWrite {
+                        expect: Some(prior),
+                        row,
+                    });
+                }
+                Action::Start { step, host } => {
+                    self.start(&step, &host, now, &mut change, &mut progress, &mut launches)
+                }
+                Action::Expand {
+                    step,
+                    hosts,
+                    excepted,
+                } => self.expand(&step, hosts, excepted, now, &mut change, &mut progress),
+                Action::FinishParent {
+                    step,
+                    state,
+                    reason,
+                } => self.transition(&step, "", state, reason, now, &mut change, &mut progress),
+                Action::BeginRollback { rows } => {
+                    for (step, host) in rows {
+                        change.steps.push(StepWrite {
+                            expect: None,
+                            row: new_row(&self.run.id, &step, &host),
+                        });
+                    }
+                    change.events.push(NewEvent {
+                        at: now,
+                        actor: "engine".into(),
+                        action: "run.rollback_started".into(),
+                        run_id: Some(self.run.id.clone()),
+                        step_id: None,
+                        details: json!({}),
+                    });
+                }
+                Action::FinishRun { failed } => {
+                    let state = if failed {
+                        RunState::Failed
+                    } else {
+                        RunState::Succeeded
+                    };
+                    change.run = Some((self.run.id.clone(), state, now));
+                    change.events.push(NewEvent {
+                        at: now,
+                        actor: "engine".into(),
+                        action: "run.finished".into(),
+                        run_id: Some(self.run.id.clone()),
+                        step_id: None,
+                        details: json!({ "state": state }),
+                    });
+                    finished = Some(state);
+                }
+            }
+        }
+        self.stage(change, progress);
+        self.flush().await?;
+        for (step, host, inputs) in launches {
+            self.launch(step, host, inputs);
+        }
+        Ok(finished)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn transition(
+        &self,
+        step: &str,
+        host: &str,
+        state: StepState,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+        change: &mut Change,
+        progress: &mut Vec<Progress>,
+    ) {
+        let mut row = self.row(step, host).clone();
+        let prior = row.state;
+        row.state = state;
+        row.reason = reason.clone();
+        if state.is_terminal() {
+            row.finished_at = Some(now);
+        }
+        let action = format!("step.{}", state_word(state));
+        change.events.push(event(
+            now,
+            "engine",
+            &action,
+            &row,
+            json!({ "reason": reason }),
+        ));
+        progress.push(self.progress(&row, now, reason.unwrap_or_default()));
+        change.steps.push(StepWrite {
+            expect: Some(prior),
+            row,
+        });
+    }
+
+    fn expand(
+        &self,
+        step: &str,
+        hosts: Vec<String>,
+        excepted: Vec<(String, String)>,
+        now: DateTime<Utc>,
+        change: &mut Change,
+        progress: &mut Vec<Progress>,
+    ) {
+        let mut parent = self.row(step, "").clone();
+        let prior = parent.state;
+        parent.state = StepState::Running;
+        parent.started_at = Some(now);
+        change.events.push(event(now, "engine", "step.started", &parent, json!({ "hosts": hosts, "excepted": excepted.iter().map(|(h, _)| h).collect::<Vec<_>>() })));
+        progress.push(self.progress(
+            &parent,
+            now,
+            format!("fans out over {} host(s)", hosts.len()),
+        ));
+        change.steps.push(StepWrite {
+            expect: Some(prior),
+            row: parent,
+        });
+        for host in hosts {
+            change.steps.push(StepWrite {
+                expect: None,
+                row: new_row(&self.run.id, step, &host),
+            });
+        }
+        for (host, reason) in excepted {
+            let mut row = new_row(&self.run.id, step, &host);
+            row.state = StepState::Skipped;
+            row.finished_at = Some(now);
+            row.reason = Some(reason.clone());
+            change.events.push(event(
+                now,
+                "engine",
+                "step.excepted",
+                &row,
+                json!({ "reason": reason }),
+            ));
+            progress.push(self.progress(&row, now, reason));
+            change.steps.push(StepWrite { expect: None, row });
+        }
+    }
+
+    /// Marks a row running (or awaiting input) and prepares its attempt.
+    fn start(
+        &self,
+        step: &str,
+        host: &str,
+        now: DateTime<Utc>,
+        change: &mut Change,
+        progress: &mut Vec<Progress>,
+        launches: &mut Vec<(String, String, Result<Value, String>)>,
+    ) {
+        let mut row = self.row(step, host).clone();
+        let prior = row.state;
+        let uses = uses_of(self.checked, step);
+        let waits_for_person = matches!(uses.as_deref(), Some("approval" | "manual"))
+            && self.engine.mode == Mode::Live;
+        row.state = if waits_for_person {
+            StepState::AwaitingInput
+        } else {
+            StepState::Running
+        };
+        row.attempt += 1;
+        row.started_at.get_or_insert(now);
+        row.not_before = None;
+        let inputs = self.inputs(step, host);
+        let action = if waits_for_person {
+            "step.awaiting_input"
+        } else {
+            "step.started"
+        };
+        change.events.push(event(
+            now,
+            "engine",
+            action,
+            &row,
+            json!({ "attempt": row.attempt, "uses": uses }),
+        ));
+        progress.push(self.progress(&row, now, format!("attempt {}", row.attempt)));
+        change.steps.push(StepWrite {
+            expect: Some(prior),
+            row,
+        });
+        if !waits_for_person {
+            launches.push((step.to_string(), host.to_string(), inputs));
+        }
+    }
+
+    /// The rendered `with:` of a row (its undo's for an undo row).
+    fn inputs(&self, step: &str, host: &str) -> Result<Value, String> {
+        let (name, undo) = match step.strip_prefix(UNDO_PREFIX) {
+            Some(original) => (original, true),
+            None => (step, false),
+        };
+        let Some(definition) = self.checked.runbook.steps.get(name) else {
+            return Ok(json!({}));
+        };
+        let with = if undo {
+            definition.undo.as_ref().and_then(|u| u.with.as_ref())
+        } else {
+            definition.with.as_ref()
+        };
+        let Some(raw) = with.map(|w| w.to_json()) else {
+            return Ok(json!({}));
+        };
+        let host_json = host_value(self.checked.inventory.as_ref(), host);
+        let context = self.context.for_step(&self.rows, host_json.as_ref());
+        render_value(&registry(self.engine.mode == Mode::Live), &raw, &context)
+    }
+
+    /// Runs one attempt: inline for a dry run (deterministic), as a task otherwise.
+    fn launch(&mut self, step: String, host: String, inputs: Result<Value, String>) {
+        self.in_flight += 1;
+        let tx = self.done_tx.clone();
+        let inputs = match inputs {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                let _ = tx.send(AttemptDone {
+                    step,
+                    host,
+                    result: Err(ConnectorError::Fatal(e)),
+                    note: String::new(),
+                });
+                return;
+            }
+        };
+        let Some(connector) = connector_of(self.checked, &step) else {
+            // A milestone: nothing to run.
+            let _ = tx.send(AttemptDone {
+                step,
+                host,
+                result: Ok(Outputs::new()),
+                note: "milestone".into(),
+            });
+            return;
+        };
+        let ctx = self.connector_context(&step, &host);
+        if self.engine.mode == Mode::DryRun {
+            let done = self.dry_run(&step, host, connector.as_ref(), &inputs, &ctx);
+            let _ = tx.send(done);
+            return;
+        }
+        let timeout = self.timeout_of(&step);
+        tokio::spawn(async move {
+            let result = attempt(connector.as_ref(), inputs, &ctx, timeout).await;
+            let _ = tx.send(AttemptDone {
+                step,
+                host,
+                result,
+                note: String::new(),
+            });
+        });
+    }
+
+    fn dry_run(
+        &self,
+        step: &str,
+        host: String,
+        connector: &dyn Connector,
+        inputs: &Value,
+        ctx: &Context,
+    ) -> AttemptDone {
+        let name = connector.spec().name;
+        if matches!(name, "approval" | "manual") {
+            let rejected = self.engine.rejected.contains(step);
+            let choices: Vec<String> = inputs
+                .get("choices")
+                .and_then(|c| serde_json::from_value(c.clone()).ok())
+                .unwrap_or_else(|| vec!["approve".into(), "reject".into()]);
+            let (result, note) = if rejected {
+                (
+                    Err(ConnectorError::Fatal(
+                        "rejected (simulated with --reject)".into(),
+                    )),
+                    "rejected (simulated)".to_string(),
+                )
+            } else {
+                let choice = if name == "manual" {
+                    "done".to_string()
+                } else {
+                    choices[0].clone()
+                };
+                let mut outputs = Outputs::new();
+                outputs.insert("choice".into(), Value::String(choice.clone()));
+                outputs.insert("decided_by".into(), Value::String("simulation".into()));
+                (Ok(outputs), format!("decided `{choice}` (simulated)"))
+            };
+            return AttemptDone {
+                step: step.to_string(),
+                host,
+                result,
+                note,
+            };
+        }
+        match connector.dry_run(inputs, ctx) {
+            Ok(description) => AttemptDone {
+                step: step.to_string(),
+                host,
+                result: Ok(Outputs::new()),
+                note: description,
+            },
+            Err(e) => AttemptDone {
+                step: step.to_string(),
+                host,
+                note: e.to_string(),
+                result: Err(e),
+            },
+        }
+    }
+
+    fn connector_context(&self, step: &str, host: &str) -> Context {
+        let mut ctx = Context::new(self.run.id.clone(), step.to_string());
+        ctx.cancel = self.cancel.child_token();
+        ctx.secrets = self.secrets.clone();
+        ctx.settings = self.engine.settings.clone();
+        ctx.base_dir = self.checked.dir.clone();
+        ctx.host =
+            host_value(self.checked.inventory.as_ref(), host).and_then(|v| v.as_object().cloned());
+        ctx.idempotency_key = Some(format!(
+            "{}/{}/{}/{}",
+            self.run.id,
+            step,
+            host,
+            self.row(step, host).attempt
+        ));
+        if matches!(
+            uses_of(self.checked, step).as_deref(),
+            Some("email" | "report")
+        ) {
+            ctx.vars = self
+                .context
+                .for_step(&self.rows, ctx.host.clone().map(Value::Object).as_ref());
+        }
+        ctx
+    }
+
+    fn timeout_of(&self, step: &str) -> Option<std::time::Duration> {
+        let name = step.strip_prefix(UNDO_PREFIX).unwrap_or(step);
+        self.checked
+            .runbook
+            .steps
+            .get(name)?
+            .timeout
+            .as_ref()
+            .map(|t| t.value.duration())
+    }
+
+    /// Turns an attempt's result into the row's next state: succeeded, failed, or waiting for a retry.
+    fn finish_attempt(&self, done: AttemptDone, change: &mut Change, progress: &mut Vec<Progress>) {
+        let now = self.engine.clock.now();
+        let Some(current) = self
+            .index
+            .get(&(done.step.clone(), done.host.clone()))
+            .map(|&i| &self.rows[i])
+        else {
+            return;
+        };
+        if current.state != StepState::Running {
+            return; // cancelled meanwhile
+        }
+        let mut row = current.clone();
+        let (action, note) = match done.result {
+            Ok(outputs) => {
+                row.state = StepState::Succeeded;
+                row.finished_at = Some(now);
+                row.outputs = self.secrets.redact_json(Value::Object(outputs));
+                ("step.succeeded", done.note)
+            }
+            Err(e) => {
+                let message = self.secrets.redact(&e.to_string());
+                match self.retry_at(&row, &e, now) {
+                    Some(at) => {
+                        row.state = StepState::Waiting;
+                        row.not_before = Some(at);
+                        row.reason = Some(message.clone());
+                        (
+                            "step.retrying",
+                            format!(
+                                "{message}; attempt {} of {} at {}",
+                                row.attempt + 1,
+                                self.attempts_of(&row.step),
+                                at.with_timezone(&self.checked.tz).format("%H:%M:%S")
+                            ),
+                        )
+                    }
+                    None => {
+                        row.state = if matches!(e, ConnectorError::Cancelled) {
+                            StepState::Cancelled
+                        } else {
+                            StepState::Failed
+                        };
+                        row.finished_at = Some(now);
+                        row.reason = Some(message.clone());
+                        (
+                            if row.state == StepState::Cancelled {
+                                "step.cancelled"
+                            } else {
+                                "step.failed"
+                            },
+                            message,
+                        )
+                    }
+                }
+            }
+        };
+        change.events.push(event(
+            now,
+            "engine",
+            action,
+            &row,
+            json!({ "attempt": row.attempt, "reason": row.reason, "outputs": row.outputs }),
+        ));
+        progress.push(self.progress(&row, now, note));
+        change.steps.push(StepWrite {
+            expect: Some(StepState::Running),
+            row,
+        });
+    }
+
+    fn attempts_of(&self, step: &str) -> u32 {
+        let name = step.strip_prefix(UNDO_PREFIX).unwrap_or(step);
+        self.checked
+            .runbook
+            .steps
+            .get(name)
+            .and_then(|s| s.retry.as_ref())
+            .map_or(1, |r| r.attempts.value)
+    }
+
+    /// When to try again, if the error is retryable and attempts are left: backoff doubles
+    /// from `backoff` (default 30s) up to `max_backoff` (default 1h).
+    fn retry_at(
+        &self,
+        row: &StepRow,
+        error: &ConnectorError,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if !error.is_retryable() || row.attempt >= self.attempts_of(&row.step) {
+            return None;
+        }
+        let name = row.step.strip_prefix(UNDO_PREFIX).unwrap_or(&row.step);
+        let retry = self.checked.runbook.steps.get(name)?.retry.as_ref()?;
+        let base = retry
+            .backoff
+            .as_ref()
+            .map_or(30, |b| b.value.duration().as_secs());
+        let cap = retry
+            .max_backoff
+            .as_ref()
+            .map_or(3_600, |b| b.value.duration().as_secs());
+        let factor = 1u64 << (row.attempt.saturating_sub(1)).min(20);
+        let wait = base.saturating_mul(factor).min(cap);
+        Some(now + chrono::Duration::seconds(wait as i64))
+    }
+
+    async fn cancel_run(&mut self, why: &str) -> Result<Outcome, RunError> {
+        let now = self.engine.clock.now();
+        self.flush().await?;
+        let change = cancel_change(&self.rows, &self.run.id, now, "cli:operator", why);
+        self.stage(change, Vec::new());
+        self.flush().await?;
+        Ok(Outcome::Finished(RunState::Cancelled))
+    }
+
+    /// Applies a change to the mirrored rows and holds it for the next [`Self::flush`]. A row
+    /// written twice before a flush keeps its first expected state and its last content.
+    fn stage(&mut self, change: Change, progress: Vec<Progress>) {
+        for write in change.steps {
+            let key = (write.row.step.clone(), write.row.host.clone());
+            match self.index.get(&key) {
+                Some(&i) => self.rows[i] = write.row.clone(),
+                None => {
+                    self.index.insert(key.clone(), self.rows.len());
+                    self.rows.push(write.row.clone());
+                }
+            }
+            match self
+                .staged
+                .steps
+                .iter_mut()
+                .find(|w| w.row.step == key.0 && w.row.host == key.1)
+            {
+                Some(earlier) => earlier.row = write.row,
+                None => self.staged.steps.push(write),
+            }
+        }
+        self.staged.events.extend(change.events);
+        self.staged.emails.extend(change.emails);
+        if change.run.is_some() {
+            self.staged.run = change.run;
+        }
+        self.staged_progress.extend(progress);
+    }
+
+    /// Commits what is staged in one transaction, then reports its progress.
+    async fn flush(&mut self) -> Result<(), RunError> {
+        let change = std::mem::take(&mut self.staged);
+        if change.steps.is_empty() && change.events.is_empty() && change.run.is_none() {
+            return Ok(());
+        }
+        self.engine.store.commit(vec![change]).await?;
+        for p in std::mem::take(&mut self.staged_progress) {
+            (self.engine.observer)(&p);
+        }
+        Ok(())
+    }
+
+    fn row(&self, step: &str, host: &str) -> &StepRow {
+        let i = self
+            .index
+            .get(&(step.to_string(), host.to_string()))
+            .expect("decide only names existing rows");
+        &self.rows[*i]
+    }
+
+    fn progress(&self, row: &StepRow, at: DateTime<Utc>, note: String) -> Progress {
+        Progress {
+            at,
+            step: row.step.clone(),
+            host: row.host.clone(),
+            state: row.state,
+            note: self.secrets.redact(&note),
+        }
+    }
+}
+
+/// One attempt with its timeout: on timeout the connector is cancelled (it kills its process
+/// group) and awaited, and the attempt fails as retryable.
+async fn attempt(
+    connector: &dyn Connector,
+    inputs: Value,
+    ctx: &Context,
+    timeout: Option<std::time::Duration>,
+) -> Result<Outputs, ConnectorError> {
+    let mut run = pin!(connector.execute(inputs, ctx));
+    let Some(limit) = timeout else {
+        return run.await;
+    };
+    tokio::select! {
+        result = &mut run => result,
+        _ = tokio::time::sleep(limit) => {
+            ctx.cancel.cancel();
+            let _ = run.await;
+            Err(ConnectorError::Retryable(format!("timed out after {}s", limit.as_secs())))
+        }
+    }
+}
+
+fn uses_of(checked: &CheckedRunbook, step: &str) -> Option<String> {
+    let name = step.strip_prefix(UNDO_PREFIX);
+    let definition = checked.runbook.steps.get(name.unwrap_or(step))?;
+    match name {
+        Some(_) => definition.undo.as_ref().map(|u| u.uses.value.clone()),
+        None => definition.uses.as_ref().map(|u| u.value.clone()),
+    }
+}
+
+fn host_value(inventory: Option<&Inventory>, host: &str) -> Option<Value> {
+    if host.is_empty() {
+        return None;
+    }
+    let (name, record) = inventory?.hosts.get_key_value(host)?;
+    Some(Inventory::host_json(&name.value, record))
+}
+
+/// The word used in audit actions for a state.
+pub fn state_word(state: StepState) -> &'static str {
+    match state {
+        StepState::Pending => "pending",
+        StepState::Waiting => "waiting",
+        StepState::Running => "started",
+        StepState::AwaitingInput => "awaiting_input",
+        StepState::Succeeded => "succeeded",
+        StepState::Failed => "failed",
+        StepState::Skipped => "skipped",
+        StepState::Cancelled => "cancelled",
+        StepState::Interrupted => "interrupted",
+    }
+}

@@ -1,0 +1,465 @@
+//! Durable runs (DESIGN §5): start a run, drive it to its end on the injected clock, recover
+//! it after a crash. [`decide`] says what should happen next (pure); [`Engine::drive`] commits
+//! each transition with its audit event (one transaction, through the [`Store`]) before the
+//! effect it allows happens, then runs the connectors.
+//!
+//! Durability rules:
+//! - A step row becomes `running` (committed) before its connector is called, and its result is
+//!   committed before anything that depends on it starts.
+//! - After a crash a `running` row is re-run if its connector is idempotent; otherwise it becomes
+//!   `interrupted` and waits for an operator (`patchday resume`). Nothing runs twice silently.
+
+pub mod decide;
+pub mod render;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use patchday_connectors::{
+    Connector, ConnectorError, Context, Outputs, secrets::Secrets, settings::Settings,
+};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::calendar::{AnchorContext, Cycle};
+use crate::clock::Clock;
+use crate::inventory::Inventory;
+use crate::store::{
+    Change, NewEvent, RunRow, RunState, StepRow, StepState, StepWrite, Store, StoreError,
+};
+use crate::validate::CheckedRunbook;
+pub use decide::{Action, UNDO_PREFIX, View, decide};
+use render::{RunContext, registry, render_value, truthy};
+
+/// Whether connectors act, or only say what they would do (`simulate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    DryRun,
+}
+
+/// One committed transition, for live progress and the simulated timeline.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub at: DateTime<Utc>,
+    pub step: String,
+    pub host: String,
+    pub state: StepState,
+    /// What happened, in words (a dry run's description, a failure's reason, ...).
+    pub note: String,
+}
+
+/// Receives progress as transitions commit.
+pub type Observer = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How a call to [`Engine::drive`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished(RunState),
+    /// Nothing can happen until a person decides: these rows wait (awaiting input or interrupted).
+    Blocked(Vec<(String, String, StepState)>),
+}
+
+/// Why a run could not be started or driven.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("param `{0}` has no default and was not given")]
+    MissingParam(String),
+    #[error("unknown param `{0}`")]
+    UnknownParam(String),
+    #[error("param `{name}` must be one of {choices}")]
+    BadChoice { name: String, choices: String },
+    #[error("secret param `{0}`: set the environment variable {1}")]
+    MissingSecret(String, String),
+    #[error("no run {0}")]
+    NoSuchRun(String),
+    #[error("step `{0}` (host `{1}`) is not interrupted")]
+    NotInterrupted(String, String),
+}
+
+/// What an operator decides for an interrupted step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    Retry,
+    Skip,
+    Abort,
+}
+
+/// What starting a run needs besides the runbook.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub id: String,
+    pub cycle: Option<Cycle>,
+    pub start: DateTime<Utc>,
+    /// Given params (`--param k=v`); secrets come from the environment.
+    pub params: Vec<(String, String)>,
+    pub runbook_text: String,
+    pub actor: String,
+}
+
+/// The engine: a store, a clock, connectors, and how to run them.
+pub struct Engine<S: Store> {
+    pub store: Arc<S>,
+    pub clock: Arc<dyn Clock>,
+    pub mode: Mode,
+    pub settings: Arc<Settings>,
+    pub observer: Observer,
+    /// Steps whose approval a simulation rejects.
+    pub rejected: BTreeSet<String>,
+    /// Base URL for `run.url`.
+    pub public_url: String,
+    /// Most attempts in flight in one run.
+    pub max_parallel: usize,
+}
+
+/// The result of one attempt, sent back to the driver.
+struct AttemptDone {
+    step: String,
+    host: String,
+    result: Result<Outputs, ConnectorError>,
+    note: String,
+}
+
+impl<S: Store> Engine<S> {
+    /// Creates the run and its step rows (one per step, pending), with `run.started`.
+    pub async fn start(&self, checked: &CheckedRunbook, spec: RunSpec) -> Result<RunRow, RunError> {
+        let (params, _) = resolve_params(checked, &spec.params, self.mode)?;
+        let now = self.clock.now();
+        let run = RunRow {
+            id: spec.id.clone(),
+            runbook: checked.runbook.name.value.clone(),
+            cycle: spec.cycle.map(|c| c.to_string()),
+            content_hash: sha256_hex(spec.runbook_text.as_bytes()),
+            commit: None,
+            snapshot: json!({ "start": spec.start, "params": params, "runbook": spec.runbook_text }),
+            state: RunState::Running,
+            started_at: now,
+            finished_at: None,
+        };
+        let steps = checked
+            .runbook
+            .steps
+            .keys()
+            .map(|id| new_row(&run.id, &id.value, ""))
+            .collect();
+        let event = NewEvent {
+            at: now,
+            actor: spec.actor.clone(),
+            action: "run.started".into(),
+            run_id: Some(run.id.clone()),
+            step_id: None,
+            details: json!({ "runbook": run.runbook, "cycle": run.cycle, "content_hash": run.content_hash, "params": params }),
+        };
+        self.store.create_run(run.clone(), steps, event).await?;
+        Ok(run)
+    }
+
+    /// Drives a run until it finishes, is cancelled, or waits for a person.
+    pub async fn drive(
+        &self,
+        checked: &CheckedRunbook,
+        run_id: &str,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, RunError> {
+        let run = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
+        if run.state != RunState::Running {
+            return Ok(Outcome::Finished(run.state));
+        }
+        let mut driver = Driver::new(self, checked, run, cancel).await?;
+        driver.run().await
+    }
+
+    /// After a crash: `running` rows of idempotent connectors go back to waiting (re-run);
+    /// the others become `interrupted` and wait for an operator.
+    pub async fn recover(
+        &self,
+        checked: &CheckedRunbook,
+        run_id: &str,
+    ) -> Result<Vec<StepRow>, RunError> {
+        let rows = self.store.steps(run_id).await?;
+        let now = self.clock.now();
+        let mut change = Change::default();
+        for row in rows
+            .iter()
+            .filter(|r| r.state == StepState::Running && !is_container(checked, r))
+        {
+            let idempotent = connector_of(checked, &row.step)
+                .map(|c| c.spec().idempotent)
+                .unwrap_or(true);
+            let (state, action, why) = if idempotent {
+                (
+                    StepState::Waiting,
+                    "step.resumed",
+                    "found running after a restart; its connector is idempotent, so it runs again",
+                )
+            } else {
+                (
+                    StepState::Interrupted,
+                    "step.interrupted",
+                    "found running after a restart; its connector is not idempotent: an operator decides (retry, skip or abort)",
+                )
+            };
+            let mut new = row.clone();
+            new.state = state;
+            new.not_before = None;
+            new.reason = Some(why.to_string());
+            change.events.push(event(
+                now,
+                "engine",
+                action,
+                row,
+                json!({ "reason": why, "attempt": row.attempt }),
+            ));
+            change.steps.push(StepWrite {
+                expect: Some(StepState::Running),
+                row: new,
+            });
+        }
+        let recovered: Vec<StepRow> = change.steps.iter().map(|w| w.row.clone()).collect();
+        if !recovered.is_empty() {
+            self.store.commit(vec![change]).await?;
+        }
+        Ok(recovered)
+    }
+
+    /// An operator's decision on an interrupted step, audited with the operator's name.
+    pub async fn resolve(
+        &self,
+        run_id: &str,
+        step: &str,
+        host: &str,
+        resolution: Resolution,
+        operator: &str,
+    ) -> Result<(), RunError> {
+        let rows = self.store.steps(run_id).await?;
+        let row = rows
+            .iter()
+            .find(|r| r.step == step && r.host == host && r.state == StepState::Interrupted)
+            .ok_or_else(|| RunError::NotInterrupted(step.to_string(), host.to_string()))?;
+        let now = self.clock.now();
+        let actor = format!("cli:{operator}");
+        if resolution == Resolution::Abort {
+            let change = cancel_change(&rows, run_id, now, &actor, "aborted by the operator");
+            self.store.commit(vec![change]).await?;
+            return Ok(());
+        }
+        let mut new = row.clone();
+        (new.state, new.reason) = match resolution {
+            Resolution::Retry => (
+                StepState::Waiting,
+                Some(format!("retry decided by {operator}")),
+            ),
+            _ => (
+                StepState::Skipped,
+                Some(format!("skipped by {operator} after an interruption")),
+            ),
+        };
+        let decision = if resolution == Resolution::Retry {
+            "retry"
+        } else {
+            "skip"
+        };
+        let change = Change {
+            steps: vec![StepWrite {
+                expect: Some(StepState::Interrupted),
+                row: new,
+            }],
+            events: vec![event(
+                now,
+                &actor,
+                "step.resolved",
+                row,
+                json!({ "decision": decision }),
+            )],
+            ..Change::default()
+        };
+        self.store.commit(vec![change]).await?;
+        Ok(())
+    }
+}
+
+/// Whether a row is the container of a fan-out (its hosts are separate rows).
+fn is_container(checked: &CheckedRunbook, row: &StepRow) -> bool {
+    row.host.is_empty()
+        && checked
+            .runbook
+            .steps
+            .get(row.step.as_str())
+            .is_some_and(|s| s.for_each.is_some())
+}
+
+/// The connector a row runs: the step's, or its `undo`'s for an undo row.
+fn connector_of(checked: &CheckedRunbook, step: &str) -> Option<Arc<dyn Connector>> {
+    let (name, undo) = match step.strip_prefix(UNDO_PREFIX) {
+        Some(original) => (original, true),
+        None => (step, false),
+    };
+    let step = checked.runbook.steps.get(name)?;
+    let uses = if undo {
+        step.undo.as_ref().map(|u| u.uses.value.as_str())
+    } else {
+        step.uses.as_ref().map(|u| u.value.as_str())
+    };
+    patchday_connectors::runtime::builtin(uses?)
+}
+
+fn new_row(run_id: &str, step: &str, host: &str) -> StepRow {
+    StepRow {
+        run_id: run_id.to_string(),
+        step: step.to_string(),
+        host: host.to_string(),
+        state: StepState::Pending,
+        attempt: 0,
+        not_before: None,
+        started_at: None,
+        finished_at: None,
+        outputs: json!({}),
+        reason: None,
+    }
+}
+
+fn event(
+    at: DateTime<Utc>,
+    actor: &str,
+    action: &str,
+    row: &StepRow,
+    mut details: Value,
+) -> NewEvent {
+    if let (false, Some(map)) = (row.host.is_empty(), details.as_object_mut()) {
+        map.insert("host".into(), row.host.clone().into());
+    }
+    NewEvent {
+        at,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        run_id: Some(row.run_id.clone()),
+        step_id: Some(row.step.clone()),
+        details,
+    }
+}
+
+/// Cancels every unfinished row and the run.
+fn cancel_change(
+    rows: &[StepRow],
+    run_id: &str,
+    now: DateTime<Utc>,
+    actor: &str,
+    why: &str,
+) -> Change {
+    let mut change = Change::default();
+    for row in rows.iter().filter(|r| !r.state.is_terminal()) {
+        let mut new = row.clone();
+        new.state = StepState::Cancelled;
+        new.finished_at = Some(now);
+        new.reason = Some(why.to_string());
+        change.steps.push(StepWrite {
+            expect: Some(row.state),
+            row: new,
+        });
+    }
+    change.run = Some((run_id.to_string(), RunState::Cancelled, now));
+    change.events.push(NewEvent {
+        at: now,
+        actor: actor.to_string(),
+        action: "run.cancelled".into(),
+        run_id: Some(run_id.to_string()),
+        step_id: None,
+        details: json!({ "reason": why }),
+    });
+    change
+}
+
+/// Params as the run sees them: given values, defaults, and secrets from the environment.
+/// Returns the non-secret params (safe to store) and the secrets. A dry run needs no secrets.
+fn resolve_params(
+    checked: &CheckedRunbook,
+    given: &[(String, String)],
+    mode: Mode,
+) -> Result<(Map<String, Value>, Secrets), RunError> {
+    let declared = &checked.runbook.params;
+    if let Some((name, _)) = given
+        .iter()
+        .find(|(n, _)| !declared.contains_key(n.as_str()))
+    {
+        return Err(RunError::UnknownParam(name.clone()));
+    }
+    let mut public = Map::new();
+    let mut secrets = Secrets::new();
+    for (name, param) in declared {
+        let name = name.value.as_str();
+        if param.secret {
+            let var = secret_env_name(name);
+            if mode == Mode::DryRun {
+                secrets.insert(name, "(secret)");
+                continue;
+            }
+            match std::env::var(&var) {
+                Ok(value) => secrets.insert(name, value),
+                Err(_) => return Err(RunError::MissingSecret(name.to_string(), var)),
+            }
+            continue;
+        }
+        let value = given
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| param.default.clone());
+        let value = value.ok_or_else(|| RunError::MissingParam(name.to_string()))?;
+        if let Some(choices) = param.choices.as_ref().filter(|c| !c.contains(&value)) {
+            return Err(RunError::BadChoice {
+                name: name.to_string(),
+                choices: choices.join(", "),
+            });
+        }
+        public.insert(name.to_string(), Value::String(value));
+    }
+    Ok((public, secrets))
+}
+
+/// `PATCHDAY_SECRET_CHANGE_TOKEN` for param `change_token`.
+pub fn secret_env_name(param: &str) -> String {
+    format!("PATCHDAY_SECRET_{}", param.to_uppercase().replace('-', "_"))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The state of one run while it is driven: the rows mirrored from the store, and the
+/// attempts in flight.
+struct Driver<'a, S: Store> {
+    engine: &'a Engine<S>,
+    checked: &'a CheckedRunbook,
+    run: RunRow,
+    rows: Vec<StepRow>,
+    context: RunContext,
+    secrets: Secrets,
+    anchor: AnchorContext,
+    cancel: CancellationToken,
+    done_tx: mpsc::UnboundedSender<AttemptDone>,
+    done_rx: mpsc::UnboundedReceiver<AttemptDone>,
+    in_flight: usize,
+    /// Position of each (step, host) row in `rows`.
+    index: std::collections::HashMap<(String, String), usize>,
+    /// Transitions applied to `rows` but not yet committed: attempt results wait here so that
+    /// they commit in the same transaction as the starts they allow (one commit per step on a
+    /// chain). Nothing is launched before the transaction that starts it has committed.
+    staged: Change,
+    staged_progress: Vec<Progress>,
+}
+
+mod driver;
+pub use driver::state_word;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! Engine tests with real processes (the `command` connector runs `sh`), a real SQLite store
+//! (in memory), and a virtual clock so `at` and retry backoffs pass at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::clock::VirtualClock;
+use crate::runbook::load_runbook;
+use crate::store::sqlite::SqliteStore;
+use crate::validate::{Sources, check};
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A temporary folder for ledgers, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("patchday-run-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+    fn ledger(&self) -> Vec<String> {
+        std::fs::read_to_string(self.0.join("ledger"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const INVENTORY: &str = "hosts:\n  h1: { address: 10.0.0.1 }\n  h2: { address: 10.0.0.2 }\n  h3: { address: 10.0.0.3 }\n  h4: { address: 10.0.0.4 }\n  h5: { address: 10.0.0.5 }\n  old: { address: 10.0.0.9 }\ngroups:\n  web: [h1, h2, h3, h4, h5, old]\nexceptions:\n  - { host: old, until: 2099-01-01, reason: vendor support ended, approved_by: ciso@example.com }\n";
+
+fn checked(yaml: &str) -> CheckedRunbook {
+    let mut sources = Sources::default();
+    sources.insert("test.yaml".into(), Ok(yaml.to_string()));
+    sources.insert(Path::new("").join("hosts.yaml"), Ok(INVENTORY.to_string()));
+    let loaded = load_runbook("test.yaml", yaml);
+    let (checked, diags) = check(&loaded, Path::new(""), &sources);
+    checked.unwrap_or_else(|| panic!("{diags:#?}"))
+}
+
+async fn engine(start: DateTime<Utc>) -> Engine<SqliteStore> {
+    Engine {
+        store: Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap()),
+        clock: Arc::new(VirtualClock::new(start)),
+        mode: Mode::Live,
+        settings: Arc::new(Default::default()),
+        observer: Arc::new(|_| {}),
+        rejected: Default::default(),
+        public_url: "http://127.0.0.1:8080".into(),
+        max_parallel: 8,
+    }
+}
+
+fn spec(yaml: &str) -> RunSpec {
+    RunSpec {
+        id: "r1".into(),
+        cycle: "2026-12".parse().ok(),
+        start: t("2026-12-01T00:00:00Z"),
+        params: vec![],
+        runbook_text: yaml.into(),
+        actor: "cli:test".into(),
+    }
+}
+
+async fn run_to_end(yaml: &str) -> (Engine<SqliteStore>, Outcome) {
+    let checked = checked(yaml);
+    let engine = engine(t("2026-12-01T00:00:00Z")).await;
+    engine.start(&checked, spec(yaml)).await.unwrap();
+    let outcome = engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    (engine, outcome)
+}
+
+async fn state_of(engine: &Engine<SqliteStore>, step: &str, host: &str) -> StepState {
+    engine
+        .store
+        .steps("r1")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.step == step && r.host == host)
+        .unwrap()
+        .state
+}
+
+#[tokio::test]
+async fn retries_until_the_command_succeeds() {
+    let s = Scratch::new("retry");
+    let yaml = format!(
+        "name: t\nsteps:\n  flaky:\n    uses: command\n    with: {{ run: \"n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo try$n >> {l}; [ $n -ge 3 ]\" }}\n    retry: {{ attempts: 3, backoff: 10m }}\n",
+        c = s.path("count"),
+        l = s.path("ledger")
+    );
+    let (engine, outcome) = run_to_end(&yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    assert_eq!(s.ledger(), vec!["try1", "try2", "try3"]);
+    let events = engine.store.events(Default::default()).await.unwrap();
+    let retries: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "step.retrying")
+        .collect();
+    assert_eq!(retries.len(), 2);
+    // Backoff doubles: 10 minutes, then 20 (on the virtual clock).
+    assert_eq!(engine.clock.now(), t("2026-12-01T00:30:00Z"));
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_process_group_and_fails_the_step() {
+    let s = Scratch::new("timeout");
+    let yaml = format!(
+        "name: t\nsteps:\n  slow:\n    uses: command\n    with: {{ run: \"sh -c 'echo $$ > {p}; exec sleep 30' & wait\" }}\n    timeout: 1s\n",
+        p = s.path("pid")
+    );
+    let (engine, outcome) = run_to_end(&yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Failed));
+    let row = engine.store.steps("r1").await.unwrap().remove(0);
+    assert!(
+        row.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("timed out after 1s"),
+        "{row:?}"
+    );
+    let pid = std::fs::read_to_string(s.path("pid")).unwrap();
+    assert!(!alive(&pid), "sleep {pid} survived the timeout");
+}
+
+/// Whether a process exists and is not a zombie waiting to be reaped (by PID 1, for orphans).
+fn alive(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
+    matches!(state, Some(s) if s != "Z" && s != "X")
+}
+
+#[tokio::test]
+async fn conditions_choose_what_runs_after_a_failure() {
+    let s = Scratch::new("cond");
+    let l = s.path("ledger");
+    let yaml = format!(
+        "name: t\nsteps:\n  fails:\n    uses: command\n    with: {{ run: \"exit 3\" }}\n  on-success:\n    needs: [fails]\n    uses: command\n    with: {{ run: \"echo on-success >> {l}\" }}\n  on-failure:\n    needs: [fails]\n    if: failure\n    uses: command\n    with: {{ run: \"echo on-failure >> {l}\" }}\n  always:\n    needs: [on-success]\n    if: always\n    uses: command\n    with: {{ run: \"echo always >> {l}\" }}\n"
+    );
+    let (engine, outcome) = run_to_end(&yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Failed));
+    assert_eq!(s.ledger(), vec!["on-failure", "always"]);
+    assert_eq!(
+        state_of(&engine, "on-success", "").await,
+        StepState::Skipped
+    );
+}
+
+#[tokio::test]
+async fn a_template_condition_reads_upstream_outputs() {
+    let s = Scratch::new("tmpl");
+    let l = s.path("ledger");
+    let yaml = format!(
+        "name: t\nsteps:\n  probe:\n    uses: noop\n    with: {{ message: yes }}\n  when-yes:\n    needs: [probe]\n    if: '{{{{eq steps.probe.outputs.message \"yes\"}}}}'\n    uses: command\n    with: {{ run: \"echo when-yes >> {l}\" }}\n  when-no:\n    needs: [probe]\n    if: '{{{{eq steps.probe.outputs.message \"no\"}}}}'\n    uses: command\n    with: {{ run: \"echo when-no >> {l}\" }}\n"
+    );
+    let (engine, outcome) = run_to_end(&yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    assert_eq!(s.ledger(), vec!["when-yes"]);
+    assert_eq!(state_of(&engine, "when-no", "").await, StepState::Skipped);
+}
+
+#[tokio::test]
+async fn batches_stop_when_failures_exceed_max_failures() {
+    let s = Scratch::new("batch");
+    let l = s.path("ledger");
+    let yaml = format!(
+        "name: t\ninventory: hosts.yaml\nsteps:\n  patch:\n    uses: command\n    for_each: {{ group: web, batch: 2, max_failures: 0 }}\n    with: {{ run: \"echo {{{{host.name}}}} >> {l}; [ {{{{host.name}}}} != h2 ]\" }}\n"
+    );
+    let (engine, outcome) = run_to_end(&yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Failed));
+    let mut ledger = s.ledger();
+    ledger.sort();
+    assert_eq!(ledger, vec!["h1", "h2"], "only the first batch ran");
+    assert_eq!(state_of(&engine, "patch", "h3").await, StepState::Skipped);
+    assert_eq!(state_of(&engine, "patch", "old").await, StepState::Skipped);
+    let rows = engine.store.steps("r1").await.unwrap();
+    let old = rows.iter().find(|r| r.host == "old").unwrap();
+    assert!(
+        old.reason
+            .as_deref()
+            .unwrap()
+            .starts_with("excepted until 2099-01-01: vendor support ended"),
+        "{old:?}"
+    );
+    assert_eq!(state_of(&engine, "patch", "").await, StepState::Failed);
+}
+
+#[tokio::test]
+async fn tolerated_failures_let_the_next_batch_start() {
+    let s = Scratch::new("tolerated");
+    let l = s.path("ledger");
+    let yaml = format!(
+        "name: t\ninventory: hosts.yaml\nsteps:\n  patch:\n    uses: command\n    for_each: {{ group: web, batch: 40%, max_failures: 1 }}\n    with: {{ run: \"echo {{{{host.name}}}} >> {l}; [ {{{{host.name}}}} != h2 ]\" }}\n"
+    );
+    let (engine, outcome) = run_to_end(&yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    assert_eq!(s.ledger().len(), 5, "all five hosts ran: {:?}", s.ledger());
+    assert_eq!(state_of(&engine, "patch", "").await, StepState::Succeeded);
+}
+
+#[tokio::test]
+async fn rollback_runs_undo_in_reverse_topological_order() {
+    let s = Scratch::new("rollback");
+    let l = s.path("ledger");
+    let step = |id: &str, needs: &str| {
+        format!(
+            "  {id}:\n    needs: [{needs}]\n    uses: command\n    with: {{ run: \"echo {id} >> {l}\" }}\n    undo: {{ uses: command, with: {{ run: \"echo undo-{id} >> {l}\" }} }}\n"
+        )
+    };
+    let yaml = format!(
+        "name: t\non_failure: rollback\nsteps:\n{}{}{}  breaks:\n    needs: [c]\n    uses: command\n    with: {{ run: \"echo breaks >> {l}; exit 1\" }}\n",
+        step("a", ""),
+        step("b", "a"),
+        step("c", "b")
+    );
+    let (_, outcome) = run_to_end(&yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Failed));
+    assert_eq!(
+        s.ledger(),
+        vec!["a", "b", "c", "breaks", "undo-c", "undo-b", "undo-a"]
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_run_kills_what_runs_and_cancels_the_rest() {
+    let s = Scratch::new("cancel");
+    let yaml = format!(
+        "name: t\nsteps:\n  long:\n    uses: command\n    with: {{ run: \"echo $$ > {p}; exec sleep 30\" }}\n  after:\n    needs: [long]\n    uses: noop\n",
+        p = s.path("pid")
+    );
+    let checked = checked(&yaml);
+    let engine = engine(t("2026-12-01T00:00:00Z")).await;
+    engine.start(&checked, spec(&yaml)).await.unwrap();
+    let cancel = CancellationToken::new();
+    let pid_file = s.path("pid");
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        while !Path::new(&pid_file).exists() {
+            tokio::task::yield_now().await;
+        }
+        trigger.cancel();
+    });
+    let outcome = engine.drive(&checked, "r1", cancel).await.unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Cancelled));
+    assert_eq!(state_of(&engine, "after", "").await, StepState::Cancelled);
+    let pid = std::fs::read_to_string(s.path("pid")).unwrap();
+    assert!(!alive(&pid), "sleep {pid} survived the cancellation");
+}
+
+#[tokio::test]
+async fn recovery_reruns_idempotent_steps_and_interrupts_the_others() {
+    let yaml = "name: t\nsteps:\n  cmd:\n    uses: command\n    with: { run: \"true\" }\n  probe:\n    uses: check\n    with: { tcp: \"127.0.0.1:1\", within: 1s }\n";
+    let checked = checked(yaml);
+    let engine = engine(t("2026-12-01T00:00:00Z")).await;
+    engine.start(&checked, spec(yaml)).await.unwrap();
+    // As if the process died with both steps running.
+    let mut change = Change::default();
+    for row in engine.store.steps("r1").await.unwrap() {
+        let mut running = row.clone();
+        running.state = StepState::Running;
+        running.attempt = 1;
+        change.steps.push(StepWrite {
+            expect: Some(StepState::Pending),
+            row: running,
+        });
+    }
+    engine.store.commit(vec![change]).await.unwrap();
+    assert_eq!(engine.recover(&checked, "r1").await.unwrap().len(), 2);
+    assert_eq!(state_of(&engine, "cmd", "").await, StepState::Interrupted);
+    assert_eq!(state_of(&engine, "probe", "").await, StepState::Waiting);
+    engine
+        .resolve("r1", "cmd", "", Resolution::Skip, "alice")
+        .await
+        .unwrap();
+    let events = engine.store.events(Default::default()).await.unwrap();
+    let decided = events.iter().find(|e| e.action == "step.resolved").unwrap();
+    assert_eq!(decided.actor, "cli:alice");
+    assert_eq!(state_of(&engine, "cmd", "").await, StepState::Skipped);
+}
+
+#[tokio::test]
+async fn at_waits_on_the_clock() {
+    let yaml = "name: t\ntimezone: America/New_York\nsteps:\n  night:\n    at: patch_tuesday+4d 22:00\n    uses: noop\n";
+    let (engine, outcome) = run_to_end(yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    // Patch Tuesday 2026-12-08, + 4 days = Saturday the 12th, 22:00 EST = 03:00Z on the 13th.
+    assert_eq!(engine.clock.now(), t("2026-12-13T03:00:00Z"));
+}

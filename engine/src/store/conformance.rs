@@ -1,0 +1,952 @@
+//! The store conformance suite: what every backend must do, written once as generic async
+//! functions over any [`Store`]. A backend runs all of it with
+//! `conformance_suite!(path::to::factory)` in its test module, where the factory is an
+//! `async fn() -> (S, Guard)` giving a fresh, empty store (the guard keeps e.g. a temporary
+//! folder alive). Each case becomes one `#[tokio::test]`. [`persists_across_reopen`] takes an
+//! open and a close function and is called by hand.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+
+use super::{
+    Change, EventFilter, NewEmail, NewEvent, RunRow, RunState, StepRow, StepState, StepWrite,
+    Store, StoreError,
+};
+use crate::audit;
+
+/// Generates one `#[tokio::test]` per conformance case for a backend.
+macro_rules! conformance_suite {
+    ($factory:path) => {
+        $crate::store::conformance::conformance_suite!(@cases $factory;
+            create_and_read_run_and_steps,
+            unique_runbook_and_cycle,
+            commit_applies_everything_atomically,
+            conflict_in_a_batch_writes_nothing,
+            insert_of_an_existing_row_conflicts,
+            missing_run_writes_nothing,
+            chain_is_contiguous_and_verifies,
+            concurrent_commits_serialize,
+            events_filter_by_run_and_since,
+            runs_and_unfinished_runs_order,
+            due_emails_and_email_attempted,
+            timestamps_round_trip_exactly,
+            json_round_trips,
+            steps_keep_insertion_order,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $factory().await;
+                $crate::store::conformance::$case(&store).await;
+            }
+        )*
+    };
+}
+pub(crate) use conformance_suite;
+
+// --- builders ---------------------------------------------------------------------------------
+
+pub(crate) fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 8, 14, 0, 0).unwrap()
+}
+
+pub(crate) fn run_row(
+    id: &str,
+    runbook: &str,
+    cycle: Option<&str>,
+    started: DateTime<Utc>,
+) -> RunRow {
+    RunRow {
+        id: id.into(),
+        runbook: runbook.into(),
+        cycle: cycle.map(Into::into),
+        content_hash: "c0ffee".into(),
+        commit: Some("abc123".into()),
+        snapshot: json!({"runbook": "name: x\n", "params": {"kb_list": "KB1"}}),
+        state: RunState::Running,
+        started_at: started,
+        finished_at: None,
+    }
+}
+
+pub(crate) fn step_row(run_id: &str, step: &str, host: &str, state: StepState) -> StepRow {
+    StepRow {
+        run_id: run_id.into(),
+        step: step.into(),
+        host: host.into(),
+        state,
+        attempt: 0,
+        not_before: None,
+        started_at: None,
+        finished_at: None,
+        outputs: json!({}),
+        reason: None,
+    }
+}
+
+pub(crate) fn event(
+    action: &str,
+    run_id: Option<&str>,
+    step: Option<&str>,
+    at: DateTime<Utc>,
+) -> NewEvent {
+    NewEvent {
+        at,
+        actor: "scheduler".into(),
+        action: action.into(),
+        run_id: run_id.map(Into::into),
+        step_id: step.map(Into::into),
+        details: json!({"n": 1, "why": "test"}),
+    }
+}
+
+pub(crate) fn email(run_id: Option<&str>, subject: &str, at: DateTime<Utc>) -> NewEmail {
+    NewEmail {
+        run_id: run_id.map(Into::into),
+        to: vec!["cab-chair@example.com".into(), "ops@example.com".into()],
+        subject: subject.into(),
+        body: "Please approve.".into(),
+        html: Some("<p>Please approve.</p>".into()),
+        created_at: at,
+    }
+}
+
+/// Creates run `id` with steps `a` and `b` (pending).
+async fn create_simple<S: Store>(store: &S, id: &str, cycle: Option<&str>) {
+    store
+        .create_run(
+            run_row(id, "monthly", cycle, t0()),
+            vec![
+                step_row(id, "a", "", StepState::Pending),
+                step_row(id, "b", "", StepState::Pending),
+            ],
+            event("run.started", Some(id), None, t0()),
+        )
+        .await
+        .unwrap();
+}
+
+fn transition(
+    run_id: &str,
+    step: &str,
+    from: StepState,
+    to: StepState,
+    at: DateTime<Utc>,
+) -> Change {
+    let mut row = step_row(run_id, step, "", to);
+    row.attempt = 1;
+    row.started_at = Some(at);
+    Change {
+        steps: vec![StepWrite {
+            expect: Some(from),
+            row,
+        }],
+        run: None,
+        events: vec![event(
+            &format!("step.{to:?}").to_lowercase(),
+            Some(run_id),
+            Some(step),
+            at,
+        )],
+        emails: vec![],
+    }
+}
+
+async fn verify_all<S: Store>(store: &S) -> usize {
+    let events = store.events(EventFilter::default()).await.unwrap();
+    let head = store.chain_head().await.unwrap();
+    audit::verify(&events, head.as_ref()).unwrap()
+}
+
+// --- cases ------------------------------------------------------------------------------------
+
+pub(crate) async fn create_and_read_run_and_steps<S: Store>(store: &S) {
+    assert_eq!(store.run("r1").await.unwrap(), None);
+    assert!(store.chain_head().await.unwrap().is_none());
+    let run = run_row("r1", "monthly", Some("2026-12"), t0());
+    let steps = vec![
+        step_row("r1", "notify", "", StepState::Pending),
+        step_row("r1", "patch", "", StepState::Pending),
+    ];
+    store
+        .create_run(
+            run.clone(),
+            steps.clone(),
+            event("run.started", Some("r1"), None, t0()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.run("r1").await.unwrap(), Some(run.clone()));
+    assert_eq!(store.steps("r1").await.unwrap(), steps);
+    assert_eq!(store.steps("nope").await.unwrap(), vec![]);
+    let events = store.events(EventFilter::default()).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].seq, 1);
+    assert_eq!(events[0].action, "run.started");
+    assert_eq!(events[0].prev_hash, audit::GENESIS_HASH);
+    let head = store.chain_head().await.unwrap().unwrap();
+    assert_eq!((head.seq, head.hash.as_str()), (1, events[0].hash.as_str()));
+    assert_eq!(store.runs(10).await.unwrap(), vec![run]);
+}
+
+pub(crate) async fn unique_runbook_and_cycle<S: Store>(store: &S) {
+    create_simple(store, "r1", Some("2026-12")).await;
+    let err = store
+        .create_run(
+            run_row("r2", "monthly", Some("2026-12"), t0()),
+            vec![step_row("r2", "a", "", StepState::Pending)],
+            event("run.started", Some("r2"), None, t0()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::DuplicateCycle { runbook, cycle } if runbook == "monthly" && cycle == "2026-12"),
+        "{err:?}"
+    );
+    // Nothing of the refused run was written.
+    assert_eq!(store.run("r2").await.unwrap(), None);
+    assert_eq!(store.steps("r2").await.unwrap(), vec![]);
+    assert_eq!(verify_all(store).await, 1);
+    // Another cycle, another runbook, and manual runs (no cycle) are fine.
+    create_simple(store, "r3", Some("2027-01")).await;
+    store
+        .create_run(
+            run_row("r4", "emergency", Some("2026-12"), t0()),
+            vec![],
+            event("run.started", Some("r4"), None, t0()),
+        )
+        .await
+        .unwrap();
+    create_simple(store, "m1", None).await;
+    create_simple(store, "m2", None).await;
+    assert_eq!(store.runs(100).await.unwrap().len(), 5);
+    assert_eq!(verify_all(store).await, 5);
+}
+
+pub(crate) async fn commit_applies_everything_atomically<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let t1 = t0() + Duration::minutes(5);
+    let mut done = step_row("r1", "a", "", StepState::Succeeded);
+    done.attempt = 1;
+    done.started_at = Some(t0());
+    done.finished_at = Some(t1);
+    done.outputs = json!({"status": 200, "body": "ok"});
+    let change = Change {
+        steps: vec![
+            StepWrite {
+                expect: Some(StepState::Pending),
+                row: done.clone(),
+            },
+            StepWrite {
+                expect: None,
+                row: step_row("r1", "b", "host1", StepState::Pending),
+            },
+        ],
+        run: Some(("r1".into(), RunState::Succeeded, t1)),
+        events: vec![
+            event("step.succeeded", Some("r1"), Some("a"), t1),
+            event("run.succeeded", Some("r1"), None, t1),
+        ],
+        emails: vec![email(Some("r1"), "Run succeeded", t1)],
+    };
+    store.commit(vec![change]).await.unwrap();
+    let steps = store.steps("r1").await.unwrap();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0], done);
+    assert_eq!(steps[2], step_row("r1", "b", "host1", StepState::Pending));
+    let run = store.run("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (run.state, run.finished_at),
+        (RunState::Succeeded, Some(t1))
+    );
+    let events = store.events(EventFilter::default()).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["run.started", "step.succeeded", "run.succeeded"]);
+    let emails = store.due_emails(t1, 10).await.unwrap();
+    assert_eq!(emails.len(), 1);
+    assert_eq!(emails[0].email, email(Some("r1"), "Run succeeded", t1));
+    assert_eq!(
+        (
+            emails[0].attempts,
+            emails[0].next_attempt_at,
+            emails[0].sent_at
+        ),
+        (0, t1, None)
+    );
+    assert_eq!(verify_all(store).await, 3);
+    // An empty batch is fine and writes nothing.
+    store.commit(vec![]).await.unwrap();
+    store.commit(vec![Change::default()]).await.unwrap();
+    assert_eq!(verify_all(store).await, 3);
+}
+
+pub(crate) async fn conflict_in_a_batch_writes_nothing<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let t1 = t0() + Duration::minutes(1);
+    let good = Change {
+        emails: vec![email(Some("r1"), "a started", t1)],
+        ..transition("r1", "a", StepState::Pending, StepState::Running, t1)
+    };
+    // `b` is pending, not running: the second change of the batch conflicts.
+    let bad = Change {
+        run: Some(("r1".into(), RunState::Failed, t1)),
+        emails: vec![email(Some("r1"), "b failed", t1)],
+        ..transition("r1", "b", StepState::Running, StepState::Failed, t1)
+    };
+    let before_steps = store.steps("r1").await.unwrap();
+    let before_head = store.chain_head().await.unwrap();
+    let err = store.commit(vec![good.clone(), bad]).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { run_id, step, host, expected: Some(StepState::Running) }
+            if run_id == "r1" && step == "b" && host.is_empty()),
+        "{err:?}"
+    );
+    assert_eq!(store.steps("r1").await.unwrap(), before_steps);
+    assert_eq!(store.chain_head().await.unwrap(), before_head);
+    assert_eq!(store.events(EventFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        store.due_emails(t1 + Duration::days(1), 10).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        store.run("r1").await.unwrap().unwrap().state,
+        RunState::Running
+    );
+    // The store is still usable and the chain continues without a gap.
+    store.commit(vec![good]).await.unwrap();
+    assert_eq!(
+        store.steps("r1").await.unwrap()[0].state,
+        StepState::Running
+    );
+    assert_eq!(store.due_emails(t1, 10).await.unwrap().len(), 1);
+    assert_eq!(verify_all(store).await, 2);
+    // The same transition again conflicts: `a` is no longer pending.
+    let err = store
+        .commit(vec![transition(
+            "r1",
+            "a",
+            StepState::Pending,
+            StepState::Running,
+            t1,
+        )])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    // A missing row conflicts too.
+    let err = store
+        .commit(vec![transition(
+            "r1",
+            "zzz",
+            StepState::Pending,
+            StepState::Running,
+            t1,
+        )])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(verify_all(store).await, 2);
+}
+
+pub(crate) async fn insert_of_an_existing_row_conflicts<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let t1 = t0() + Duration::minutes(1);
+    let insert = |host: &str| Change {
+        steps: vec![StepWrite {
+            expect: None,
+            row: step_row("r1", "a", host, StepState::Pending),
+        }],
+        events: vec![event("step.fanned_out", Some("r1"), Some("a"), t1)],
+        ..Change::default()
+    };
+    store
+        .commit(vec![insert("h1"), insert("h2")])
+        .await
+        .unwrap();
+    let err = store
+        .commit(vec![insert("h3"), insert("h1")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { step, host, expected: None, .. } if step == "a" && host == "h1"),
+        "{err:?}"
+    );
+    // The step itself (host "") exists from create_run.
+    let err = store.commit(vec![insert("")]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { expected: None, .. }),
+        "{err:?}"
+    );
+    let hosts: Vec<String> = store
+        .steps("r1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.host)
+        .collect();
+    assert_eq!(hosts, ["", "", "h1", "h2"]);
+    assert_eq!(verify_all(store).await, 3);
+    // Two rows with one key in one batch: the second conflicts, and neither is written.
+    let err = store
+        .commit(vec![insert("h9"), insert("h9")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(store.steps("r1").await.unwrap().len(), 4);
+}
+
+pub(crate) async fn missing_run_writes_nothing<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let t1 = t0() + Duration::minutes(1);
+    let err = store
+        .commit(vec![Change {
+            run: Some(("ghost".into(), RunState::Cancelled, t1)),
+            events: vec![event("run.cancelled", Some("ghost"), None, t1)],
+            ..Change::default()
+        }])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NoSuchRun(id) if id == "ghost"),
+        "{err:?}"
+    );
+    let err = store
+        .commit(vec![
+            transition("r1", "a", StepState::Pending, StepState::Running, t1),
+            Change {
+                steps: vec![StepWrite {
+                    expect: None,
+                    row: step_row("ghost", "a", "h1", StepState::Pending),
+                }],
+                ..Change::default()
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NoSuchRun(id) if id == "ghost"),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.steps("r1").await.unwrap()[0].state,
+        StepState::Pending
+    );
+    assert_eq!(verify_all(store).await, 1);
+}
+
+pub(crate) async fn chain_is_contiguous_and_verifies<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let hosts = 50;
+    let mut at = t0();
+    // Fan out, then move every host through running to succeeded, in batches of varying size.
+    store
+        .commit(
+            (0..hosts)
+                .map(|h| Change {
+                    steps: vec![StepWrite {
+                        expect: None,
+                        row: step_row("r1", "a", &format!("h{h:02}"), StepState::Pending),
+                    }],
+                    events: vec![event("step.pending", Some("r1"), Some("a"), at)],
+                    ..Change::default()
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    for (from, to) in [
+        (StepState::Pending, StepState::Running),
+        (StepState::Running, StepState::Succeeded),
+    ] {
+        for chunk in (0..hosts).collect::<Vec<_>>().chunks(7) {
+            at += Duration::seconds(1);
+            let batch = chunk
+                .iter()
+                .map(|h| {
+                    let host = format!("h{h:02}");
+                    let mut row = step_row("r1", "a", &host, to);
+                    row.attempt = 1;
+                    Change {
+                        steps: vec![StepWrite {
+                            expect: Some(from),
+                            row,
+                        }],
+                        events: vec![NewEvent {
+                            details: json!({"host": host, "attempt": 1}),
+                            ..event(
+                                &format!("step.{to:?}").to_lowercase(),
+                                Some("r1"),
+                                Some("a"),
+                                at,
+                            )
+                        }],
+                        ..Change::default()
+                    }
+                })
+                .collect();
+            store.commit(batch).await.unwrap();
+        }
+    }
+    let total = 1 + 3 * hosts as usize;
+    assert_eq!(verify_all(store).await, total);
+    let events = store.events(EventFilter::default()).await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>());
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+    assert!(
+        store
+            .steps("r1")
+            .await
+            .unwrap()
+            .iter()
+            .filter(|s| !s.host.is_empty())
+            .all(|s| s.state == StepState::Succeeded)
+    );
+}
+
+pub(crate) async fn concurrent_commits_serialize<S: Store>(store: &S) {
+    // Writers racing from many tasks: every commit lands once, the chain has no gap or fork.
+    create_simple(store, "r1", None).await;
+    let changes: Vec<Change> = (0..40)
+        .map(|i| Change {
+            steps: vec![StepWrite {
+                expect: None,
+                row: step_row("r1", "a", &format!("h{i}"), StepState::Pending),
+            }],
+            events: vec![event("step.pending", Some("r1"), Some("a"), t0())],
+            ..Change::default()
+        })
+        .collect();
+    let mut futures: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+    for change in changes {
+        futures.push(Box::pin(store.commit(vec![change])));
+    }
+    let results = join_all(futures).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(verify_all(store).await, 41);
+    assert_eq!(store.steps("r1").await.unwrap().len(), 42);
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Polls all futures concurrently on the current task (no extra dependency).
+async fn join_all<T>(mut futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (fut, slot) in futures.iter_mut().zip(slots.iter_mut()) {
+            if slot.is_none()
+                && let Poll::Ready(value) = fut.as_mut().poll(cx)
+            {
+                *slot = Some(value);
+            }
+        }
+        if slots.iter().all(Option::is_some) {
+            Poll::Ready(slots.iter_mut().map(|s| s.take().unwrap()).collect())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+pub(crate) async fn events_filter_by_run_and_since<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    create_simple(store, "r2", None).await;
+    let t = |m: i64| t0() + Duration::minutes(m);
+    store
+        .commit(vec![
+            Change {
+                events: vec![event("step.running", Some("r1"), Some("a"), t(1))],
+                ..Change::default()
+            },
+            Change {
+                events: vec![event("step.running", Some("r2"), Some("a"), t(2))],
+                ..Change::default()
+            },
+            Change {
+                events: vec![event("link.rejected", None, None, t(3))],
+                ..Change::default()
+            },
+            Change {
+                events: vec![event("step.succeeded", Some("r1"), Some("a"), t(4))],
+                ..Change::default()
+            },
+        ])
+        .await
+        .unwrap();
+    let seqs = |events: Vec<super::EventRow>| events.into_iter().map(|e| e.seq).collect::<Vec<_>>();
+    let all = store.events(EventFilter::default()).await.unwrap();
+    assert_eq!(seqs(all), [1, 2, 3, 4, 5, 6]);
+    let r1 = store
+        .events(EventFilter {
+            run_id: Some("r1".into()),
+            since: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(r1), [1, 3, 6]);
+    let since = store
+        .events(EventFilter {
+            run_id: None,
+            since: Some(t(2)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(since), [4, 5, 6], "since is inclusive");
+    let both = store
+        .events(EventFilter {
+            run_id: Some("r1".into()),
+            since: Some(t(2)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(both), [6]);
+    let none = store
+        .events(EventFilter {
+            run_id: Some("zzz".into()),
+            since: None,
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub(crate) async fn runs_and_unfinished_runs_order<S: Store>(store: &S) {
+    for (i, id) in ["r1", "r2", "r3", "r4"].into_iter().enumerate() {
+        store
+            .create_run(
+                run_row(id, "monthly", None, t0() + Duration::hours(i as i64)),
+                vec![],
+                event("run.started", Some(id), None, t0()),
+            )
+            .await
+            .unwrap();
+    }
+    let t1 = t0() + Duration::days(1);
+    store
+        .commit(vec![
+            Change {
+                run: Some(("r2".into(), RunState::Failed, t1)),
+                ..Change::default()
+            },
+            Change {
+                run: Some(("r3".into(), RunState::Cancelled, t1)),
+                ..Change::default()
+            },
+        ])
+        .await
+        .unwrap();
+    let ids = |runs: Vec<RunRow>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.unfinished_runs().await.unwrap()), ["r1", "r4"]);
+    assert_eq!(ids(store.runs(10).await.unwrap()), ["r4", "r3", "r2", "r1"]);
+    assert_eq!(ids(store.runs(2).await.unwrap()), ["r4", "r3"]);
+    let r3 = store.run("r3").await.unwrap().unwrap();
+    assert_eq!((r3.state, r3.finished_at), (RunState::Cancelled, Some(t1)));
+}
+
+pub(crate) async fn due_emails_and_email_attempted<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let t = |m: i64| t0() + Duration::minutes(m);
+    store
+        .commit(vec![Change {
+            emails: vec![
+                email(Some("r1"), "first", t(1)),
+                email(None, "second", t(2)),
+                email(None, "third", t(3)),
+            ],
+            ..Change::default()
+        }])
+        .await
+        .unwrap();
+    let subjects = |rows: &[super::EmailRow]| {
+        rows.iter()
+            .map(|r| r.email.subject.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(store.due_emails(t(0), 10).await.unwrap(), vec![]);
+    assert_eq!(
+        subjects(&store.due_emails(t(2), 10).await.unwrap()),
+        ["first", "second"]
+    );
+    let due = store.due_emails(t(3), 2).await.unwrap();
+    assert_eq!(subjects(&due), ["first", "second"]);
+    // The first is sent; the second failed and is retried at t(10).
+    store
+        .email_attempted(
+            due[0].id,
+            Some(t(4)),
+            t(4),
+            event("email.sent", Some("r1"), None, t(4)),
+        )
+        .await
+        .unwrap();
+    store
+        .email_attempted(
+            due[1].id,
+            None,
+            t(10),
+            event("email.failed", None, None, t(4)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        subjects(&store.due_emails(t(5), 10).await.unwrap()),
+        ["third"]
+    );
+    let later = store.due_emails(t(10), 10).await.unwrap();
+    assert_eq!(subjects(&later), ["third", "second"]);
+    assert_eq!(
+        (
+            later[1].attempts,
+            later[1].next_attempt_at,
+            later[1].sent_at
+        ),
+        (1, t(10), None)
+    );
+    // An unknown id is an error and writes no event.
+    let err = store
+        .email_attempted(
+            9999,
+            Some(t(5)),
+            t(5),
+            event("email.sent", None, None, t(5)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    let actions: Vec<String> = store
+        .events(EventFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["run.started", "email.sent", "email.failed"]);
+    assert_eq!(verify_all(store).await, 3);
+}
+
+pub(crate) async fn timestamps_round_trip_exactly<S: Store>(store: &S) {
+    // Microsecond precision, including values whose text would sort wrongly without padding.
+    let instants = [
+        Utc.with_ymd_and_hms(2026, 3, 8, 7, 0, 0).unwrap() + Duration::microseconds(1),
+        Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap() + Duration::microseconds(999_999),
+        Utc.with_ymd_and_hms(2026, 12, 8, 14, 0, 0).unwrap() + Duration::microseconds(120_000),
+    ];
+    for (i, at) in instants.into_iter().enumerate() {
+        let id = format!("r{i}");
+        let mut run = run_row(&id, "monthly", None, at);
+        run.finished_at = Some(at + Duration::microseconds(7));
+        run.state = RunState::Succeeded;
+        let mut step = step_row(&id, "a", "", StepState::Waiting);
+        step.not_before = Some(at + Duration::microseconds(3));
+        step.started_at = Some(at);
+        step.finished_at = Some(at + Duration::seconds(1));
+        store
+            .create_run(
+                run.clone(),
+                vec![step.clone()],
+                event("run.started", Some(&id), None, at),
+            )
+            .await
+            .unwrap();
+        store
+            .commit(vec![Change {
+                emails: vec![email(Some(&id), "x", at)],
+                ..Change::default()
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.run(&id).await.unwrap().unwrap(), run);
+        assert_eq!(store.steps(&id).await.unwrap(), vec![step]);
+        let ev = store
+            .events(EventFilter {
+                run_id: Some(id.clone()),
+                since: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(ev[0].at, at);
+        let due = store.due_emails(at, 100).await.unwrap();
+        assert!(
+            due.iter()
+                .any(|e| e.email.created_at == at && e.next_attempt_at == at)
+        );
+    }
+    // `since` compares instants, not text.
+    let since = store
+        .events(EventFilter {
+            run_id: None,
+            since: Some(instants[0]),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        since.iter().map(|e| e.at).collect::<Vec<_>>(),
+        [instants[0], instants[2]]
+    );
+    assert_eq!(verify_all(store).await, 3);
+}
+
+pub(crate) async fn json_round_trips<S: Store>(store: &S) {
+    // Key order, unicode, escapes, big and awkward numbers survive, and the chain still verifies.
+    let details = json!({
+        "zeta": 1, "alpha": [0.1, 0.30000000000000004, 1e-300, 2.2250738585072014e-308, -0.0],
+        "text": "naïve \"quoted\"\n\t\u{1F600} \\ /", "max": u64::MAX, "min": i64::MIN,
+        "nested": {"b": {"d": null, "c": true}, "a": []},
+    });
+    let mut run = run_row("r1", "monthly", None, t0());
+    run.snapshot = details.clone();
+    let mut step = step_row("r1", "a", "", StepState::Pending);
+    step.outputs = details.clone();
+    step.reason = Some("exit 1: \"disk full\"\n".into());
+    store
+        .create_run(
+            run.clone(),
+            vec![step.clone()],
+            NewEvent {
+                details: details.clone(),
+                ..event("run.started", Some("r1"), None, t0())
+            },
+        )
+        .await
+        .unwrap();
+    let got = store.run("r1").await.unwrap().unwrap();
+    assert_eq!(got, run);
+    assert_eq!(
+        got.snapshot.as_object().unwrap().keys().collect::<Vec<_>>(),
+        details.as_object().unwrap().keys().collect::<Vec<_>>(),
+        "key order is kept"
+    );
+    assert_eq!(store.steps("r1").await.unwrap(), vec![step]);
+    let events = store.events(EventFilter::default()).await.unwrap();
+    assert_eq!(events[0].details, details);
+    assert_eq!(
+        audit::canonical_json(&events[0].details),
+        audit::canonical_json(&details)
+    );
+    assert_eq!(verify_all(store).await, 1);
+}
+
+pub(crate) async fn steps_keep_insertion_order<S: Store>(store: &S) {
+    // Names that sort differently from insertion order.
+    let names = ["zulu", "alpha", "mike", "bravo"];
+    store
+        .create_run(
+            run_row("r1", "monthly", None, t0()),
+            names
+                .iter()
+                .map(|n| step_row("r1", n, "", StepState::Pending))
+                .collect(),
+            event("run.started", Some("r1"), None, t0()),
+        )
+        .await
+        .unwrap();
+    let hosts = ["web9", "db1", "app3"];
+    store
+        .commit(
+            hosts
+                .iter()
+                .map(|h| Change {
+                    steps: vec![StepWrite {
+                        expect: None,
+                        row: step_row("r1", "mike", h, StepState::Pending),
+                    }],
+                    ..Change::default()
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    // Updating a row does not move it.
+    store
+        .commit(vec![transition(
+            "r1",
+            "alpha",
+            StepState::Pending,
+            StepState::Running,
+            t0(),
+        )])
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = store
+        .steps("r1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.step, s.host))
+        .collect();
+    let mut want: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (n.to_string(), String::new()))
+        .collect();
+    want.extend(hosts.iter().map(|h| ("mike".to_string(), h.to_string())));
+    assert_eq!(got, want);
+}
+
+/// Everything committed survives closing and reopening the store (file-backed backends).
+pub(crate) async fn persists_across_reopen<S, Open, OpenFut, Close, CloseFut>(
+    open: Open,
+    close: Close,
+) where
+    S: Store,
+    Open: Fn() -> OpenFut,
+    OpenFut: Future<Output = S>,
+    Close: Fn(S) -> CloseFut,
+    CloseFut: Future<Output = ()>,
+{
+    let store = open().await;
+    create_simple(&store, "r1", Some("2026-12")).await;
+    let t1 = t0() + Duration::minutes(1);
+    store
+        .commit(vec![Change {
+            emails: vec![email(Some("r1"), "hello", t1)],
+            ..transition("r1", "a", StepState::Pending, StepState::Running, t1)
+        }])
+        .await
+        .unwrap();
+    let run = store.run("r1").await.unwrap();
+    let steps = store.steps("r1").await.unwrap();
+    let events = store.events(EventFilter::default()).await.unwrap();
+    let emails = store.due_emails(t1, 10).await.unwrap();
+    close(store).await;
+
+    let store = open().await;
+    assert_eq!(store.run("r1").await.unwrap(), run);
+    assert_eq!(store.steps("r1").await.unwrap(), steps);
+    assert_eq!(store.events(EventFilter::default()).await.unwrap(), events);
+    assert_eq!(store.due_emails(t1, 10).await.unwrap(), emails);
+    assert_eq!(verify_all(&store).await, 2);
+    // The unique cycle still holds, and the chain continues where it stopped.
+    let err = store
+        .create_run(
+            run_row("r2", "monthly", Some("2026-12"), t0()),
+            vec![],
+            event("run.started", None, None, t0()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateCycle { .. }), "{err:?}");
+    store
+        .commit(vec![transition(
+            "r1",
+            "a",
+            StepState::Running,
+            StepState::Succeeded,
+            t1,
+        )])
+        .await
+        .unwrap();
+    close(store).await;
+
+    let store = open().await;
+    assert_eq!(verify_all(&store).await, 3);
+    assert_eq!(store.unfinished_runs().await.unwrap().len(), 1);
+    close(store).await;
+}

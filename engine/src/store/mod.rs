@@ -1,0 +1,251 @@
+//! Durable state (DESIGN §5, §6): runs, step rows, the hash-chained audit log and the email
+//! outbox, behind one narrow [`Store`] trait. Only this module contains SQL. Each backend
+//! (SQLite now, PostgreSQL later) has its own file and its own migrations folder, and all of
+//! them pass the same conformance suite (`conformance.rs`).
+//!
+//! The rule every caller relies on: a [`Change`] (step transitions, run transition, audit
+//! events, outbox emails) commits in one transaction, or not at all. Several changes may be
+//! committed together ([`Store::commit`] takes a batch) to group fsyncs; none of their effects
+//! is visible before the transaction is durable.
+
+pub mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Identifier of a run (unique, time-ordered text).
+pub type RunId = String;
+
+/// Where a run is (DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// Where a step (or one host of a fanned-out step) is (DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Waiting,
+    Running,
+    AwaitingInput,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+    /// Found `running` after a crash, connector not idempotent: waits for an operator.
+    Interrupted,
+}
+
+impl StepState {
+    /// Whether nothing more will happen to the step by itself.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepState::Succeeded | StepState::Failed | StepState::Skipped | StepState::Cancelled
+        )
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    pub id: RunId,
+    pub runbook: String,
+    /// The cycle (`YYYY-MM`) of a scheduled or `--cycle` run. At most one run per runbook and cycle.
+    pub cycle: Option<String>,
+    /// SHA-256 of the runbook text the run pinned.
+    pub content_hash: String,
+    /// Git commit of the runbooks folder, when it is a work tree.
+    pub commit: Option<String>,
+    /// What the run needs to resume without the files: runbook text, inventory text, template
+    /// files, non-secret params (JSON, written once at creation).
+    pub snapshot: serde_json::Value,
+    pub state: RunState,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A step row: one step, or one host of a fanned-out step. `host` is "" for the step itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRow {
+    pub run_id: RunId,
+    pub step: String,
+    pub host: String,
+    pub state: StepState,
+    /// Attempts started so far (0 before the first).
+    pub attempt: u32,
+    /// Not to start before this instant (`at`, or a retry's backoff).
+    pub not_before: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Connector outputs (JSON object; secrets already redacted).
+    pub outputs: serde_json::Value,
+    /// Why it failed, was skipped or cancelled (secrets already redacted).
+    pub reason: Option<String>,
+}
+
+/// An audit event to append; the store assigns `seq` and the hashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub at: DateTime<Utc>,
+    /// `scheduler`, `cli:<user>`, `link:<email>`, `api:<token name>`, `engine`.
+    pub actor: String,
+    /// `run.started`, `step.succeeded`, `approval.decided`, ...
+    pub action: String,
+    pub run_id: Option<RunId>,
+    pub step_id: Option<String>,
+    /// Secrets already redacted.
+    pub details: serde_json::Value,
+}
+
+/// An audit event as stored: hash = SHA-256 over the canonical event and `prev_hash`
+/// (see [`crate::audit`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub run_id: Option<RunId>,
+    pub step_id: Option<String>,
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The chain's head as the store last wrote it (detects a deleted tail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// An email to send, written in the same transaction as the change that causes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEmail {
+    pub run_id: Option<RunId>,
+    /// Addresses (roles already resolved).
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    pub html: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An outbox row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailRow {
+    pub id: i64,
+    pub email: NewEmail,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// One step row's transition: written only if the row is in `expect` (optimistic check);
+/// `expect: None` inserts a new row (a fan-out child), which must not exist yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepWrite {
+    pub expect: Option<StepState>,
+    pub row: StepRow,
+}
+
+/// Everything one transition writes. Committed atomically with its events and emails.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Change {
+    pub steps: Vec<StepWrite>,
+    /// Finishes (or cancels) a run: (run id, new state, when).
+    pub run: Option<(RunId, RunState, DateTime<Utc>)>,
+    pub events: Vec<NewEvent>,
+    pub emails: Vec<NewEmail>,
+}
+
+/// Which audit events to read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    pub run_id: Option<RunId>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A step row was not in the expected state (someone else moved it): nothing was written.
+    #[error("step `{step}` (host `{host}`) of run {run_id} is not {expected:?} any more")]
+    Conflict {
+        run_id: RunId,
+        step: String,
+        host: String,
+        expected: Option<StepState>,
+    },
+    /// A run for this runbook and cycle exists already.
+    #[error("runbook `{runbook}` already has a run for cycle {cycle}")]
+    DuplicateCycle { runbook: String, cycle: String },
+    #[error("no run {0}")]
+    NoSuchRun(RunId),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("migration: {0}")]
+    Migration(String),
+}
+
+/// Durable state. Every method is one transaction; writes use `BEGIN IMMEDIATE` on SQLite.
+pub trait Store: Send + Sync + 'static {
+    /// Creates a run with its initial step rows and its `run.started` event, atomically.
+    fn create_run(
+        &self,
+        run: RunRow,
+        steps: Vec<StepRow>,
+        event: NewEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Commits a batch of changes in one transaction: all or nothing.
+    fn commit(&self, changes: Vec<Change>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn run(&self, id: &str) -> impl Future<Output = Result<Option<RunRow>, StoreError>> + Send;
+
+    /// The most recent runs first.
+    fn runs(&self, limit: u32) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
+
+    /// Runs in state `running`, oldest first (crash recovery resumes them).
+    fn unfinished_runs(&self) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
+
+    /// A run's step rows, in insertion order.
+    fn steps(&self, run_id: &str) -> impl Future<Output = Result<Vec<StepRow>, StoreError>> + Send;
+
+    /// Audit events in `seq` order.
+    fn events(
+        &self,
+        filter: EventFilter,
+    ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
+
+    /// The chain head the store recorded with the last event.
+    fn chain_head(&self) -> impl Future<Output = Result<Option<ChainHead>, StoreError>> + Send;
+
+    /// Outbox rows not yet sent whose `next_attempt_at` is at or before `now`.
+    fn due_emails(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<EmailRow>, StoreError>> + Send;
+
+    /// Marks an outbox row sent, or schedules its next attempt (with its audit event).
+    fn email_attempted(
+        &self,
+        id: i64,
+        sent_at: Option<DateTime<Utc>>,
+        next_attempt_at: DateTime<Utc>,
+        event: NewEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,1313 @@
+//! The SQLite backend of [`Store`] (the default: one file, DESIGN §5).
+//!
+//! - Every connection is opened with WAL, `synchronous=FULL`, `foreign_keys=ON` and a busy
+//!   timeout, set through [`SqliteConnectOptions`] so that no connection can miss them.
+//! - Writes run in `BEGIN IMMEDIATE` transactions on a pool of exactly one connection: writers of
+//!   this process queue for it in order, and the write lock is taken at `BEGIN`, so a transaction
+//!   never fails half-way to upgrade its lock (another process waits on the busy timeout).
+//!   Reads use a separate pool and see the last committed state (WAL readers never block).
+//! - `sqlite::memory:` uses one connection for everything, so the in-memory database is shared
+//!   and lives as long as the store.
+//! - The schema comes from embedded migrations (`engine/migrations/sqlite/`), applied on open.
+//! - Timestamps are stored as `YYYY-MM-DDTHH:MM:SS.ffffffZ` text ([`crate::audit::format_instant`]):
+//!   they sort as text, and round-trip exactly at microsecond precision (finer is truncated on
+//!   write, as in PostgreSQL).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection as _, Row as _};
+
+use super::{
+    ChainHead, Change, EmailRow, EventFilter, EventRow, NewEmail, NewEvent, RunRow, RunState,
+    StepRow, StepState, Store, StoreError,
+};
+use crate::audit;
+
+/// The migrations, embedded in the binary: (version, description, SQL), in order. Each file in
+/// `engine/migrations/sqlite/` is named `<version>_<description>.sql` and listed here (a test
+/// checks the two agree).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)];
+
+/// How long a writer waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read connections of a file database.
+const READERS: u32 = 4;
+
+/// The store on SQLite. Cheap to share behind an `Arc`; close it with [`SqliteStore::close`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// One connection: the only one that writes.
+    writer: SqlitePool,
+    /// Read connections (the writer itself for an in-memory database).
+    reader: SqlitePool,
+}
+
+#[derive(Debug)]
+struct Embedded;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Database(format!("{context}: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database at `url` (`sqlite://patchday.db`,
+    /// `sqlite:///var/lib/patchday/state.db`, `sqlite::memory:`) and applies the migrations.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        Self::open_with(url, true).await
+    }
+
+    /// Opens an existing database; a missing file is an error (nothing is created).
+    pub async fn open_existing(url: &str) -> Result<SqliteStore, StoreError> {
+        Self::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, create: bool) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("database URL `{url}`: {e}")))?;
+        let memory = options
+            .get_filename()
+            .to_string_lossy()
+            .starts_with("file:sqlx-in-memory-")
+            || url.contains("mode=memory");
+        if !memory && !create && !options.get_filename().is_file() {
+            return Err(StoreError::Database(format!(
+                "{}: no such database file",
+                options.get_filename().display()
+            )));
+        }
+        let options = options
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = |max: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .test_before_acquire(false)
+                .acquire_timeout(Duration::from_secs(3600))
+        };
+        let writer = pool(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db("opening the database"))?;
+        let migrator = Migrator::new(Embedded)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        migrator
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let reader = if memory {
+            writer.clone()
+        } else {
+            pool(READERS)
+                .connect_with(options)
+                .await
+                .map_err(db("opening the database for reading"))?
+        };
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// Closes every connection (the WAL is checkpointed when the last one closes).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// SQLite's own check of the database file: `ok`, or the problems it found.
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("checking integrity"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(line,)| line)
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+
+    /// The floor the benchmarks compare with: `commits` bare SQLite commits (one one-row
+    /// `INSERT` each, autocommit) on a database at `url` opened with the same connection
+    /// settings as the store (WAL, `synchronous=FULL`) and the same driver, but no schema.
+    pub async fn commit_floor(url: &str, commits: usize) -> Result<(), StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("database URL `{url}`: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let mut conn = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(db("opening the floor database"))?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS floor (n INTEGER NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .map_err(db("creating the floor table"))?;
+        for n in 0..commits {
+            sqlx::query("INSERT INTO floor (n) VALUES (?)")
+                .bind(n as i64)
+                .execute(&mut conn)
+                .await
+                .map_err(db("floor commit"))?;
+        }
+        conn.close().await.map_err(db("closing the floor database"))
+    }
+
+    /// Runs raw SQL on the write connection (tamper tests only).
+    #[cfg(test)]
+    pub(crate) async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        let mut conn = self.writer.acquire().await.map_err(db("acquire"))?;
+        let done = sqlx::raw_sql(sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("raw SQL"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction: commits if it succeeds, rolls back if not.
+    async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: for<'c> FnOnce(
+            &'c mut SqliteConnection,
+        ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>,
+    {
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(db("acquiring the writer"))?;
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("BEGIN IMMEDIATE"))?;
+        match work(&mut tx).await {
+            Ok(value) => {
+                tx.commit().await.map_err(db("COMMIT"))?;
+                Ok(value)
+            }
+            Err(err) => {
+                tx.rollback().await.map_err(db("ROLLBACK"))?;
+                Err(err)
+            }
+        }
+    }
+}
+
+// --- encoding -------------------------------------------------------------------------------
+
+fn ts(at: DateTime<Utc>) -> String {
+    audit::format_instant(at)
+}
+
+fn ts_opt(at: Option<DateTime<Utc>>) -> Option<String> {
+    at.map(ts)
+}
+
+fn parse_ts(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Database(format!("bad timestamp `{text}` in the database: {e}")))
+}
+
+fn parse_ts_opt(text: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    text.as_deref().map(parse_ts).transpose()
+}
+
+fn json_text(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Database(format!("bad JSON in the database: {e}")))
+}
+
+fn run_state_str(state: RunState) -> &'static str {
+    match state {
+        RunState::Running => "running",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+    }
+}
+
+fn parse_run_state(text: &str) -> Result<RunState, StoreError> {
+    Ok(match text {
+        "running" => RunState::Running,
+        "succeeded" => RunState::Succeeded,
+        "failed" => RunState::Failed,
+        "cancelled" => RunState::Cancelled,
+        other => return Err(StoreError::Database(format!("unknown run state `{other}`"))),
+    })
+}
+
+fn step_state_str(state: StepState) -> &'static str {
+    match state {
+        StepState::Pending => "pending",
+        StepState::Waiting => "waiting",
+        StepState::Running => "running",
+        StepState::AwaitingInput => "awaiting_input",
+        StepState::Succeeded => "succeeded",
+        StepState::Failed => "failed",
+        StepState::Skipped => "skipped",
+        StepState::Cancelled => "cancelled",
+        StepState::Interrupted => "interrupted",
+    }
+}
+
+fn parse_step_state(text: &str) -> Result<StepState, StoreError> {
+    Ok(match text {
+        "pending" => StepState::Pending,
+        "waiting" => StepState::Waiting,
+        "running" => StepState::Running,
+        "awaiting_input" => StepState::AwaitingInput,
+        "succeeded" => StepState::Succeeded,
+        "failed" => StepState::Failed,
+        "skipped" => StepState::Skipped,
+        "cancelled" => StepState::Cancelled,
+        "interrupted" => StepState::Interrupted,
+        other => {
+            return Err(StoreError::Database(format!(
+                "unknown step state `{other}`"
+            )));
+        }
+    })
+}
+
+fn get<'r, T>(row: &'r SqliteRow, column: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Database(format!("reading column `{column}`: {e}")))
+}
+
+const RUN_COLUMNS: &str =
+    "id, runbook, cycle, content_hash, git_commit, snapshot, state, started_at, finished_at";
+
+fn run_from(row: &SqliteRow) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: get(row, "id")?,
+        runbook: get(row, "runbook")?,
+        cycle: get(row, "cycle")?,
+        content_hash: get(row, "content_hash")?,
+        commit: get(row, "git_commit")?,
+        snapshot: parse_json(&get::<String>(row, "snapshot")?)?,
+        state: parse_run_state(&get::<String>(row, "state")?)?,
+        started_at: parse_ts(&get::<String>(row, "started_at")?)?,
+        finished_at: parse_ts_opt(get(row, "finished_at")?)?,
+    })
+}
+
+const STEP_COLUMNS: &str =
+    "run_id, step, host, state, attempt, not_before, started_at, finished_at, outputs, reason";
+
+fn step_from(row: &SqliteRow) -> Result<StepRow, StoreError> {
+    Ok(StepRow {
+        run_id: get(row, "run_id")?,
+        step: get(row, "step")?,
+        host: get(row, "host")?,
+        state: parse_step_state(&get::<String>(row, "state")?)?,
+        attempt: get::<i64>(row, "attempt")?
+            .try_into()
+            .map_err(|_| StoreError::Database("step attempt out of range".into()))?,
+        not_before: parse_ts_opt(get(row, "not_before")?)?,
+        started_at: parse_ts_opt(get(row, "started_at")?)?,
+        finished_at: parse_ts_opt(get(row, "finished_at")?)?,
+        outputs: parse_json(&get::<String>(row, "outputs")?)?,
+        reason: get(row, "reason")?,
+    })
+}
+
+const EVENT_COLUMNS: &str = "seq, at, actor, action, run_id, step_id, details, prev_hash, hash";
+
+fn event_from(row: &SqliteRow) -> Result<EventRow, StoreError> {
+    Ok(EventRow {
+        seq: get(row, "seq")?,
+        at: parse_ts(&get::<String>(row, "at")?)?,
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        run_id: get(row, "run_id")?,
+        step_id: get(row, "step_id")?,
+        details: parse_json(&get::<String>(row, "details")?)?,
+        prev_hash: get(row, "prev_hash")?,
+        hash: get(row, "hash")?,
+    })
+}
+
+const EMAIL_COLUMNS: &str =
+    "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at";
+
+fn email_from(row: &SqliteRow) -> Result<EmailRow, StoreError> {
+    let to: Vec<String> = serde_json::from_str(&get::<String>(row, "recipients")?)
+        .map_err(|e| StoreError::Database(format!("bad recipients in the outbox: {e}")))?;
+    Ok(EmailRow {
+        id: get(row, "id")?,
+        email: NewEmail {
+            run_id: get(row, "run_id")?,
+            to,
+            subject: get(row, "subject")?,
+            body: get(row, "body")?,
+            html: get(row, "html")?,
+            created_at: parse_ts(&get::<String>(row, "created_at")?)?,
+        },
+        attempts: get::<i64>(row, "attempts")?
+            .try_into()
+            .map_err(|_| StoreError::Database("email attempts out of range".into()))?,
+        next_attempt_at: parse_ts(&get::<String>(row, "next_attempt_at")?)?,
+        sent_at: parse_ts_opt(get(row, "sent_at")?)?,
+    })
+}
+
+// --- writes (inside a BEGIN IMMEDIATE transaction) -------------------------------------------
+
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
+/// Inserts a step row; `Conflict` if it exists, `NoSuchRun` if its run does not.
+async fn insert_step(conn: &mut SqliteConnection, row: &StepRow) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO steps (run_id, step, host, state, attempt, not_before, started_at, \
+         finished_at, outputs, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (run_id, step, host) DO NOTHING",
+    )
+    .bind(&row.run_id)
+    .bind(&row.step)
+    .bind(&row.host)
+    .bind(step_state_str(row.state))
+    .bind(i64::from(row.attempt))
+    .bind(ts_opt(row.not_before))
+    .bind(ts_opt(row.started_at))
+    .bind(ts_opt(row.finished_at))
+    .bind(json_text(&row.outputs))
+    .bind(&row.reason)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_foreign_key_violation(&e) {
+            StoreError::NoSuchRun(row.run_id.clone())
+        } else {
+            StoreError::Database(format!("inserting step `{}`: {e}", row.step))
+        }
+    })?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict {
+            run_id: row.run_id.clone(),
+            step: row.step.clone(),
+            host: row.host.clone(),
+            expected: None,
+        });
+    }
+    Ok(())
+}
+
+/// Moves a step row from `expect` to `row`; `Conflict` if it is not in `expect` (or missing).
+async fn update_step(
+    conn: &mut SqliteConnection,
+    expect: StepState,
+    row: &StepRow,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE steps SET state = ?, attempt = ?, not_before = ?, started_at = ?, \
+         finished_at = ?, outputs = ?, reason = ? \
+         WHERE run_id = ? AND step = ? AND host = ? AND state = ?",
+    )
+    .bind(step_state_str(row.state))
+    .bind(i64::from(row.attempt))
+    .bind(ts_opt(row.not_before))
+    .bind(ts_opt(row.started_at))
+    .bind(ts_opt(row.finished_at))
+    .bind(json_text(&row.outputs))
+    .bind(&row.reason)
+    .bind(&row.run_id)
+    .bind(&row.step)
+    .bind(&row.host)
+    .bind(step_state_str(expect))
+    .execute(&mut *conn)
+    .await
+    .map_err(db("updating a step"))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict {
+            run_id: row.run_id.clone(),
+            step: row.step.clone(),
+            host: row.host.clone(),
+            expected: Some(expect),
+        });
+    }
+    Ok(())
+}
+
+/// The audit chain's head during one transaction: events are appended after it, and it is
+/// written back once, before the transaction commits.
+struct Chain {
+    seq: i64,
+    hash: String,
+    dirty: bool,
+}
+
+impl Chain {
+    async fn load(conn: &mut SqliteConnection) -> Result<Chain, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("reading the chain head"))?;
+        Ok(match row {
+            Some(row) => Chain {
+                seq: get(&row, "seq")?,
+                hash: get(&row, "hash")?,
+                dirty: false,
+            },
+            None => Chain {
+                seq: 0,
+                hash: audit::GENESIS_HASH.to_string(),
+                dirty: false,
+            },
+        })
+    }
+
+    async fn append(
+        &mut self,
+        conn: &mut SqliteConnection,
+        event: &NewEvent,
+    ) -> Result<(), StoreError> {
+        let seq = self.seq + 1;
+        let hash = audit::event_hash(
+            seq,
+            event.at,
+            &event.actor,
+            &event.action,
+            event.run_id.as_deref(),
+            event.step_id.as_deref(),
+            &event.details,
+            &self.hash,
+        );
+        sqlx::query(
+            "INSERT INTO events (seq, at, actor, action, run_id, step_id, details, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(ts(event.at))
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.run_id)
+        .bind(&event.step_id)
+        .bind(json_text(&event.details))
+        .bind(&self.hash)
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("appending an audit event"))?;
+        self.seq = seq;
+        self.hash = hash;
+        self.dirty = true;
+        Ok(())
+    }
+
+    async fn save(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        )
+        .bind(self.seq)
+        .bind(&self.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("writing the chain head"))?;
+        Ok(())
+    }
+}
+
+async fn insert_email(conn: &mut SqliteConnection, email: &NewEmail) -> Result<(), StoreError> {
+    let to = serde_json::to_string(&email.to).expect("strings serialize");
+    let created = ts(email.created_at);
+    sqlx::query(
+        "INSERT INTO outbox (run_id, recipients, subject, body, html, created_at, attempts, \
+         next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+    )
+    .bind(&email.run_id)
+    .bind(to)
+    .bind(&email.subject)
+    .bind(&email.body)
+    .bind(&email.html)
+    .bind(&created)
+    .bind(&created)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("queueing an email"))?;
+    Ok(())
+}
+
+async fn apply(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(), StoreError> {
+    let mut chain = Chain::load(conn).await?;
+    for change in changes {
+        for write in &change.steps {
+            match write.expect {
+                Some(expect) => update_step(conn, expect, &write.row).await?,
+                None => insert_step(conn, &write.row).await?,
+            }
+        }
+        if let Some((run_id, state, at)) = &change.run {
+            let finished = (*state != RunState::Running).then(|| ts(*at));
+            let done = sqlx::query("UPDATE runs SET state = ?, finished_at = ? WHERE id = ?")
+                .bind(run_state_str(*state))
+                .bind(finished)
+                .bind(run_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("updating a run"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NoSuchRun(run_id.clone()));
+            }
+        }
+        for event in &change.events {
+            chain.append(conn, event).await?;
+        }
+        for email in &change.emails {
+            insert_email(conn, email).await?;
+        }
+    }
+    chain.save(conn).await
+}
+
+// --- the batched write path ------------------------------------------------------------------
+//
+// A batch of N transitions would cost about 2N statements row by row, and each statement is a
+// round trip to SQLite's worker thread. The fast path writes the same rows with multi-row
+// statements (up to 64 rows each, in power-of-two chunks so that few statement texts reach the
+// statement cache): step writes in their order, grouped into runs of inserts or updates with
+// distinct keys; then run transitions; then events; then emails. If a multi-row step write
+// changes fewer rows than it should (a conflict), the transaction is rolled back and the batch is
+// re-run row by row by [`apply`], which reports exactly which row conflicted.
+
+/// Why the fast path stopped.
+enum Fast {
+    /// A step write did not apply: re-run row by row for the exact error.
+    Miss,
+    Failed(StoreError),
+}
+
+/// What `commit` does after the fast path failed.
+enum Retry<T> {
+    RowByRow(T),
+    Failed(StoreError),
+}
+
+impl<T> From<StoreError> for Retry<T> {
+    fn from(err: StoreError) -> Self {
+        Retry::Failed(err)
+    }
+}
+
+impl From<StoreError> for Fast {
+    fn from(err: StoreError) -> Self {
+        Fast::Failed(err)
+    }
+}
+
+/// Rows per multi-row statement, at most.
+const MAX_ROWS: usize = 64;
+
+/// Splits `items` into chunks of 64, 32, ..., 1 rows.
+fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let size = if items.len() >= MAX_ROWS {
+            MAX_ROWS
+        } else {
+            1 << (usize::BITS - 1 - items.len().leading_zeros())
+        };
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+/// `head` + `rows` copies of `row` separated by commas + `tail`.
+fn multi_row_sql(head: &str, row: &str, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + (row.len() + 2) * rows + tail.len());
+    sql.push_str(head);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql.push_str(tail);
+    sql
+}
+
+const INSERT_STEPS_HEAD: &str = "INSERT INTO steps (run_id, step, host, state, attempt, \
+    not_before, started_at, finished_at, outputs, reason) VALUES ";
+const INSERT_STEPS_TAIL: &str = " ON CONFLICT (run_id, step, host) DO NOTHING";
+const UPDATE_STEPS_HEAD: &str = "WITH v (run_id, step, host, expect, state, attempt, not_before, \
+    started_at, finished_at, outputs, reason) AS (VALUES ";
+const UPDATE_STEPS_TAIL: &str = ") UPDATE steps SET state = v.state, attempt = v.attempt, \
+    not_before = v.not_before, started_at = v.started_at, finished_at = v.finished_at, \
+    outputs = v.outputs, reason = v.reason FROM v WHERE steps.run_id = v.run_id \
+    AND steps.step = v.step AND steps.host = v.host AND steps.state = v.expect";
+const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (seq, at, actor, action, run_id, step_id, \
+    details, prev_hash, hash) VALUES ";
+const INSERT_EMAILS_HEAD: &str = "INSERT INTO outbox (run_id, recipients, subject, body, html, \
+    created_at, attempts, next_attempt_at) VALUES ";
+
+/// A step write: `None` inserts, `Some(expected state)` updates.
+type StepOp<'a> = (Option<StepState>, &'a StepRow);
+
+/// Writes step rows in order, as multi-row statements over runs of one kind with distinct keys.
+async fn write_step_ops(conn: &mut SqliteConnection, ops: &[StepOp<'_>]) -> Result<(), Fast> {
+    let mut start = 0;
+    let mut keys: HashSet<(&str, &str, &str)> = HashSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        let key = (op.1.run_id.as_str(), op.1.step.as_str(), op.1.host.as_str());
+        let same_kind = ops[start].0.is_none() == op.0.is_none();
+        if !same_kind || keys.contains(&key) {
+            write_steps(conn, &ops[start..i]).await?;
+            start = i;
+            keys.clear();
+        }
+        keys.insert(key);
+    }
+    write_steps(conn, &ops[start..]).await
+}
+
+/// Writes step rows that are all inserts, or all updates, with distinct keys.
+async fn write_steps(conn: &mut SqliteConnection, ops: &[StepOp<'_>]) -> Result<(), Fast> {
+    let insert = ops.first().is_some_and(|op| op.0.is_none());
+    for chunk in chunks(ops) {
+        let sql = if insert {
+            multi_row_sql(
+                INSERT_STEPS_HEAD,
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                chunk.len(),
+                INSERT_STEPS_TAIL,
+            )
+        } else {
+            multi_row_sql(
+                UPDATE_STEPS_HEAD,
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                chunk.len(),
+                UPDATE_STEPS_TAIL,
+            )
+        };
+        let mut query = sqlx::query(&sql);
+        for &(expect, row) in chunk {
+            query = query.bind(&row.run_id).bind(&row.step).bind(&row.host);
+            if let Some(expect) = expect {
+                query = query.bind(step_state_str(expect));
+            }
+            query = query
+                .bind(step_state_str(row.state))
+                .bind(i64::from(row.attempt))
+                .bind(ts_opt(row.not_before))
+                .bind(ts_opt(row.started_at))
+                .bind(ts_opt(row.finished_at))
+                .bind(json_text(&row.outputs))
+                .bind(&row.reason);
+        }
+        match query.execute(&mut *conn).await {
+            Ok(done) if done.rows_affected() == chunk.len() as u64 => {}
+            Ok(_) => return Err(Fast::Miss),
+            Err(e) if is_foreign_key_violation(&e) => return Err(Fast::Miss),
+            Err(e) => return Err(StoreError::Database(format!("writing steps: {e}")).into()),
+        }
+    }
+    Ok(())
+}
+
+async fn apply_fast(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(), Fast> {
+    let mut ops: Vec<StepOp<'_>> = Vec::new();
+    for change in changes {
+        for write in &change.steps {
+            ops.push((write.expect, &write.row));
+        }
+    }
+    write_step_ops(conn, &ops).await?;
+
+    for (run_id, state, at) in changes.iter().filter_map(|c| c.run.as_ref()) {
+        let finished = (*state != RunState::Running).then(|| ts(*at));
+        let done = sqlx::query("UPDATE runs SET state = ?, finished_at = ? WHERE id = ?")
+            .bind(run_state_str(*state))
+            .bind(finished)
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("updating a run"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NoSuchRun(run_id.clone()).into());
+        }
+    }
+
+    let events: Vec<&NewEvent> = changes.iter().flat_map(|c| &c.events).collect();
+    if !events.is_empty() {
+        let mut chain = Chain::load(conn).await?;
+        for chunk in chunks(&events) {
+            let sql = multi_row_sql(
+                INSERT_EVENTS_HEAD,
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                chunk.len(),
+                "",
+            );
+            let mut query = sqlx::query(&sql);
+            for event in chunk {
+                let seq = chain.seq + 1;
+                let hash = audit::event_hash(
+                    seq,
+                    event.at,
+                    &event.actor,
+                    &event.action,
+                    event.run_id.as_deref(),
+                    event.step_id.as_deref(),
+                    &event.details,
+                    &chain.hash,
+                );
+                let prev = std::mem::replace(&mut chain.hash, hash.clone());
+                chain.seq = seq;
+                query = query
+                    .bind(seq)
+                    .bind(ts(event.at))
+                    .bind(&event.actor)
+                    .bind(&event.action)
+                    .bind(&event.run_id)
+                    .bind(&event.step_id)
+                    .bind(json_text(&event.details))
+                    .bind(prev)
+                    .bind(hash);
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(db("appending audit events"))?;
+        }
+        chain.dirty = true;
+        chain.save(conn).await?;
+    }
+
+    let emails: Vec<&NewEmail> = changes.iter().flat_map(|c| &c.emails).collect();
+    for chunk in chunks(&emails) {
+        let sql = multi_row_sql(
+            INSERT_EMAILS_HEAD,
+            "(?, ?, ?, ?, ?, ?, 0, ?)",
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(&sql);
+        for email in chunk {
+            let created = ts(email.created_at);
+            query = query
+                .bind(&email.run_id)
+                .bind(serde_json::to_string(&email.to).expect("strings serialize"))
+                .bind(&email.subject)
+                .bind(&email.body)
+                .bind(&email.html)
+                .bind(created.clone())
+                .bind(created);
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(db("queueing emails"))?;
+    }
+    Ok(())
+}
+
+/// Creates a run; `fast` writes the steps with multi-row statements (and may answer `Miss`).
+async fn create(
+    conn: &mut SqliteConnection,
+    run: &RunRow,
+    steps: &[StepRow],
+    event: &NewEvent,
+    fast: bool,
+) -> Result<(), Fast> {
+    if let Some(cycle) = &run.cycle {
+        let existing = sqlx::query("SELECT 1 FROM runs WHERE runbook = ? AND cycle = ?")
+            .bind(&run.runbook)
+            .bind(cycle)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("looking for the cycle's run"))?;
+        if existing.is_some() {
+            return Err(StoreError::DuplicateCycle {
+                runbook: run.runbook.clone(),
+                cycle: cycle.clone(),
+            }
+            .into());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO runs (id, runbook, cycle, content_hash, git_commit, snapshot, state, \
+         started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&run.id)
+    .bind(&run.runbook)
+    .bind(&run.cycle)
+    .bind(&run.content_hash)
+    .bind(&run.commit)
+    .bind(json_text(&run.snapshot))
+    .bind(run_state_str(run.state))
+    .bind(ts(run.started_at))
+    .bind(ts_opt(run.finished_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::Database(format!("creating run {}: {e}", run.id)))?;
+    if fast {
+        let ops: Vec<StepOp<'_>> = steps.iter().map(|row| (None, row)).collect();
+        write_step_ops(conn, &ops).await?;
+    } else {
+        for step in steps {
+            insert_step(conn, step).await?;
+        }
+    }
+    let mut chain = Chain::load(conn).await?;
+    chain.append(conn, event).await?;
+    Ok(chain.save(conn).await?)
+}
+
+// --- the trait ------------------------------------------------------------------------------
+
+impl Store for SqliteStore {
+    async fn create_run(
+        &self,
+        run: RunRow,
+        steps: Vec<StepRow>,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        let outcome = self
+            .write(|conn| {
+                Box::pin(async move {
+                    match create(conn, &run, &steps, &event, true).await {
+                        Ok(()) => Ok(()),
+                        Err(Fast::Miss) => Err(Retry::RowByRow((run, steps, event))),
+                        Err(Fast::Failed(err)) => Err(Retry::Failed(err)),
+                    }
+                })
+            })
+            .await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(Retry::Failed(err)) => Err(err),
+            Err(Retry::RowByRow((run, steps, event))) => {
+                self.write(|conn| {
+                    Box::pin(async move {
+                        create(conn, &run, &steps, &event, false)
+                            .await
+                            .map_err(|f| match f {
+                                Fast::Failed(err) => err,
+                                Fast::Miss => unreachable!("the row-by-row path never misses"),
+                            })
+                    })
+                })
+                .await
+            }
+        }
+    }
+
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let outcome = self
+            .write(|conn| {
+                Box::pin(async move {
+                    match apply_fast(conn, &changes).await {
+                        Ok(()) => Ok(()),
+                        Err(Fast::Miss) => Err(Retry::RowByRow(changes)),
+                        Err(Fast::Failed(err)) => Err(Retry::Failed(err)),
+                    }
+                })
+            })
+            .await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(Retry::Failed(err)) => Err(err),
+            // Some row of the batch conflicted: run it again row by row, which names the row
+            // (and commits the batch if another writer made it valid in between).
+            Err(Retry::RowByRow(changes)) => {
+                self.write(|conn| Box::pin(async move { apply(conn, &changes).await }))
+                    .await
+            }
+        }
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db("reading a run"))?;
+        row.as_ref().map(run_from).transpose()
+    }
+
+    async fn runs(&self, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading runs"))?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE state = 'running' ORDER BY started_at, rowid"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading unfinished runs"))?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading steps"))?;
+        rows.iter().map(step_from).collect()
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventRow>, StoreError> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
+        let mut conditions = Vec::new();
+        if filter.run_id.is_some() {
+            conditions.push("run_id = ?");
+        }
+        if filter.since.is_some() {
+            conditions.push("at >= ?");
+        }
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(" ORDER BY seq");
+        let mut query = sqlx::query(&sql);
+        if let Some(run_id) = &filter.run_id {
+            query = query.bind(run_id);
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(ts(since));
+        }
+        let rows = query
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading audit events"))?;
+        rows.iter().map(event_from).collect()
+    }
+
+    async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db("reading the chain head"))?;
+        row.map(|row| {
+            Ok(ChainHead {
+                seq: get(&row, "seq")?,
+                hash: get(&row, "hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn due_emails(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<EmailRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EMAIL_COLUMNS} FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ? \
+             ORDER BY next_attempt_at, id LIMIT ?"
+        ))
+        .bind(ts(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading due emails"))?;
+        rows.iter().map(email_from).collect()
+    }
+
+    async fn email_attempted(
+        &self,
+        id: i64,
+        sent_at: Option<DateTime<Utc>>,
+        next_attempt_at: DateTime<Utc>,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        self.write(|conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, sent_at = ?, next_attempt_at = ? \
+                     WHERE id = ?",
+                )
+                .bind(ts_opt(sent_at))
+                .bind(ts(next_attempt_at))
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("recording an email attempt"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Database(format!("no outbox email {id}")));
+                }
+                let mut chain = Chain::load(conn).await?;
+                chain.append(conn, &event).await?;
+                chain.save(conn).await
+            })
+        })
+        .await
+    }
+}
+
+/// The file path of a `sqlite:` URL, or `None` for an in-memory database.
+pub fn database_path(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Database(format!("database URL `{url}`: {e}")))?;
+    let path: &Path = options.get_filename();
+    if path.to_string_lossy().starts_with("file:sqlx-in-memory-") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    Ok(Some(path.to_path_buf()))
+}
+
+#[cfg(test)]
+#[path = "tamper_tests.rs"]
+mod tamper_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn open_memory() -> (SqliteStore, ()) {
+        (SqliteStore::open("sqlite::memory:").await.unwrap(), ())
+    }
+
+    async fn open_file() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("patchday.db").display());
+        (SqliteStore::open(&url).await.unwrap(), dir)
+    }
+
+    mod memory {
+        crate::store::conformance::conformance_suite!(super::open_memory);
+    }
+
+    mod file {
+        crate::store::conformance::conformance_suite!(super::open_file);
+    }
+
+    #[tokio::test]
+    async fn persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        crate::store::conformance::persists_across_reopen(
+            || async { SqliteStore::open(&url).await.unwrap() },
+            |s: SqliteStore| async move { s.close().await },
+        )
+        .await;
+    }
+
+    /// Throughput of `commit` on a file with `synchronous=FULL`: a fan-out of 2,000 hosts moved
+    /// pending → running → succeeded in batches of 100 changes, and a chain of 300 single-change
+    /// commits, against the floor of as many bare one-row commits. Prints the figures (run with
+    /// `--release --nocapture` for the real numbers; sizes are kept small for the debug suite).
+    #[tokio::test]
+    async fn commit_throughput_figures() {
+        use crate::store::conformance::{event, run_row, step_row, t0};
+        use crate::store::{Change, StepState, StepWrite};
+        use std::time::Instant;
+
+        let (store, dir) = open_file().await;
+        store
+            .create_run(
+                run_row("r1", "bench", None, t0()),
+                vec![],
+                event("run.started", Some("r1"), None, t0()),
+            )
+            .await
+            .unwrap();
+        let hosts = 2_000;
+        let batch = 100;
+        let started = Instant::now();
+        let mut transitions = 0;
+        for (from, to) in [
+            (None, StepState::Pending),
+            (Some(StepState::Pending), StepState::Running),
+            (Some(StepState::Running), StepState::Succeeded),
+        ] {
+            for chunk in (0..hosts).collect::<Vec<_>>().chunks(batch) {
+                let changes = chunk
+                    .iter()
+                    .map(|h| Change {
+                        steps: vec![StepWrite {
+                            expect: from,
+                            row: step_row("r1", "fan", &format!("host{h:05}"), to),
+                        }],
+                        events: vec![event("step.transition", Some("r1"), Some("fan"), t0())],
+                        ..Change::default()
+                    })
+                    .collect();
+                store.commit(changes).await.unwrap();
+                transitions += chunk.len();
+            }
+        }
+        let fan = started.elapsed();
+
+        let chain = 300;
+        let started = Instant::now();
+        for i in 0..chain {
+            store
+                .commit(vec![Change {
+                    steps: vec![StepWrite {
+                        expect: None,
+                        row: step_row("r1", &format!("s{i}"), "", StepState::Succeeded),
+                    }],
+                    events: vec![event("step.succeeded", Some("r1"), Some("s"), t0())],
+                    ..Change::default()
+                }])
+                .await
+                .unwrap();
+        }
+        let single = started.elapsed();
+
+        let floor_url = format!("sqlite://{}", dir.path().join("floor.db").display());
+        let started = Instant::now();
+        SqliteStore::commit_floor(&floor_url, chain).await.unwrap();
+        let floor = started.elapsed();
+        println!(
+            "store bench: fan-out {transitions} transitions in batches of {batch}: {:.0} transitions/s \
+             ({:.1} µs each); {chain} single-change commits: {:.2} ms each; bare one-row commit \
+             floor: {:.2} ms each",
+            transitions as f64 / fan.as_secs_f64(),
+            fan.as_secs_f64() * 1e6 / transitions as f64,
+            single.as_secs_f64() * 1e3 / chain as f64,
+            floor.as_secs_f64() * 1e3 / chain as f64,
+        );
+        let events = store
+            .events(crate::store::EventFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1 + transitions + chain);
+        assert_eq!(
+            crate::audit::verify(&events, store.chain_head().await.unwrap().as_ref()),
+            Ok(events.len())
+        );
+    }
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(v, d, _)| format!("{v:04}_{d}.sql"))
+            .collect();
+        assert_eq!(files, listed);
+        for ((_, _, sql), name) in MIGRATIONS.iter().zip(&files) {
+            assert_eq!(*sql, std::fs::read_to_string(dir.join(name)).unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn pragmas_are_set_on_every_connection() {
+        let (store, _dir) = open_file().await;
+        for pool in [&store.writer, &store.reader] {
+            let mut conns = Vec::new();
+            for _ in 0..2.min(pool.options().get_max_connections()) {
+                conns.push(pool.acquire().await.unwrap());
+            }
+            for conn in &mut conns {
+                let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap();
+                assert_eq!(mode, "wal");
+                let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap();
+                assert_eq!(sync, 2, "synchronous=FULL");
+                let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap();
+                assert_eq!(fk, 1);
+                let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap();
+                assert_eq!(busy, BUSY_TIMEOUT.as_millis() as i64);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn open_existing_does_not_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.db");
+        let url = format!("sqlite://{}", path.display());
+        let err = SqliteStore::open_existing(&url).await.unwrap_err();
+        assert!(err.to_string().contains("no such database file"), "{err}");
+        assert!(!path.exists());
+        assert_eq!(database_path(&url).unwrap(), Some(path));
+        assert_eq!(database_path("sqlite::memory:").unwrap(), None);
+    }
+}

@@ -1,0 +1,139 @@
+//! `patchday run`, `simulate` and `audit` from the command line.
+
+use patchday_tests::{patchday, run, stderr, stdout};
+
+#[test]
+fn simulate_is_the_same_byte_for_byte_every_time() {
+    let args = ["simulate", "runbooks/monthly.yaml", "--cycle", "2026-12"];
+    let first = run(&args);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let second = run(&args);
+    assert_eq!(first.stdout, second.stdout);
+    let text = stdout(&first);
+    assert!(
+        text.contains("Sat 2026-12-12 22:00 EST    patch-node1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("legacy01  skipped         excepted until 2027-03-01"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("run succeeded"), "{text}");
+}
+
+#[test]
+fn a_rejected_approval_fails_the_simulated_cycle() {
+    let out = run(&[
+        "simulate",
+        "runbooks/monthly.yaml",
+        "--cycle",
+        "2026-12",
+        "--reject",
+        "cab-approval",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let sim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sim["outcome"], "failed");
+    let timeline = sim["timeline"].as_array().unwrap();
+    let patch = timeline
+        .iter()
+        .find(|l| l["step"] == "patch-node1")
+        .unwrap();
+    assert_eq!(patch["state"], "skipped");
+    // `if: always`: the summary still goes out.
+    let summary = timeline
+        .iter()
+        .rev()
+        .find(|l| l["step"] == "summary-email")
+        .unwrap();
+    assert_eq!(summary["state"], "succeeded");
+}
+
+#[test]
+fn the_emergency_timeline_follows_the_security_officers_choice() {
+    let out = run(&[
+        "simulate",
+        "runbooks/emergency.yaml",
+        "--start",
+        "2026-11-24T15:00:00Z",
+        "--param",
+        "cve=CVE-2026-12345",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let line = |step: &str| {
+        sim["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|l| l["step"] == step)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        line("security-decision")["note"],
+        "decided `patch-now` (simulated)"
+    );
+    assert_eq!(line("business-approval")["state"], "skipped");
+    assert_eq!(
+        line("roll-out-production")["at"],
+        "Wed 2026-11-25 10:00 EST"
+    );
+}
+
+#[test]
+fn a_foreground_run_records_an_audit_trail_that_verifies_and_exports() {
+    let dir = std::env::temp_dir().join(format!("patchday-run-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runbook = dir.join("hello.yaml");
+    let ledger = dir.join("ledger");
+    std::fs::write(&runbook, format!("name: hello\nparams:\n  token: {{ secret: true }}\nsteps:\n  say:\n    uses: command\n    with: {{ run: \"echo hello >> {}\", env: {{ TOKEN: \"{{{{params.token}}}}\" }} }}\n  after:\n    needs: [say]\n    uses: noop\n", ledger.display())).unwrap();
+    let database = format!("sqlite://{}", dir.join("runs.db").display());
+    let out = patchday()
+        .args(["run", runbook.to_str().unwrap(), "--database", &database])
+        .env("PATCHDAY_SECRET_TOKEN", "hunter2")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "hello\n");
+    let verify = run(&["audit", "verify", "--database", &database]);
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    let export = run(&["audit", "export", "--database", &database]);
+    let text = stdout(&export);
+    assert!(text.lines().count() >= 5, "{text}");
+    assert!(text.contains("\"action\":\"run.finished\""), "{text}");
+    assert!(
+        !text.contains("hunter2") && !stdout(&out).contains("hunter2"),
+        "a secret leaked"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_missing_secret_is_named() {
+    let out = run(&[
+        "run",
+        "runbooks/emergency.yaml",
+        "--param",
+        "cve=CVE-1",
+        "--database",
+        "sqlite::memory:",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("PATCHDAY_SECRET_CHANGE_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+}
