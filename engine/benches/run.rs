@@ -45,16 +45,12 @@ fn main() {
 async fn timed_run(dir: &Path, name: &str, yaml: &str, inventory: Option<&str>) -> (f64, usize) {
     let checked = checked(yaml, inventory);
     let url = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
-    let engine = Engine {
-        store: Arc::new(SqliteStore::open(&url).await.unwrap()),
-        clock: Arc::new(VirtualClock::new(chrono::Utc::now())),
-        mode: Mode::Live,
-        settings: Arc::new(Default::default()),
-        observer: Arc::new(|_| {}),
-        rejected: Default::default(),
-        public_url: "http://127.0.0.1:8080".into(),
-        max_parallel: 64,
-    };
+    let mut engine = Engine::new(
+        SqliteStore::open(&url).await.unwrap(),
+        Arc::new(VirtualClock::new(chrono::Utc::now())),
+        Mode::Live,
+    );
+    engine.max_parallel = 64;
     let spec = RunSpec {
         id: name.into(),
         cycle: None,

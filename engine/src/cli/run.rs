@@ -192,16 +192,9 @@ async fn engine(globals: &Globals) -> anyhow::Result<Engine<SqliteStore>> {
         .clone()
         .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     let store = SqliteStore::open(&url).await?;
-    Ok(Engine {
-        store: Arc::new(store),
-        clock: globals.clock.clone(),
-        mode: Mode::Live,
-        settings: Arc::new(Default::default()),
-        observer: Arc::new(print_progress),
-        rejected: Default::default(),
-        public_url: "http://127.0.0.1:8080".into(),
-        max_parallel: 16,
-    })
+    let mut engine = Engine::new(store, globals.clock.clone(), Mode::Live);
+    engine.observer = Arc::new(print_progress);
+    Ok(engine)
 }
 
 fn print_progress(p: &Progress) {

@@ -117,32 +117,31 @@ async fn simulate(
     let lines: Arc<Mutex<Vec<Line>>> = Arc::default();
     let tz = checked.tz;
     let sink = lines.clone();
-    let engine = Engine {
-        store: Arc::new(SqliteStore::open("sqlite::memory:").await?),
-        clock: Arc::new(VirtualClock::new(start)),
-        mode: Mode::DryRun,
-        settings: Arc::new(Default::default()),
-        observer: Arc::new(move |p: &Progress| {
-            if p.state == StepState::Running && !p.note.starts_with("fans out") {
-                return; // the start of an attempt: its result line says what happened
-            }
-            let line = Line {
-                at: p
-                    .at
-                    .with_timezone(&tz)
-                    .format("%a %Y-%m-%d %H:%M %Z")
-                    .to_string(),
-                step: p.step.clone(),
-                host: p.host.clone(),
-                state: state_word(p.state).to_string(),
-                note: p.note.clone(),
-            };
-            sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-        }),
-        rejected: args.reject.into_iter().collect(),
-        public_url: "https://patchday.example.com".into(),
-        max_parallel: usize::MAX,
-    };
+    let mut engine = Engine::new(
+        SqliteStore::open("sqlite::memory:").await?,
+        Arc::new(VirtualClock::new(start)),
+        Mode::DryRun,
+    );
+    engine.observer = Arc::new(move |p: &Progress| {
+        if p.state == StepState::Running && !p.note.starts_with("fans out") {
+            return; // the start of an attempt: its result line says what happened
+        }
+        let at =
+            p.at.with_timezone(&tz)
+                .format("%a %Y-%m-%d %H:%M %Z")
+                .to_string();
+        let line = Line {
+            at,
+            step: p.step.clone(),
+            host: p.host.clone(),
+            state: state_word(p.state).to_string(),
+            note: p.note.clone(),
+        };
+        sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    });
+    engine.rejected = args.reject.into_iter().collect();
+    engine.public_url = "https://patchday.example.com".into();
+    engine.max_parallel = usize::MAX;
     let spec = RunSpec {
         id: "simulation".into(),
         cycle: Some(cycle),

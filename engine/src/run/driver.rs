@@ -218,18 +218,16 @@ impl<'a, S: Store> Driver<'a, S> {
                         &row,
                         json!({ "until": until }),
                     ));
-                    progress.push(
-                        self.progress(
-                            &row,
-                            now,
-                            format!(
+                    progress.push(self.progress(
+                        &row,
+                        now,
+                        format!(
                                 "waits until {}",
                                 until
                                     .with_timezone(&self.checked.tz)
                                     .format("%a %Y-%m-%d %H:%M %Z")
                             ),
-                        ),
-                    );
+                    ));
                     change.steps.push(StepWrite {
                         expect: Some(prior),
                         row,
@@ -471,7 +469,9 @@ impl<'a, S: Store> Driver<'a, S> {
             return;
         }
         let timeout = self.timeout_of(&step);
+        let slots = self.engine.slots.clone();
         tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
             let result = attempt(connector.as_ref(), inputs, &ctx, timeout).await;
             let _ = tx.send(AttemptDone {
                 step,
@@ -594,7 +594,12 @@ impl<'a, S: Store> Driver<'a, S> {
                 row.state = StepState::Succeeded;
                 row.finished_at = Some(now);
                 row.outputs = self.secrets.redact_json(Value::Object(outputs));
-                ("step.succeeded", done.note)
+                let note = if done.note.is_empty() {
+                    summarize(&row.outputs)
+                } else {
+                    done.note
+                };
+                ("step.succeeded", note)
             }
             Err(e) => {
                 let message = self.secrets.redact(&e.to_string());
@@ -774,6 +779,25 @@ async fn attempt(
             Err(ConnectorError::Retryable(format!("timed out after {}s", limit.as_secs())))
         }
     }
+}
+
+/// One line about what a step produced, for live progress: the last line of a command's
+/// output, a message, an HTTP status.
+fn summarize(outputs: &Value) -> String {
+    let text = |key: &str| {
+        outputs
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|s| s.lines().rev().find(|l| !l.trim().is_empty()))
+            .map(str::trim)
+    };
+    let line = match (text("stdout"), text("message"), outputs.get("status")) {
+        (Some(out), _, _) => out.to_string(),
+        (None, Some(message), _) => message.to_string(),
+        (None, None, Some(status)) => format!("HTTP {status}"),
+        _ => String::new(),
+    };
+    line.chars().take(100).collect()
 }
 
 fn uses_of(checked: &CheckedRunbook, step: &str) -> Option<String> {

@@ -114,6 +114,8 @@ pub struct Engine<S: Store> {
     pub public_url: String,
     /// Most attempts in flight in one run.
     pub max_parallel: usize,
+    /// Attempts in flight across every run this engine drives (the global limit).
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The result of one attempt, sent back to the driver.
@@ -125,6 +127,21 @@ struct AttemptDone {
 }
 
 impl<S: Store> Engine<S> {
+    /// An engine with the defaults: no observer, 16 attempts per run, 64 in all.
+    pub fn new(store: S, clock: Arc<dyn Clock>, mode: Mode) -> Self {
+        Engine {
+            store: Arc::new(store),
+            clock,
+            mode,
+            settings: Arc::new(Settings::default()),
+            observer: Arc::new(|_| {}),
+            rejected: BTreeSet::new(),
+            public_url: "http://127.0.0.1:8080".into(),
+            max_parallel: 16,
+            slots: Arc::new(tokio::sync::Semaphore::new(64)),
+        }
+    }
+
     /// Creates the run and its step rows (one per step, pending), with `run.started`.
     pub async fn start(&self, checked: &CheckedRunbook, spec: RunSpec) -> Result<RunRow, RunError> {
         let (params, _) = resolve_params(checked, &spec.params, self.mode)?;

@@ -57,16 +57,13 @@ fn checked(yaml: &str) -> CheckedRunbook {
 }
 
 async fn engine(start: DateTime<Utc>) -> Engine<SqliteStore> {
-    Engine {
-        store: Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap()),
-        clock: Arc::new(VirtualClock::new(start)),
-        mode: Mode::Live,
-        settings: Arc::new(Default::default()),
-        observer: Arc::new(|_| {}),
-        rejected: Default::default(),
-        public_url: "http://127.0.0.1:8080".into(),
-        max_parallel: 8,
-    }
+    let mut engine = Engine::new(
+        SqliteStore::open("sqlite::memory:").await.unwrap(),
+        Arc::new(VirtualClock::new(start)),
+        Mode::Live,
+    );
+    engine.max_parallel = 8;
+    engine
 }
 
 fn spec(yaml: &str) -> RunSpec {
@@ -310,4 +307,17 @@ async fn at_waits_on_the_clock() {
     assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
     // Patch Tuesday 2026-12-08, + 4 days = Saturday the 12th, 22:00 EST = 03:00Z on the 13th.
     assert_eq!(engine.clock.now(), t("2026-12-13T03:00:00Z"));
+}
+
+#[tokio::test]
+async fn continue_on_failure_lets_the_run_go_on() {
+    let s = Scratch::new("continue");
+    let l = s.path("ledger");
+    let yaml = format!(
+        "name: t\nsteps:\n  optional:\n    uses: command\n    with: {{ run: \"exit 1\" }}\n    continue_on_failure: true\n  next:\n    needs: [optional]\n    uses: command\n    with: {{ run: \"echo next >> {l}\" }}\n"
+    );
+    let (engine, outcome) = run_to_end(&yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    assert_eq!(state_of(&engine, "optional", "").await, StepState::Failed);
+    assert_eq!(s.ledger(), vec!["next"]);
 }

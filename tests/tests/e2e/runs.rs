@@ -137,3 +137,29 @@ fn a_missing_secret_is_named() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_local_demo_runbook_runs_on_this_machine() {
+    let dir = std::env::temp_dir().join(format!("patchday-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database = format!("sqlite://{}", dir.join("demo.db").display());
+    let out = run(&[
+        "run",
+        "runbooks/demo/local-maintenance.yaml",
+        "--database",
+        &database,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("done  succeeded  maintenance finished (cycle "),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
