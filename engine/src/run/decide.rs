@@ -48,6 +48,11 @@ pub enum Action {
     },
     /// The run failed and `on_failure: rollback`: insert these undo rows (in execution order).
     BeginRollback { rows: Vec<(String, String)> },
+    /// A step is not finished at its `deadline`: record `step.overdue` (once) and notify.
+    Overdue {
+        step: String,
+        deadline: DateTime<Utc>,
+    },
     /// Every row is finished: the run ends in this state.
     FinishRun { failed: bool },
 }
@@ -62,6 +67,8 @@ pub struct View<'a> {
     pub today: NaiveDate,
     /// Renders an `if` template for step `index`: true, false, or an error (counts as false).
     pub condition: &'a dyn Fn(usize, &str) -> bool,
+    /// Steps already reported overdue.
+    pub overdue: &'a std::collections::BTreeSet<String>,
 }
 
 /// The step rows (`host` = "") of every step: by the run's construction they are the first
@@ -97,6 +104,7 @@ pub fn decide(view: &View) -> Vec<Action> {
         step_actions(view, &rows, index, failing, &mut actions);
     }
     actions.extend(undo_starts(view.rows));
+    actions.extend(overdue(view, &rows));
     if actions.is_empty() {
         finish_or_rollback(view, &rows, failing, &mut actions);
     }
@@ -360,6 +368,51 @@ fn rollback_rows(view: &View, rows: &Rows) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Steps past their `deadline` and not finished, not reported yet.
+fn overdue(view: &View, rows: &Rows) -> Vec<Action> {
+    let mut out = Vec::new();
+    for (index, times) in view.checked.times.iter().enumerate() {
+        let id = view.checked.dag.id(index);
+        if view.overdue.contains(id) || rows.of(index).state.is_terminal() {
+            continue;
+        }
+        let deadline = times
+            .deadline
+            .as_ref()
+            .and_then(|d| d.resolve(view.checked.tz, view.anchor).ok());
+        if let Some(deadline) = deadline
+            .map(|d| d.with_timezone(&Utc))
+            .filter(|d| *d <= view.now)
+        {
+            out.push(Action::Overdue {
+                step: id.to_string(),
+                deadline,
+            });
+        }
+    }
+    out
+}
+
+/// The next deadline still to watch: of a step not finished and not reported overdue.
+pub fn next_deadline(view: &View) -> Option<DateTime<Utc>> {
+    let rows = Rows(&view.rows[..view.checked.dag.len().min(view.rows.len())]);
+    view.checked
+        .times
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            !view.overdue.contains(view.checked.dag.id(*i)) && !rows.of(*i).state.is_terminal()
+        })
+        .filter_map(|(_, t)| {
+            t.deadline
+                .as_ref()?
+                .resolve(view.checked.tz, view.anchor)
+                .ok()
+        })
+        .map(|d| d.with_timezone(&Utc))
+        .min()
 }
 
 /// Undo rows run one step at a time, in the order they were inserted (reverse topological);

@@ -5,6 +5,7 @@ use std::pin::pin;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::notify::{About, Notice};
 use super::*;
 
 impl<'a, S: Store> Driver<'a, S> {
@@ -51,6 +52,25 @@ impl<'a, S: Store> Driver<'a, S> {
             run.id
         );
         let context = RunContext::from_run(&run, all_params, run_url);
+        let overdue_filter = crate::store::EventFilter {
+            run_id: Some(run.id.clone()),
+            since: None,
+        };
+        let overdue = engine
+            .store
+            .events(overdue_filter)
+            .await?
+            .into_iter()
+            .filter(|e| e.action == "step.overdue")
+            .filter_map(|e| e.step_id)
+            .collect();
+        let mut settings = (*engine.settings).clone();
+        for (role, addresses) in &checked.runbook.roles {
+            settings
+                .roles
+                .entry(role.value.clone())
+                .or_insert_with(|| addresses.iter().map(|a| a.value.clone()).collect());
+        }
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let index = rows
             .iter()
@@ -75,6 +95,8 @@ impl<'a, S: Store> Driver<'a, S> {
             index,
             staged: Change::default(),
             staged_progress: Vec::new(),
+            overdue,
+            settings: Arc::new(settings),
         })
     }
 
@@ -98,7 +120,8 @@ impl<'a, S: Store> Driver<'a, S> {
         }
     }
 
-    fn decide(&self) -> Vec<Action> {
+    /// Runs `f` on a view of the run as it stands now.
+    fn with_view<R>(&self, f: impl FnOnce(&View) -> R) -> R {
         let now = self.engine.clock.now();
         let condition = |index: usize, template: &str| self.condition(index, template);
         let view = View {
@@ -108,8 +131,13 @@ impl<'a, S: Store> Driver<'a, S> {
             anchor: &self.anchor,
             today: now.with_timezone(&self.checked.tz).date_naive(),
             condition: &condition,
+            overdue: &self.overdue,
         };
-        let mut actions = decide(&view);
+        f(&view)
+    }
+
+    fn decide(&self) -> Vec<Action> {
+        let mut actions = self.with_view(decide);
         let running = self
             .rows
             .iter()
@@ -154,7 +182,11 @@ impl<'a, S: Store> Driver<'a, S> {
     /// Waits for an attempt to end, the next due time, or cancellation; then commits every
     /// attempt result that has arrived, in one transaction.
     async fn wait(&mut self) -> Result<(), RunError> {
-        let due = self.next_due();
+        let deadline = self.with_view(super::decide::next_deadline);
+        let due = match (self.next_due(), deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let clock = self.engine.clock.clone();
         let first = {
             let sleep = pin!(async move {
@@ -245,7 +277,46 @@ impl<'a, S: Store> Driver<'a, S> {
                     step,
                     state,
                     reason,
-                } => self.transition(&step, "", state, reason, now, &mut change, &mut progress),
+                } => {
+                    if state == StepState::Failed {
+                        let why = reason.clone().unwrap_or_default();
+                        let notice = Notice::StepFailed {
+                            step: &step,
+                            host: "",
+                            reason: &why,
+                        };
+                        change.emails.extend(self.notice(&notice, now));
+                    }
+                    self.transition(&step, "", state, reason, now, &mut change, &mut progress)
+                }
+                Action::Overdue { step, deadline } => {
+                    let row = self.row(&step, "").clone();
+                    change.events.push(event(
+                        now,
+                        "engine",
+                        "step.overdue",
+                        &row,
+                        json!({ "deadline": deadline }),
+                    ));
+                    change.emails.extend(self.notice(
+                        &Notice::Overdue {
+                            step: &step,
+                            deadline,
+                        },
+                        now,
+                    ));
+                    progress.push(self.progress(
+                        &row,
+                        now,
+                        format!(
+                                "overdue: its deadline was {}",
+                                deadline
+                                    .with_timezone(&self.checked.tz)
+                                    .format("%a %Y-%m-%d %H:%M %Z")
+                            ),
+                    ));
+                    self.overdue.insert(step);
+                }
                 Action::BeginRollback { rows } => {
                     for (step, host) in rows {
                         change.steps.push(StepWrite {
@@ -269,6 +340,9 @@ impl<'a, S: Store> Driver<'a, S> {
                         RunState::Succeeded
                     };
                     change.run = Some((self.run.id.clone(), state, now));
+                    change
+                        .emails
+                        .extend(self.notice(&Notice::RunFinished { state }, now));
                     change.events.push(NewEvent {
                         at: now,
                         actor: "engine".into(),
@@ -428,12 +502,29 @@ impl<'a, S: Store> Driver<'a, S> {
         } else {
             definition.with.as_ref()
         };
-        let Some(raw) = with.map(|w| w.to_json()) else {
-            return Ok(json!({}));
+        let is_report = uses_of(self.checked, step).as_deref() == Some("report");
+        let raw = match with {
+            Some(with) => with.to_json(),
+            None if is_report => json!({}),
+            None => return Ok(json!({})),
         };
         let host_json = host_value(self.checked.inventory.as_ref(), host);
         let context = self.context.for_step(&self.rows, host_json.as_ref());
-        render_value(&registry(self.engine.mode == Mode::Live), &raw, &context)
+        let mut inputs = render_value(&registry(self.engine.mode == Mode::Live), &raw, &context)?;
+        if is_report {
+            let report = super::report::cycle_report(
+                self.checked,
+                &self.run.id,
+                &self.anchor,
+                &self.rows,
+                self.engine.clock.now(),
+            );
+            if let (Some(map), Ok(report)) = (inputs.as_object_mut(), serde_json::to_value(report))
+            {
+                map.insert("report".into(), report);
+            }
+        }
+        Ok(inputs)
     }
 
     /// Runs one attempt: inline for a dry run (deterministic), as a task otherwise.
@@ -542,7 +633,7 @@ impl<'a, S: Store> Driver<'a, S> {
         let mut ctx = Context::new(self.run.id.clone(), step.to_string());
         ctx.cancel = self.cancel.child_token();
         ctx.secrets = self.secrets.clone();
-        ctx.settings = self.engine.settings.clone();
+        ctx.settings = self.settings.clone();
         ctx.base_dir = self.checked.dir.clone();
         ctx.host =
             host_value(self.checked.inventory.as_ref(), host).and_then(|v| v.as_object().cloned());
@@ -619,6 +710,14 @@ impl<'a, S: Store> Driver<'a, S> {
                         )
                     }
                     None => {
+                        if row.host.is_empty() && !matches!(e, ConnectorError::Cancelled) {
+                            let notice = Notice::StepFailed {
+                                step: &row.step,
+                                host: "",
+                                reason: &message,
+                            };
+                            change.emails.extend(self.notice(&notice, now));
+                        }
                         row.state = if matches!(e, ConnectorError::Cancelled) {
                             StepState::Cancelled
                         } else {
@@ -738,6 +837,16 @@ impl<'a, S: Store> Driver<'a, S> {
             (self.engine.observer)(&p);
         }
         Ok(())
+    }
+
+    /// The outbox email for a notice, when the runbook's `notify` asks for it.
+    fn notice(&self, notice: &Notice, now: DateTime<Utc>) -> Option<crate::store::NewEmail> {
+        let about = About {
+            run_id: &self.run.id,
+            cycle: &self.anchor.cycle.to_string(),
+            run_url: &self.context.run_url,
+        };
+        super::notify::email(self.checked, notice, &about, now)
     }
 
     fn row(&self, step: &str, host: &str) -> &StepRow {

@@ -10,7 +10,9 @@
 //!   `interrupted` and waits for an operator (`patchday resume`). Nothing runs twice silently.
 
 pub mod decide;
+pub mod notify;
 pub mod render;
+pub mod report;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -474,6 +476,10 @@ struct Driver<'a, S: Store> {
     /// chain). Nothing is launched before the transaction that starts it has committed.
     staged: Change,
     staged_progress: Vec<Progress>,
+    /// Steps already reported overdue (read back from the audit log on resume).
+    overdue: BTreeSet<String>,
+    /// The engine's connector settings with this runbook's roles added.
+    settings: Arc<Settings>,
 }
 
 mod driver;

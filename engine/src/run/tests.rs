@@ -321,3 +321,82 @@ async fn continue_on_failure_lets_the_run_go_on() {
     assert_eq!(state_of(&engine, "optional", "").await, StepState::Failed);
     assert_eq!(s.ledger(), vec!["next"]);
 }
+
+#[tokio::test]
+async fn the_report_step_gets_the_cycle_report_built_from_the_run() {
+    let s = Scratch::new("report");
+    let yaml = format!(
+        "name: t\ninventory: hosts.yaml\nsteps:\n  patch:\n    uses: command\n    for_each: {{ group: web }}\n    with: {{ run: \"[ {{{{host.name}}}} != h3 ]\" }}\n    continue_on_failure: true\n  report:\n    needs: [patch]\n    if: always\n    uses: report\n    with: {{ format: markdown, output: \"{}\" }}\n",
+        s.path("report.md")
+    );
+    let (_, outcome) = run_to_end(&yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    let report = std::fs::read_to_string(s.path("report.md")).unwrap();
+    for expected in [
+        "h1",
+        "h3",
+        "old",
+        "patched",
+        "failed",
+        "excepted",
+        "ciso@example.com",
+        "2026-12-08",
+    ] {
+        assert!(
+            report.contains(expected),
+            "`{expected}` missing from the report:\n{report}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failures_and_the_end_of_a_run_are_mailed_through_the_outbox() {
+    let yaml = "name: t\nroles:\n  ops: [ops@example.com, lead@example.com]\nnotify: { on: [failure, finished], to: [ops, cab@example.com] }\nsteps:\n  breaks:\n    uses: command\n    with: { run: \"exit 4\" }\n";
+    let (engine, outcome) = run_to_end(yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Failed));
+    let emails = engine
+        .store
+        .due_emails(t("2100-01-01T00:00:00Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(emails.len(), 2, "{emails:#?}");
+    assert_eq!(
+        emails[0].email.to,
+        vec!["ops@example.com", "lead@example.com", "cab@example.com"]
+    );
+    assert_eq!(
+        emails[0].email.subject,
+        "[patchday] t 2026-12: step breaks failed"
+    );
+    assert!(
+        emails[0].email.body.contains("Reason: "),
+        "{}",
+        emails[0].email.body
+    );
+    assert_eq!(emails[1].email.subject, "[patchday] t 2026-12: run failed");
+}
+
+#[tokio::test]
+async fn a_step_past_its_deadline_is_reported_overdue_once() {
+    let yaml = "name: t\nroles:\n  ops: [ops@example.com]\nnotify: { on: [overdue], to: ops }\nsteps:\n  late:\n    at: month_start+5d\n    deadline: month_start+2d\n    uses: noop\n";
+    let (engine, outcome) = run_to_end(yaml).await;
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    let events = engine.store.events(Default::default()).await.unwrap();
+    let overdue: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "step.overdue")
+        .collect();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0].at, t("2026-12-03T00:00:00Z"));
+    let emails = engine
+        .store
+        .due_emails(t("2100-01-01T00:00:00Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(emails.len(), 1);
+    assert!(
+        emails[0].email.subject.ends_with("step late is overdue"),
+        "{}",
+        emails[0].email.subject
+    );
+}

@@ -1,0 +1,117 @@
+//! The cycle report's data (what the `report` connector renders), built from the run's rows:
+//! per host and step patched / failed / excepted / skipped, and the steps that missed their
+//! deadline. Approval decisions join it when approvals are decided through links (issue 6).
+
+use chrono::{DateTime, FixedOffset, Utc};
+use patchday_connectors::CycleReport;
+use patchday_connectors::builtin::report::{HostRow, HostStatus, OverdueStep};
+
+use crate::calendar::AnchorContext;
+use crate::store::{StepRow, StepState};
+use crate::validate::CheckedRunbook;
+
+use super::UNDO_PREFIX;
+
+/// Builds the report of a run as it stands at `now`.
+pub fn cycle_report(
+    checked: &CheckedRunbook,
+    run_id: &str,
+    anchor: &AnchorContext,
+    rows: &[StepRow],
+    now: DateTime<Utc>,
+) -> CycleReport {
+    let local =
+        |t: DateTime<Utc>| -> DateTime<FixedOffset> { t.with_timezone(&checked.tz).fixed_offset() };
+    let host_rows = rows
+        .iter()
+        .filter(|r| !r.host.is_empty() && !r.step.starts_with(UNDO_PREFIX))
+        .map(|r| host_row(checked, r, &local))
+        .collect();
+    CycleReport {
+        runbook: checked.runbook.name.value.clone(),
+        cycle: anchor.cycle.to_string(),
+        patch_tuesday: crate::calendar::patch_tuesday(anchor.cycle),
+        generated_at: local(now),
+        run_id: Some(run_id.to_string()),
+        rows: host_rows,
+        approvals: Vec::new(),
+        overdue: overdue(checked, anchor, rows, now, &local),
+    }
+}
+
+fn host_row(
+    checked: &CheckedRunbook,
+    row: &StepRow,
+    local: &impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>,
+) -> HostRow {
+    let exception = checked
+        .inventory
+        .as_ref()
+        .and_then(|inv| inv.exceptions.iter().find(|e| e.host.value == row.host));
+    let excepted = row.state == StepState::Skipped
+        && row
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("excepted"));
+    let status = match row.state {
+        StepState::Succeeded => HostStatus::Patched,
+        StepState::Failed | StepState::Cancelled | StepState::Interrupted => HostStatus::Failed,
+        StepState::Skipped if excepted => HostStatus::Excepted,
+        _ => HostStatus::Skipped,
+    };
+    let reason = match row.state {
+        s if s.is_terminal() => row.reason.clone(),
+        _ => Some("not finished when the report was made".to_string()),
+    };
+    HostRow {
+        host: row.host.clone(),
+        step: row.step.clone(),
+        status,
+        reason,
+        approver: if excepted {
+            exception.map(|e| e.approved_by.clone())
+        } else {
+            None
+        },
+        started: row.started_at.map(local),
+        finished: row.finished_at.map(local),
+    }
+}
+
+/// Steps (rows of steps with a `deadline`) that finished after it, or are unfinished past it.
+fn overdue(
+    checked: &CheckedRunbook,
+    anchor: &AnchorContext,
+    rows: &[StepRow],
+    now: DateTime<Utc>,
+    local: &impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>,
+) -> Vec<OverdueStep> {
+    let mut out = Vec::new();
+    for (index, times) in checked.times.iter().enumerate() {
+        let Some(deadline) = times
+            .deadline
+            .as_ref()
+            .and_then(|d| d.resolve(checked.tz, anchor).ok())
+        else {
+            continue;
+        };
+        let deadline = deadline.with_timezone(&Utc);
+        let id = checked.dag.id(index);
+        for row in rows.iter().filter(|r| r.step == id) {
+            let late = match row.finished_at {
+                Some(done) => done > deadline,
+                None => now > deadline && !row.state.is_terminal(),
+            };
+            if late {
+                let host = (!row.host.is_empty()).then(|| row.host.clone());
+                out.push(OverdueStep {
+                    step: id.to_string(),
+                    host,
+                    deadline: local(deadline),
+                    finished: row.finished_at.map(local),
+                });
+            }
+        }
+    }
+    out
+}
