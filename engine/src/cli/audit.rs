@@ -108,13 +108,13 @@ async fn verify(store: &SqliteStore, json: bool) -> anyhow::Result<ExitCode> {
         }))?;
     } else {
         match (&result, &head) {
-            (Ok(n), Some(head)) => println!(
+            (Ok(n), Some(head)) => outln!(
                 "audit chain ok: {n} events, head seq {} hash {}",
                 head.seq, head.hash
             ),
-            (Ok(n), None) => println!("audit chain ok: {n} events (the log is empty)"),
+            (Ok(n), None) => outln!("audit chain ok: {n} events (the log is empty)"),
             (Err(broken), _) => {
-                println!(
+                outln!(
                     "audit chain BROKEN at seq {}: {}",
                     broken.seq, broken.reason
                 )
@@ -123,8 +123,8 @@ async fn verify(store: &SqliteStore, json: bool) -> anyhow::Result<ExitCode> {
     }
     if !json {
         match integrity.as_str() {
-            "ok" => println!("database integrity ok"),
-            problems => println!("database integrity FAILED: {problems}"),
+            "ok" => outln!("database integrity ok"),
+            problems => outln!("database integrity FAILED: {problems}"),
         }
     }
     Ok(if result.is_ok() && integrity == "ok" {

@@ -59,7 +59,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&out)?;
     } else {
-        print!(
+        out!(
             "{}",
             table(&out, &fires, checked.runbook.schedule.is_empty())
         );

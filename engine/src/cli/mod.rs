@@ -2,6 +2,16 @@
 //! errors become messages and exit codes here (0 success, 1 the thing checked failed,
 //! 2 usage, configuration or I/O error), and `anyhow` is used only here.
 
+/// `println!` that ends the process quietly when stdout is closed (`patchday ... | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` that ends the process quietly when stdout is closed.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
+}
+
 mod audit;
 mod calendar;
 mod plan;
@@ -150,8 +160,21 @@ pub(crate) fn text_or_json(format: Format, command: &str) -> anyhow::Result<bool
     }
 }
 
+/// Writes to stdout; a reader that went away (a closed pipe) ends the process with success,
+/// as Unix tools do, instead of a panic.
+pub(crate) fn write_out(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(2);
+    }
+}
+
 /// Prints JSON with a final newline.
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

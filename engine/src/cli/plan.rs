@@ -42,10 +42,10 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         },
     );
     match globals.format {
-        Format::Text => print!("{}", planned.to_text()),
+        Format::Text => out!("{}", planned.to_text()),
         Format::Json => print_json(&planned)?,
-        Format::Dot => print!("{}", planned.to_dot()),
-        Format::Mermaid => print!("{}", planned.to_mermaid()),
+        Format::Dot => out!("{}", planned.to_dot()),
+        Format::Mermaid => out!("{}", planned.to_mermaid()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -82,7 +82,7 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             actor: format!("cli:{}", operator()),
         };
         let run = engine.start(&checked, spec).await?;
-        println!("run {} started: {} cycle {cycle}", run.id, run.runbook);
+        outln!("run {} started: {} cycle {cycle}", run.id, run.runbook);
         finish(&engine, &checked, &run.id).await
     })
 }
@@ -103,7 +103,7 @@ pub fn resume(args: ResumeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
                 format!(" --host {}", row.host)
             };
             let word = crate::run::state_word(row.state);
-            println!(
+            outln!(
                 "{word}: {}{host} was running when the run stopped",
                 row.step
             );
@@ -143,7 +143,7 @@ async fn finish(
     Ok(match outcome {
         Outcome::Finished(RunState::Succeeded) => ExitCode::SUCCESS,
         Outcome::Finished(state) => {
-            println!("run {run_id} {}", format!("{state:?}").to_lowercase());
+            outln!("run {run_id} {}", format!("{state:?}").to_lowercase());
             ExitCode::from(1)
         }
         Outcome::Blocked(rows) => {
@@ -153,9 +153,9 @@ async fn finish(
                 } else {
                     format!(" [{host}]")
                 };
-                println!("waiting: {step}{host} is {state:?}");
+                outln!("waiting: {step}{host} is {state:?}");
             }
-            println!(
+            outln!(
                 "run {run_id} waits for a decision: settle interrupted steps with `patchday resume {run_id} --step ID --retry|--skip|--abort`"
             );
             ExitCode::from(1)
@@ -165,10 +165,10 @@ async fn finish(
 
 async fn summary(engine: &Engine<SqliteStore>, run_id: &str) -> anyhow::Result<()> {
     let rows = engine.store.steps(run_id).await?;
-    println!("\n{:<28} {:<14} {:<12} note", "step", "host", "state");
+    outln!("\n{:<28} {:<14} {:<12} note", "step", "host", "state");
     for row in rows {
         let state = crate::run::state_word(row.state);
-        println!(
+        outln!(
             "{:<28} {:<14} {:<12} {}",
             row.step,
             row.host,
@@ -204,7 +204,7 @@ fn print_progress(p: &Progress) {
         format!(" [{}]", p.host)
     };
     let state = crate::run::state_word(p.state);
-    println!(
+    outln!(
         "{}  {}{host}  {state}  {}",
         p.at.format("%H:%M:%S"),
         p.step,

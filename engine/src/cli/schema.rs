@@ -29,7 +29,7 @@ pub fn run(args: Args, _globals: &Globals) -> anyhow::Result<ExitCode> {
             dir.join(INVENTORY_SCHEMA_FILE),
             to_file_text(&inventory_schema()),
         )?;
-        println!(
+        outln!(
             "wrote {} and {} in {}",
             RUNBOOK_SCHEMA_FILE,
             INVENTORY_SCHEMA_FILE,
@@ -42,6 +42,6 @@ pub fn run(args: Args, _globals: &Globals) -> anyhow::Result<ExitCode> {
     } else {
         runbook_schema()
     };
-    print!("{}", to_file_text(&schema));
+    out!("{}", to_file_text(&schema));
     Ok(ExitCode::SUCCESS)
 }

@@ -96,7 +96,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&simulation)?;
     } else {
-        print!("{}", table(&simulation));
+        out!("{}", table(&simulation));
     }
     Ok(
         if matches!(outcome, Outcome::Finished(RunState::Succeeded)) {

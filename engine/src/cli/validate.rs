@@ -63,7 +63,7 @@ pub(crate) fn print_diagnostics(checked: &Checked, summary: bool) {
             .iter()
             .filter_map(|(l, _)| l.runbook.as_ref().map(|r| r.name.value.as_str()))
             .collect();
-        println!(
+        outln!(
             "ok: {files} runbook(s) valid ({}){}",
             names.join(", "),
             plural(warnings, "warning")
