@@ -6,6 +6,9 @@
 //!
 //! Run: `cargo bench -p patchday --bench run`.
 
+mod common;
+
+use common::peak_rss_mb;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -126,14 +129,4 @@ fn inventory() -> String {
     );
     text.push_str("]\n");
     text
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
 }

@@ -3,6 +3,9 @@
 //! Run: `cargo bench -p patchday --bench validate`. Targets (issue 2): the 10,000-step runbook
 //! in under 200 ms and 100 MB peak RSS; each hostile input rejected in under 100 ms and 64 MB.
 
+mod common;
+
+use common::peak_rss_mb;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -76,17 +79,6 @@ fn child(path: &Path) {
         peak_rss_mb(),
         checked.is_valid()
     );
-}
-
-/// VmHWM from /proc/self/status: this process's peak resident set.
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
 }
 
 /// `n` noop steps in chains of 10, each chain needing the previous chain's last step and a

@@ -110,13 +110,15 @@ async fn verify(store: &SqliteStore, json: bool) -> anyhow::Result<ExitCode> {
         match (&result, &head) {
             (Ok(n), Some(head)) => outln!(
                 "audit chain ok: {n} events, head seq {} hash {}",
-                head.seq, head.hash
+                head.seq,
+                head.hash
             ),
             (Ok(n), None) => outln!("audit chain ok: {n} events (the log is empty)"),
             (Err(broken), _) => {
                 outln!(
                     "audit chain BROKEN at seq {}: {}",
-                    broken.seq, broken.reason
+                    broken.seq,
+                    broken.reason
                 )
             }
         }

@@ -126,6 +126,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `--cycle YYYY-MM`.
+fn parse_cycle(text: &str) -> Result<crate::calendar::Cycle, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
+/// `--param NAME=VALUE`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}`: write NAME=VALUE"))
+}
+
 fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use super::{Format, Globals, UsageError, checked_runbook, parse_instant, print_json};
+use super::{Format, Globals, checked_runbook, parse_instant, print_json};
 use crate::calendar::Cycle;
 use crate::plan::{PlanFor, plan};
 
@@ -15,21 +15,15 @@ pub struct Args {
     /// The runbook file.
     runbook: PathBuf,
     /// The cycle to plan (default: the next one the schedule fires).
-    #[arg(long, value_name = "YYYY-MM")]
-    cycle: Option<String>,
+    #[arg(long, value_name = "YYYY-MM", value_parser = super::parse_cycle)]
+    cycle: Option<Cycle>,
     /// When the run starts, for `start`-anchored (emergency) runbooks.
     #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
     start: Option<DateTime<Utc>>,
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let cycle = match &args.cycle {
-        Some(text) => Some(
-            text.parse::<Cycle>()
-                .map_err(|e| UsageError(format!("--cycle: {e}")))?,
-        ),
-        None => None,
-    };
+    let cycle = args.cycle;
     let Some(checked) = checked_runbook(&args.runbook)? else {
         return Ok(ExitCode::from(1));
     };

@@ -23,11 +23,11 @@ pub struct RunArgs {
     /// The runbook file.
     runbook: PathBuf,
     /// A param value (repeatable): --param cve=CVE-2026-12345
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
     params: Vec<(String, String)>,
     /// The cycle the run belongs to (default: the cycle of today in the runbook's zone).
-    #[arg(long, value_name = "YYYY-MM")]
-    cycle: Option<String>,
+    #[arg(long, value_name = "YYYY-MM", value_parser = super::parse_cycle)]
+    cycle: Option<Cycle>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,20 +51,8 @@ pub struct ResumeArgs {
     abort: bool,
 }
 
-fn parse_param(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`{text}`: write NAME=VALUE"))
-}
-
 pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let cycle = match &args.cycle {
-        Some(text) => Some(
-            text.parse::<Cycle>()
-                .map_err(|e| UsageError(format!("--cycle: {e}")))?,
-        ),
-        None => None,
-    };
+    let cycle = args.cycle;
     let Some(checked) = checked_runbook(&args.runbook)? else {
         return Ok(ExitCode::from(1));
     };

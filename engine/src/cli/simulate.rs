@@ -25,8 +25,8 @@ pub struct Args {
     /// The runbook file.
     runbook: PathBuf,
     /// The cycle to simulate (default: the next one the schedule fires, else this month).
-    #[arg(long, value_name = "YYYY-MM")]
-    cycle: Option<String>,
+    #[arg(long, value_name = "YYYY-MM", value_parser = super::parse_cycle)]
+    cycle: Option<Cycle>,
     /// When the run starts (default: the cycle's fire time, else the first of the month).
     #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
     start: Option<DateTime<Utc>>,
@@ -34,14 +34,8 @@ pub struct Args {
     #[arg(long, value_name = "STEP")]
     reject: Vec<String>,
     /// A param value (repeatable).
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
     params: Vec<(String, String)>,
-}
-
-fn parse_param(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`{text}`: write NAME=VALUE"))
 }
 
 /// One line of the simulated timeline.
@@ -77,12 +71,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
-    let cycle = match &args.cycle {
-        Some(text) => text
-            .parse::<Cycle>()
-            .map_err(|e| UsageError(format!("--cycle: {e}")))?,
-        None => default_cycle(&checked, globals),
-    };
+    let cycle = args
+        .cycle
+        .unwrap_or_else(|| default_cycle(&checked, globals));
     let start = args.start.unwrap_or_else(|| start_of(&checked, cycle));
     let text = std::fs::read_to_string(&args.runbook)?;
     let (outcome, lines) = runtime()?.block_on(simulate(&checked, cycle, start, text, args))?;
