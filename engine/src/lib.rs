@@ -13,6 +13,8 @@ pub mod config;
 pub mod dag;
 pub mod diagnostic;
 pub mod inventory;
+pub mod links;
+pub mod pages;
 pub mod plan;
 pub mod run;
 pub mod runbook;
