@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Globals, UsageError};
 use crate::audit;
-use crate::store::sqlite::SqliteStore;
+use crate::store::any::AnyStore;
 use crate::store::{EventFilter, Store as _};
 
 /// The database when neither `--database` nor the configuration names one.
@@ -72,7 +72,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let store = SqliteStore::open_existing(url)
+        let store = AnyStore::open_existing(url)
             .await
             .map_err(|e| UsageError(format!("cannot open the audit log: {e}")))?;
         let code = match args.command {
@@ -88,7 +88,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn verify(store: &SqliteStore, json: bool) -> anyhow::Result<ExitCode> {
+async fn verify(store: &AnyStore, json: bool) -> anyhow::Result<ExitCode> {
     let events = store.events(EventFilter::default()).await?;
     let head = store.chain_head().await?;
     let result = audit::verify(&events, head.as_ref());
@@ -137,7 +137,7 @@ async fn verify(store: &SqliteStore, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn export(
-    store: &SqliteStore,
+    store: &AnyStore,
     filter: EventFilter,
     format: ExportFormat,
 ) -> anyhow::Result<ExitCode> {

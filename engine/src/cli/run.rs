@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Globals, UsageError, checked_runbook};
 use crate::calendar::Cycle;
 use crate::run::{Engine, Mode, Outcome, Progress, Resolution, RunSpec};
-use crate::store::sqlite::SqliteStore;
+use crate::store::any::AnyStore;
 use crate::store::{RunState, Store};
 use crate::validate::CheckedRunbook;
 
@@ -114,7 +114,7 @@ pub fn resume(args: ResumeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
 
 /// Drives the run to its end (Ctrl-C cancels it cleanly) and prints the summary.
 async fn finish(
-    engine: &Engine<SqliteStore>,
+    engine: &Engine<AnyStore>,
     checked: &CheckedRunbook,
     run_id: &str,
 ) -> anyhow::Result<ExitCode> {
@@ -151,7 +151,7 @@ async fn finish(
     })
 }
 
-async fn summary(engine: &Engine<SqliteStore>, run_id: &str) -> anyhow::Result<()> {
+async fn summary(engine: &Engine<AnyStore>, run_id: &str) -> anyhow::Result<()> {
     let rows = engine.store.steps(run_id).await?;
     outln!("\n{:<28} {:<14} {:<12} note", "step", "host", "state");
     for row in rows {
@@ -174,12 +174,12 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn engine(globals: &Globals) -> anyhow::Result<Engine<SqliteStore>> {
+async fn engine(globals: &Globals) -> anyhow::Result<Engine<AnyStore>> {
     let url = globals
         .database
         .clone()
         .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
-    let store = SqliteStore::open(&url).await?;
+    let store = AnyStore::open(&url).await?;
     let mut engine = Engine::new(store, globals.clock.clone(), Mode::Live);
     engine.observer = Arc::new(print_progress);
     Ok(engine)

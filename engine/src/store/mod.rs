@@ -1,13 +1,15 @@
 //! Durable state (DESIGN §5, §6): runs, step rows, the hash-chained audit log and the email
 //! outbox, behind one narrow [`Store`] trait. Only this module contains SQL. Each backend
-//! (SQLite now, PostgreSQL later) has its own file and its own migrations folder, and all of
-//! them pass the same conformance suite (`conformance.rs`).
+//! (SQLite, PostgreSQL; [`any::AnyStore`] picks one by URL scheme) has its own file and its
+//! own migrations folder, and all of them pass the same conformance suite (`conformance.rs`).
 //!
 //! The rule every caller relies on: a [`Change`] (step transitions, run transition, audit
 //! events, outbox emails) commits in one transaction, or not at all. Several changes may be
 //! committed together ([`Store::commit`] takes a batch) to group fsyncs; none of their effects
 //! is visible before the transaction is durable.
 
+pub mod any;
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -1,0 +1,211 @@
+//! One store type for either backend, chosen by the database URL's scheme: `sqlite:` opens a
+//! [`SqliteStore`], `postgres:` or `postgresql:` a [`PostgresStore`]. [`AnyStore`] implements
+//! [`Store`] by delegating to the backend it holds, so the CLI and the daemon need no generics
+//! over the backend.
+
+use chrono::{DateTime, Utc};
+
+use super::postgres::PostgresStore;
+use super::sqlite::SqliteStore;
+use super::{
+    ChainHead, Change, EmailRow, EventFilter, EventRow, NewEvent, RunRow, StepRow, Store,
+    StoreError,
+};
+
+/// A store on either backend.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// The backends a URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn backend(url: &str) -> Result<Backend, StoreError> {
+    let scheme = url.split_once(':').map(|(scheme, _)| scheme);
+    match scheme.map(str::to_ascii_lowercase).as_deref() {
+        Some("sqlite") => Ok(Backend::Sqlite),
+        Some("postgres" | "postgresql") => Ok(Backend::Postgres),
+        _ => Err(StoreError::Database(format!(
+            "database URL `{url}`: expected a sqlite:, postgres: or postgresql: URL"
+        ))),
+    }
+}
+
+impl AnyStore {
+    /// Opens the database at `url`, creating it (SQLite) and applying migrations.
+    pub async fn open(url: &str) -> Result<AnyStore, StoreError> {
+        Ok(match backend(url)? {
+            Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open(url).await?),
+            Backend::Postgres => AnyStore::Postgres(PostgresStore::open(url).await?),
+        })
+    }
+
+    /// Opens an existing database: a missing SQLite file is an error (nothing is created);
+    /// PostgreSQL is only connected to (no migrations run).
+    pub async fn open_existing(url: &str) -> Result<AnyStore, StoreError> {
+        Ok(match backend(url)? {
+            Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open_existing(url).await?),
+            Backend::Postgres => AnyStore::Postgres(PostgresStore::open_existing(url).await?),
+        })
+    }
+
+    /// The database's own consistency check: SQLite's `PRAGMA integrity_check` (`ok` or the
+    /// problems found); PostgreSQL checks its pages itself (data checksums are a cluster
+    /// setting), so it reports `ok` once it answers a query.
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.integrity_check().await,
+            AnyStore::Postgres(s) => s.runs(1).await.map(|_| "ok".to_string()),
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            AnyStore::Sqlite(s) => s.close().await,
+            AnyStore::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// Calls the same method on whichever backend `self` holds.
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $call.await,
+            AnyStore::Postgres($s) => $call.await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn create_run(
+        &self,
+        run: RunRow,
+        steps: Vec<StepRow>,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.create_run(run, steps, event))
+    }
+
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        delegate!(self, s => s.commit(changes))
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        delegate!(self, s => s.run(id))
+    }
+
+    async fn runs(&self, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        delegate!(self, s => s.runs(limit))
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        delegate!(self, s => s.unfinished_runs())
+    }
+
+    async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        delegate!(self, s => s.steps(run_id))
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventRow>, StoreError> {
+        delegate!(self, s => s.events(filter))
+    }
+
+    async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        delegate!(self, s => s.chain_head())
+    }
+
+    async fn due_emails(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<EmailRow>, StoreError> {
+        delegate!(self, s => s.due_emails(now, limit))
+    }
+
+    async fn email_attempted(
+        &self,
+        id: i64,
+        sent_at: Option<DateTime<Utc>>,
+        next_attempt_at: DateTime<Utc>,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.email_attempted(id, sent_at, next_attempt_at, event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::testing::Schema;
+
+    async fn open_sqlite_memory() -> (AnyStore, ()) {
+        let store = AnyStore::open("sqlite::memory:").await.unwrap();
+        assert!(matches!(store, AnyStore::Sqlite(_)));
+        (store, ())
+    }
+
+    async fn open_postgres() -> (AnyStore, Schema) {
+        let schema = Schema::create().await;
+        let store = AnyStore::open(&schema.url).await.unwrap();
+        assert!(matches!(store, AnyStore::Postgres(_)));
+        (store, schema)
+    }
+
+    mod sqlite {
+        crate::store::conformance::conformance_suite!(super::open_sqlite_memory);
+    }
+
+    mod postgres {
+        crate::store::conformance::conformance_suite!(super::open_postgres);
+    }
+
+    #[test]
+    fn the_scheme_chooses_the_backend() {
+        assert_eq!(backend("sqlite://state.db").unwrap(), Backend::Sqlite);
+        assert_eq!(backend("sqlite::memory:").unwrap(), Backend::Sqlite);
+        assert_eq!(backend("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(backend("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(backend("PostgreSQL://u@h/db").unwrap(), Backend::Postgres);
+        for bad in [
+            "mysql://u@h/db",
+            "state.db",
+            "",
+            "/var/lib/patchday/state.db",
+        ] {
+            let err = backend(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("expected a sqlite:"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn open_existing_sqlite_does_not_create_and_postgres_connects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.db");
+        let url = format!("sqlite://{}", path.display());
+        let err = AnyStore::open_existing(&url).await.unwrap_err();
+        assert!(err.to_string().contains("no such database file"), "{err}");
+        assert!(!path.exists());
+        AnyStore::open(&url).await.unwrap().close().await;
+        let store = AnyStore::open_existing(&url).await.unwrap();
+        assert!(matches!(store, AnyStore::Sqlite(_)));
+        store.close().await;
+
+        let (created, schema) = open_postgres().await;
+        created.close().await;
+        let store = AnyStore::open_existing(&schema.url).await.unwrap();
+        assert!(matches!(store, AnyStore::Postgres(_)));
+        assert_eq!(store.chain_head().await.unwrap(), None);
+        store.close().await;
+    }
+}

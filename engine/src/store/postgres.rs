@@ -1,0 +1,1452 @@
+//! The PostgreSQL backend of [`Store`] (for several daemons sharing work, DESIGN §5).
+//!
+//! - One pool of connections serves reads and writes. Every write is one transaction that first
+//!   locks the single `chain_head` row (`SELECT ... FOR UPDATE`), then writes. That lock
+//!   serializes writers across connections, processes and daemons: audit events get contiguous
+//!   `seq` numbers and one `prev_hash` chain, and because every writer takes it first, writers
+//!   never deadlock on step rows. Transactions run at READ COMMITTED: a step write re-checks its
+//!   expected state on the latest committed row, so a concurrent move shows as a conflict.
+//! - Tables live in the first schema of the connection's `search_path` (the database user's
+//!   default, or `?options=-c%20search_path%3D<schema>` in the URL). The schema comes from
+//!   embedded migrations (`engine/migrations/postgres/`), applied on open; sqlx takes an
+//!   advisory lock while migrating, so daemons starting together do not race.
+//! - Timestamps are `timestamptz`, sent and read in the binary protocol as microseconds, so
+//!   they round-trip exactly at microsecond precision (finer is truncated on write, as in
+//!   [`crate::audit::format_instant`]).
+//! - JSON (`snapshot`, `outputs`, event `details`, recipients) is serde_json text in `TEXT`
+//!   columns, not `jsonb`: jsonb reorders keys and reformats numbers, and the audit hash must
+//!   recompute from what was written.
+//! - Batches are written with multi-row statements, and a batch that conflicts is re-run row by
+//!   row to name the conflicting row, exactly as the SQLite backend does.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgTypeInfo,
+    PgValueFormat, PgValueRef, Postgres,
+};
+use sqlx::{Connection as _, Row as _};
+
+use super::{
+    ChainHead, Change, EmailRow, EventFilter, EventRow, NewEmail, NewEvent, RunRow, RunState,
+    StepRow, StepState, Store, StoreError,
+};
+use crate::audit;
+
+/// The migrations, embedded in the binary: (version, description, SQL), in order. Each file in
+/// `engine/migrations/postgres/` is named `<version>_<description>.sql` and listed here (a test
+/// checks the two agree).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+
+/// Connections per store (per daemon). Writers hold one while they wait for the chain lock.
+const MAX_CONNECTIONS: u32 = 5;
+
+/// How long a caller waits for a free connection (or for the server at open).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The store on PostgreSQL. Cheap to share behind an `Arc` (or to clone: clones share the
+/// pool); close it with [`PostgresStore::close`].
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+#[derive(Debug)]
+struct Embedded;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Database(format!("{context}: {e}"))
+}
+
+fn options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Database(format!("database URL `{url}`: {e}")))?
+        .application_name("patchday"))
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:5432/patchday`, optionally
+    /// `?options=-c%20search_path%3D<schema>`) and applies the migrations.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let store = Self::connect(url).await?;
+        let migrator = Migrator::new(Embedded)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        migrator
+            .run(&store.pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(store)
+    }
+
+    /// Connects to the database at `url` without running migrations (the schema must exist).
+    pub async fn open_existing(url: &str) -> Result<PostgresStore, StoreError> {
+        Self::connect(url).await
+    }
+
+    async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options(url)?)
+            .await
+            .map_err(db("connecting to PostgreSQL"))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The floor the benchmarks compare with: `commits` bare PostgreSQL commits (one one-row
+    /// `INSERT` each, autocommit) on one connection to `url`, with the same driver, into a
+    /// table `floor` (created if missing) in the connection's schema.
+    pub async fn commit_floor(url: &str, commits: usize) -> Result<(), StoreError> {
+        let mut conn = PgConnection::connect_with(&options(url)?)
+            .await
+            .map_err(db("connecting for the floor"))?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS floor (n BIGINT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .map_err(db("creating the floor table"))?;
+        for n in 0..commits {
+            sqlx::query("INSERT INTO floor (n) VALUES ($1)")
+                .bind(n as i64)
+                .execute(&mut conn)
+                .await
+                .map_err(db("floor commit"))?;
+        }
+        conn.close()
+            .await
+            .map_err(db("closing the floor connection"))
+    }
+
+    /// Runs `work` in one transaction that holds the chain lock: commits (writing the chain
+    /// head back if events were appended) if it succeeds, rolls back if not.
+    async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: for<'c> FnOnce(
+            &'c mut PgConnection,
+            &'c mut Chain,
+        ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>,
+    {
+        let mut tx = self.pool.begin().await.map_err(db("BEGIN"))?;
+        let mut chain = Chain::lock(&mut tx).await?;
+        match work(&mut tx, &mut chain).await {
+            Ok(value) => {
+                chain.save(&mut tx).await?;
+                tx.commit().await.map_err(db("COMMIT"))?;
+                Ok(value)
+            }
+            Err(err) => {
+                tx.rollback().await.map_err(db("ROLLBACK"))?;
+                Err(err)
+            }
+        }
+    }
+}
+
+// --- encoding -------------------------------------------------------------------------------
+
+/// `timestamptz`'s type id (a built-in type: the same in every database).
+const TIMESTAMPTZ: Oid = Oid(1184);
+
+/// 2000-01-01T00:00:00Z, PostgreSQL's epoch, in microseconds since the Unix epoch.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// An instant as a `timestamptz` parameter or column: microseconds since 2000-01-01 on the
+/// wire (binary protocol), so nothing is lost or rounded between here and the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ts(DateTime<Utc>);
+
+impl sqlx::Type<Postgres> for Ts {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(TIMESTAMPTZ)
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        ty.oid() == Some(TIMESTAMPTZ)
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for Ts {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        let micros = self
+            .0
+            .timestamp_micros()
+            .checked_sub(PG_EPOCH_MICROS)
+            .ok_or_else(|| format!("instant out of range for PostgreSQL: {}", self.0))?;
+        <i64 as sqlx::Encode<Postgres>>::encode(micros, buf)
+    }
+
+    fn size_hint(&self) -> usize {
+        std::mem::size_of::<i64>()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for Ts {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        if value.format() != PgValueFormat::Binary {
+            return Err("timestamptz in text format (expected binary)".into());
+        }
+        let micros = <i64 as sqlx::Decode<Postgres>>::decode(value)?;
+        micros
+            .checked_add(PG_EPOCH_MICROS)
+            .and_then(DateTime::from_timestamp_micros)
+            .map(Ts)
+            .ok_or_else(|| format!("timestamptz out of range: {micros} µs").into())
+    }
+}
+
+fn ts(at: DateTime<Utc>) -> Ts {
+    Ts(at)
+}
+
+fn ts_opt(at: Option<DateTime<Utc>>) -> Option<Ts> {
+    at.map(Ts)
+}
+
+fn json_text(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Database(format!("bad JSON in the database: {e}")))
+}
+
+fn run_state_str(state: RunState) -> &'static str {
+    match state {
+        RunState::Running => "running",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+    }
+}
+
+fn parse_run_state(text: &str) -> Result<RunState, StoreError> {
+    Ok(match text {
+        "running" => RunState::Running,
+        "succeeded" => RunState::Succeeded,
+        "failed" => RunState::Failed,
+        "cancelled" => RunState::Cancelled,
+        other => return Err(StoreError::Database(format!("unknown run state `{other}`"))),
+    })
+}
+
+fn step_state_str(state: StepState) -> &'static str {
+    match state {
+        StepState::Pending => "pending",
+        StepState::Waiting => "waiting",
+        StepState::Running => "running",
+        StepState::AwaitingInput => "awaiting_input",
+        StepState::Succeeded => "succeeded",
+        StepState::Failed => "failed",
+        StepState::Skipped => "skipped",
+        StepState::Cancelled => "cancelled",
+        StepState::Interrupted => "interrupted",
+    }
+}
+
+fn parse_step_state(text: &str) -> Result<StepState, StoreError> {
+    Ok(match text {
+        "pending" => StepState::Pending,
+        "waiting" => StepState::Waiting,
+        "running" => StepState::Running,
+        "awaiting_input" => StepState::AwaitingInput,
+        "succeeded" => StepState::Succeeded,
+        "failed" => StepState::Failed,
+        "skipped" => StepState::Skipped,
+        "cancelled" => StepState::Cancelled,
+        "interrupted" => StepState::Interrupted,
+        other => {
+            return Err(StoreError::Database(format!(
+                "unknown step state `{other}`"
+            )));
+        }
+    })
+}
+
+fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Database(format!("reading column `{column}`: {e}")))
+}
+
+fn get_ts(row: &PgRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    Ok(get::<Ts>(row, column)?.0)
+}
+
+fn get_ts_opt(row: &PgRow, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(get::<Option<Ts>>(row, column)?.map(|t| t.0))
+}
+
+const RUN_COLUMNS: &str =
+    "id, runbook, cycle, content_hash, git_commit, snapshot, state, started_at, finished_at";
+
+fn run_from(row: &PgRow) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: get(row, "id")?,
+        runbook: get(row, "runbook")?,
+        cycle: get(row, "cycle")?,
+        content_hash: get(row, "content_hash")?,
+        commit: get(row, "git_commit")?,
+        snapshot: parse_json(&get::<String>(row, "snapshot")?)?,
+        state: parse_run_state(&get::<String>(row, "state")?)?,
+        started_at: get_ts(row, "started_at")?,
+        finished_at: get_ts_opt(row, "finished_at")?,
+    })
+}
+
+const STEP_COLUMNS: &str =
+    "run_id, step, host, state, attempt, not_before, started_at, finished_at, outputs, reason";
+
+fn step_from(row: &PgRow) -> Result<StepRow, StoreError> {
+    Ok(StepRow {
+        run_id: get(row, "run_id")?,
+        step: get(row, "step")?,
+        host: get(row, "host")?,
+        state: parse_step_state(&get::<String>(row, "state")?)?,
+        attempt: get::<i64>(row, "attempt")?
+            .try_into()
+            .map_err(|_| StoreError::Database("step attempt out of range".into()))?,
+        not_before: get_ts_opt(row, "not_before")?,
+        started_at: get_ts_opt(row, "started_at")?,
+        finished_at: get_ts_opt(row, "finished_at")?,
+        outputs: parse_json(&get::<String>(row, "outputs")?)?,
+        reason: get(row, "reason")?,
+    })
+}
+
+const EVENT_COLUMNS: &str = "seq, at, actor, action, run_id, step_id, details, prev_hash, hash";
+
+fn event_from(row: &PgRow) -> Result<EventRow, StoreError> {
+    Ok(EventRow {
+        seq: get(row, "seq")?,
+        at: get_ts(row, "at")?,
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        run_id: get(row, "run_id")?,
+        step_id: get(row, "step_id")?,
+        details: parse_json(&get::<String>(row, "details")?)?,
+        prev_hash: get(row, "prev_hash")?,
+        hash: get(row, "hash")?,
+    })
+}
+
+const EMAIL_COLUMNS: &str =
+    "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at";
+
+fn email_from(row: &PgRow) -> Result<EmailRow, StoreError> {
+    let to: Vec<String> = serde_json::from_str(&get::<String>(row, "recipients")?)
+        .map_err(|e| StoreError::Database(format!("bad recipients in the outbox: {e}")))?;
+    Ok(EmailRow {
+        id: get(row, "id")?,
+        email: NewEmail {
+            run_id: get(row, "run_id")?,
+            to,
+            subject: get(row, "subject")?,
+            body: get(row, "body")?,
+            html: get(row, "html")?,
+            created_at: get_ts(row, "created_at")?,
+        },
+        attempts: get::<i64>(row, "attempts")?
+            .try_into()
+            .map_err(|_| StoreError::Database("email attempts out of range".into()))?,
+        next_attempt_at: get_ts(row, "next_attempt_at")?,
+        sent_at: get_ts_opt(row, "sent_at")?,
+    })
+}
+
+// --- writes (inside a transaction holding the chain lock) ------------------------------------
+
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
+/// Whether `err` is a violation of the one-run-per-runbook-and-cycle index.
+fn is_duplicate_cycle(err: &sqlx::Error) -> bool {
+    err.as_database_error().is_some_and(|e| {
+        e.kind() == sqlx::error::ErrorKind::UniqueViolation
+            && e.constraint() == Some("runs_runbook_cycle")
+    })
+}
+
+const INSERT_STEP: &str = "INSERT INTO steps (run_id, step, host, state, attempt, not_before, \
+    started_at, finished_at, outputs, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+    ON CONFLICT (run_id, step, host) DO NOTHING";
+
+/// Inserts a step row; `Conflict` if it exists, `NoSuchRun` if its run does not.
+async fn insert_step(conn: &mut PgConnection, row: &StepRow) -> Result<(), StoreError> {
+    let done = sqlx::query(INSERT_STEP)
+        .bind(&row.run_id)
+        .bind(&row.step)
+        .bind(&row.host)
+        .bind(step_state_str(row.state))
+        .bind(i64::from(row.attempt))
+        .bind(ts_opt(row.not_before))
+        .bind(ts_opt(row.started_at))
+        .bind(ts_opt(row.finished_at))
+        .bind(json_text(&row.outputs))
+        .bind(&row.reason)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                StoreError::NoSuchRun(row.run_id.clone())
+            } else {
+                StoreError::Database(format!("inserting step `{}`: {e}", row.step))
+            }
+        })?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict {
+            run_id: row.run_id.clone(),
+            step: row.step.clone(),
+            host: row.host.clone(),
+            expected: None,
+        });
+    }
+    Ok(())
+}
+
+/// Moves a step row from `expect` to `row`; `Conflict` if it is not in `expect` (or missing).
+async fn update_step(
+    conn: &mut PgConnection,
+    expect: StepState,
+    row: &StepRow,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE steps SET state = $1, attempt = $2, not_before = $3, started_at = $4, \
+         finished_at = $5, outputs = $6, reason = $7 \
+         WHERE run_id = $8 AND step = $9 AND host = $10 AND state = $11",
+    )
+    .bind(step_state_str(row.state))
+    .bind(i64::from(row.attempt))
+    .bind(ts_opt(row.not_before))
+    .bind(ts_opt(row.started_at))
+    .bind(ts_opt(row.finished_at))
+    .bind(json_text(&row.outputs))
+    .bind(&row.reason)
+    .bind(&row.run_id)
+    .bind(&row.step)
+    .bind(&row.host)
+    .bind(step_state_str(expect))
+    .execute(&mut *conn)
+    .await
+    .map_err(db("updating a step"))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict {
+            run_id: row.run_id.clone(),
+            step: row.step.clone(),
+            host: row.host.clone(),
+            expected: Some(expect),
+        });
+    }
+    Ok(())
+}
+
+/// Finishes (or otherwise moves) a run; `NoSuchRun` if it does not exist.
+async fn update_run(
+    conn: &mut PgConnection,
+    run_id: &str,
+    state: RunState,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let finished = (state != RunState::Running).then(|| ts(at));
+    let done = sqlx::query("UPDATE runs SET state = $1, finished_at = $2 WHERE id = $3")
+        .bind(run_state_str(state))
+        .bind(finished)
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("updating a run"))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NoSuchRun(run_id.to_string()));
+    }
+    Ok(())
+}
+
+/// The audit chain's head during one write transaction, which holds its row lock: events are
+/// appended after it, and it is written back once, before the transaction commits.
+struct Chain {
+    seq: i64,
+    hash: String,
+    dirty: bool,
+}
+
+impl Chain {
+    /// Locks the chain head row for the rest of the transaction and reads it. Every writer
+    /// calls this first, so writers queue here, in one order, before touching anything else.
+    async fn lock(conn: &mut PgConnection) -> Result<Chain, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("locking the chain head"))?
+            .ok_or_else(|| {
+                StoreError::Database(
+                    "the chain_head row is missing: the database was altered by hand".into(),
+                )
+            })?;
+        Ok(Chain {
+            seq: get(&row, "seq")?,
+            hash: get(&row, "hash")?,
+            dirty: false,
+        })
+    }
+
+    /// Assigns the next `seq` to `event` and computes its hash: (seq, prev_hash, hash).
+    fn next(&mut self, event: &NewEvent) -> (i64, String, String) {
+        let seq = self.seq + 1;
+        let hash = audit::event_hash(
+            seq,
+            event.at,
+            &event.actor,
+            &event.action,
+            event.run_id.as_deref(),
+            event.step_id.as_deref(),
+            &event.details,
+            &self.hash,
+        );
+        let prev = std::mem::replace(&mut self.hash, hash.clone());
+        self.seq = seq;
+        self.dirty = true;
+        (seq, prev, hash)
+    }
+
+    async fn append(
+        &mut self,
+        conn: &mut PgConnection,
+        event: &NewEvent,
+    ) -> Result<(), StoreError> {
+        let (seq, prev, hash) = self.next(event);
+        sqlx::query(
+            "INSERT INTO events (seq, at, actor, action, run_id, step_id, details, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(seq)
+        .bind(ts(event.at))
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.run_id)
+        .bind(&event.step_id)
+        .bind(json_text(&event.details))
+        .bind(prev)
+        .bind(hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("appending an audit event"))?;
+        Ok(())
+    }
+
+    async fn save(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(self.seq)
+            .bind(&self.hash)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("writing the chain head"))?;
+        Ok(())
+    }
+}
+
+async fn insert_email(conn: &mut PgConnection, email: &NewEmail) -> Result<(), StoreError> {
+    let to = serde_json::to_string(&email.to).expect("strings serialize");
+    sqlx::query(
+        "INSERT INTO outbox (run_id, recipients, subject, body, html, created_at, \
+         next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&email.run_id)
+    .bind(to)
+    .bind(&email.subject)
+    .bind(&email.body)
+    .bind(&email.html)
+    .bind(ts(email.created_at))
+    .bind(ts(email.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(db("queueing an email"))?;
+    Ok(())
+}
+
+async fn apply(
+    conn: &mut PgConnection,
+    chain: &mut Chain,
+    changes: &[Change],
+) -> Result<(), StoreError> {
+    for change in changes {
+        for write in &change.steps {
+            match write.expect {
+                Some(expect) => update_step(conn, expect, &write.row).await?,
+                None => insert_step(conn, &write.row).await?,
+            }
+        }
+        if let Some((run_id, state, at)) = &change.run {
+            update_run(conn, run_id, *state, *at).await?;
+        }
+        for event in &change.events {
+            chain.append(conn, event).await?;
+        }
+        for email in &change.emails {
+            insert_email(conn, email).await?;
+        }
+    }
+    Ok(())
+}
+
+// --- the batched write path ------------------------------------------------------------------
+//
+// As in the SQLite backend: the fast path writes a batch with multi-row statements (up to 64
+// rows each, in power-of-two chunks so that few statement texts reach each connection's
+// prepared-statement cache): step writes in their order, grouped into runs of inserts or updates
+// with distinct keys; then run transitions; then events; then emails. If a multi-row step write
+// changes fewer rows than it should (a conflict) or names a missing run, the transaction is
+// rolled back and the batch is re-run row by row by [`apply`], which reports exactly which row
+// failed. Each statement is a network round trip here, so batching matters even more.
+
+/// Why the fast path stopped.
+enum Fast {
+    /// A step write did not apply: re-run row by row for the exact error.
+    Miss,
+    Failed(StoreError),
+}
+
+/// What `commit` does after the fast path failed.
+enum Retry<T> {
+    RowByRow(T),
+    Failed(StoreError),
+}
+
+impl<T> From<StoreError> for Retry<T> {
+    fn from(err: StoreError) -> Self {
+        Retry::Failed(err)
+    }
+}
+
+impl From<StoreError> for Fast {
+    fn from(err: StoreError) -> Self {
+        Fast::Failed(err)
+    }
+}
+
+/// Rows per multi-row statement, at most.
+const MAX_ROWS: usize = 64;
+
+/// Splits `items` into chunks of 64, 32, ..., 1 rows.
+fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let size = if items.len() >= MAX_ROWS {
+            MAX_ROWS
+        } else {
+            1 << (usize::BITS - 1 - items.len().leading_zeros())
+        };
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+/// `head` + `rows` tuples of `columns` numbered placeholders (`($1, $2), ($3, $4)`) + `tail`.
+fn multi_row_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(head.len() + rows * columns * 5 + tail.len());
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row > 0 { ", (" } else { "(" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            write!(sql, "${}", row * columns + column + 1).expect("writing to a String");
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+const INSERT_STEPS_HEAD: &str = "INSERT INTO steps (run_id, step, host, state, attempt, \
+    not_before, started_at, finished_at, outputs, reason) VALUES ";
+const INSERT_STEPS_TAIL: &str = " ON CONFLICT (run_id, step, host) DO NOTHING";
+const UPDATE_STEPS_HEAD: &str = "WITH v (run_id, step, host, expect, state, attempt, not_before, \
+    started_at, finished_at, outputs, reason) AS (VALUES ";
+const UPDATE_STEPS_TAIL: &str = ") UPDATE steps SET state = v.state, attempt = v.attempt, \
+    not_before = v.not_before, started_at = v.started_at, finished_at = v.finished_at, \
+    outputs = v.outputs, reason = v.reason FROM v WHERE steps.run_id = v.run_id \
+    AND steps.step = v.step AND steps.host = v.host AND steps.state = v.expect";
+const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (seq, at, actor, action, run_id, step_id, \
+    details, prev_hash, hash) VALUES ";
+const INSERT_EMAILS_HEAD: &str = "INSERT INTO outbox (run_id, recipients, subject, body, html, \
+    created_at, next_attempt_at) VALUES ";
+
+/// A step write: `None` inserts, `Some(expected state)` updates.
+type StepOp<'a> = (Option<StepState>, &'a StepRow);
+
+/// Writes step rows in order, as multi-row statements over runs of one kind with distinct keys.
+async fn write_step_ops(conn: &mut PgConnection, ops: &[StepOp<'_>]) -> Result<(), Fast> {
+    let mut start = 0;
+    let mut keys: HashSet<(&str, &str, &str)> = HashSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        let key = (op.1.run_id.as_str(), op.1.step.as_str(), op.1.host.as_str());
+        let same_kind = ops[start].0.is_none() == op.0.is_none();
+        if !same_kind || keys.contains(&key) {
+            write_steps(conn, &ops[start..i]).await?;
+            start = i;
+            keys.clear();
+        }
+        keys.insert(key);
+    }
+    write_steps(conn, &ops[start..]).await
+}
+
+/// Writes step rows that are all inserts, or all updates, with distinct keys.
+async fn write_steps(conn: &mut PgConnection, ops: &[StepOp<'_>]) -> Result<(), Fast> {
+    let insert = ops.first().is_some_and(|op| op.0.is_none());
+    for chunk in chunks(ops) {
+        let sql = if insert {
+            multi_row_sql(INSERT_STEPS_HEAD, 10, chunk.len(), INSERT_STEPS_TAIL)
+        } else {
+            multi_row_sql(UPDATE_STEPS_HEAD, 11, chunk.len(), UPDATE_STEPS_TAIL)
+        };
+        let mut query = sqlx::query(&sql);
+        for &(expect, row) in chunk {
+            query = query.bind(&row.run_id).bind(&row.step).bind(&row.host);
+            if let Some(expect) = expect {
+                query = query.bind(step_state_str(expect));
+            }
+            query = query
+                .bind(step_state_str(row.state))
+                .bind(i64::from(row.attempt))
+                .bind(ts_opt(row.not_before))
+                .bind(ts_opt(row.started_at))
+                .bind(ts_opt(row.finished_at))
+                .bind(json_text(&row.outputs))
+                .bind(&row.reason);
+        }
+        match query.execute(&mut *conn).await {
+            Ok(done) if done.rows_affected() == chunk.len() as u64 => {}
+            Ok(_) => return Err(Fast::Miss),
+            Err(e) if is_foreign_key_violation(&e) => return Err(Fast::Miss),
+            Err(e) => return Err(StoreError::Database(format!("writing steps: {e}")).into()),
+        }
+    }
+    Ok(())
+}
+
+async fn apply_fast(
+    conn: &mut PgConnection,
+    chain: &mut Chain,
+    changes: &[Change],
+) -> Result<(), Fast> {
+    let mut ops: Vec<StepOp<'_>> = Vec::new();
+    for change in changes {
+        for write in &change.steps {
+            ops.push((write.expect, &write.row));
+        }
+    }
+    write_step_ops(conn, &ops).await?;
+
+    for (run_id, state, at) in changes.iter().filter_map(|c| c.run.as_ref()) {
+        update_run(conn, run_id, *state, *at).await?;
+    }
+
+    // The last events statement also writes the chain head back (one round trip fewer).
+    let events: Vec<&NewEvent> = changes.iter().flat_map(|c| &c.events).collect();
+    let mut left = events.len();
+    for chunk in chunks(&events) {
+        left -= chunk.len();
+        let insert = multi_row_sql(INSERT_EVENTS_HEAD, 9, chunk.len(), "");
+        let last = left == 0;
+        let sql = if last {
+            let n = chunk.len() * 9;
+            format!(
+                "WITH appended AS ({insert}) UPDATE chain_head SET seq = ${}, hash = ${} \
+                 WHERE id = 1",
+                n + 1,
+                n + 2
+            )
+        } else {
+            insert
+        };
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            let (seq, prev, hash) = chain.next(event);
+            query = query
+                .bind(seq)
+                .bind(ts(event.at))
+                .bind(&event.actor)
+                .bind(&event.action)
+                .bind(&event.run_id)
+                .bind(&event.step_id)
+                .bind(json_text(&event.details))
+                .bind(prev)
+                .bind(hash);
+        }
+        if last {
+            query = query.bind(chain.seq).bind(chain.hash.clone());
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(db("appending audit events"))?;
+        if last {
+            chain.dirty = false;
+        }
+    }
+
+    let emails: Vec<&NewEmail> = changes.iter().flat_map(|c| &c.emails).collect();
+    for chunk in chunks(&emails) {
+        let sql = multi_row_sql(INSERT_EMAILS_HEAD, 7, chunk.len(), "");
+        let mut query = sqlx::query(&sql);
+        for email in chunk {
+            query = query
+                .bind(&email.run_id)
+                .bind(serde_json::to_string(&email.to).expect("strings serialize"))
+                .bind(&email.subject)
+                .bind(&email.body)
+                .bind(&email.html)
+                .bind(ts(email.created_at))
+                .bind(ts(email.created_at));
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(db("queueing emails"))?;
+    }
+    Ok(())
+}
+
+/// Creates a run; `fast` writes the steps with multi-row statements (and may answer `Miss`).
+async fn create(
+    conn: &mut PgConnection,
+    chain: &mut Chain,
+    run: &RunRow,
+    steps: &[StepRow],
+    event: &NewEvent,
+    fast: bool,
+) -> Result<(), Fast> {
+    sqlx::query(
+        "INSERT INTO runs (id, runbook, cycle, content_hash, git_commit, snapshot, state, \
+         started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&run.id)
+    .bind(&run.runbook)
+    .bind(&run.cycle)
+    .bind(&run.content_hash)
+    .bind(&run.commit)
+    .bind(json_text(&run.snapshot))
+    .bind(run_state_str(run.state))
+    .bind(ts(run.started_at))
+    .bind(ts_opt(run.finished_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match &run.cycle {
+        Some(cycle) if is_duplicate_cycle(&e) => StoreError::DuplicateCycle {
+            runbook: run.runbook.clone(),
+            cycle: cycle.clone(),
+        },
+        _ => StoreError::Database(format!("creating run {}: {e}", run.id)),
+    })?;
+    if fast {
+        let ops: Vec<StepOp<'_>> = steps.iter().map(|row| (None, row)).collect();
+        write_step_ops(conn, &ops).await?;
+    } else {
+        for step in steps {
+            insert_step(conn, step).await?;
+        }
+    }
+    Ok(chain.append(conn, event).await?)
+}
+
+// --- the trait ------------------------------------------------------------------------------
+
+impl Store for PostgresStore {
+    async fn create_run(
+        &self,
+        run: RunRow,
+        steps: Vec<StepRow>,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        let outcome = self
+            .write(|conn, chain| {
+                Box::pin(async move {
+                    match create(conn, chain, &run, &steps, &event, true).await {
+                        Ok(()) => Ok(()),
+                        Err(Fast::Miss) => Err(Retry::RowByRow((run, steps, event))),
+                        Err(Fast::Failed(err)) => Err(Retry::Failed(err)),
+                    }
+                })
+            })
+            .await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(Retry::Failed(err)) => Err(err),
+            Err(Retry::RowByRow((run, steps, event))) => {
+                self.write(|conn, chain| {
+                    Box::pin(async move {
+                        create(conn, chain, &run, &steps, &event, false)
+                            .await
+                            .map_err(|f| match f {
+                                Fast::Failed(err) => err,
+                                Fast::Miss => unreachable!("the row-by-row path never misses"),
+                            })
+                    })
+                })
+                .await
+            }
+        }
+    }
+
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let outcome = self
+            .write(|conn, chain| {
+                Box::pin(async move {
+                    match apply_fast(conn, chain, &changes).await {
+                        Ok(()) => Ok(()),
+                        Err(Fast::Miss) => Err(Retry::RowByRow(changes)),
+                        Err(Fast::Failed(err)) => Err(Retry::Failed(err)),
+                    }
+                })
+            })
+            .await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(Retry::Failed(err)) => Err(err),
+            // Some row of the batch conflicted: run it again row by row, which names the row
+            // (and commits the batch if another writer made it valid in between).
+            Err(Retry::RowByRow(changes)) => {
+                self.write(|conn, chain| {
+                    Box::pin(async move { apply(conn, chain, &changes).await })
+                })
+                .await
+            }
+        }
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a run"))?;
+        row.as_ref().map(run_from).transpose()
+    }
+
+    async fn runs(&self, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, position DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading runs"))?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE state = 'running' ORDER BY started_at, position"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading unfinished runs"))?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = $1 ORDER BY position"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading steps"))?;
+        rows.iter().map(step_from).collect()
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventRow>, StoreError> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
+        let mut conditions = Vec::new();
+        if filter.run_id.is_some() {
+            conditions.push(format!("run_id = ${}", conditions.len() + 1));
+        }
+        if filter.since.is_some() {
+            conditions.push(format!("at >= ${}", conditions.len() + 1));
+        }
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(" ORDER BY seq");
+        let mut query = sqlx::query(&sql);
+        if let Some(run_id) = &filter.run_id {
+            query = query.bind(run_id);
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(ts(since));
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading audit events"))?;
+        rows.iter().map(event_from).collect()
+    }
+
+    async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        // seq 0 is the row the migration seeds: no event yet.
+        let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1 AND seq > 0")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading the chain head"))?;
+        row.map(|row| {
+            Ok(ChainHead {
+                seq: get(&row, "seq")?,
+                hash: get(&row, "hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn due_emails(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<EmailRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EMAIL_COLUMNS} FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, id LIMIT $2"
+        ))
+        .bind(ts(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading due emails"))?;
+        rows.iter().map(email_from).collect()
+    }
+
+    async fn email_attempted(
+        &self,
+        id: i64,
+        sent_at: Option<DateTime<Utc>>,
+        next_attempt_at: DateTime<Utc>,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        self.write(|conn, chain| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, sent_at = $1, \
+                     next_attempt_at = $2 WHERE id = $3",
+                )
+                .bind(ts_opt(sent_at))
+                .bind(ts(next_attempt_at))
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("recording an email attempt"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Database(format!("no outbox email {id}")));
+                }
+                chain.append(conn, &event).await
+            })
+        })
+        .await
+    }
+}
+
+/// Test support: a fresh schema per test in the database of `PATCHDAY_TEST_POSTGRES`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use sqlx::Connection as _;
+    use sqlx::postgres::PgConnection;
+
+    use super::PostgresStore;
+
+    /// The database the tests use (`PATCHDAY_TEST_POSTGRES`, else the local server's `test`).
+    pub(crate) fn test_url() -> String {
+        std::env::var("PATCHDAY_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+    }
+
+    /// `url` with its connections' `search_path` set to `schema`.
+    pub(crate) fn with_search_path(url: &str, schema: &str) -> String {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-c%20search_path%3D{schema}")
+    }
+
+    /// A schema created for one test and dropped (with everything in it) when this is dropped,
+    /// panicking tests included.
+    #[derive(Debug)]
+    pub(crate) struct Schema {
+        admin_url: String,
+        pub(crate) name: String,
+        /// The URL whose connections work in this schema.
+        pub(crate) url: String,
+    }
+
+    impl Schema {
+        /// Creates a uniquely named empty schema. Panics (fails the test) if the server is
+        /// unreachable: these tests are never skipped.
+        pub(crate) async fn create() -> Schema {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let admin_url = test_url();
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let name = format!(
+                "pd_test_{}_{}_{nanos}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {admin_url} is unreachable ({e}); the PostgreSQL tests need \
+                     it (set PATCHDAY_TEST_POSTGRES)"
+                )
+            });
+            sqlx::query(&format!("CREATE SCHEMA {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            let url = with_search_path(&admin_url, &name);
+            Schema {
+                admin_url,
+                name,
+                url,
+            }
+        }
+    }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            // Drop runs inside the test's runtime, which cannot be blocked on: drop the schema
+            // from a thread with a runtime of its own.
+            let url = self.admin_url.clone();
+            let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let mut conn = PgConnection::connect(&url).await?;
+                    sqlx::query(&sql).execute(&mut conn).await?;
+                    conn.close().await?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+                })?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+            .join();
+            if let Ok(Err(e)) = dropped {
+                eprintln!("dropping test schema {}: {e}", self.name);
+            }
+        }
+    }
+
+    /// A fresh, empty store in its own schema (the conformance suite's factory).
+    pub(crate) async fn open_fresh() -> (PostgresStore, Schema) {
+        let schema = Schema::create().await;
+        let store = PostgresStore::open(&schema.url).await.unwrap();
+        (store, schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::testing::{Schema, open_fresh};
+    use super::*;
+    use crate::store::conformance::{event, run_row, step_row, t0};
+    use crate::store::{StepWrite, StoreError};
+
+    mod conformance {
+        crate::store::conformance::conformance_suite!(super::open_fresh);
+    }
+
+    #[tokio::test]
+    async fn persists_across_reopen() {
+        let schema = Schema::create().await;
+        crate::store::conformance::persists_across_reopen(
+            || async { PostgresStore::open(&schema.url).await.unwrap() },
+            |s: PostgresStore| async move { s.close().await },
+        )
+        .await;
+    }
+
+    /// Two stores (two pools, as two daemons would have) append concurrently: one contiguous
+    /// chain that verifies, every commit landed once, and a cycle is created exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_append_one_chain() {
+        let schema = Schema::create().await;
+        let a = PostgresStore::open(&schema.url).await.unwrap();
+        let b = PostgresStore::open(&schema.url).await.unwrap();
+        a.create_run(
+            run_row("r1", "monthly", None, t0()),
+            vec![],
+            event("run.started", Some("r1"), None, t0()),
+        )
+        .await
+        .unwrap();
+        let rounds = 30;
+        let worker = |store: PostgresStore, name: &'static str| {
+            tokio::spawn(async move {
+                for i in 0..rounds {
+                    // Alternate single changes and small batches with two events each.
+                    let size = if i % 2 == 0 { 1 } else { 3 };
+                    let changes = (0..size)
+                        .map(|j| Change {
+                            steps: vec![StepWrite {
+                                expect: None,
+                                row: step_row(
+                                    "r1",
+                                    "fan",
+                                    &format!("{name}-{i}-{j}"),
+                                    StepState::Pending,
+                                ),
+                            }],
+                            events: vec![
+                                event("step.pending", Some("r1"), Some("fan"), t0()),
+                                event("step.noted", Some("r1"), Some(name), t0()),
+                            ],
+                            ..Change::default()
+                        })
+                        .collect();
+                    store.commit(changes).await.unwrap();
+                }
+                // Both daemons fire the same cycle: exactly one wins.
+                store
+                    .create_run(
+                        run_row(&format!("cycle-{name}"), "monthly", Some("2026-12"), t0()),
+                        vec![step_row(
+                            &format!("cycle-{name}"),
+                            "a",
+                            "",
+                            StepState::Pending,
+                        )],
+                        event("run.started", None, None, t0()),
+                    )
+                    .await
+            })
+        };
+        let (ra, rb) = tokio::join!(worker(a.clone(), "a"), worker(b.clone(), "b"));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert!(
+            matches!(
+                (&ra, &rb),
+                (Ok(()), Err(StoreError::DuplicateCycle { .. }))
+                    | (Err(StoreError::DuplicateCycle { .. }), Ok(()))
+            ),
+            "{ra:?} {rb:?}"
+        );
+        let per_worker = (rounds / 2) * 2 + (rounds / 2) * 6;
+        let expected = 1 + 2 * per_worker + 1;
+        for store in [&a, &b] {
+            let events = store.events(EventFilter::default()).await.unwrap();
+            let head = store.chain_head().await.unwrap();
+            assert_eq!(audit::verify(&events, head.as_ref()), Ok(expected));
+            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=expected as i64).collect::<Vec<_>>());
+        }
+        assert_eq!(a.steps("r1").await.unwrap().len(), per_worker);
+        a.close().await;
+        b.close().await;
+    }
+
+    /// Throughput of `commit` against the server: a fan-out of 2,000 hosts moved pending →
+    /// running → succeeded in batches of 100 changes, and a chain of 300 single-change commits,
+    /// against the floor of as many bare one-row commits. Prints the figures (run with
+    /// `--release --nocapture` for the real numbers).
+    #[tokio::test]
+    async fn commit_throughput_figures() {
+        use std::time::Instant;
+
+        let (store, schema) = open_fresh().await;
+        store
+            .create_run(
+                run_row("r1", "bench", None, t0()),
+                vec![],
+                event("run.started", Some("r1"), None, t0()),
+            )
+            .await
+            .unwrap();
+        let hosts = 2_000;
+        let batch = 100;
+        let started = Instant::now();
+        let mut transitions = 0;
+        for (from, to) in [
+            (None, StepState::Pending),
+            (Some(StepState::Pending), StepState::Running),
+            (Some(StepState::Running), StepState::Succeeded),
+        ] {
+            for chunk in (0..hosts).collect::<Vec<_>>().chunks(batch) {
+                let changes = chunk
+                    .iter()
+                    .map(|h| Change {
+                        steps: vec![StepWrite {
+                            expect: from,
+                            row: step_row("r1", "fan", &format!("host{h:05}"), to),
+                        }],
+                        events: vec![event("step.transition", Some("r1"), Some("fan"), t0())],
+                        ..Change::default()
+                    })
+                    .collect();
+                store.commit(changes).await.unwrap();
+                transitions += chunk.len();
+            }
+        }
+        let fan = started.elapsed();
+
+        let chain = 300;
+        let started = Instant::now();
+        for i in 0..chain {
+            store
+                .commit(vec![Change {
+                    steps: vec![StepWrite {
+                        expect: None,
+                        row: step_row("r1", &format!("s{i}"), "", StepState::Succeeded),
+                    }],
+                    events: vec![event("step.succeeded", Some("r1"), Some("s"), t0())],
+                    ..Change::default()
+                }])
+                .await
+                .unwrap();
+        }
+        let single = started.elapsed();
+
+        let started = Instant::now();
+        PostgresStore::commit_floor(&schema.url, chain)
+            .await
+            .unwrap();
+        let floor = started.elapsed();
+        println!(
+            "postgres store bench: fan-out {transitions} transitions in batches of {batch}: \
+             {:.0} transitions/s ({:.1} µs each); {chain} single-change commits: {:.2} ms each; \
+             bare one-row commit floor: {:.2} ms each",
+            transitions as f64 / fan.as_secs_f64(),
+            fan.as_secs_f64() * 1e6 / transitions as f64,
+            single.as_secs_f64() * 1e3 / chain as f64,
+            floor.as_secs_f64() * 1e3 / chain as f64,
+        );
+        let events = store.events(EventFilter::default()).await.unwrap();
+        assert_eq!(events.len(), 1 + transitions + chain);
+        assert_eq!(
+            audit::verify(&events, store.chain_head().await.unwrap().as_ref()),
+            Ok(events.len())
+        );
+        store.close().await;
+    }
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(v, d, _)| format!("{v:04}_{d}.sql"))
+            .collect();
+        assert_eq!(files, listed);
+        for ((_, _, sql), name) in MIGRATIONS.iter().zip(&files) {
+            assert_eq!(*sql, std::fs::read_to_string(dir.join(name)).unwrap());
+        }
+    }
+
+    #[test]
+    fn multi_row_placeholders_are_numbered() {
+        assert_eq!(
+            multi_row_sql("INSERT INTO t (a, b) VALUES ", 2, 3, " X"),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) X"
+        );
+        let sizes: Vec<usize> = chunks(&[0; 100]).map(<[i32]>::len).collect();
+        assert_eq!(sizes, [64, 32, 4]);
+    }
+
+    #[tokio::test]
+    async fn the_audit_log_is_append_only_and_opening_twice_is_fine() {
+        let (store, schema) = open_fresh().await;
+        store
+            .create_run(
+                run_row("r1", "monthly", None, t0()),
+                vec![],
+                event("run.started", Some("r1"), None, t0()),
+            )
+            .await
+            .unwrap();
+        // Migrations are idempotent; open_existing does not migrate.
+        let again = PostgresStore::open(&schema.url).await.unwrap();
+        let existing = PostgresStore::open_existing(&schema.url).await.unwrap();
+        assert_eq!(
+            existing.events(EventFilter::default()).await.unwrap().len(),
+            1
+        );
+        for sql in [
+            "UPDATE events SET actor = 'mallory'",
+            "DELETE FROM events",
+            "TRUNCATE events",
+        ] {
+            let err = sqlx::query(sql).execute(&store.pool).await.unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+        let events = again.events(EventFilter::default()).await.unwrap();
+        let head = again.chain_head().await.unwrap();
+        assert_eq!(audit::verify(&events, head.as_ref()), Ok(1));
+        for s in [store, again, existing] {
+            s.close().await;
+        }
+    }
+}
