@@ -58,7 +58,7 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     };
     let text = std::fs::read_to_string(&args.runbook)?;
     runtime()?.block_on(async {
-        let engine = engine(globals).await?;
+        let engine = engine(globals, &checked).await?;
         let now = globals.clock.now();
         let cycle = cycle.unwrap_or_else(|| Cycle::of(now.with_timezone(&checked.tz).date_naive()));
         let spec = RunSpec {
@@ -80,7 +80,7 @@ pub fn resume(args: ResumeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     runtime()?.block_on(async {
-        let engine = engine(globals).await?;
+        let engine = engine(globals, &checked).await?;
         if engine.store.run(&args.run).await?.is_none() {
             return Err(UsageError(format!("no run {} in the database", args.run)).into());
         }
@@ -174,27 +174,51 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn engine(globals: &Globals) -> anyhow::Result<Engine<AnyStore>> {
+async fn engine(globals: &Globals, checked: &CheckedRunbook) -> anyhow::Result<Engine<AnyStore>> {
     let url = globals
         .database
         .clone()
         .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     let store = AnyStore::open(&url).await?;
     let mut engine = Engine::new(store, globals.clock.clone(), Mode::Live);
-    engine.observer = Arc::new(print_progress);
+    let waves = wave_of_steps(checked);
+    let tz = checked.tz;
+    engine.observer = Arc::new(move |p: &Progress| print_progress(p, &waves, tz));
     Ok(engine)
 }
 
-fn print_progress(p: &Progress) {
+/// Each step's wave (1 = needs nothing), for the progress lines.
+fn wave_of_steps(checked: &CheckedRunbook) -> std::collections::HashMap<String, usize> {
+    let waves = checked.dag.waves().unwrap_or_default();
+    (0..checked.dag.len())
+        .map(|i| {
+            (
+                checked.dag.id(i).to_string(),
+                waves.get(i).copied().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// One line per committed transition: local time, wave, step, host, state, what happened.
+fn print_progress(
+    p: &Progress,
+    waves: &std::collections::HashMap<String, usize>,
+    tz: chrono_tz::Tz,
+) {
     let host = if p.host.is_empty() {
         String::new()
     } else {
         format!(" [{}]", p.host)
     };
     let state = crate::run::state_word(p.state);
+    let wave = waves
+        .get(p.step.as_str())
+        .map(|w| format!("wave {w}"))
+        .unwrap_or_else(|| "rollback".into());
     outln!(
-        "{}  {}{host}  {state}  {}",
-        p.at.format("%H:%M:%S"),
+        "{}  {wave:<8} {}{host}  {state}  {}",
+        p.at.with_timezone(&tz).format("%H:%M:%S"),
         p.step,
         p.note
     );

@@ -163,3 +163,51 @@ fn the_local_demo_runbook_runs_on_this_machine() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn ctrl_c_cancels_a_foreground_run_and_its_command() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("patchday-ctrlc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runbook = dir.join("long.yaml");
+    let pid_file = dir.join("pid");
+    std::fs::write(&runbook, format!("name: long\nsteps:\n  wait:\n    uses: command\n    with: {{ run: \"echo $$ > {}; exec sleep 60\" }}\n  after:\n    needs: [wait]\n    uses: noop\n", pid_file.display())).unwrap();
+    let database = format!("sqlite://{}", dir.join("runs.db").display());
+    let mut child = patchday()
+        .args(["run", runbook.to_str().unwrap(), "--database", &database])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        let started = line.contains("wait  started");
+        seen.push(line);
+        if started {
+            // The step runs: press Ctrl-C.
+            let status = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("after ") && l.contains("cancelled")),
+        "{seen:#?}"
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
+    assert!(
+        matches!(state, None | Some("Z") | Some("X")),
+        "sleep {pid} survived Ctrl-C"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
