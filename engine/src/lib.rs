@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod dag;
 pub mod diagnostic;
+pub mod docs;
 pub mod inventory;
 pub mod links;
 pub mod pages;

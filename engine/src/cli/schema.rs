@@ -13,6 +13,9 @@ pub struct Args {
     /// Print the inventory schema instead of the runbook schema.
     #[arg(long)]
     inventory: bool,
+    /// Print the connector reference (Markdown) instead: docs/connectors.md.
+    #[arg(long, conflicts_with = "inventory")]
+    connectors: bool,
     /// Write runbook.schema.json and inventory.schema.json into this folder.
     #[arg(long, value_name = "DIR")]
     write: Option<PathBuf>,
@@ -35,6 +38,10 @@ pub fn run(args: Args, _globals: &Globals) -> anyhow::Result<ExitCode> {
             INVENTORY_SCHEMA_FILE,
             dir.display()
         );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.connectors {
+        out!("{}", crate::docs::connectors_markdown());
         return Ok(ExitCode::SUCCESS);
     }
     let schema = if args.inventory {
