@@ -793,6 +793,11 @@ impl<'a, S: Store> Driver<'a, S> {
         let change = cancel_change(&self.rows, &self.run.id, now, "cli:operator", why);
         self.stage(change, Vec::new());
         self.flush().await?;
+        // The attempts in flight saw the cancellation through their tokens (their connectors
+        // kill what they started): wait until they are gone, so nothing outlives the run.
+        while self.in_flight > 0 && self.done_rx.recv().await.is_some() {
+            self.in_flight -= 1;
+        }
         Ok(Outcome::Finished(RunState::Cancelled))
     }
 

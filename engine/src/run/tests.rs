@@ -257,8 +257,9 @@ async fn cancelling_a_run_kills_what_runs_and_cancels_the_rest() {
     let pid_file = s.path("pid");
     let trigger = cancel.clone();
     tokio::spawn(async move {
-        while !Path::new(&pid_file).exists() {
-            tokio::task::yield_now().await;
+        // The command has started once it wrote its pid.
+        while !std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty()) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         trigger.cancel();
     });

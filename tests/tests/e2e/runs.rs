@@ -184,7 +184,15 @@ fn ctrl_c_cancels_a_foreground_run_and_its_command() {
         let started = line.contains("wait  started");
         seen.push(line);
         if started {
-            // The step runs: press Ctrl-C.
+            // The command has started once it wrote its pid: then press Ctrl-C.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty()) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the command never started"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             let status = std::process::Command::new("kill")
                 .args(["-INT", &child.id().to_string()])
                 .status()
