@@ -1,21 +1,126 @@
-//! The configuration file (`patchday.toml`, DESIGN §9). So far only the org-wide
-//! `[[blackout]]` freezes are read; the daemon's sections (`[server]`, `[smtp]`, ...) come with
-//! the daemon and are ignored until then.
+//! The configuration (`patchday.toml`, DESIGN §9), layered: built-in defaults, then the file,
+//! then `PATCHDAY_*` environment variables, then command-line flags. Every value is checked
+//! when the layers are resolved; an error names where the bad value came from (the file and
+//! key, the environment variable, or the flag). Unknown keys in the file are errors.
+//!
+//! | key | env | default |
+//! |---|---|---|
+//! | `[server] listen` | `PATCHDAY_SERVER_LISTEN` | `127.0.0.1:8080` |
+//! | `[server] public_url` | `PATCHDAY_SERVER_PUBLIC_URL` | `http://<listen>` |
+//! | `[database] url` | `PATCHDAY_DATABASE_URL` | `sqlite://patchday.db` |
+//! | `[smtp] host, port, tls, username, password_file, from` | `PATCHDAY_SMTP_<KEY>` | none: emails go to `outbox/` as files |
+//! | `[runbooks] dir, git_pull` | `PATCHDAY_RUNBOOKS_<KEY>` | `runbooks`, no pull |
+//! | `[security] link_secret_file, api_tokens_file, link_ttl` | `PATCHDAY_SECURITY_<KEY>` | none, none, `72h` |
+//! | `[[blackout]] from, to, reason` | — | none |
+//!
+//! Parsing and resolving do no I/O; [`load`] and [`load_layered`] read the file. Secrets are
+//! never values here: only the names of the files that hold them.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use patchday_connectors::settings::SmtpTls;
 use serde::Deserialize;
 
 use crate::calendar::{Blackout, parse_date};
 
 /// The file read when `--config` is not given, if it exists in the working folder.
 pub const DEFAULT_FILE: &str = "patchday.toml";
+/// `[server] listen` when nothing sets it.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// `[database] url` when nothing sets it.
+pub const DEFAULT_DATABASE: &str = "sqlite://patchday.db";
+/// `[runbooks] dir` when nothing sets it.
+pub const DEFAULT_RUNBOOKS: &str = "runbooks";
+/// `[security] link_ttl` when nothing sets it.
+pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(72 * 3600);
 
-/// What the configuration says.
-#[derive(Debug, Clone, Default)]
+/// Every key a layer may set, as `section.key`.
+pub const KEYS: &[&str] = &[
+    "server.listen",
+    "server.public_url",
+    "database.url",
+    "smtp.host",
+    "smtp.port",
+    "smtp.tls",
+    "smtp.username",
+    "smtp.password_file",
+    "smtp.from",
+    "runbooks.dir",
+    "runbooks.git_pull",
+    "security.link_secret_file",
+    "security.api_tokens_file",
+    "security.link_ttl",
+];
+
+/// What the configuration says, every value checked.
+#[derive(Debug, Clone)]
 pub struct Config {
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
     /// Org-wide change freezes, added to every runbook's own blackouts.
     pub blackouts: Vec<Blackout>,
+    pub server: ServerConfig,
+    /// Database URL (`sqlite://...`, `postgres://...`).
+    pub database_url: String,
+    /// `None`: emails are written into the outbox folder instead of sent.
+    pub smtp: Option<SmtpConfig>,
+    pub runbooks: RunbooksConfig,
+    pub security: SecurityConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The base of links in emails; `None`: `http://<listen>`.
+    pub public_url: Option<String>,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: Option<u16>,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// The file holding the SMTP password (read at start, never logged).
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+}
+
+/// `[runbooks]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbooksConfig {
+    pub dir: PathBuf,
+    /// `git pull --ff-only` interval, when the folder is a git work tree.
+    pub git_pull: Option<Duration>,
+}
+
+/// `[security]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    pub link_secret_file: Option<PathBuf>,
+    pub api_tokens_file: Option<PathBuf>,
+    pub link_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        resolve(Layers::default()).expect("the defaults are valid")
+    }
+}
+
+impl Config {
+    /// The base URL of links and pages.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.server.listen),
+        }
+    }
 }
 
 /// Why the configuration could not be read.
@@ -28,12 +133,116 @@ pub enum ConfigError {
     },
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
+    /// A value that came from somewhere else than the file (env, flag).
+    #[error("{origin}: {message}")]
+    Value { origin: String, message: String },
 }
 
-#[derive(Debug, Deserialize)]
+/// One value and where it came from (for error messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub value: String,
+    /// `patchday.toml: [server] listen`, `environment variable PATCHDAY_SERVER_LISTEN`, `--listen`.
+    pub origin: String,
+    /// True when the value came from the file (errors then use [`ConfigError::Invalid`]).
+    from_file: Option<String>,
+}
+
+/// The layers before they are resolved: `section.key` → value, later layers replacing earlier.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    file: Option<PathBuf>,
+    values: BTreeMap<&'static str, Setting>,
+    blackouts: Vec<Blackout>,
+}
+
+impl Layers {
+    /// Sets `key` (one of [`KEYS`]) from a flag or a test; `origin` names where it came from.
+    pub fn set(&mut self, key: &str, value: impl Into<String>, origin: impl Into<String>) {
+        let Some(key) = KEYS.iter().find(|k| **k == key) else {
+            debug_assert!(false, "unknown configuration key {key}");
+            return;
+        };
+        self.values.insert(
+            key,
+            Setting {
+                value: value.into(),
+                origin: origin.into(),
+                from_file: None,
+            },
+        );
+    }
+
+    /// Applies `PATCHDAY_<SECTION>_<KEY>` variables, as `lookup` returns them.
+    pub fn environment(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        for key in KEYS {
+            let var = env_name(key);
+            if let Some(value) = lookup(&var) {
+                self.set(key, value, format!("environment variable {var}"));
+            }
+        }
+    }
+}
+
+/// `PATCHDAY_SERVER_LISTEN` for `server.listen`.
+pub fn env_name(key: &str) -> String {
+    format!("PATCHDAY_{}", key.replace('.', "_").to_uppercase())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
     blackout: Vec<RawBlackout>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    smtp: Option<RawSmtp>,
+    #[serde(default)]
+    runbooks: RawRunbooks,
+    #[serde(default)]
+    security: RawSecurity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<String>,
+    username: Option<String>,
+    password_file: Option<String>,
+    from: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunbooks {
+    dir: Option<String>,
+    git_pull: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    link_secret_file: Option<String>,
+    api_tokens_file: Option<String>,
+    link_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,37 +253,255 @@ struct RawBlackout {
     reason: String,
 }
 
-/// Reads `explicit`, or `patchday.toml` in the working folder if it exists, or nothing.
+/// Reads `explicit`, or `patchday.toml` in the working folder if it exists, or nothing; no
+/// environment, no flags (what `calendar` needs: the org-wide blackouts).
 pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    resolve(read_file(explicit)?)
+}
+
+/// The file layer (as [`load`] finds it), to add the environment and flags to before
+/// [`resolve`].
+pub fn read_file(explicit: Option<&Path>) -> Result<Layers, ConfigError> {
     let path = match explicit {
         Some(path) => path.to_path_buf(),
         None if Path::new(DEFAULT_FILE).is_file() => PathBuf::from(DEFAULT_FILE),
-        None => return Ok(Config::default()),
+        None => return Ok(Layers::default()),
     };
     let file = path.display().to_string();
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
         file: file.clone(),
         source,
     })?;
-    parse(&file, &text)
+    let mut layers = parse_layers(&file, &text)?;
+    layers.file = Some(path);
+    Ok(layers)
 }
 
-/// Parses configuration text (no I/O).
+/// Parses configuration text and resolves it alone (no I/O).
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    resolve(parse_layers(file, text)?)
+}
+
+/// Parses configuration text into the file layer (no I/O).
+pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid {
         file: file.to_string(),
         message,
     };
     let raw: RawConfig =
         toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
-    let mut blackouts = Vec::new();
+    let mut layers = Layers::default();
     for (i, b) in raw.blackout.into_iter().enumerate() {
         let at = |e: String| invalid(format!("[[blackout]] #{}: {e}", i + 1));
         let from = parse_date(&b.from).map_err(at)?;
         let to = parse_date(&b.to).map_err(at)?;
-        blackouts.push(Blackout::new(from, to, b.reason).map_err(at)?);
+        layers
+            .blackouts
+            .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
-    Ok(Config { blackouts })
+    let smtp = raw.smtp.unwrap_or_default();
+    let values: [(&str, Option<String>); 14] = [
+        ("server.listen", raw.server.listen),
+        ("server.public_url", raw.server.public_url),
+        ("database.url", raw.database.url),
+        ("smtp.host", smtp.host),
+        ("smtp.port", smtp.port.map(|p| p.to_string())),
+        ("smtp.tls", smtp.tls),
+        ("smtp.username", smtp.username),
+        ("smtp.password_file", smtp.password_file),
+        ("smtp.from", smtp.from),
+        ("runbooks.dir", raw.runbooks.dir),
+        ("runbooks.git_pull", raw.runbooks.git_pull),
+        ("security.link_secret_file", raw.security.link_secret_file),
+        ("security.api_tokens_file", raw.security.api_tokens_file),
+        ("security.link_ttl", raw.security.link_ttl),
+    ];
+    for (key, value) in values {
+        if let Some(value) = value {
+            let (section, name) = key.split_once('.').unwrap_or((key, ""));
+            layers.set(key, value, format!("{file}: [{section}] {name}"));
+            if let Some(setting) = layers.values.get_mut(key) {
+                setting.from_file = Some(file.to_string());
+            }
+        }
+    }
+    Ok(layers)
+}
+
+/// Checks every value of the layers and builds the configuration (no I/O).
+pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
+    let get = |key: &str| layers.values.get(key);
+    let bad = |setting: &Setting, message: String| match &setting.from_file {
+        Some(file) => ConfigError::Invalid {
+            file: file.clone(),
+            message: format!("{}: {message}", origin_key(&setting.origin)),
+        },
+        None => ConfigError::Value {
+            origin: setting.origin.clone(),
+            message,
+        },
+    };
+    let text = |key: &str| -> Result<Option<String>, ConfigError> {
+        match get(key) {
+            Some(s) if s.value.trim().is_empty() => Err(bad(s, "must not be empty".into())),
+            Some(s) => Ok(Some(s.value.trim().to_string())),
+            None => Ok(None),
+        }
+    };
+    let duration = |key: &str| -> Result<Option<Duration>, ConfigError> {
+        match get(key) {
+            Some(s) => patchday_connectors::values::parse_duration(s.value.trim())
+                .map(Some)
+                .map_err(|e| {
+                    bad(
+                        s,
+                        format!("`{}` is not a duration such as 30s, 15m, 2h ({e})", s.value),
+                    )
+                }),
+            None => Ok(None),
+        }
+    };
+
+    let listen = match get("server.listen") {
+        Some(s) => s.value.trim().parse::<SocketAddr>().map_err(|_| {
+            bad(
+                s,
+                format!(
+                    "`{}` is not an address to listen on, such as 127.0.0.1:8080 or [::]:8080",
+                    s.value
+                ),
+            )
+        })?,
+        None => DEFAULT_LISTEN.parse().expect("valid default"),
+    };
+    let public_url = text("server.public_url")?;
+    if let (Some(url), Some(s)) = (&public_url, get("server.public_url"))
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(bad(
+            s,
+            format!("`{url}` must start with http:// or https://"),
+        ));
+    }
+    let database_url = text("database.url")?.unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    if let Some(s) = get("database.url") {
+        let scheme = database_url
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(
+            scheme.as_deref(),
+            Some("sqlite" | "postgres" | "postgresql")
+        ) {
+            return Err(bad(
+                s,
+                "expected a sqlite:, postgres: or postgresql: URL (e.g. sqlite://patchday.db)"
+                    .into(),
+            ));
+        }
+    }
+    let smtp = smtp(&layers, &get, &bad, &text)?;
+    let runbooks = RunbooksConfig {
+        dir: PathBuf::from(text("runbooks.dir")?.unwrap_or_else(|| DEFAULT_RUNBOOKS.into())),
+        git_pull: duration("runbooks.git_pull")?,
+    };
+    let security = SecurityConfig {
+        link_secret_file: text("security.link_secret_file")?.map(PathBuf::from),
+        api_tokens_file: text("security.api_tokens_file")?.map(PathBuf::from),
+        link_ttl: duration("security.link_ttl")?.unwrap_or(DEFAULT_LINK_TTL),
+    };
+    if let (Some(s), true) = (get("security.link_ttl"), security.link_ttl.is_zero()) {
+        return Err(bad(s, "must be longer than 0s".into()));
+    }
+    Ok(Config {
+        file: layers.file.clone(),
+        blackouts: layers.blackouts.clone(),
+        server: ServerConfig { listen, public_url },
+        database_url,
+        smtp,
+        runbooks,
+        security,
+    })
+}
+
+type Lookup<'a> = dyn Fn(&str) -> Option<&'a Setting> + 'a;
+type Bad<'a> = dyn Fn(&Setting, String) -> ConfigError + 'a;
+type Text<'a> = dyn Fn(&str) -> Result<Option<String>, ConfigError> + 'a;
+
+/// `[smtp]`: absent unless `host` is set; then `from` is required too.
+fn smtp<'a>(
+    layers: &'a Layers,
+    get: &Lookup<'a>,
+    bad: &Bad<'a>,
+    text: &Text<'a>,
+) -> Result<Option<SmtpConfig>, ConfigError> {
+    let any = layers.values.keys().find(|k| k.starts_with("smtp."));
+    let Some(host) = text("smtp.host")? else {
+        return match any.and_then(|k| get(k)) {
+            Some(s) => Err(bad(
+                s,
+                "[smtp] needs `host` (and `from`) when any of its keys is set".into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    let from = text("smtp.from")?.ok_or_else(|| {
+        bad(
+            get("smtp.host").expect("host is set"),
+            "[smtp] needs `from` (the sender address) too".into(),
+        )
+    })?;
+    if !from.contains('@') {
+        return Err(bad(
+            get("smtp.from").expect("set"),
+            format!("`{from}` is not an email address"),
+        ));
+    }
+    let port = match get("smtp.port") {
+        Some(s) => Some(
+            s.value
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(s, format!("`{}` is not a port (1-65535)", s.value)))?,
+        ),
+        None => None,
+    };
+    let tls = match get("smtp.tls") {
+        Some(s) => match s.value.trim() {
+            "starttls" => SmtpTls::Starttls,
+            "tls" => SmtpTls::Tls,
+            "none" => SmtpTls::None,
+            other => {
+                return Err(bad(
+                    s,
+                    format!("`{other}`: expected \"starttls\", \"tls\" or \"none\""),
+                ));
+            }
+        },
+        None => SmtpTls::Starttls,
+    };
+    let username = text("smtp.username")?;
+    let password_file = text("smtp.password_file")?.map(PathBuf::from);
+    if let (Some(_), None) = (&username, &password_file) {
+        return Err(bad(
+            get("smtp.username").expect("set"),
+            "[smtp] `username` needs `password_file` (the file holding the password)".into(),
+        ));
+    }
+    Ok(Some(SmtpConfig {
+        host,
+        port,
+        tls,
+        username,
+        password_file,
+        from,
+    }))
+}
+
+/// `[server] listen` from `patchday.toml: [server] listen`.
+fn origin_key(origin: &str) -> &str {
+    origin.split_once(": ").map(|(_, k)| k).unwrap_or(origin)
 }
 
 #[cfg(test)]
@@ -101,5 +528,101 @@ mod tests {
         );
         let err = parse("p.toml", "[[blackout]]\nfrom = 2026-11-01\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn no_configuration_means_the_one_command_defaults() {
+        let config = parse("p.toml", "").unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url(), "http://127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://patchday.db");
+        assert!(config.smtp.is_none());
+        assert_eq!(config.runbooks.dir, PathBuf::from("runbooks"));
+        assert_eq!(config.security.link_ttl, DEFAULT_LINK_TTL);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_file_and_key() {
+        let err = parse(
+            "p.toml",
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("p.toml: "), "{text}");
+        assert!(text.contains("lisen") && text.contains("line 3"), "{text}");
+        let err = parse("p.toml", "[sever]\nlisten = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("sever"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_flags_override_both() {
+        let mut layers = parse_layers(
+            "p.toml",
+            "[server]\nlisten = \"127.0.0.1:1\"\n[database]\nurl = \"sqlite://a.db\"\n",
+        )
+        .unwrap();
+        layers.environment(|var| match var {
+            "PATCHDAY_SERVER_LISTEN" => Some("127.0.0.1:2".into()),
+            "PATCHDAY_RUNBOOKS_DIR" => Some("/srv/runbooks".into()),
+            _ => None,
+        });
+        layers.set("server.listen", "127.0.0.1:3", "--listen");
+        let config = resolve(layers).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:3");
+        assert_eq!(config.database_url, "sqlite://a.db");
+        assert_eq!(config.runbooks.dir, PathBuf::from("/srv/runbooks"));
+    }
+
+    #[test]
+    fn bad_values_name_where_they_came_from() {
+        let err = parse("p.toml", "[server]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("p.toml: [server] listen: `localhost`"),
+            "{err}"
+        );
+        let mut layers = Layers::default();
+        layers.environment(|var| (var == "PATCHDAY_SECURITY_LINK_TTL").then(|| "soon".into()));
+        let err = resolve(layers).unwrap_err().to_string();
+        assert!(
+            err.starts_with("environment variable PATCHDAY_SECURITY_LINK_TTL: `soon`"),
+            "{err}"
+        );
+        let err = parse("p.toml", "[smtp]\nport = 25\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs `host`"), "{err}");
+        let err = parse("p.toml", "[smtp]\nhost = \"mail\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs `from`"), "{err}");
+        let err = parse(
+            "p.toml",
+            "[smtp]\nhost = \"mail\"\nfrom = \"p@x\"\ntls = \"ssl\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("[smtp] tls: `ssl`"), "{err}");
+        let err = parse("p.toml", "[database]\nurl = \"mysql://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[database] url"), "{err}");
+    }
+
+    #[test]
+    fn a_full_smtp_section_is_read() {
+        let config = parse(
+            "p.toml",
+            "[smtp]\nhost = \"mail.example.com\"\nport = 2525\ntls = \"none\"\nusername = \"pd\"\npassword_file = \"/etc/patchday/smtp\"\nfrom = \"patchday@example.com\"\n",
+        )
+        .unwrap();
+        let smtp = config.smtp.unwrap();
+        assert_eq!(smtp.port, Some(2525));
+        assert_eq!(smtp.tls, SmtpTls::None);
+        assert_eq!(
+            smtp.password_file,
+            Some(PathBuf::from("/etc/patchday/smtp"))
+        );
     }
 }

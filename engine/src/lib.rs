@@ -10,6 +10,7 @@ pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod dag;
 pub mod diagnostic;
 pub mod docs;

@@ -17,6 +17,7 @@ mod calendar;
 mod plan;
 mod run;
 mod schema;
+mod serve;
 mod simulate;
 mod validate;
 
@@ -79,6 +80,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Verify or export the hash-chained audit log.
     Audit(audit::Args),
+    /// Run the daemon: scheduler, runs, outbox mailer, HTTP server.
+    Serve(serve::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -116,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => run::resume(args, &globals),
         Command::Simulate(args) => simulate::run(args, &globals),
         Command::Audit(args) => audit::run(args, &globals),
+        Command::Serve(args) => serve::run(args, &globals),
     };
     match result {
         Ok(code) => code,

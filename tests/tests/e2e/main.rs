@@ -3,6 +3,7 @@
 
 mod calendar;
 mod corpus;
+mod daemon;
 mod durability;
 mod plan;
 mod runs;

@@ -1,0 +1,280 @@
+//! The daemon's HTTP server (DESIGN §7), on axum: `GET /healthz`, `GET /metrics`
+//! (Prometheus text), `GET /` (runbooks, next cycles, recent runs) and `GET /runs/{id}` (a
+//! run's steps and audit trail). Pages are built by [`crate::pages`]; handlers only read the
+//! store and the loaded runbooks and turn them into the pages' view structs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::Shared;
+use crate::pages;
+use crate::store::{EventFilter, RunState, StepState, Store};
+
+/// How many next cycles the index shows per runbook.
+const NEXT_CYCLES: usize = 3;
+/// How many recent runs the index shows.
+const RECENT_RUNS: u32 = 50;
+/// How many recent runs `/metrics` counts step rows of.
+const METRIC_RUNS: u32 = 1000;
+
+/// The routes, over the daemon's shared state.
+pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route("/", get(index::<S>))
+        .route("/runs/{id}", get(run_page::<S>))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                pages::content_security_policy(),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, text: &str) -> Response {
+    html(status, pages::error_page(status.as_u16(), text))
+}
+
+/// A store error as a 503 page (the details go to the log, not to the visitor).
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    super::log(format_args!("http: {e}"));
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The database does not answer right now.",
+    )
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "There is no such page.")
+}
+
+async fn healthz<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
+    match shared.engine.store.chain_head().await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            super::log(format_args!("healthz: {e}"));
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
+    match metrics_text(&shared).await {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Prometheus text: runs by state, outbox depth, step rows by state, runbooks loaded.
+pub async fn metrics_text<S: Store>(
+    shared: &Shared<S>,
+) -> Result<String, crate::store::StoreError> {
+    let store = &shared.engine.store;
+    let mut runs: BTreeMap<&str, u64> = [
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+    ]
+    .into_iter()
+    .map(|s| (run_word(s), 0))
+    .collect();
+    for run in store.runs(u32::MAX).await? {
+        *runs.entry(run_word(run.state)).or_default() += 1;
+    }
+    let mut steps: BTreeMap<&str, u64> = BTreeMap::new();
+    for run in store.runs(METRIC_RUNS).await? {
+        for row in store.steps(&run.id).await? {
+            *steps.entry(step_word(row.state)).or_default() += 1;
+        }
+    }
+    let far = shared.clock.now() + chrono::TimeDelta::days(365 * 100);
+    let outbox = store.due_emails(far, u32::MAX).await?.len();
+    let now = shared.clock.now();
+    let due = store.due_emails(now, u32::MAX).await?.len();
+
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP patchday_runs Runs by state.");
+    let _ = writeln!(out, "# TYPE patchday_runs gauge");
+    for (state, n) in &runs {
+        let _ = writeln!(out, "patchday_runs{{state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP patchday_step_rows Step rows by state (the {METRIC_RUNS} most recent runs)."
+    );
+    let _ = writeln!(out, "# TYPE patchday_step_rows gauge");
+    for (state, n) in &steps {
+        let _ = writeln!(out, "patchday_step_rows{{state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP patchday_outbox_depth Emails not sent yet.");
+    let _ = writeln!(out, "# TYPE patchday_outbox_depth gauge");
+    let _ = writeln!(out, "patchday_outbox_depth {outbox}");
+    let _ = writeln!(
+        out,
+        "# HELP patchday_outbox_due Emails not sent yet whose attempt is due."
+    );
+    let _ = writeln!(out, "# TYPE patchday_outbox_due gauge");
+    let _ = writeln!(out, "patchday_outbox_due {due}");
+    let _ = writeln!(
+        out,
+        "# HELP patchday_runbooks Runbooks in the folder, by status."
+    );
+    let _ = writeln!(out, "# TYPE patchday_runbooks gauge");
+    let _ = writeln!(
+        out,
+        "patchday_runbooks{{status=\"loaded\"}} {}",
+        shared.runbooks.by_name.len()
+    );
+    let _ = writeln!(
+        out,
+        "patchday_runbooks{{status=\"rejected\"}} {}",
+        shared.runbooks.rejected.len()
+    );
+    Ok(out)
+}
+
+fn run_word(state: RunState) -> &'static str {
+    match state {
+        RunState::Running => "running",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+    }
+}
+
+fn step_word(state: StepState) -> &'static str {
+    crate::run::state_word(state)
+}
+
+async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
+    let now = shared.clock.now();
+    let runbooks = shared
+        .runbooks
+        .by_name
+        .values()
+        .map(|loaded| {
+            let checked = &loaded.checked;
+            let next_cycles = checked
+                .schedule
+                .fires_from(now)
+                .filter(|f| f.blackout.is_none())
+                .take(NEXT_CYCLES)
+                .map(|f| pages::NextCycle {
+                    cycle: f.cycle.to_string(),
+                    at: f.fires_at.to_utc(),
+                })
+                .collect();
+            pages::RunbookRow {
+                name: checked.runbook.name.value.clone(),
+                description: checked.runbook.description.clone(),
+                next_cycles,
+            }
+        })
+        .collect();
+    let runs = match shared.engine.store.runs(RECENT_RUNS).await {
+        Ok(runs) => runs,
+        Err(e) => return unavailable(e),
+    };
+    let runs = runs
+        .into_iter()
+        .map(|r| pages::RunRow {
+            id: r.id,
+            runbook: r.runbook,
+            cycle: r.cycle.unwrap_or_default(),
+            state: run_word(r.state).into(),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        pages::index_page(&pages::IndexView { runbooks, runs }),
+    )
+}
+
+async fn run_page<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    Path(id): Path<String>,
+) -> Response {
+    let store = &shared.engine.store;
+    let run = match store.run(&id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "There is no such run."),
+        Err(e) => return unavailable(e),
+    };
+    let (steps, events) = match (
+        store.steps(&id).await,
+        store
+            .events(EventFilter {
+                run_id: Some(id.clone()),
+                since: None,
+            })
+            .await,
+    ) {
+        (Ok(steps), Ok(events)) => (steps, events),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    let view = pages::RunView {
+        id: run.id,
+        runbook: run.runbook,
+        cycle: run.cycle.unwrap_or_default(),
+        state: run_word(run.state).into(),
+        runbook_hash: run.content_hash,
+        runbook_commit: run.commit,
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        steps: steps
+            .into_iter()
+            .map(|s| pages::StepRow {
+                step: s.step,
+                host: s.host,
+                state: step_word(s.state).into(),
+                started_at: s.started_at,
+                finished_at: s.finished_at,
+                reason: s.reason,
+            })
+            .collect(),
+        audit: events
+            .into_iter()
+            .map(|e| pages::AuditRow {
+                seq: u64::try_from(e.seq).unwrap_or_default(),
+                at: e.at,
+                actor: e.actor,
+                action: e.action,
+                step: e.step_id,
+                details: e.details.to_string(),
+            })
+            .collect(),
+    };
+    html(StatusCode::OK, pages::run_page(&view))
+}

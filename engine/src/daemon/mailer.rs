@@ -1,0 +1,255 @@
+//! The outbox mailer (DESIGN §5): sends the emails that transitions wrote into the outbox in
+//! their own transactions. Each due row is delivered (SMTP, or an `<id>.eml` file in the outbox
+//! folder when no `[smtp]` is configured), then marked sent, or given its next attempt with a
+//! doubling backoff (30 s up to 1 h) while delivery fails. Rows are only marked after the
+//! attempt, so nothing is lost across restarts; a crash between delivery and marking sends a
+//! row again (SMTP: with the same Message-ID; folder: the same file is rewritten).
+//!
+//! It wakes when the engine commits a transition (the observer), when a run task ends, when
+//! the earliest retry comes due, and at the latest every few seconds (rows written by other
+//! processes sharing the database).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeDelta, Utc};
+use patchday_connectors::builtin::email::{OutgoingEmail, send_email};
+use serde_json::json;
+
+use super::{Delivery, Shared, log};
+use crate::store::{EmailRow, NewEvent, Store, StoreError};
+
+/// Rows taken per query.
+const BATCH: u32 = 50;
+/// The longest the mailer sleeps without a wake-up.
+const IDLE: Duration = Duration::from_secs(5);
+/// First retry delay and its cap.
+const BACKOFF: TimeDelta = TimeDelta::seconds(30);
+const MAX_BACKOFF: TimeDelta = TimeDelta::hours(1);
+
+/// Sends due rows until shutdown, then makes one last pass.
+pub async fn run<S: Store>(shared: Arc<Shared<S>>, delivery: Delivery) {
+    loop {
+        let stopping = shared.shutdown.is_cancelled();
+        let full = match pass(&shared, &delivery).await {
+            Ok(count) => count == BATCH as usize,
+            Err(e) => {
+                log(format_args!("mailer: {e}"));
+                false
+            }
+        };
+        if stopping {
+            return;
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => {}
+            _ = shared.mail.notified() => {}
+            _ = tokio::time::sleep(IDLE) => {}
+        }
+    }
+}
+
+/// Delivers the rows due now; returns how many were tried.
+pub async fn pass<S: Store>(shared: &Shared<S>, delivery: &Delivery) -> Result<usize, StoreError> {
+    let now = shared.clock.now();
+    let store = &shared.engine.store;
+    let due = store.due_emails(now, BATCH).await?;
+    for row in &due {
+        let result = deliver(delivery, row, now).await;
+        let now = shared.clock.now();
+        let (sent_at, next, event) = match result {
+            Ok(()) => (
+                Some(now),
+                now,
+                event(
+                    now,
+                    row,
+                    "email.sent",
+                    json!({ "to": row.email.to, "subject": row.email.subject }),
+                ),
+            ),
+            Err(why) => {
+                let factor = 1i32 << row.attempts.min(10);
+                let wait = (BACKOFF * factor).min(MAX_BACKOFF);
+                log(format_args!(
+                    "email {} not delivered (attempt {}): {why}; next try in {} s",
+                    row.id,
+                    row.attempts + 1,
+                    wait.num_seconds()
+                ));
+                (
+                    None,
+                    now + wait,
+                    event(
+                        now,
+                        row,
+                        "email.failed",
+                        json!({ "attempt": row.attempts + 1, "error": why }),
+                    ),
+                )
+            }
+        };
+        store.email_attempted(row.id, sent_at, next, event).await?;
+    }
+    Ok(due.len())
+}
+
+fn event(
+    at: DateTime<Utc>,
+    row: &EmailRow,
+    action: &str,
+    mut details: serde_json::Value,
+) -> NewEvent {
+    details["email"] = row.id.into();
+    NewEvent {
+        at,
+        actor: "mailer".into(),
+        action: action.into(),
+        run_id: row.email.run_id.clone(),
+        step_id: None,
+        details,
+    }
+}
+
+/// Sends one row; the error is a message for the log and the audit event.
+async fn deliver(delivery: &Delivery, row: &EmailRow, now: DateTime<Utc>) -> Result<(), String> {
+    match delivery {
+        Delivery::Smtp { settings, secrets } => {
+            let message = OutgoingEmail {
+                to: row.email.to.clone(),
+                subject: row.email.subject.clone(),
+                text: row.email.body.clone(),
+                html: row.email.html.clone(),
+                message_id: Some(message_key(row.id)),
+                ..OutgoingEmail::default()
+            };
+            send_email(settings, secrets, message)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Delivery::Folder(dir) => write_eml(dir, row, now).await.map_err(|e| e.to_string()),
+    }
+}
+
+/// The Message-ID key of an outbox row (the same on every attempt).
+fn message_key(id: i64) -> String {
+    format!("patchday.outbox.{id}")
+}
+
+/// Writes `<dir>/<id>.eml` whole (a temporary file renamed into place).
+async fn write_eml(dir: &Path, row: &EmailRow, now: DateTime<Utc>) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    let path = dir.join(format!("{}.eml", row.id));
+    let tmp = dir.join(format!(".{}.eml.tmp", row.id));
+    tokio::fs::write(&tmp, eml(row, now)).await?;
+    tokio::fs::rename(&tmp, &path).await
+}
+
+/// An RFC 5322 message with the row's recipients, subject and body (UTF-8, 8bit).
+pub fn eml(row: &EmailRow, now: DateTime<Utc>) -> String {
+    let email = &row.email;
+    let mut out = String::new();
+    out.push_str("From: patchday <patchday@localhost>\r\n");
+    out.push_str(&format!("To: {}\r\n", email.to.join(", ")));
+    out.push_str(&format!("Subject: {}\r\n", header_text(&email.subject)));
+    out.push_str(&format!("Date: {}\r\n", now.to_rfc2822()));
+    out.push_str(&format!(
+        "Message-ID: <{}@localhost>\r\n",
+        message_key(row.id)
+    ));
+    if let Some(run) = &email.run_id {
+        out.push_str(&format!("X-Patchday-Run: {}\r\n", header_text(run)));
+    }
+    out.push_str("MIME-Version: 1.0\r\n");
+    let text = |body: &str| body.replace("\r\n", "\n").replace('\n', "\r\n");
+    match &email.html {
+        None => {
+            out.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+            out.push_str("Content-Transfer-Encoding: 8bit\r\n\r\n");
+            out.push_str(&text(&email.body));
+        }
+        Some(html) => {
+            let boundary = format!("patchday-{}", row.id);
+            out.push_str(&format!(
+                "Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
+            ));
+            for (kind, body) in [("plain", email.body.as_str()), ("html", html.as_str())] {
+                out.push_str(&format!(
+                    "--{boundary}\r\nContent-Type: text/{kind}; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{}\r\n",
+                    text(body)
+                ));
+            }
+            out.push_str(&format!("--{boundary}--"));
+        }
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// A header value: as is when it is printable ASCII, else an RFC 2047 encoded word.
+fn header_text(text: &str) -> String {
+    let text = text.replace(['\r', '\n'], " ");
+    if text.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
+        return text;
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    format!("=?utf-8?B?{encoded}?=")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewEmail;
+
+    fn row(subject: &str, html: Option<&str>) -> EmailRow {
+        let at = DateTime::parse_from_rfc3339("2026-12-08T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        EmailRow {
+            id: 7,
+            email: NewEmail {
+                run_id: Some("r1".into()),
+                to: vec!["a@example.com".into(), "b@example.com".into()],
+                subject: subject.into(),
+                body: "line 1\nline 2\n".into(),
+                html: html.map(str::to_string),
+                created_at: at,
+            },
+            attempts: 0,
+            next_attempt_at: at,
+            sent_at: None,
+        }
+    }
+
+    #[test]
+    fn an_eml_has_the_recipients_subject_and_body() {
+        let at = DateTime::parse_from_rfc3339("2026-12-08T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let text = eml(&row("[patchday] x 2026-12: run succeeded", None), at);
+        assert!(
+            text.contains("To: a@example.com, b@example.com\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Subject: [patchday] x 2026-12: run succeeded\r\n"));
+        assert!(text.contains("Message-ID: <patchday.outbox.7@localhost>\r\n"));
+        assert!(
+            text.ends_with("\r\n\r\nline 1\r\nline 2\r\n\r\n"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn headers_cannot_be_injected_and_non_ascii_is_encoded() {
+        let at = Utc::now();
+        let text = eml(&row("hi\r\nBcc: evil@example.com", Some("<p>x</p>")), at);
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        assert!(text.contains("multipart/alternative"));
+        assert_eq!(header_text("Café"), "=?utf-8?B?Q2Fmw6k=?=");
+    }
+}

@@ -1,0 +1,541 @@
+//! The daemon (`patchday serve`, DESIGN §5, §7, §9): one process that loads the runbooks
+//! folder, resumes unfinished runs, fires cycles on the calendar ([`scheduler`]), sends the
+//! outbox ([`mailer`]) and serves the pages, `/metrics` and `/healthz` ([`http`]).
+//!
+//! Shape: [`Daemon::run`] spawns the tasks and waits for a shutdown signal. Each run is driven
+//! in its own task. On shutdown the scheduler stops at once; runs get a grace period to finish
+//! the attempts they have in flight (a run that is only waiting for a time is stopped at once),
+//! then their tasks are dropped. Nothing is lost: every transition was committed before its
+//! effect, and the next start resumes the runs (`Engine::recover`, then `drive`).
+//!
+//! Time comes from the injected [`Clock`]. With a virtual clock (`serve --virtual-clock`)
+//! sleeping jumps; the scheduler then jumps once, to the first due fire, and afterwards only
+//! fires what is due (it never races ahead month after month).
+
+pub mod http;
+pub mod mailer;
+pub mod scheduler;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use patchday_connectors::secrets::Secrets;
+use patchday_connectors::settings::{Settings, SmtpSettings};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::run::{Engine, Mode, Outcome, RunError};
+use crate::store::{StepState, Store, StoreError};
+use crate::validate::CheckedRunbook;
+
+/// The name the SMTP password is kept under in the mailer's [`Secrets`].
+const SMTP_PASSWORD: &str = "smtp_password";
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("runbooks folder {dir}: {message}")]
+    Runbooks { dir: String, message: String },
+    #[error("{what} {path}: {source}")]
+    File {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Writes one line for operators on stderr (never a secret).
+pub fn log(message: impl std::fmt::Display) {
+    eprintln!("patchday: {message}");
+}
+
+/// A loaded, valid runbook with the text it was read from.
+#[derive(Debug)]
+pub struct LoadedRunbook {
+    pub checked: Arc<CheckedRunbook>,
+    pub text: String,
+}
+
+/// The runbooks folder as loaded: the valid runbooks by name, and what was rejected.
+#[derive(Debug, Default)]
+pub struct Runbooks {
+    pub by_name: BTreeMap<String, LoadedRunbook>,
+    /// One message per rejected file (its diagnostics, rendered).
+    pub rejected: Vec<String>,
+}
+
+impl Runbooks {
+    /// Reads and checks every runbook in `dir`; an invalid one is reported and left out,
+    /// never stopping the others. Org-wide `blackouts` are added to every schedule.
+    pub fn load(
+        dir: &Path,
+        blackouts: &[crate::calendar::Blackout],
+    ) -> Result<Runbooks, DaemonError> {
+        let fail = |message: String| DaemonError::Runbooks {
+            dir: dir.display().to_string(),
+            message,
+        };
+        if !dir.is_dir() {
+            return Err(fail(
+                "no such folder (set [runbooks] dir or --runbooks)".into(),
+            ));
+        }
+        let files =
+            crate::sources::expand(&[dir.to_path_buf()]).map_err(|e| fail(e.to_string()))?;
+        let checked = crate::sources::check_files(&files);
+        let mut runbooks = Runbooks::default();
+        for (loaded, one) in &checked.runbooks {
+            let file = &loaded.file;
+            match one {
+                Some(one) => {
+                    let mut one = one.clone();
+                    one.schedule.add_blackouts(blackouts.iter().cloned());
+                    let text = checked.text(file).unwrap_or_default().to_string();
+                    runbooks.by_name.insert(
+                        one.runbook.name.value.clone(),
+                        LoadedRunbook {
+                            checked: Arc::new(one),
+                            text,
+                        },
+                    );
+                }
+                None => {
+                    let errors: Vec<String> = checked
+                        .diagnostics
+                        .iter()
+                        .filter(|d| d.is_error() && &d.file == file)
+                        .map(|d| d.render(None).trim_end().to_string())
+                        .collect();
+                    runbooks.rejected.push(format!(
+                        "runbook {file} rejected ({} error{}):\n{}",
+                        errors.len(),
+                        if errors.len() == 1 { "" } else { "s" },
+                        errors.join("\n")
+                    ));
+                }
+            }
+        }
+        Ok(runbooks)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&LoadedRunbook> {
+        self.by_name.get(name)
+    }
+}
+
+/// Where emails go.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Through the configured SMTP server.
+    Smtp {
+        settings: Arc<Settings>,
+        secrets: Arc<Secrets>,
+    },
+    /// Written as `<id>.eml` files into this folder.
+    Folder(PathBuf),
+}
+
+impl Delivery {
+    /// From the configuration: SMTP when `[smtp]` is set (its password file is read now),
+    /// otherwise `outbox_dir`.
+    pub fn from_config(config: &Config, outbox_dir: &Path) -> Result<Delivery, DaemonError> {
+        let Some(smtp) = &config.smtp else {
+            return Ok(Delivery::Folder(outbox_dir.to_path_buf()));
+        };
+        let mut secrets = Secrets::new();
+        if let Some(path) = &smtp.password_file {
+            let password = std::fs::read_to_string(path).map_err(|source| DaemonError::File {
+                what: "[smtp] password_file",
+                path: path.display().to_string(),
+                source,
+            })?;
+            secrets.insert(SMTP_PASSWORD, password.trim_end_matches(['\r', '\n']));
+        }
+        let settings = Settings {
+            smtp: Some(SmtpSettings {
+                host: smtp.host.clone(),
+                port: smtp.port,
+                tls: smtp.tls,
+                username: smtp.username.clone(),
+                password_secret: smtp
+                    .password_file
+                    .as_ref()
+                    .map(|_| SMTP_PASSWORD.to_string()),
+                from: smtp.from.clone(),
+                ca_file: None,
+                timeout_secs: None,
+            }),
+            ..Settings::default()
+        };
+        Ok(Delivery::Smtp {
+            settings: Arc::new(settings),
+            secrets: Arc::new(secrets),
+        })
+    }
+
+    /// How the start-up line describes it.
+    pub fn describe(&self) -> String {
+        match self {
+            Delivery::Smtp { settings, .. } => {
+                let smtp = settings.smtp.as_ref().expect("SMTP delivery has settings");
+                format!("emails via SMTP {}:{}", smtp.host, smtp.port())
+            }
+            Delivery::Folder(dir) => {
+                let shown = if dir.is_relative() {
+                    format!("./{}", dir.display())
+                } else {
+                    dir.display().to_string()
+                };
+                format!("emails to {shown}: no [smtp] configured")
+            }
+        }
+    }
+}
+
+/// What the daemon needs besides a store.
+pub struct Options {
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    /// True when `clock` jumps when slept on (`--virtual-clock`).
+    pub virtual_clock: bool,
+    pub delivery: Delivery,
+    /// How long running attempts may go on after a shutdown signal.
+    pub grace: Duration,
+}
+
+/// What [`Daemon::run`] reports once it is listening.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub database: String,
+    pub delivery: String,
+    pub runbooks: usize,
+    pub rejected: usize,
+}
+
+impl Ready {
+    /// `patchday serving http://127.0.0.1:8080 (SQLite patchday.db, emails to ./outbox: ...)`.
+    pub fn line(&self) -> String {
+        format!(
+            "patchday serving {} ({}, {}; {} runbook{} loaded{})",
+            self.url,
+            self.database,
+            self.delivery,
+            self.runbooks,
+            if self.runbooks == 1 { "" } else { "s" },
+            if self.rejected > 0 {
+                format!(", {} rejected", self.rejected)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// `SQLite patchday.db` / `PostgreSQL db.example.com/patchday` (no credentials).
+pub fn describe_database(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        return format!("SQLite {path}");
+    }
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let host = host.split('?').next().unwrap_or(host);
+    format!("PostgreSQL {host}")
+}
+
+/// The state the tasks share.
+pub struct Shared<S: Store> {
+    pub engine: Arc<Engine<S>>,
+    pub runbooks: Arc<Runbooks>,
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled on SIGTERM/SIGINT: stop scheduling, stop serving.
+    pub shutdown: CancellationToken,
+    /// Wakes the mailer when something may have been added to the outbox.
+    pub mail: Arc<Notify>,
+    /// The run tasks, by run id.
+    runs: Mutex<Vec<(String, JoinHandle<()>)>>,
+    pub started_at: DateTime<Utc>,
+}
+
+impl<S: Store> Shared<S> {
+    /// Drives a run in its own task until it finishes or waits for a person.
+    pub fn spawn_run(self: &Arc<Self>, checked: Arc<CheckedRunbook>, run_id: String) {
+        let shared = self.clone();
+        let id = run_id.clone();
+        let handle = tokio::spawn(async move {
+            // Runs are not cancelled at shutdown (that would end them for good): their tasks
+            // are dropped after the grace period and resumed at the next start.
+            let cancel = CancellationToken::new();
+            match shared.engine.drive(&checked, &id, cancel).await {
+                Ok(Outcome::Finished(state)) => {
+                    log(format_args!(
+                        "run {id} {}",
+                        format!("{state:?}").to_lowercase()
+                    ));
+                }
+                Ok(Outcome::Blocked(rows)) => {
+                    let waiting: Vec<String> = rows
+                        .iter()
+                        .map(|(step, host, state)| {
+                            let host = if host.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" [{host}]")
+                            };
+                            format!("{step}{host} {}", crate::run::state_word(*state))
+                        })
+                        .collect();
+                    log(format_args!(
+                        "run {id} waits for a decision: {}",
+                        waiting.join(", ")
+                    ));
+                }
+                Err(e) => log(format_args!("run {id}: {e}")),
+            }
+            shared.mail.notify_one();
+        });
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.retain(|(_, h)| !h.is_finished());
+        runs.push((run_id, handle));
+    }
+
+    /// Ids of the runs whose tasks are still going.
+    fn active_runs(&self) -> Vec<String> {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.retain(|(_, h)| !h.is_finished());
+        runs.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Ends every run task (their state is on disk; the next start resumes them).
+    fn abort_runs(&self) {
+        let runs = std::mem::take(&mut *self.runs.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, handle) in runs {
+            handle.abort();
+        }
+    }
+
+    /// Whether any active run has an attempt in flight (a step row `running`).
+    async fn attempts_in_flight(&self) -> bool {
+        for id in self.active_runs() {
+            match self.engine.store.steps(&id).await {
+                Ok(rows) if rows.iter().any(|r| r.state == StepState::Running) => return true,
+                Ok(_) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+/// The daemon: a store, the loaded runbooks, and the options.
+pub struct Daemon<S: Store> {
+    shared: Arc<Shared<S>>,
+    options: Options,
+}
+
+impl<S: Store> Daemon<S> {
+    /// Builds the engine over `store`; `runbooks` as [`Runbooks::load`] read them.
+    pub fn new(store: S, runbooks: Runbooks, options: Options) -> Daemon<S> {
+        let mail = Arc::new(Notify::new());
+        let mut engine = Engine::new(store, options.clock.clone(), Mode::Live);
+        engine.public_url = options.config.public_url();
+        if let Delivery::Smtp { settings, .. } = &options.delivery {
+            engine.settings = settings.clone();
+        }
+        let wake = mail.clone();
+        engine.observer = Arc::new(move |_| wake.notify_one());
+        let shared = Arc::new(Shared {
+            engine: Arc::new(engine),
+            runbooks: Arc::new(runbooks),
+            clock: options.clock.clone(),
+            shutdown: CancellationToken::new(),
+            mail,
+            runs: Mutex::new(Vec::new()),
+            started_at: options.clock.now(),
+        });
+        Daemon { shared, options }
+    }
+
+    /// The token that stops the daemon (cancel it to shut down, as SIGTERM does).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Resumes unfinished runs, starts the scheduler, the mailer and the HTTP server, reports
+    /// `ready`, and returns after a graceful shutdown.
+    pub async fn run(self, ready: impl FnOnce(&Ready)) -> Result<(), DaemonError> {
+        let Daemon { shared, options } = self;
+        for line in &shared.runbooks.rejected {
+            log(line);
+        }
+        resume(&shared).await?;
+
+        let addr = options.config.server.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Listen { addr, source })?;
+        let local = listener.local_addr().map_err(DaemonError::Http)?;
+        let url = match &options.config.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{local}"),
+        };
+
+        let scheduler = tokio::spawn(scheduler::run(shared.clone(), options.virtual_clock));
+        let mailer = tokio::spawn(mailer::run(shared.clone(), options.delivery.clone()));
+        let server = {
+            let router = http::router(shared.clone());
+            let stop = shared.shutdown.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            })
+        };
+        ready(&Ready {
+            url,
+            addr: local,
+            database: describe_database(&options.config.database_url),
+            delivery: options.delivery.describe(),
+            runbooks: shared.runbooks.by_name.len(),
+            rejected: shared.runbooks.rejected.len(),
+        });
+
+        shared.shutdown.cancelled().await;
+        log("shutting down: no new cycles; waiting for running steps");
+        let _ = scheduler.await;
+        let deadline = tokio::time::Instant::now() + options.grace;
+        while !shared.active_runs().is_empty()
+            && shared.attempts_in_flight().await
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = shared.active_runs();
+        if !left.is_empty() {
+            log(format_args!(
+                "{} run(s) left to resume at the next start: {}",
+                left.len(),
+                left.join(", ")
+            ));
+        }
+        shared.abort_runs();
+        // One last pass of the outbox, then stop.
+        let _ = mailer.await;
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(DaemonError::Http(e)),
+            Err(_) => {}
+        }
+        log("stopped");
+        Ok(())
+    }
+}
+
+/// Resumes every unfinished run whose runbook is loaded, each in its own task.
+async fn resume<S: Store>(shared: &Arc<Shared<S>>) -> Result<(), DaemonError> {
+    for run in shared.engine.store.unfinished_runs().await? {
+        let Some(loaded) = shared.runbooks.get(&run.runbook) else {
+            log(format_args!(
+                "run {} not resumed: runbook `{}` is not loaded",
+                run.id, run.runbook
+            ));
+            continue;
+        };
+        let recovered = shared.engine.recover(&loaded.checked, &run.id).await?;
+        log(format_args!(
+            "resuming run {} ({}{})",
+            run.id,
+            run.runbook,
+            if recovered.is_empty() {
+                String::new()
+            } else {
+                format!(", {} step(s) found running", recovered.len())
+            }
+        ));
+        shared.spawn_run(loaded.checked.clone(), run.id.clone());
+    }
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT, then cancels `token`.
+pub async fn on_signal(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            log("cannot listen for signals");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => log("SIGTERM received"),
+            _ = int.recv() => log("SIGINT received"),
+            _ = token.cancelled() => return,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => log("Ctrl-C received"),
+            _ = token.cancelled() => return,
+        }
+    }
+    token.cancel();
+}
+
+/// A new run id: runbook, the clock's time, and a few bits to tell apart runs of one second.
+pub fn new_run_id(runbook: &str, now: DateTime<Utc>) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{runbook}-{}-{:04x}",
+        now.format("%Y%m%dT%H%M%S"),
+        (nanos ^ std::process::id()) & 0xffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_described_without_credentials() {
+        assert_eq!(
+            describe_database("sqlite://patchday.db"),
+            "SQLite patchday.db"
+        );
+        assert_eq!(
+            describe_database("sqlite:///var/lib/patchday/p.db?mode=rwc"),
+            "SQLite /var/lib/patchday/p.db"
+        );
+        assert_eq!(
+            describe_database("postgres://pd:hunter2@db.example.com/patchday"),
+            "PostgreSQL db.example.com/patchday"
+        );
+    }
+}

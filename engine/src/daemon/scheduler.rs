@@ -1,0 +1,372 @@
+//! The scheduler: fires each scheduled runbook's cycles on the injected clock (DESIGN §3, §5).
+//!
+//! Each pass asks [`catch_up`] what is due for every scheduled runbook, given the last cycle
+//! already dealt with (the latest of: a run's cycle, a recorded `cycle.missed`,
+//! `cycle.skipped` or `cycle.failed`), then:
+//! - fires due cycles (`Engine::start`, actor `scheduler`); the store's unique key on
+//!   (runbook, cycle) makes a second fire of a cycle a [`StoreError::DuplicateCycle`], which
+//!   is fine: it already fired;
+//! - records missed and blacked-out cycles as `cycle.missed` / `cycle.skipped` audit events,
+//!   with an email to the runbook's `notify` recipients when `notify.on` has `skipped`, in one
+//!   commit;
+//! - sleeps on the clock until the earliest next due fire, or until shutdown. No polling.
+//!
+//! A runbook the daemon never fired is not charged with cycles before the daemon started;
+//! after a downtime, the cycles since the last one dealt with are caught up or missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+
+use super::{LoadedRunbook, Shared, log, new_run_id};
+use crate::calendar::{Cycle, Fire, catch_up};
+use crate::run::notify::recipients;
+use crate::run::{RunError, RunSpec};
+use crate::runbook::NotifyEvent;
+use crate::store::{Change, EventFilter, NewEmail, NewEvent, Store, StoreError};
+
+/// The catch-up window of a runbook that does not set `catch_up`.
+pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(24 * 3600);
+
+/// How far back the audit log is read for recorded cycle events.
+const EVENT_LOOKBACK: TimeDelta = TimeDelta::days(800);
+
+/// Runs passes until shutdown. With a virtual clock, the scheduler jumps the clock at most once.
+pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
+    let mut jumped = false;
+    loop {
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        let next = match pass(&shared).await {
+            Ok(next) => next,
+            Err(e) => {
+                log(format_args!("scheduler: {e}; retrying in a minute"));
+                Some(shared.clock.now() + TimeDelta::minutes(1))
+            }
+        };
+        let may_sleep = !(virtual_clock && jumped);
+        let clock = shared.clock.clone();
+        let sleep = async move {
+            match next {
+                Some(at) if may_sleep => clock.sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = sleep => {}
+        }
+        jumped = virtual_clock;
+    }
+}
+
+/// One pass over every scheduled runbook; returns the earliest next due fire.
+pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let now = shared.clock.now();
+    let dealt = dealt_cycles(shared, now).await?;
+    let mut next: Option<DateTime<Utc>> = None;
+    for (name, loaded) in &shared.runbooks.by_name {
+        let schedule = &loaded.checked.schedule;
+        if schedule.is_manual() {
+            continue;
+        }
+        let last = dealt
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, c)| *c)
+            .max();
+        let since = last
+            .and_then(|c| schedule.fire_for(c))
+            .map(|f| f.fires_at.to_utc())
+            .unwrap_or(shared.started_at)
+            .min(shared.started_at);
+        let window = loaded
+            .checked
+            .runbook
+            .catch_up
+            .as_ref()
+            .map(|d| d.value.duration())
+            .unwrap_or(DEFAULT_CATCH_UP);
+        let due = catch_up(schedule, last, window, now, since);
+        let mut change = Change::default();
+        for fire in &due.missed {
+            record(
+                &mut change,
+                loaded,
+                fire,
+                now,
+                "cycle.missed",
+                missed_why(fire, now),
+            );
+        }
+        for fire in &due.skipped {
+            let why = format!(
+                "blacked out: {}",
+                fire.blackout.as_deref().unwrap_or("blackout")
+            );
+            record(&mut change, loaded, fire, now, "cycle.skipped", why);
+        }
+        for fire in &due.fire_now {
+            if let Err(e) = fire_cycle(shared, loaded, fire).await {
+                let why = format!("could not start: {e}");
+                log(format_args!("{name} cycle {}: {why}", fire.cycle));
+                record(&mut change, loaded, fire, now, "cycle.failed", why);
+            }
+        }
+        if !change.events.is_empty() {
+            shared.engine.store.commit(vec![change]).await?;
+            shared.mail.notify_one();
+        }
+        if let Some(fire) = due.next_due {
+            let at = fire.fires_at.to_utc();
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+    }
+    Ok(next)
+}
+
+/// Starts the run of one cycle and drives it in its own task.
+async fn fire_cycle<S: Store>(
+    shared: &Arc<Shared<S>>,
+    loaded: &LoadedRunbook,
+    fire: &Fire,
+) -> Result<(), RunError> {
+    let checked = &loaded.checked;
+    let now = shared.clock.now();
+    let spec = RunSpec {
+        id: new_run_id(&checked.runbook.name.value, now),
+        cycle: Some(fire.cycle),
+        start: now,
+        params: Vec::new(),
+        runbook_text: loaded.text.clone(),
+        actor: "scheduler".into(),
+    };
+    match shared.engine.start(checked, spec).await {
+        Ok(run) => {
+            let late = now - fire.fires_at.to_utc();
+            log(format_args!(
+                "run {} started: {} cycle {}{}",
+                run.id,
+                run.runbook,
+                fire.cycle,
+                if late > TimeDelta::minutes(1) {
+                    format!(" ({} min late)", late.num_minutes())
+                } else {
+                    String::new()
+                }
+            ));
+            shared.spawn_run(checked.clone(), run.id);
+            Ok(())
+        }
+        Err(RunError::Store(StoreError::DuplicateCycle { .. })) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn missed_why(fire: &Fire, now: DateTime<Utc>) -> String {
+    let late = now - fire.fires_at.to_utc();
+    format!(
+        "due {} and not fired within the catch-up window ({} h late)",
+        fire.fires_at.to_rfc3339(),
+        late.num_hours()
+    )
+}
+
+/// Adds a cycle event (and, if the runbook asks, an email) to `change`.
+fn record(
+    change: &mut Change,
+    loaded: &LoadedRunbook,
+    fire: &Fire,
+    now: DateTime<Utc>,
+    action: &str,
+    why: String,
+) {
+    let checked = &loaded.checked;
+    let runbook = checked.runbook.name.value.clone();
+    log(format_args!(
+        "{runbook} cycle {}: {action}: {why}",
+        fire.cycle
+    ));
+    change.events.push(NewEvent {
+        at: now,
+        actor: "scheduler".into(),
+        action: action.into(),
+        run_id: None,
+        step_id: None,
+        details: json!({
+            "runbook": runbook,
+            "cycle": fire.cycle.to_string(),
+            "fires_at": fire.fires_at.to_rfc3339(),
+            "reason": why,
+        }),
+    });
+    let Some(notify) = checked.runbook.notify.as_ref() else {
+        return;
+    };
+    if !notify.on.contains(&NotifyEvent::Skipped) {
+        return;
+    }
+    let to = recipients(checked, notify.to.value.as_slice());
+    if to.is_empty() {
+        return;
+    }
+    let what = action.trim_start_matches("cycle.");
+    change.emails.push(NewEmail {
+        run_id: None,
+        to,
+        subject: format!("[patchday] {runbook} {}: cycle {what}", fire.cycle),
+        body: format!(
+            "Cycle {} of {runbook} was {what}.\n\nRunbook: {runbook}\nCycle: {}\nDue: {}\nReason: {why}\n",
+            fire.cycle,
+            fire.cycle,
+            fire.fires_at.to_rfc3339()
+        ),
+        html: None,
+        created_at: now,
+    });
+}
+
+/// (runbook, cycle) of every cycle already dealt with: runs, and recorded cycle events.
+async fn dealt_cycles<S: Store>(
+    shared: &Arc<Shared<S>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, Cycle)>, StoreError> {
+    let store = &shared.engine.store;
+    let mut dealt = Vec::new();
+    for run in store.runs(u32::MAX).await? {
+        if let Some(cycle) = run.cycle.as_deref().and_then(|c| c.parse().ok()) {
+            dealt.push((run.runbook, cycle));
+        }
+    }
+    let filter = EventFilter {
+        run_id: None,
+        since: Some(now.min(shared.started_at) - EVENT_LOOKBACK),
+    };
+    for event in store.events(filter).await? {
+        if !matches!(
+            event.action.as_str(),
+            "cycle.missed" | "cycle.skipped" | "cycle.failed"
+        ) {
+            continue;
+        }
+        let runbook = event.details["runbook"].as_str();
+        let cycle = event.details["cycle"].as_str().and_then(|c| c.parse().ok());
+        if let (Some(runbook), Some(cycle)) = (runbook, cycle) {
+            dealt.push((runbook.to_string(), cycle));
+        }
+    }
+    Ok(dealt)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::calendar::{Blackout, parse_date};
+    use crate::clock::{Clock, ManualClock};
+    use crate::daemon::{Daemon, Delivery, Options, Runbooks};
+    use crate::runbook::load_runbook;
+    use crate::store::sqlite::SqliteStore;
+    use crate::validate::{Sources, check};
+
+    const YAML: &str = "name: sched\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nroles:\n  committee: [c@example.com]\nnotify: { on: [skipped], to: [committee] }\nsteps:\n  a: { uses: noop }\n";
+
+    fn t(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[tokio::test]
+    async fn missed_and_blacked_out_cycles_are_recorded_once_and_the_due_one_fires() {
+        let mut sources = Sources::default();
+        sources.insert("sched.yaml".into(), Ok(YAML.to_string()));
+        let (checked, diags) = check(&load_runbook("sched.yaml", YAML), Path::new(""), &sources);
+        let mut checked = checked.unwrap_or_else(|| panic!("{diags:#?}"));
+        // November's Patch Tuesday (the 10th) falls in an org-wide freeze.
+        let freeze = Blackout::new(
+            parse_date("2026-11-09").unwrap(),
+            parse_date("2026-11-12").unwrap(),
+            "freeze",
+        )
+        .unwrap();
+        checked.schedule.add_blackouts([freeze]);
+        let checked = Arc::new(checked);
+        let mut runbooks = Runbooks::default();
+        runbooks.by_name.insert(
+            "sched".into(),
+            LoadedRunbook {
+                checked: checked.clone(),
+                text: YAML.into(),
+            },
+        );
+        // December's fire is 2026-12-08 10:00 UTC; the daemon starts half an hour later.
+        let clock = Arc::new(ManualClock::new(t("2026-12-08T10:30:00Z")));
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let options = Options {
+            config: crate::config::Config::default(),
+            clock: clock.clone(),
+            virtual_clock: false,
+            delivery: Delivery::Folder("outbox".into()),
+            grace: Duration::from_secs(1),
+        };
+        let daemon = Daemon::new(store, runbooks, options);
+        let shared = daemon.shared.clone();
+        // September fired before the downtime.
+        let spec = RunSpec {
+            id: "september".into(),
+            cycle: "2026-09".parse().ok(),
+            start: t("2026-09-08T10:00:00Z"),
+            params: vec![],
+            runbook_text: YAML.into(),
+            actor: "scheduler".into(),
+        };
+        shared.engine.start(&checked, spec).await.unwrap();
+
+        let next = pass(&shared).await.unwrap();
+        assert_eq!(next, Some(t("2027-01-12T10:00:00Z")));
+        let store = &shared.engine.store;
+        let events = store.events(EventFilter::default()).await.unwrap();
+        let cycle_events: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e.action.starts_with("cycle."))
+            .map(|e| {
+                (
+                    e.action.clone(),
+                    e.details["cycle"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            cycle_events,
+            [
+                ("cycle.missed".to_string(), "2026-10".to_string()),
+                ("cycle.skipped".to_string(), "2026-11".to_string()),
+            ]
+        );
+        let runs = store.runs(10).await.unwrap();
+        let cycles: Vec<_> = runs.iter().filter_map(|r| r.cycle.clone()).collect();
+        assert!(cycles.contains(&"2026-12".to_string()), "{cycles:?}");
+        // The skipped cycle was mailed to the committee (notify.on has `skipped`).
+        let mail = store.due_emails(clock.now(), 10).await.unwrap();
+        assert!(
+            mail.iter()
+                .any(|m| m.email.subject == "[patchday] sched 2026-11: cycle skipped"),
+            "{mail:#?}"
+        );
+
+        // A second pass finds nothing new to record or fire.
+        pass(&shared).await.unwrap();
+        let again = store.events(EventFilter::default()).await.unwrap();
+        let count = |list: &[crate::store::EventRow]| {
+            list.iter()
+                .filter(|e| e.action.starts_with("cycle."))
+                .count()
+        };
+        assert_eq!(count(&again), 2);
+        assert_eq!(store.runs(10).await.unwrap().len(), 2);
+        shared.abort_runs();
+    }
+}
