@@ -10,6 +10,7 @@
 //!   `interrupted` and waits for an operator (`patchday resume`). Nothing runs twice silently.
 
 pub mod decide;
+mod decisions;
 pub mod notify;
 pub mod render;
 pub mod report;
@@ -33,6 +34,7 @@ use crate::store::{
 };
 use crate::validate::CheckedRunbook;
 pub use decide::{Action, UNDO_PREFIX, View, decide};
+pub use decisions::{Decided, Expired};
 use render::{RunContext, registry, render_value, truthy};
 
 /// Whether connectors act, or only say what they would do (`simulate`).
@@ -81,6 +83,29 @@ pub enum RunError {
     NoSuchRun(String),
     #[error("step `{0}` (host `{1}`) is not interrupted")]
     NotInterrupted(String, String),
+    /// A decision on a row that is not waiting for one (`state`: `None` if there is no row).
+    #[error("step `{step}` (host `{host}`) is not awaiting a decision (it is {})", state.map_or("missing".to_string(), |s| state_word(s).to_string()))]
+    NotAwaitingInput {
+        step: String,
+        host: String,
+        state: Option<StepState>,
+    },
+    /// A decision's choice is not one the step offers.
+    #[error("`{choice}` is not a choice of step `{step}`: it offers {choices}")]
+    NotAChoice {
+        step: String,
+        choice: String,
+        choices: String,
+    },
+    /// The person deciding is not one of the step's approvers (or assignees).
+    #[error("{recipient} may not decide on step `{step}`")]
+    NotARecipient { step: String, recipient: String },
+    /// Another decision settled the step first; this one was not recorded.
+    #[error("step `{step}` (host `{host}`) was already decided; this decision was not recorded")]
+    AlreadySettled { step: String, host: String },
+    /// An approval or manual step's inputs could not be read (render, parse, unknown role).
+    #[error("step `{step}`: {reason}")]
+    BadInputs { step: String, reason: String },
 }
 
 /// What an operator decides for an interrupted step.

@@ -401,3 +401,341 @@ async fn a_step_past_its_deadline_is_reported_overdue_once() {
         emails[0].email.subject
     );
 }
+
+// --- decisions on approval and manual steps -------------------------------------------------
+
+const APPROVAL: &str = "name: t\nroles:\n  cab: [alice@example.com, bob@example.com, carol@example.com]\n  ops: [ops@example.com]\nnotify: { on: [failure], to: ops }\non_failure: stop\nsteps:\n  cab:\n    uses: approval\n    with: { approvers: cab, quorum: QUORUM, expires: 2h }\n  after:\n    needs: [cab]\n    uses: noop\n";
+
+fn approval_yaml(quorum: u32) -> String {
+    APPROVAL.replace("QUORUM", &quorum.to_string())
+}
+
+/// A run started and driven until it blocks on its person-step.
+async fn blocked(yaml: &str) -> (Engine<SqliteStore>, CheckedRunbook) {
+    let checked = checked(yaml);
+    let engine = engine(t("2026-12-01T00:00:00Z")).await;
+    engine.start(&checked, spec(yaml)).await.unwrap();
+    let outcome = engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    let step = checked.runbook.steps.keys().next().unwrap().value.clone();
+    assert_eq!(
+        outcome,
+        Outcome::Blocked(vec![(step, String::new(), StepState::AwaitingInput)])
+    );
+    (engine, checked)
+}
+
+fn by_link(
+    engine: &Engine<SqliteStore>,
+    step: &str,
+    who: &str,
+    choice: &str,
+) -> crate::store::NewDecision {
+    crate::store::NewDecision {
+        run_id: "r1".into(),
+        step: step.into(),
+        host: String::new(),
+        recipient: who.into(),
+        choice: choice.into(),
+        comment: None,
+        at: engine.clock.now(),
+        actor: format!("link:{who}"),
+        source_ip: Some("192.0.2.10".into()),
+        nonce: Some(format!("nonce-{who}-{choice}")),
+    }
+}
+
+async fn events_named(engine: &Engine<SqliteStore>, action: &str) -> Vec<crate::store::EventRow> {
+    let events = engine.store.events(Default::default()).await.unwrap();
+    assert!(
+        crate::audit::verify(&events, engine.store.chain_head().await.unwrap().as_ref()).is_ok()
+    );
+    events.into_iter().filter(|e| e.action == action).collect()
+}
+
+#[tokio::test]
+async fn an_approval_with_quorum_two_needs_two_approvers_then_the_run_goes_on() {
+    let yaml = approval_yaml(2);
+    let (engine, checked) = blocked(&yaml).await;
+    let decide = |d| engine.decide(&checked, d);
+
+    let first = decide(by_link(&engine, "cab", "alice@example.com", "approve"))
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Decided {
+            settled: None,
+            decisions_so_far: 1,
+            quorum: 2
+        }
+    );
+    assert_eq!(state_of(&engine, "cab", "").await, StepState::AwaitingInput);
+    // The same approver again (another link, another choice): refused, nothing written.
+    let before = engine.store.events(Default::default()).await.unwrap().len();
+    let err = decide(by_link(&engine, "cab", "alice@example.com", "reject"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::Store(StoreError::AlreadyDecided { recipient, .. }) if recipient == "alice@example.com"),
+        "{err:?}"
+    );
+    // Not an approver; not a choice; not a person-step.
+    let err = decide(by_link(&engine, "cab", "mallory@example.com", "approve"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::NotARecipient { .. }), "{err:?}");
+    let err = decide(by_link(&engine, "cab", "bob@example.com", "maybe"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::NotAChoice { .. }), "{err:?}");
+    let err = decide(by_link(&engine, "after", "bob@example.com", "approve"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RunError::NotAwaitingInput {
+                state: Some(StepState::Pending),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        engine.store.events(Default::default()).await.unwrap().len(),
+        before
+    );
+    assert_eq!(
+        engine.store.decisions("r1", "cab", "").await.unwrap().len(),
+        1
+    );
+
+    // A second approver (the address matched case-insensitively) settles it.
+    let second = decide(by_link(&engine, "cab", "Bob@Example.com", "approve"))
+        .await
+        .unwrap();
+    assert_eq!(second.settled, Some(StepState::Succeeded));
+    assert_eq!(second.decisions_so_far, 2);
+    let row = engine.store.steps("r1").await.unwrap().remove(0);
+    assert_eq!(
+        row.outputs,
+        serde_json::json!({ "choice": "approve", "decided_by": ["alice@example.com", "bob@example.com"] })
+    );
+    let decided = events_named(&engine, "approval.decided").await;
+    assert_eq!(decided.len(), 2);
+    assert_eq!(decided[1].actor, "link:Bob@Example.com");
+    assert_eq!(decided[1].details["recipient"], "bob@example.com");
+    assert_eq!(decided[1].details["source_ip"], "192.0.2.10");
+    assert_eq!(events_named(&engine, "step.succeeded").await.len(), 1);
+    // Settled: a third decision is refused.
+    let err = decide(by_link(&engine, "cab", "carol@example.com", "approve"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::NotAwaitingInput { .. }), "{err:?}");
+
+    let outcome = engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    assert_eq!(state_of(&engine, "after", "").await, StepState::Succeeded);
+}
+
+#[tokio::test]
+async fn a_rejection_fails_the_step_and_stops_the_run() {
+    let yaml = approval_yaml(1);
+    let (engine, checked) = blocked(&yaml).await;
+    let mut no = by_link(&engine, "cab", "carol@example.com", "reject");
+    no.comment = Some("not during the freeze".into());
+    let decided = engine.decide(&checked, no).await.unwrap();
+    assert_eq!(decided.settled, Some(StepState::Failed));
+    let row = engine.store.steps("r1").await.unwrap().remove(0);
+    let reason = row.reason.unwrap();
+    assert!(
+        reason.contains("reject")
+            && reason.contains("carol@example.com")
+            && reason.contains("not during the freeze"),
+        "{reason}"
+    );
+    let emails = engine
+        .store
+        .due_emails(t("2100-01-01T00:00:00Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert_eq!(
+        emails[0].email.subject,
+        "[patchday] t 2026-12: step cab failed"
+    );
+    let outcome = engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Failed));
+    assert_eq!(state_of(&engine, "after", "").await, StepState::Skipped);
+}
+
+#[tokio::test]
+async fn a_failed_manual_task_carries_the_comment() {
+    let yaml = "name: t\nroles:\n  ops: [ops@example.com, lead@example.com]\nsteps:\n  reboot-db:\n    uses: manual\n    with: { assignee: ops, instructions: Reboot the database by hand }\n  after:\n    needs: [reboot-db]\n    uses: noop\n";
+    let (engine, checked) = blocked(yaml).await;
+    let err = engine
+        .decide(
+            &checked,
+            by_link(&engine, "reboot-db", "ops@example.com", "approve"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::NotAChoice { choices, .. } if choices == "done, failed"),
+        "{err:?}"
+    );
+    let mut failed = by_link(&engine, "reboot-db", "lead@example.com", "failed");
+    failed.comment = Some("the console is unreachable".into());
+    failed.actor = "cli:lead".into();
+    failed.nonce = None;
+    let decided = engine.decide(&checked, failed).await.unwrap();
+    assert_eq!(
+        decided,
+        Decided {
+            settled: Some(StepState::Failed),
+            decisions_so_far: 1,
+            quorum: 1
+        }
+    );
+    let row = engine.store.steps("r1").await.unwrap().remove(0);
+    assert_eq!(row.reason.as_deref(), Some("the console is unreachable"));
+    let task = events_named(&engine, "task.decided").await;
+    assert_eq!(task.len(), 1);
+    assert_eq!(task[0].actor, "cli:lead");
+    assert_eq!(task[0].details["comment"], "the console is unreachable");
+    let outcome = engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Failed));
+}
+
+#[tokio::test]
+async fn an_approval_nobody_decides_expires() {
+    let yaml = approval_yaml(1);
+    let (engine, checked) = blocked(&yaml).await;
+    let started = t("2026-12-01T00:00:00Z");
+    let early = engine
+        .expire_inputs(&checked, "r1", started + chrono::Duration::minutes(119))
+        .await
+        .unwrap();
+    assert_eq!(
+        early,
+        Expired {
+            expired: vec![],
+            next: Some(started + chrono::Duration::hours(2))
+        }
+    );
+    assert_eq!(state_of(&engine, "cab", "").await, StepState::AwaitingInput);
+    let late = engine
+        .expire_inputs(&checked, "r1", started + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(late.expired, vec![("cab".to_string(), String::new())]);
+    assert_eq!(late.next, None);
+    let row = engine.store.steps("r1").await.unwrap().remove(0);
+    assert_eq!(
+        (row.state, row.reason.as_deref()),
+        (StepState::Failed, Some("expired without a decision"))
+    );
+    assert_eq!(events_named(&engine, "approval.expired").await.len(), 1);
+    let err = engine
+        .decide(
+            &checked,
+            by_link(&engine, "cab", "alice@example.com", "approve"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::NotAwaitingInput { .. }), "{err:?}");
+    let outcome = engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Failed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_decisions_by_one_approver_succeed_once() {
+    let yaml = approval_yaml(1);
+    let (engine, checked) = blocked(&yaml).await;
+    let (engine, checked) = (Arc::new(engine), Arc::new(checked));
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (engine, checked) = (engine.clone(), checked.clone());
+            tokio::spawn(async move {
+                let mut d = by_link(&engine, "cab", "alice@example.com", "approve");
+                d.nonce = Some(format!("click-{i}"));
+                engine.decide(&checked, d).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(decided) => {
+                assert_eq!(decided.settled, Some(StepState::Succeeded));
+                ok += 1;
+            }
+            Err(
+                RunError::Store(StoreError::AlreadyDecided { .. })
+                | RunError::AlreadySettled { .. }
+                | RunError::NotAwaitingInput { .. },
+            ) => {}
+            Err(other) => panic!("unexpected: {other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(
+        engine.store.decisions("r1", "cab", "").await.unwrap().len(),
+        1
+    );
+    assert_eq!(events_named(&engine, "approval.decided").await.len(), 1);
+    assert_eq!(events_named(&engine, "step.succeeded").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_approvers_reach_the_quorum_and_settle_it_once() {
+    // Three approvers at once, quorum 2: whatever the interleaving, the step is settled exactly
+    // once, and every recorded decision was made while it awaited input.
+    for _ in 0..10 {
+        let yaml = approval_yaml(2);
+        let (engine, checked) = blocked(&yaml).await;
+        let (engine, checked) = (Arc::new(engine), Arc::new(checked));
+        let tasks: Vec<_> = ["alice@example.com", "bob@example.com", "carol@example.com"]
+            .into_iter()
+            .map(|who| {
+                let (engine, checked) = (engine.clone(), checked.clone());
+                tokio::spawn(async move {
+                    let d = by_link(&engine, "cab", who, "approve");
+                    engine.decide(&checked, d).await
+                })
+            })
+            .collect();
+        let mut settled = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(d) => settled += usize::from(d.settled.is_some()),
+                Err(RunError::AlreadySettled { .. } | RunError::NotAwaitingInput { .. }) => {}
+                Err(other) => panic!("unexpected: {other:?}"),
+            }
+        }
+        assert_eq!(settled, 1);
+        assert_eq!(state_of(&engine, "cab", "").await, StepState::Succeeded);
+        assert_eq!(events_named(&engine, "step.succeeded").await.len(), 1);
+        let recorded = engine.store.decisions("r1", "cab", "").await.unwrap().len();
+        assert_eq!(
+            events_named(&engine, "approval.decided").await.len(),
+            recorded
+        );
+        assert!((2..=3).contains(&recorded), "{recorded}");
+    }
+}

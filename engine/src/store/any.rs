@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    ChainHead, Change, EmailRow, EventFilter, EventRow, NewEvent, RunRow, StepRow, Store,
-    StoreError,
+    ChainHead, Change, DecisionRow, EmailRow, EventFilter, EventRow, NewEvent, RunRow, StepRow,
+    Store, StoreError,
 };
 
 /// A store on either backend.
@@ -128,6 +128,15 @@ impl Store for AnyStore {
         limit: u32,
     ) -> Result<Vec<EmailRow>, StoreError> {
         delegate!(self, s => s.due_emails(now, limit))
+    }
+
+    async fn decisions(
+        &self,
+        run_id: &str,
+        step: &str,
+        host: &str,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        delegate!(self, s => s.decisions(run_id, step, host))
     }
 
     async fn email_attempted(

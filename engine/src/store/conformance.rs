@@ -13,8 +13,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 
 use super::{
-    Change, EventFilter, NewEmail, NewEvent, RunRow, RunState, StepRow, StepState, StepWrite,
-    Store, StoreError,
+    Change, EventFilter, NewDecision, NewEmail, NewEvent, RunRow, RunState, StepRow, StepState,
+    StepWrite, Store, StoreError,
 };
 use crate::audit;
 
@@ -36,7 +36,22 @@ macro_rules! conformance_suite {
             timestamps_round_trip_exactly,
             json_round_trips,
             steps_keep_insertion_order,
+            a_decision_commits_with_its_event,
+            a_second_decision_by_one_recipient_writes_nothing,
+            a_reused_nonce_conflicts,
         );
+        $crate::store::conformance::conformance_suite!(@threaded $factory;
+            concurrent_commits_of_one_decision_record_it_once,
+        );
+    };
+    (@threaded $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let (store, _guard) = $factory().await;
+                $crate::store::conformance::$case(&store).await;
+            }
+        )*
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
@@ -155,6 +170,7 @@ fn transition(
             at,
         )],
         emails: vec![],
+        decisions: vec![],
     }
 }
 
@@ -254,6 +270,7 @@ pub(crate) async fn commit_applies_everything_atomically<S: Store>(store: &S) {
             event("run.succeeded", Some("r1"), None, t1),
         ],
         emails: vec![email(Some("r1"), "Run succeeded", t1)],
+        decisions: vec![],
     };
     store.commit(vec![change]).await.unwrap();
     let steps = store.steps("r1").await.unwrap();
@@ -888,6 +905,251 @@ pub(crate) async fn steps_keep_insertion_order<S: Store>(store: &S) {
         .collect();
     want.extend(hosts.iter().map(|h| ("mike".to_string(), h.to_string())));
     assert_eq!(got, want);
+}
+
+// --- decisions --------------------------------------------------------------------------------
+
+pub(crate) fn decision(
+    run_id: &str,
+    step: &str,
+    recipient: &str,
+    choice: &str,
+    nonce: Option<&str>,
+) -> NewDecision {
+    NewDecision {
+        run_id: run_id.into(),
+        step: step.into(),
+        host: String::new(),
+        recipient: recipient.into(),
+        choice: choice.into(),
+        comment: Some("looks \"fine\"\nto me".into()),
+        at: t0() + Duration::microseconds(123_457),
+        actor: format!("link:{recipient}"),
+        source_ip: Some("192.0.2.7".into()),
+        nonce: nonce.map(Into::into),
+    }
+}
+
+/// Creates run `id` whose step `cab` awaits input (and `after` is pending).
+async fn create_awaiting<S: Store>(store: &S, id: &str) {
+    let mut cab = step_row(id, "cab", "", StepState::AwaitingInput);
+    cab.attempt = 1;
+    cab.started_at = Some(t0());
+    store
+        .create_run(
+            run_row(id, "monthly", None, t0()),
+            vec![cab, step_row(id, "after", "", StepState::Pending)],
+            event("run.started", Some(id), None, t0()),
+        )
+        .await
+        .unwrap();
+}
+
+/// A decision with its audit event; `settle` also moves `cab` from awaiting input to it.
+fn decided(d: NewDecision, settle: Option<StepState>) -> Change {
+    let mut change = Change {
+        events: vec![NewEvent {
+            actor: d.actor.clone(),
+            details: json!({"recipient": d.recipient, "choice": d.choice}),
+            ..event("approval.decided", Some(&d.run_id), Some(&d.step), d.at)
+        }],
+        ..Change::default()
+    };
+    if let Some(state) = settle {
+        let mut row = step_row(&d.run_id, &d.step, &d.host, state);
+        row.attempt = 1;
+        row.started_at = Some(t0());
+        row.finished_at = Some(d.at);
+        row.outputs = json!({"choice": d.choice, "decided_by": [d.recipient]});
+        change.steps.push(StepWrite {
+            expect: Some(StepState::AwaitingInput),
+            row,
+        });
+    }
+    change.decisions.push(d);
+    change
+}
+
+pub(crate) async fn a_decision_commits_with_its_event<S: Store>(store: &S) {
+    create_awaiting(store, "r1").await;
+    assert_eq!(store.decisions("r1", "cab", "").await.unwrap(), vec![]);
+    let first = decision("r1", "cab", "alice@example.com", "approve", Some("n-1"));
+    store
+        .commit(vec![decided(first.clone(), None)])
+        .await
+        .unwrap();
+    let second = NewDecision {
+        comment: None,
+        source_ip: None,
+        nonce: None,
+        actor: "cli:bob".into(),
+        ..decision("r1", "cab", "bob@example.com", "approve", None)
+    };
+    store
+        .commit(vec![decided(second.clone(), Some(StepState::Succeeded))])
+        .await
+        .unwrap();
+    let rows = store.decisions("r1", "cab", "").await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.decision.clone()).collect::<Vec<_>>(),
+        [first, second],
+        "every field round-trips, in insertion order"
+    );
+    assert!(rows[0].seq < rows[1].seq);
+    assert_eq!(store.decisions("r1", "after", "").await.unwrap(), vec![]);
+    assert_eq!(store.decisions("r1", "cab", "h1").await.unwrap(), vec![]);
+    assert_eq!(store.decisions("r2", "cab", "").await.unwrap(), vec![]);
+    let steps = store.steps("r1").await.unwrap();
+    assert_eq!(steps[0].state, StepState::Succeeded);
+    let events = store.events(EventFilter::default()).await.unwrap();
+    let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors, ["scheduler", "link:alice@example.com", "cli:bob"]);
+    assert_eq!(verify_all(store).await, 3);
+}
+
+pub(crate) async fn a_second_decision_by_one_recipient_writes_nothing<S: Store>(store: &S) {
+    create_awaiting(store, "r1").await;
+    let alice =
+        |choice: &str, nonce: &str| decision("r1", "cab", "alice@example.com", choice, Some(nonce));
+    store
+        .commit(vec![decided(alice("approve", "n-1"), None)])
+        .await
+        .unwrap();
+    let before_steps = store.steps("r1").await.unwrap();
+    let before_head = store.chain_head().await.unwrap();
+    // Alone, and second in a batch whose first change is fine: nothing of either is written.
+    let bob = decision("r1", "cab", "bob@example.com", "approve", Some("n-2"));
+    for batch in [
+        vec![decided(alice("reject", "n-3"), Some(StepState::Failed))],
+        vec![
+            decided(bob.clone(), None),
+            decided(alice("reject", "n-3"), Some(StepState::Failed)),
+        ],
+    ] {
+        let err = store.commit(batch).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::AlreadyDecided { run_id, step, host, recipient }
+                if run_id == "r1" && step == "cab" && host.is_empty() && recipient == "alice@example.com"),
+            "{err:?}"
+        );
+        assert_eq!(store.steps("r1").await.unwrap(), before_steps);
+        assert_eq!(store.chain_head().await.unwrap(), before_head);
+        let rows = store.decisions("r1", "cab", "").await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].decision.choice, "approve");
+    }
+    // The same recipient on another step row is a different decision.
+    let mut other_host = alice("approve", "n-4");
+    other_host.host = "h1".into();
+    store.commit(vec![decided(other_host, None)]).await.unwrap();
+    store.commit(vec![decided(bob, None)]).await.unwrap();
+    assert_eq!(store.decisions("r1", "cab", "").await.unwrap().len(), 2);
+    assert_eq!(store.decisions("r1", "cab", "h1").await.unwrap().len(), 1);
+    assert_eq!(verify_all(store).await, 4);
+}
+
+pub(crate) async fn a_reused_nonce_conflicts<S: Store>(store: &S) {
+    create_awaiting(store, "r1").await;
+    create_awaiting(store, "r2").await;
+    store
+        .commit(vec![decided(
+            decision("r1", "cab", "alice@example.com", "approve", Some("n-1")),
+            None,
+        )])
+        .await
+        .unwrap();
+    // Another recipient, another step, another run: the nonce is spent everywhere.
+    for reuse in [
+        decision("r1", "cab", "bob@example.com", "approve", Some("n-1")),
+        decision("r1", "after", "alice@example.com", "approve", Some("n-1")),
+        decision("r2", "cab", "alice@example.com", "approve", Some("n-1")),
+        // The very same link again: named as a used link.
+        decision("r1", "cab", "alice@example.com", "approve", Some("n-1")),
+    ] {
+        let err = store
+            .commit(vec![decided(reuse, Some(StepState::Succeeded))])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::LinkUsed { nonce } if nonce == "n-1"),
+            "{err:?}"
+        );
+    }
+    assert_eq!(
+        store.steps("r2").await.unwrap()[0].state,
+        StepState::AwaitingInput
+    );
+    assert_eq!(store.decisions("r2", "cab", "").await.unwrap(), vec![]);
+    // Decisions without a nonce (CLI, API) never collide with each other on it.
+    for who in ["carol@example.com", "dave@example.com"] {
+        store
+            .commit(vec![decided(
+                decision("r2", "cab", who, "approve", None),
+                None,
+            )])
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.decisions("r2", "cab", "").await.unwrap().len(), 2);
+    // A decision on a missing run writes nothing.
+    let err = store
+        .commit(vec![decided(
+            decision("ghost", "cab", "alice@example.com", "approve", Some("n-9")),
+            None,
+        )])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NoSuchRun(id) if id == "ghost"),
+        "{err:?}"
+    );
+    assert_eq!(verify_all(store).await, 5);
+}
+
+pub(crate) async fn concurrent_commits_of_one_decision_record_it_once<S: Store + Clone>(store: &S) {
+    concurrent_decisions(std::slice::from_ref(store)).await;
+}
+
+/// 50 tasks, spread over `stores` (one, or several sharing one database), commit the same
+/// decision (one link, one nonce) with its event and the step's transition: exactly one
+/// commits; the 49 others are refused and write nothing.
+pub(crate) async fn concurrent_decisions<S: Store + Clone>(stores: &[S]) {
+    let store = &stores[0];
+    create_awaiting(store, "r1").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let d = decision("r1", "cab", "alice@example.com", "approve", Some("n-1"));
+            tokio::spawn(async move {
+                store
+                    .commit(vec![decided(d, Some(StepState::Succeeded))])
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::LinkUsed { .. }) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(store.decisions("r1", "cab", "").await.unwrap().len(), 1);
+    assert_eq!(
+        store.steps("r1").await.unwrap()[0].state,
+        StepState::Succeeded
+    );
+    let decided_events = store
+        .events(EventFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "approval.decided")
+        .count();
+    assert_eq!(decided_events, 1);
+    assert_eq!(verify_all(store).await, 2);
 }
 
 /// Everything committed survives closing and reopening the store (file-backed backends).

@@ -3,8 +3,8 @@
 //! (SQLite, PostgreSQL; [`any::AnyStore`] picks one by URL scheme) has its own file and its
 //! own migrations folder, and all of them pass the same conformance suite (`conformance.rs`).
 //!
-//! The rule every caller relies on: a [`Change`] (step transitions, run transition, audit
-//! events, outbox emails) commits in one transaction, or not at all. Several changes may be
+//! The rule every caller relies on: a [`Change`] (decisions, step transitions, run transition,
+//! audit events, outbox emails) commits in one transaction, or not at all. Several changes may be
 //! committed together ([`Store::commit`] takes a batch) to group fsyncs; none of their effects
 //! is visible before the transaction is durable.
 
@@ -171,6 +171,39 @@ pub struct Change {
     pub run: Option<(RunId, RunState, DateTime<Utc>)>,
     pub events: Vec<NewEvent>,
     pub emails: Vec<NewEmail>,
+    /// Decisions on approval and manual steps. Written first, before the step writes: a
+    /// second decision by one recipient on one row ([`StoreError::AlreadyDecided`]) or a
+    /// reused link nonce ([`StoreError::LinkUsed`]) rolls the whole commit back.
+    pub decisions: Vec<NewDecision>,
+}
+
+/// A person's decision on an approval or manual step row (DESIGN §7), as the deciding
+/// transaction records it. Unique per (run, step, host, recipient), and per link `nonce`:
+/// that is what makes decisions, and links, single-use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDecision {
+    pub run_id: RunId,
+    pub step: String,
+    /// "" for the step itself, else the host of a fanned-out step.
+    pub host: String,
+    /// The email address of the person deciding (an approver or assignee).
+    pub recipient: String,
+    /// One of the step's choices (approval) or `done` / `failed` (manual).
+    pub choice: String,
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+    /// `link:<email>`, `cli:<user>` or `api:<token name>`.
+    pub actor: String,
+    pub source_ip: Option<String>,
+    /// The nonce of the link that decided (`None` for the CLI and the API).
+    pub nonce: Option<String>,
+}
+
+/// A decision as stored: `seq` is its insertion order (across all runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRow {
+    pub seq: i64,
+    pub decision: NewDecision,
 }
 
 /// Which audit events to read.
@@ -196,6 +229,17 @@ pub enum StoreError {
     DuplicateCycle { runbook: String, cycle: String },
     #[error("no run {0}")]
     NoSuchRun(RunId),
+    /// This recipient already decided on this step row: nothing was written.
+    #[error("{recipient} already decided on step `{step}` (host `{host}`) of run {run_id}")]
+    AlreadyDecided {
+        run_id: RunId,
+        step: String,
+        host: String,
+        recipient: String,
+    },
+    /// A decision with this link nonce exists: the link was used. Nothing was written.
+    #[error("the link was already used (nonce {nonce})")]
+    LinkUsed { nonce: String },
     #[error("database: {0}")]
     Database(String),
     #[error("migration: {0}")]
@@ -241,6 +285,14 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<EmailRow>, StoreError>> + Send;
+
+    /// The decisions on one step row (`host` "" for the step itself), in insertion order.
+    fn decisions(
+        &self,
+        run_id: &str,
+        step: &str,
+        host: &str,
+    ) -> impl Future<Output = Result<Vec<DecisionRow>, StoreError>> + Send;
 
     /// Marks an outbox row sent, or schedules its next attempt (with its audit event).
     fn email_attempted(

@@ -38,19 +38,26 @@ use sqlx::postgres::{
 use sqlx::{Connection as _, Row as _};
 
 use super::{
-    ChainHead, Change, EmailRow, EventFilter, EventRow, NewEmail, NewEvent, RunRow, RunState,
-    StepRow, StepState, Store, StoreError,
+    ChainHead, Change, DecisionRow, EmailRow, EventFilter, EventRow, NewDecision, NewEmail,
+    NewEvent, RunRow, RunState, StepRow, StepState, Store, StoreError,
 };
 use crate::audit;
 
 /// The migrations, embedded in the binary: (version, description, SQL), in order. Each file in
 /// `engine/migrations/postgres/` is named `<version>_<description>.sql` and listed here (a test
 /// checks the two agree).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "decisions",
+        include_str!("../../migrations/postgres/0002_decisions.sql"),
+    ),
+];
 
 /// Connections per store (per daemon). Writers hold one while they wait for the chain lock.
 const MAX_CONNECTIONS: u32 = 5;
@@ -397,6 +404,27 @@ fn email_from(row: &PgRow) -> Result<EmailRow, StoreError> {
     })
 }
 
+const DECISION_COLUMNS: &str =
+    "seq, run_id, step, host, recipient, choice, comment, at, actor, source_ip, nonce";
+
+fn decision_from(row: &PgRow) -> Result<DecisionRow, StoreError> {
+    Ok(DecisionRow {
+        seq: get(row, "seq")?,
+        decision: NewDecision {
+            run_id: get(row, "run_id")?,
+            step: get(row, "step")?,
+            host: get(row, "host")?,
+            recipient: get(row, "recipient")?,
+            choice: get(row, "choice")?,
+            comment: get(row, "comment")?,
+            at: get_ts(row, "at")?,
+            actor: get(row, "actor")?,
+            source_ip: get(row, "source_ip")?,
+            nonce: get(row, "nonce")?,
+        },
+    })
+}
+
 // --- writes (inside a transaction holding the chain lock) ------------------------------------
 
 fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
@@ -447,6 +475,59 @@ async fn insert_step(conn: &mut PgConnection, row: &StepRow) -> Result<(), Store
         });
     }
     Ok(())
+}
+
+/// Inserts a decision; `LinkUsed` if its nonce was used, `AlreadyDecided` if its recipient
+/// decided on the row already, `NoSuchRun` if its run does not exist. `ON CONFLICT DO NOTHING`
+/// keeps the transaction usable (no error) so that the refused key can be named. Writers are
+/// serialized by the chain lock, so no concurrent insert is in flight here.
+async fn insert_decision(conn: &mut PgConnection, d: &NewDecision) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO decisions (run_id, step, host, recipient, choice, comment, at, actor, \
+         source_ip, nonce) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&d.run_id)
+    .bind(&d.step)
+    .bind(&d.host)
+    .bind(&d.recipient)
+    .bind(&d.choice)
+    .bind(&d.comment)
+    .bind(ts(d.at))
+    .bind(&d.actor)
+    .bind(&d.source_ip)
+    .bind(&d.nonce)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_foreign_key_violation(&e) {
+            StoreError::NoSuchRun(d.run_id.clone())
+        } else {
+            StoreError::Database(format!("recording a decision: {e}"))
+        }
+    })?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    // A unique key refused it: name which (a replayed link is `LinkUsed` first).
+    if let Some(nonce) = &d.nonce {
+        let used = sqlx::query("SELECT 1 FROM decisions WHERE nonce = $1")
+            .bind(nonce)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("looking up a link nonce"))?;
+        if used.is_some() {
+            return Err(StoreError::LinkUsed {
+                nonce: nonce.clone(),
+            });
+        }
+    }
+    Err(StoreError::AlreadyDecided {
+        run_id: d.run_id.clone(),
+        step: d.step.clone(),
+        host: d.host.clone(),
+        recipient: d.recipient.clone(),
+    })
 }
 
 /// Moves a step row from `expect` to `row`; `Conflict` if it is not in `expect` (or missing).
@@ -617,6 +698,9 @@ async fn apply(
     changes: &[Change],
 ) -> Result<(), StoreError> {
     for change in changes {
+        for decision in &change.decisions {
+            insert_decision(conn, decision).await?;
+        }
         for write in &change.steps {
             match write.expect {
                 Some(expect) => update_step(conn, expect, &write.row).await?,
@@ -783,6 +867,15 @@ async fn apply_fast(
     chain: &mut Chain,
     changes: &[Change],
 ) -> Result<(), Fast> {
+    // Decisions are rare (one per click): written one by one; a refused one is named exactly
+    // by the row-by-row path, so that both paths report the same error for a batch.
+    for decision in changes.iter().flat_map(|c| &c.decisions) {
+        match insert_decision(conn, decision).await {
+            Ok(()) => {}
+            Err(StoreError::Database(e)) => return Err(StoreError::Database(e).into()),
+            Err(_) => return Err(Fast::Miss),
+        }
+    }
     let mut ops: Vec<StepOp<'_>> = Vec::new();
     for change in changes {
         for write in &change.steps {
@@ -1072,6 +1165,25 @@ impl Store for PostgresStore {
         rows.iter().map(email_from).collect()
     }
 
+    async fn decisions(
+        &self,
+        run_id: &str,
+        step: &str,
+        host: &str,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions \
+             WHERE run_id = $1 AND step = $2 AND host = $3 ORDER BY seq"
+        ))
+        .bind(run_id)
+        .bind(step)
+        .bind(host)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading decisions"))?;
+        rows.iter().map(decision_from).collect()
+    }
+
     async fn email_attempted(
         &self,
         id: i64,
@@ -1299,6 +1411,17 @@ mod tests {
             assert_eq!(seqs, (1..=expected as i64).collect::<Vec<_>>());
         }
         assert_eq!(a.steps("r1").await.unwrap().len(), per_worker);
+        a.close().await;
+        b.close().await;
+    }
+
+    /// Two stores (two daemons) and 50 concurrent commits of one decision: exactly one lands.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_record_one_decision_once() {
+        let schema = Schema::create().await;
+        let a = PostgresStore::open(&schema.url).await.unwrap();
+        let b = PostgresStore::open(&schema.url).await.unwrap();
+        crate::store::conformance::concurrent_decisions(&[a.clone(), b.clone()]).await;
         a.close().await;
         b.close().await;
     }

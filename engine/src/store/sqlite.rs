@@ -31,19 +31,26 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, Row as _};
 
 use super::{
-    ChainHead, Change, EmailRow, EventFilter, EventRow, NewEmail, NewEvent, RunRow, RunState,
-    StepRow, StepState, Store, StoreError,
+    ChainHead, Change, DecisionRow, EmailRow, EventFilter, EventRow, NewDecision, NewEmail,
+    NewEvent, RunRow, RunState, StepRow, StepState, Store, StoreError,
 };
 use crate::audit;
 
 /// The migrations, embedded in the binary: (version, description, SQL), in order. Each file in
 /// `engine/migrations/sqlite/` is named `<version>_<description>.sql` and listed here (a test
 /// checks the two agree).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "decisions",
+        include_str!("../../migrations/sqlite/0002_decisions.sql"),
+    ),
+];
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -405,6 +412,27 @@ fn email_from(row: &SqliteRow) -> Result<EmailRow, StoreError> {
     })
 }
 
+const DECISION_COLUMNS: &str =
+    "seq, run_id, step, host, recipient, choice, comment, at, actor, source_ip, nonce";
+
+fn decision_from(row: &SqliteRow) -> Result<DecisionRow, StoreError> {
+    Ok(DecisionRow {
+        seq: get(row, "seq")?,
+        decision: NewDecision {
+            run_id: get(row, "run_id")?,
+            step: get(row, "step")?,
+            host: get(row, "host")?,
+            recipient: get(row, "recipient")?,
+            choice: get(row, "choice")?,
+            comment: get(row, "comment")?,
+            at: parse_ts(&get::<String>(row, "at")?)?,
+            actor: get(row, "actor")?,
+            source_ip: get(row, "source_ip")?,
+            nonce: get(row, "nonce")?,
+        },
+    })
+}
+
 // --- writes (inside a BEGIN IMMEDIATE transaction) -------------------------------------------
 
 fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
@@ -447,6 +475,56 @@ async fn insert_step(conn: &mut SqliteConnection, row: &StepRow) -> Result<(), S
         });
     }
     Ok(())
+}
+
+/// Inserts a decision; `LinkUsed` if its nonce was used, `AlreadyDecided` if its recipient
+/// decided on the row already, `NoSuchRun` if its run does not exist.
+async fn insert_decision(conn: &mut SqliteConnection, d: &NewDecision) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO decisions (run_id, step, host, recipient, choice, comment, at, actor, \
+         source_ip, nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&d.run_id)
+    .bind(&d.step)
+    .bind(&d.host)
+    .bind(&d.recipient)
+    .bind(&d.choice)
+    .bind(&d.comment)
+    .bind(ts(d.at))
+    .bind(&d.actor)
+    .bind(&d.source_ip)
+    .bind(&d.nonce)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_foreign_key_violation(&e) {
+            StoreError::NoSuchRun(d.run_id.clone())
+        } else {
+            StoreError::Database(format!("recording a decision: {e}"))
+        }
+    })?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    // A unique key refused it: name which (a replayed link is `LinkUsed` first).
+    if let Some(nonce) = &d.nonce {
+        let used = sqlx::query("SELECT 1 FROM decisions WHERE nonce = ?")
+            .bind(nonce)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("looking up a link nonce"))?;
+        if used.is_some() {
+            return Err(StoreError::LinkUsed {
+                nonce: nonce.clone(),
+            });
+        }
+    }
+    Err(StoreError::AlreadyDecided {
+        run_id: d.run_id.clone(),
+        step: d.step.clone(),
+        host: d.host.clone(),
+        recipient: d.recipient.clone(),
+    })
 }
 
 /// Moves a step row from `expect` to `row`; `Conflict` if it is not in `expect` (or missing).
@@ -591,6 +669,9 @@ async fn insert_email(conn: &mut SqliteConnection, email: &NewEmail) -> Result<(
 async fn apply(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(), StoreError> {
     let mut chain = Chain::load(conn).await?;
     for change in changes {
+        for decision in &change.decisions {
+            insert_decision(conn, decision).await?;
+        }
         for write in &change.steps {
             match write.expect {
                 Some(expect) => update_step(conn, expect, &write.row).await?,
@@ -768,6 +849,15 @@ async fn write_steps(conn: &mut SqliteConnection, ops: &[StepOp<'_>]) -> Result<
 }
 
 async fn apply_fast(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(), Fast> {
+    // Decisions are rare (one per click): written one by one; a refused one is named exactly
+    // by the row-by-row path, so that both paths report the same error for a batch.
+    for decision in changes.iter().flat_map(|c| &c.decisions) {
+        match insert_decision(conn, decision).await {
+            Ok(()) => {}
+            Err(StoreError::Database(e)) => return Err(StoreError::Database(e).into()),
+            Err(_) => return Err(Fast::Miss),
+        }
+    }
     let mut ops: Vec<StepOp<'_>> = Vec::new();
     for change in changes {
         for write in &change.steps {
@@ -1079,6 +1169,25 @@ impl Store for SqliteStore {
         .await
         .map_err(db("reading due emails"))?;
         rows.iter().map(email_from).collect()
+    }
+
+    async fn decisions(
+        &self,
+        run_id: &str,
+        step: &str,
+        host: &str,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions WHERE run_id = ? AND step = ? AND host = ? \
+             ORDER BY seq"
+        ))
+        .bind(run_id)
+        .bind(step)
+        .bind(host)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading decisions"))?;
+        rows.iter().map(decision_from).collect()
     }
 
     async fn email_attempted(
