@@ -9,6 +9,7 @@
 //! is visible before the transaction is durable.
 
 pub mod any;
+mod codec;
 pub mod postgres;
 pub mod sqlite;
 

@@ -37,6 +37,9 @@ use sqlx::postgres::{
 };
 use sqlx::{Connection as _, Row as _};
 
+use super::codec::{
+    json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
+};
 use super::{
     ChainHead, Change, DecisionRow, EmailRow, EventFilter, EventRow, NewDecision, NewEmail,
     NewEvent, RunRow, RunState, StepRow, StepState, Store, StoreError,
@@ -248,67 +251,6 @@ fn ts(at: DateTime<Utc>) -> Ts {
 
 fn ts_opt(at: Option<DateTime<Utc>>) -> Option<Ts> {
     at.map(Ts)
-}
-
-fn json_text(value: &serde_json::Value) -> String {
-    value.to_string()
-}
-
-fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Database(format!("bad JSON in the database: {e}")))
-}
-
-fn run_state_str(state: RunState) -> &'static str {
-    match state {
-        RunState::Running => "running",
-        RunState::Succeeded => "succeeded",
-        RunState::Failed => "failed",
-        RunState::Cancelled => "cancelled",
-    }
-}
-
-fn parse_run_state(text: &str) -> Result<RunState, StoreError> {
-    Ok(match text {
-        "running" => RunState::Running,
-        "succeeded" => RunState::Succeeded,
-        "failed" => RunState::Failed,
-        "cancelled" => RunState::Cancelled,
-        other => return Err(StoreError::Database(format!("unknown run state `{other}`"))),
-    })
-}
-
-fn step_state_str(state: StepState) -> &'static str {
-    match state {
-        StepState::Pending => "pending",
-        StepState::Waiting => "waiting",
-        StepState::Running => "running",
-        StepState::AwaitingInput => "awaiting_input",
-        StepState::Succeeded => "succeeded",
-        StepState::Failed => "failed",
-        StepState::Skipped => "skipped",
-        StepState::Cancelled => "cancelled",
-        StepState::Interrupted => "interrupted",
-    }
-}
-
-fn parse_step_state(text: &str) -> Result<StepState, StoreError> {
-    Ok(match text {
-        "pending" => StepState::Pending,
-        "waiting" => StepState::Waiting,
-        "running" => StepState::Running,
-        "awaiting_input" => StepState::AwaitingInput,
-        "succeeded" => StepState::Succeeded,
-        "failed" => StepState::Failed,
-        "skipped" => StepState::Skipped,
-        "cancelled" => StepState::Cancelled,
-        "interrupted" => StepState::Interrupted,
-        other => {
-            return Err(StoreError::Database(format!(
-                "unknown step state `{other}`"
-            )));
-        }
-    })
 }
 
 fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
