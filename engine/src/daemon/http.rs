@@ -1,6 +1,7 @@
 //! The daemon's HTTP server (DESIGN §7), on axum: `GET /healthz`, `GET /metrics`
 //! (Prometheus text), `GET /` (runbooks, next cycles, recent runs) and `GET /runs/{id}` (a
-//! run's steps and audit trail). Pages are built by [`crate::pages`]; handlers only read the
+//! run's steps and audit trail), and the email links (`GET`/`HEAD`/`POST /links/{token}`,
+//! in [`links`](mod@links)). Pages are built by [`crate::pages`]; handlers only read the
 //! store and the loaded runbooks and turn them into the pages' view structs.
 
 use std::collections::BTreeMap;
@@ -12,6 +13,8 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+mod links;
 
 use super::Shared;
 use crate::pages;
@@ -31,11 +34,15 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .route("/", get(index::<S>))
         .route("/runs/{id}", get(run_page::<S>))
+        .route(
+            "/links/{token}",
+            get(links::show::<S>).post(links::decide::<S>),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
 
-fn html(status: StatusCode, body: String) -> Response {
+pub(super) fn html(status: StatusCode, body: String) -> Response {
     (
         status,
         [
@@ -52,12 +59,12 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, text: &str) -> Response {
+pub(super) fn error(status: StatusCode, text: &str) -> Response {
     html(status, pages::error_page(status.as_u16(), text))
 }
 
 /// A store error as a 503 page (the details go to the log, not to the visitor).
-fn unavailable(e: impl std::fmt::Display) -> Response {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> Response {
     super::log(format_args!("http: {e}"));
     error(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -8,10 +8,17 @@
 //! then their tasks are dropped. Nothing is lost: every transition was committed before its
 //! effect, and the next start resumes the runs (`Engine::recover`, then `drive`).
 //!
+//! Approval and task links (DESIGN §7): the engine gets a [`LinkMinter`] keyed with the link
+//! secret ([`link_minter`]), so a person-step's emails carry signed links; [`http`] serves them.
+//! A settling decision drives the run again ([`Shared::spawn_run`]: at most one driver task per
+//! run; a request while one runs makes it drive once more). [`expiry`] fails person-steps whose
+//! `expires` passed and drives their runs on.
+//!
 //! Time comes from the injected [`Clock`]. With a virtual clock (`serve --virtual-clock`)
 //! sleeping jumps; the scheduler then jumps once, to the first due fire, and afterwards only
 //! fires what is due (it never races ahead month after month).
 
+pub mod expiry;
 pub mod http;
 pub mod mailer;
 pub mod scheduler;
@@ -31,7 +38,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::run::{Engine, Mode, Outcome, RunError};
+use crate::links::LinkSigner;
+use crate::run::{Engine, LinkMinter, Mode, Outcome, RunError};
 use crate::store::{StepState, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
@@ -60,6 +68,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error("link secret: {0}")]
+    LinkSecret(String),
 }
 
 /// Writes one line for operators on stderr (never a secret).
@@ -273,65 +283,103 @@ pub struct Shared<S: Store> {
     pub shutdown: CancellationToken,
     /// Wakes the mailer when something may have been added to the outbox.
     pub mail: Arc<Notify>,
-    /// The run tasks, by run id.
-    runs: Mutex<Vec<(String, JoinHandle<()>)>>,
+    /// Wakes the expiry task when a run may have started waiting for a person.
+    pub inputs: Arc<Notify>,
+    /// The run tasks, by run id: at most one per run.
+    runs: Mutex<BTreeMap<String, RunTask>>,
     pub started_at: DateTime<Utc>,
 }
 
+/// The driver task of one run.
+struct RunTask {
+    handle: JoinHandle<()>,
+    /// Someone asked for the run to be driven while the task was driving it: drive again.
+    again: bool,
+}
+
 impl<S: Store> Shared<S> {
-    /// Drives a run in its own task until it finishes or waits for a person.
+    /// Drives a run in its own task until it finishes or waits for a person. If a task already
+    /// drives the run, that task drives it once more when it is done instead (never two drivers
+    /// on one run; no request lost between the driver's last look and its end).
     pub fn spawn_run(self: &Arc<Self>, checked: Arc<CheckedRunbook>, run_id: String) {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.retain(|_, t| !t.handle.is_finished());
+        if let Some(task) = runs.get_mut(&run_id) {
+            task.again = true;
+            return;
+        }
         let shared = self.clone();
         let id = run_id.clone();
+        // The task cannot look at `runs` before its entry is in: the lock is held until then.
         let handle = tokio::spawn(async move {
-            // Runs are not cancelled at shutdown (that would end them for good): their tasks
-            // are dropped after the grace period and resumed at the next start.
-            let cancel = CancellationToken::new();
-            match shared.engine.drive(&checked, &id, cancel).await {
-                Ok(Outcome::Finished(state)) => {
-                    log(format_args!(
-                        "run {id} {}",
-                        format!("{state:?}").to_lowercase()
-                    ));
+            loop {
+                shared.drive_once(&checked, &id).await;
+                let mut runs = shared.runs.lock().unwrap_or_else(|e| e.into_inner());
+                match runs.get_mut(&id) {
+                    Some(task) if task.again => task.again = false,
+                    _ => {
+                        runs.remove(&id);
+                        return;
+                    }
                 }
-                Ok(Outcome::Blocked(rows)) => {
-                    let waiting: Vec<String> = rows
-                        .iter()
-                        .map(|(step, host, state)| {
-                            let host = if host.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" [{host}]")
-                            };
-                            format!("{step}{host} {}", crate::run::state_word(*state))
-                        })
-                        .collect();
-                    log(format_args!(
-                        "run {id} waits for a decision: {}",
-                        waiting.join(", ")
-                    ));
-                }
-                Err(e) => log(format_args!("run {id}: {e}")),
             }
-            shared.mail.notify_one();
         });
-        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        runs.retain(|(_, h)| !h.is_finished());
-        runs.push((run_id, handle));
+        runs.insert(
+            run_id,
+            RunTask {
+                handle,
+                again: false,
+            },
+        );
+    }
+
+    /// One call of [`Engine::drive`], logged.
+    async fn drive_once(&self, checked: &CheckedRunbook, id: &str) {
+        // Runs are not cancelled at shutdown (that would end them for good): their tasks
+        // are dropped after the grace period and resumed at the next start.
+        let cancel = CancellationToken::new();
+        match self.engine.drive(checked, id, cancel).await {
+            Ok(Outcome::Finished(state)) => {
+                log(format_args!(
+                    "run {id} {}",
+                    format!("{state:?}").to_lowercase()
+                ));
+            }
+            Ok(Outcome::Blocked(rows)) => {
+                let waiting: Vec<String> = rows
+                    .iter()
+                    .map(|(step, host, state)| {
+                        let host = if host.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [{host}]")
+                        };
+                        format!("{step}{host} {}", crate::run::state_word(*state))
+                    })
+                    .collect();
+                log(format_args!(
+                    "run {id} waits for a decision: {}",
+                    waiting.join(", ")
+                ));
+                self.inputs.notify_one();
+            }
+            Err(e) => log(format_args!("run {id}: {e}")),
+        }
+        self.mail.notify_one();
     }
 
     /// Ids of the runs whose tasks are still going.
     fn active_runs(&self) -> Vec<String> {
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        runs.retain(|(_, h)| !h.is_finished());
-        runs.iter().map(|(id, _)| id.clone()).collect()
+        runs.retain(|_, t| !t.handle.is_finished());
+        runs.keys().cloned().collect()
     }
 
     /// Ends every run task (their state is on disk; the next start resumes them).
     fn abort_runs(&self) {
         let runs = std::mem::take(&mut *self.runs.lock().unwrap_or_else(|e| e.into_inner()));
-        for (_, handle) in runs {
-            handle.abort();
+        for (_, task) in runs {
+            task.handle.abort();
         }
     }
 
@@ -352,6 +400,8 @@ impl<S: Store> Shared<S> {
 pub struct Daemon<S: Store> {
     shared: Arc<Shared<S>>,
     options: Options,
+    /// Why the daemon cannot start (the link secret), reported by [`Daemon::run`].
+    refused: Option<DaemonError>,
 }
 
 impl<S: Store> Daemon<S> {
@@ -365,16 +415,28 @@ impl<S: Store> Daemon<S> {
         }
         let wake = mail.clone();
         engine.observer = Arc::new(move |_| wake.notify_one());
+        let refused = match link_minter(&options.config) {
+            Ok(minter) => {
+                engine.links = Some(Arc::new(minter));
+                None
+            }
+            Err(e) => Some(e),
+        };
         let shared = Arc::new(Shared {
             engine: Arc::new(engine),
             runbooks: Arc::new(runbooks),
             clock: options.clock.clone(),
             shutdown: CancellationToken::new(),
             mail,
-            runs: Mutex::new(Vec::new()),
+            inputs: Arc::new(Notify::new()),
+            runs: Mutex::new(BTreeMap::new()),
             started_at: options.clock.now(),
         });
-        Daemon { shared, options }
+        Daemon {
+            shared,
+            options,
+            refused,
+        }
     }
 
     /// The token that stops the daemon (cancel it to shut down, as SIGTERM does).
@@ -385,7 +447,14 @@ impl<S: Store> Daemon<S> {
     /// Resumes unfinished runs, starts the scheduler, the mailer and the HTTP server, reports
     /// `ready`, and returns after a graceful shutdown.
     pub async fn run(self, ready: impl FnOnce(&Ready)) -> Result<(), DaemonError> {
-        let Daemon { shared, options } = self;
+        let Daemon {
+            shared,
+            options,
+            refused,
+        } = self;
+        if let Some(e) = refused {
+            return Err(e);
+        }
         for line in &shared.runbooks.rejected {
             log(line);
         }
@@ -400,14 +469,19 @@ impl<S: Store> Daemon<S> {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("http://{local}"),
         };
+        if let Some(minter) = &shared.engine.links {
+            minter.set_public_url(url.clone());
+        }
 
         let scheduler = tokio::spawn(scheduler::run(shared.clone(), options.virtual_clock));
         let mailer = tokio::spawn(mailer::run(shared.clone(), options.delivery.clone()));
+        let expiry = tokio::spawn(expiry::run(shared.clone(), options.virtual_clock));
         let server = {
             let router = http::router(shared.clone());
             let stop = shared.shutdown.clone();
             tokio::spawn(async move {
-                axum::serve(listener, router)
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, service)
                     .with_graceful_shutdown(stop.cancelled_owned())
                     .await
             })
@@ -424,6 +498,7 @@ impl<S: Store> Daemon<S> {
         shared.shutdown.cancelled().await;
         log("shutting down: no new cycles; waiting for running steps");
         let _ = scheduler.await;
+        let _ = expiry.await;
         let deadline = tokio::time::Instant::now() + options.grace;
         while !shared.active_runs().is_empty()
             && shared.attempts_in_flight().await
@@ -450,6 +525,87 @@ impl<S: Store> Daemon<S> {
         log("stopped");
         Ok(())
     }
+}
+
+/// The engine's link minter: the secret from `[security] link_secret_file` (at least 32 bytes;
+/// a trailing newline is not part of it); without one, from `<database file>.link-key` next to
+/// a SQLite database, created with 32 random bytes (mode 0600) if missing, so links survive a
+/// restart; with neither (an in-memory or PostgreSQL database), a random secret for this
+/// process only (logged: its links die with it). Links live `[security] link_ttl` unless a
+/// step sets `expires`; nonces come from the OS.
+pub fn link_minter(config: &Config) -> Result<LinkMinter, DaemonError> {
+    let file = |what: &'static str, path: &Path, source: std::io::Error| DaemonError::File {
+        what,
+        path: path.display().to_string(),
+        source,
+    };
+    let secret: Vec<u8> = if let Some(path) = &config.security.link_secret_file {
+        let mut bytes =
+            std::fs::read(path).map_err(|e| file("[security] link_secret_file", path, e))?;
+        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            bytes.pop();
+        }
+        bytes
+    } else if let Some(path) = sqlite_file(&config.database_url) {
+        let key = PathBuf::from(format!("{}.link-key", path.display()));
+        match std::fs::read(&key) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secret = hex(&random_bytes(32)?).into_bytes();
+                write_private(&key, &secret).map_err(|e| file("link key", &key, e))?;
+                log(format_args!("created the link key {}", key.display()));
+                secret
+            }
+            Err(e) => return Err(file("link key", &key, e)),
+        }
+    } else {
+        log(
+            "no [security] link_secret_file: links are signed with a key that dies with this process",
+        );
+        random_bytes(32)?
+    };
+    let signer = LinkSigner::new(&secret).map_err(|e| DaemonError::LinkSecret(e.to_string()))?;
+    let ttl = chrono::Duration::from_std(config.security.link_ttl)
+        .map_err(|e| DaemonError::LinkSecret(format!("link_ttl: {e}")))?;
+    let random = Arc::new(|buf: &mut [u8]| getrandom::fill(buf).expect("OS randomness"));
+    Ok(LinkMinter::new(signer, config.public_url(), ttl, random))
+}
+
+/// The file of a `sqlite://` URL (`None` for memory databases and PostgreSQL).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+fn random_bytes(n: usize) -> Result<Vec<u8>, DaemonError> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| DaemonError::LinkSecret(format!("OS randomness: {e}")))?;
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates `path` readable by its owner only (fails if it exists).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut out = options.open(path)?;
+    out.write_all(bytes)?;
+    out.sync_all()
 }
 
 /// Resumes every unfinished run whose runbook is loaded, each in its own task.

@@ -305,8 +305,13 @@ mod tests {
         // December's fire is 2026-12-08 10:00 UTC; the daemon starts half an hour later.
         let clock = Arc::new(ManualClock::new(t("2026-12-08T10:30:00Z")));
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        // No link key file next to a database in the working folder.
+        let config = crate::config::Config {
+            database_url: "sqlite::memory:".into(),
+            ..Default::default()
+        };
         let options = Options {
-            config: crate::config::Config::default(),
+            config,
             clock: clock.clone(),
             virtual_clock: false,
             delivery: Delivery::Folder("outbox".into()),

@@ -42,11 +42,12 @@
 //! input, so the driver picks up the steps that need it.
 
 use chrono::{DateTime, Utc};
-use patchday_connectors::inputs::{ApprovalInputs, ManualInputs};
 use serde_json::{Value, json};
 
+use super::approvals::PersonAsk;
 use super::notify::{About, Notice};
 use super::*;
+use crate::links::Purpose;
 use crate::store::{DecisionRow, NewDecision, NewEmail};
 
 /// What [`Engine::decide`] did.
@@ -69,25 +70,6 @@ pub struct Expired {
     pub next: Option<DateTime<Utc>>,
 }
 
-/// The kind of person-step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Approval,
-    Manual,
-}
-
-/// A person-step's rendered inputs, as decisions need them.
-#[derive(Debug, Clone)]
-struct Ask {
-    kind: Kind,
-    /// Resolved addresses.
-    recipients: Vec<String>,
-    /// The first lets the run go on.
-    choices: Vec<String>,
-    quorum: u32,
-    expires: Option<chrono::Duration>,
-}
-
 impl<S: Store> Engine<S> {
     /// Records a decision on an approval or manual step and, when it completes the step,
     /// settles it, all in one commit (see the module docs for the rules and the races).
@@ -104,7 +86,7 @@ impl<S: Store> Engine<S> {
             .run(&decision.run_id)
             .await?
             .ok_or_else(|| RunError::NoSuchRun(decision.run_id.clone()))?;
-        let ask = self.ask(checked, &run, &rows, &step, &host)?;
+        let ask = self.person_ask(checked, &run, &rows, &step, &host)?;
         if !ask.choices.contains(&decision.choice) {
             return Err(RunError::NotAChoice {
                 step,
@@ -143,9 +125,9 @@ impl<S: Store> Engine<S> {
         change.events.push(event(
             decision.at,
             &decision.actor,
-            match ask.kind {
-                Kind::Approval => "approval.decided",
-                Kind::Manual => "task.decided",
+            match ask.purpose {
+                Purpose::Approval => "approval.decided",
+                Purpose::Task => "task.decided",
             },
             row,
             json!({
@@ -222,7 +204,7 @@ impl<S: Store> Engine<S> {
         let rows = self.store.steps(run_id).await?;
         let mut out = Expired::default();
         for row in rows.iter().filter(|r| r.state == StepState::AwaitingInput) {
-            let ask = self.ask(checked, &run, &rows, &row.step, &row.host)?;
+            let ask = self.person_ask(checked, &run, &rows, &row.step, &row.host)?;
             let (Some(ttl), Some(started)) = (ask.expires, row.started_at) else {
                 continue;
             };
@@ -236,9 +218,9 @@ impl<S: Store> Engine<S> {
             new.state = StepState::Failed;
             new.finished_at = Some(now);
             new.reason = Some(why.to_string());
-            let action = match ask.kind {
-                Kind::Approval => "approval.expired",
-                Kind::Manual => "task.expired",
+            let action = match ask.purpose {
+                Purpose::Approval => "approval.expired",
+                Purpose::Task => "task.expired",
             };
             let mut change = Change::default();
             change.events.push(event(
@@ -277,7 +259,7 @@ impl<S: Store> Engine<S> {
         checked: &CheckedRunbook,
         run: &RunRow,
         row: &StepRow,
-        ask: &Ask,
+        ask: &PersonAsk,
         recorded: &[DecisionRow],
         mine: &NewDecision,
     ) -> Result<Option<StepState>, RunError> {
@@ -314,7 +296,7 @@ impl<S: Store> Engine<S> {
         checked: &CheckedRunbook,
         run: &RunRow,
         row: &StepRow,
-        ask: &Ask,
+        ask: &PersonAsk,
         outcome: Settlement<'_>,
     ) -> (StepRow, NewEvent, Option<NewEmail>) {
         let Settlement { choice, by } = outcome;
@@ -334,9 +316,9 @@ impl<S: Store> Engine<S> {
             map.insert("comments".into(), json!(all));
         }
         let ok = choice == ask.choices[0];
-        (new.state, new.reason) = match (ask.kind, ok) {
+        (new.state, new.reason) = match (ask.purpose, ok) {
             (_, true) => (StepState::Succeeded, None),
-            (Kind::Manual, false) => (
+            (Purpose::Task, false) => (
                 StepState::Failed,
                 Some(
                     last.comment
@@ -345,7 +327,7 @@ impl<S: Store> Engine<S> {
                         .unwrap_or_else(|| format!("marked failed by {}", last.recipient)),
                 ),
             ),
-            (Kind::Approval, false) => {
+            (Purpose::Approval, false) => {
                 let mut reason = format!("`{choice}` decided by {}", who.join(", "));
                 if !comments.is_empty() {
                     reason.push_str(&format!(" ({})", comments.join("; ")));
@@ -397,7 +379,7 @@ impl<S: Store> Engine<S> {
         super::notify::email(checked, &notice, &about, at)
     }
 
-    fn run_url(&self, run_id: &str) -> String {
+    pub(super) fn run_url(&self, run_id: &str) -> String {
         format!("{}/runs/{run_id}", self.public_url.trim_end_matches('/'))
     }
 
@@ -412,95 +394,6 @@ impl<S: Store> Engine<S> {
                 format!("decided `{}`", choice.unwrap_or_default())
             }),
         }
-    }
-
-    /// The step's inputs as decisions need them: rendered against the run (as the driver
-    /// renders them at dispatch), recipients resolved.
-    fn ask(
-        &self,
-        checked: &CheckedRunbook,
-        run: &RunRow,
-        rows: &[StepRow],
-        step: &str,
-        host: &str,
-    ) -> Result<Ask, RunError> {
-        let bad = |reason: String| RunError::BadInputs {
-            step: step.to_string(),
-            reason,
-        };
-        let definition = checked
-            .runbook
-            .steps
-            .get(step)
-            .ok_or_else(|| bad("the runbook has no such step".into()))?;
-        let kind = match definition.uses.as_ref().map(|u| u.value.as_str()) {
-            Some("approval") => Kind::Approval,
-            Some("manual") => Kind::Manual,
-            other => {
-                return Err(bad(format!(
-                    "it uses `{}`, not `approval` or `manual`",
-                    other.unwrap_or("nothing")
-                )));
-            }
-        };
-        let raw = definition
-            .with
-            .as_ref()
-            .map_or_else(|| json!({}), |w| w.to_json());
-        let params = run
-            .snapshot
-            .get("params")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let context = RunContext::from_run(run, params, self.run_url(&run.id))
-            .for_step(rows, host_value(checked, host).as_ref());
-        let rendered = render_value(&registry(true), &raw, &context).map_err(bad)?;
-        let (names, choices, quorum, expires) = match kind {
-            Kind::Approval => {
-                let inputs: ApprovalInputs =
-                    serde_json::from_value(rendered).map_err(|e| bad(e.to_string()))?;
-                let choices = inputs
-                    .choices
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or_else(|| vec!["approve".into(), "reject".into()]);
-                (
-                    inputs.approvers.as_slice().to_vec(),
-                    choices,
-                    inputs.quorum.max(1),
-                    inputs.expires,
-                )
-            }
-            Kind::Manual => {
-                let inputs: ManualInputs =
-                    serde_json::from_value(rendered).map_err(|e| bad(e.to_string()))?;
-                (
-                    inputs.assignee.as_slice().to_vec(),
-                    vec!["done".into(), "failed".into()],
-                    1,
-                    inputs.expires,
-                )
-            }
-        };
-        let mut settings = (*self.settings).clone();
-        for (role, addresses) in &checked.runbook.roles {
-            settings
-                .roles
-                .entry(role.value.clone())
-                .or_insert_with(|| addresses.iter().map(|a| a.value.clone()).collect());
-        }
-        let recipients = settings.resolve_recipients(&names).map_err(bad)?;
-        let expires = expires
-            .map(|d| chrono::Duration::from_std(d.duration()))
-            .transpose()
-            .map_err(|e| bad(format!("expires: {e}")))?;
-        Ok(Ask {
-            kind,
-            recipients,
-            choices,
-            quorum,
-            expires,
-        })
     }
 }
 
@@ -525,10 +418,10 @@ struct Settlement<'a> {
 
 /// Whether `decisions` (in recording order) settle the step: the first choice to gather
 /// `quorum` decisions (a manual task: the first decision).
-fn settlement<'a>(ask: &Ask, decisions: &[&'a NewDecision]) -> Option<Settlement<'a>> {
-    let quorum = match ask.kind {
-        Kind::Approval => ask.quorum.max(1) as usize,
-        Kind::Manual => 1,
+fn settlement<'a>(ask: &PersonAsk, decisions: &[&'a NewDecision]) -> Option<Settlement<'a>> {
+    let quorum = match ask.purpose {
+        Purpose::Approval => ask.quorum.max(1) as usize,
+        Purpose::Task => 1,
     };
     for (i, d) in decisions.iter().enumerate() {
         let by: Vec<&NewDecision> = decisions[..=i]
@@ -556,12 +449,4 @@ fn settled_error(err: StoreError, step: &str, host: &str) -> RunError {
         },
         other => other.into(),
     }
-}
-
-fn host_value(checked: &CheckedRunbook, host: &str) -> Option<Value> {
-    if host.is_empty() {
-        return None;
-    }
-    let (name, record) = checked.inventory.as_ref()?.hosts.get_key_value(host)?;
-    Some(Inventory::host_json(&name.value, record))
 }

@@ -479,6 +479,16 @@ impl<'a, S: Store> Driver<'a, S> {
             json!({ "attempt": row.attempt, "uses": uses }),
         ));
         progress.push(self.progress(&row, now, format!("attempt {}", row.attempt)));
+        if waits_for_person {
+            // The approval / task emails with their links, in this same commit.
+            let emails = self
+                .engine
+                .person_emails(self.checked, &self.run, &self.rows, &row, now);
+            change.emails.extend(emails.into_iter().map(|mut email| {
+                email.body = self.secrets.redact(&email.body);
+                email
+            }));
+        }
         change.steps.push(StepWrite {
             expect: Some(prior),
             row,

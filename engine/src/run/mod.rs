@@ -9,6 +9,7 @@
 //! - After a crash a `running` row is re-run if its connector is idempotent; otherwise it becomes
 //!   `interrupted` and waits for an operator (`patchday resume`). Nothing runs twice silently.
 
+pub mod approvals;
 pub mod decide;
 mod decisions;
 pub mod notify;
@@ -33,6 +34,7 @@ use crate::store::{
     Change, NewEvent, RunRow, RunState, StepRow, StepState, StepWrite, Store, StoreError,
 };
 use crate::validate::CheckedRunbook;
+pub use approvals::{LinkMinter, PersonAsk};
 pub use decide::{Action, UNDO_PREFIX, View, decide};
 pub use decisions::{Decided, Expired};
 use render::{RunContext, registry, render_value, truthy};
@@ -143,6 +145,9 @@ pub struct Engine<S: Store> {
     pub max_parallel: usize,
     /// Attempts in flight across every run this engine drives (the global limit).
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Signs the links of approval and task emails (the daemon). `None` (the CLI `run`): a
+    /// person-step waits without emails.
+    pub links: Option<Arc<LinkMinter>>,
 }
 
 /// The result of one attempt, sent back to the driver.
@@ -166,6 +171,7 @@ impl<S: Store> Engine<S> {
             public_url: "http://127.0.0.1:8080".into(),
             max_parallel: 16,
             slots: Arc::new(tokio::sync::Semaphore::new(64)),
+            links: None,
         }
     }
 

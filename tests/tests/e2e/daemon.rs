@@ -291,3 +291,400 @@ fn configuration_errors_exit_2_and_say_where_the_bad_value_came_from() {
     assert!(stderr(&out).contains("no such folder"), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const APPROVAL_RUNBOOK: &str = r#"name: links-demo
+description: An approval between two steps, decided through the emailed links
+timezone: UTC
+schedule:
+  - at: patch_tuesday 10:00
+catch_up: 1h
+roles:
+  cab: [alice@example.com, bob@example.com]
+steps:
+  prepare:
+    uses: noop
+    with: { message: "prepare {{cycle}}" }
+  cab-approval:
+    needs: [prepare]
+    uses: approval
+    with:
+      approvers: [cab]
+      quorum: 1
+      message: "May we patch cycle {{cycle}} tonight?"
+  patch:
+    needs: [cab-approval]
+    uses: command
+    with: { run: "echo patched {{cycle}}" }
+"#;
+
+/// One raw HTTP/1.1 request: (status, head, body).
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method == "POST" {
+        text.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// The value of the form field `name` on a confirmation page.
+fn hidden_field(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{name} in {page}"))
+        + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_string()
+}
+
+/// The audit events as exported (JSON Lines), read while the daemon runs.
+fn audit_events(database: &str) -> Vec<serde_json::Value> {
+    let out = patchday()
+        .args(["audit", "export", "--database", database])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn count(events: &[serde_json::Value], action: &str) -> usize {
+    events.iter().filter(|e| e["action"] == action).count()
+}
+
+/// Starts `patchday serve` in `dir` with the link secret in `secret`; returns it and its address.
+fn serve(dir: &Path, database: &str, outbox: &Path, secret: &Path) -> (Daemon, String) {
+    let mut child = patchday()
+        .current_dir(dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+        .args(["--runbooks", &dir.join("runbooks").display().to_string()])
+        .args(["--outbox", &outbox.display().to_string()])
+        .args(["--now", "2026-12-08T09:59:00Z", "--virtual-clock"])
+        .env("PATCHDAY_SECURITY_LINK_SECRET_FILE", secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("patchday serve starts");
+    let out = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let daemon = Daemon { child, lines };
+    let serving = daemon
+        .lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the daemon prints where it serves");
+    let addr = serving
+        .trim_start_matches("patchday serving http://")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    (daemon, addr)
+}
+
+#[test]
+fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
+    use patchday::links::{LinkClaims, LinkSigner};
+
+    let dir = std::env::temp_dir().join(format!("patchday-links-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/links-demo.yaml"), APPROVAL_RUNBOOK).unwrap();
+    let secret = dir.join("link.secret");
+    let key = "e2e link secret: 0123456789abcdef0123456789abcdef";
+    std::fs::write(&secret, format!("{key}\n")).unwrap();
+    let signer = LinkSigner::new(key.as_bytes()).unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let outbox = dir.join("outbox");
+    let (mut daemon, addr) = serve(&dir, &database, &outbox, &secret);
+
+    // The approval email arrives for each approver, each with its own link.
+    let subject = "Subject: [patchday] Approve links-demo 2026-12: cab-approval\r\n";
+    let emails = poll("the approval emails", Duration::from_secs(30), || {
+        let texts: Vec<String> = eml_files(&outbox)
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .filter(|t| t.contains(subject))
+            .collect();
+        (texts.len() == 2).then_some(texts)
+    });
+    let link_of = |who: &str| -> String {
+        let email = emails
+            .iter()
+            .find(|t| t.contains(&format!("To: {who}\r\n")))
+            .unwrap_or_else(|| panic!("no approval email to {who}: {emails:#?}"));
+        assert!(
+            email.contains("May we patch cycle 2026-12 tonight?"),
+            "{email}"
+        );
+        let start = email.find("/links/").expect("a link") + "/links/".len();
+        let end = start + email[start..].find(char::is_whitespace).unwrap();
+        email[start..end].to_string()
+    };
+    let (alice, bob) = (link_of("alice@example.com"), link_of("bob@example.com"));
+    assert_ne!(alice, bob);
+    let claims = signer
+        .verify(&alice, "2026-12-08T10:00:00Z".parse().unwrap())
+        .expect("the emailed token is signed with the configured secret");
+    assert_eq!(claims.step, "cab-approval");
+    assert_eq!(claims.recipient, "alice@example.com");
+    let path = |token: &str| format!("/links/{token}");
+
+    // Mail scanners: GET three times and HEAD twice change nothing.
+    let before = audit_events(&database);
+    let mut page = String::new();
+    for method in ["GET", "HEAD", "GET", "HEAD", "GET"] {
+        let (status, head, body) = request(&addr, method, &path(&alice), &[], "");
+        assert_eq!(status, 200, "{method}: {head}\n{body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("cache-control: no-store"),
+            "{head}"
+        );
+        assert!(head.contains("default-src 'none'"), "{head}");
+        if method == "GET" {
+            page = body;
+        } else {
+            assert!(body.is_empty(), "HEAD has no body");
+        }
+    }
+    assert!(
+        page.contains("Approve patch cycle 2026-12 of links-demo?"),
+        "{page}"
+    );
+    assert!(page.contains("Nobody has decided yet."), "{page}");
+    let artifacts = patchday_tests::patchday_bin()
+        .parent()
+        .unwrap()
+        .join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("confirmation-page.html"), &page).unwrap();
+    let csrf = hidden_field(&page, "csrf");
+    let after = audit_events(&database);
+    let people = |events: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        // Everything but the mailer's own events (`email.sent` may land meanwhile).
+        events
+            .iter()
+            .filter(|e| !e["action"].as_str().unwrap_or("").starts_with("email."))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(people(&after), people(&before), "GET/HEAD wrote events");
+    assert_eq!(count(&after, "approval.decided"), 0);
+
+    // The attacks, while the step waits: each refused, audited, nothing else changed.
+    let rejected = std::cell::Cell::new(count(&after, "link.rejected"));
+    let decisions = std::cell::Cell::new(0);
+    let attack = |what: &str,
+                  method: &str,
+                  token: &str,
+                  headers: &[(&str, &str)],
+                  form: &str,
+                  expected: u16| {
+        // The mailer's own events (`email.sent`) may land meanwhile; nothing else may.
+        let not_mail = |events: &[serde_json::Value]| {
+            events
+                .iter()
+                .filter(|e| !e["action"].as_str().unwrap_or("").starts_with("email."))
+                .count()
+        };
+        let total = not_mail(&audit_events(&database));
+        let (status, _, body) = request(&addr, method, &path(token), headers, form);
+        assert_eq!(status, expected, "{what}: {body}");
+        assert!(body.contains("Nothing was changed."), "{what}: {body}");
+        rejected.set(rejected.get() + 1);
+        let events = audit_events(&database);
+        assert_eq!(
+            not_mail(&events),
+            total + 1,
+            "{what}: only its rejection is recorded"
+        );
+        assert_eq!(count(&events, "link.rejected"), rejected.get(), "{what}");
+        assert_eq!(
+            count(&events, "approval.decided"),
+            decisions.get(),
+            "{what}"
+        );
+        let last = events.last().unwrap();
+        assert_eq!(last["action"], "link.rejected", "{what}");
+        assert_eq!(last["details"]["source_ip"], "127.0.0.1", "{what}");
+        last["details"]["reason"].as_str().unwrap().to_string()
+    };
+    let mid = alice.len() / 2;
+    let swapped = if &alice[mid..=mid] == "A" { "B" } else { "A" };
+    let forged = format!("{}{swapped}{}", &alice[..mid], &alice[mid + 1..]);
+    let approve = format!("csrf={csrf}&choice=approve");
+    assert_eq!(
+        attack("forged", "GET", &forged, &[], "", 403),
+        "bad_signature"
+    );
+    assert_eq!(
+        attack("forged POST", "POST", &forged, &[], &approve, 403),
+        "bad_signature"
+    );
+    let truncated = &alice[..alice.len() - 5];
+    assert_eq!(
+        attack("truncated", "GET", truncated, &[], "", 400),
+        "malformed"
+    );
+    let mint = |change: &dyn Fn(&mut LinkClaims)| {
+        let mut c = claims.clone();
+        change(&mut c);
+        signer.sign(&c).unwrap()
+    };
+    let expired = mint(&|c| c.expires_at = "2026-12-08T09:00:00Z".parse().unwrap());
+    assert_eq!(attack("expired", "GET", &expired, &[], "", 410), "expired");
+    let other_step = mint(&|c| c.step = "prepare".into());
+    assert_eq!(
+        attack("other step", "GET", &other_step, &[], "", 404),
+        "other_step"
+    );
+    let stranger = mint(&|c| c.recipient = "mallory@example.com".into());
+    assert_eq!(
+        attack("other recipient", "GET", &stranger, &[], "", 403),
+        "other_recipient"
+    );
+    let no_csrf = attack("no CSRF", "POST", &alice, &[], "choice=approve", 403);
+    assert_eq!(no_csrf, "bad_csrf");
+    let (_, _, bob_page) = request(&addr, "GET", &path(&bob), &[], "");
+    let bob_form = format!("csrf={}&choice=approve", hidden_field(&bob_page, "csrf"));
+    assert_eq!(
+        attack("wrong CSRF", "POST", &alice, &[], &bob_form, 403),
+        "bad_csrf"
+    );
+    let evil = [("Origin", "http://evil.example")];
+    assert_eq!(
+        attack("cross-site", "POST", &alice, &evil, &approve, 403),
+        "cross_site"
+    );
+    let fetch = [("Sec-Fetch-Site", "cross-site")];
+    assert_eq!(
+        attack("cross-site fetch", "POST", &alice, &fetch, &approve, 403),
+        "cross_site"
+    );
+    let runs = |status: &str| {
+        let (_, text, _) = ("", get(&addr, "/metrics").unwrap().1, ());
+        text.contains(&format!("patchday_runs{{state=\"{status}\"}} 1"))
+    };
+    assert!(runs("running"));
+
+    // 100 concurrent POSTs of Alice's link: exactly one decides, the others are refused.
+    let origin = format!("http://{addr}");
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            let (addr, token, form, origin) =
+                (addr.clone(), alice.clone(), approve.clone(), origin.clone());
+            std::thread::spawn(move || {
+                let headers = [
+                    ("Origin", origin.as_str()),
+                    ("Sec-Fetch-Site", "same-origin"),
+                ];
+                request(&addr, "POST", &format!("/links/{token}"), &headers, &form)
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, String, String)> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let decided: Vec<&(u16, String, String)> = answers.iter().filter(|a| a.0 == 200).collect();
+    assert_eq!(
+        decided.len(),
+        1,
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    assert!(decided[0].2.contains("Approved by you"), "{}", decided[0].2);
+    assert!(
+        answers.iter().all(|a| a.0 == 200 || a.0 == 409),
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    rejected.set(rejected.get() + 99);
+    decisions.set(1);
+
+    // The run goes on and finishes.
+    poll("the run to succeed", Duration::from_secs(30), || {
+        runs("succeeded").then_some(())
+    });
+
+    // Replayed, and the other approver's link after the step settled.
+    assert_eq!(
+        attack("replayed", "POST", &alice, &[], &approve, 409),
+        "already_used"
+    );
+    assert_eq!(
+        attack("replayed GET", "GET", &alice, &[], "", 409),
+        "already_used"
+    );
+    let (_, bob_after, _) = (0, request(&addr, "GET", &path(&bob), &[], ""), 0);
+    assert_eq!(bob_after.0, 409, "{}", bob_after.2);
+    rejected.set(rejected.get() + 1);
+    assert_eq!(
+        attack("other approver", "POST", &bob, &[], &bob_form, 409),
+        "not_awaiting_input"
+    );
+
+    let events = audit_events(&database);
+    assert_eq!(count(&events, "approval.decided"), 1);
+    assert_eq!(count(&events, "link.rejected"), rejected.get());
+    let decision = events
+        .iter()
+        .find(|e| e["action"] == "approval.decided")
+        .unwrap();
+    assert_eq!(decision["actor"], "link:alice@example.com");
+    assert_eq!(decision["details"]["source_ip"], "127.0.0.1");
+    assert_eq!(decision["details"]["choice"], "approve");
+
+    let pid = daemon.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    poll("the daemon to stop", Duration::from_secs(30), || {
+        daemon.child.try_wait().unwrap()
+    });
+    let verify = patchday()
+        .args(["audit", "verify", "--database", &database])
+        .output()
+        .unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,84 @@
+//! Expiry of approvals and tasks: fails the person-steps whose `expires` passed
+//! ([`crate::run::Engine::expire_inputs`]) and drives their runs on.
+//!
+//! Each pass looks at the unfinished runs with a row awaiting input, and returns the earliest
+//! next expiry; the task sleeps on the clock until then, or until a run starts waiting for a
+//! person ([`Shared::inputs`]), or shutdown. With a virtual clock it never sleeps on the clock
+//! (that would jump it to the expiry): it checks again when woken.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{Shared, log};
+use crate::store::{StepState, Store, StoreError};
+
+/// Runs passes until shutdown.
+pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
+    loop {
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        let next = match pass(&shared).await {
+            Ok(next) => next,
+            Err(e) => {
+                log(format_args!("expiry: {e}; retrying in a minute"));
+                Some(shared.clock.now() + TimeDelta::minutes(1))
+            }
+        };
+        let clock = shared.clock.clone();
+        let sleep = async move {
+            match next {
+                Some(at) if !virtual_clock => clock.sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = shared.inputs.notified() => {}
+            _ = sleep => {}
+        }
+    }
+}
+
+/// Expires what is due in every run waiting for a person, drives the runs that changed, and
+/// returns the earliest next expiry.
+pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let store = &shared.engine.store;
+    let mut next: Option<DateTime<Utc>> = None;
+    for run in store.unfinished_runs().await? {
+        let rows = store.steps(&run.id).await?;
+        if !rows.iter().any(|r| r.state == StepState::AwaitingInput) {
+            continue;
+        }
+        let Some(loaded) = shared.runbooks.get(&run.runbook) else {
+            continue;
+        };
+        let now = shared.clock.now();
+        match shared
+            .engine
+            .expire_inputs(&loaded.checked, &run.id, now)
+            .await
+        {
+            Ok(expired) => {
+                if !expired.expired.is_empty() {
+                    for (step, host) in &expired.expired {
+                        let host = if host.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [{host}]")
+                        };
+                        log(format_args!("run {}: {step}{host} expired", run.id));
+                    }
+                    shared.spawn_run(loaded.checked.clone(), run.id.clone());
+                    shared.mail.notify_one();
+                }
+                if let Some(at) = expired.next {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+            Err(e) => log(format_args!("run {}: expiry: {e}", run.id)),
+        }
+    }
+    Ok(next)
+}

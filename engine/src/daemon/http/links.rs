@@ -1,0 +1,474 @@
+//! The email links (DESIGN §7): `GET`/`HEAD /links/{token}` render the confirmation page and
+//! never change anything (mail scanners fetch links); `POST /links/{token}` (the page's form:
+//! CSRF value, choice, comment) decides through [`Engine::decide`] as `link:<recipient>`.
+//!
+//! A link is checked in this order: the token (format, signature, expiry, with the daemon's
+//! clock), for a `POST` the origin (`Sec-Fetch-Site` / `Origin`, when sent, must be this site)
+//! and the CSRF value (constant time), then its target: the run, the step (a person-step of the
+//! link's purpose), the recipient (still one of the step's people), the nonce (not used yet) and
+//! the row (still awaiting input). Every refusal renders [`pages::rejected_link_page`] with a
+//! fitting status and is recorded as a `link.rejected` audit event (actor `link:<recipient>`
+//! when the token's signature holds, else `link:unknown`; details: reason code, source IP),
+//! and changes nothing else.
+//!
+//! [`Engine::decide`]: crate::run::Engine::decide
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{Shared, html, unavailable};
+use crate::links::{LinkClaims, LinkError, Purpose};
+use crate::pages;
+use crate::run::{PersonAsk, RunError};
+use crate::store::{Change, NewDecision, NewEvent, RunRow, StepState, Store, StoreError};
+use crate::validate::CheckedRunbook;
+
+/// The longest comment kept, in characters.
+const MAX_COMMENT: usize = 2000;
+
+/// Why a link was refused.
+#[derive(Debug)]
+enum Refusal {
+    Link(LinkError),
+    /// The step no longer awaits a decision (settled by others, expired, cancelled).
+    Settled,
+    /// A `POST` from another site (`Sec-Fetch-Site` / `Origin`).
+    CrossSite,
+    /// The posted choice is not one the step offers.
+    NotAChoice,
+}
+
+impl Refusal {
+    fn code(&self) -> &'static str {
+        match self {
+            Refusal::Link(e) => e.code(),
+            Refusal::Settled => "not_awaiting_input",
+            Refusal::CrossSite => "cross_site",
+            Refusal::NotAChoice => "not_a_choice",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Link(LinkError::Expired { .. }) => StatusCode::GONE,
+            Refusal::Link(LinkError::AlreadyUsed) | Refusal::Settled => StatusCode::CONFLICT,
+            Refusal::Link(LinkError::OtherStep) => StatusCode::NOT_FOUND,
+            Refusal::Link(
+                LinkError::BadSignature | LinkError::OtherRecipient | LinkError::BadCsrf,
+            )
+            | Refusal::CrossSite => StatusCode::FORBIDDEN,
+            Refusal::Link(_) | Refusal::NotAChoice => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn page(&self) -> String {
+        match self {
+            Refusal::Link(e) => pages::rejected_link_page(e),
+            Refusal::Settled => pages::rejected_link_page(&LinkError::AlreadyUsed),
+            Refusal::CrossSite => pages::rejected_link_page(&LinkError::BadCsrf),
+            Refusal::NotAChoice => pages::rejected_link_page(&LinkError::Malformed("choice")),
+        }
+    }
+}
+
+impl From<LinkError> for Refusal {
+    fn from(e: LinkError) -> Self {
+        Refusal::Link(e)
+    }
+}
+
+/// What a good link points at.
+struct Target {
+    claims: LinkClaims,
+    run: RunRow,
+    checked: Arc<CheckedRunbook>,
+    ask: PersonAsk,
+}
+
+/// Why a handler stopped: a refused link, or the store failing (a 503, not audited).
+enum Stop {
+    Refused(Option<Box<LinkClaims>>, Refusal),
+    Store(String),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e.to_string())
+    }
+}
+
+/// `GET` and `HEAD`: the confirmation page. Reads only (a refusal is audited).
+pub async fn show<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+) -> Response {
+    let now = shared.clock.now();
+    let result = async {
+        let claims = verify(&shared, &token, now)?;
+        let target = target(&shared, claims).await?;
+        confirmation(&shared, &token, &target).await
+    }
+    .await;
+    match result {
+        Ok(page) => html(StatusCode::OK, page),
+        Err(stop) => refuse(&shared, stop, peer, "GET", now).await,
+    }
+}
+
+/// `POST`: the decision.
+pub async fn decide<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let now = shared.clock.now();
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let result = async {
+        let claims = verify(&shared, &token, now)?;
+        let refused = |r: Refusal| Stop::Refused(Some(Box::new(claims.clone())), r);
+        if cross_site(&headers, &shared) {
+            return Err(refused(Refusal::CrossSite));
+        }
+        let csrf = form.get(pages::FIELD_CSRF).map_or("", String::as_str);
+        let signer = &shared.engine.links.as_ref().expect("checked").signer;
+        signer
+            .check_csrf(&token, csrf)
+            .map_err(|e| refused(e.into()))?;
+        let target = target(&shared, claims.clone()).await?;
+        let choice = form
+            .get(pages::FIELD_CHOICE)
+            .map_or("", String::as_str)
+            .to_string();
+        if !target.ask.choices.contains(&choice) {
+            return Err(refused(Refusal::NotAChoice));
+        }
+        let comment = form
+            .get(pages::FIELD_COMMENT)
+            .map(|c| c.trim().chars().take(MAX_COMMENT).collect::<String>())
+            .filter(|c| !c.is_empty());
+        let decision = NewDecision {
+            run_id: claims.run_id.clone(),
+            step: claims.step.clone(),
+            host: claims.host.clone(),
+            recipient: claims.recipient.clone(),
+            choice: choice.clone(),
+            comment: comment.clone(),
+            at: now,
+            actor: format!("link:{}", claims.recipient),
+            source_ip: Some(peer.ip().to_string()),
+            nonce: Some(claims.nonce.clone()),
+        };
+        let decided = match shared.engine.decide(&target.checked, decision).await {
+            Ok(decided) => decided,
+            Err(e) => return Err(decide_error(e, &claims)),
+        };
+        if decided.settled.is_some() {
+            shared.spawn_run(target.checked.clone(), claims.run_id.clone());
+        }
+        shared.mail.notify_one();
+        let view = pages::DecidedView {
+            runbook: target.run.runbook.clone(),
+            cycle: target.run.cycle.clone().unwrap_or_default(),
+            step: claims.step.clone(),
+            outcome: outcome(target.ask.purpose, &choice),
+            actor: claims.recipient.clone(),
+            at: now,
+            comment,
+            run_id: claims.run_id.clone(),
+        };
+        Ok(pages::decided_page(&view))
+    }
+    .await;
+    match result {
+        Ok(page) => html(StatusCode::OK, page),
+        Err(stop) => refuse(&shared, stop, peer, "POST", now).await,
+    }
+}
+
+/// The token's claims, if it is well formed, signed with our key and not expired.
+fn verify<S: Store>(
+    shared: &Shared<S>,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<LinkClaims, Stop> {
+    let Some(minter) = &shared.engine.links else {
+        return Err(Stop::Refused(None, LinkError::BadSignature.into()));
+    };
+    minter
+        .signer
+        .verify(token, now)
+        .map_err(|e| Stop::Refused(None, e.into()))
+}
+
+/// The run, runbook, step and row the claims name, checked: a person-step of the link's purpose,
+/// the recipient still one of its people, the nonce unused, the row awaiting input.
+async fn target<S: Store>(shared: &Shared<S>, claims: LinkClaims) -> Result<Target, Stop> {
+    let refused = |r: Refusal| Stop::Refused(Some(Box::new(claims.clone())), r);
+    let other_step = || refused(LinkError::OtherStep.into());
+    let store = &shared.engine.store;
+    let run = store.run(&claims.run_id).await?.ok_or_else(other_step)?;
+    let checked = shared
+        .runbooks
+        .get(&run.runbook)
+        .map(|l| l.checked.clone())
+        .ok_or_else(other_step)?;
+    let rows = store.steps(&run.id).await?;
+    let row = rows
+        .iter()
+        .find(|r| r.step == claims.step && r.host == claims.host)
+        .ok_or_else(other_step)?;
+    let ask = shared
+        .engine
+        .person_ask(&checked, &run, &rows, &claims.step, &claims.host)
+        .map_err(|_| other_step())?;
+    if ask.purpose != claims.purpose {
+        return Err(other_step());
+    }
+    if !ask
+        .recipients
+        .iter()
+        .any(|r| claims.check_recipient(r).is_ok())
+    {
+        return Err(refused(LinkError::OtherRecipient.into()));
+    }
+    let decisions = store.decisions(&run.id, &claims.step, &claims.host).await?;
+    let used = decisions.iter().any(|d| {
+        d.decision.nonce.as_deref() == Some(claims.nonce.as_str())
+            || claims.check_recipient(&d.decision.recipient).is_ok()
+    });
+    if used {
+        return Err(refused(LinkError::AlreadyUsed.into()));
+    }
+    if row.state != StepState::AwaitingInput {
+        return Err(refused(Refusal::Settled));
+    }
+    Ok(Target {
+        claims,
+        run,
+        checked,
+        ask,
+    })
+}
+
+/// The confirmation page of a good link.
+async fn confirmation<S: Store>(
+    shared: &Shared<S>,
+    token: &str,
+    target: &Target,
+) -> Result<String, Stop> {
+    let Target {
+        claims,
+        run,
+        checked,
+        ask,
+    } = target;
+    let decisions = shared
+        .engine
+        .store
+        .decisions(&run.id, &claims.step, &claims.host)
+        .await?;
+    let signer = &shared.engine.links.as_ref().expect("verified").signer;
+    let choices = ask
+        .choices
+        .iter()
+        .map(|c| pages::ChoiceView {
+            value: c.clone(),
+            label: label(ask.purpose, c),
+        })
+        .collect();
+    let view = pages::ConfirmationView {
+        purpose: claims.purpose,
+        runbook: run.runbook.clone(),
+        cycle: run.cycle.clone().unwrap_or_default(),
+        step: claims.step.clone(),
+        step_description: checked
+            .runbook
+            .steps
+            .get(claims.step.as_str())
+            .and_then(|s| s.description.clone()),
+        hosts: crate::run::approvals::hosts_of(checked, &claims.host, shared.clock.now()),
+        runbook_commit: run.commit.clone(),
+        runbook_hash: run.content_hash.clone(),
+        message: ask.message.clone().filter(|m| !m.trim().is_empty()),
+        recipient: claims.recipient.clone(),
+        expires_at: claims.expires_at,
+        quorum: (ask.purpose == Purpose::Approval).then_some(ask.quorum),
+        decisions: decisions
+            .into_iter()
+            .map(|d| pages::DecisionView {
+                name: d.decision.recipient,
+                choice: d.decision.choice,
+                at: d.decision.at,
+                comment: d.decision.comment,
+            })
+            .collect(),
+        choices,
+        action: format!("/links/{token}"),
+        csrf: signer.csrf_token(token),
+    };
+    Ok(pages::confirmation_page(&view))
+}
+
+/// Whether a `POST` says it comes from another site: `Sec-Fetch-Site` other than
+/// `same-origin` / `none`, or an `Origin` that is neither the public URL's nor this `Host`.
+fn cross_site<S: Store>(headers: &HeaderMap, shared: &Shared<S>) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return true;
+    }
+    let Some(origin) = text(header::ORIGIN.as_str()) else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    let public = shared
+        .engine
+        .links
+        .as_ref()
+        .map(|m| m.public_url())
+        .unwrap_or_default();
+    let public_origin = origin_of(&public);
+    let host_origins = text(header::HOST.as_str())
+        .map(|h| [format!("http://{h}"), format!("https://{h}")])
+        .unwrap_or_default();
+    !(origin.eq_ignore_ascii_case(public_origin) || host_origins.iter().any(|o| o == origin))
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+/// A failed [`crate::run::Engine::decide`] as a refusal (or a store failure).
+fn decide_error(e: RunError, claims: &LinkClaims) -> Stop {
+    let refusal = match e {
+        RunError::Store(StoreError::AlreadyDecided { .. } | StoreError::LinkUsed { .. }) => {
+            Refusal::Link(LinkError::AlreadyUsed)
+        }
+        RunError::AlreadySettled { .. } | RunError::NotAwaitingInput { .. } => Refusal::Settled,
+        RunError::NotARecipient { .. } => Refusal::Link(LinkError::OtherRecipient),
+        RunError::NotAChoice { .. } => Refusal::NotAChoice,
+        RunError::NoSuchRun(_) | RunError::BadInputs { .. } => Refusal::Link(LinkError::OtherStep),
+        other => return Stop::Store(other.to_string()),
+    };
+    Stop::Refused(Some(Box::new(claims.clone())), refusal)
+}
+
+/// The refusal page, after its `link.rejected` event is committed (a store failure: a 503).
+async fn refuse<S: Store>(
+    shared: &Shared<S>,
+    stop: Stop,
+    peer: SocketAddr,
+    method: &str,
+    now: DateTime<Utc>,
+) -> Response {
+    let (claims, refusal) = match stop {
+        Stop::Refused(claims, refusal) => (claims, refusal),
+        Stop::Store(e) => return unavailable(e),
+    };
+    let store = &shared.engine.store;
+    let mut details = json!({
+        "reason": refusal.code(),
+        "source_ip": peer.ip().to_string(),
+        "method": method,
+    });
+    let (mut run_id, mut step_id) = (None, None);
+    if let Some(claims) = &claims {
+        details["run_id"] = json!(claims.run_id);
+        details["step"] = json!(claims.step);
+        if !claims.host.is_empty() {
+            details["host"] = json!(claims.host);
+        }
+        // Filed under the run only when it exists (a signed link for a deleted run is possible).
+        if let Ok(Some(_)) = store.run(&claims.run_id).await {
+            run_id = Some(claims.run_id.clone());
+            step_id = Some(claims.step.clone());
+        }
+    }
+    let actor = match &claims {
+        Some(c) => format!("link:{}", c.recipient),
+        None => "link:unknown".to_string(),
+    };
+    let event = NewEvent {
+        at: now,
+        actor,
+        action: "link.rejected".into(),
+        run_id,
+        step_id,
+        details,
+    };
+    let change = Change {
+        events: vec![event],
+        ..Change::default()
+    };
+    if let Err(e) = store.commit(vec![change]).await {
+        return unavailable(e);
+    }
+    html(refusal.status(), refusal.page())
+}
+
+/// A button's label.
+fn label(purpose: Purpose, choice: &str) -> String {
+    match (purpose, choice) {
+        (Purpose::Task, "done") => "Done".into(),
+        (Purpose::Task, "failed") => "Failed".into(),
+        _ => capitalised(choice),
+    }
+}
+
+/// The decided page's outcome: "Approved", "Rejected", "Marked done", "Chose “defer”".
+fn outcome(purpose: Purpose, choice: &str) -> String {
+    match (purpose, choice) {
+        (Purpose::Task, c) => format!("Marked {c}"),
+        (_, "approve") => "Approved".into(),
+        (_, "reject") => "Rejected".into(),
+        (_, c) => format!("Chose “{c}”"),
+    }
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_labels() {
+        assert_eq!(origin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(
+            origin_of("https://patch.example.com/base/"),
+            "https://patch.example.com"
+        );
+        assert_eq!(outcome(Purpose::Approval, "approve"), "Approved");
+        assert_eq!(outcome(Purpose::Task, "failed"), "Marked failed");
+        assert_eq!(label(Purpose::Approval, "reject"), "Reject");
+        assert_eq!(Refusal::Settled.status(), StatusCode::CONFLICT);
+        let expired = Refusal::Link(LinkError::Expired { at: Utc::now() });
+        assert_eq!(expired.status(), StatusCode::GONE);
+        assert_eq!(
+            Refusal::Link(LinkError::Malformed("x")).status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

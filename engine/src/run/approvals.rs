@@ -1,0 +1,332 @@
+//! Approval and task emails with signed links (DESIGN §7).
+//!
+//! When a live `approval` or `manual` step enters `awaiting_input`, the driver writes one outbox
+//! email per resolved recipient in the same commit as the transition, when the engine has a
+//! [`LinkMinter`] (the daemon). Each email carries its own link, `<public_url>/links/<token>`,
+//! whose token binds run, step, host, recipient, purpose, expiry and a fresh nonce
+//! ([`crate::links`]). Without a minter (the CLI `run`) no such email is written.
+//!
+//! [`Engine::person_ask`] renders what a person-step asks (message, choices, quorum, recipients,
+//! expiry) the way decisions see it: against the run's stored params, which never hold secrets.
+//! The emails and the confirmation page both use it, so neither can show a secret.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use patchday_connectors::inputs::{ApprovalInputs, ManualInputs};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::links::{LinkClaims, LinkError, LinkSigner, Purpose, new_nonce};
+use crate::store::NewEmail;
+
+/// A source of randomness for nonces: fills the buffer.
+pub type Randomness = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
+
+/// Where links come from: the signer, the base URL, the default lifetime, and a source of
+/// randomness for nonces.
+pub struct LinkMinter {
+    pub signer: LinkSigner,
+    /// The base of links (`[server] public_url`); the daemon sets it once it listens.
+    public_url: RwLock<String>,
+    /// How long a link lives when the step sets no `expires` (`[security] link_ttl`).
+    pub ttl: chrono::Duration,
+    random: Randomness,
+}
+
+impl std::fmt::Debug for LinkMinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkMinter")
+            .field("signer", &self.signer)
+            .field("public_url", &self.public_url())
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinkMinter {
+    pub fn new(
+        signer: LinkSigner,
+        public_url: String,
+        ttl: chrono::Duration,
+        random: Randomness,
+    ) -> LinkMinter {
+        LinkMinter {
+            signer,
+            public_url: RwLock::new(public_url),
+            ttl,
+            random,
+        }
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        let url = self.public_url.read().unwrap_or_else(|e| e.into_inner());
+        url.trim_end_matches('/').to_string()
+    }
+
+    pub fn set_public_url(&self, url: String) {
+        *self.public_url.write().unwrap_or_else(|e| e.into_inner()) = url;
+    }
+
+    /// A fresh nonce from the minter's randomness.
+    pub fn nonce(&self) -> String {
+        new_nonce(&mut |buf: &mut [u8]| (self.random)(buf))
+    }
+
+    /// The token and full URL of a link for `claims`.
+    pub fn link(&self, claims: &LinkClaims) -> Result<(String, String), LinkError> {
+        let token = self.signer.sign(claims)?;
+        let url = format!("{}/links/{token}", self.public_url());
+        Ok((token, url))
+    }
+}
+
+/// A person-step's rendered inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonAsk {
+    pub purpose: Purpose,
+    /// Resolved addresses.
+    pub recipients: Vec<String>,
+    /// The first lets the run go on (`done` / `failed` for a task).
+    pub choices: Vec<String>,
+    /// Matching decisions needed (1 for a task).
+    pub quorum: u32,
+    /// The approval's `message` or the task's `instructions`, rendered.
+    pub message: Option<String>,
+    /// The step's `expires`, measured from the row's `started_at`.
+    pub expires: Option<chrono::Duration>,
+}
+
+impl PersonAsk {
+    /// When the links of a row started at `started` expire: at the step's own expiry, else
+    /// after the default lifetime.
+    pub fn link_expiry(&self, started: DateTime<Utc>, ttl: chrono::Duration) -> DateTime<Utc> {
+        started + self.expires.unwrap_or(ttl)
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// What the person-step (run, step, host) asks, rendered against the run's stored params
+    /// (no secrets), roles resolved with the runbook's `roles:` merged into the configured ones.
+    pub fn person_ask(
+        &self,
+        checked: &CheckedRunbook,
+        run: &RunRow,
+        rows: &[StepRow],
+        step: &str,
+        host: &str,
+    ) -> Result<PersonAsk, RunError> {
+        let bad = |reason: String| RunError::BadInputs {
+            step: step.to_string(),
+            reason,
+        };
+        let definition = checked
+            .runbook
+            .steps
+            .get(step)
+            .ok_or_else(|| bad("the runbook has no such step".into()))?;
+        let purpose = match definition.uses.as_ref().map(|u| u.value.as_str()) {
+            Some("approval") => Purpose::Approval,
+            Some("manual") => Purpose::Task,
+            other => {
+                return Err(bad(format!(
+                    "it uses `{}`, not `approval` or `manual`",
+                    other.unwrap_or("nothing")
+                )));
+            }
+        };
+        let raw = definition
+            .with
+            .as_ref()
+            .map_or_else(|| json!({}), |w| w.to_json());
+        let params = run
+            .snapshot
+            .get("params")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let run_url = self.run_url(&run.id);
+        let host_json = if host.is_empty() {
+            None
+        } else {
+            host_value(checked.inventory.as_ref(), host)
+        };
+        let context = RunContext::from_run(run, params, run_url).for_step(rows, host_json.as_ref());
+        let rendered = render_value(&registry(true), &raw, &context).map_err(bad)?;
+        let (names, choices, quorum, message, expires) = match purpose {
+            Purpose::Approval => {
+                let inputs: ApprovalInputs =
+                    serde_json::from_value(rendered).map_err(|e| bad(e.to_string()))?;
+                let choices = inputs
+                    .choices
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| vec!["approve".into(), "reject".into()]);
+                (
+                    inputs.approvers.as_slice().to_vec(),
+                    choices,
+                    inputs.quorum.max(1),
+                    inputs.message,
+                    inputs.expires,
+                )
+            }
+            Purpose::Task => {
+                let inputs: ManualInputs =
+                    serde_json::from_value(rendered).map_err(|e| bad(e.to_string()))?;
+                (
+                    inputs.assignee.as_slice().to_vec(),
+                    vec!["done".into(), "failed".into()],
+                    1,
+                    Some(inputs.instructions),
+                    inputs.expires,
+                )
+            }
+        };
+        let mut settings = (*self.settings).clone();
+        for (role, addresses) in &checked.runbook.roles {
+            settings
+                .roles
+                .entry(role.value.clone())
+                .or_insert_with(|| addresses.iter().map(|a| a.value.clone()).collect());
+        }
+        let recipients = settings.resolve_recipients(&names).map_err(bad)?;
+        let expires = expires
+            .map(|d| chrono::Duration::from_std(d.duration()))
+            .transpose()
+            .map_err(|e| bad(format!("expires: {e}")))?;
+        Ok(PersonAsk {
+            purpose,
+            recipients,
+            choices,
+            quorum,
+            message,
+            expires,
+        })
+    }
+
+    /// One email per recipient of the person-step `row` (just set `awaiting_input`), each with
+    /// its own link. Empty without a [`LinkMinter`]; a step whose inputs cannot be read gets
+    /// no email (deciding on it fails the same way, and the row shows it waiting).
+    pub(super) fn person_emails(
+        &self,
+        checked: &CheckedRunbook,
+        run: &RunRow,
+        rows: &[StepRow],
+        row: &StepRow,
+        now: DateTime<Utc>,
+    ) -> Vec<NewEmail> {
+        let Some(minter) = &self.links else {
+            return Vec::new();
+        };
+        let ask = match self.person_ask(checked, run, rows, &row.step, &row.host) {
+            Ok(ask) => ask,
+            Err(_) => return Vec::new(),
+        };
+        let expires_at = ask.link_expiry(row.started_at.unwrap_or(now), minter.ttl);
+        let runbook = &checked.runbook.name.value;
+        let cycle = run.cycle.clone().unwrap_or_else(|| {
+            Cycle::of(run.started_at.with_timezone(&checked.tz).date_naive()).to_string()
+        });
+        let local = |t: DateTime<Utc>| {
+            t.with_timezone(&checked.tz)
+                .format("%a %Y-%m-%d %H:%M %Z")
+                .to_string()
+        };
+        let on = if row.host.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", row.host)
+        };
+        let (verb, asked) = match ask.purpose {
+            Purpose::Approval => ("Approve", "Your approval is requested"),
+            Purpose::Task => ("Task", "A manual task is assigned to you"),
+        };
+        let subject = format!("[patchday] {verb} {runbook} {cycle}: {}{on}", row.step);
+        let run_url = format!("{}/runs/{}", minter.public_url(), run.id);
+        let hosts = hosts_of(checked, &row.host, now);
+        let mut out = Vec::new();
+        for recipient in &ask.recipients {
+            let claims = LinkClaims {
+                run_id: run.id.clone(),
+                step: row.step.clone(),
+                host: row.host.clone(),
+                recipient: recipient.clone(),
+                purpose: ask.purpose,
+                expires_at,
+                nonce: minter.nonce(),
+            };
+            let Ok((_, url)) = minter.link(&claims) else {
+                continue; // a claim longer than a link holds: validation keeps ids short
+            };
+            let mut body = format!("{asked}: step {}{on}.\n\n", row.step);
+            if let Some(message) = ask.message.as_deref().filter(|m| !m.trim().is_empty()) {
+                body.push_str(message.trim_end());
+                body.push_str("\n\n");
+            }
+            body.push_str(&format!(
+                "Runbook: {runbook}\nCycle: {cycle}\nRun: {}\nStep: {}\n",
+                run.id, row.step
+            ));
+            if let Some(description) = checked
+                .runbook
+                .steps
+                .get(row.step.as_str())
+                .and_then(|s| s.description.as_deref())
+            {
+                body.push_str(&format!("About: {description}\n"));
+            }
+            if !hosts.is_empty() {
+                body.push_str(&format!("Hosts: {}\n", hosts.join(", ")));
+            }
+            if ask.purpose == Purpose::Approval && ask.quorum > 1 {
+                body.push_str(&format!("Approvals needed: {}\n", ask.quorum));
+            }
+            body.push_str(&format!(
+                "Choices: {}\nDecide by: {}\n\nOpen this link to decide (it shows what is being \
+                 decided; only a button on that page decides):\n{url}\n\nThe link is for \
+                 {recipient} only, works once, and expires {}.\n\nRun page: {run_url}\n",
+                ask.choices.join(", "),
+                local(expires_at),
+                local(expires_at),
+            ));
+            out.push(NewEmail {
+                run_id: Some(run.id.clone()),
+                to: vec![recipient.clone()],
+                subject: subject.clone(),
+                body,
+                html: None,
+                created_at: now,
+            });
+        }
+        out
+    }
+}
+
+/// The hosts a person-step is about: its own host, else the members of every fan-out group
+/// of the runbook (what the run will touch), in order, without duplicates.
+pub fn hosts_of(checked: &CheckedRunbook, host: &str, now: DateTime<Utc>) -> Vec<String> {
+    if !host.is_empty() {
+        return vec![host.to_string()];
+    }
+    let Some(inventory) = &checked.inventory else {
+        return Vec::new();
+    };
+    let today = now.with_timezone(&checked.tz).date_naive();
+    let mut out: Vec<String> = Vec::new();
+    for step in checked.runbook.steps.values() {
+        let Some(fe) = &step.for_each else { continue };
+        for member in inventory.members(&fe.group.value, today) {
+            if let crate::inventory::Member::Included(name, _) = member
+                && !out.iter().any(|h| h == name)
+            {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn host_value(inventory: Option<&Inventory>, host: &str) -> Option<Value> {
+    let (name, record) = inventory?.hosts.get_key_value(host)?;
+    Some(Inventory::host_json(&name.value, record))
+}
