@@ -103,6 +103,7 @@ pub struct RunbooksConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityConfig {
     pub link_secret_file: Option<PathBuf>,
+    /// `NAME SHA256HEX` lines: the JSON API's bearer tokens, hashed (see [`crate::daemon::tokens`]).
     pub api_tokens_file: Option<PathBuf>,
     pub link_ttl: Duration,
 }

@@ -12,6 +12,7 @@ macro_rules! out {
     ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
 }
 
+mod api;
 mod audit;
 mod calendar;
 mod plan;
@@ -82,6 +83,18 @@ enum Command {
     Audit(audit::Args),
     /// Run the daemon: scheduler, runs, outbox mailer, HTTP server.
     Serve(serve::Args),
+    /// Start a run on the daemon (e.g. emergency-zero-day --param cve=CVE-2026-12345).
+    Trigger(api::TriggerArgs),
+    /// List the daemon's recent runs.
+    Runs(api::RunsArgs),
+    /// Show a run's state and steps; exit 1 if it failed or was cancelled.
+    Status(api::RunArgs),
+    /// Cancel a running run on the daemon.
+    Cancel(api::RunArgs),
+    /// Decide an approval or manual step as the operator (api:<token name>).
+    Approve(api::ApproveArgs),
+    /// Make a new API token: prints it once, and the line for the tokens file.
+    ApiToken(api::TokenArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -120,6 +133,12 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args, &globals),
         Command::Audit(args) => audit::run(args, &globals),
         Command::Serve(args) => serve::run(args, &globals),
+        Command::Trigger(args) => api::trigger(args, &globals),
+        Command::Runs(args) => api::runs(args, &globals),
+        Command::Status(args) => api::status(args, &globals),
+        Command::Cancel(args) => api::cancel(args, &globals),
+        Command::Approve(args) => api::approve(args, &globals),
+        Command::ApiToken(args) => api::api_token(args, &globals),
     };
     match result {
         Ok(code) => code,

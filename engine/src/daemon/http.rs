@@ -1,7 +1,7 @@
 //! The daemon's HTTP server (DESIGN §7), on axum: `GET /healthz`, `GET /metrics`
 //! (Prometheus text), `GET /` (runbooks, next cycles, recent runs) and `GET /runs/{id}` (a
 //! run's steps and audit trail), and the email links (`GET`/`HEAD`/`POST /links/{token}`,
-//! in [`links`](mod@links)). Pages are built by [`crate::pages`]; handlers only read the
+//! in [`links`](mod@links)), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
 //! store and the loaded runbooks and turn them into the pages' view structs.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+pub mod api;
 mod links;
 
 use super::Shared;
@@ -38,6 +39,7 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
             "/links/{token}",
             get(links::show::<S>).post(links::decide::<S>),
         )
+        .nest("/api/v1", api::routes::<S>().0)
         .fallback(not_found)
         .with_state(shared)
 }
@@ -170,7 +172,7 @@ pub async fn metrics_text<S: Store>(
     Ok(out)
 }
 
-fn run_word(state: RunState) -> &'static str {
+pub(super) fn run_word(state: RunState) -> &'static str {
     match state {
         RunState::Running => "running",
         RunState::Succeeded => "succeeded",

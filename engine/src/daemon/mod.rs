@@ -11,7 +11,9 @@
 //! Approval and task links (DESIGN §7): the engine gets a [`LinkMinter`] keyed with the link
 //! secret ([`link_minter`]), so a person-step's emails carry signed links; [`http`] serves them.
 //! A settling decision drives the run again ([`Shared::spawn_run`]: at most one driver task per
-//! run; a request while one runs makes it drive once more). [`expiry`] fails person-steps whose
+//! run; a request while one runs makes it drive once more). The JSON API (`/api/v1`, bearer
+//! tokens from [`tokens`]) starts runs, cancels them ([`Shared::cancel_run`]) and decides as
+//! `api:<token name>`. [`expiry`] fails person-steps whose
 //! `expires` passed and drives their runs on.
 //!
 //! Time comes from the injected [`Clock`]. With a virtual clock (`serve --virtual-clock`)
@@ -22,6 +24,7 @@ pub mod expiry;
 pub mod http;
 pub mod mailer;
 pub mod scheduler;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::links::LinkSigner;
-use crate::run::{Engine, LinkMinter, Mode, Outcome, RunError};
+use crate::run::{CancelBy, Engine, LinkMinter, Mode, Outcome, RunError};
 use crate::store::{StepState, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
@@ -70,6 +73,8 @@ pub enum DaemonError {
     Run(#[from] RunError),
     #[error("link secret: {0}")]
     LinkSecret(String),
+    #[error(transparent)]
+    Tokens(#[from] tokens::TokensError),
 }
 
 /// Writes one line for operators on stderr (never a secret).
@@ -288,6 +293,8 @@ pub struct Shared<S: Store> {
     /// The run tasks, by run id: at most one per run.
     runs: Mutex<BTreeMap<String, RunTask>>,
     pub started_at: DateTime<Utc>,
+    /// The JSON API's bearer tokens (`[security] api_tokens_file`; none: the API refuses all).
+    pub api_tokens: Arc<tokens::ApiTokens>,
 }
 
 /// The driver task of one run.
@@ -295,6 +302,9 @@ struct RunTask {
     handle: JoinHandle<()>,
     /// Someone asked for the run to be driven while the task was driving it: drive again.
     again: bool,
+    /// Cancels the run (an operator's `cancel`), and who asked.
+    cancel: CancellationToken,
+    cancel_by: CancelBy,
 }
 
 impl<S: Store> Shared<S> {
@@ -302,18 +312,44 @@ impl<S: Store> Shared<S> {
     /// drives the run, that task drives it once more when it is done instead (never two drivers
     /// on one run; no request lost between the driver's last look and its end).
     pub fn spawn_run(self: &Arc<Self>, checked: Arc<CheckedRunbook>, run_id: String) {
+        self.spawn_driver(checked, run_id, None);
+    }
+
+    /// Cancels a run as `actor`: its driver task (started for it if there is none, e.g. while
+    /// the run waits for a person) commits the cancellation and stops what is in flight.
+    pub fn cancel_run(self: &Arc<Self>, checked: Arc<CheckedRunbook>, run_id: String, actor: &str) {
+        self.spawn_driver(checked, run_id, Some(actor));
+    }
+
+    fn spawn_driver(
+        self: &Arc<Self>,
+        checked: Arc<CheckedRunbook>,
+        run_id: String,
+        cancel_as: Option<&str>,
+    ) {
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         runs.retain(|_, t| !t.handle.is_finished());
         if let Some(task) = runs.get_mut(&run_id) {
+            if let Some(actor) = cancel_as {
+                task.cancel_by.set(actor);
+                task.cancel.cancel();
+            }
             task.again = true;
             return;
         }
+        let cancel = CancellationToken::new();
+        let cancel_by = CancelBy::default();
+        if let Some(actor) = cancel_as {
+            cancel_by.set(actor);
+            cancel.cancel();
+        }
         let shared = self.clone();
         let id = run_id.clone();
+        let (token, by) = (cancel.clone(), cancel_by.clone());
         // The task cannot look at `runs` before its entry is in: the lock is held until then.
         let handle = tokio::spawn(async move {
             loop {
-                shared.drive_once(&checked, &id).await;
+                shared.drive_once(&checked, &id, &token, &by).await;
                 let mut runs = shared.runs.lock().unwrap_or_else(|e| e.into_inner());
                 match runs.get_mut(&id) {
                     Some(task) if task.again => task.again = false,
@@ -329,16 +365,28 @@ impl<S: Store> Shared<S> {
             RunTask {
                 handle,
                 again: false,
+                cancel,
+                cancel_by,
             },
         );
     }
 
     /// One call of [`Engine::drive`], logged.
-    async fn drive_once(&self, checked: &CheckedRunbook, id: &str) {
+    async fn drive_once(
+        &self,
+        checked: &CheckedRunbook,
+        id: &str,
+        cancel: &CancellationToken,
+        by: &CancelBy,
+    ) {
         // Runs are not cancelled at shutdown (that would end them for good): their tasks
-        // are dropped after the grace period and resumed at the next start.
-        let cancel = CancellationToken::new();
-        match self.engine.drive(checked, id, cancel).await {
+        // are dropped after the grace period and resumed at the next start. `cancel` fires
+        // only for an operator's cancellation.
+        match self
+            .engine
+            .drive_with(checked, id, cancel.clone(), by.clone())
+            .await
+        {
             Ok(Outcome::Finished(state)) => {
                 log(format_args!(
                     "run {id} {}",
@@ -415,12 +463,25 @@ impl<S: Store> Daemon<S> {
         }
         let wake = mail.clone();
         engine.observer = Arc::new(move |_| wake.notify_one());
-        let refused = match link_minter(&options.config) {
+        let mut refused = match link_minter(&options.config) {
             Ok(minter) => {
                 engine.links = Some(Arc::new(minter));
                 None
             }
             Err(e) => Some(e),
+        };
+        let api_tokens = match &options.config.security.api_tokens_file {
+            Some(path) => match tokens::ApiTokens::load(path) {
+                Ok(tokens) => tokens,
+                Err(e) => {
+                    refused.get_or_insert(e.into());
+                    tokens::ApiTokens::default()
+                }
+            },
+            None => {
+                log("no [security] api_tokens_file: the JSON API refuses every request");
+                tokens::ApiTokens::default()
+            }
         };
         let shared = Arc::new(Shared {
             engine: Arc::new(engine),
@@ -431,6 +492,7 @@ impl<S: Store> Daemon<S> {
             inputs: Arc::new(Notify::new()),
             runs: Mutex::new(BTreeMap::new()),
             started_at: options.clock.now(),
+            api_tokens: Arc::new(api_tokens),
         });
         Daemon {
             shared,

@@ -4,8 +4,9 @@
 //!
 //! In live mode the driver leaves an `approval` or `manual` step row `awaiting_input` and the
 //! run blocks on it. A decision comes from a link (`link:<email>`), the CLI (`cli:<user>`) or the
-//! API (`api:<token name>`); whoever calls [`Engine::decide`] has already authenticated it (the
-//! link's signature, expiry and target are checked by [`crate::links`]).
+//! API (`api:<token name>`, through [`Engine::decide_as_operator`], which skips the recipient
+//! check); whoever calls [`Engine::decide`] has already authenticated it (the link's signature,
+//! expiry and target are checked by [`crate::links`]).
 //!
 //! What a decision must be:
 //! - its row (run, step, host) is `awaiting_input` ([`RunError::NotAwaitingInput`]);
@@ -76,7 +77,30 @@ impl<S: Store> Engine<S> {
     pub async fn decide(
         &self,
         checked: &CheckedRunbook,
+        decision: NewDecision,
+    ) -> Result<Decided, RunError> {
+        self.decide_checked(checked, decision, false).await
+    }
+
+    /// The operator path (the JSON API, `patchday approve`): like [`Engine::decide`], but the
+    /// decider need not be one of the step's people; the caller authenticated them. The
+    /// decision's recipient is its actor (`api:<token name>`), so the store's one decision per
+    /// (row, recipient) means one decision per operator identity on a row, and an operator
+    /// decision counts towards the quorum like any other.
+    pub async fn decide_as_operator(
+        &self,
+        checked: &CheckedRunbook,
         mut decision: NewDecision,
+    ) -> Result<Decided, RunError> {
+        decision.recipient = decision.actor.clone();
+        self.decide_checked(checked, decision, true).await
+    }
+
+    async fn decide_checked(
+        &self,
+        checked: &CheckedRunbook,
+        mut decision: NewDecision,
+        operator: bool,
     ) -> Result<Decided, RunError> {
         let (step, host) = (decision.step.clone(), decision.host.clone());
         let rows = self.store.steps(&decision.run_id).await?;
@@ -94,15 +118,17 @@ impl<S: Store> Engine<S> {
                 choices: ask.choices.join(", "),
             });
         }
-        decision.recipient = ask
-            .recipients
-            .iter()
-            .find(|r| r.trim().eq_ignore_ascii_case(decision.recipient.trim()))
-            .cloned()
-            .ok_or_else(|| RunError::NotARecipient {
-                step: step.clone(),
-                recipient: decision.recipient.clone(),
-            })?;
+        if !operator {
+            decision.recipient = ask
+                .recipients
+                .iter()
+                .find(|r| r.trim().eq_ignore_ascii_case(decision.recipient.trim()))
+                .cloned()
+                .ok_or_else(|| RunError::NotARecipient {
+                    step: step.clone(),
+                    recipient: decision.recipient.clone(),
+                })?;
+        }
         let previous = self.store.decisions(&run.id, &step, &host).await?;
         if previous
             .iter()

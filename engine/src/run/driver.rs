@@ -97,6 +97,7 @@ impl<'a, S: Store> Driver<'a, S> {
             staged_progress: Vec::new(),
             overdue,
             settings: Arc::new(settings),
+            cancel_by: CancelBy::default(),
         })
     }
 
@@ -800,7 +801,7 @@ impl<'a, S: Store> Driver<'a, S> {
     async fn cancel_run(&mut self, why: &str) -> Result<Outcome, RunError> {
         let now = self.engine.clock.now();
         self.flush().await?;
-        let change = cancel_change(&self.rows, &self.run.id, now, "cli:operator", why);
+        let change = cancel_change(&self.rows, &self.run.id, now, self.cancel_by.actor(), why);
         self.stage(change, Vec::new());
         self.flush().await?;
         // The attempts in flight saw the cancellation through their tokens (their connectors

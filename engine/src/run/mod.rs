@@ -118,6 +118,23 @@ pub enum Resolution {
     Abort,
 }
 
+/// Who cancelled a run, for its `run.cancelled` event: set it before cancelling the token
+/// given to [`Engine::drive_with`]. Clones share the value; the first set wins.
+#[derive(Debug, Clone, Default)]
+pub struct CancelBy(Arc<std::sync::OnceLock<String>>);
+
+impl CancelBy {
+    /// Records `actor` (`api:<token name>`, ...) as the one cancelling.
+    pub fn set(&self, actor: &str) {
+        let _ = self.0.set(actor.to_string());
+    }
+
+    /// The actor of the cancellation (`cli:operator` when nobody was named).
+    pub fn actor(&self) -> &str {
+        self.0.get().map_or("cli:operator", String::as_str)
+    }
+}
+
 /// What starting a run needs besides the runbook.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -208,12 +225,26 @@ impl<S: Store> Engine<S> {
         Ok(run)
     }
 
-    /// Drives a run until it finishes, is cancelled, or waits for a person.
+    /// Drives a run until it finishes, is cancelled, or waits for a person. A cancellation is
+    /// audited as `cli:operator`; see [`Engine::drive_with`] to name who cancelled.
     pub async fn drive(
         &self,
         checked: &CheckedRunbook,
         run_id: &str,
         cancel: CancellationToken,
+    ) -> Result<Outcome, RunError> {
+        self.drive_with(checked, run_id, cancel, CancelBy::default())
+            .await
+    }
+
+    /// [`Engine::drive`], with the actor of a cancellation in `by` (set before the token is
+    /// cancelled; unset: `cli:operator`).
+    pub async fn drive_with(
+        &self,
+        checked: &CheckedRunbook,
+        run_id: &str,
+        cancel: CancellationToken,
+        by: CancelBy,
     ) -> Result<Outcome, RunError> {
         let run = self
             .store
@@ -224,6 +255,7 @@ impl<S: Store> Engine<S> {
             return Ok(Outcome::Finished(run.state));
         }
         let mut driver = Driver::new(self, checked, run, cancel).await?;
+        driver.cancel_by = by;
         driver.run().await
     }
 
@@ -280,7 +312,7 @@ impl<S: Store> Engine<S> {
         Ok(recovered)
     }
 
-    /// An operator's decision on an interrupted step, audited with the operator's name.
+    /// An operator's decision on an interrupted step, audited as `cli:<operator>`.
     pub async fn resolve(
         &self,
         run_id: &str,
@@ -289,13 +321,27 @@ impl<S: Store> Engine<S> {
         resolution: Resolution,
         operator: &str,
     ) -> Result<(), RunError> {
+        self.resolve_as(run_id, step, host, resolution, &format!("cli:{operator}"))
+            .await
+    }
+
+    /// [`Engine::resolve`] audited as `actor` (`cli:<user>`, `api:<token name>`).
+    pub async fn resolve_as(
+        &self,
+        run_id: &str,
+        step: &str,
+        host: &str,
+        resolution: Resolution,
+        actor: &str,
+    ) -> Result<(), RunError> {
         let rows = self.store.steps(run_id).await?;
         let row = rows
             .iter()
             .find(|r| r.step == step && r.host == host && r.state == StepState::Interrupted)
             .ok_or_else(|| RunError::NotInterrupted(step.to_string(), host.to_string()))?;
         let now = self.clock.now();
-        let actor = format!("cli:{operator}");
+        let operator = actor.strip_prefix("cli:").unwrap_or(actor);
+        let actor = actor.to_string();
         if resolution == Resolution::Abort {
             let change = cancel_change(&rows, run_id, now, &actor, "aborted by the operator");
             self.store.commit(vec![change]).await?;
@@ -511,6 +557,8 @@ struct Driver<'a, S: Store> {
     overdue: BTreeSet<String>,
     /// The engine's connector settings with this runbook's roles added.
     settings: Arc<Settings>,
+    /// Who cancels the run when `cancel` fires.
+    cancel_by: CancelBy,
 }
 
 mod driver;

@@ -688,3 +688,316 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const API_RUNBOOKS: &[(&str, &str)] = &[
+    (
+        "api-demo.yaml",
+        r#"name: api-demo
+description: Triggered through the API with a param
+timezone: UTC
+params:
+  cve: { description: The CVE being patched }
+steps:
+  hello:
+    uses: noop
+    with: { message: "patching {{params.cve}}" }
+  say:
+    needs: [hello]
+    uses: command
+    with: { run: "echo patched {{params.cve}}" }
+"#,
+    ),
+    (
+        "api-long.yaml",
+        r#"name: api-long
+description: A long command, to cancel
+timezone: UTC
+steps:
+  wait:
+    uses: command
+    with: { run: "sleep 600" }
+"#,
+    ),
+    (
+        "api-approval.yaml",
+        r#"name: api-approval
+description: An approval settled by an operator through the API
+timezone: UTC
+roles:
+  cab: [alice@example.com]
+steps:
+  prepare:
+    uses: noop
+    with: { message: prepare }
+  cab-approval:
+    needs: [prepare]
+    uses: approval
+    with: { approvers: [cab], quorum: 1 }
+  patch:
+    needs: [cab-approval]
+    uses: command
+    with: { run: "echo patched" }
+"#,
+    ),
+];
+
+/// Every route of the API, as the OpenAPI document must list it.
+const API_ROUTES: &[(&str, &str)] = &[
+    ("get", "/openapi.json"),
+    ("get", "/runbooks"),
+    ("get", "/runs"),
+    ("post", "/runs"),
+    ("get", "/runs/{id}"),
+    ("post", "/runs/{id}/cancel"),
+    ("post", "/runs/{id}/steps/{step}/resume"),
+    ("post", "/runs/{id}/steps/{step}/decision"),
+];
+
+#[test]
+fn the_api_and_the_operator_commands_trigger_list_cancel_and_approve_runs() {
+    let dir = std::env::temp_dir().join(format!("patchday-api-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    for (file, text) in API_RUNBOOKS {
+        std::fs::write(dir.join("runbooks").join(file), text).unwrap();
+    }
+    // A new token, and its line in the tokens file.
+    let out = patchday()
+        .args(["api-token", "ci", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let minted: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let token = minted["token"].as_str().unwrap().to_string();
+    let line = minted["line"].as_str().unwrap();
+    assert!(line.starts_with("ci ") && !line.contains(&token), "{line}");
+    let tokens = dir.join("api-tokens");
+    std::fs::write(&tokens, format!("# operators\n{line}\n")).unwrap();
+
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let mut child = patchday()
+        .current_dir(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+        .args(["--runbooks", &dir.join("runbooks").display().to_string()])
+        .args(["--outbox", &dir.join("outbox").display().to_string()])
+        .env("PATCHDAY_SECURITY_API_TOKENS_FILE", &tokens)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("patchday serve starts");
+    let out = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut daemon = Daemon { child, lines };
+    let serving = daemon
+        .lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the daemon prints where it serves");
+    assert!(serving.contains("3 runbooks loaded"), "{serving}");
+    let addr = serving
+        .trim_start_matches("patchday serving http://")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let server = format!("http://{addr}");
+
+    // No token, a wrong token: 401 with a JSON error; the right one: 200.
+    let (status, head, body) = request(&addr, "GET", "/api/v1/runs", &[], "");
+    assert_eq!(status, 401, "{head}\n{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("application/json"),
+        "{head}"
+    );
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"].is_string(), "{body}");
+    let wrong = [("Authorization", "Bearer pdt_wrong")];
+    assert_eq!(request(&addr, "GET", "/api/v1/runs", &wrong, "").0, 401);
+    assert_eq!(request(&addr, "POST", "/api/v1/runs", &wrong, "").0, 401);
+    let bearer = format!("Bearer {token}");
+    let good = [("Authorization", bearer.as_str())];
+    let (status, _, body) = request(&addr, "GET", "/api/v1/runbooks", &good, "");
+    assert_eq!(status, 200, "{body}");
+    let runbooks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(runbooks["runbooks"].as_array().unwrap().len(), 3, "{body}");
+    assert_eq!(request(&addr, "GET", "/api/v1/nope", &good, "").0, 404);
+
+    // The OpenAPI document lists every route.
+    let (status, _, body) = request(&addr, "GET", "/api/v1/openapi.json", &[], "");
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path) in API_ROUTES {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+
+    // The operator commands, as a separate process each.
+    let cli = |args: &[&str]| {
+        patchday()
+            .args(args)
+            .args(["--server", &server])
+            .env("PATCHDAY_API_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    let json_of = |out: &std::process::Output| -> serde_json::Value {
+        serde_json::from_str(&stdout(out))
+            .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(out), stderr(out)))
+    };
+    let status_of = |run: &str| json_of(&cli(&["status", run, "--format", "json"]));
+    let row_state = |detail: &serde_json::Value, step: &str| -> String {
+        detail["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == step)
+            .map(|s| s["state"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let run_id = |out: &std::process::Output| -> String {
+        let text = stdout(out);
+        assert!(out.status.success(), "{text}{}", stderr(out));
+        text.strip_prefix("run ")
+            .and_then(|t| t.split(' ').next())
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string()
+    };
+
+    // Wrong or missing tokens and unknown runs: exit 2.
+    let out = patchday()
+        .args(["runs", "--server", &server, "--token", "pdt_wrong"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused the token"),
+        "{}",
+        stderr(&out)
+    );
+    let out = patchday()
+        .args(["runs", "--server", &server])
+        .env_remove("PATCHDAY_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(cli(&["status", "no-such-run"]).status.code(), Some(2));
+    assert_eq!(
+        cli(&["trigger", "api-demo", "--param", "nope=1"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = patchday()
+        .args(["runs", "--server", "http://127.0.0.1:1", "--token", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // Trigger with a param; the run finishes.
+    let demo = run_id(&cli(&[
+        "trigger",
+        "api-demo",
+        "--param",
+        "cve=CVE-2026-0001",
+    ]));
+    assert!(demo.starts_with("api-demo-"), "{demo}");
+    let detail = poll(
+        "the triggered run to finish",
+        Duration::from_secs(60),
+        || {
+            let detail = status_of(&demo);
+            (detail["run"]["state"] != "running").then_some(detail)
+        },
+    );
+    assert_eq!(detail["run"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(detail["run"]["params"]["cve"], "CVE-2026-0001");
+    let started = detail["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "run.started")
+        .expect("run.started");
+    assert_eq!(started["actor"], "api:ci");
+    let out = cli(&["status", &demo]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("succeeded"), "{}", stdout(&out));
+    let out = cli(&["runs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&demo), "{}", stdout(&out));
+
+    // Cancel a run whose command sleeps: its step and the run end cancelled, as api:ci.
+    let long = run_id(&cli(&["trigger", "api-long"]));
+    poll("the long command to run", Duration::from_secs(60), || {
+        (row_state(&status_of(&long), "wait") == "running").then_some(())
+    });
+    let begun = Instant::now();
+    let out = cli(&["cancel", &long]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("cancelled"), "{}", stdout(&out));
+    assert!(begun.elapsed() < Duration::from_secs(30));
+    let detail = status_of(&long);
+    assert_eq!(detail["run"]["state"], "cancelled", "{detail:#}");
+    assert_ne!(row_state(&detail, "wait"), "running", "{detail:#}");
+    let cancelled = detail["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "run.cancelled")
+        .expect("run.cancelled");
+    assert_eq!(cancelled["actor"], "api:ci");
+    assert_eq!(cli(&["status", &long]).status.code(), Some(1));
+    // Cancelling it again: the run's state refuses it (exit 1).
+    assert_eq!(cli(&["cancel", &long]).status.code(), Some(1));
+
+    // Approve as the operator: the step settles as api:ci and the run finishes.
+    let gated = run_id(&cli(&["trigger", "api-approval"]));
+    poll("the approval to wait", Duration::from_secs(60), || {
+        (row_state(&status_of(&gated), "cab-approval") == "awaiting_input").then_some(())
+    });
+    let out = cli(&[
+        "approve",
+        &gated,
+        "--step",
+        "cab-approval",
+        "--comment",
+        "go ahead",
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("api:ci"), "{}", stdout(&out));
+    let detail = poll(
+        "the approved run to finish",
+        Duration::from_secs(60),
+        || {
+            let detail = status_of(&gated);
+            (detail["run"]["state"] != "running").then_some(detail)
+        },
+    );
+    assert_eq!(detail["run"]["state"], "succeeded", "{detail:#}");
+    let decided = detail["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "approval.decided")
+        .expect("approval.decided");
+    assert_eq!(decided["actor"], "api:ci");
+    assert_eq!(decided["details"]["recipient"], "api:ci");
+    assert_eq!(decided["details"]["comment"], "go ahead");
+    // The step is no longer awaiting a decision: refused (exit 1).
+    assert_eq!(
+        cli(&["approve", &gated, "--step", "cab-approval"])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    let _ = daemon.child.kill();
+    let _ = daemon.child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,391 @@
+//! The commands that operate a running daemon through its JSON API (DESIGN §7, §8):
+//! `trigger`, `runs`, `status`, `cancel`, `approve`; and `api-token`, which makes a new API
+//! token and the line for the tokens file.
+//!
+//! `--server` defaults to the configuration's `[server] public_url` (else
+//! `http://<listen>`, i.e. `http://127.0.0.1:8080`); `--token` defaults to the environment
+//! variable `PATCHDAY_API_TOKEN`. Text by default; `--format json` prints the API's JSON.
+//! Exit codes: 0 done; 1 the run failed or was cancelled (`status`), or the daemon refused the
+//! action because of the run's state (409: already finished, already decided, duplicate
+//! cycle); 2 usage, authentication (401), not found, bad request or no connection.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use super::{Globals, UsageError, text_or_json};
+
+/// The environment variable holding the API token.
+pub const TOKEN_ENV: &str = "PATCHDAY_API_TOKEN";
+
+/// Where the daemon is and how to authenticate.
+#[derive(Debug, clap::Args)]
+pub struct Server {
+    /// The daemon's URL (default: [server] public_url from the configuration, else
+    /// http://127.0.0.1:8080).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// API token (default: the environment variable PATCHDAY_API_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TriggerArgs {
+    /// The runbook's name (e.g. emergency-zero-day).
+    runbook: String,
+    /// A param value (repeatable): --param cve=CVE-2026-12345
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    params: Vec<(String, String)>,
+    /// The cycle the run belongs to (at most one run per runbook and cycle).
+    #[arg(long, value_name = "YYYY-MM")]
+    cycle: Option<String>,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// How many recent runs to list.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The run id.
+    run: String,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The run id.
+    run: String,
+    /// The approval or manual step.
+    #[arg(long, value_name = "ID")]
+    step: String,
+    /// The host of a fanned-out step.
+    #[arg(long, default_value = "")]
+    host: String,
+    /// The choice (an approval's choices, or done/failed for a manual task).
+    #[arg(long, default_value = "approve")]
+    choice: String,
+    /// A comment recorded with the decision.
+    #[arg(long, value_name = "TEXT")]
+    comment: Option<String>,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The token's name: API actions are audited as api:NAME.
+    name: String,
+}
+
+/// A request's outcome: status and JSON body.
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Answer {
+    fn error_text(&self) -> String {
+        self.body
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| self.body.to_string())
+    }
+}
+
+/// Sends one request to the daemon.
+fn call(
+    globals: &Globals,
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Answer> {
+    let base = match &server.server {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let mut layers = crate::config::read_file(globals.config.as_deref())
+                .map_err(|e| UsageError(e.to_string()))?;
+            layers.environment(|var| std::env::var(var).ok());
+            crate::config::resolve(layers)
+                .map_err(|e| UsageError(e.to_string()))?
+                .public_url()
+        }
+    };
+    let token = server
+        .token
+        .clone()
+        .or_else(|| std::env::var(TOKEN_ENV).ok())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "no API token: pass --token or set {TOKEN_ENV} (see `patchday api-token`)"
+            ))
+        })?;
+    let url = format!("{base}/api/v1{path}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .context("HTTP client")?;
+        let mut request = match method {
+            "POST" => client.post(&url),
+            _ => client.get(&url),
+        }
+        .bearer_auth(token)
+        .header("accept", "application/json");
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body)?);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| UsageError(format!("cannot reach the daemon at {base}: {e}")))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| UsageError(format!("{url}: reading the answer: {e}")))?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            UsageError(format!(
+                "{url} answered {status} without JSON: is this a patchday daemon?"
+            ))
+        })?;
+        Ok(Answer { status, body })
+    })
+}
+
+/// A failed answer as an exit: 409 → 1 (the run's state refused it), others → 2.
+fn refused(answer: &Answer, json: bool) -> anyhow::Result<ExitCode> {
+    if answer.status == 409 {
+        if json {
+            super::print_json(&answer.body)?;
+        }
+        eprintln!("error: {}", answer.error_text());
+        return Ok(ExitCode::from(1));
+    }
+    let text = answer.error_text();
+    Err(UsageError(match answer.status {
+        401 => format!("the daemon refused the token: {text}"),
+        _ => format!("{text} (HTTP {})", answer.status),
+    })
+    .into())
+}
+
+fn field<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn or_dash(text: &str) -> &str {
+    if text.is_empty() { "-" } else { text }
+}
+
+pub fn trigger(args: TriggerArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let json = text_or_json(globals.format, "trigger")?;
+    let params: serde_json::Map<String, Value> = args
+        .params
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let mut body = json!({ "runbook": args.runbook, "params": params });
+    if let Some(cycle) = &args.cycle {
+        body["cycle"] = json!(cycle);
+    }
+    let answer = call(globals, &args.server, "POST", "/runs", Some(body))?;
+    if answer.status != 201 {
+        return refused(&answer, json);
+    }
+    if json {
+        super::print_json(&answer.body)?;
+    } else {
+        let run = &answer.body["run"];
+        outln!(
+            "run {} started: {} cycle {}",
+            field(run, "id"),
+            field(run, "runbook"),
+            or_dash(field(run, "cycle"))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn runs(args: RunsArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let json = text_or_json(globals.format, "runs")?;
+    let path = format!("/runs?limit={}", args.limit.max(1));
+    let answer = call(globals, &args.server, "GET", &path, None)?;
+    if answer.status != 200 {
+        return refused(&answer, json);
+    }
+    if json {
+        super::print_json(&answer.body)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runs = answer.body["runs"].as_array().cloned().unwrap_or_default();
+    if runs.is_empty() {
+        outln!("no runs yet");
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{:<44} {:<24} {:<8} {:<10} started",
+        "run",
+        "runbook",
+        "cycle",
+        "state"
+    );
+    for run in &runs {
+        outln!(
+            "{:<44} {:<24} {:<8} {:<10} {}",
+            field(run, "id"),
+            field(run, "runbook"),
+            or_dash(field(run, "cycle")),
+            field(run, "state"),
+            field(run, "started_at")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let json = text_or_json(globals.format, "status")?;
+    let path = format!("/runs/{}", encode(&args.run));
+    let answer = call(globals, &args.server, "GET", &path, None)?;
+    if answer.status != 200 {
+        return refused(&answer, json);
+    }
+    let run = &answer.body["run"];
+    let state = field(run, "state");
+    if json {
+        super::print_json(&answer.body)?;
+    } else {
+        outln!(
+            "run {}: {} cycle {} {state}",
+            field(run, "id"),
+            field(run, "runbook"),
+            or_dash(field(run, "cycle"))
+        );
+        outln!("\n{:<28} {:<14} {:<14} note", "step", "host", "state");
+        for step in answer.body["steps"].as_array().into_iter().flatten() {
+            outln!(
+                "{:<28} {:<14} {:<14} {}",
+                field(step, "step"),
+                field(step, "host"),
+                field(step, "state"),
+                field(step, "reason")
+            );
+        }
+    }
+    Ok(match state {
+        "failed" | "cancelled" => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+pub fn cancel(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let json = text_or_json(globals.format, "cancel")?;
+    let path = format!("/runs/{}/cancel", encode(&args.run));
+    let answer = call(globals, &args.server, "POST", &path, Some(json!({})))?;
+    if !matches!(answer.status, 200 | 202) {
+        return refused(&answer, json);
+    }
+    if json {
+        super::print_json(&answer.body)?;
+    } else if answer.status == 202 {
+        outln!(
+            "run {}: cancellation requested; attempts in flight are still stopping",
+            args.run
+        );
+    } else {
+        outln!("run {} {}", args.run, field(&answer.body["run"], "state"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn approve(args: ApproveArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let json = text_or_json(globals.format, "approve")?;
+    let path = format!(
+        "/runs/{}/steps/{}/decision",
+        encode(&args.run),
+        encode(&args.step)
+    );
+    let body = json!({ "host": args.host, "choice": args.choice, "comment": args.comment });
+    let answer = call(globals, &args.server, "POST", &path, Some(body))?;
+    if answer.status != 200 {
+        return refused(&answer, json);
+    }
+    if json {
+        super::print_json(&answer.body)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let b = &answer.body;
+    let host = if args.host.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", args.host)
+    };
+    let settled = match b.get("settled").and_then(Value::as_str) {
+        Some(state) => format!("step {state}"),
+        None => format!(
+            "{} of {} decisions so far",
+            b["decisions_so_far"], b["quorum"]
+        ),
+    };
+    outln!(
+        "{}{host}: `{}` recorded as {} ({settled})",
+        args.step,
+        field(b, "choice"),
+        field(b, "actor")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn api_token(args: TokenArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    use crate::daemon::tokens::{new_token, token_hash, valid_name};
+    let json = text_or_json(globals.format, "api-token")?;
+    if !valid_name(&args.name) {
+        return Err(UsageError(format!(
+            "`{}`: a token name is letters, digits, `.`, `_`, `-`, `@` (at most 64)",
+            args.name
+        ))
+        .into());
+    }
+    let token = new_token().map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
+    let line = format!("{} {}", args.name, token_hash(&token));
+    if json {
+        super::print_json(&json!({ "name": args.name, "token": token, "line": line }))?;
+    } else {
+        outln!("token for api:{} (shown once; keep it secret):", args.name);
+        outln!("  {token}");
+        outln!("add this line to the [security] api_tokens_file (it holds only the hash):");
+        outln!("  {line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::new();
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,809 @@
+//! The JSON API under `/api/v1` (DESIGN §7, issue 6 item 7), with bearer tokens
+//! ([`crate::daemon::tokens`]): every route but `GET /openapi.json` needs
+//! `Authorization: Bearer <token>` and acts as `api:<token name>`.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /runbooks` | loaded runbooks: name, description, timezone, params, next cycles |
+//! | `GET /runs?limit=N` | recent runs, newest first (default 50, at most 1000) |
+//! | `GET /runs/{id}` | a run, its step rows and its audit trail |
+//! | `POST /runs` | `{"runbook", "params": {..}, "cycle"?}` starts a run; 201 with the run |
+//! | `POST /runs/{id}/cancel` | cancels a running run (its attempts in flight are stopped) |
+//! | `POST /runs/{id}/steps/{step}/resume` | `{"host"?, "decision": "retry"\|"skip"\|"abort"}` on an interrupted row |
+//! | `POST /runs/{id}/steps/{step}/decision` | `{"host"?, "choice", "comment"?}` on a row awaiting input |
+//! | `GET /openapi.json` | the OpenAPI 3.1 document of these routes (no token needed) |
+//!
+//! A decision through the API is the operator path ([`Engine::decide_as_operator`]): the
+//! caller need not be one of the step's approvers, the decision's recipient is its actor
+//! `api:<name>` (so one token decides a row at most once), and it counts towards the quorum
+//! like any other. Errors are `{"error": "..."}` with a fitting status: 400 bad request,
+//! 401 no or unknown token, 404 unknown run/runbook/route, 409 the run or step is not in a
+//! state for it, 503 the database does not answer.
+//!
+//! [`Engine::decide_as_operator`]: crate::run::Engine::decide_as_operator
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::handler::Handler;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Shared, run_word};
+use crate::calendar::Cycle;
+use crate::daemon::{log, new_run_id};
+use crate::run::{Resolution, RunError, RunSpec};
+use crate::store::{EventFilter, NewDecision, RunRow, RunState, Store, StoreError};
+
+/// How many next cycles `GET /runbooks` gives per runbook.
+const NEXT_CYCLES: usize = 3;
+/// `GET /runs` without `limit`, and its largest `limit`.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 1000;
+/// How long `POST /runs/{id}/cancel` waits for the driver to commit the cancellation.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+/// The longest comment kept, in characters.
+const MAX_COMMENT: usize = 2000;
+
+type St<S> = Arc<Shared<S>>;
+
+/// The API's routes (relative to `/api/v1`) and the (method, path) of each, recorded as they
+/// are added, for the check that the OpenAPI document lists them all.
+pub fn routes<S: Store>() -> (Router<St<S>>, Vec<(&'static str, &'static str)>) {
+    let routes = Routes::<S>::default()
+        .add("get", "/openapi.json", openapi_json)
+        .add("get", "/runbooks", runbooks::<S>)
+        .add("get", "/runs", runs::<S>)
+        .add("post", "/runs", trigger::<S>)
+        .add("get", "/runs/{id}", run_detail::<S>)
+        .add("post", "/runs/{id}/cancel", cancel::<S>)
+        .add("post", "/runs/{id}/steps/{step}/resume", resume::<S>)
+        .add("post", "/runs/{id}/steps/{step}/decision", decision::<S>);
+    let router = routes
+        .router
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such API route") });
+    (router, routes.listed)
+}
+
+/// A router that remembers what it routes.
+struct Routes<S: Store> {
+    router: Router<St<S>>,
+    listed: Vec<(&'static str, &'static str)>,
+}
+
+impl<S: Store> Default for Routes<S> {
+    fn default() -> Self {
+        Routes {
+            router: Router::new(),
+            listed: Vec::new(),
+        }
+    }
+}
+
+impl<S: Store> Routes<S> {
+    /// Routes `method` (`get` or `post`) of `path` to `handler`.
+    fn add<H, T>(mut self, method: &'static str, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, St<S>>,
+        T: 'static,
+    {
+        let filter = match method {
+            "get" => MethodFilter::GET,
+            "post" => MethodFilter::POST,
+            other => unreachable!("method {other}"),
+        };
+        self.router = self.router.route(path, on(filter, handler));
+        self.listed.push((method, path));
+        self
+    }
+}
+
+/// `{"error": text}` with `status`.
+fn error(status: StatusCode, text: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "error": text.into() })),
+    )
+        .into_response()
+}
+
+fn ok(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// A store failure: 503 (the details go to the log).
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    log(format_args!("api: {e}"));
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database does not answer right now",
+    )
+}
+
+/// The authenticated caller: `api:<token name>`.
+pub struct Caller(pub String);
+
+impl<S: Store> FromRequestParts<St<S>> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St<S>) -> Result<Self, Response> {
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        let refuse = |text: &str| {
+            let mut response = error(StatusCode::UNAUTHORIZED, text);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"patchday\""),
+            );
+            response
+        };
+        let Some(token) = given else {
+            return Err(refuse(
+                "an `Authorization: Bearer <token>` header is required",
+            ));
+        };
+        match state.api_tokens.check(token) {
+            Some(name) => Ok(Caller(format!("api:{name}"))),
+            None => Err(refuse("unknown token")),
+        }
+    }
+}
+
+/// A run as the API shows it (the snapshot's runbook text left out).
+pub fn run_json(run: &RunRow) -> Value {
+    json!({
+        "id": run.id,
+        "runbook": run.runbook,
+        "cycle": run.cycle,
+        "state": run_word(run.state),
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "content_hash": run.content_hash,
+        "commit": run.commit,
+        "params": run.snapshot.get("params").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+async fn runbooks<S: Store>(State(shared): State<St<S>>, _caller: Caller) -> Response {
+    let now = shared.clock.now();
+    let list: Vec<Value> = shared
+        .runbooks
+        .by_name
+        .values()
+        .map(|loaded| {
+            let checked = &loaded.checked;
+            let cycles: Vec<Value> = checked
+                .schedule
+                .fires_from(now)
+                .take(NEXT_CYCLES)
+                .map(|f| {
+                    json!({
+                        "cycle": f.cycle.to_string(),
+                        "patch_tuesday": f.patch_tuesday.to_string(),
+                        "fires_at": f.fires_at.to_rfc3339(),
+                        "blackout": f.blackout,
+                    })
+                })
+                .collect();
+            let params: Vec<Value> = checked
+                .runbook
+                .params
+                .iter()
+                .map(|(name, p)| {
+                    json!({
+                        "name": name.value,
+                        "default": if p.secret { None } else { p.default.clone() },
+                        "choices": p.choices,
+                        "secret": p.secret,
+                    })
+                })
+                .collect();
+            json!({
+                "name": checked.runbook.name.value,
+                "description": checked.runbook.description,
+                "timezone": checked.tz.name(),
+                "params": params,
+                "next_cycles": cycles,
+            })
+        })
+        .collect();
+    ok(StatusCode::OK, json!({ "runbooks": list }))
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<u32>,
+}
+
+async fn runs<S: Store>(
+    State(shared): State<St<S>>,
+    _caller: Caller,
+    query: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(Limit { limit })) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`limit` must be a positive integer",
+        );
+    };
+    let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    match shared.engine.store.runs(limit).await {
+        Ok(runs) => ok(
+            StatusCode::OK,
+            json!({ "runs": runs.iter().map(run_json).collect::<Vec<_>>() }),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn run_detail<S: Store>(
+    State(shared): State<St<S>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    let store = &shared.engine.store;
+    let run = match store.run(&id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => return unavailable(e),
+    };
+    let filter = EventFilter {
+        run_id: Some(id.clone()),
+        since: None,
+    };
+    let (steps, events) = match (store.steps(&id).await, store.events(filter).await) {
+        (Ok(steps), Ok(events)) => (steps, events),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|s| {
+            json!({
+                "step": s.step,
+                "host": s.host,
+                "state": s.state,
+                "attempt": s.attempt,
+                "not_before": s.not_before,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
+                "outputs": s.outputs,
+                "reason": s.reason,
+            })
+        })
+        .collect();
+    let audit: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq,
+                "at": e.at,
+                "actor": e.actor,
+                "action": e.action,
+                "step": e.step_id,
+                "details": e.details,
+                "hash": e.hash,
+            })
+        })
+        .collect();
+    ok(
+        StatusCode::OK,
+        json!({ "run": run_json(&run), "steps": steps, "audit": audit }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    runbook: String,
+    #[serde(default)]
+    params: serde_json::Map<String, Value>,
+    #[serde(default)]
+    cycle: Option<String>,
+}
+
+async fn trigger<S: Store>(
+    State(shared): State<St<S>>,
+    Caller(actor): Caller,
+    body: Result<Json<TriggerBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let Some(loaded) = shared.runbooks.get(&body.runbook) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no runbook `{}` is loaded", body.runbook),
+        );
+    };
+    let cycle: Option<Cycle> = match body.cycle.as_deref().map(str::parse) {
+        None => None,
+        Some(Ok(cycle)) => Some(cycle),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("cycle: {e}")),
+    };
+    let mut params = Vec::new();
+    for (name, value) in body.params {
+        let text = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("param `{name}` must be a string, number or boolean"),
+                );
+            }
+        };
+        params.push((name, text));
+    }
+    let checked = loaded.checked.clone();
+    let now = shared.clock.now();
+    let spec = RunSpec {
+        id: new_run_id(&checked.runbook.name.value, now),
+        cycle,
+        start: now,
+        params,
+        runbook_text: loaded.text.clone(),
+        actor: actor.clone(),
+    };
+    match shared.engine.start(&checked, spec).await {
+        Ok(run) => {
+            log(format_args!(
+                "run {} started by {actor}: {}",
+                run.id, run.runbook
+            ));
+            shared.spawn_run(checked, run.id.clone());
+            ok(StatusCode::CREATED, json!({ "run": run_json(&run) }))
+        }
+        Err(e) => run_error(e),
+    }
+}
+
+/// A run error as a status and message.
+fn run_error(e: RunError) -> Response {
+    let status = match &e {
+        RunError::MissingParam(_)
+        | RunError::UnknownParam(_)
+        | RunError::BadChoice { .. }
+        | RunError::MissingSecret(..)
+        | RunError::NotAChoice { .. }
+        | RunError::BadInputs { .. } => StatusCode::BAD_REQUEST,
+        RunError::NoSuchRun(_) => StatusCode::NOT_FOUND,
+        RunError::NotInterrupted(..)
+        | RunError::NotAwaitingInput { .. }
+        | RunError::AlreadySettled { .. }
+        | RunError::NotARecipient { .. }
+        | RunError::Store(
+            StoreError::DuplicateCycle { .. }
+            | StoreError::AlreadyDecided { .. }
+            | StoreError::Conflict { .. },
+        ) => StatusCode::CONFLICT,
+        RunError::Store(_) => return unavailable(e),
+    };
+    error(status, e.to_string())
+}
+
+/// The run `id` and its loaded runbook, or the error response.
+async fn run_and_runbook<S: Store>(
+    shared: &Shared<S>,
+    id: &str,
+) -> Result<(RunRow, Arc<crate::validate::CheckedRunbook>), Response> {
+    let run = match shared.engine.store.run(id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return Err(error(StatusCode::NOT_FOUND, format!("no run {id}"))),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let Some(loaded) = shared.runbooks.get(&run.runbook) else {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!("runbook `{}` of run {id} is not loaded", run.runbook),
+        ));
+    };
+    Ok((run, loaded.checked.clone()))
+}
+
+async fn cancel<S: Store>(
+    State(shared): State<St<S>>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Response {
+    let (run, checked) = match run_and_runbook(&shared, &id).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if run.state != RunState::Running {
+        return error(
+            StatusCode::CONFLICT,
+            format!("run {id} is {}, not running", run_word(run.state)),
+        );
+    }
+    shared.cancel_run(checked, id.clone(), &actor);
+    log(format_args!("run {id}: cancelled by {actor}"));
+    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+    loop {
+        match shared.engine.store.run(&id).await {
+            Ok(Some(run)) if run.state != RunState::Running => {
+                return ok(StatusCode::OK, json!({ "run": run_json(&run) }));
+            }
+            Ok(Some(run)) if tokio::time::Instant::now() >= deadline => {
+                // Still stopping what is in flight: accepted, not done yet.
+                return ok(StatusCode::ACCEPTED, json!({ "run": run_json(&run) }));
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            Err(e) => return unavailable(e),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    #[serde(default)]
+    host: String,
+    decision: String,
+}
+
+async fn resume<S: Store>(
+    State(shared): State<St<S>>,
+    Caller(actor): Caller,
+    Path((id, step)): Path<(String, String)>,
+    body: Result<Json<ResumeBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let resolution = match body.decision.as_str() {
+        "retry" => Resolution::Retry,
+        "skip" => Resolution::Skip,
+        "abort" => Resolution::Abort,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("decision `{other}`: use retry, skip or abort"),
+            );
+        }
+    };
+    let (_, checked) = match run_and_runbook(&shared, &id).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if let Err(e) = shared
+        .engine
+        .resolve_as(&id, &step, &body.host, resolution, &actor)
+        .await
+    {
+        return run_error(e);
+    }
+    shared.spawn_run(checked, id.clone());
+    match shared.engine.store.run(&id).await {
+        Ok(Some(run)) => ok(StatusCode::OK, json!({ "run": run_json(&run) })),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    #[serde(default)]
+    host: String,
+    choice: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+async fn decision<S: Store>(
+    State(shared): State<St<S>>,
+    Caller(actor): Caller,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((id, step)): Path<(String, String)>,
+    body: Result<Json<DecisionBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let (_, checked) = match run_and_runbook(&shared, &id).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let comment = body
+        .comment
+        .map(|c| c.trim().chars().take(MAX_COMMENT).collect::<String>())
+        .filter(|c| !c.is_empty());
+    let new = NewDecision {
+        run_id: id.clone(),
+        step: step.clone(),
+        host: body.host.clone(),
+        recipient: actor.clone(),
+        choice: body.choice.clone(),
+        comment,
+        at: shared.clock.now(),
+        actor: actor.clone(),
+        source_ip: Some(peer.ip().to_string()),
+        nonce: None,
+    };
+    let decided = match shared.engine.decide_as_operator(&checked, new).await {
+        Ok(decided) => decided,
+        Err(e) => return run_error(e),
+    };
+    if decided.settled.is_some() {
+        shared.spawn_run(checked, id.clone());
+    }
+    shared.mail.notify_one();
+    ok(
+        StatusCode::OK,
+        json!({
+            "run_id": id,
+            "step": step,
+            "host": body.host,
+            "choice": body.choice,
+            "actor": actor,
+            "settled": decided.settled,
+            "decisions_so_far": decided.decisions_so_far,
+            "quorum": decided.quorum,
+        }),
+    )
+}
+
+async fn openapi_json() -> Response {
+    ok(StatusCode::OK, openapi())
+}
+
+/// The OpenAPI 3.1 document of the API (hand-written; a test checks it lists every route).
+pub fn openapi() -> Value {
+    let error_ref = json!({ "$ref": "#/components/responses/Error" });
+    let errors = |codes: &[&str]| -> Value {
+        let mut map = serde_json::Map::new();
+        for code in codes {
+            map.insert((*code).to_string(), error_ref.clone());
+        }
+        Value::Object(map)
+    };
+    let with = |mut base: Value, more: Value| -> Value {
+        if let (Some(b), Some(m)) = (base.as_object_mut(), more.as_object()) {
+            for (k, v) in m {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        base
+    };
+    let body_of = |schema: &str| json!({ "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } });
+    let id_param =
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let step_param =
+        json!({ "name": "step", "in": "path", "required": true, "schema": { "type": "string" } });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "patchday API",
+            "version": "1",
+            "description": "Runbooks, runs and decisions of a patchday daemon. Every operation but this document needs `Authorization: Bearer <token>`; actions are audited as `api:<token name>`."
+        },
+        "servers": [{ "url": "/api/v1" }],
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "security": [],
+                    "responses": { "200": { "description": "The OpenAPI document", "content": { "application/json": {} } } }
+                }
+            },
+            "/runbooks": {
+                "get": {
+                    "summary": "Loaded runbooks with their next cycles",
+                    "responses": with(json!({ "200": with(json!({ "description": "The runbooks" }), body_of("RunbookList")) }), errors(&["401"]))
+                }
+            },
+            "/runs": {
+                "get": {
+                    "summary": "Recent runs, newest first",
+                    "parameters": [{ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT } }],
+                    "responses": with(json!({ "200": with(json!({ "description": "The runs" }), body_of("RunList")) }), errors(&["400", "401", "503"]))
+                },
+                "post": {
+                    "summary": "Start a run",
+                    "requestBody": with(json!({ "required": true }), body_of("Trigger")),
+                    "responses": with(json!({ "201": with(json!({ "description": "The run, started" }), body_of("RunEnvelope")) }), errors(&["400", "401", "404", "409", "503"]))
+                }
+            },
+            "/runs/{id}": {
+                "get": {
+                    "summary": "A run, its step rows and its audit trail",
+                    "parameters": [id_param.clone()],
+                    "responses": with(json!({ "200": with(json!({ "description": "The run" }), body_of("RunDetail")) }), errors(&["401", "404", "503"]))
+                }
+            },
+            "/runs/{id}/cancel": {
+                "post": {
+                    "summary": "Cancel a running run",
+                    "parameters": [id_param.clone()],
+                    "responses": with(json!({
+                        "200": with(json!({ "description": "The run, cancelled" }), body_of("RunEnvelope")),
+                        "202": with(json!({ "description": "The cancellation is still stopping attempts in flight" }), body_of("RunEnvelope"))
+                    }), errors(&["401", "404", "409", "503"]))
+                }
+            },
+            "/runs/{id}/steps/{step}/resume": {
+                "post": {
+                    "summary": "Settle an interrupted step: retry, skip or abort the run",
+                    "parameters": [id_param.clone(), step_param.clone()],
+                    "requestBody": with(json!({ "required": true }), body_of("Resume")),
+                    "responses": with(json!({ "200": with(json!({ "description": "The run" }), body_of("RunEnvelope")) }), errors(&["400", "401", "404", "409", "503"]))
+                }
+            },
+            "/runs/{id}/steps/{step}/decision": {
+                "post": {
+                    "summary": "Decide on an approval or manual step as the operator api:<token name>",
+                    "description": "The recipient of the decision is the actor `api:<token name>`: a token decides a row at most once, and its decision counts towards the quorum.",
+                    "parameters": [id_param, step_param],
+                    "requestBody": with(json!({ "required": true }), body_of("Decision")),
+                    "responses": with(json!({ "200": with(json!({ "description": "The decision, recorded" }), body_of("Decided")) }), errors(&["400", "401", "404", "409", "503"]))
+                }
+            }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": {
+                "Error": {
+                    "description": "An error",
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+                }
+            },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Cycle": {
+                    "type": "object",
+                    "properties": {
+                        "cycle": { "type": "string", "examples": ["2026-12"] },
+                        "patch_tuesday": { "type": "string", "format": "date" },
+                        "fires_at": { "type": "string", "format": "date-time" },
+                        "blackout": { "type": ["string", "null"] }
+                    }
+                },
+                "Runbook": {
+                    "type": "object",
+                    "properties": {
+                        "name": { "type": "string" },
+                        "description": { "type": ["string", "null"] },
+                        "timezone": { "type": "string" },
+                        "params": { "type": "array", "items": { "type": "object" } },
+                        "next_cycles": { "type": "array", "items": { "$ref": "#/components/schemas/Cycle" } }
+                    }
+                },
+                "RunbookList": { "type": "object", "properties": { "runbooks": { "type": "array", "items": { "$ref": "#/components/schemas/Runbook" } } } },
+                "Run": {
+                    "type": "object",
+                    "properties": {
+                        "id": { "type": "string" },
+                        "runbook": { "type": "string" },
+                        "cycle": { "type": ["string", "null"] },
+                        "state": { "enum": ["running", "succeeded", "failed", "cancelled"] },
+                        "started_at": { "type": "string", "format": "date-time" },
+                        "finished_at": { "type": ["string", "null"], "format": "date-time" },
+                        "content_hash": { "type": "string" },
+                        "commit": { "type": ["string", "null"] },
+                        "params": { "type": "object", "additionalProperties": { "type": "string" } }
+                    }
+                },
+                "RunEnvelope": { "type": "object", "properties": { "run": { "$ref": "#/components/schemas/Run" } } },
+                "RunList": { "type": "object", "properties": { "runs": { "type": "array", "items": { "$ref": "#/components/schemas/Run" } } } },
+                "Step": {
+                    "type": "object",
+                    "properties": {
+                        "step": { "type": "string" },
+                        "host": { "type": "string" },
+                        "state": { "type": "string" },
+                        "attempt": { "type": "integer" },
+                        "not_before": { "type": ["string", "null"], "format": "date-time" },
+                        "started_at": { "type": ["string", "null"], "format": "date-time" },
+                        "finished_at": { "type": ["string", "null"], "format": "date-time" },
+                        "outputs": { "type": "object" },
+                        "reason": { "type": ["string", "null"] }
+                    }
+                },
+                "AuditEvent": {
+                    "type": "object",
+                    "properties": {
+                        "seq": { "type": "integer" },
+                        "at": { "type": "string", "format": "date-time" },
+                        "actor": { "type": "string" },
+                        "action": { "type": "string" },
+                        "step": { "type": ["string", "null"] },
+                        "details": { "type": "object" },
+                        "hash": { "type": "string" }
+                    }
+                },
+                "RunDetail": {
+                    "type": "object",
+                    "properties": {
+                        "run": { "$ref": "#/components/schemas/Run" },
+                        "steps": { "type": "array", "items": { "$ref": "#/components/schemas/Step" } },
+                        "audit": { "type": "array", "items": { "$ref": "#/components/schemas/AuditEvent" } }
+                    }
+                },
+                "Trigger": {
+                    "type": "object",
+                    "required": ["runbook"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "runbook": { "type": "string", "examples": ["emergency-zero-day"] },
+                        "params": { "type": "object", "additionalProperties": { "type": ["string", "number", "boolean"] } },
+                        "cycle": { "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" }
+                    }
+                },
+                "Resume": {
+                    "type": "object",
+                    "required": ["decision"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "host": { "type": "string", "default": "" },
+                        "decision": { "enum": ["retry", "skip", "abort"] }
+                    }
+                },
+                "Decision": {
+                    "type": "object",
+                    "required": ["choice"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "host": { "type": "string", "default": "" },
+                        "choice": { "type": "string", "examples": ["approve"] },
+                        "comment": { "type": ["string", "null"] }
+                    }
+                },
+                "Decided": {
+                    "type": "object",
+                    "properties": {
+                        "run_id": { "type": "string" },
+                        "step": { "type": "string" },
+                        "host": { "type": "string" },
+                        "choice": { "type": "string" },
+                        "actor": { "type": "string" },
+                        "settled": { "type": ["string", "null"] },
+                        "decisions_so_far": { "type": "integer" },
+                        "quorum": { "type": "integer" }
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let (_, listed) = routes::<crate::store::sqlite::SqliteStore>();
+        let doc = openapi();
+        let paths = doc["paths"].as_object().unwrap();
+        for (method, path) in &listed {
+            assert!(
+                paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} is routed but not in the OpenAPI document"
+            );
+        }
+        let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(documented, listed.len(), "the document lists more routes");
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}
