@@ -48,3 +48,18 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Runs `patchday audit verify` on `database` and asserts the chain and the database are sound;
+/// returns what it printed.
+pub fn assert_audit_verifies(database: &str) -> String {
+    let out = run(&["audit", "verify", "--database", database]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "audit verify failed:\n{text}{}",
+        stderr(&out)
+    );
+    assert!(text.contains("integrity ok"), "{text}");
+    text
+}

@@ -238,17 +238,7 @@ fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("broken.yaml rejected"), "{log}");
 
-    let verify = patchday()
-        .args(["audit", "verify", "--database", &database])
-        .output()
-        .unwrap();
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&verify),
-        stderr(&verify)
-    );
+    patchday_tests::assert_audit_verifies(&database);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -675,17 +665,7 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
     poll("the daemon to stop", Duration::from_secs(30), || {
         daemon.child.try_wait().unwrap()
     });
-    let verify = patchday()
-        .args(["audit", "verify", "--database", &database])
-        .output()
-        .unwrap();
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&verify),
-        stderr(&verify)
-    );
+    patchday_tests::assert_audit_verifies(&database);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use patchday_tests::{patchday, stderr, stdout};
+use patchday_tests::patchday;
 
 const CHAINS: usize = 15;
 const CHAIN_LENGTH: usize = 10;
@@ -264,22 +264,7 @@ fn a_run_survives_kill_9_at_random_moments() {
     );
     assert_eq!(duplicates, 0, "effects ran twice: {ledger:?}");
     assert_eq!(lost, 0, "effects missing");
-    let verify = patchday()
-        .args(["audit", "verify", "--database", &soak.database()])
-        .output()
-        .unwrap();
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&verify),
-        stderr(&verify)
-    );
-    assert!(
-        stdout(&verify).contains("integrity ok"),
-        "{}",
-        stdout(&verify)
-    );
+    patchday_tests::assert_audit_verifies(&soak.database());
 }
 
 /// Reads what a (killed) process printed about interrupted steps: `interrupted: STEP [--host H]

@@ -107,8 +107,7 @@ fn a_foreground_run_records_an_audit_trail_that_verifies_and_exports() {
         stderr(&out)
     );
     assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "hello\n");
-    let verify = run(&["audit", "verify", "--database", &database]);
-    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    patchday_tests::assert_audit_verifies(&database);
     let export = run(&["audit", "export", "--database", &database]);
     let text = stdout(&export);
     assert!(text.lines().count() >= 5, "{text}");
