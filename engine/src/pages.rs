@@ -540,10 +540,16 @@ fn runbooks_section(runbooks: &[RunbookRow]) -> String {
                 .iter()
                 .map(|c| format!("{} — {}", c.cycle, when(&c.at)))
                 .collect();
+            let next = if cycles.is_empty() {
+                "<span class=\"muted\">no schedule: started by hand or through the API</span>"
+                    .to_owned()
+            } else {
+                list(&cycles)
+            };
             vec![
                 format!("<strong>{}</strong>", e(&r.name)),
                 e(r.description.as_deref().unwrap_or("")),
-                list(&cycles),
+                next,
             ]
         })
         .collect();
@@ -1113,6 +1119,19 @@ mod tests {
         assert!(html.contains("<h1>404 Not Found</h1>"));
         assert!(html.contains("No run 42."));
         assert!(error_page(599, "x").contains("<h1>599 Error</h1>"));
+    }
+
+    #[test]
+    fn a_runbook_without_a_schedule_says_how_it_starts() {
+        let view = IndexView {
+            runbooks: vec![RunbookRow {
+                name: "emergency-zero-day".into(),
+                description: None,
+                next_cycles: Vec::new(),
+            }],
+            runs: Vec::new(),
+        };
+        assert!(index_page(&view).contains("no schedule: started by hand or through the API"));
     }
 
     #[test]
