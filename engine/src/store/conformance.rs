@@ -1212,3 +1212,81 @@ pub(crate) async fn persists_across_reopen<S, Open, OpenFut, Close, CloseFut>(
     assert_eq!(store.unfinished_runs().await.unwrap().len(), 1);
     close(store).await;
 }
+
+/// The throughput workload both backends' `commit_throughput_figures` tests run: a fan-out of
+/// 2,000 hosts moved pending → running → succeeded in batches of 100 changes, then a chain of
+/// 300 single-change commits; `floor` times as many bare one-row commits. Prints the figures
+/// (run with `--release --nocapture` for real numbers) and checks the chain afterwards.
+pub(crate) async fn commit_throughput<S: Store, F: std::future::Future<Output = ()>>(
+    name: &str,
+    store: &S,
+    floor: impl FnOnce(usize) -> F,
+) {
+    use std::time::Instant;
+
+    store
+        .create_run(
+            run_row("r1", "bench", None, t0()),
+            vec![],
+            event("run.started", Some("r1"), None, t0()),
+        )
+        .await
+        .unwrap();
+    let (hosts, batch) = (2_000, 100);
+    let started = Instant::now();
+    let mut transitions = 0;
+    for (from, to) in [
+        (None, StepState::Pending),
+        (Some(StepState::Pending), StepState::Running),
+        (Some(StepState::Running), StepState::Succeeded),
+    ] {
+        for chunk in (0..hosts).collect::<Vec<_>>().chunks(batch) {
+            let changes = chunk
+                .iter()
+                .map(|h| Change {
+                    steps: vec![StepWrite {
+                        expect: from,
+                        row: step_row("r1", "fan", &format!("host{h:05}"), to),
+                    }],
+                    events: vec![event("step.transition", Some("r1"), Some("fan"), t0())],
+                    ..Change::default()
+                })
+                .collect();
+            store.commit(changes).await.unwrap();
+            transitions += chunk.len();
+        }
+    }
+    let fan = started.elapsed();
+    let chain = 300;
+    let started = Instant::now();
+    for i in 0..chain {
+        let change = Change {
+            steps: vec![StepWrite {
+                expect: None,
+                row: step_row("r1", &format!("s{i}"), "", StepState::Succeeded),
+            }],
+            events: vec![event("step.succeeded", Some("r1"), Some("s"), t0())],
+            ..Change::default()
+        };
+        store.commit(vec![change]).await.unwrap();
+    }
+    let single = started.elapsed();
+    let started = Instant::now();
+    floor(chain).await;
+    let floor = started.elapsed();
+    println!(
+        "{name} store bench: fan-out {transitions} transitions in batches of {batch}: {:.0} transitions/s \
+         ({:.1} µs each); {chain} single-change commits: {:.2} ms each; bare one-row commit \
+         floor: {:.2} ms each",
+        transitions as f64 / fan.as_secs_f64(),
+        fan.as_secs_f64() * 1e6 / transitions as f64,
+        single.as_secs_f64() * 1e3 / chain as f64,
+        floor.as_secs_f64() * 1e3 / chain as f64,
+    );
+    let events = store.events(EventFilter::default()).await.unwrap();
+    assert_eq!(events.len(), 1 + transitions + chain);
+    assert_eq!(
+        crate::audit::verify(&events, store.chain_head().await.unwrap().as_ref()),
+        Ok(events.len())
+    );
+}

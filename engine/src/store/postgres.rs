@@ -1374,81 +1374,12 @@ mod tests {
     /// `--release --nocapture` for the real numbers).
     #[tokio::test]
     async fn commit_throughput_figures() {
-        use std::time::Instant;
-
         let (store, schema) = open_fresh().await;
-        store
-            .create_run(
-                run_row("r1", "bench", None, t0()),
-                vec![],
-                event("run.started", Some("r1"), None, t0()),
-            )
-            .await
-            .unwrap();
-        let hosts = 2_000;
-        let batch = 100;
-        let started = Instant::now();
-        let mut transitions = 0;
-        for (from, to) in [
-            (None, StepState::Pending),
-            (Some(StepState::Pending), StepState::Running),
-            (Some(StepState::Running), StepState::Succeeded),
-        ] {
-            for chunk in (0..hosts).collect::<Vec<_>>().chunks(batch) {
-                let changes = chunk
-                    .iter()
-                    .map(|h| Change {
-                        steps: vec![StepWrite {
-                            expect: from,
-                            row: step_row("r1", "fan", &format!("host{h:05}"), to),
-                        }],
-                        events: vec![event("step.transition", Some("r1"), Some("fan"), t0())],
-                        ..Change::default()
-                    })
-                    .collect();
-                store.commit(changes).await.unwrap();
-                transitions += chunk.len();
-            }
-        }
-        let fan = started.elapsed();
-
-        let chain = 300;
-        let started = Instant::now();
-        for i in 0..chain {
-            store
-                .commit(vec![Change {
-                    steps: vec![StepWrite {
-                        expect: None,
-                        row: step_row("r1", &format!("s{i}"), "", StepState::Succeeded),
-                    }],
-                    events: vec![event("step.succeeded", Some("r1"), Some("s"), t0())],
-                    ..Change::default()
-                }])
-                .await
-                .unwrap();
-        }
-        let single = started.elapsed();
-
-        let started = Instant::now();
-        PostgresStore::commit_floor(&schema.url, chain)
-            .await
-            .unwrap();
-        let floor = started.elapsed();
-        println!(
-            "postgres store bench: fan-out {transitions} transitions in batches of {batch}: \
-             {:.0} transitions/s ({:.1} µs each); {chain} single-change commits: {:.2} ms each; \
-             bare one-row commit floor: {:.2} ms each",
-            transitions as f64 / fan.as_secs_f64(),
-            fan.as_secs_f64() * 1e6 / transitions as f64,
-            single.as_secs_f64() * 1e3 / chain as f64,
-            floor.as_secs_f64() * 1e3 / chain as f64,
-        );
-        let events = store.events(EventFilter::default()).await.unwrap();
-        assert_eq!(events.len(), 1 + transitions + chain);
-        assert_eq!(
-            audit::verify(&events, store.chain_head().await.unwrap().as_ref()),
-            Ok(events.len())
-        );
+        let floor_url = schema.url.clone();
+        crate::store::conformance::commit_throughput("postgres", &store, |n| async move {
+            PostgresStore::commit_floor(&floor_url, n).await.unwrap();
+        })
+        .await;
         store.close().await;
     }
 

@@ -1217,85 +1217,12 @@ mod tests {
     /// `--release --nocapture` for the real numbers; sizes are kept small for the debug suite).
     #[tokio::test]
     async fn commit_throughput_figures() {
-        use crate::store::conformance::{event, run_row, step_row, t0};
-        use crate::store::{Change, StepState, StepWrite};
-        use std::time::Instant;
-
         let (store, dir) = open_file().await;
-        store
-            .create_run(
-                run_row("r1", "bench", None, t0()),
-                vec![],
-                event("run.started", Some("r1"), None, t0()),
-            )
-            .await
-            .unwrap();
-        let hosts = 2_000;
-        let batch = 100;
-        let started = Instant::now();
-        let mut transitions = 0;
-        for (from, to) in [
-            (None, StepState::Pending),
-            (Some(StepState::Pending), StepState::Running),
-            (Some(StepState::Running), StepState::Succeeded),
-        ] {
-            for chunk in (0..hosts).collect::<Vec<_>>().chunks(batch) {
-                let changes = chunk
-                    .iter()
-                    .map(|h| Change {
-                        steps: vec![StepWrite {
-                            expect: from,
-                            row: step_row("r1", "fan", &format!("host{h:05}"), to),
-                        }],
-                        events: vec![event("step.transition", Some("r1"), Some("fan"), t0())],
-                        ..Change::default()
-                    })
-                    .collect();
-                store.commit(changes).await.unwrap();
-                transitions += chunk.len();
-            }
-        }
-        let fan = started.elapsed();
-
-        let chain = 300;
-        let started = Instant::now();
-        for i in 0..chain {
-            store
-                .commit(vec![Change {
-                    steps: vec![StepWrite {
-                        expect: None,
-                        row: step_row("r1", &format!("s{i}"), "", StepState::Succeeded),
-                    }],
-                    events: vec![event("step.succeeded", Some("r1"), Some("s"), t0())],
-                    ..Change::default()
-                }])
-                .await
-                .unwrap();
-        }
-        let single = started.elapsed();
-
         let floor_url = format!("sqlite://{}", dir.path().join("floor.db").display());
-        let started = Instant::now();
-        SqliteStore::commit_floor(&floor_url, chain).await.unwrap();
-        let floor = started.elapsed();
-        println!(
-            "store bench: fan-out {transitions} transitions in batches of {batch}: {:.0} transitions/s \
-             ({:.1} µs each); {chain} single-change commits: {:.2} ms each; bare one-row commit \
-             floor: {:.2} ms each",
-            transitions as f64 / fan.as_secs_f64(),
-            fan.as_secs_f64() * 1e6 / transitions as f64,
-            single.as_secs_f64() * 1e3 / chain as f64,
-            floor.as_secs_f64() * 1e3 / chain as f64,
-        );
-        let events = store
-            .events(crate::store::EventFilter::default())
-            .await
-            .unwrap();
-        assert_eq!(events.len(), 1 + transitions + chain);
-        assert_eq!(
-            crate::audit::verify(&events, store.chain_head().await.unwrap().as_ref()),
-            Ok(events.len())
-        );
+        crate::store::conformance::commit_throughput("sqlite", &store, |n| async move {
+            SqliteStore::commit_floor(&floor_url, n).await.unwrap();
+        })
+        .await;
     }
 
     #[test]
