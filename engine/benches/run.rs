@@ -55,6 +55,7 @@ async fn timed_run(dir: &Path, name: &str, yaml: &str, inventory: Option<&str>) 
     );
     engine.max_parallel = 64;
     let spec = RunSpec {
+        commit: None,
         id: name.into(),
         cycle: None,
         start: chrono::Utc::now(),

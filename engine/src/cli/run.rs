@@ -62,6 +62,7 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         let now = globals.clock.now();
         let cycle = cycle.unwrap_or_else(|| Cycle::of(now.with_timezone(&checked.tz).date_naive()));
         let spec = RunSpec {
+            commit: crate::git::commit_of(&checked.dir),
             id: new_run_id(&checked, now),
             cycle: Some(cycle),
             start: now,

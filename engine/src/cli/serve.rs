@@ -12,6 +12,7 @@ use super::{Globals, UsageError};
 use crate::clock::{Clock, VirtualClock};
 use crate::config;
 use crate::daemon::{Daemon, Delivery, Options, Runbooks, on_signal};
+use crate::logging::LogFormat;
 use crate::store::any::AnyStore;
 
 #[derive(Debug, clap::Args)]
@@ -32,9 +33,13 @@ pub struct Args {
     /// next due cycle at once (demos and tests).
     #[arg(long)]
     virtual_clock: bool,
+    /// Log lines as readable text or as JSON objects (for log shippers); `RUST_LOG` filters.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
+    crate::logging::init(args.log_format);
     let usage = |e: &dyn std::fmt::Display| UsageError(e.to_string());
     let mut layers = config::read_file(globals.config.as_deref()).map_err(|e| usage(&e))?;
     layers.environment(|var| std::env::var(var).ok());

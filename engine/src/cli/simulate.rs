@@ -134,6 +134,7 @@ async fn simulate(
     engine.public_url = "https://patchday.example.com".into();
     engine.max_parallel = usize::MAX;
     let spec = RunSpec {
+        commit: None,
         id: "simulation".into(),
         cycle: Some(cycle),
         start,

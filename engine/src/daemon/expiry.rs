@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{Shared, log};
+use super::Shared;
 use crate::store::{StepState, Store, StoreError};
 
 /// Runs passes until shutdown.
@@ -22,7 +22,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
         let next = match pass(&shared).await {
             Ok(next) => next,
             Err(e) => {
-                log(format_args!("expiry: {e}; retrying in a minute"));
+                tracing::warn!("expiry: {e}; retrying in a minute");
                 Some(shared.clock.now() + TimeDelta::minutes(1))
             }
         };
@@ -51,15 +51,11 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
         if !rows.iter().any(|r| r.state == StepState::AwaitingInput) {
             continue;
         }
-        let Some(loaded) = shared.runbooks.get(&run.runbook) else {
+        let Some(checked) = shared.checked_for_run(&run) else {
             continue;
         };
         let now = shared.clock.now();
-        match shared
-            .engine
-            .expire_inputs(&loaded.checked, &run.id, now)
-            .await
-        {
+        match shared.engine.expire_inputs(&checked, &run.id, now).await {
             Ok(expired) => {
                 if !expired.expired.is_empty() {
                     for (step, host) in &expired.expired {
@@ -68,16 +64,16 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
                         } else {
                             format!(" [{host}]")
                         };
-                        log(format_args!("run {}: {step}{host} expired", run.id));
+                        tracing::warn!("run {}: {step}{host} expired", run.id);
                     }
-                    shared.spawn_run(loaded.checked.clone(), run.id.clone());
+                    shared.spawn_run(checked.clone(), run.id.clone());
                     shared.mail.notify_one();
                 }
                 if let Some(at) = expired.next {
                     next = Some(next.map_or(at, |n| n.min(at)));
                 }
             }
-            Err(e) => log(format_args!("run {}: expiry: {e}", run.id)),
+            Err(e) => tracing::warn!("run {}: expiry: {e}", run.id),
         }
     }
     Ok(next)

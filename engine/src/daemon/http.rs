@@ -4,8 +4,6 @@
 //! in [`links`](mod@links)), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
 //! store and the loaded runbooks and turn them into the pages' view structs.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Router;
@@ -19,14 +17,12 @@ mod links;
 
 use super::Shared;
 use crate::pages;
-use crate::store::{EventFilter, RunState, StepState, Store};
+use crate::store::{EventFilter, Store};
 
 /// How many next cycles the index shows per runbook.
 const NEXT_CYCLES: usize = 3;
 /// How many recent runs the index shows.
 const RECENT_RUNS: u32 = 50;
-/// How many recent runs `/metrics` counts step rows of.
-const METRIC_RUNS: u32 = 1000;
 
 /// The routes, over the daemon's shared state.
 pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
@@ -67,7 +63,7 @@ pub(super) fn error(status: StatusCode, text: &str) -> Response {
 
 /// A store error as a 503 page (the details go to the log, not to the visitor).
 pub(super) fn unavailable(e: impl std::fmt::Display) -> Response {
-    super::log(format_args!("http: {e}"));
+    tracing::warn!("http: {e}");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "The database does not answer right now.",
@@ -82,14 +78,14 @@ async fn healthz<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     match shared.engine.store.chain_head().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
-            super::log(format_args!("healthz: {e}"));
+            tracing::warn!("healthz: {e}");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
         }
     }
 }
 
 async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
-    match metrics_text(&shared).await {
+    match super::metrics::text(&shared).await {
         Ok(text) => (
             StatusCode::OK,
             [(
@@ -103,92 +99,10 @@ async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     }
 }
 
-/// Prometheus text: runs by state, outbox depth, step rows by state, runbooks loaded.
-pub async fn metrics_text<S: Store>(
-    shared: &Shared<S>,
-) -> Result<String, crate::store::StoreError> {
-    let store = &shared.engine.store;
-    let mut runs: BTreeMap<&str, u64> = [
-        RunState::Running,
-        RunState::Succeeded,
-        RunState::Failed,
-        RunState::Cancelled,
-    ]
-    .into_iter()
-    .map(|s| (run_word(s), 0))
-    .collect();
-    for run in store.runs(u32::MAX).await? {
-        *runs.entry(run_word(run.state)).or_default() += 1;
-    }
-    let mut steps: BTreeMap<&str, u64> = BTreeMap::new();
-    for run in store.runs(METRIC_RUNS).await? {
-        for row in store.steps(&run.id).await? {
-            *steps.entry(step_word(row.state)).or_default() += 1;
-        }
-    }
-    let far = shared.clock.now() + chrono::TimeDelta::days(365 * 100);
-    let outbox = store.due_emails(far, u32::MAX).await?.len();
-    let now = shared.clock.now();
-    let due = store.due_emails(now, u32::MAX).await?.len();
-
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP patchday_runs Runs by state.");
-    let _ = writeln!(out, "# TYPE patchday_runs gauge");
-    for (state, n) in &runs {
-        let _ = writeln!(out, "patchday_runs{{state=\"{state}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP patchday_step_rows Step rows by state (the {METRIC_RUNS} most recent runs)."
-    );
-    let _ = writeln!(out, "# TYPE patchday_step_rows gauge");
-    for (state, n) in &steps {
-        let _ = writeln!(out, "patchday_step_rows{{state=\"{state}\"}} {n}");
-    }
-    let _ = writeln!(out, "# HELP patchday_outbox_depth Emails not sent yet.");
-    let _ = writeln!(out, "# TYPE patchday_outbox_depth gauge");
-    let _ = writeln!(out, "patchday_outbox_depth {outbox}");
-    let _ = writeln!(
-        out,
-        "# HELP patchday_outbox_due Emails not sent yet whose attempt is due."
-    );
-    let _ = writeln!(out, "# TYPE patchday_outbox_due gauge");
-    let _ = writeln!(out, "patchday_outbox_due {due}");
-    let _ = writeln!(
-        out,
-        "# HELP patchday_runbooks Runbooks in the folder, by status."
-    );
-    let _ = writeln!(out, "# TYPE patchday_runbooks gauge");
-    let _ = writeln!(
-        out,
-        "patchday_runbooks{{status=\"loaded\"}} {}",
-        shared.runbooks.by_name.len()
-    );
-    let _ = writeln!(
-        out,
-        "patchday_runbooks{{status=\"rejected\"}} {}",
-        shared.runbooks.rejected.len()
-    );
-    Ok(out)
-}
-
-pub(super) fn run_word(state: RunState) -> &'static str {
-    match state {
-        RunState::Running => "running",
-        RunState::Succeeded => "succeeded",
-        RunState::Failed => "failed",
-        RunState::Cancelled => "cancelled",
-    }
-}
-
-fn step_word(state: StepState) -> &'static str {
-    crate::run::state_word(state)
-}
-
 async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     let now = shared.clock.now();
     let runbooks = shared
-        .runbooks
+        .runbooks()
         .by_name
         .values()
         .map(|loaded| {
@@ -220,7 +134,7 @@ async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
             id: r.id,
             runbook: r.runbook,
             cycle: r.cycle.unwrap_or_default(),
-            state: run_word(r.state).into(),
+            state: r.state.as_str().into(),
             started_at: r.started_at,
             finished_at: r.finished_at,
         })
@@ -257,7 +171,7 @@ async fn run_page<S: Store>(
         id: run.id,
         runbook: run.runbook,
         cycle: run.cycle.unwrap_or_default(),
-        state: run_word(run.state).into(),
+        state: run.state.as_str().into(),
         runbook_hash: run.content_hash,
         runbook_commit: run.commit,
         started_at: run.started_at,
@@ -267,7 +181,7 @@ async fn run_page<S: Store>(
             .map(|s| pages::StepRow {
                 step: s.step,
                 host: s.host,
-                state: step_word(s.state).into(),
+                state: crate::run::state_word(s.state).into(),
                 started_at: s.started_at,
                 finished_at: s.finished_at,
                 reason: s.reason,

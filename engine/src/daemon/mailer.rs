@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use patchday_connectors::builtin::email::{OutgoingEmail, send_email};
 use serde_json::json;
 
-use super::{Delivery, Shared, log};
+use super::{Delivery, Shared};
 use crate::store::{EmailRow, NewEvent, Store, StoreError};
 
 /// Rows taken per query.
@@ -36,7 +36,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, delivery: Delivery) {
         let full = match pass(&shared, &delivery).await {
             Ok(count) => count == BATCH as usize,
             Err(e) => {
-                log(format_args!("mailer: {e}"));
+                tracing::warn!("mailer: {e}");
                 false
             }
         };
@@ -76,12 +76,12 @@ pub async fn pass<S: Store>(shared: &Shared<S>, delivery: &Delivery) -> Result<u
             Err(why) => {
                 let factor = 1i32 << row.attempts.min(10);
                 let wait = (BACKOFF * factor).min(MAX_BACKOFF);
-                log(format_args!(
+                tracing::info!(
                     "email {} not delivered (attempt {}): {why}; next try in {} s",
                     row.id,
                     row.attempts + 1,
                     wait.num_seconds()
-                ));
+                );
                 (
                     None,
                     now + wait,

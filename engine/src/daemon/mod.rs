@@ -23,13 +23,17 @@
 pub mod expiry;
 pub mod http;
 pub mod mailer;
+pub mod metrics;
+pub mod runbooks;
 pub mod scheduler;
 pub mod tokens;
+
+pub use runbooks::{LoadedRunbook, Runbooks};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -38,12 +42,13 @@ use patchday_connectors::settings::{Settings, SmtpSettings};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::links::LinkSigner;
 use crate::run::{CancelBy, Engine, LinkMinter, Mode, Outcome, RunError};
-use crate::store::{StepState, Store, StoreError};
+use crate::store::{RunRow, StepState, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
 /// The name the SMTP password is kept under in the mailer's [`Secrets`].
@@ -75,85 +80,6 @@ pub enum DaemonError {
     LinkSecret(String),
     #[error(transparent)]
     Tokens(#[from] tokens::TokensError),
-}
-
-/// Writes one line for operators on stderr (never a secret).
-pub fn log(message: impl std::fmt::Display) {
-    eprintln!("patchday: {message}");
-}
-
-/// A loaded, valid runbook with the text it was read from.
-#[derive(Debug)]
-pub struct LoadedRunbook {
-    pub checked: Arc<CheckedRunbook>,
-    pub text: String,
-}
-
-/// The runbooks folder as loaded: the valid runbooks by name, and what was rejected.
-#[derive(Debug, Default)]
-pub struct Runbooks {
-    pub by_name: BTreeMap<String, LoadedRunbook>,
-    /// One message per rejected file (its diagnostics, rendered).
-    pub rejected: Vec<String>,
-}
-
-impl Runbooks {
-    /// Reads and checks every runbook in `dir`; an invalid one is reported and left out,
-    /// never stopping the others. Org-wide `blackouts` are added to every schedule.
-    pub fn load(
-        dir: &Path,
-        blackouts: &[crate::calendar::Blackout],
-    ) -> Result<Runbooks, DaemonError> {
-        let fail = |message: String| DaemonError::Runbooks {
-            dir: dir.display().to_string(),
-            message,
-        };
-        if !dir.is_dir() {
-            return Err(fail(
-                "no such folder (set [runbooks] dir or --runbooks)".into(),
-            ));
-        }
-        let files =
-            crate::sources::expand(&[dir.to_path_buf()]).map_err(|e| fail(e.to_string()))?;
-        let checked = crate::sources::check_files(&files);
-        let mut runbooks = Runbooks::default();
-        for (loaded, one) in &checked.runbooks {
-            let file = &loaded.file;
-            match one {
-                Some(one) => {
-                    let mut one = one.clone();
-                    one.schedule.add_blackouts(blackouts.iter().cloned());
-                    let text = checked.text(file).unwrap_or_default().to_string();
-                    runbooks.by_name.insert(
-                        one.runbook.name.value.clone(),
-                        LoadedRunbook {
-                            checked: Arc::new(one),
-                            text,
-                        },
-                    );
-                }
-                None => {
-                    let errors: Vec<String> = checked
-                        .diagnostics
-                        .iter()
-                        .filter(|d| d.is_error() && &d.file == file)
-                        .map(|d| d.render(None).trim_end().to_string())
-                        .collect();
-                    runbooks.rejected.push(format!(
-                        "runbook {file} rejected ({} error{}):\n{}",
-                        errors.len(),
-                        if errors.len() == 1 { "" } else { "s" },
-                        errors.join("\n")
-                    ));
-                }
-            }
-        }
-        Ok(runbooks)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&LoadedRunbook> {
-        self.by_name.get(name)
-    }
 }
 
 /// Where emails go.
@@ -282,7 +208,15 @@ pub fn describe_database(url: &str) -> String {
 /// The state the tasks share.
 pub struct Shared<S: Store> {
     pub engine: Arc<Engine<S>>,
-    pub runbooks: Arc<Runbooks>,
+    /// The runbooks in force; swapped whole by a reload ([`runbooks::reload`]).
+    runbooks: RwLock<Arc<Runbooks>>,
+    /// Every version loaded since start, by content hash: a run goes on with the version it
+    /// started with after a reload changed the runbook.
+    versions: Mutex<BTreeMap<String, Arc<CheckedRunbook>>>,
+    /// Wakes the scheduler when the runbooks changed.
+    pub reschedule: Arc<Notify>,
+    /// What this process counts for `/metrics`.
+    pub counters: metrics::Counters,
     pub clock: Arc<dyn Clock>,
     /// Cancelled on SIGTERM/SIGINT: stop scheduling, stop serving.
     pub shutdown: CancellationToken,
@@ -308,6 +242,41 @@ struct RunTask {
 }
 
 impl<S: Store> Shared<S> {
+    /// The runbooks in force now (a reload may replace them at any time after).
+    pub fn runbooks(&self) -> Arc<Runbooks> {
+        self.runbooks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes `runbooks` the ones in force (the caller wakes the scheduler if it runs).
+    pub fn set_runbooks(&self, runbooks: Runbooks) {
+        self.remember_versions(&runbooks);
+        *self.runbooks.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(runbooks);
+    }
+
+    fn remember_versions(&self, runbooks: &Runbooks) {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        for loaded in runbooks.by_name.values() {
+            versions
+                .entry(loaded.content_hash.clone())
+                .or_insert_with(|| loaded.checked.clone());
+        }
+    }
+
+    /// The runbook version `run` started with if this process loaded it, else the version of
+    /// that name in force (`None`: the runbook is not loaded).
+    pub fn checked_for_run(&self, run: &RunRow) -> Option<Arc<CheckedRunbook>> {
+        let pinned = self
+            .versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&run.content_hash)
+            .cloned();
+        pinned.or_else(|| self.runbooks().get(&run.runbook).map(|l| l.checked.clone()))
+    }
+
     /// Drives a run in its own task until it finishes or waits for a person. If a task already
     /// drives the run, that task drives it once more when it is done instead (never two drivers
     /// on one run; no request lost between the driver's last look and its end).
@@ -347,7 +316,9 @@ impl<S: Store> Shared<S> {
         let id = run_id.clone();
         let (token, by) = (cancel.clone(), cancel_by.clone());
         // The task cannot look at `runs` before its entry is in: the lock is held until then.
-        let handle = tokio::spawn(async move {
+        // Every line the run causes (here, in the driver and its attempts) carries these fields.
+        let span = tracing::info_span!("run", runbook = %checked.runbook.name.value, run_id = %id);
+        let driver = async move {
             loop {
                 shared.drive_once(&checked, &id, &token, &by).await;
                 let mut runs = shared.runs.lock().unwrap_or_else(|e| e.into_inner());
@@ -359,7 +330,8 @@ impl<S: Store> Shared<S> {
                     }
                 }
             }
-        });
+        };
+        let handle = tokio::spawn(driver.instrument(span));
         runs.insert(
             run_id,
             RunTask {
@@ -388,10 +360,7 @@ impl<S: Store> Shared<S> {
             .await
         {
             Ok(Outcome::Finished(state)) => {
-                log(format_args!(
-                    "run {id} {}",
-                    format!("{state:?}").to_lowercase()
-                ));
+                tracing::info!("run {id} {}", format!("{state:?}").to_lowercase());
             }
             Ok(Outcome::Blocked(rows)) => {
                 let waiting: Vec<String> = rows
@@ -405,13 +374,10 @@ impl<S: Store> Shared<S> {
                         format!("{step}{host} {}", crate::run::state_word(*state))
                     })
                     .collect();
-                log(format_args!(
-                    "run {id} waits for a decision: {}",
-                    waiting.join(", ")
-                ));
+                tracing::info!("run {id} waits for a decision: {}", waiting.join(", "));
                 self.inputs.notify_one();
             }
-            Err(e) => log(format_args!("run {id}: {e}")),
+            Err(e) => tracing::warn!("run {id}: {e}"),
         }
         self.mail.notify_one();
     }
@@ -479,13 +445,16 @@ impl<S: Store> Daemon<S> {
                 }
             },
             None => {
-                log("no [security] api_tokens_file: the JSON API refuses every request");
+                tracing::info!("no [security] api_tokens_file: the JSON API refuses every request");
                 tokens::ApiTokens::default()
             }
         };
         let shared = Arc::new(Shared {
             engine: Arc::new(engine),
-            runbooks: Arc::new(runbooks),
+            runbooks: RwLock::new(Arc::new(Runbooks::default())),
+            versions: Mutex::new(BTreeMap::new()),
+            reschedule: Arc::new(Notify::new()),
+            counters: metrics::Counters::default(),
             clock: options.clock.clone(),
             shutdown: CancellationToken::new(),
             mail,
@@ -494,6 +463,7 @@ impl<S: Store> Daemon<S> {
             started_at: options.clock.now(),
             api_tokens: Arc::new(api_tokens),
         });
+        shared.set_runbooks(runbooks);
         Daemon {
             shared,
             options,
@@ -517,9 +487,7 @@ impl<S: Store> Daemon<S> {
         if let Some(e) = refused {
             return Err(e);
         }
-        for line in &shared.runbooks.rejected {
-            log(line);
-        }
+        runbooks::record_initial(&shared).await?;
         resume(&shared).await?;
 
         let addr = options.config.server.listen;
@@ -538,6 +506,14 @@ impl<S: Store> Daemon<S> {
         let scheduler = tokio::spawn(scheduler::run(shared.clone(), options.virtual_clock));
         let mailer = tokio::spawn(mailer::run(shared.clone(), options.delivery.clone()));
         let expiry = tokio::spawn(expiry::run(shared.clone(), options.virtual_clock));
+        let watcher = tokio::spawn(runbooks::watch(
+            shared.clone(),
+            runbooks::Watch {
+                dir: options.config.runbooks.dir.clone(),
+                blackouts: options.config.blackouts.clone(),
+                git_pull: options.config.runbooks.git_pull,
+            },
+        ));
         let server = {
             let router = http::router(shared.clone());
             let stop = shared.shutdown.clone();
@@ -553,14 +529,15 @@ impl<S: Store> Daemon<S> {
             addr: local,
             database: describe_database(&options.config.database_url),
             delivery: options.delivery.describe(),
-            runbooks: shared.runbooks.by_name.len(),
-            rejected: shared.runbooks.rejected.len(),
+            runbooks: shared.runbooks().by_name.len(),
+            rejected: shared.runbooks().rejected.len(),
         });
 
         shared.shutdown.cancelled().await;
-        log("shutting down: no new cycles; waiting for running steps");
+        tracing::info!("shutting down: no new cycles; waiting for running steps");
         let _ = scheduler.await;
         let _ = expiry.await;
+        let _ = watcher.await;
         let deadline = tokio::time::Instant::now() + options.grace;
         while !shared.active_runs().is_empty()
             && shared.attempts_in_flight().await
@@ -570,11 +547,11 @@ impl<S: Store> Daemon<S> {
         }
         let left = shared.active_runs();
         if !left.is_empty() {
-            log(format_args!(
+            tracing::info!(
                 "{} run(s) left to resume at the next start: {}",
                 left.len(),
                 left.join(", ")
-            ));
+            );
         }
         shared.abort_runs();
         // One last pass of the outbox, then stop.
@@ -584,7 +561,7 @@ impl<S: Store> Daemon<S> {
             Ok(Err(e)) => return Err(DaemonError::Http(e)),
             Err(_) => {}
         }
-        log("stopped");
+        tracing::info!("stopped");
         Ok(())
     }
 }
@@ -615,13 +592,13 @@ pub fn link_minter(config: &Config) -> Result<LinkMinter, DaemonError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let secret = hex(&random_bytes(32)?).into_bytes();
                 write_private(&key, &secret).map_err(|e| file("link key", &key, e))?;
-                log(format_args!("created the link key {}", key.display()));
+                tracing::info!("created the link key {}", key.display());
                 secret
             }
             Err(e) => return Err(file("link key", &key, e)),
         }
     } else {
-        log(
+        tracing::info!(
             "no [security] link_secret_file: links are signed with a key that dies with this process",
         );
         random_bytes(32)?
@@ -673,15 +650,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Resumes every unfinished run whose runbook is loaded, each in its own task.
 async fn resume<S: Store>(shared: &Arc<Shared<S>>) -> Result<(), DaemonError> {
     for run in shared.engine.store.unfinished_runs().await? {
-        let Some(loaded) = shared.runbooks.get(&run.runbook) else {
-            log(format_args!(
+        let Some(checked) = shared.checked_for_run(&run) else {
+            tracing::warn!(
                 "run {} not resumed: runbook `{}` is not loaded",
-                run.id, run.runbook
-            ));
+                run.id,
+                run.runbook
+            );
             continue;
         };
-        let recovered = shared.engine.recover(&loaded.checked, &run.id).await?;
-        log(format_args!(
+        let recovered = shared.engine.recover(&checked, &run.id).await?;
+        tracing::info!(
             "resuming run {} ({}{})",
             run.id,
             run.runbook,
@@ -690,8 +668,8 @@ async fn resume<S: Store>(shared: &Arc<Shared<S>>) -> Result<(), DaemonError> {
             } else {
                 format!(", {} step(s) found running", recovered.len())
             }
-        ));
-        shared.spawn_run(loaded.checked.clone(), run.id.clone());
+        );
+        shared.spawn_run(checked, run.id.clone());
     }
     Ok(())
 }
@@ -705,19 +683,19 @@ pub async fn on_signal(token: CancellationToken) {
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) else {
-            log("cannot listen for signals");
+            tracing::warn!("cannot listen for signals");
             return;
         };
         tokio::select! {
-            _ = term.recv() => log("SIGTERM received"),
-            _ = int.recv() => log("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
             _ = token.cancelled() => return,
         }
     }
     #[cfg(not(unix))]
     {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => log("Ctrl-C received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
             _ = token.cancelled() => return,
         }
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use super::{LoadedRunbook, Shared, log, new_run_id};
+use super::{LoadedRunbook, Shared, new_run_id};
 use crate::calendar::{Cycle, Fire, catch_up};
 use crate::run::notify::recipients;
 use crate::run::{RunError, RunSpec};
@@ -43,7 +43,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
         let next = match pass(&shared).await {
             Ok(next) => next,
             Err(e) => {
-                log(format_args!("scheduler: {e}; retrying in a minute"));
+                tracing::warn!("scheduler: {e}; retrying in a minute");
                 Some(shared.clock.now() + TimeDelta::minutes(1))
             }
         };
@@ -57,6 +57,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
         };
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
+            _ = shared.reschedule.notified() => {}
             _ = sleep => {}
         }
         jumped = virtual_clock;
@@ -68,7 +69,8 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
     let now = shared.clock.now();
     let dealt = dealt_cycles(shared, now).await?;
     let mut next: Option<DateTime<Utc>> = None;
-    for (name, loaded) in &shared.runbooks.by_name {
+    let runbooks = shared.runbooks();
+    for (name, loaded) in &runbooks.by_name {
         let schedule = &loaded.checked.schedule;
         if schedule.is_manual() {
             continue;
@@ -112,7 +114,7 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
         for fire in &due.fire_now {
             if let Err(e) = fire_cycle(shared, loaded, fire).await {
                 let why = format!("could not start: {e}");
-                log(format_args!("{name} cycle {}: {why}", fire.cycle));
+                tracing::info!("{name} cycle {}: {why}", fire.cycle);
                 record(&mut change, loaded, fire, now, "cycle.failed", why);
             }
         }
@@ -137,6 +139,7 @@ async fn fire_cycle<S: Store>(
     let checked = &loaded.checked;
     let now = shared.clock.now();
     let spec = RunSpec {
+        commit: loaded.commit.clone(),
         id: new_run_id(&checked.runbook.name.value, now),
         cycle: Some(fire.cycle),
         start: now,
@@ -146,8 +149,11 @@ async fn fire_cycle<S: Store>(
     };
     match shared.engine.start(checked, spec).await {
         Ok(run) => {
-            let late = now - fire.fires_at.to_utc();
-            log(format_args!(
+            let late = shared.clock.now() - fire.fires_at.to_utc();
+            shared
+                .counters
+                .scheduler_lag(late.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+            tracing::info!(
                 "run {} started: {} cycle {}{}",
                 run.id,
                 run.runbook,
@@ -157,7 +163,7 @@ async fn fire_cycle<S: Store>(
                 } else {
                     String::new()
                 }
-            ));
+            );
             shared.spawn_run(checked.clone(), run.id);
             Ok(())
         }
@@ -186,10 +192,7 @@ fn record(
 ) {
     let checked = &loaded.checked;
     let runbook = checked.runbook.name.value.clone();
-    log(format_args!(
-        "{runbook} cycle {}: {action}: {why}",
-        fire.cycle
-    ));
+    tracing::info!("{runbook} cycle {}: {action}: {why}", fire.cycle);
     change.events.push(NewEvent {
         at: now,
         actor: "scheduler".into(),
@@ -300,6 +303,9 @@ mod tests {
             LoadedRunbook {
                 checked: checked.clone(),
                 text: YAML.into(),
+                file: "sched.yaml".into(),
+                content_hash: crate::run::sha256_hex(YAML.as_bytes()),
+                commit: None,
             },
         );
         // December's fire is 2026-12-08 10:00 UTC; the daemon starts half an hour later.
@@ -321,6 +327,7 @@ mod tests {
         let shared = daemon.shared.clone();
         // September fired before the downtime.
         let spec = RunSpec {
+            commit: None,
             id: "september".into(),
             cycle: "2026-09".parse().ok(),
             start: t("2026-09-08T10:00:00Z"),

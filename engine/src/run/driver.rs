@@ -4,6 +4,7 @@ use std::pin::pin;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use super::notify::{About, Notice};
 use super::*;
@@ -572,7 +573,8 @@ impl<'a, S: Store> Driver<'a, S> {
         }
         let timeout = self.timeout_of(&step);
         let slots = self.engine.slots.clone();
-        tokio::spawn(async move {
+        let span = tracing::info_span!("attempt", step_id = %step, host = %host);
+        let task = async move {
             let _slot = slots.acquire_owned().await;
             let result = attempt(connector.as_ref(), inputs, &ctx, timeout).await;
             let _ = tx.send(AttemptDone {
@@ -581,7 +583,8 @@ impl<'a, S: Store> Driver<'a, S> {
                 result,
                 note: String::new(),
             });
-        });
+        };
+        tokio::spawn(task.instrument(span));
     }
 
     fn dry_run(
@@ -850,6 +853,7 @@ impl<'a, S: Store> Driver<'a, S> {
         }
         self.engine.store.commit(vec![change]).await?;
         for p in std::mem::take(&mut self.staged_progress) {
+            log_progress(&p);
             (self.engine.observer)(&p);
         }
         Ok(())
@@ -881,6 +885,23 @@ impl<'a, S: Store> Driver<'a, S> {
             state: row.state,
             note: self.secrets.redact(&note),
         }
+    }
+}
+
+/// One operator log line per committed transition, with the step and host as fields (the
+/// run's span adds runbook and run id). Notes are already redacted.
+fn log_progress(p: &Progress) {
+    let state = state_word(p.state);
+    let what = if p.note.is_empty() {
+        format!("{} {state}", p.step)
+    } else {
+        format!("{} {state}: {}", p.step, p.note)
+    };
+    match p.state {
+        StepState::Failed | StepState::Interrupted => {
+            tracing::warn!(step_id = %p.step, host = %p.host, state, "{what}")
+        }
+        _ => tracing::info!(step_id = %p.step, host = %p.host, state, "{what}"),
     }
 }
 
@@ -925,7 +946,8 @@ fn summarize(outputs: &Value) -> String {
     line.chars().take(100).collect()
 }
 
-fn uses_of(checked: &CheckedRunbook, step: &str) -> Option<String> {
+/// The connector a step row runs (`undo:` rows run their step's `undo`).
+pub(crate) fn uses_of(checked: &CheckedRunbook, step: &str) -> Option<String> {
     let name = step.strip_prefix(UNDO_PREFIX);
     let definition = checked.runbook.steps.get(name.unwrap_or(step))?;
     match name {

@@ -144,6 +144,8 @@ pub struct RunSpec {
     /// Given params (`--param k=v`); secrets come from the environment.
     pub params: Vec<(String, String)>,
     pub runbook_text: String,
+    /// The runbooks folder's git commit the text was read at (`None`: not a git work tree).
+    pub commit: Option<String>,
     pub actor: String,
 }
 
@@ -201,7 +203,7 @@ impl<S: Store> Engine<S> {
             runbook: checked.runbook.name.value.clone(),
             cycle: spec.cycle.map(|c| c.to_string()),
             content_hash: sha256_hex(spec.runbook_text.as_bytes()),
-            commit: None,
+            commit: spec.commit.clone(),
             snapshot: json!({ "start": spec.start, "params": params, "runbook": spec.runbook_text }),
             state: RunState::Running,
             started_at: now,
@@ -219,7 +221,7 @@ impl<S: Store> Engine<S> {
             action: "run.started".into(),
             run_id: Some(run.id.clone()),
             step_id: None,
-            details: json!({ "runbook": run.runbook, "cycle": run.cycle, "content_hash": run.content_hash, "params": params }),
+            details: json!({ "runbook": run.runbook, "cycle": run.cycle, "content_hash": run.content_hash, "commit": run.commit, "params": params }),
         };
         self.store.create_run(run.clone(), steps, event).await?;
         Ok(run)
@@ -526,7 +528,8 @@ pub fn secret_env_name(param: &str) -> String {
     format!("PATCHDAY_SECRET_{}", param.to_uppercase().replace('-', "_"))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// SHA-256 of `bytes` as lowercase hex: the content hash runs pin.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -563,5 +566,6 @@ struct Driver<'a, S: Store> {
 
 mod driver;
 pub use driver::state_word;
+pub(crate) use driver::uses_of;
 #[cfg(test)]
 mod tests;

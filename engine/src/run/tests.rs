@@ -68,6 +68,7 @@ async fn engine(start: DateTime<Utc>) -> Engine<SqliteStore> {
 
 fn spec(yaml: &str) -> RunSpec {
     RunSpec {
+        commit: None,
         id: "r1".into(),
         cycle: "2026-12".parse().ok(),
         start: t("2026-12-01T00:00:00Z"),

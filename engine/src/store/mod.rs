@@ -34,6 +34,13 @@ pub enum RunState {
     Cancelled,
 }
 
+impl RunState {
+    /// `running`, `succeeded`, `failed`, `cancelled`: as stored, shown and counted.
+    pub fn as_str(self) -> &'static str {
+        codec::run_state_str(self)
+    }
+}
+
 /// Where a step (or one host of a fanned-out step) is (DESIGN §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -41,6 +41,11 @@ impl Sources {
     pub fn contains(&self, path: &Path) -> bool {
         self.files.contains_key(path)
     }
+
+    /// Every file read, in path order.
+    pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        self.files.keys()
+    }
 }
 
 /// A runbook that passed validation, with what was compiled from it.

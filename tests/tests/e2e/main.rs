@@ -6,6 +6,7 @@ mod corpus;
 mod daemon;
 mod durability;
 mod plan;
+mod reload;
 mod runs;
 mod schema;
 mod validate;

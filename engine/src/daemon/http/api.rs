@@ -38,9 +38,9 @@ use axum::routing::{MethodFilter, on};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Shared, run_word};
+use super::Shared;
 use crate::calendar::Cycle;
-use crate::daemon::{log, new_run_id};
+use crate::daemon::new_run_id;
 use crate::run::{Resolution, RunError, RunSpec};
 use crate::store::{EventFilter, NewDecision, RunRow, RunState, Store, StoreError};
 
@@ -123,7 +123,7 @@ fn ok(status: StatusCode, body: Value) -> Response {
 
 /// A store failure: 503 (the details go to the log).
 fn unavailable(e: impl std::fmt::Display) -> Response {
-    log(format_args!("api: {e}"));
+    tracing::warn!("api: {e}");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "the database does not answer right now",
@@ -171,7 +171,7 @@ pub fn run_json(run: &RunRow) -> Value {
         "id": run.id,
         "runbook": run.runbook,
         "cycle": run.cycle,
-        "state": run_word(run.state),
+        "state": run.state.as_str(),
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "content_hash": run.content_hash,
@@ -182,8 +182,8 @@ pub fn run_json(run: &RunRow) -> Value {
 
 async fn runbooks<S: Store>(State(shared): State<St<S>>, _caller: Caller) -> Response {
     let now = shared.clock.now();
-    let list: Vec<Value> = shared
-        .runbooks
+    let runbooks = shared.runbooks();
+    let list: Vec<Value> = runbooks
         .by_name
         .values()
         .map(|loaded| {
@@ -326,7 +326,8 @@ async fn trigger<S: Store>(
         Ok(Json(body)) => body,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let Some(loaded) = shared.runbooks.get(&body.runbook) else {
+    let runbooks = shared.runbooks();
+    let Some(loaded) = runbooks.get(&body.runbook) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no runbook `{}` is loaded", body.runbook),
@@ -355,6 +356,7 @@ async fn trigger<S: Store>(
     let checked = loaded.checked.clone();
     let now = shared.clock.now();
     let spec = RunSpec {
+        commit: loaded.commit.clone(),
         id: new_run_id(&checked.runbook.name.value, now),
         cycle,
         start: now,
@@ -364,10 +366,7 @@ async fn trigger<S: Store>(
     };
     match shared.engine.start(&checked, spec).await {
         Ok(run) => {
-            log(format_args!(
-                "run {} started by {actor}: {}",
-                run.id, run.runbook
-            ));
+            tracing::info!("run {} started by {actor}: {}", run.id, run.runbook);
             shared.spawn_run(checked, run.id.clone());
             ok(StatusCode::CREATED, json!({ "run": run_json(&run) }))
         }
@@ -409,13 +408,13 @@ async fn run_and_runbook<S: Store>(
         Ok(None) => return Err(error(StatusCode::NOT_FOUND, format!("no run {id}"))),
         Err(e) => return Err(unavailable(e)),
     };
-    let Some(loaded) = shared.runbooks.get(&run.runbook) else {
+    let Some(checked) = shared.checked_for_run(&run) else {
         return Err(error(
             StatusCode::CONFLICT,
             format!("runbook `{}` of run {id} is not loaded", run.runbook),
         ));
     };
-    Ok((run, loaded.checked.clone()))
+    Ok((run, checked))
 }
 
 async fn cancel<S: Store>(
@@ -430,11 +429,11 @@ async fn cancel<S: Store>(
     if run.state != RunState::Running {
         return error(
             StatusCode::CONFLICT,
-            format!("run {id} is {}, not running", run_word(run.state)),
+            format!("run {id} is {}, not running", run.state.as_str()),
         );
     }
     shared.cancel_run(checked, id.clone(), &actor);
-    log(format_args!("run {id}: cancelled by {actor}"));
+    tracing::info!("run {id}: cancelled by {actor}");
     let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
     loop {
         match shared.engine.store.run(&id).await {

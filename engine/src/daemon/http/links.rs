@@ -217,11 +217,7 @@ async fn target<S: Store>(shared: &Shared<S>, claims: LinkClaims) -> Result<Targ
     let other_step = || refused(LinkError::OtherStep.into());
     let store = &shared.engine.store;
     let run = store.run(&claims.run_id).await?.ok_or_else(other_step)?;
-    let checked = shared
-        .runbooks
-        .get(&run.runbook)
-        .map(|l| l.checked.clone())
-        .ok_or_else(other_step)?;
+    let checked = shared.checked_for_run(&run).ok_or_else(other_step)?;
     let rows = store.steps(&run.id).await?;
     let row = rows
         .iter()
@@ -381,6 +377,7 @@ async fn refuse<S: Store>(
         Stop::Refused(claims, refusal) => (claims, refusal),
         Stop::Store(e) => return unavailable(e),
     };
+    shared.counters.link_rejected(refusal.code());
     let store = &shared.engine.store;
     let mut details = json!({
         "reason": refusal.code(),

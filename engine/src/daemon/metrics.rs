@@ -1,0 +1,314 @@
+//! `/metrics` (Prometheus text format 0.0.4, DESIGN §7): what the store says (runs by state,
+//! step rows by state, step durations by connector, outbox depth) read at scrape time, plus
+//! what only this process sees, counted in [`Counters`]: scheduler lag, rejected links,
+//! runbook reloads.
+//!
+//! Store-derived figures survive restarts and agree between daemons sharing a database;
+//! process counters start at zero with the process, as Prometheus counters may.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Shared;
+use crate::run::state_word;
+use crate::store::{RunState, StepState, Store, StoreError};
+
+/// How many recent runs the step figures cover.
+const METRIC_RUNS: u32 = 1000;
+
+/// Upper bounds (seconds) of the scheduler lag buckets.
+const LAG_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 60.0];
+/// Upper bounds (seconds) of the step duration buckets: a second to a day.
+const DURATION_BUCKETS: &[f64] = &[
+    1.0,
+    5.0,
+    15.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    4.0 * 3600.0,
+    86400.0,
+];
+
+/// A Prometheus histogram with fixed buckets.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    /// Observations at or below each bound of the bucket list (not cumulative yet).
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], value: f64) {
+        if self.counts.len() != bounds.len() {
+            self.counts = vec![0; bounds.len()];
+        }
+        if let Some(i) = bounds.iter().position(|b| value <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// Writes `name_bucket{labels,le=..}`, `name_sum`, `name_count`.
+    fn write(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in bounds.iter().enumerate() {
+            cumulative += self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// What this process counts (the rest of `/metrics` is read from the store).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Due time of a cycle to the start of its run, in seconds.
+    scheduler_lag: Mutex<Histogram>,
+    /// Refused link requests by reason (`expired`, `used`, `forged`, ...).
+    link_rejections: Mutex<BTreeMap<String, u64>>,
+    /// Runbook folder reloads, by outcome.
+    reloads_ok: AtomicU64,
+    reloads_rejected: AtomicU64,
+}
+
+impl Counters {
+    /// A cycle due at some time started `lag_seconds` later.
+    pub fn scheduler_lag(&self, lag_seconds: f64) {
+        lock(&self.scheduler_lag).observe(LAG_BUCKETS, lag_seconds.max(0.0));
+    }
+
+    /// A link request was refused for `reason`.
+    pub fn link_rejected(&self, reason: &str) {
+        *lock(&self.link_rejections)
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    /// The runbooks folder was read again; `rejected` files were left out.
+    pub fn reloaded(&self, rejected: usize) {
+        self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.reloads_rejected
+            .fetch_add(rejected as u64, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The whole `/metrics` text.
+pub async fn text<S: Store>(shared: &Shared<S>) -> Result<String, StoreError> {
+    let mut out = String::new();
+    store_figures(shared, &mut out).await?;
+    process_figures(shared, &mut out);
+    Ok(out)
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result<(), StoreError> {
+    let store = &shared.engine.store;
+    let mut runs: BTreeMap<&str, u64> = [
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+    ]
+    .into_iter()
+    .map(|s| (s.as_str(), 0))
+    .collect();
+    for run in store.runs(u32::MAX).await? {
+        *runs.entry(run.state.as_str()).or_default() += 1;
+    }
+    let mut steps: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut durations: BTreeMap<String, Histogram> = BTreeMap::new();
+    let runbooks = shared.runbooks();
+    for run in store.runs(METRIC_RUNS).await? {
+        let checked = runbooks.get(&run.runbook).map(|l| l.checked.clone());
+        for row in store.steps(&run.id).await? {
+            *steps.entry(state_word(row.state)).or_default() += 1;
+            let (Some(start), Some(end)) = (row.started_at, row.finished_at) else {
+                continue;
+            };
+            if !matches!(row.state, StepState::Succeeded | StepState::Failed) {
+                continue;
+            }
+            let uses = checked
+                .as_ref()
+                .and_then(|c| crate::run::uses_of(c, &row.step))
+                .unwrap_or_else(|| "milestone".into());
+            let seconds = (end - start).num_milliseconds().max(0) as f64 / 1000.0;
+            durations
+                .entry(uses)
+                .or_default()
+                .observe(DURATION_BUCKETS, seconds);
+        }
+    }
+    let now = shared.clock.now();
+    let far = now + chrono::TimeDelta::days(365 * 100);
+    let outbox = store.due_emails(far, u32::MAX).await?.len();
+    let due = store.due_emails(now, u32::MAX).await?.len();
+
+    header(out, "patchday_runs", "gauge", "Runs by state.");
+    for (state, n) in &runs {
+        let _ = writeln!(out, "patchday_runs{{state=\"{state}\"}} {n}");
+    }
+    header(
+        out,
+        "patchday_step_rows",
+        "gauge",
+        &format!("Step rows by state (the {METRIC_RUNS} most recent runs)."),
+    );
+    for (state, n) in &steps {
+        let _ = writeln!(out, "patchday_step_rows{{state=\"{state}\"}} {n}");
+    }
+    header(
+        out,
+        "patchday_step_duration_seconds",
+        "histogram",
+        &format!(
+            "Duration of the last attempt of finished step rows, by connector (the {METRIC_RUNS} most recent runs)."
+        ),
+    );
+    for (uses, histogram) in &durations {
+        let labels = format!("uses=\"{uses}\"");
+        histogram.write(
+            out,
+            "patchday_step_duration_seconds",
+            &labels,
+            DURATION_BUCKETS,
+        );
+    }
+    header(
+        out,
+        "patchday_outbox_depth",
+        "gauge",
+        "Emails not sent yet.",
+    );
+    let _ = writeln!(out, "patchday_outbox_depth {outbox}");
+    header(
+        out,
+        "patchday_outbox_due",
+        "gauge",
+        "Emails not sent yet whose attempt is due.",
+    );
+    let _ = writeln!(out, "patchday_outbox_due {due}");
+    Ok(())
+}
+
+fn process_figures<S: Store>(shared: &Shared<S>, out: &mut String) {
+    let runbooks = shared.runbooks();
+    header(
+        out,
+        "patchday_runbooks",
+        "gauge",
+        "Runbooks in the folder, by status.",
+    );
+    let _ = writeln!(
+        out,
+        "patchday_runbooks{{status=\"loaded\"}} {}",
+        runbooks.by_name.len()
+    );
+    let _ = writeln!(
+        out,
+        "patchday_runbooks{{status=\"rejected\"}} {}",
+        runbooks.rejected.len()
+    );
+    let counters = &shared.counters;
+    header(
+        out,
+        "patchday_runbook_reloads_total",
+        "counter",
+        "Reloads of the runbooks folder since start.",
+    );
+    let _ = writeln!(
+        out,
+        "patchday_runbook_reloads_total {}",
+        counters.reloads_ok.load(Ordering::Relaxed)
+    );
+    header(
+        out,
+        "patchday_runbook_rejections_total",
+        "counter",
+        "Runbook files rejected by reloads since start.",
+    );
+    let _ = writeln!(
+        out,
+        "patchday_runbook_rejections_total {}",
+        counters.reloads_rejected.load(Ordering::Relaxed)
+    );
+    header(
+        out,
+        "patchday_scheduler_lag_seconds",
+        "histogram",
+        "From a cycle's due time to the start of its run (on the daemon's clock).",
+    );
+    let lag = lock(&counters.scheduler_lag).clone();
+    lag.write(out, "patchday_scheduler_lag_seconds", "", LAG_BUCKETS);
+    header(
+        out,
+        "patchday_link_rejections_total",
+        "counter",
+        "Refused approval and task link requests since start, by reason.",
+    );
+    for (reason, n) in lock(&counters.link_rejections).iter() {
+        let _ = writeln!(
+            out,
+            "patchday_link_rejections_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_is_cumulative_and_counts_values_above_every_bucket() {
+        let mut h = Histogram::default();
+        for v in [0.001, 0.02, 0.02, 7.0, 120.0] {
+            h.observe(LAG_BUCKETS, v);
+        }
+        let mut out = String::new();
+        h.write(&mut out, "lag", "", LAG_BUCKETS);
+        assert!(out.contains("lag_bucket{le=\"0.005\"} 1\n"), "{out}");
+        assert!(out.contains("lag_bucket{le=\"0.025\"} 3\n"), "{out}");
+        assert!(out.contains("lag_bucket{le=\"60\"} 4\n"), "{out}");
+        assert!(out.contains("lag_bucket{le=\"+Inf\"} 5\n"), "{out}");
+        assert!(out.contains("lag_count 5\n"), "{out}");
+        let mut labelled = String::new();
+        h.write(&mut labelled, "d", "uses=\"command\"", LAG_BUCKETS);
+        assert!(
+            labelled.contains("d_bucket{uses=\"command\",le=\"+Inf\"} 5\n"),
+            "{labelled}"
+        );
+        assert!(
+            labelled.contains("d_count{uses=\"command\"} 5\n"),
+            "{labelled}"
+        );
+    }
+}
