@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: find the built `patchday` binary and run it; start and talk
-//! to `patchday serve` ([`daemon`]).
+//! to `patchday serve` ([`daemon`]); drive a headless Chromium ([`browser`]).
 
+pub mod browser;
 pub mod daemon;
 
 use std::path::{Path, PathBuf};
