@@ -1,4 +1,8 @@
-//! Helpers for the end-to-end tests: find the built `patchday` binary and run it.
+//! Helpers for the end-to-end tests: find the built `patchday` binary and run it; start and talk
+//! to `patchday serve` ([`daemon`]); drive a headless Chromium ([`browser`]).
+
+pub mod browser;
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,6 +29,19 @@ pub fn patchday_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// `target/test-artifacts`, created: where tests leave files for people to look at
+/// (screenshots, rendered pages). Found from this test binary's path, like [`patchday_bin`].
+pub fn artifacts_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps/<test>");
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("the artifacts folder can be made");
+    dir
 }
 
 /// A `patchday` command run from the repository root.

@@ -5,13 +5,14 @@
 //! the outbox with the right recipients and subject; SIGTERM ends the daemon with exit 0; the
 //! audit chain verifies.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::io::{BufReader, Read};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use patchday_tests::daemon::{
+    Daemon, audit_events, count, emails_with, eml_files, get, hidden_field, link_token, poll,
+    request, serve_command, without_mail,
+};
 use patchday_tests::{patchday, stderr, stdout};
 
 const RUNBOOK: &str = r#"name: daemon-demo
@@ -33,64 +34,6 @@ steps:
     with: { run: "echo patched {{cycle}}" }
 "#;
 
-/// A minimal HTTP/1.1 GET: (status, body).
-fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-fn poll<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn eml_files(outbox: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(outbox)
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
 #[test]
 fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
     let dir = std::env::temp_dir().join(format!("patchday-daemon-{}", std::process::id()));
@@ -103,35 +46,16 @@ fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
     let outbox = dir.join("outbox");
 
     // Patch Tuesday of December 2026 is the 8th: the cycle fires at 10:00 UTC.
-    let mut child = patchday()
-        .current_dir(&dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
-        .args(["--runbooks", &dir.join("runbooks").display().to_string()])
-        .args(["--outbox", &outbox.display().to_string()])
-        .args(["--now", "2026-12-08T09:59:00Z", "--virtual-clock"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("patchday serve starts");
-    let out = child.stdout.take().unwrap();
-    let err = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut serve = serve_command(&dir, &database, &outbox);
+    serve.stderr(Stdio::piped());
+    let mut daemon = Daemon::start(serve);
+    let err = daemon.child.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = BufReader::new(err).read_to_string(&mut text);
         text
     });
-    let mut daemon = Daemon { child, lines };
-
-    let serving = daemon
-        .lines
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the daemon prints where it serves");
+    let serving = daemon.serving.clone();
     assert!(
         serving.starts_with("patchday serving http://127.0.0.1:"),
         "{serving}"
@@ -144,12 +68,7 @@ fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
         serving.contains("1 runbook loaded, 1 rejected"),
         "{serving}"
     );
-    let addr = serving
-        .trim_start_matches("patchday serving http://")
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = daemon.addr.clone();
 
     poll("/healthz", Duration::from_secs(10), || {
         get(&addr, "/healthz")
@@ -217,23 +136,7 @@ fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
         text.contains("patchday_outbox_depth 0").then_some(())
     });
 
-    let pid = daemon.child.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = daemon.terminate();
     let log = log.join().unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("broken.yaml rejected"), "{log}");
@@ -307,103 +210,6 @@ steps:
     with: { run: "echo patched {{cycle}}" }
 "#;
 
-/// One raw HTTP/1.1 request: (status, head, body).
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if method == "POST" {
-        text.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    stream.write_all(text.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (status, head.to_string(), body.to_string())
-}
-
-/// The value of the form field `name` on a confirmation page.
-fn hidden_field(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("{name} in {page}"))
-        + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_string()
-}
-
-/// The audit events as exported (JSON Lines), read while the daemon runs.
-fn audit_events(database: &str) -> Vec<serde_json::Value> {
-    let out = patchday()
-        .args(["audit", "export", "--database", database])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn count(events: &[serde_json::Value], action: &str) -> usize {
-    events.iter().filter(|e| e["action"] == action).count()
-}
-
-/// Starts `patchday serve` in `dir` with the link secret in `secret`; returns it and its address.
-fn serve(dir: &Path, database: &str, outbox: &Path, secret: &Path) -> (Daemon, String) {
-    let mut child = patchday()
-        .current_dir(dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-        .args(["--runbooks", &dir.join("runbooks").display().to_string()])
-        .args(["--outbox", &outbox.display().to_string()])
-        .args(["--now", "2026-12-08T09:59:00Z", "--virtual-clock"])
-        .env("PATCHDAY_SECURITY_LINK_SECRET_FILE", secret)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("patchday serve starts");
-    let out = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let daemon = Daemon { child, lines };
-    let serving = daemon
-        .lines
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the daemon prints where it serves");
-    let addr = serving
-        .trim_start_matches("patchday serving http://")
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    (daemon, addr)
-}
-
 #[test]
 fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
     use patchday::links::{LinkClaims, LinkSigner};
@@ -418,16 +224,15 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
     let signer = LinkSigner::new(key.as_bytes()).unwrap();
     let database = format!("sqlite://{}", dir.join("d.db").display());
     let outbox = dir.join("outbox");
-    let (mut daemon, addr) = serve(&dir, &database, &outbox, &secret);
+    let mut serve = serve_command(&dir, &database, &outbox);
+    serve.env("PATCHDAY_SECURITY_LINK_SECRET_FILE", &secret);
+    let mut daemon = Daemon::start(serve);
+    let addr = daemon.addr.clone();
 
     // The approval email arrives for each approver, each with its own link.
     let subject = "Subject: [patchday] Approve links-demo 2026-12: cab-approval\r\n";
     let emails = poll("the approval emails", Duration::from_secs(30), || {
-        let texts: Vec<String> = eml_files(&outbox)
-            .iter()
-            .filter_map(|f| std::fs::read_to_string(f).ok())
-            .filter(|t| t.contains(subject))
-            .collect();
+        let texts = emails_with(&outbox, subject);
         (texts.len() == 2).then_some(texts)
     });
     let link_of = |who: &str| -> String {
@@ -439,9 +244,7 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
             email.contains("May we patch cycle 2026-12 tonight?"),
             "{email}"
         );
-        let start = email.find("/links/").expect("a link") + "/links/".len();
-        let end = start + email[start..].find(char::is_whitespace).unwrap();
-        email[start..end].to_string()
+        link_token(email)
     };
     let (alice, bob) = (link_of("alice@example.com"), link_of("bob@example.com"));
     assert_ne!(alice, bob);
@@ -475,23 +278,16 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
         "{page}"
     );
     assert!(page.contains("Nobody has decided yet."), "{page}");
-    let artifacts = patchday_tests::patchday_bin()
-        .parent()
-        .unwrap()
-        .join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = patchday_tests::artifacts_dir();
     std::fs::write(artifacts.join("confirmation-page.html"), &page).unwrap();
     let csrf = hidden_field(&page, "csrf");
     let after = audit_events(&database);
-    let people = |events: &[serde_json::Value]| -> Vec<serde_json::Value> {
-        // Everything but the mailer's own events (`email.sent` may land meanwhile).
-        events
-            .iter()
-            .filter(|e| !e["action"].as_str().unwrap_or("").starts_with("email."))
-            .cloned()
-            .collect()
-    };
-    assert_eq!(people(&after), people(&before), "GET/HEAD wrote events");
+    // Everything but the mailer's own events (`email.sent` may land meanwhile).
+    assert_eq!(
+        without_mail(&after),
+        without_mail(&before),
+        "GET/HEAD wrote events"
+    );
     assert_eq!(count(&after, "approval.decided"), 0);
 
     // The attacks, while the step waits: each refused, audited, nothing else changed.
@@ -504,12 +300,7 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
                   form: &str,
                   expected: u16| {
         // The mailer's own events (`email.sent`) may land meanwhile; nothing else may.
-        let not_mail = |events: &[serde_json::Value]| {
-            events
-                .iter()
-                .filter(|e| !e["action"].as_str().unwrap_or("").starts_with("email."))
-                .count()
-        };
+        let not_mail = |events: &[serde_json::Value]| without_mail(events).len();
         let total = not_mail(&audit_events(&database));
         let (status, _, body) = request(&addr, method, &path(token), headers, form);
         assert_eq!(status, expected, "{what}: {body}");
@@ -660,15 +451,7 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
     assert_eq!(decision["details"]["source_ip"], "127.0.0.1");
     assert_eq!(decision["details"]["choice"], "approve");
 
-    let pid = daemon.child.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    poll("the daemon to stop", Duration::from_secs(30), || {
-        daemon.child.try_wait().unwrap()
-    });
+    daemon.terminate();
     patchday_tests::assert_audit_verifies(&database);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -759,35 +542,20 @@ fn the_api_and_the_operator_commands_trigger_list_cancel_and_approve_runs() {
     std::fs::write(&tokens, format!("# operators\n{line}\n")).unwrap();
 
     let database = format!("sqlite://{}", dir.join("d.db").display());
-    let mut child = patchday()
+    let mut serve = patchday();
+    serve
         .current_dir(&dir)
         .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
         .args(["--runbooks", &dir.join("runbooks").display().to_string()])
         .args(["--outbox", &dir.join("outbox").display().to_string()])
-        .env("PATCHDAY_SECURITY_API_TOKENS_FILE", &tokens)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("patchday serve starts");
-    let out = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut daemon = Daemon { child, lines };
-    let serving = daemon
-        .lines
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the daemon prints where it serves");
-    assert!(serving.contains("3 runbooks loaded"), "{serving}");
-    let addr = serving
-        .trim_start_matches("patchday serving http://")
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+        .env("PATCHDAY_SECURITY_API_TOKENS_FILE", &tokens);
+    let daemon = Daemon::start(serve);
+    assert!(
+        daemon.serving.contains("3 runbooks loaded"),
+        "{}",
+        daemon.serving
+    );
+    let addr = daemon.addr.clone();
     let server = format!("http://{addr}");
 
     // No token, a wrong token: 401 with a JSON error; the right one: 200.
@@ -981,7 +749,6 @@ fn the_api_and_the_operator_commands_trigger_list_cancel_and_approve_runs() {
         Some(1)
     );
 
-    let _ = daemon.child.kill();
-    let _ = daemon.child.wait();
+    drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }

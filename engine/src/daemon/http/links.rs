@@ -318,8 +318,24 @@ async fn confirmation<S: Store>(
 /// Whether a `POST` says it comes from another site: `Sec-Fetch-Site` other than
 /// `same-origin` / `none`, or an `Origin` that is neither the public URL's nor this `Host`.
 fn cross_site<S: Store>(headers: &HeaderMap, shared: &Shared<S>) -> bool {
+    let public = shared
+        .engine
+        .links
+        .as_ref()
+        .map(|m| m.public_url())
+        .unwrap_or_default();
+    is_cross_site(headers, &public)
+}
+
+/// [`cross_site`] against the public URL `public`.
+///
+/// Our pages say `no-referrer`, so a browser posts their forms with `Origin: null` (the Fetch
+/// standard serialises the origin as `null` under that policy); `null` names no site, and is
+/// taken as this site only when the browser also says `Sec-Fetch-Site: same-origin`.
+fn is_cross_site(headers: &HeaderMap, public: &str) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = text("sec-fetch-site")
+    let site = text("sec-fetch-site");
+    if let Some(site) = site
         && !matches!(site, "same-origin" | "none")
     {
         return true;
@@ -327,14 +343,11 @@ fn cross_site<S: Store>(headers: &HeaderMap, shared: &Shared<S>) -> bool {
     let Some(origin) = text(header::ORIGIN.as_str()) else {
         return false;
     };
+    if origin == "null" && site == Some("same-origin") {
+        return false;
+    }
     let origin = origin.trim_end_matches('/');
-    let public = shared
-        .engine
-        .links
-        .as_ref()
-        .map(|m| m.public_url())
-        .unwrap_or_default();
-    let public_origin = origin_of(&public);
+    let public_origin = origin_of(public);
     let host_origins = text(header::HOST.as_str())
         .map(|h| [format!("http://{h}"), format!("https://{h}")])
         .unwrap_or_default();
@@ -467,5 +480,44 @@ mod tests {
             Refusal::Link(LinkError::Malformed("x")).status(),
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[test]
+    fn a_browsers_post_from_our_page_is_same_site_and_others_are_not() {
+        let public = "http://127.0.0.1:8080";
+        let check = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, value.parse().unwrap());
+            }
+            is_cross_site(&headers, public)
+        };
+        // What Chromium sends for our page's form (its `no-referrer` policy nulls the Origin).
+        assert!(!check(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(!check(&[
+            ("origin", "http://127.0.0.1:8080"),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(!check(&[
+            ("origin", "http://patch.local:9"),
+            ("host", "patch.local:9")
+        ]));
+        assert!(!check(&[]));
+        // `null` alone names no site; from another site, or with another origin: refused.
+        assert!(check(&[("origin", "null")]));
+        assert!(check(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site")
+        ]));
+        assert!(check(&[("origin", "null"), ("sec-fetch-site", "none")]));
+        assert!(check(&[("sec-fetch-site", "same-site")]));
+        assert!(check(&[("origin", "http://evil.example")]));
+        assert!(check(&[
+            ("origin", "http://evil.example"),
+            ("sec-fetch-site", "same-origin")
+        ]));
     }
 }

@@ -1,0 +1,243 @@
+//! Helpers for the tests that run `patchday serve` as a separate process: start it and learn
+//! where it serves, stop it with SIGTERM, speak raw HTTP/1.1 to it, read its outbox (the
+//! `.eml` files it writes without `[smtp]`) and its audit log (`patchday audit export`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::{patchday, stderr, stdout};
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`; panics naming `what`
+/// when the time is up.
+pub fn poll<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `patchday serve`, killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    /// Its standard output, line by line, after the first line.
+    pub lines: mpsc::Receiver<String>,
+    /// The first line it printed: `patchday serving http://ADDR (…)`.
+    pub serving: String,
+    /// Where it serves, `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Daemon {
+    /// Spawns `command` (a `patchday serve …`) with its standard output piped and waits for the
+    /// line that says where it serves.
+    pub fn start(mut command: Command) -> Daemon {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("patchday serve starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let serving = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the daemon prints where it serves");
+        let addr = serving
+            .trim_start_matches("patchday serving http://")
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        Daemon {
+            child,
+            lines,
+            serving,
+            addr,
+        }
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits (30 s at most) for the daemon to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        poll("the daemon to stop", Duration::from_secs(30), || {
+            self.child.try_wait().unwrap()
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `patchday serve` run in `dir` on a free loopback port, with `database`, the runbooks in
+/// `dir/runbooks`, emails to the `outbox` folder, and a virtual clock starting at
+/// 2026-12-08 09:59 UTC: one minute before December 2026's Patch Tuesday 10:00.
+pub fn serve_command(dir: &Path, database: &str, outbox: &Path) -> Command {
+    let mut cmd = patchday();
+    cmd.current_dir(dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+        .args(["--runbooks", &dir.join("runbooks").display().to_string()])
+        .args(["--outbox", &outbox.display().to_string()])
+        .args(["--now", "2026-12-08T09:59:00Z", "--virtual-clock"]);
+    cmd
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// One raw HTTP/1.1 request (a `POST` body is sent as a form): (status, head, body).
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method == "POST" {
+        text.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// Whether `/metrics` shows `series` (e.g. `patchday_runs{state="running"}`) with `value`.
+pub fn metric_is(addr: &str, series: &str, value: u64) -> bool {
+    get(addr, "/metrics")
+        .map(|(_, text)| text.lines().any(|l| l == format!("{series} {value}")))
+        .unwrap_or(false)
+}
+
+/// The `.eml` files in `outbox`, sorted.
+pub fn eml_files(outbox: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(outbox)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// The texts of the emails in `outbox` whose header has `subject_line` (`Subject: …\r\n`).
+pub fn emails_with(outbox: &Path, subject_line: &str) -> Vec<String> {
+    eml_files(outbox)
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .filter(|t| t.contains(subject_line))
+        .collect()
+}
+
+/// The token of the first `/links/{token}` URL in an email.
+pub fn link_token(email: &str) -> String {
+    let start = email.find("/links/").expect("a link") + "/links/".len();
+    let end = start + email[start..].find(char::is_whitespace).unwrap();
+    email[start..end].to_string()
+}
+
+/// The first `http://…/links/{token}` URL in an email, whole.
+pub fn link_url(email: &str) -> String {
+    let token = link_token(email);
+    let end = email.find(&token).expect("the token") + token.len();
+    let start = email[..end].rfind("http").expect("an absolute link");
+    email[start..end].to_string()
+}
+
+/// The value of the form field `name` on a confirmation page.
+pub fn hidden_field(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{name} in {page}"))
+        + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_string()
+}
+
+/// The audit events as exported (JSON Lines), read while the daemon runs.
+pub fn audit_events(database: &str) -> Vec<serde_json::Value> {
+    let out = patchday()
+        .args(["audit", "export", "--database", database])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// How many `events` have `action`.
+pub fn count(events: &[serde_json::Value], action: &str) -> usize {
+    events.iter().filter(|e| e["action"] == action).count()
+}
+
+/// `events` without the mailer's own (`email.*`), which may land at any time.
+pub fn without_mail(events: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| !e["action"].as_str().unwrap_or("").starts_with("email."))
+        .cloned()
+        .collect()
+}

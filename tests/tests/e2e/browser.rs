@@ -1,0 +1,236 @@
+//! A real browser decides an approval through its emailed link (issue #6, DESIGN §7).
+//!
+//! `patchday serve` runs as a separate process with a runbook whose approval step asks a role
+//! of two people (quorum 1) before a command step; the approval emails land in the outbox
+//! folder. Mail scanners' `GET`s and `HEAD`s of a link change nothing. Then a headless Chromium
+//! (through chromedriver) opens the link, shows the confirmation page (runbook, cycle, step,
+//! who decides, the choices), and a click on Approve decides it: the page's own form `POST`
+//! passes the daemon's same-site and CSRF checks, the run goes on and finishes, and the audit
+//! log has the decision by `link:<email>` with the source IP. Opened again, the link says it
+//! was already used and leaves a `link.rejected` event. Screenshots of the three pages land in
+//! `target/test-artifacts/`. A missing Chromium fails this test; it never skips.
+
+use std::time::Duration;
+
+use patchday_tests::browser::Browser;
+use patchday_tests::daemon::{
+    Daemon, audit_events, count, emails_with, link_url, metric_is, poll, request, serve_command,
+    without_mail,
+};
+
+const RUNBOOK: &str = r#"name: browser-demo
+description: An approval decided in a real browser, then a command
+timezone: UTC
+schedule:
+  - at: patch_tuesday 10:00
+catch_up: 1h
+roles:
+  cab: [alice@example.com, bob@example.com]
+steps:
+  cab-approval:
+    description: The change advisory board agrees to tonight's window
+    uses: approval
+    with:
+      approvers: [cab]
+      quorum: 1
+      message: "May we patch cycle {{cycle}} tonight?"
+  patch:
+    needs: [cab-approval]
+    uses: command
+    with: { run: "echo patched {{cycle}}" }
+"#;
+
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// The text of the first element matching `selector`.
+fn text_of(browser: &Browser, selector: &str) -> String {
+    browser.text(&browser.find(selector))
+}
+
+/// Saves a screenshot as `name` in the artifacts folder and checks it is a real, non-trivial PNG.
+fn screenshot(browser: &Browser, name: &str) {
+    let path = patchday_tests::artifacts_dir().join(name);
+    let png = browser.save_screenshot(&path);
+    assert!(png.starts_with(PNG_SIGNATURE), "{name} is not a PNG");
+    assert!(png.len() > 10_000, "{name} is suspiciously small");
+}
+
+#[test]
+fn a_headless_browser_opens_the_approval_link_and_a_click_on_approve_decides() {
+    // Chromium starts meanwhile: it is the slowest part.
+    let browser = std::thread::spawn(Browser::start);
+
+    let dir = std::env::temp_dir().join(format!("patchday-browser-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/browser-demo.yaml"), RUNBOOK).unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let outbox = dir.join("outbox");
+    let mut daemon = Daemon::start(serve_command(&dir, &database, &outbox));
+    let addr = daemon.addr.clone();
+
+    // One approval email per approver; Alice's carries her link.
+    let subject = "Subject: [patchday] Approve browser-demo 2026-12: cab-approval\r\n";
+    let emails = poll("the approval emails", Duration::from_secs(30), || {
+        let texts = emails_with(&outbox, subject);
+        (texts.len() == 2).then_some(texts)
+    });
+    let alice_email = emails
+        .iter()
+        .find(|t| t.contains("To: alice@example.com\r\n"))
+        .unwrap_or_else(|| panic!("no approval email to Alice: {emails:#?}"));
+    let link = link_url(alice_email);
+    let path = link.strip_prefix(&daemon.url()).unwrap_or_else(|| {
+        panic!(
+            "the link {link} does not point at the daemon {}",
+            daemon.url()
+        )
+    });
+    assert!(path.starts_with("/links/"), "{link}");
+    let step_waits = || {
+        metric_is(&addr, "patchday_runs{state=\"running\"}", 1)
+            && metric_is(&addr, "patchday_step_rows{state=\"awaiting_input\"}", 1)
+    };
+    assert!(step_waits(), "the approval step is not awaiting input");
+
+    // Mail scanners fetch links before people do: GETs and HEADs change nothing.
+    let before = without_mail(&audit_events(&database));
+    for method in ["GET", "HEAD", "GET", "HEAD", "GET", "GET"] {
+        let (status, head, _) = request(&addr, method, path, &[], "");
+        assert_eq!(status, 200, "{method}: {head}");
+    }
+    assert_eq!(
+        without_mail(&audit_events(&database)),
+        before,
+        "GET/HEAD of the link wrote audit events"
+    );
+    assert!(step_waits(), "GET/HEAD of the link moved the step");
+
+    // The browser shows what is being decided and the choices; opening it decides nothing.
+    let browser = browser.join().expect("chromium and chromedriver start");
+    browser.navigate(&link);
+    assert_eq!(
+        browser.title(),
+        "Approve patch cycle 2026-12 of browser-demo? · patchday"
+    );
+    assert_eq!(
+        text_of(&browser, "h1"),
+        "Approve patch cycle 2026-12 of browser-demo?"
+    );
+    assert_eq!(
+        text_of(&browser, ".lead"),
+        "May we patch cycle 2026-12 tonight?"
+    );
+    let facts = text_of(&browser, "table.facts");
+    for expected in [
+        "Runbook\tbrowser-demo",
+        "Cycle\t2026-12",
+        "Step\tcab-approval — The change advisory board agrees to tonight's window",
+        "Deciding as\talice@example.com",
+    ] {
+        // Rendered text separates a row's cells with a tab or a space, by browser version.
+        let (label, value) = expected.split_once('\t').unwrap();
+        assert!(
+            facts.contains(&format!("{label}\t{value}"))
+                || facts.contains(&format!("{label} {value}")),
+            "{expected:?} missing from the facts:\n{facts}"
+        );
+    }
+    assert!(
+        text_of(&browser, "main").contains("Nobody has decided yet."),
+        "{}",
+        browser.source()
+    );
+    let buttons = browser.find_all("form[method=post] button[type=submit]");
+    let labels: Vec<String> = buttons.iter().map(|b| browser.text(b)).collect();
+    assert_eq!(labels, ["Approve", "Reject"]);
+    screenshot(&browser, "approval-confirmation.png");
+    assert_eq!(
+        without_mail(&audit_events(&database)),
+        before,
+        "opening the link in the browser wrote audit events"
+    );
+    assert!(
+        step_waits(),
+        "opening the link in the browser moved the step"
+    );
+
+    // A click on Approve: the form's POST, as the browser sends it, decides.
+    browser.click(&buttons[0]);
+    let title = poll("the decided page", Duration::from_secs(30), || {
+        let title = browser.title();
+        (!title.starts_with("Approve patch cycle")).then_some(title)
+    });
+    assert_eq!(
+        title,
+        "Approved by you · patchday",
+        "the click did not decide:\n{}",
+        browser.source()
+    );
+    assert_eq!(browser.current_url(), link);
+    let notice = text_of(&browser, ".notice.done");
+    assert!(
+        notice.starts_with("Approved by you (alice@example.com) at 2026-12-08 ")
+            && notice.contains("step cab-approval of patch cycle 2026-12 of browser-demo"),
+        "{notice}"
+    );
+    assert!(
+        text_of(&browser, "main").contains("This link is now used up."),
+        "{}",
+        browser.source()
+    );
+    screenshot(&browser, "approval-decided.png");
+
+    // The run goes on: the command step runs and the run succeeds.
+    poll("the run to succeed", Duration::from_secs(60), || {
+        metric_is(&addr, "patchday_runs{state=\"succeeded\"}", 1).then_some(())
+    });
+    assert!(metric_is(
+        &addr,
+        "patchday_step_rows{state=\"succeeded\"}",
+        2
+    ));
+    let events = audit_events(&database);
+    assert_eq!(count(&events, "approval.decided"), 1);
+    let decision = events
+        .iter()
+        .find(|e| e["action"] == "approval.decided")
+        .unwrap();
+    assert_eq!(decision["actor"], "link:alice@example.com");
+    assert_eq!(decision["details"]["source_ip"], "127.0.0.1");
+    assert_eq!(decision["details"]["choice"], "approve");
+    assert_eq!(decision["details"]["recipient"], "alice@example.com");
+    let rejected = count(&events, "link.rejected");
+    assert_eq!(
+        rejected, 0,
+        "the browser's POST was refused first: {events:#?}"
+    );
+
+    // Opened again, the link was used: a clear page, and a `link.rejected` event.
+    browser.navigate(&link);
+    assert_eq!(browser.title(), "This link was already used · patchday");
+    let page = text_of(&browser, "main");
+    assert!(
+        page.contains("Each link decides once.") && page.contains("Nothing was changed."),
+        "{page}"
+    );
+    assert_eq!(text_of(&browser, "main > p.muted code"), "already_used");
+    screenshot(&browser, "approval-replayed.png");
+    let events = audit_events(&database);
+    assert_eq!(count(&events, "link.rejected"), rejected + 1);
+    assert_eq!(count(&events, "approval.decided"), 1);
+    let refusal = events
+        .iter()
+        .rfind(|e| e["action"] == "link.rejected")
+        .unwrap();
+    assert_eq!(refusal["actor"], "link:alice@example.com");
+    assert_eq!(refusal["details"]["reason"], "already_used");
+    assert_eq!(refusal["details"]["method"], "GET");
+    assert_eq!(refusal["details"]["source_ip"], "127.0.0.1");
+
+    drop(browser);
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0));
+    patchday_tests::assert_audit_verifies(&database);
+    let _ = std::fs::remove_dir_all(&dir);
+}
