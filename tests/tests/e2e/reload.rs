@@ -6,11 +6,12 @@
 //! and host.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use patchday_tests::daemon::{Daemon, audit_events, emails_with, metric_is, poll};
 use patchday_tests::{assert_audit_verifies, patchday, stderr, stdout};
 use serde_json::Value;
 
@@ -78,32 +79,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-fn poll<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 struct Serve {
-    child: Child,
+    daemon: Daemon,
     server: String,
     token: String,
     database: String,
     /// The daemon's stderr, line by line.
     log: mpsc::Receiver<String>,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Serve {
@@ -130,29 +112,9 @@ impl Serve {
         })
     }
 
-    fn events(&self) -> Vec<Value> {
-        let out = patchday()
-            .args([
-                "audit",
-                "export",
-                "--as",
-                "jsonl",
-                "--database",
-                &self.database,
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        stdout(&out)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
     fn wait_for_event(&self, action: &str, n: usize) -> Vec<Value> {
         poll(action, Duration::from_secs(30), || {
-            let found: Vec<Value> = self
-                .events()
+            let found: Vec<Value> = audit_events(&self.database)
                 .into_iter()
                 .filter(|e| e["action"] == action)
                 .collect();
@@ -171,7 +133,8 @@ fn start(dir: &Path, runbooks: &Path) -> Serve {
     std::fs::write(&tokens, format!("{}\n", minted["line"].as_str().unwrap())).unwrap();
     let database = format!("sqlite://{}", dir.join("d.db").display());
     std::fs::write(dir.join("patchday.toml"), "[runbooks]\ngit_pull = \"1s\"\n").unwrap();
-    let mut child = patchday()
+    let mut command = patchday();
+    command
         .current_dir(dir)
         .args(["--config", &dir.join("patchday.toml").display().to_string()])
         .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
@@ -180,63 +143,22 @@ fn start(dir: &Path, runbooks: &Path) -> Serve {
         .args(["--log-format", "json"])
         .env("PATCHDAY_SECURITY_API_TOKENS_FILE", &tokens)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("patchday serve starts");
+        .stderr(Stdio::piped());
+    let mut daemon = Daemon::start(command);
     let (tx, log) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
+    let err = daemon.child.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let serving = lines.next().expect("a line").expect("text");
-    let server = serving
-        .trim_start_matches("patchday serving ")
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
     Serve {
-        child,
-        server,
+        server: daemon.url(),
+        daemon,
         token: minted["token"].as_str().unwrap().to_string(),
         database,
         log,
     }
-}
-
-/// A plain HTTP/1.1 GET of `path` on `server` (`http://host:port`); the body.
-fn http_get(server: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = server.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
-fn outbox_text(dir: &Path) -> Vec<String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("outbox"))
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect()
 }
 
 #[test]
@@ -274,9 +196,7 @@ fn the_daemon_follows_its_git_folder_and_keeps_the_last_good_runbook() {
     assert_eq!(details["kept"]["content_hash"], good_hash.as_str());
     assert_eq!(details["commit"], format!("{first_commit}-dirty").as_str());
     let mail = poll("the rejection email", Duration::from_secs(30), || {
-        outbox_text(&dir)
-            .into_iter()
-            .find(|m| m.contains("change rejected"))
+        emails_with(&dir.join("outbox"), "change rejected").pop()
     });
     assert!(mail.contains("To: committee@example.com\r\n"), "{mail}");
     assert!(mail.contains("telegraph"), "{mail}");
@@ -310,15 +230,14 @@ fn the_daemon_follows_its_git_folder_and_keeps_the_last_good_runbook() {
     assert_eq!(pulled["run"]["state"], "succeeded", "{pulled:#}");
 
     // 4. Metrics count the reloads and the rejection.
-    let metrics = http_get(&serve.server, "/metrics");
-    assert!(
-        metrics.contains("patchday_runbook_rejections_total 1\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("patchday_step_duration_seconds_count{uses=\"command\"} 4\n"),
-        "{metrics}"
-    );
+    let addr = &serve.daemon.addr;
+    assert!(metric_is(addr, "patchday_runbook_rejections_total", 1));
+    assert!(metric_is(addr, "patchday_runbook_reloads_total", 2));
+    assert!(metric_is(
+        addr,
+        "patchday_step_duration_seconds_count{uses=\"command\"}",
+        4
+    ));
 
     // 5. JSON log lines: the fixed run's step lines carry runbook, run id, step id, host.
     let id = run["run"]["id"].as_str().unwrap().to_string();
