@@ -507,6 +507,8 @@ pub struct RunbookRow {
 pub struct NextCycle {
     pub cycle: String,
     pub at: DateTime<Utc>,
+    /// The blackout that skips it, if one does (shown, not hidden).
+    pub blackout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -538,13 +540,22 @@ fn runbooks_section(runbooks: &[RunbookRow]) -> String {
             let cycles: Vec<String> = r
                 .next_cycles
                 .iter()
-                .map(|c| format!("{} — {}", c.cycle, when(&c.at)))
+                .map(|c| match &c.blackout {
+                    None => format!("{} — {}", e(&c.cycle), when(&c.at)),
+                    Some(reason) => format!(
+                        "<s>{} — {}</s> <span class=\"muted\">skipped: {}</span>",
+                        e(&c.cycle),
+                        when(&c.at),
+                        e(reason)
+                    ),
+                })
                 .collect();
             let next = if cycles.is_empty() {
                 "<span class=\"muted\">no schedule: started by hand or through the API</span>"
                     .to_owned()
             } else {
-                list(&cycles)
+                let items: String = cycles.iter().map(|c| format!("<li>{c}</li>")).collect();
+                format!("<ul class=\"plain\">{items}</ul>")
             };
             vec![
                 format!("<strong>{}</strong>", e(&r.name)),
@@ -889,6 +900,7 @@ mod tests {
                 next_cycles: vec![NextCycle {
                     cycle: EVIL.into(),
                     at: at(8, 14, 0),
+                    blackout: Some(EVIL.into()),
                 }],
             }],
             runs: vec![RunRow {
@@ -1140,10 +1152,18 @@ mod tests {
             runbooks: vec![RunbookRow {
                 name: "monthly-windows".into(),
                 description: Some("Patch Tuesday for the Windows fleet".into()),
-                next_cycles: vec![NextCycle {
-                    cycle: "2027-01".into(),
-                    at: at(8, 14, 0),
-                }],
+                next_cycles: vec![
+                    NextCycle {
+                        cycle: "2027-01".into(),
+                        at: at(8, 14, 0),
+                        blackout: None,
+                    },
+                    NextCycle {
+                        cycle: "2027-02".into(),
+                        at: at(8, 14, 0),
+                        blackout: Some("year-end freeze".into()),
+                    },
+                ],
             }],
             runs: vec![RunRow {
                 id: "run/1".into(),
@@ -1159,6 +1179,7 @@ mod tests {
             "monthly-windows",
             "Patch Tuesday for the Windows fleet",
             "2027-01 — 2026-12-08 14:00 UTC",
+            "<s>2027-02 — 2026-12-08 14:00 UTC</s> <span class=\"muted\">skipped: year-end freeze</span>",
             "href=\"/runs/run%2F1\"",
             "<span class=\"badge ok\">succeeded</span>",
             "2026-12-08 18:30 UTC",

@@ -110,11 +110,11 @@ async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
             let next_cycles = checked
                 .schedule
                 .fires_from(now)
-                .filter(|f| f.blackout.is_none())
                 .take(NEXT_CYCLES)
                 .map(|f| pages::NextCycle {
                     cycle: f.cycle.to_string(),
                     at: f.fires_at.to_utc(),
+                    blackout: f.blackout,
                 })
                 .collect();
             pages::RunbookRow {
