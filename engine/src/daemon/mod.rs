@@ -414,6 +414,8 @@ impl<S: Store> Shared<S> {
 pub struct Daemon<S: Store> {
     shared: Arc<Shared<S>>,
     options: Options,
+    /// The HTTP listener, bound by [`Daemon::new`].
+    listener: Option<std::net::TcpListener>,
     /// Why the daemon cannot start (the link secret), reported by [`Daemon::run`].
     refused: Option<DaemonError>,
 }
@@ -423,19 +425,29 @@ impl<S: Store> Daemon<S> {
     pub fn new(store: S, runbooks: Runbooks, options: Options) -> Daemon<S> {
         let mail = Arc::new(Notify::new());
         let mut engine = Engine::new(store, options.clock.clone(), Mode::Live);
-        engine.public_url = options.config.public_url();
+        // Bound here, so that run pages and links carry the real address (`--listen :0`)
+        // from the first email on, resumed runs included.
+        let (listener, mut refused) = match bind(&options.config) {
+            Ok((listener, url)) => {
+                engine.public_url = url;
+                (Some(listener), None)
+            }
+            Err(e) => (None, Some(e)),
+        };
         if let Delivery::Smtp { settings, .. } = &options.delivery {
             engine.settings = settings.clone();
         }
         let wake = mail.clone();
         engine.observer = Arc::new(move |_| wake.notify_one());
-        let mut refused = match link_minter(&options.config) {
+        match link_minter(&options.config) {
             Ok(minter) => {
+                minter.set_public_url(engine.public_url.clone());
                 engine.links = Some(Arc::new(minter));
-                None
             }
-            Err(e) => Some(e),
-        };
+            Err(e) => {
+                refused.get_or_insert(e);
+            }
+        }
         let api_tokens = match &options.config.security.api_tokens_file {
             Some(path) => match tokens::ApiTokens::load(path) {
                 Ok(tokens) => tokens,
@@ -467,6 +479,7 @@ impl<S: Store> Daemon<S> {
         Daemon {
             shared,
             options,
+            listener,
             refused,
         }
     }
@@ -482,26 +495,18 @@ impl<S: Store> Daemon<S> {
         let Daemon {
             shared,
             options,
+            listener,
             refused,
         } = self;
         if let Some(e) = refused {
             return Err(e);
         }
+        let listener = listener.expect("bound when nothing was refused");
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(DaemonError::Http)?;
+        let local = listener.local_addr().map_err(DaemonError::Http)?;
+        let url = shared.engine.public_url.clone();
         runbooks::record_initial(&shared).await?;
         resume(&shared).await?;
-
-        let addr = options.config.server.listen;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| DaemonError::Listen { addr, source })?;
-        let local = listener.local_addr().map_err(DaemonError::Http)?;
-        let url = match &options.config.server.public_url {
-            Some(url) => url.trim_end_matches('/').to_string(),
-            None => format!("http://{local}"),
-        };
-        if let Some(minter) = &shared.engine.links {
-            minter.set_public_url(url.clone());
-        }
 
         let scheduler = tokio::spawn(scheduler::run(shared.clone(), options.virtual_clock));
         let mailer = tokio::spawn(mailer::run(shared.clone(), options.delivery.clone()));
@@ -564,6 +569,21 @@ impl<S: Store> Daemon<S> {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Binds `[server] listen` (port 0: a free port); returns the listener and the public URL
+/// (`[server] public_url`, else `http://<the bound address>`).
+fn bind(config: &Config) -> Result<(std::net::TcpListener, String), DaemonError> {
+    let addr = config.server.listen;
+    let listen = |source| DaemonError::Listen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen)?;
+    listener.set_nonblocking(true).map_err(listen)?;
+    let local = listener.local_addr().map_err(listen)?;
+    let url = match &config.server.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{local}"),
+    };
+    Ok((listener, url))
 }
 
 /// The engine's link minter: the secret from `[security] link_secret_file` (at least 32 bytes;

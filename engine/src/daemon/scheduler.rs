@@ -312,10 +312,11 @@ mod tests {
         let clock = Arc::new(ManualClock::new(t("2026-12-08T10:30:00Z")));
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         // No link key file next to a database in the working folder.
-        let config = crate::config::Config {
+        let mut config = crate::config::Config {
             database_url: "sqlite::memory:".into(),
             ..Default::default()
         };
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
         let options = Options {
             config,
             clock: clock.clone(),

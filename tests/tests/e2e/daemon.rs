@@ -131,6 +131,11 @@ fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
         email.contains("Subject: [patchday] daemon-demo 2026-12: run succeeded\r\n"),
         "{email}"
     );
+    // The run page's address is the one the daemon bound (it was asked for port 0).
+    assert!(
+        email.contains(&format!("http://{addr}/runs/daemon-demo-")),
+        "{email}"
+    );
     poll("the outbox to drain", Duration::from_secs(10), || {
         let (_, text) = get(&addr, "/metrics").ok()?;
         text.contains("patchday_outbox_depth 0").then_some(())
