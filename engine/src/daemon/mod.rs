@@ -227,8 +227,9 @@ pub struct Shared<S: Store> {
     /// The run tasks, by run id: at most one per run.
     runs: Mutex<BTreeMap<String, RunTask>>,
     pub started_at: DateTime<Utc>,
-    /// The JSON API's bearer tokens (`[security] api_tokens_file`; none: the API refuses all).
-    pub api_tokens: Arc<tokens::ApiTokens>,
+    /// The JSON API's bearer tokens (`[security] api_tokens_file`; none: the API refuses all),
+    /// replaced whole when the file changes ([`tokens::watch`]).
+    api_tokens: RwLock<Arc<tokens::ApiTokens>>,
 }
 
 /// The driver task of one run.
@@ -248,6 +249,19 @@ impl<S: Store> Shared<S> {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The API tokens in force now.
+    pub fn api_tokens(&self) -> Arc<tokens::ApiTokens> {
+        self.api_tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes `tokens` the API tokens in force.
+    pub fn set_api_tokens(&self, tokens: tokens::ApiTokens) {
+        *self.api_tokens.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tokens);
     }
 
     /// Makes `runbooks` the ones in force (the caller wakes the scheduler if it runs).
@@ -473,7 +487,7 @@ impl<S: Store> Daemon<S> {
             inputs: Arc::new(Notify::new()),
             runs: Mutex::new(BTreeMap::new()),
             started_at: options.clock.now(),
-            api_tokens: Arc::new(api_tokens),
+            api_tokens: RwLock::new(Arc::new(api_tokens)),
         });
         shared.set_runbooks(runbooks);
         Daemon {
@@ -519,6 +533,12 @@ impl<S: Store> Daemon<S> {
                 git_pull: options.config.runbooks.git_pull,
             },
         ));
+        let tokens_watcher = options
+            .config
+            .security
+            .api_tokens_file
+            .clone()
+            .map(|path| tokio::spawn(tokens::watch(shared.clone(), path)));
         let server = {
             let router = http::router(shared.clone());
             let stop = shared.shutdown.clone();
@@ -543,6 +563,9 @@ impl<S: Store> Daemon<S> {
         let _ = scheduler.await;
         let _ = expiry.await;
         let _ = watcher.await;
+        if let Some(task) = tokens_watcher {
+            let _ = task.await;
+        }
         let deadline = tokio::time::Instant::now() + options.grace;
         while !shared.active_runs().is_empty()
             && shared.attempts_in_flight().await

@@ -14,8 +14,20 @@
 //! line. A request carries `Authorization: Bearer <token>`; the SHA-256 of the given token is
 //! compared with every stored hash in constant time (no early exit, every entry looked at), and
 //! the API acts as `api:<name>`. Without a file the API refuses every request.
+//!
+//! The daemon looks at the file every second ([`watch`]) and takes a changed file at once: a
+//! token added or removed works or stops working without a restart. A changed file that does
+//! not parse is logged and the tokens in force stay.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
+
+use super::Shared;
+use super::runbooks::WATCH_INTERVAL;
+use crate::store::Store;
 
 /// Why the tokens file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +160,38 @@ fn parse_hex32(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(out)
+}
+
+/// Reloads the tokens file at `path` whenever its size or modification time changes, until
+/// shutdown.
+pub async fn watch<S: Store>(shared: Arc<Shared<S>>, path: PathBuf) {
+    let stamp = |path: &std::path::Path| -> Option<(u64, SystemTime)> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.len(), meta.modified().ok()?))
+    };
+    let mut last = stamp(&path);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+        }
+        let now = stamp(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match ApiTokens::load(&path) {
+            Ok(tokens) => {
+                tracing::info!(
+                    "API tokens reloaded from {}: {} token(s)",
+                    path.display(),
+                    tokens.len()
+                );
+                shared.set_api_tokens(tokens);
+            }
+            Err(e) => tracing::warn!("{e}; the API tokens in force stay"),
+        }
+    }
 }
 
 #[cfg(test)]

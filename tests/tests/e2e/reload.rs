@@ -261,6 +261,36 @@ fn the_daemon_follows_its_git_folder_and_keeps_the_last_good_runbook() {
         "{bye:#}"
     );
 
+    // 6. A token added to the tokens file works without a restart; one removed stops working.
+    let out = patchday()
+        .args(["api-token", "late", "--format", "json"])
+        .output()
+        .unwrap();
+    let late: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let late_token = late["token"].as_str().unwrap();
+    let runs_as = |token: &str| {
+        patchday()
+            .args(["runs", "--server", &serve.server, "--token", token])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(runs_as(late_token), Some(2), "not in the file yet");
+    std::fs::write(
+        dir.join("api-tokens"),
+        format!("{}\n", late["line"].as_str().unwrap()),
+    )
+    .unwrap();
+    poll("the new token to work", Duration::from_secs(30), || {
+        (runs_as(late_token) == Some(0)).then_some(())
+    });
+    assert_eq!(
+        runs_as(&serve.token),
+        Some(2),
+        "the removed token is refused"
+    );
+
     drop(serve);
     assert_audit_verifies(&format!("sqlite://{}", dir.join("d.db").display()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -158,7 +158,7 @@ impl<S: Store> FromRequestParts<St<S>> for Caller {
                 "an `Authorization: Bearer <token>` header is required",
             ));
         };
-        match state.api_tokens.check(token) {
+        match state.api_tokens().check(token) {
             Some(name) => Ok(Caller(format!("api:{name}"))),
             None => Err(refuse("unknown token")),
         }
