@@ -1,4 +1,7 @@
-//! Helpers for the end-to-end tests: find the built `patchday` binary and run it.
+//! Helpers for the end-to-end tests: find the built `patchday` binary and run it; drive the
+//! daemon ([`daemon`]).
+
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,13 +5,13 @@
 //! the outbox with the right recipients and subject; SIGTERM ends the daemon with exit 0; the
 //! audit chain verifies.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use patchday_tests::daemon::{Daemon, audit_events, count, get, hidden_field, poll, request};
 use patchday_tests::{patchday, stderr, stdout};
 
 const RUNBOOK: &str = r#"name: daemon-demo
@@ -32,52 +32,6 @@ steps:
     uses: command
     with: { run: "echo patched {{cycle}}" }
 "#;
-
-/// A minimal HTTP/1.1 GET: (status, body).
-fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-fn poll<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn eml_files(outbox: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(outbox)
@@ -306,69 +260,6 @@ steps:
     uses: command
     with: { run: "echo patched {{cycle}}" }
 "#;
-
-/// One raw HTTP/1.1 request: (status, head, body).
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if method == "POST" {
-        text.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    stream.write_all(text.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (status, head.to_string(), body.to_string())
-}
-
-/// The value of the form field `name` on a confirmation page.
-fn hidden_field(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("{name} in {page}"))
-        + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_string()
-}
-
-/// The audit events as exported (JSON Lines), read while the daemon runs.
-fn audit_events(database: &str) -> Vec<serde_json::Value> {
-    let out = patchday()
-        .args(["audit", "export", "--database", database])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn count(events: &[serde_json::Value], action: &str) -> usize {
-    events.iter().filter(|e| e["action"] == action).count()
-}
 
 /// Starts `patchday serve` in `dir` with the link secret in `secret`; returns it and its address.
 fn serve(dir: &Path, database: &str, outbox: &Path, secret: &Path) -> (Daemon, String) {
