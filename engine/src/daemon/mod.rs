@@ -225,6 +225,22 @@ impl Delivery {
     }
 }
 
+/// The settings every run's connectors get: `[ssh]` and `[libvirt]` from the configuration,
+/// and the SMTP server when emails are sent (with a folder delivery, email steps fail: there
+/// is no server to send through).
+pub fn connector_settings(config: &Config, delivery: &Delivery) -> Settings {
+    let smtp = match delivery {
+        Delivery::Smtp { settings, .. } => settings.smtp.clone(),
+        Delivery::Folder(_) => None,
+    };
+    Settings {
+        smtp,
+        ssh: config.ssh.clone(),
+        libvirt: config.libvirt.clone(),
+        ..Settings::default()
+    }
+}
+
 /// What the daemon needs besides a store.
 pub struct Options {
     pub config: Config,
@@ -458,9 +474,7 @@ impl<S: Store> Daemon<S> {
         let mail = Arc::new(Notify::new());
         let mut engine = Engine::new(store, options.clock.clone(), Mode::Live);
         engine.public_url = options.config.public_url();
-        if let Delivery::Smtp { settings, .. } = &options.delivery {
-            engine.settings = settings.clone();
-        }
+        engine.settings = Arc::new(connector_settings(&options.config, &options.delivery));
         let wake = mail.clone();
         engine.observer = Arc::new(move |_| wake.notify_one());
         let mut refused = match link_minter(&options.config) {
