@@ -46,8 +46,9 @@ use crate::run::{CancelBy, Engine, LinkMinter, Mode, Outcome, RunError};
 use crate::store::{StepState, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
-/// The name the SMTP password is kept under in the mailer's [`Secrets`].
-const SMTP_PASSWORD: &str = "smtp_password";
+/// The name the SMTP password is kept under in the mailer's and the runs' [`Secrets`] (a
+/// name no runbook param is likely to take; a param of that name would win in its run).
+const SMTP_PASSWORD: &str = "config:smtp_password";
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -475,6 +476,10 @@ impl<S: Store> Daemon<S> {
         let mut engine = Engine::new(store, options.clock.clone(), Mode::Live);
         engine.public_url = options.config.public_url();
         engine.settings = Arc::new(connector_settings(&options.config, &options.delivery));
+        if let Delivery::Smtp { secrets, .. } = &options.delivery {
+            // Email and report steps log in to SMTP as the mailer does.
+            engine.secrets = secrets.clone();
+        }
         let wake = mail.clone();
         engine.observer = Arc::new(move |_| wake.notify_one());
         let mut refused = match link_minter(&options.config) {
