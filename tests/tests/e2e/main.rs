@@ -4,6 +4,7 @@
 mod calendar;
 mod corpus;
 mod daemon;
+mod demo;
 mod durability;
 mod plan;
 mod runs;
