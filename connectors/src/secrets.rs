@@ -32,6 +32,16 @@ impl Secrets {
         self
     }
 
+    /// Adds every secret of `other` whose name is not taken here (what is here wins, so a
+    /// value known here is never dropped from redaction).
+    pub fn merge(&mut self, other: &Secrets) {
+        for (name, value) in &other.values {
+            self.values
+                .entry(name.clone())
+                .or_insert_with(|| value.clone());
+        }
+    }
+
     /// The value of a secret, for the connector that needs it (SMTP password, API token).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
@@ -91,6 +101,18 @@ mod tests {
             .with("b", "hunter2-long");
         assert_eq!(s.redact("x hunter2-long y hunter2"), "x *** y ***");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn merge_adds_what_is_missing_and_keeps_what_is_there() {
+        let mut run = Secrets::new().with("token", "run-value");
+        let wide = Secrets::new()
+            .with("token", "other-value")
+            .with("config:smtp_password", "pw");
+        run.merge(&wide);
+        assert_eq!(run.get("token"), Some("run-value"));
+        assert_eq!(run.get("config:smtp_password"), Some("pw"));
+        assert_eq!(run.redact("run-value pw"), "*** ***");
     }
 
     #[test]

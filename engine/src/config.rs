@@ -10,6 +10,8 @@
 //! | `[database] url` | `PATCHDAY_DATABASE_URL` | `sqlite://patchday.db` |
 //! | `[smtp] host, port, tls, username, password_file, from` | `PATCHDAY_SMTP_<KEY>` | none: emails go to `outbox/` as files |
 //! | `[runbooks] dir, git_pull` | `PATCHDAY_RUNBOOKS_<KEY>` | `runbooks`, no pull |
+//! | `[ssh] known_hosts, identity, user, port` | `PATCHDAY_SSH_<KEY>` | the OpenSSH client's own |
+//! | `[libvirt] uri` | `PATCHDAY_LIBVIRT_URI` | virsh's default connection |
 //! | `[security] link_secret_file, api_tokens_file, link_ttl` | `PATCHDAY_SECURITY_<KEY>` | none, none, `72h` |
 //! | `[[blackout]] from, to, reason` | — | none |
 //!
@@ -21,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use patchday_connectors::settings::SmtpTls;
+use patchday_connectors::settings::{LibvirtSettings, SmtpTls, SshSettings};
 use serde::Deserialize;
 
 use crate::calendar::{Blackout, parse_date};
@@ -50,6 +52,11 @@ pub const KEYS: &[&str] = &[
     "smtp.from",
     "runbooks.dir",
     "runbooks.git_pull",
+    "ssh.known_hosts",
+    "ssh.identity",
+    "ssh.user",
+    "ssh.port",
+    "libvirt.uri",
     "security.link_secret_file",
     "security.api_tokens_file",
     "security.link_ttl",
@@ -68,6 +75,11 @@ pub struct Config {
     /// `None`: emails are written into the outbox folder instead of sent.
     pub smtp: Option<SmtpConfig>,
     pub runbooks: RunbooksConfig,
+    /// `[ssh]`: how `command` and `check` steps reach remote hosts (known_hosts checked
+    /// strictly, the key to log in with, default user and port).
+    pub ssh: SshSettings,
+    /// `[libvirt]`: the default connection URI of `snapshot` steps with `provider: libvirt`.
+    pub libvirt: LibvirtSettings,
     pub security: SecurityConfig,
 }
 
@@ -204,6 +216,10 @@ struct RawConfig {
     #[serde(default)]
     runbooks: RawRunbooks,
     #[serde(default)]
+    ssh: RawSsh,
+    #[serde(default)]
+    libvirt: RawLibvirt,
+    #[serde(default)]
     security: RawSecurity,
 }
 
@@ -236,6 +252,21 @@ struct RawSmtp {
 struct RawRunbooks {
     dir: Option<String>,
     git_pull: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    known_hosts: Option<String>,
+    identity: Option<String>,
+    user: Option<String>,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLibvirt {
+    uri: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,7 +332,7 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 14] = [
+    let values: [(&str, Option<String>); 19] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
         ("database.url", raw.database.url),
@@ -313,6 +344,11 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
         ("smtp.from", smtp.from),
         ("runbooks.dir", raw.runbooks.dir),
         ("runbooks.git_pull", raw.runbooks.git_pull),
+        ("ssh.known_hosts", raw.ssh.known_hosts),
+        ("ssh.identity", raw.ssh.identity),
+        ("ssh.user", raw.ssh.user),
+        ("ssh.port", raw.ssh.port.map(|p| p.to_string())),
+        ("libvirt.uri", raw.libvirt.uri),
         ("security.link_secret_file", raw.security.link_secret_file),
         ("security.api_tokens_file", raw.security.api_tokens_file),
         ("security.link_ttl", raw.security.link_ttl),
@@ -405,6 +441,30 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         dir: PathBuf::from(text("runbooks.dir")?.unwrap_or_else(|| DEFAULT_RUNBOOKS.into())),
         git_pull: duration("runbooks.git_pull")?,
     };
+    let port = |key: &str| -> Result<Option<u16>, ConfigError> {
+        match get(key) {
+            Some(s) => s
+                .value
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .map(Some)
+                .ok_or_else(|| bad(s, format!("`{}` is not a port (1-65535)", s.value))),
+            None => Ok(None),
+        }
+    };
+    let ssh = SshSettings {
+        known_hosts: text("ssh.known_hosts")?.map(PathBuf::from),
+        identity: text("ssh.identity")?.map(PathBuf::from),
+        user: text("ssh.user")?,
+        port: port("ssh.port")?,
+        ..SshSettings::default()
+    };
+    let libvirt = LibvirtSettings {
+        uri: text("libvirt.uri")?,
+        ..LibvirtSettings::default()
+    };
     let security = SecurityConfig {
         link_secret_file: text("security.link_secret_file")?.map(PathBuf::from),
         api_tokens_file: text("security.api_tokens_file")?.map(PathBuf::from),
@@ -420,6 +480,8 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         database_url,
         smtp,
         runbooks,
+        ssh,
+        libvirt,
         security,
     })
 }
@@ -609,6 +671,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("[database] url"), "{err}");
+    }
+
+    #[test]
+    fn ssh_and_libvirt_sections_are_read_and_checked() {
+        let config = parse(
+            "p.toml",
+            "[ssh]\nknown_hosts = \"/d/known_hosts\"\nidentity = \"/d/user_key\"\nuser = \"ops\"\nport = 2222\n[libvirt]\nuri = \"test:///d/node.xml\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.ssh.known_hosts,
+            Some(PathBuf::from("/d/known_hosts"))
+        );
+        assert_eq!(config.ssh.identity, Some(PathBuf::from("/d/user_key")));
+        assert_eq!(config.ssh.user.as_deref(), Some("ops"));
+        assert_eq!(config.ssh.port, Some(2222));
+        assert_eq!(config.libvirt.uri.as_deref(), Some("test:///d/node.xml"));
+        let none = parse("p.toml", "").unwrap();
+        assert_eq!(none.ssh.port, None);
+        assert_eq!(none.libvirt.uri, None);
+
+        let err = parse("p.toml", "[ssh]\nport = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[ssh] port: `0` is not a port"), "{err}");
+        let err = parse("p.toml", "[ssh]\nidentiy = \"k\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("identiy"), "{err}");
+        let mut layers = Layers::default();
+        layers.environment(|var| (var == "PATCHDAY_SSH_PORT").then(|| "ssh".into()));
+        let err = resolve(layers).unwrap_err().to_string();
+        assert!(
+            err.starts_with("environment variable PATCHDAY_SSH_PORT: `ssh`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -189,3 +189,29 @@ async fn a_runbook_template_overrides_the_default() {
         "would render the cycle report (Markdown and HTML), write it to r.md, email it to committee"
     );
 }
+
+/// The report template the example runbooks use (`runbooks/templates/report.hbs`) renders in
+/// strict mode against a cycle report: a field it names that the report lacks would fail the
+/// `summary-email` step of every monthly run.
+#[tokio::test]
+async fn the_example_runbooks_report_template_renders() {
+    let runbooks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
+    let ctx = ctx_with(Default::default(), &runbooks);
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("report.md");
+    let inputs = json!({ "template": "templates/report.hbs", "format": "markdown", "output": output, "report": report_json() });
+    builtin("report")
+        .unwrap()
+        .execute(inputs, &ctx)
+        .await
+        .unwrap();
+    let md = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        md.contains("| sql01b | patch-node2 | failed | exit code 100 \\| dpkg lock | 1m 0s |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- cab-approval: approve by cab-chair@example.com at 2026-12-07 10:12 -05:00 from 10.1.2.3"),
+        "{md}"
+    );
+}

@@ -51,8 +51,9 @@ use crate::run::{CancelBy, Engine, LinkMinter, Mode, Outcome, RunError};
 use crate::store::{RunRow, StepState, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
-/// The name the SMTP password is kept under in the mailer's [`Secrets`].
-const SMTP_PASSWORD: &str = "smtp_password";
+/// The name the SMTP password is kept under in the mailer's and the runs' [`Secrets`] (a
+/// name no runbook param is likely to take; a param of that name would win in its run).
+const SMTP_PASSWORD: &str = "config:smtp_password";
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +149,22 @@ impl Delivery {
                 format!("emails to {shown}: no [smtp] configured")
             }
         }
+    }
+}
+
+/// The settings every run's connectors get: `[ssh]` and `[libvirt]` from the configuration,
+/// and the SMTP server when emails are sent (with a folder delivery, email steps fail: there
+/// is no server to send through).
+pub fn connector_settings(config: &Config, delivery: &Delivery) -> Settings {
+    let smtp = match delivery {
+        Delivery::Smtp { settings, .. } => settings.smtp.clone(),
+        Delivery::Folder(_) => None,
+    };
+    Settings {
+        smtp,
+        ssh: config.ssh.clone(),
+        libvirt: config.libvirt.clone(),
+        ..Settings::default()
     }
 }
 
@@ -448,8 +465,10 @@ impl<S: Store> Daemon<S> {
             }
             Err(e) => (None, Some(e)),
         };
-        if let Delivery::Smtp { settings, .. } = &options.delivery {
-            engine.settings = settings.clone();
+        engine.settings = Arc::new(connector_settings(&options.config, &options.delivery));
+        if let Delivery::Smtp { secrets, .. } = &options.delivery {
+            // Email and report steps log in to SMTP as the mailer does.
+            engine.secrets = secrets.clone();
         }
         let wake = mail.clone();
         engine.observer = Arc::new(move |_| wake.notify_one());

@@ -23,7 +23,7 @@ impl<'a, S: Store> Driver<'a, S> {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let (_, secrets) = resolve_params(
+        let (_, mut secrets) = resolve_params(
             checked,
             &params
                 .iter()
@@ -37,6 +37,9 @@ impl<'a, S: Store> Driver<'a, S> {
                 all_params.insert(name.value.clone(), Value::String(value.to_string()));
             }
         }
+        // After the params are in the template context, so only the run's own secrets are
+        // visible to templates; the connector-wide ones are for connectors and redaction.
+        secrets.merge(&engine.secrets);
         let start = run
             .snapshot
             .get("start")

@@ -155,6 +155,10 @@ pub struct Engine<S: Store> {
     pub clock: Arc<dyn Clock>,
     pub mode: Mode,
     pub settings: Arc<Settings>,
+    /// Connector-wide secrets (the daemon's SMTP password from `[smtp] password_file`): every
+    /// run's connectors get them besides the run's own secret params, and they are redacted
+    /// like those.
+    pub secrets: Arc<Secrets>,
     pub observer: Observer,
     /// Steps whose approval a simulation rejects.
     pub rejected: BTreeSet<String>,
@@ -185,6 +189,7 @@ impl<S: Store> Engine<S> {
             clock,
             mode,
             settings: Arc::new(Settings::default()),
+            secrets: Arc::new(Secrets::new()),
             observer: Arc::new(|_| {}),
             rejected: BTreeSet::new(),
             public_url: "http://127.0.0.1:8080".into(),

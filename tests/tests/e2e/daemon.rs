@@ -5,7 +5,8 @@
 //! the outbox with the right recipients and subject; SIGTERM ends the daemon with exit 0; the
 //! audit chain verifies.
 
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -755,5 +756,187 @@ fn the_api_and_the_operator_commands_trigger_list_cancel_and_approve_runs() {
     );
 
     drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const MAIL_RUNBOOK: &str = r#"name: mail-demo
+description: An email step, sent through an SMTP server that requires AUTH
+timezone: UTC
+schedule:
+  - at: patch_tuesday 10:00
+catch_up: 1h
+roles:
+  committee: [committee@example.com]
+notify: { on: [finished], to: [committee] }
+steps:
+  tell-committee:
+    uses: email
+    with:
+      to: committee
+      subject: "Cycle {{cycle}} is open"
+      body: "Patch Tuesday is {{patch_tuesday}}."
+"#;
+
+/// The SMTP test server of the connector tests (aiosmtpd), requiring AUTH without TLS; stops
+/// when its stdin closes (on drop).
+struct AuthSmtp {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl AuthSmtp {
+    fn start(out: &Path, user: &str, password: &str) -> AuthSmtp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = patchday_tests::repo_root().join("connectors/tests/connectors/smtp_server.py");
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--port", &port.to_string(), "--tls", "none"])
+            .args(["--user", user, "--password", password])
+            .arg("--out")
+            .arg(out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("/usr/bin/python3 runs (install python3-aiosmtpd: .ci/deps-connectors.sh)");
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        assert_eq!(line.trim(), "READY", "the SMTP test server did not start");
+        AuthSmtp { child, port }
+    }
+
+    /// The messages it accepted, oldest first (parsed, as the server wrote them).
+    fn messages(out: &Path) -> Vec<serde_json::Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for AuthSmtp {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `[smtp]` password reaches a run's `email` step (not only the daemon's mailer): the step
+/// logs in to a real SMTP server that refuses mail without AUTH, and the password appears in
+/// no log line, audit event, stored row or email.
+#[test]
+fn a_runs_email_step_logs_in_to_smtp_with_the_configured_password() {
+    const PASSWORD: &str = "s3cret-smtp-pa55word";
+    let dir = std::env::temp_dir().join(format!("patchday-smtp-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::create_dir_all(dir.join("mail")).unwrap();
+    std::fs::write(dir.join("runbooks/mail-demo.yaml"), MAIL_RUNBOOK).unwrap();
+    std::fs::write(dir.join("smtp-password"), format!("{PASSWORD}\n")).unwrap();
+    let smtp = AuthSmtp::start(&dir.join("mail"), "patchday", PASSWORD);
+    let config = dir.join("patchday.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"patchday\"\n\
+             password_file = \"{}\"\nfrom = \"patchday@example.com\"\n",
+            smtp.port,
+            dir.join("smtp-password").display()
+        ),
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+
+    let mut cmd = patchday();
+    cmd.current_dir(&dir)
+        .args(["serve", "--config", &config.display().to_string()])
+        .args(["--listen", "127.0.0.1:0", "--database", &database])
+        .args(["--runbooks", &dir.join("runbooks").display().to_string()])
+        .args(["--now", "2026-12-08T09:59:00Z", "--virtual-clock"])
+        .stderr(Stdio::piped());
+    let mut daemon = Daemon::start(cmd);
+    let err = daemon.child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(err).read_to_string(&mut text);
+        text
+    });
+    let serving = daemon.serving.clone();
+    assert!(serving.contains("emails via SMTP 127.0.0.1"), "{serving}");
+
+    // The step's email, then the mailer's notification that the run finished, both logged in.
+    let finished = "[patchday] mail-demo 2026-12: run ";
+    let messages = poll(
+        "the run's end notification",
+        Duration::from_secs(60),
+        || {
+            let messages = AuthSmtp::messages(&dir.join("mail"));
+            messages
+                .iter()
+                .any(|m| {
+                    m["headers"]["subject"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(finished)
+                })
+                .then_some(messages)
+        },
+    );
+    let subjects: Vec<&str> = messages
+        .iter()
+        .map(|m| m["headers"]["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "Cycle 2026-12 is open",
+            "[patchday] mail-demo 2026-12: run succeeded"
+        ]
+    );
+    for m in &messages {
+        assert_eq!(m["authenticated"], true, "{m}");
+        assert_eq!(m["rcpt_tos"], serde_json::json!(["committee@example.com"]));
+        assert!(!m["raw"].as_str().unwrap().contains(PASSWORD));
+    }
+    let events = audit_events(&database);
+    let sent = events
+        .iter()
+        .find(|e| e["action"] == "step.succeeded" && e["step_id"] == "tell-committee")
+        .unwrap_or_else(|| panic!("the email step succeeded: {events:#?}"));
+    assert!(!sent.to_string().contains(PASSWORD));
+
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let log = log.join().unwrap();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains(PASSWORD), "{log}");
+    let exported = patchday()
+        .args(["audit", "export", "--database", &database])
+        .output()
+        .unwrap();
+    assert!(!stdout(&exported).contains(PASSWORD));
+    for file in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("d.db") {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                !bytes
+                    .windows(PASSWORD.len())
+                    .any(|w| w == PASSWORD.as_bytes()),
+                "the password is in {name}"
+            );
+        }
+    }
+    patchday_tests::assert_audit_verifies(&database);
     let _ = std::fs::remove_dir_all(&dir);
 }

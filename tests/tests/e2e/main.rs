@@ -5,6 +5,7 @@ mod browser;
 mod calendar;
 mod corpus;
 mod daemon;
+mod demo;
 mod durability;
 mod plan;
 mod reload;
