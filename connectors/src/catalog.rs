@@ -115,7 +115,10 @@ pub static CATALOG: &[ConnectorSpec] = &[
         "Render the cycle report (Markdown, HTML) and email it",
         true,
         &[
-            ("totals", "hosts, patched, failed, excepted, skipped"),
+            (
+                "totals",
+                "hosts, patched, succeeded, failed, excepted, skipped",
+            ),
             ("markdown_path", "where the Markdown report was written"),
             ("html_path", "where the HTML report was written"),
             ("emailed_to", "the addresses it was emailed to"),

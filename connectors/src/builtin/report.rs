@@ -34,7 +34,10 @@ const HTML_TEMPLATE: &str = include_str!("../../templates/report.html.hbs");
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HostStatus {
+    /// A step that changes the host (a `command`) succeeded on it.
     Patched,
+    /// A step that does not patch (a check, a snapshot, an email) succeeded for it.
+    Succeeded,
     Failed,
     /// Left out of the fan-out by an inventory exception.
     Excepted,
@@ -45,6 +48,7 @@ impl HostStatus {
     fn as_str(self) -> &'static str {
         match self {
             HostStatus::Patched => "patched",
+            HostStatus::Succeeded => "succeeded",
             HostStatus::Failed => "failed",
             HostStatus::Excepted => "excepted",
             HostStatus::Skipped => "skipped",
@@ -117,6 +121,8 @@ pub struct CycleReport {
 pub struct Totals {
     pub hosts: usize,
     pub patched: usize,
+    /// Hosts whose steps all succeeded without one that patches them (checks only, say).
+    pub succeeded: usize,
     pub failed: usize,
     pub excepted: usize,
     pub skipped: usize,
@@ -181,13 +187,16 @@ pub fn human_duration(d: chrono::Duration) -> String {
 
 impl CycleReport {
     /// Each host's overall status: failed if any step failed, patched if any step patched it,
-    /// excepted if it was only excepted, else skipped.
+    /// succeeded if some other step succeeded for it, excepted if it was only excepted, else
+    /// skipped.
     fn host_status(rows: &[&HostRow]) -> HostStatus {
         let has = |s| rows.iter().any(|r| r.status == s);
         if has(HostStatus::Failed) {
             HostStatus::Failed
         } else if has(HostStatus::Patched) {
             HostStatus::Patched
+        } else if has(HostStatus::Succeeded) {
+            HostStatus::Succeeded
         } else if has(HostStatus::Excepted) {
             HostStatus::Excepted
         } else {
@@ -222,6 +231,7 @@ impl CycleReport {
             totals.hosts += 1;
             match status {
                 HostStatus::Patched => totals.patched += 1,
+                HostStatus::Succeeded => totals.succeeded += 1,
                 HostStatus::Failed => totals.failed += 1,
                 HostStatus::Excepted => totals.excepted += 1,
                 HostStatus::Skipped => totals.skipped += 1,

@@ -16,7 +16,7 @@ fn report_json() -> Value {
         "generated_at": "2026-12-12T04:00:00-05:00",
         "run_id": "run-7",
         "rows": [
-            { "host": "sql01a", "step": "snapshot-vms", "status": "patched",
+            { "host": "sql01a", "step": "snapshot-vms", "status": "succeeded",
               "started": "2026-12-11T21:00:00-05:00", "finished": "2026-12-11T21:05:30-05:00" },
             { "host": "sql01a", "step": "patch-node1", "status": "patched", "approver": "cab-chair@example.com",
               "started": "2026-12-11T22:00:00-05:00", "finished": "2026-12-11T22:40:00-05:00" },
@@ -50,7 +50,9 @@ fn markdown_has_every_row_approval_and_overdue_step() {
         "{md}"
     );
     assert!(
-        md.contains("Hosts: 3 (patched 1, failed 1, excepted 1, skipped 0)"),
+        md.contains(
+            "Hosts: 3 (patched 1, succeeded without patching 0, failed 1, excepted 1, skipped 0)"
+        ),
         "{md}"
     );
     assert!(md.contains("| sql01a | patched | 3d 22h 40m |"), "{md}");
@@ -100,7 +102,7 @@ async fn report_is_written_and_emailed_with_attachments() {
         .unwrap();
     assert_eq!(
         out["totals"],
-        json!({ "hosts": 3, "patched": 1, "failed": 1, "excepted": 1, "skipped": 0 })
+        json!({ "hosts": 3, "patched": 1, "succeeded": 0, "failed": 1, "excepted": 1, "skipped": 0 })
     );
     let md_path = server.dir.path().join("reports/2026-12.md");
     assert_eq!(out["markdown_path"], md_path.display().to_string());
@@ -163,7 +165,7 @@ async fn a_runbook_template_overrides_the_default() {
     let written = std::fs::read_to_string(dir.path().join("out/report.md")).unwrap();
     assert_eq!(
         written,
-        "Custom monthly-windows 2026-12: sql01a=patched sql01a=patched sql01b=failed legacy01=excepted\n"
+        "Custom monthly-windows 2026-12: sql01a=succeeded sql01a=patched sql01b=failed legacy01=excepted\n"
     );
 
     std::fs::write(dir.path().join("templates/bad.hbs"), "{{no_such_field}}").unwrap();

@@ -102,6 +102,7 @@ impl<'a, S: Store> Driver<'a, S> {
             overdue,
             settings: Arc::new(settings),
             cancel_by: CancelBy::default(),
+            decisions: Vec::new(),
         })
     }
 
@@ -227,6 +228,13 @@ impl<'a, S: Store> Driver<'a, S> {
     /// Applies decided actions in one transaction, then dispatches the attempts they started.
     /// Returns the run's final state when the run finished.
     async fn apply(&mut self, actions: Vec<Action>) -> Result<Option<RunState>, RunError> {
+        let starts_report = actions.iter().any(|a| {
+            matches!(a, Action::Start { step, .. }
+                if uses_of(self.checked, step).as_deref() == Some("report"))
+        });
+        if starts_report {
+            self.read_decisions().await?;
+        }
         let now = self.engine.clock.now();
         let mut change = Change::default();
         let mut progress = Vec::new();
@@ -447,6 +455,23 @@ impl<'a, S: Store> Driver<'a, S> {
         }
     }
 
+    /// Reads the decisions on every approval and task row of the run (for the report).
+    async fn read_decisions(&mut self) -> Result<(), RunError> {
+        let mut decisions = Vec::new();
+        for row in &self.rows {
+            if matches!(
+                uses_of(self.checked, &row.step).as_deref(),
+                Some("approval" | "manual")
+            ) {
+                let store = &self.engine.store;
+                decisions.extend(store.decisions(&self.run.id, &row.step, &row.host).await?);
+            }
+        }
+        decisions.sort_by_key(|d| d.seq);
+        self.decisions = decisions;
+        Ok(())
+    }
+
     /// Marks a row running (or awaiting input) and prepares its attempt.
     fn start(
         &self,
@@ -532,6 +557,7 @@ impl<'a, S: Store> Driver<'a, S> {
                 &self.run.id,
                 &self.anchor,
                 &self.rows,
+                &self.decisions,
                 self.engine.clock.now(),
             );
             if let (Some(map), Ok(report)) = (inputs.as_object_mut(), serde_json::to_value(report))

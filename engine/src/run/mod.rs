@@ -565,6 +565,8 @@ struct Driver<'a, S: Store> {
     overdue: BTreeSet<String>,
     /// The engine's connector settings with this runbook's roles added.
     settings: Arc<Settings>,
+    /// Decisions on the run's approvals and tasks, read before a `report` step starts.
+    decisions: Vec<crate::store::DecisionRow>,
     /// Who cancels the run when `cancel` fires.
     cancel_by: CancelBy,
 }

@@ -1,13 +1,13 @@
 //! The cycle report's data (what the `report` connector renders), built from the run's rows:
-//! per host and step patched / failed / excepted / skipped, and the steps that missed their
-//! deadline. Approval decisions join it when approvals are decided through links (issue 6).
+//! per host and step patched / failed / excepted / skipped, the decisions on its approvals and
+//! tasks (who, what, when, from where), and the steps that missed their deadline.
 
 use chrono::{DateTime, FixedOffset, Utc};
 use patchday_connectors::CycleReport;
-use patchday_connectors::builtin::report::{HostRow, HostStatus, OverdueStep};
+use patchday_connectors::builtin::report::{ApprovalRecord, HostRow, HostStatus, OverdueStep};
 
 use crate::calendar::AnchorContext;
-use crate::store::{StepRow, StepState};
+use crate::store::{DecisionRow, StepRow, StepState};
 use crate::validate::CheckedRunbook;
 
 use super::UNDO_PREFIX;
@@ -18,6 +18,7 @@ pub fn cycle_report(
     run_id: &str,
     anchor: &AnchorContext,
     rows: &[StepRow],
+    decisions: &[DecisionRow],
     now: DateTime<Utc>,
 ) -> CycleReport {
     let local =
@@ -34,7 +35,24 @@ pub fn cycle_report(
         generated_at: local(now),
         run_id: Some(run_id.to_string()),
         rows: host_rows,
-        approvals: Vec::new(),
+        approvals: decisions
+            .iter()
+            .map(|d| {
+                let d = &d.decision;
+                let step = if d.host.is_empty() {
+                    d.step.clone()
+                } else {
+                    format!("{} [{}]", d.step, d.host)
+                };
+                ApprovalRecord {
+                    step,
+                    who: d.recipient.clone(),
+                    decision: d.choice.clone(),
+                    when: local(d.at),
+                    from_ip: d.source_ip.clone(),
+                }
+            })
+            .collect(),
         overdue: overdue(checked, anchor, rows, now, &local),
     }
 }
@@ -53,8 +71,10 @@ fn host_row(
             .reason
             .as_deref()
             .is_some_and(|r| r.starts_with("excepted"));
+    let patches = super::uses_of(checked, &row.step).as_deref() == Some("command");
     let status = match row.state {
-        StepState::Succeeded => HostStatus::Patched,
+        StepState::Succeeded if patches => HostStatus::Patched,
+        StepState::Succeeded => HostStatus::Succeeded,
         StepState::Failed | StepState::Cancelled | StepState::Interrupted => HostStatus::Failed,
         StepState::Skipped if excepted => HostStatus::Excepted,
         _ => HostStatus::Skipped,

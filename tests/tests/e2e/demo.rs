@@ -437,13 +437,16 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
             && attached.iter().any(|(f, n)| f.ends_with(".html") && *n > 0),
         "{attached:?}"
     );
+    let text = report[0]["text"].as_str().unwrap();
+    assert!(text.contains("| node2 | patch-node2 | patched |"), "{text}");
+    // A snapshot is not a patch; the CAB's decision is in the report, with where it came from.
     assert!(
-        report[0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("| node2 | patch-node2 | patched |"),
-        "{}",
-        report[0]["text"]
+        text.contains("| node1 | snapshot-vms | succeeded |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- cab-approval: approve by ") && text.contains(" from 127.0.0.1"),
+        "{text}"
     );
 
     // Node 1, then node 2, each once, through the demo sshd (only sshd sets SSH_CONNECTION).
