@@ -325,6 +325,45 @@ fn a_subject_never_spans_lines() {
 }
 
 #[test]
+fn the_monthly_runbook_s_cycle_finished_template_renders_both_outcomes() {
+    let text = include_str!("../../../runbooks/templates/cycle-finished.hbs");
+    let mut templates = Templates::default();
+    templates.set(NoticeKind::Finished, Template::parse(text));
+    let mut finished = samples().remove(4);
+    let email = templates.render(&finished);
+    assert_eq!(
+        email.subject,
+        "[patchday] Patch cycle 2026-12 succeeded (monthly-windows)"
+    );
+    assert!(email.body.contains("ended: succeeded.\n"), "{}", email.body);
+    assert!(
+        email.body.contains("\nEvery step is done."),
+        "{}",
+        email.body
+    );
+    finished.facts = Facts::Finished {
+        run: run(),
+        state: "failed".into(),
+    };
+    let email = templates.render(&finished);
+    assert!(
+        email.body.contains("Not every step went through."),
+        "{}",
+        email.body
+    );
+    assert!(
+        !email.body.contains("Every step is done."),
+        "{}",
+        email.body
+    );
+    assert!(
+        email.body.contains("\nhttps://patchday.example.com/runs/"),
+        "{}",
+        email.body
+    );
+}
+
+#[test]
 fn each_key_under_notify_templates_is_the_kind_it_names() {
     let keys: Vec<&str> = NoticeKind::ALL.iter().map(|k| k.key()).collect();
     let lines: String = keys.iter().map(|k| format!("    {k}: {k}\n")).collect();
