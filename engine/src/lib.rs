@@ -18,6 +18,7 @@ pub mod git;
 pub mod inventory;
 pub mod links;
 pub mod logging;
+pub mod notification;
 pub mod pages;
 pub mod plan;
 pub mod run;

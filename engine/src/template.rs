@@ -1,5 +1,6 @@
 //! Handlebars templates: which variables a template names, so validation can check them
-//! before anything runs. Rendering is strict (an unknown variable is an error) everywhere.
+//! before anything runs, and the registry everything renders with. Rendering is strict (an
+//! unknown variable is an error) everywhere but in simulations.
 
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
 
@@ -11,6 +12,16 @@ const SAME_SCOPE_BLOCKS: &[&str] = &["if", "unless"];
 pub struct VarRef {
     pub raw: String,
     pub segments: Vec<String>,
+}
+
+/// A handlebars registry for plain text (no HTML escaping): strict (an unknown variable is an
+/// error) or lenient (simulation, where dry-run connectors produce no outputs and missing
+/// values render empty).
+pub fn registry(strict: bool) -> handlebars::Handlebars<'static> {
+    let mut hb = handlebars::Handlebars::new();
+    hb.set_strict_mode(strict);
+    hb.register_escape_fn(handlebars::no_escape);
+    hb
 }
 
 /// Whether a string holds template syntax at all (plain strings need no compiling).

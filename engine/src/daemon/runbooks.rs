@@ -26,7 +26,8 @@ use serde_json::json;
 
 use super::{DaemonError, Shared};
 use crate::calendar::Blackout;
-use crate::run::notify::recipients;
+use crate::notification::{Facts, Notification};
+use crate::run::notify::{recipients, rendered_email};
 use crate::store::{Change, NewEmail, NewEvent, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
@@ -363,7 +364,8 @@ async fn record<S: Store>(
                 "kept": kept.map(described),
             }),
         ));
-        if let Some(email) = kept.and_then(|k| rejection_email(rejected, k, now)) {
+        let dashboard = shared.engine.dashboard_url();
+        if let Some(email) = kept.and_then(|k| rejection_email(rejected, k, now, &dashboard)) {
             change.emails.push(email);
         }
     }
@@ -375,46 +377,40 @@ async fn record<S: Store>(
     Ok(())
 }
 
-/// The email about a rejected change, to the kept runbook's `notify.to` (or `committee`).
+/// The email about a rejected change, to the kept runbook's `notify.to` (or `committee`),
+/// rendered with the kept runbook's `rejected` template.
 fn rejection_email(
     rejected: &Rejected,
     kept: &LoadedRunbook,
     now: chrono::DateTime<chrono::Utc>,
+    dashboard_url: &str,
 ) -> Option<NewEmail> {
     let checked = &kept.checked;
     let committee = ["committee".to_string()];
     let names = match &checked.runbook.notify {
-        Some(notify) => notify.to.value.as_slice(),
-        None => &committee[..],
+        Some(notify) if !notify.to.value.as_slice().is_empty() => notify.to.value.as_slice(),
+        _ => &committee[..],
     };
     let to = recipients(checked, names);
     if to.is_empty() {
         return None;
     }
-    let name = kept.name();
-    Some(NewEmail {
-        run_id: None,
-        to,
-        subject: format!(
-            "[patchday] {name}: change rejected ({})",
-            rejected.file.display()
-        ),
-        body: format!(
-            "A change to runbook {name} was rejected and not loaded.\n\n\
-             File: {}\nWhen: {}\n\n{}\n\n\
-             The last good version keeps running (content hash {}, commit {}).\n\
-             Fix the file and the daemon loads it on its own.\n",
-            rejected.file.display(),
-            now.to_rfc3339(),
-            rejected.errors.join("\n\n"),
-            kept.content_hash,
-            kept.commit
-                .as_deref()
-                .unwrap_or("none: not a git work tree"),
-        ),
-        html: None,
-        created_at: now,
-    })
+    let notification = Notification {
+        runbook: kept.name().to_string(),
+        at: now,
+        tz: checked.tz,
+        dashboard_url: dashboard_url.to_string(),
+        facts: Facts::Rejected {
+            file: rejected.file.display().to_string(),
+            errors: rejected.errors.clone(),
+            content_hash: kept.content_hash.clone(),
+            commit: kept
+                .commit
+                .clone()
+                .unwrap_or_else(|| "none: not a git work tree".into()),
+        },
+    };
+    Some(rendered_email(checked, &notification, to, None, now))
 }
 
 #[cfg(test)]

@@ -22,10 +22,11 @@ use serde_json::json;
 
 use super::{LoadedRunbook, Shared, new_run_id};
 use crate::calendar::{Cycle, Fire, catch_up};
-use crate::run::notify::recipients;
+use crate::notification::{CycleFacts, Facts, Notification};
+use crate::run::notify::{recipients, rendered_email};
 use crate::run::{RunError, RunSpec};
 use crate::runbook::NotifyEvent;
-use crate::store::{Change, EventFilter, NewEmail, NewEvent, Store, StoreError};
+use crate::store::{Change, EventFilter, NewEvent, Store, StoreError};
 
 /// The catch-up window of a runbook that does not set `catch_up`.
 pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(24 * 3600);
@@ -67,6 +68,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
 /// One pass over every scheduled runbook; returns the earliest next due fire.
 pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<Utc>>, StoreError> {
     let now = shared.clock.now();
+    let dashboard = shared.engine.dashboard_url();
     let dealt = dealt_cycles(shared, now).await?;
     let mut next: Option<DateTime<Utc>> = None;
     let runbooks = shared.runbooks();
@@ -100,6 +102,7 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
                 loaded,
                 fire,
                 now,
+                &dashboard,
                 "cycle.missed",
                 missed_why(fire, now),
             );
@@ -109,13 +112,29 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
                 "blacked out: {}",
                 fire.blackout.as_deref().unwrap_or("blackout")
             );
-            record(&mut change, loaded, fire, now, "cycle.skipped", why);
+            record(
+                &mut change,
+                loaded,
+                fire,
+                now,
+                &dashboard,
+                "cycle.skipped",
+                why,
+            );
         }
         for fire in &due.fire_now {
             if let Err(e) = fire_cycle(shared, loaded, fire).await {
                 let why = format!("could not start: {e}");
                 tracing::info!("{name} cycle {}: {why}", fire.cycle);
-                record(&mut change, loaded, fire, now, "cycle.failed", why);
+                record(
+                    &mut change,
+                    loaded,
+                    fire,
+                    now,
+                    &dashboard,
+                    "cycle.failed",
+                    why,
+                );
             }
         }
         if !change.events.is_empty() {
@@ -181,12 +200,14 @@ fn missed_why(fire: &Fire, now: DateTime<Utc>) -> String {
     )
 }
 
-/// Adds a cycle event (and, if the runbook asks, an email) to `change`.
+/// Adds a cycle event (and, if the runbook asks, an email) to `change`: `cycle.skipped` is
+/// mailed as `skipped`, `cycle.missed` and `cycle.failed` (could not start) as `missed`.
 fn record(
     change: &mut Change,
     loaded: &LoadedRunbook,
     fire: &Fire,
     now: DateTime<Utc>,
+    dashboard_url: &str,
     action: &str,
     why: String,
 ) {
@@ -216,20 +237,24 @@ fn record(
     if to.is_empty() {
         return;
     }
-    let what = action.trim_start_matches("cycle.");
-    change.emails.push(NewEmail {
-        run_id: None,
-        to,
-        subject: format!("[patchday] {runbook} {}: cycle {what}", fire.cycle),
-        body: format!(
-            "Cycle {} of {runbook} was {what}.\n\nRunbook: {runbook}\nCycle: {}\nDue: {}\nReason: {why}\n",
-            fire.cycle,
-            fire.cycle,
-            fire.fires_at.to_rfc3339()
-        ),
-        html: None,
-        created_at: now,
-    });
+    let about = CycleFacts {
+        cycle: fire.cycle.to_string(),
+        due: fire.fires_at.to_utc(),
+        reason: why,
+    };
+    let notification = Notification {
+        runbook,
+        at: now,
+        tz: checked.tz,
+        dashboard_url: dashboard_url.to_string(),
+        facts: match action {
+            "cycle.skipped" => Facts::Skipped(about),
+            _ => Facts::Missed(about),
+        },
+    };
+    change
+        .emails
+        .push(rendered_email(checked, &notification, to, None, now));
 }
 
 /// (runbook, cycle) of every cycle already dealt with: runs, and recorded cycle events.

@@ -6,6 +6,9 @@
 //! whose token binds run, step, host, recipient, purpose, expiry and a fresh nonce
 //! ([`crate::links`]). Without a minter (the CLI `run`) no such email is written.
 //!
+//! The emails' text comes from the runbook's `approval` / `task` templates
+//! ([`crate::notification`]); every one carries that recipient's link and no other.
+//!
 //! [`Engine::person_ask`] renders what a person-step asks (message, choices, quorum, recipients,
 //! expiry) the way decisions see it: against the run's stored params, which never hold secrets.
 //! The emails and the confirmation page both use it, so neither can show a secret.
@@ -16,8 +19,10 @@ use chrono::{DateTime, Utc};
 use patchday_connectors::inputs::{ApprovalInputs, ManualInputs};
 use serde_json::{Value, json};
 
+use super::notify::rendered_email;
 use super::*;
 use crate::links::{LinkClaims, LinkError, LinkSigner, Purpose, new_nonce};
+use crate::notification::{Ask, Facts, Notification, RunFacts};
 use crate::store::NewEmail;
 
 /// A source of randomness for nonces: fills the buffer.
@@ -223,27 +228,7 @@ impl<S: Store> Engine<S> {
             Err(_) => return Vec::new(),
         };
         let expires_at = ask.link_expiry(row.started_at.unwrap_or(now), minter.ttl);
-        let runbook = &checked.runbook.name.value;
-        let cycle = run.cycle.clone().unwrap_or_else(|| {
-            Cycle::of(run.started_at.with_timezone(&checked.tz).date_naive()).to_string()
-        });
-        let local = |t: DateTime<Utc>| {
-            t.with_timezone(&checked.tz)
-                .format("%a %Y-%m-%d %H:%M %Z")
-                .to_string()
-        };
-        let on = if row.host.is_empty() {
-            String::new()
-        } else {
-            format!(" on {}", row.host)
-        };
-        let (verb, asked) = match ask.purpose {
-            Purpose::Approval => ("Approve", "Your approval is requested"),
-            Purpose::Task => ("Task", "A manual task is assigned to you"),
-        };
-        let subject = format!("[patchday] {verb} {runbook} {cycle}: {}{on}", row.step);
-        let run_url = format!("{}/runs/{}", minter.public_url(), run.id);
-        let hosts = hosts_of(checked, &row.host, now);
+        let base = person_notification(checked, run, row, &ask, expires_at, minter, now);
         let mut out = Vec::new();
         for recipient in &ask.recipients {
             let claims = LinkClaims {
@@ -255,50 +240,70 @@ impl<S: Store> Engine<S> {
                 expires_at,
                 nonce: minter.nonce(),
             };
-            let Ok((_, url)) = minter.link(&claims) else {
+            let Ok((_, link)) = minter.link(&claims) else {
                 continue; // a claim longer than a link holds: validation keeps ids short
             };
-            let mut body = format!("{asked}: step {}{on}.\n\n", row.step);
-            if let Some(message) = ask.message.as_deref().filter(|m| !m.trim().is_empty()) {
-                body.push_str(message.trim_end());
-                body.push_str("\n\n");
+            let mut notification = base.clone();
+            if let Facts::Approval(_, asked) | Facts::Task(_, asked) = &mut notification.facts {
+                (asked.link, asked.recipient) = (link, recipient.clone());
             }
-            body.push_str(&format!(
-                "Runbook: {runbook}\nCycle: {cycle}\nRun: {}\nStep: {}\n",
-                run.id, row.step
+            let to = vec![recipient.clone()];
+            out.push(rendered_email(
+                checked,
+                &notification,
+                to,
+                Some(&run.id),
+                now,
             ));
-            if let Some(description) = checked
-                .runbook
-                .steps
-                .get(row.step.as_str())
-                .and_then(|s| s.description.as_deref())
-            {
-                body.push_str(&format!("About: {description}\n"));
-            }
-            if !hosts.is_empty() {
-                body.push_str(&format!("Hosts: {}\n", hosts.join(", ")));
-            }
-            if ask.purpose == Purpose::Approval && ask.quorum > 1 {
-                body.push_str(&format!("Approvals needed: {}\n", ask.quorum));
-            }
-            body.push_str(&format!(
-                "Choices: {}\nDecide by: {}\n\nOpen this link to decide (it shows what is being \
-                 decided; only a button on that page decides):\n{url}\n\nThe link is for \
-                 {recipient} only, works once, and expires {}.\n\nRun page: {run_url}\n",
-                ask.choices.join(", "),
-                local(expires_at),
-                local(expires_at),
-            ));
-            out.push(NewEmail {
-                run_id: Some(run.id.clone()),
-                to: vec![recipient.clone()],
-                subject: subject.clone(),
-                body,
-                html: None,
-                created_at: now,
-            });
         }
         out
+    }
+}
+
+/// The approval or task notification of `row`, its `link` and `recipient` left to fill in.
+fn person_notification(
+    checked: &CheckedRunbook,
+    run: &RunRow,
+    row: &StepRow,
+    ask: &PersonAsk,
+    expires: DateTime<Utc>,
+    minter: &LinkMinter,
+    now: DateTime<Utc>,
+) -> Notification {
+    let cycle = run.cycle.clone().unwrap_or_else(|| {
+        Cycle::of(run.started_at.with_timezone(&checked.tz).date_naive()).to_string()
+    });
+    let run_facts = RunFacts {
+        cycle,
+        run_id: run.id.clone(),
+        run_url: format!("{}/runs/{}", minter.public_url(), run.id),
+    };
+    let description = checked
+        .runbook
+        .steps
+        .get(row.step.as_str())
+        .and_then(|s| s.description.clone());
+    let asked = Box::new(Ask {
+        step: row.step.clone(),
+        host: row.host.clone(),
+        description: description.unwrap_or_default(),
+        message: ask.message.clone().unwrap_or_default(),
+        choices: ask.choices.clone(),
+        quorum: ask.quorum,
+        expires,
+        hosts: hosts_of(checked, &row.host, now),
+        link: String::new(),
+        recipient: String::new(),
+    });
+    Notification {
+        runbook: checked.runbook.name.value.clone(),
+        at: now,
+        tz: checked.tz,
+        dashboard_url: format!("{}/", minter.public_url()),
+        facts: match ask.purpose {
+            Purpose::Approval => Facts::Approval(run_facts, asked),
+            Purpose::Task => Facts::Task(run_facts, asked),
+        },
     }
 }
 

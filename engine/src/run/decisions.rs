@@ -396,6 +396,7 @@ impl<S: Store> Engine<S> {
             run_id: &run.id,
             cycle: &cycle,
             run_url: &run_url,
+            dashboard_url: &self.dashboard_url(),
         };
         let notice = Notice::StepFailed {
             step: &row.step,
@@ -407,6 +408,11 @@ impl<S: Store> Engine<S> {
 
     pub(super) fn run_url(&self, run_id: &str) -> String {
         format!("{}/runs/{run_id}", self.public_url.trim_end_matches('/'))
+    }
+
+    /// The daemon's index page (runbooks, next cycles, recent runs).
+    pub fn dashboard_url(&self) -> String {
+        format!("{}/", self.public_url.trim_end_matches('/'))
     }
 
     fn progress_of(&self, row: &StepRow, at: DateTime<Utc>) -> Progress {

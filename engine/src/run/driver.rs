@@ -514,10 +514,9 @@ impl<'a, S: Store> Driver<'a, S> {
             let emails = self
                 .engine
                 .person_emails(self.checked, &self.run, &self.rows, &row, now);
-            change.emails.extend(emails.into_iter().map(|mut email| {
-                email.body = self.secrets.redact(&email.body);
-                email
-            }));
+            change
+                .emails
+                .extend(emails.into_iter().map(|email| self.redacted(email)));
         }
         change.steps.push(StepWrite {
             expect: Some(prior),
@@ -894,8 +893,17 @@ impl<'a, S: Store> Driver<'a, S> {
             run_id: &self.run.id,
             cycle: &self.anchor.cycle.to_string(),
             run_url: &self.context.run_url,
+            dashboard_url: &self.engine.dashboard_url(),
         };
-        super::notify::email(self.checked, notice, &about, now)
+        super::notify::email(self.checked, notice, &about, now).map(|e| self.redacted(e))
+    }
+
+    /// `email` with every secret value of the run redacted (a second line of defence: what
+    /// notifications render is redacted already).
+    fn redacted(&self, mut email: crate::store::NewEmail) -> crate::store::NewEmail {
+        email.subject = self.secrets.redact(&email.subject);
+        email.body = self.secrets.redact(&email.body);
+        email
     }
 
     fn row(&self, step: &str, host: &str) -> &StepRow {

@@ -33,11 +33,12 @@ use crate::inventory::Inventory;
 use crate::store::{
     Change, NewEvent, RunRow, RunState, StepRow, StepState, StepWrite, Store, StoreError,
 };
+use crate::template::registry;
 use crate::validate::CheckedRunbook;
 pub use approvals::{LinkMinter, PersonAsk};
 pub use decide::{Action, UNDO_PREFIX, View, decide};
 pub use decisions::{Decided, Expired};
-use render::{RunContext, registry, render_value, truthy};
+use render::{RunContext, render_value, truthy};
 
 /// Whether connectors act, or only say what they would do (`simulate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

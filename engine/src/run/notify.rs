@@ -1,9 +1,11 @@
 //! Notifications a run sends through the outbox (DESIGN §5: written in the same transaction as
 //! the transition that causes them; the daemon's mailer sends them): a step failed, a step is
 //! overdue, the run finished — to the runbook's `notify` recipients, when `notify.on` asks.
+//! Their text comes from the runbook's templates ([`crate::notification`]).
 
 use chrono::{DateTime, Utc};
 
+use crate::notification::{Facts, Notification, RunFacts};
 use crate::runbook::NotifyEvent;
 use crate::store::{NewEmail, RunState};
 use crate::validate::CheckedRunbook;
@@ -34,14 +36,16 @@ impl Notice<'_> {
     }
 }
 
-/// Where a notice is about: the run, its cycle, and its page.
+/// Where a notice is about: the run, its cycle, its page, and the dashboard.
 pub struct About<'a> {
     pub run_id: &'a str,
     pub cycle: &'a str,
     pub run_url: &'a str,
+    pub dashboard_url: &'a str,
 }
 
-/// The email for `notice`, if the runbook's `notify` asks for it and names someone.
+/// The email for `notice`, if the runbook's `notify` asks for it and names someone, rendered
+/// with the runbook's template for its kind. `reason` must already be redacted.
 pub fn email(
     checked: &CheckedRunbook,
     notice: &Notice,
@@ -56,49 +60,61 @@ pub fn email(
     if to.is_empty() {
         return None;
     }
-    let runbook = &checked.runbook.name.value;
-    let local = |t: DateTime<Utc>| {
-        t.with_timezone(&checked.tz)
-            .format("%a %Y-%m-%d %H:%M %Z")
-            .to_string()
+    let run = RunFacts {
+        cycle: about.cycle.to_string(),
+        run_id: about.run_id.to_string(),
+        run_url: about.run_url.to_string(),
     };
-    let (what, detail) = match notice {
-        Notice::StepFailed { step, host, reason } => {
-            let on = if host.is_empty() {
-                String::new()
-            } else {
-                format!(" on {host}")
-            };
-            (
-                format!("step {step}{on} failed"),
-                format!("Reason: {reason}"),
-            )
-        }
-        Notice::Overdue { step, deadline } => (
-            format!("step {step} is overdue"),
-            format!("Its deadline was {}.", local(*deadline)),
-        ),
-        Notice::RunFinished { state } => (
-            format!("run {}", format!("{state:?}").to_lowercase()),
-            String::new(),
-        ),
+    let facts = match notice {
+        Notice::StepFailed { step, host, reason } => Facts::Failure {
+            run,
+            step: step.to_string(),
+            host: host.to_string(),
+            reason: reason.to_string(),
+        },
+        Notice::Overdue { step, deadline } => Facts::Overdue {
+            run,
+            step: step.to_string(),
+            deadline: *deadline,
+        },
+        Notice::RunFinished { state } => Facts::Finished {
+            run,
+            state: format!("{state:?}").to_lowercase(),
+        },
     };
-    let subject = format!("[patchday] {runbook} {}: {what}", about.cycle);
-    let body = format!(
-        "{what}\n\nRunbook: {runbook}\nCycle: {}\nRun: {}\nWhen: {}\n{detail}\n\nRun page: {}\n",
-        about.cycle,
-        about.run_id,
-        local(at),
-        about.run_url
-    );
-    Some(NewEmail {
-        run_id: Some(about.run_id.to_string()),
+    let notification = Notification {
+        runbook: checked.runbook.name.value.clone(),
+        at,
+        tz: checked.tz,
+        dashboard_url: about.dashboard_url.to_string(),
+        facts,
+    };
+    Some(rendered_email(
+        checked,
+        &notification,
         to,
-        subject,
-        body,
+        Some(about.run_id),
+        at,
+    ))
+}
+
+/// An outbox email carrying `notification`, rendered with the runbook's templates.
+pub fn rendered_email(
+    checked: &CheckedRunbook,
+    notification: &Notification,
+    to: Vec<String>,
+    run_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> NewEmail {
+    let rendered = checked.notifications.render(notification);
+    NewEmail {
+        run_id: run_id.map(str::to_string),
+        to,
+        subject: rendered.subject,
+        body: rendered.body,
         html: None,
         created_at: at,
-    })
+    }
 }
 
 /// Role names become the role's addresses; addresses stay; duplicates go.

@@ -65,15 +65,6 @@ fn status_text(row: &StepRow) -> Value {
     serde_json::to_value(row.state).unwrap_or(Value::Null)
 }
 
-/// A handlebars registry: strict (an unknown variable is an error) or lenient (simulation,
-/// where dry-run connectors produce no outputs and missing values render empty).
-pub fn registry(strict: bool) -> Handlebars<'static> {
-    let mut hb = Handlebars::new();
-    hb.set_strict_mode(strict);
-    hb.register_escape_fn(handlebars::no_escape);
-    hb
-}
-
 /// Renders every string inside `value` as a template.
 pub fn render_value(hb: &Handlebars, value: &Value, context: &Value) -> Result<Value, String> {
     Ok(match value {

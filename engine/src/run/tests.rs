@@ -48,9 +48,17 @@ impl Drop for Scratch {
 const INVENTORY: &str = "hosts:\n  h1: { address: 10.0.0.1 }\n  h2: { address: 10.0.0.2 }\n  h3: { address: 10.0.0.3 }\n  h4: { address: 10.0.0.4 }\n  h5: { address: 10.0.0.5 }\n  old: { address: 10.0.0.9 }\ngroups:\n  web: [h1, h2, h3, h4, h5, old]\nexceptions:\n  - { host: old, until: 2099-01-01, reason: vendor support ended, approved_by: ciso@example.com }\n";
 
 fn checked(yaml: &str) -> CheckedRunbook {
+    checked_with(yaml, &[])
+}
+
+/// Checks `yaml` with the inventory and `files` (path, text) next to it.
+fn checked_with(yaml: &str, files: &[(&str, &str)]) -> CheckedRunbook {
     let mut sources = Sources::default();
     sources.insert("test.yaml".into(), Ok(yaml.to_string()));
     sources.insert(Path::new("").join("hosts.yaml"), Ok(INVENTORY.to_string()));
+    for (path, text) in files {
+        sources.insert(Path::new("").join(path), Ok(text.to_string()));
+    }
     let loaded = load_runbook("test.yaml", yaml);
     let (checked, diags) = check(&loaded, Path::new(""), &sources);
     checked.unwrap_or_else(|| panic!("{diags:#?}"))
@@ -742,4 +750,88 @@ async fn concurrent_approvers_reach_the_quorum_and_settle_it_once() {
         );
         assert!((2..=3).contains(&recorded), "{recorded}");
     }
+}
+
+// --- notification templates ------------------------------------------------------------------
+
+const OVERRIDDEN: &str = "name: t\nroles:\n  cab: [alice@example.com, bob@example.com]\n  ops: [ops@example.com]\nnotify:\n  on: [failure]\n  to: ops\n  templates: { approval: templates/approval.hbs, failure: templates/failed.hbs }\nsteps:\n  cab:\n    description: The CAB approves the cycle\n    uses: approval\n    with: { approvers: cab, message: \"Patch {{cycle}} tonight?\", expires: 2h }\n";
+
+const APPROVAL_TEMPLATE: &str = "Subject: CAB: {{runbook}} {{cycle}} needs {{recipient}}\n\n{{message}} ({{description}})\nDecide by {{expires}}: {{link}}\n";
+
+const FAILURE_TEMPLATE: &str =
+    "FAILED: {{step}} of {{runbook}} {{cycle}} ({{reason}})\n{{run_url}}\n";
+
+async fn outbox(engine: &Engine<SqliteStore>) -> Vec<crate::store::EmailRow> {
+    engine
+        .store
+        .due_emails(t("2100-01-01T00:00:00Z"), 10)
+        .await
+        .unwrap()
+}
+
+/// A signer and a minter whose nonces count up, for links that can be checked.
+fn minter() -> (crate::links::LinkSigner, LinkMinter) {
+    let signer = crate::links::LinkSigner::new(&[7; 32]).unwrap();
+    let counter = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let random: approvals::Randomness = Arc::new(move |buf: &mut [u8]| {
+        buf.fill(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    });
+    let minter = LinkMinter::new(
+        signer.clone(),
+        "https://patchday.example.com".into(),
+        chrono::Duration::hours(24),
+        random,
+    );
+    (signer, minter)
+}
+
+#[tokio::test]
+async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
+    let checked = checked_with(
+        OVERRIDDEN,
+        &[
+            ("templates/approval.hbs", APPROVAL_TEMPLATE),
+            ("templates/failed.hbs", FAILURE_TEMPLATE),
+        ],
+    );
+    let mut engine = engine(t("2026-12-01T00:00:00Z")).await;
+    let (signer, minter) = minter();
+    engine.links = Some(Arc::new(minter));
+    engine.start(&checked, spec(OVERRIDDEN)).await.unwrap();
+    let outcome = engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Blocked(_)), "{outcome:?}");
+    let emails = outbox(&engine).await;
+    assert_eq!(emails.len(), 2, "{emails:#?}");
+    for (email, who) in emails.iter().zip(["alice@example.com", "bob@example.com"]) {
+        let email = &email.email;
+        assert_eq!(email.to, [who]);
+        assert_eq!(email.subject, format!("CAB: t 2026-12 needs {who}"));
+        let token = email.body.split("/links/").nth(1).unwrap().trim_end();
+        assert_eq!(
+            email.body,
+            format!(
+                "Patch 2026-12 tonight? (The CAB approves the cycle)\n\
+                 Decide by Tue 2026-12-01 02:00 UTC: https://patchday.example.com/links/{token}\n"
+            )
+        );
+        let claims = signer.verify(token, t("2026-12-01T00:00:00Z")).unwrap();
+        assert_eq!(claims.recipient, who, "each recipient gets their own link");
+    }
+
+    let mut no = by_link(&engine, "cab", "alice@example.com", "reject");
+    no.comment = Some("not tonight".into());
+    engine.decide(&checked, no).await.unwrap();
+    let emails = outbox(&engine).await;
+    let failure = &emails.last().unwrap().email;
+    assert_eq!(failure.to, ["ops@example.com"]);
+    // No subject line in the file: the built-in subject stays.
+    assert_eq!(failure.subject, "[patchday] t 2026-12: step cab failed");
+    assert_eq!(
+        failure.body,
+        "FAILED: cab of t 2026-12 (`reject` decided by alice@example.com (alice@example.com: not tonight))\n\
+         http://127.0.0.1:8080/runs/r1\n"
+    );
 }

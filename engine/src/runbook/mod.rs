@@ -85,14 +85,114 @@ pub struct Blackout {
     pub reason: String,
 }
 
-/// Notifications: which events are mailed to which roles or addresses.
+/// Notifications: which events are mailed to which roles or addresses, and the templates
+/// of the emails.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Notify {
-    /// The events to notify about.
+    /// The events to notify about (default: none).
+    #[serde(default)]
     pub on: Vec<NotifyEvent>,
-    /// Role names or addresses.
+    /// Role names or addresses (default: nobody; a rejected change then goes to `committee`).
+    #[serde(default = "nobody")]
     pub to: Located<OneOrMany<String>>,
+    /// Handlebars files, relative to this runbook, replacing the built-in email of a kind.
+    /// A first line `Subject: ...` followed by a blank line sets the subject too.
+    #[serde(default)]
+    pub templates: NotifyTemplates,
+}
+
+fn nobody() -> Located<OneOrMany<String>> {
+    Located::new(OneOrMany::Many(Vec::new()), crate::yaml::Loc::default())
+}
+
+/// A runbook's notification templates: one optional file per kind of email.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTemplates {
+    /// An approval is requested (one email per approver, each with its own link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Located<String>>,
+    /// A manual task is assigned (one email per assignee, each with its own link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Located<String>>,
+    /// A step failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Located<String>>,
+    /// A step passed its deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overdue: Option<Located<String>>,
+    /// A run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Located<String>>,
+    /// A cycle was skipped by a blackout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Located<String>>,
+    /// A cycle was missed (not fired within `catch_up`) or could not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<Located<String>>,
+    /// A change to this runbook was rejected as invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Located<String>>,
+}
+
+impl NotifyTemplates {
+    /// Every template file written, with the kind of email it replaces.
+    pub fn files(&self) -> impl Iterator<Item = (NoticeKind, &Located<String>)> {
+        [
+            (NoticeKind::Approval, &self.approval),
+            (NoticeKind::Task, &self.task),
+            (NoticeKind::Failure, &self.failure),
+            (NoticeKind::Overdue, &self.overdue),
+            (NoticeKind::Finished, &self.finished),
+            (NoticeKind::Skipped, &self.skipped),
+            (NoticeKind::Missed, &self.missed),
+            (NoticeKind::Rejected, &self.rejected),
+        ]
+        .into_iter()
+        .filter_map(|(kind, file)| Some((kind, file.as_ref()?)))
+    }
+}
+
+/// The kinds of notification email; each has a built-in template and may be overridden
+/// under `notify.templates` by its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NoticeKind {
+    Approval,
+    Task,
+    Failure,
+    Overdue,
+    Finished,
+    Skipped,
+    Missed,
+    Rejected,
+}
+
+impl NoticeKind {
+    pub const ALL: [NoticeKind; 8] = [
+        NoticeKind::Approval,
+        NoticeKind::Task,
+        NoticeKind::Failure,
+        NoticeKind::Overdue,
+        NoticeKind::Finished,
+        NoticeKind::Skipped,
+        NoticeKind::Missed,
+        NoticeKind::Rejected,
+    ];
+
+    /// Its key under `notify.templates`.
+    pub fn key(self) -> &'static str {
+        match self {
+            NoticeKind::Approval => "approval",
+            NoticeKind::Task => "task",
+            NoticeKind::Failure => "failure",
+            NoticeKind::Overdue => "overdue",
+            NoticeKind::Finished => "finished",
+            NoticeKind::Skipped => "skipped",
+            NoticeKind::Missed => "missed",
+            NoticeKind::Rejected => "rejected",
+        }
+    }
 }
 
 /// Events a runbook can notify about.

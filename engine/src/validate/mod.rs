@@ -6,6 +6,7 @@
 //! [`CheckedRunbook`]: the model plus what was compiled from it (the DAG, the time zone, the
 //! parsed time expressions, the inventory), which planning and execution use.
 
+mod notify;
 mod steps;
 mod templates;
 mod times;
@@ -63,6 +64,8 @@ pub struct CheckedRunbook {
     pub times: Vec<StepTimes>,
     /// The compiled schedule (rules, zone, runbook blackouts).
     pub schedule: crate::calendar::Schedule,
+    /// The notification templates: `notify.templates` over the built-in ones.
+    pub notifications: crate::notification::Templates,
 }
 
 /// Everything a check needs to know about the runbook under test.
@@ -102,8 +105,8 @@ impl Ctx<'_> {
     }
 }
 
-/// Files a runbook refers to (inventory, template files), resolved against its folder, so the
-/// caller can read them into [`Sources`] before checking.
+/// Files a runbook refers to (inventory, template files, notification templates), resolved
+/// against its folder, so the caller can read them into [`Sources`] before checking.
 pub fn references(runbook: &Runbook, dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = runbook
         .inventory
@@ -115,6 +118,7 @@ pub fn references(runbook: &Runbook, dir: &Path) -> Vec<PathBuf> {
             .into_iter()
             .map(|(p, _)| dir.join(p)),
     );
+    out.extend(notify::files(runbook).into_iter().map(|p| dir.join(p)));
     out
 }
 
@@ -148,6 +152,7 @@ pub fn check(
     };
     steps::check(&mut ctx);
     templates::check(&mut ctx);
+    let notifications = notify::check(&mut ctx);
     let compiled = times::check(&mut ctx);
     diags.append(&mut ctx.diags);
     crate::diagnostic::sort(&mut diags);
@@ -164,6 +169,7 @@ pub fn check(
         inventory,
         times,
         schedule,
+        notifications,
     });
     (checked, diags)
 }

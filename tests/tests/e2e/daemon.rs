@@ -940,3 +940,87 @@ fn a_runs_email_step_logs_in_to_smtp_with_the_configured_password() {
     patchday_tests::assert_audit_verifies(&database);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const NOTIFY_RUNBOOK: &str = r#"name: notify-demo
+description: A runbook whose notification emails come from its own templates
+timezone: UTC
+schedule:
+  - at: patch_tuesday 10:00
+catch_up: 1h
+roles:
+  ops: [ops@example.com]
+  cab: [alice@example.com, bob@example.com]
+params:
+  token: { secret: true }
+notify:
+  on: [failure]
+  to: ops
+  templates: { approval: templates/approval.hbs, failure: templates/failure.hbs }
+steps:
+  cab-approval:
+    uses: approval
+    with: { approvers: cab, message: "Patch {{cycle}} tonight?" }
+  leak:
+    uses: command
+    with: { run: "echo token=$TOKEN >&2; exit 3", env: { TOKEN: "{{params.token}}" } }
+"#;
+
+const NOTIFY_APPROVAL: &str = "Subject: CAB vote for {{runbook}} {{cycle}}\n\n\
+Dear {{recipient}}: {{message}}\nVote here: {{link}}\n";
+
+const NOTIFY_FAILURE: &str = "Subject: FAILED {{step}} ({{runbook}} {{cycle}})\n\n\
+{{step}} failed: {{reason}}\nSee {{run_url}}\n";
+
+#[test]
+fn a_runbook_s_notification_templates_write_the_emails_in_the_outbox() {
+    let dir = std::env::temp_dir().join(format!("patchday-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("runbooks/templates")).unwrap();
+    std::fs::write(dir.join("runbooks/notify-demo.yaml"), NOTIFY_RUNBOOK).unwrap();
+    std::fs::write(dir.join("runbooks/templates/approval.hbs"), NOTIFY_APPROVAL).unwrap();
+    std::fs::write(dir.join("runbooks/templates/failure.hbs"), NOTIFY_FAILURE).unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let outbox = dir.join("outbox");
+    let mut serve = serve_command(&dir, &database, &outbox);
+    serve.env("PATCHDAY_SECRET_TOKEN", "hunter2-in-the-mail");
+    let mut daemon = Daemon::start(serve);
+
+    let subject = "Subject: CAB vote for notify-demo 2026-12\r\n";
+    let votes = poll("the approval emails", Duration::from_secs(30), || {
+        let texts = emails_with(&outbox, subject);
+        (texts.len() == 2).then_some(texts)
+    });
+    let mut tokens = Vec::new();
+    for who in ["alice@example.com", "bob@example.com"] {
+        let email = votes
+            .iter()
+            .find(|t| t.contains(&format!("To: {who}\r\n")))
+            .unwrap_or_else(|| panic!("no approval email to {who}: {votes:#?}"));
+        assert!(
+            email.contains(&format!(
+                "Dear {who}: Patch 2026-12 tonight?\r\nVote here: http"
+            )),
+            "{email}"
+        );
+        assert_eq!(email.matches("/links/").count(), 1, "{email}");
+        tokens.push(link_token(email));
+    }
+    assert_ne!(tokens[0], tokens[1], "each approver has their own link");
+
+    let failure = poll("the failure email", Duration::from_secs(30), || {
+        emails_with(&outbox, "Subject: FAILED leak (notify-demo 2026-12)\r\n").pop()
+    });
+    assert!(failure.contains("To: ops@example.com\r\n"), "{failure}");
+    assert!(failure.contains("leak failed: "), "{failure}");
+    assert!(failure.contains("token="), "{failure}");
+    assert!(failure.contains("\r\nSee http://"), "{failure}");
+    for email in votes.iter().chain([&failure]) {
+        assert!(
+            !email.contains("hunter2"),
+            "a secret reached an email:\n{email}"
+        );
+    }
+    assert_eq!(daemon.terminate().code(), Some(0));
+    patchday_tests::assert_audit_verifies(&database);
+    let _ = std::fs::remove_dir_all(&dir);
+}
