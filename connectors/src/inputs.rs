@@ -59,6 +59,9 @@ pub struct ApprovalInputs {
     /// How long the links stay valid (default from the configuration's `link_ttl`).
     #[serde(default)]
     pub expires: Option<DurationText>,
+    /// What an expiry without enough decisions does to the step (default `fail`).
+    #[serde(default)]
+    pub on_expire: OnExpire,
     /// What the approvers are asked (a template).
     #[serde(default)]
     pub message: Option<String>,
@@ -79,6 +82,21 @@ pub struct ManualInputs {
     /// How long the task links stay valid.
     #[serde(default)]
     pub expires: Option<DurationText>,
+    /// What an expiry without a decision does to the step (default `fail`).
+    #[serde(default)]
+    pub on_expire: OnExpire,
+}
+
+/// What becomes of an approval or task nobody settled before it `expires`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpire {
+    /// The step fails (the runbook's `on_failure` applies; `failure` notifications go out).
+    #[default]
+    Fail,
+    /// The step is skipped, and a skipped need counts as ok: the steps after it go on. For an
+    /// optional sign-off (silence is consent), never for the CAB approval of a change.
+    Skip,
 }
 
 /// HTTP methods the `http` connector sends.

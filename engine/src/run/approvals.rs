@@ -16,7 +16,7 @@
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use patchday_connectors::inputs::{ApprovalInputs, ManualInputs};
+use patchday_connectors::inputs::{ApprovalInputs, ManualInputs, OnExpire};
 use serde_json::{Value, json};
 
 use super::notify::rendered_email;
@@ -101,6 +101,8 @@ pub struct PersonAsk {
     pub message: Option<String>,
     /// The step's `expires`, measured from the row's `started_at`.
     pub expires: Option<chrono::Duration>,
+    /// What an expiry does to the step.
+    pub on_expire: OnExpire,
 }
 
 impl PersonAsk {
@@ -159,7 +161,7 @@ impl<S: Store> Engine<S> {
         };
         let context = RunContext::from_run(run, params, run_url).for_step(rows, host_json.as_ref());
         let rendered = render_value(&registry(true), &raw, &context).map_err(bad)?;
-        let (names, choices, quorum, message, expires) = match purpose {
+        let (names, choices, quorum, message, expires, on_expire) = match purpose {
             Purpose::Approval => {
                 let inputs: ApprovalInputs =
                     serde_json::from_value(rendered).map_err(|e| bad(e.to_string()))?;
@@ -173,6 +175,7 @@ impl<S: Store> Engine<S> {
                     inputs.quorum.max(1),
                     inputs.message,
                     inputs.expires,
+                    inputs.on_expire,
                 )
             }
             Purpose::Task => {
@@ -184,6 +187,7 @@ impl<S: Store> Engine<S> {
                     1,
                     Some(inputs.instructions),
                     inputs.expires,
+                    inputs.on_expire,
                 )
             }
         };
@@ -206,6 +210,7 @@ impl<S: Store> Engine<S> {
             quorum,
             message,
             expires,
+            on_expire,
         })
     }
 

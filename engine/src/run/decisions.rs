@@ -43,6 +43,7 @@
 //! input, so the driver picks up the steps that need it.
 
 use chrono::{DateTime, Utc};
+use patchday_connectors::inputs::OnExpire;
 use serde_json::{Value, json};
 
 use super::approvals::PersonAsk;
@@ -239,9 +240,15 @@ impl<S: Store> Engine<S> {
                 out.next = Some(out.next.map_or(deadline, |n| n.min(deadline)));
                 continue;
             }
-            let why = "expired without a decision";
+            let (state, why) = match ask.on_expire {
+                OnExpire::Fail => (StepState::Failed, "expired without a decision"),
+                OnExpire::Skip => (
+                    StepState::Skipped,
+                    "expired without a decision (on_expire: skip)",
+                ),
+            };
             let mut new = row.clone();
-            new.state = StepState::Failed;
+            new.state = state;
             new.finished_at = Some(now);
             new.reason = Some(why.to_string());
             let action = match ask.purpose {
@@ -254,11 +261,13 @@ impl<S: Store> Engine<S> {
                 "engine",
                 action,
                 &new,
-                json!({ "reason": why, "expired_at": deadline, "attempt": new.attempt }),
+                json!({ "reason": why, "expired_at": deadline, "attempt": new.attempt, "outcome": crate::run::state_word(state) }),
             ));
-            change
-                .emails
-                .extend(self.failure_email(checked, &run, &new, why, now));
+            if state == StepState::Failed {
+                change
+                    .emails
+                    .extend(self.failure_email(checked, &run, &new, why, now));
+            }
             let progress = self.progress_of(&new, now);
             change.steps.push(StepWrite {
                 expect: Some(StepState::AwaitingInput),

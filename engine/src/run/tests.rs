@@ -675,6 +675,47 @@ async fn an_approval_nobody_decides_expires() {
     assert_eq!(outcome, Outcome::Finished(RunState::Failed));
 }
 
+#[tokio::test]
+async fn an_approval_set_to_skip_on_expiry_is_skipped_and_mails_no_failure() {
+    let yaml = approval_yaml(1).replace("expires: 2h", "expires: 2h, on_expire: skip");
+    let (engine, checked) = blocked(&yaml).await;
+    let started = t("2026-12-01T00:00:00Z");
+    let late = engine
+        .expire_inputs(&checked, "r1", started + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(late.expired, vec![("cab".to_string(), String::new())]);
+    let row = engine.store.steps("r1").await.unwrap().remove(0);
+    assert_eq!(
+        (row.state, row.reason.as_deref()),
+        (
+            StepState::Skipped,
+            Some("expired without a decision (on_expire: skip)")
+        )
+    );
+    let expired = events_named(&engine, "approval.expired").await;
+    assert_eq!(expired[0].details["outcome"], "skipped");
+    let mail = engine
+        .store
+        .due_emails(started + chrono::Duration::days(1), 100)
+        .await
+        .unwrap();
+    assert!(
+        !mail
+            .iter()
+            .any(|m| m.email.to.contains(&"ops@example.com".to_string())),
+        "no failure email: {mail:#?}"
+    );
+    // A skipped need is ok (ARCHITECTURE "Decisions"): `after` runs, as an optional sign-off
+    // that nobody gave would let it.
+    let outcome = engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    assert_eq!(state_of(&engine, "after", "").await, StepState::Succeeded);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_decisions_by_one_approver_succeed_once() {
     let yaml = approval_yaml(1);
