@@ -4,7 +4,8 @@
 //!
 //! `--server` defaults to the configuration's `[server] public_url` (else
 //! `http://<listen>`, i.e. `http://127.0.0.1:8080`); `--token` defaults to the environment
-//! variable `PATCHDAY_API_TOKEN`. Text by default; `--format json` prints the API's JSON.
+//! variable `PATCHDAY_API_TOKEN`, else to the `local` token a daemon on the configured SQLite
+//! database wrote next to it (`<database>.local-token`, see `patchday serve`). Text by default; `--format json` prints the API's JSON.
 //! Exit codes: 0 done; 1 the run failed or was cancelled (`status`), or the daemon refused the
 //! action because of the run's state (409: already finished, already decided, duplicate
 //! cycle); 2 usage, authentication (401), not found, bad request or no connection.
@@ -26,7 +27,8 @@ pub struct Server {
     /// http://127.0.0.1:8080).
     #[arg(long, value_name = "URL")]
     server: Option<String>,
-    /// API token (default: the environment variable PATCHDAY_API_TOKEN).
+    /// API token (default: the environment variable PATCHDAY_API_TOKEN, else the `local` token
+    /// next to the configured SQLite database, written by `patchday serve`).
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
 }
@@ -104,6 +106,18 @@ impl Answer {
     }
 }
 
+/// The `local` token a daemon on this machine's SQLite database wrote next to it.
+fn local_token(database_url: &str) -> anyhow::Result<String> {
+    let missing = || {
+        UsageError(format!(
+            "no API token: pass --token or set {TOKEN_ENV} (see `patchday api-token`)"
+        ))
+    };
+    let file = crate::daemon::local_token_file(database_url).ok_or_else(missing)?;
+    let text = std::fs::read_to_string(&file).map_err(|_| missing())?;
+    Ok(text.trim().to_string())
+}
+
 /// Sends one request to the daemon.
 fn call(
     globals: &Globals,
@@ -112,27 +126,28 @@ fn call(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Answer> {
+    let config = || -> anyhow::Result<crate::config::Config> {
+        let mut layers = crate::config::read_file(globals.config.as_deref())
+            .map_err(|e| UsageError(e.to_string()))?;
+        layers.environment(|var| std::env::var(var).ok());
+        if let Some(url) = &globals.database {
+            layers.set("database.url", url.clone(), "--database");
+        }
+        Ok(crate::config::resolve(layers).map_err(|e| UsageError(e.to_string()))?)
+    };
     let base = match &server.server {
         Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let mut layers = crate::config::read_file(globals.config.as_deref())
-                .map_err(|e| UsageError(e.to_string()))?;
-            layers.environment(|var| std::env::var(var).ok());
-            crate::config::resolve(layers)
-                .map_err(|e| UsageError(e.to_string()))?
-                .public_url()
-        }
+        None => config()?.public_url(),
     };
-    let token = server
+    let token = match server
         .token
         .clone()
         .or_else(|| std::env::var(TOKEN_ENV).ok())
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            UsageError(format!(
-                "no API token: pass --token or set {TOKEN_ENV} (see `patchday api-token`)"
-            ))
-        })?;
+    {
+        Some(token) => token,
+        None => local_token(&config()?.database_url)?,
+    };
     let url = format!("{base}/api/v1{path}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -481,6 +481,11 @@ impl<S: Store> Daemon<S> {
                 refused.get_or_insert(e);
             }
         }
+        let mut options = options;
+        if options.config.security.api_tokens_file.is_none() {
+            options.config.security.api_tokens_file =
+                local_api_tokens(&options.config.database_url);
+        }
         let api_tokens = match &options.config.security.api_tokens_file {
             Some(path) => match tokens::ApiTokens::load(path) {
                 Ok(tokens) => tokens,
@@ -670,6 +675,48 @@ pub fn link_minter(config: &Config) -> Result<LinkMinter, DaemonError> {
         .map_err(|e| DaemonError::LinkSecret(format!("link_ttl: {e}")))?;
     let random = Arc::new(|buf: &mut [u8]| getrandom::fill(buf).expect("OS randomness"));
     Ok(LinkMinter::new(signer, config.public_url(), ttl, random))
+}
+
+/// With no `[security] api_tokens_file` and a SQLite database file: the tokens file
+/// `<database>.api-tokens` next to it, created on first start with one token named `local`
+/// whose plain text is written to `<database>.local-token` (mode 0600), where the CLI on this
+/// machine finds it ([`local_token_file`]). Whoever can read the database folder can operate
+/// the daemon, as they could edit the database anyway. `None` for other databases.
+fn local_api_tokens(database_url: &str) -> Option<PathBuf> {
+    let token_file = local_token_file(database_url)?;
+    let tokens_file = PathBuf::from(format!(
+        "{}.api-tokens",
+        sqlite_file(database_url)?.display()
+    ));
+    if tokens_file.exists() {
+        return Some(tokens_file);
+    }
+    let made = tokens::new_token()
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|token| {
+            write_private(&token_file, format!("{token}\n").as_bytes())?;
+            let line = format!("local {}\n", tokens::token_hash(&token));
+            write_private(&tokens_file, line.as_bytes())
+        });
+    match made {
+        Ok(()) => {
+            tracing::info!(
+                "created the API token `local` in {} (the CLI on this machine reads it)",
+                token_file.display()
+            );
+            Some(tokens_file)
+        }
+        Err(e) => {
+            tracing::warn!("cannot create {}: {e}", tokens_file.display());
+            None
+        }
+    }
+}
+
+/// `<database>.local-token`: where a daemon on a SQLite file keeps its `local` API token.
+pub fn local_token_file(database_url: &str) -> Option<PathBuf> {
+    let db = sqlite_file(database_url)?;
+    Some(PathBuf::from(format!("{}.local-token", db.display())))
 }
 
 /// The file of a `sqlite://` URL (`None` for memory databases and PostgreSQL).

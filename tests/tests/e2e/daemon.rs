@@ -1024,3 +1024,54 @@ fn a_runbook_s_notification_templates_write_the_emails_in_the_outbox() {
     patchday_tests::assert_audit_verifies(&database);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A daemon started with no configuration on a SQLite file makes an API token `local` next to
+/// the database; the operator commands on the same machine use it without being told.
+#[test]
+fn with_no_configuration_the_cli_on_this_machine_operates_the_daemon() {
+    let dir = std::env::temp_dir().join(format!("patchday-local-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/daemon-demo.yaml"), RUNBOOK).unwrap();
+    let database = format!("sqlite://{}", dir.join("p.db").display());
+    let mut daemon = Daemon::start(serve_command(&dir, &database, &dir.join("outbox")));
+    let token_file = dir.join("p.db.local-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.trim().starts_with("pdt_"), "{token}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let tokens = std::fs::read_to_string(dir.join("p.db.api-tokens")).unwrap();
+    assert!(
+        tokens.starts_with("local ") && !tokens.contains(token.trim()),
+        "{tokens}"
+    );
+    let cli = |database: &str| {
+        patchday()
+            .args(["trigger", "daemon-demo", "--cycle", "2026-11"])
+            .args(["--server", &daemon.url(), "--database", database])
+            .env_remove("PATCHDAY_API_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&database);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("started: daemon-demo cycle 2026-11"));
+    let events = audit_events(&database);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "run.started" && e["actor"] == "api:local"),
+        "{events:#?}"
+    );
+    // Another database's folder has no token: the CLI says how to get one.
+    let other = format!("sqlite://{}", dir.join("other.db").display());
+    let out = cli(&other);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no API token"), "{}", stderr(&out));
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
