@@ -13,6 +13,9 @@
 //!
 //! A runbook the daemon never fired is not charged with cycles before the daemon started;
 //! after a downtime, the cycles since the last one dealt with are caught up or missed.
+//!
+//! Several daemons: only the leader schedules ([`super::cluster`]); its cycle events carry the
+//! leader lease's epoch, so a deposed leader cannot record them twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +42,17 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
     loop {
         if shared.shutdown.is_cancelled() {
             return;
+        }
+        // Several daemons: only the leader schedules; a follower's virtual clock jumps once.
+        if shared.cluster.leader_epoch().is_none() {
+            if virtual_clock && !jumped {
+                super::cluster::jump_like_the_leader(&shared).await;
+            }
+            jumped = virtual_clock;
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                _ = shared.cluster.until_leader() => continue,
+            }
         }
         let next = match pass(&shared).await {
             Ok(next) => next,
@@ -67,6 +81,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
 /// One pass over every scheduled runbook; returns the earliest next due fire.
 pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<Utc>>, StoreError> {
     let now = shared.clock.now();
+    let fence = shared.cluster.fence();
     let dealt = dealt_cycles(shared, now).await?;
     let mut next: Option<DateTime<Utc>> = None;
     let runbooks = shared.runbooks();
@@ -119,6 +134,7 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
             }
         }
         if !change.events.is_empty() {
+            change.fence = fence.clone();
             shared.engine.store.commit(vec![change]).await?;
             shared.mail.notify_one();
         }

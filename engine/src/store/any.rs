@@ -227,11 +227,12 @@ impl Store for AnyStore {
     async fn claim_emails(
         &self,
         holder: &str,
+        due: DateTime<Utc>,
         ttl: Duration,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<EmailRow>, StoreError> {
-        delegate!(self, s => s.claim_emails(holder, ttl, now, limit))
+        delegate!(self, s => s.claim_emails(holder, due, ttl, now, limit))
     }
 }
 

@@ -1755,7 +1755,7 @@ pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(stor
     let now = at(100);
     type Claimed = Result<Vec<super::EmailRow>, StoreError>;
     let claim = |holder: &'static str| {
-        Box::pin(store.claim_emails(holder, TTL, now, 8)) as BoxFuture<'_, Claimed>
+        Box::pin(store.claim_emails(holder, now, TTL, now, 8)) as BoxFuture<'_, Claimed>
     };
     let mut results = join_all(vec![claim("a"), claim("b"), claim("c")])
         .await
@@ -1786,7 +1786,7 @@ pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(stor
     // Claimed rows are not due for anyone else while the claim lasts.
     assert!(
         store
-            .claim_emails("d", TTL, at(110), 100)
+            .claim_emails("d", at(110), TTL, at(110), 100)
             .await
             .unwrap()
             .is_empty()
@@ -1816,12 +1816,15 @@ pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(stor
     }
     assert!(
         store
-            .claim_emails("d", TTL, at(129), 100)
+            .claim_emails("d", at(129), TTL, at(129), 100)
             .await
             .unwrap()
             .is_empty()
     );
-    let reclaimed = store.claim_emails("d", TTL, at(130), 100).await.unwrap();
+    let reclaimed = store
+        .claim_emails("d", at(130), TTL, at(130), 100)
+        .await
+        .unwrap();
     assert_eq!(subjects(&reclaimed), subjects(&c));
     for row in &reclaimed {
         store
@@ -1834,8 +1837,19 @@ pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(stor
             .await
             .unwrap();
     }
-    // b's failed rows come back at their next attempt, not before; sent rows never.
-    let later = store.claim_emails("e", TTL, at(200), 100).await.unwrap();
+    // b's failed rows come back at their next attempt (on the engine's clock), not before;
+    // sent rows never.
+    assert!(
+        store
+            .claim_emails("e", at(199), TTL, at(500), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = store
+        .claim_emails("e", at(200), TTL, at(200), 100)
+        .await
+        .unwrap();
     assert_eq!(subjects(&later), subjects(&b));
     assert!(later.iter().all(|r| r.attempts == 1));
 }

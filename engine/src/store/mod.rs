@@ -456,13 +456,15 @@ pub trait Store: Send + Sync + 'static {
         actor: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Claims up to `limit` due outbox rows for `holder` until `now + ttl`, oldest first: a row
-    /// is due when unsent, its `next_attempt_at` has come, and nobody's claim on it lasts.
-    /// Concurrent claimers get disjoint sets. [`Store::email_attempted`] ends the claim; a
-    /// crashed mailer's rows come due again when its claim expires.
+    /// Claims up to `limit` outbox rows for `holder` until `now + ttl`, oldest first: unsent
+    /// rows whose `next_attempt_at` is at or before `due` (the engine's clock) that nobody's
+    /// claim holds at `now` (the lease clock). Concurrent claimers get disjoint sets.
+    /// [`Store::email_attempted`] ends the claim; a crashed mailer's rows come due again when
+    /// its claim expires.
     fn claim_emails(
         &self,
         holder: &str,
+        due: DateTime<Utc>,
         ttl: Duration,
         now: DateTime<Utc>,
         limit: u32,

@@ -1395,6 +1395,7 @@ impl Store for PostgresStore {
     async fn claim_emails(
         &self,
         holder: &str,
+        due: DateTime<Utc>,
         ttl: Duration,
         now: DateTime<Utc>,
         limit: u32,
@@ -1405,7 +1406,7 @@ impl Store for PostgresStore {
             .collect::<Vec<_>>()
             .join(", ");
         let rows = sqlx::query(&format!(
-            "WITH c AS (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $3 \
+            "WITH c AS (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $5 \
              AND (claimed_until IS NULL OR claimed_until <= $3) \
              ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              UPDATE outbox SET claimed_by = $1, claimed_until = $2 FROM c \
@@ -1415,6 +1416,7 @@ impl Store for PostgresStore {
         .bind(ts(lease_end(now, ttl)))
         .bind(ts(now))
         .bind(i64::from(limit))
+        .bind(ts(due))
         .fetch_all(&self.pool)
         .await
         .map_err(db("claiming emails"))?;
@@ -1682,7 +1684,10 @@ mod tests {
                         .claim_runs(holder, ttl, t0(), ClaimScope::Unheld, 3)
                         .await
                         .unwrap();
-                    let m = store.claim_emails(holder, ttl, t0(), 4).await.unwrap();
+                    let m = store
+                        .claim_emails(holder, t0(), ttl, t0(), 4)
+                        .await
+                        .unwrap();
                     if r.is_empty() && m.is_empty() {
                         return (runs, mails);
                     }

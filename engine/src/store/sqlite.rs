@@ -1447,6 +1447,7 @@ impl Store for SqliteStore {
     async fn claim_emails(
         &self,
         holder: &str,
+        due: DateTime<Utc>,
         ttl: Duration,
         now: DateTime<Utc>,
         limit: u32,
@@ -1454,7 +1455,7 @@ impl Store for SqliteStore {
         let holder = holder.to_string();
         let sql = format!(
             "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2 WHERE id IN \
-             (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?3 \
+             (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?5 \
              AND (claimed_until IS NULL OR claimed_until <= ?3) \
              ORDER BY next_attempt_at, id LIMIT ?4) RETURNING {EMAIL_COLUMNS}"
         );
@@ -1465,6 +1466,7 @@ impl Store for SqliteStore {
                     .bind(ts(lease_end(now, ttl)))
                     .bind(ts(now))
                     .bind(i64::from(limit))
+                    .bind(ts(due))
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(db("claiming emails"))?;

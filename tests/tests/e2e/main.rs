@@ -6,6 +6,7 @@ mod calendar;
 mod corpus;
 mod daemon;
 mod durability;
+mod multi;
 mod plan;
 mod reload;
 mod runs;
