@@ -449,3 +449,229 @@ pub async fn stop<S: Store>(shared: &Shared<S>) {
         Err(e) => tracing::warn!("giving run claims up: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::daemon::{Daemon, Delivery, LoadedRunbook, Options, Runbooks};
+    use crate::run::RunSpec;
+    use crate::runbook::load_runbook;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{EventFilter, NewDecision, RunState, StepState};
+    use crate::validate::{Sources, check};
+
+    fn t(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    /// A daemon named `node` (not started: the test calls its parts) on the SQLite file in
+    /// `dir`, which other daemons of the test share, with one runbook and a 1 s lease TTL.
+    async fn daemon(dir: &Path, node: &str, yaml: &str, now: &str) -> Arc<Shared<SqliteStore>> {
+        let url = format!("sqlite://{}", dir.join("shared.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let mut sources = Sources::default();
+        sources.insert("rb.yaml".into(), Ok(yaml.to_string()));
+        let (checked, diags) = check(&load_runbook("rb.yaml", yaml), Path::new(""), &sources);
+        let checked = Arc::new(checked.unwrap_or_else(|| panic!("{diags:#?}")));
+        let mut runbooks = Runbooks::default();
+        runbooks.by_name.insert(
+            checked.runbook.name.value.clone(),
+            LoadedRunbook {
+                checked,
+                text: yaml.into(),
+                file: "rb.yaml".into(),
+                content_hash: crate::run::sha256_hex(yaml.as_bytes()),
+                commit: None,
+            },
+        );
+        // No link key file next to a database: links get a key of their own.
+        let mut config = Config {
+            database_url: "sqlite::memory:".into(),
+            ..Default::default()
+        };
+        config.server.node_id = Some(node.into());
+        config.server.lease_ttl = Duration::from_secs(1);
+        let options = Options {
+            config,
+            clock: Arc::new(ManualClock::new(t(now))),
+            virtual_clock: false,
+            delivery: Delivery::Folder(dir.join(format!("outbox-{node}"))),
+            grace: Duration::from_secs(1),
+        };
+        Daemon::new(store, runbooks, options).shared
+    }
+
+    fn spec(id: &str, yaml: &str, cycle: Option<&str>, start: &str) -> RunSpec {
+        RunSpec {
+            commit: None,
+            id: id.into(),
+            cycle: cycle.and_then(|c| c.parse().ok()),
+            start: t(start),
+            params: vec![],
+            runbook_text: yaml.into(),
+            actor: "api:test".into(),
+        }
+    }
+
+    /// Polls `check` every 20 ms for at most 20 s.
+    async fn until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn state(shared: &Shared<SqliteStore>, run: &str, step: &str) -> StepState {
+        let rows = shared.engine.store.steps(run).await.unwrap();
+        rows.iter().find(|r| r.step == step).unwrap().state
+    }
+
+    async fn run_state(shared: &Shared<SqliteStore>, run: &str) -> RunState {
+        shared.engine.store.run(run).await.unwrap().unwrap().state
+    }
+
+    const NOW: &str = "2026-12-08T10:00:00Z";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancellation_asked_of_another_daemon_reaches_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml =
+            "name: slow\nsteps:\n  wait:\n    uses: command\n    with: { run: \"sleep 30\" }\n";
+        let x = daemon(dir.path(), "x", yaml, NOW).await;
+        let y = daemon(dir.path(), "y", yaml, NOW).await;
+        let checked = x.runbooks().get("slow").unwrap().checked.clone();
+        x.engine
+            .start(&checked, spec("r1", yaml, None, NOW))
+            .await
+            .unwrap();
+        x.spawn_run(checked.clone(), "r1".into());
+        until("the command to run on x", || async {
+            state(&x, "r1", "wait").await == StepState::Running
+        })
+        .await;
+        // y does not hold the run: it records the request, and x cancels at its next renewal.
+        y.cancel_run(checked, "r1".into(), "api:alice");
+        until("the run to be cancelled", || async {
+            run_state(&x, "r1").await == RunState::Cancelled
+        })
+        .await;
+        assert_eq!(state(&x, "r1", "wait").await, StepState::Cancelled);
+        let events = x.engine.store.events(EventFilter::default()).await.unwrap();
+        let cancelled: Vec<_> = events
+            .iter()
+            .filter(|e| e.action == "run.cancelled")
+            .collect();
+        assert_eq!(cancelled.len(), 1);
+        assert_eq!(cancelled[0].actor, "api:alice");
+        until("x's task to end", || async { x.active_runs().is_empty() }).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_decision_recorded_on_another_daemon_while_one_drives_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        let yaml = format!(
+            "name: branches\nroles:\n  cab: [cab@example.com]\nsteps:\n  approve:\n    uses: approval\n    with: {{ approvers: cab, quorum: 1 }}\n  slow:\n    uses: command\n    with: {{ run: \"while [ ! -f {} ]; do sleep 0.05; done\" }}\n  after:\n    needs: [approve, slow]\n    uses: noop\n",
+            go.display()
+        );
+        let x = daemon(dir.path(), "x", &yaml, NOW).await;
+        let y = daemon(dir.path(), "y", &yaml, NOW).await;
+        let checked = x.runbooks().get("branches").unwrap().checked.clone();
+        x.engine
+            .start(&checked, spec("r1", &yaml, None, NOW))
+            .await
+            .unwrap();
+        x.spawn_run(checked.clone(), "r1".into());
+        until("x to drive both branches", || async {
+            state(&x, "r1", "approve").await == StepState::AwaitingInput
+                && state(&x, "r1", "slow").await == StepState::Running
+        })
+        .await;
+        // The decision lands on y, which cannot claim the run: x holds it.
+        let decision = NewDecision {
+            run_id: "r1".into(),
+            step: "approve".into(),
+            host: String::new(),
+            recipient: String::new(),
+            choice: "approve".into(),
+            comment: None,
+            at: t(NOW),
+            actor: "api:ops".into(),
+            source_ip: None,
+            nonce: None,
+        };
+        let decided = y.engine.decide_as_operator(&checked, decision).await;
+        assert!(decided.unwrap().settled.is_some());
+        y.spawn_run(checked, "r1".into());
+        until("y to give up", || async { y.active_runs().is_empty() }).await;
+        assert_eq!(state(&x, "r1", "after").await, StepState::Pending);
+        // x's driver never saw the decision; when `slow` ends it blocks, releases, looks
+        // again, and drives on.
+        std::fs::write(&go, "").unwrap();
+        until("the run to succeed", || async {
+            run_state(&x, "r1").await == RunState::Succeeded
+        })
+        .await;
+        let rows = x.engine.store.steps("r1").await.unwrap();
+        let after = rows.iter().find(|r| r.step == "after").unwrap();
+        assert_eq!((after.state, after.attempt), (StepState::Succeeded, 1));
+    }
+
+    #[tokio::test]
+    async fn a_deposed_leader_records_no_cycle_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "name: sched\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nsteps:\n  a: { uses: noop }\n";
+        // December's fire is 10:00; the daemons look at 10:30. September fired; October and
+        // November were missed while nothing ran.
+        let now = "2026-12-08T10:30:00Z";
+        let x = daemon(dir.path(), "x", yaml, now).await;
+        let y = daemon(dir.path(), "y", yaml, now).await;
+        let checked = x.runbooks().get("sched").unwrap().checked.clone();
+        let september = spec("september", yaml, Some("2026-09"), "2026-09-08T10:00:00Z");
+        x.engine.start(&checked, september).await.unwrap();
+        let store = &x.engine.store;
+        let ttl = x.cluster.ttl;
+        let lease_now = x.cluster.clock.now();
+        let epoch = store.try_acquire_lease(LEADER, "x", ttl, lease_now).await;
+        x.cluster.set_leader(epoch.unwrap());
+        // x stalls past its lease; y takes the leadership over.
+        let later = lease_now + chrono::TimeDelta::minutes(1);
+        let epoch = store.try_acquire_lease(LEADER, "y", ttl, later).await;
+        y.cluster.set_leader(epoch.unwrap());
+        assert_eq!(y.cluster.leader_epoch(), Some(2));
+
+        let missed = || async {
+            let events = store.events(EventFilter::default()).await.unwrap();
+            events.iter().filter(|e| e.action == "cycle.missed").count()
+        };
+        let december = || async {
+            let runs = store.runs(10).await.unwrap();
+            let cycles = runs
+                .iter()
+                .filter(|r| r.cycle.as_deref() == Some("2026-12"));
+            cycles.count()
+        };
+        // x records nothing, and stops before it fires December.
+        let err = super::super::scheduler::pass(&x).await.unwrap_err();
+        assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+        assert_eq!((missed().await, december().await), (0, 0));
+        super::super::scheduler::pass(&y).await.unwrap();
+        assert_eq!((missed().await, december().await), (2, 1));
+        // Still deposed, x does nothing twice.
+        let again = super::super::scheduler::pass(&x).await;
+        assert!(
+            matches!(again, Ok(_) | Err(StoreError::Fenced { .. })),
+            "{again:?}"
+        );
+        assert_eq!((missed().await, december().await), (2, 1));
+        x.abort_runs();
+        y.abort_runs();
+    }
+}

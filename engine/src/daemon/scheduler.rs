@@ -126,6 +126,14 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
             );
             record(&mut change, loaded, fire, now, "cycle.skipped", why);
         }
+        // Several daemons: missed and skipped cycles commit before any fire, under the leader's
+        // fence (checked even with nothing to record), so a deposed leader stops here.
+        if !change.events.is_empty() || (fence.is_some() && !due.fire_now.is_empty()) {
+            change.fence = fence.clone();
+            shared.engine.store.commit(vec![change]).await?;
+            shared.mail.notify_one();
+        }
+        let mut change = Change::default();
         for fire in &due.fire_now {
             if let Err(e) = fire_cycle(shared, loaded, fire).await {
                 let why = format!("could not start: {e}");
