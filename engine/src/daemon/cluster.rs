@@ -94,6 +94,20 @@ impl Cluster {
     fn set_leader(&self, epoch: Option<u64>) {
         self.leader.send_replace(epoch);
     }
+
+    /// `call`, given at most a third of the TTL: a database that does not answer must not keep
+    /// a daemon believing it still holds what it may have lost.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::select! {
+            result = call => result,
+            () = self.sleep(self.renew_every()) => Err(StoreError::Database(
+                "no answer within a third of the lease TTL".into(),
+            )),
+        }
+    }
 }
 
 /// `[server] node_id`, else `<hostname>:<pid>:<6 random hex digits>`: new at every start.
@@ -158,8 +172,8 @@ async fn step<S: Store>(shared: &Arc<Shared<S>>, renewed: &mut DateTime<Utc>) {
     let store = &shared.engine.store;
     let now = cluster.clock.now();
     match cluster.leader_epoch() {
-        Some(epoch) => match store
-            .renew_lease(LEADER, &cluster.node, cluster.ttl, now)
+        Some(epoch) => match cluster
+            .bounded(store.renew_lease(LEADER, &cluster.node, cluster.ttl, now))
             .await
         {
             Ok(Some(renewed_epoch)) if renewed_epoch == epoch => {
@@ -385,10 +399,9 @@ async fn renew<S: Store>(
     loop {
         cluster.sleep(cluster.renew_every()).await;
         let now = cluster.clock.now();
-        match shared
-            .engine
-            .store
-            .renew_run(id, &cluster.node, epoch, cluster.ttl, now)
+        let store = &shared.engine.store;
+        match cluster
+            .bounded(store.renew_run(id, &cluster.node, epoch, cluster.ttl, now))
             .await
         {
             Ok(Some(claim)) => {
