@@ -637,6 +637,40 @@ mod tests {
         assert_eq!((after.state, after.attempt), (StepState::Succeeded, 1));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_left_by_a_dead_daemon_is_taken_over_by_the_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "name: left\nsteps:\n  a: { uses: noop }\n  b: { uses: noop, needs: [a] }\n";
+        let x = daemon(dir.path(), "x", yaml, NOW).await;
+        let y = daemon(dir.path(), "y", yaml, NOW).await;
+        let checked = x.runbooks().get("left").unwrap().checked.clone();
+        x.engine
+            .start(&checked, spec("r1", yaml, None, NOW))
+            .await
+            .unwrap();
+        // x claims the run and dies before driving it: it never renews its claim.
+        let (store, ttl) = (&x.engine.store, x.cluster.ttl);
+        let claim = store.claim_run("r1", "x", ttl, x.cluster.clock.now()).await;
+        let epoch = claim.unwrap().unwrap().epoch;
+        // y leads; once x's claim has expired, its next look takes the run over.
+        let leadership = tokio::spawn(lead(y.clone()));
+        until("the run to succeed", || async {
+            run_state(&y, "r1").await == RunState::Succeeded
+        })
+        .await;
+        assert_eq!(y.cluster.leader_epoch(), Some(1));
+        let late = store
+            .renew_run("r1", "x", epoch, ttl, x.cluster.clock.now())
+            .await;
+        assert_eq!(late.unwrap(), None, "x lost its claim");
+        y.shutdown.cancel();
+        leadership.await.unwrap();
+        // Stopping gave the lease up: another daemon takes it at once, with a higher epoch.
+        let now = x.cluster.clock.now();
+        let next = store.try_acquire_lease(LEADER, "x", ttl, now).await;
+        assert_eq!(next.unwrap(), Some(2));
+    }
+
     #[tokio::test]
     async fn a_deposed_leader_records_no_cycle_event() {
         let dir = tempfile::tempdir().unwrap();
