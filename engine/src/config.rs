@@ -7,6 +7,8 @@
 //! |---|---|---|
 //! | `[server] listen` | `PATCHDAY_SERVER_LISTEN` | `127.0.0.1:8080` |
 //! | `[server] public_url` | `PATCHDAY_SERVER_PUBLIC_URL` | `http://<listen>` |
+//! | `[server] node_id` | `PATCHDAY_SERVER_NODE_ID` | `<hostname>:<pid>:<random>` |
+//! | `[server] lease_ttl` | `PATCHDAY_SERVER_LEASE_TTL` | `30s` |
 //! | `[database] url` | `PATCHDAY_DATABASE_URL` | `sqlite://patchday.db` |
 //! | `[smtp] host, port, tls, username, password_file, from` | `PATCHDAY_SMTP_<KEY>` | none: emails go to `outbox/` as files |
 //! | `[runbooks] dir, git_pull` | `PATCHDAY_RUNBOOKS_<KEY>` | `runbooks`, no pull |
@@ -38,11 +40,15 @@ pub const DEFAULT_DATABASE: &str = "sqlite://patchday.db";
 pub const DEFAULT_RUNBOOKS: &str = "runbooks";
 /// `[security] link_ttl` when nothing sets it.
 pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(72 * 3600);
+/// `[server] lease_ttl` when nothing sets it.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// Every key a layer may set, as `section.key`.
 pub const KEYS: &[&str] = &[
     "server.listen",
     "server.public_url",
+    "server.node_id",
+    "server.lease_ttl",
     "database.url",
     "smtp.host",
     "smtp.port",
@@ -89,6 +95,12 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The base of links in emails; `None`: `http://<listen>`.
     pub public_url: Option<String>,
+    /// This daemon's name in leases and claims (several daemons on one database); `None`:
+    /// `<hostname>:<pid>:<random>`, new at every start. Unique per running daemon.
+    pub node_id: Option<String>,
+    /// How long the leader lease and run claims last without renewal: a dead daemon's work is
+    /// taken over after at most this long. Renewed every third of it.
+    pub lease_ttl: Duration,
 }
 
 /// `[smtp]`.
@@ -228,6 +240,8 @@ struct RawConfig {
 struct RawServer {
     listen: Option<String>,
     public_url: Option<String>,
+    node_id: Option<String>,
+    lease_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,9 +346,11 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 19] = [
+    let values: [(&str, Option<String>); 21] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
+        ("server.node_id", raw.server.node_id),
+        ("server.lease_ttl", raw.server.lease_ttl),
         ("database.url", raw.database.url),
         ("smtp.host", smtp.host),
         ("smtp.port", smtp.port.map(|p| p.to_string())),
@@ -420,6 +436,19 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
             format!("`{url}` must start with http:// or https://"),
         ));
     }
+    let node_id = text("server.node_id")?;
+    if let (Some(id), Some(s)) = (&node_id, get("server.node_id"))
+        && !id.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(bad(
+            s,
+            format!("`{id}` must be printable ASCII without spaces"),
+        ));
+    }
+    let lease_ttl = duration("server.lease_ttl")?.unwrap_or(DEFAULT_LEASE_TTL);
+    if let (Some(s), true) = (get("server.lease_ttl"), lease_ttl < Duration::from_secs(1)) {
+        return Err(bad(s, "must be at least 1s".into()));
+    }
     let database_url = text("database.url")?.unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     if let Some(s) = get("database.url") {
         let scheme = database_url
@@ -476,7 +505,12 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
     Ok(Config {
         file: layers.file.clone(),
         blackouts: layers.blackouts.clone(),
-        server: ServerConfig { listen, public_url },
+        server: ServerConfig {
+            listen,
+            public_url,
+            node_id,
+            lease_ttl,
+        },
         database_url,
         smtp,
         runbooks,
@@ -602,6 +636,33 @@ mod tests {
         assert!(config.smtp.is_none());
         assert_eq!(config.runbooks.dir, PathBuf::from("runbooks"));
         assert_eq!(config.security.link_ttl, DEFAULT_LINK_TTL);
+        assert_eq!(config.server.node_id, None);
+        assert_eq!(config.server.lease_ttl, DEFAULT_LEASE_TTL);
+    }
+
+    #[test]
+    fn node_id_and_lease_ttl_are_read_and_checked() {
+        let config = parse(
+            "p.toml",
+            "[server]\nnode_id = \"patch-01\"\nlease_ttl = \"10s\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.node_id.as_deref(), Some("patch-01"));
+        assert_eq!(config.server.lease_ttl, Duration::from_secs(10));
+        let err = parse("p.toml", "[server]\nlease_ttl = \"0s\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("[server] lease_ttl: must be at least 1s"),
+            "{err}"
+        );
+        let err = parse("p.toml", "[server]\nnode_id = \"a b\"\n").unwrap_err();
+        assert!(err.to_string().contains("[server] node_id"), "{err}");
+        let mut layers = Layers::default();
+        layers.environment(|var| (var == "PATCHDAY_SERVER_LEASE_TTL").then(|| "2s".into()));
+        assert_eq!(
+            resolve(layers).unwrap().server.lease_ttl,
+            Duration::from_secs(2)
+        );
     }
 
     #[test]

@@ -168,6 +168,14 @@ pub fn metric_is(addr: &str, series: &str, value: u64) -> bool {
         .unwrap_or(false)
 }
 
+/// The value `/metrics` shows for `series` (`patchday_leader`, `patchday_runs{state="running"}`);
+/// `None` when the daemon does not answer or does not show it.
+pub fn metric(addr: &str, series: &str) -> Option<f64> {
+    let (_, text) = get(addr, "/metrics").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// The `.eml` files in `outbox`, sorted.
 pub fn eml_files(outbox: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(outbox)

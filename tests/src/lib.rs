@@ -1,8 +1,10 @@
 //! Helpers for the end-to-end tests: find the built `patchday` binary and run it; start and talk
-//! to `patchday serve` ([`daemon`]); drive a headless Chromium ([`browser`]).
+//! to `patchday serve` ([`daemon`]); drive a headless Chromium ([`browser`]); give a test its own
+//! PostgreSQL schema ([`postgres`]).
 
 pub mod browser;
 pub mod daemon;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

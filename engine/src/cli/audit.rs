@@ -61,12 +61,6 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         AuditCommand::Export { .. } => false,
     };
     let url = globals.database.as_deref().unwrap_or(DEFAULT_DATABASE);
-    if !url.starts_with("sqlite:") {
-        return Err(UsageError(format!(
-            "database `{url}`: only sqlite: URLs are supported so far"
-        ))
-        .into());
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -5,6 +5,9 @@
 //! next expiry; the task sleeps on the clock until then, or until a run starts waiting for a
 //! person ([`Shared::inputs`]), or shutdown. With a virtual clock it never sleeps on the clock
 //! (that would jump it to the expiry): it checks again when woken.
+//!
+//! Several daemons: only the leader expires ([`super::cluster`]); it also looks again every
+//! lease TTL (real time), since runs driven by other daemons start waiting without waking it.
 
 use std::sync::Arc;
 
@@ -18,6 +21,12 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
     loop {
         if shared.shutdown.is_cancelled() {
             return;
+        }
+        if shared.cluster.leader_epoch().is_none() {
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                _ = shared.cluster.until_leader() => continue,
+            }
         }
         let next = match pass(&shared).await {
             Ok(next) => next,
@@ -36,6 +45,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             _ = shared.inputs.notified() => {}
+            _ = shared.cluster.sleep(shared.cluster.ttl) => {}
             _ = sleep => {}
         }
     }

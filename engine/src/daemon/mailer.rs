@@ -8,6 +8,12 @@
 //! It wakes when the engine commits a transition (the observer), when a run task ends, when
 //! the earliest retry comes due, and at the latest every few seconds (rows written by other
 //! processes sharing the database).
+//!
+//! Several daemons: each mailer claims the rows it sends ([`Store::claim_emails`]) for four
+//! lease TTLs, so no two mailers send one row; it delivers only while a lease TTL of its claim
+//! is left, and a crashed mailer's rows come due again when its claim ends. A row can still go
+//! out twice only if a mailer dies between the server's acceptance and the marking (the SMTP
+//! final-dot window), as with one daemon.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,8 +27,10 @@ use serde_json::json;
 use super::{Delivery, Shared};
 use crate::store::{EmailRow, NewEvent, Store, StoreError};
 
-/// Rows taken per query.
-const BATCH: u32 = 50;
+/// Rows claimed per query.
+const BATCH: u32 = 10;
+/// A claim on outbox rows lasts this many lease TTLs.
+const CLAIM_TTLS: u32 = 4;
 /// The longest the mailer sleeps without a wake-up.
 const IDLE: Duration = Duration::from_secs(5);
 /// First retry delay and its cap.
@@ -58,8 +66,18 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, delivery: Delivery) {
 pub async fn pass<S: Store>(shared: &Shared<S>, delivery: &Delivery) -> Result<usize, StoreError> {
     let now = shared.clock.now();
     let store = &shared.engine.store;
-    let due = store.due_emails(now, BATCH).await?;
-    for row in &due {
+    let cluster = &shared.cluster;
+    let claim_ttl = cluster.ttl * CLAIM_TTLS;
+    let claimed_at = cluster.clock.now();
+    let due = store
+        .claim_emails(&cluster.node, now, claim_ttl, claimed_at, BATCH)
+        .await?;
+    // Deliver only while the claim has a lease TTL left; the rest come due when it ends.
+    let deliver_until = crate::store::lease_end(claimed_at, claim_ttl - cluster.ttl);
+    for (tried, row) in due.iter().enumerate() {
+        if cluster.clock.now() >= deliver_until {
+            return Ok(tried);
+        }
         let result = deliver(delivery, row, now).await;
         let now = shared.clock.now();
         let (sent_at, next, event) = match result {

@@ -221,6 +221,21 @@ async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result
 }
 
 fn process_figures<S: Store>(shared: &Shared<S>, out: &mut String) {
+    header(
+        out,
+        "patchday_leader",
+        "gauge",
+        "1 while this daemon holds the leader lease (it schedules cycles), else 0.",
+    );
+    let leads = u8::from(shared.cluster.leader_epoch().is_some());
+    let _ = writeln!(out, "patchday_leader {leads}");
+    header(
+        out,
+        "patchday_runs_driven",
+        "gauge",
+        "Runs this daemon drives now (it holds their claims).",
+    );
+    let _ = writeln!(out, "patchday_runs_driven {}", shared.active_runs().len());
     let runbooks = shared.runbooks();
     header(
         out,

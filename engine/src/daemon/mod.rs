@@ -19,7 +19,12 @@
 //! Time comes from the injected [`Clock`]. With a virtual clock (`serve --virtual-clock`)
 //! sleeping jumps; the scheduler then jumps once, to the first due fire, and afterwards only
 //! fires what is due (it never races ahead month after month).
+//!
+//! Several daemons may share one database ([`cluster`]): one leads (scheduler, expiry, orphaned
+//! runs); every run task claims its run before driving it, and its commits are fenced by the
+//! claim's epoch; every mailer claims the rows it sends.
 
+pub mod cluster;
 pub mod expiry;
 pub mod http;
 pub mod mailer;
@@ -48,7 +53,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::links::LinkSigner;
 use crate::run::{CancelBy, Engine, LinkMinter, Mode, Outcome, RunError};
-use crate::store::{RunRow, StepState, Store, StoreError};
+use crate::store::{Fence, RunClaim, RunRow, StepState, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
 /// The name the SMTP password is kept under in the mailer's and the runs' [`Secrets`] (a
@@ -247,6 +252,8 @@ pub struct Shared<S: Store> {
     /// The JSON API's bearer tokens (`[security] api_tokens_file`; none: the API refuses all),
     /// replaced whole when the file changes ([`tokens::watch`]).
     api_tokens: RwLock<Arc<tokens::ApiTokens>>,
+    /// This daemon among the daemons sharing the database: node id, leadership, lease clock.
+    pub cluster: cluster::Cluster,
 }
 
 /// The driver task of one run.
@@ -312,13 +319,18 @@ impl<S: Store> Shared<S> {
     /// drives the run, that task drives it once more when it is done instead (never two drivers
     /// on one run; no request lost between the driver's last look and its end).
     pub fn spawn_run(self: &Arc<Self>, checked: Arc<CheckedRunbook>, run_id: String) {
-        self.spawn_driver(checked, run_id, None);
+        self.spawn_driver(checked, run_id, None, None);
+    }
+
+    /// [`Shared::spawn_run`] for a run this daemon claimed already (picked up as the leader).
+    pub fn spawn_claimed(self: &Arc<Self>, checked: Arc<CheckedRunbook>, id: String, c: RunClaim) {
+        self.spawn_driver(checked, id, None, Some(c));
     }
 
     /// Cancels a run as `actor`: its driver task (started for it if there is none, e.g. while
     /// the run waits for a person) commits the cancellation and stops what is in flight.
     pub fn cancel_run(self: &Arc<Self>, checked: Arc<CheckedRunbook>, run_id: String, actor: &str) {
-        self.spawn_driver(checked, run_id, Some(actor));
+        self.spawn_driver(checked, run_id, Some(actor), None);
     }
 
     fn spawn_driver(
@@ -326,6 +338,7 @@ impl<S: Store> Shared<S> {
         checked: Arc<CheckedRunbook>,
         run_id: String,
         cancel_as: Option<&str>,
+        mut claim: Option<RunClaim>,
     ) {
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         runs.retain(|_, t| !t.handle.is_finished());
@@ -351,10 +364,12 @@ impl<S: Store> Shared<S> {
         let span = tracing::info_span!("run", runbook = %checked.runbook.name.value, run_id = %id);
         let driver = async move {
             loop {
-                shared.drive_once(&checked, &id, &token, &by).await;
+                // Claimed (several daemons): see cluster.rs.
+                let again =
+                    cluster::drive_claimed(&shared, &checked, &id, &token, &by, claim.take()).await;
                 let mut runs = shared.runs.lock().unwrap_or_else(|e| e.into_inner());
                 match runs.get_mut(&id) {
-                    Some(task) if task.again => task.again = false,
+                    Some(task) if task.again || again => task.again = false,
                     _ => {
                         runs.remove(&id);
                         return;
@@ -374,22 +389,23 @@ impl<S: Store> Shared<S> {
         );
     }
 
-    /// One call of [`Engine::drive`], logged.
+    /// One call of [`Engine::drive`], logged; every commit carries `fence`.
     async fn drive_once(
         &self,
         checked: &CheckedRunbook,
         id: &str,
         cancel: &CancellationToken,
         by: &CancelBy,
-    ) {
+        fence: Option<Fence>,
+    ) -> Result<Outcome, RunError> {
         // Runs are not cancelled at shutdown (that would end them for good): their tasks
         // are dropped after the grace period and resumed at the next start. `cancel` fires
         // only for an operator's cancellation.
-        match self
+        let outcome = self
             .engine
-            .drive_with(checked, id, cancel.clone(), by.clone())
-            .await
-        {
+            .drive_fenced(checked, id, cancel.clone(), by.clone(), fence)
+            .await;
+        match &outcome {
             Ok(Outcome::Finished(state)) => {
                 tracing::info!("run {id} {}", format!("{state:?}").to_lowercase());
             }
@@ -411,6 +427,7 @@ impl<S: Store> Shared<S> {
             Err(e) => tracing::warn!("run {id}: {e}"),
         }
         self.mail.notify_one();
+        outcome
     }
 
     /// Ids of the runs whose tasks are still going.
@@ -499,6 +516,11 @@ impl<S: Store> Daemon<S> {
                 tokens::ApiTokens::default()
             }
         };
+        let cluster = cluster::Cluster::new(
+            cluster::node_id(&options.config),
+            options.config.server.lease_ttl,
+            Arc::new(crate::clock::SystemClock),
+        );
         let shared = Arc::new(Shared {
             engine: Arc::new(engine),
             runbooks: RwLock::new(Arc::new(Runbooks::default())),
@@ -512,6 +534,7 @@ impl<S: Store> Daemon<S> {
             runs: Mutex::new(BTreeMap::new()),
             started_at: options.clock.now(),
             api_tokens: RwLock::new(Arc::new(api_tokens)),
+            cluster,
         });
         shared.set_runbooks(runbooks);
         Daemon {
@@ -543,9 +566,11 @@ impl<S: Store> Daemon<S> {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(DaemonError::Http)?;
         let local = listener.local_addr().map_err(DaemonError::Http)?;
         let url = shared.engine.public_url.clone();
+        // Leads (and resumes the runs nobody holds) if no other daemon does.
+        cluster::start(&shared).await;
         runbooks::record_initial(&shared).await?;
-        resume(&shared).await?;
 
+        let leadership = tokio::spawn(cluster::lead(shared.clone()));
         let scheduler = tokio::spawn(scheduler::run(shared.clone(), options.virtual_clock));
         let mailer = tokio::spawn(mailer::run(shared.clone(), options.delivery.clone()));
         let expiry = tokio::spawn(expiry::run(shared.clone(), options.virtual_clock));
@@ -584,6 +609,7 @@ impl<S: Store> Daemon<S> {
 
         shared.shutdown.cancelled().await;
         tracing::info!("shutting down: no new cycles; waiting for running steps");
+        let _ = leadership.await;
         let _ = scheduler.await;
         let _ = expiry.await;
         let _ = watcher.await;
@@ -606,6 +632,7 @@ impl<S: Store> Daemon<S> {
             );
         }
         shared.abort_runs();
+        cluster::stop(&shared).await;
         // One last pass of the outbox, then stop.
         let _ = mailer.await;
         match server.await {
@@ -754,33 +781,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut out = options.open(path)?;
     out.write_all(bytes)?;
     out.sync_all()
-}
-
-/// Resumes every unfinished run whose runbook is loaded, each in its own task.
-async fn resume<S: Store>(shared: &Arc<Shared<S>>) -> Result<(), DaemonError> {
-    for run in shared.engine.store.unfinished_runs().await? {
-        let Some(checked) = shared.checked_for_run(&run) else {
-            tracing::warn!(
-                "run {} not resumed: runbook `{}` is not loaded",
-                run.id,
-                run.runbook
-            );
-            continue;
-        };
-        let recovered = shared.engine.recover(&checked, &run.id).await?;
-        tracing::info!(
-            "resuming run {} ({}{})",
-            run.id,
-            run.runbook,
-            if recovered.is_empty() {
-                String::new()
-            } else {
-                format!(", {} step(s) found running", recovered.len())
-            }
-        );
-        shared.spawn_run(checked, run.id.clone());
-    }
-    Ok(())
 }
 
 /// Waits for SIGTERM or SIGINT, then cancels `token`.

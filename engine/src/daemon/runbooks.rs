@@ -372,6 +372,11 @@ async fn record<S: Store>(
     if change.events.is_empty() {
         return Ok(());
     }
+    // Several daemons read one folder: only the leader records it, under its lease's fence.
+    let Some(fence) = shared.cluster.fence() else {
+        return Ok(());
+    };
+    change.fence = Some(fence);
     shared.engine.store.commit(vec![change]).await?;
     shared.mail.notify_one();
     Ok(())

@@ -13,6 +13,9 @@
 //!
 //! A runbook the daemon never fired is not charged with cycles before the daemon started;
 //! after a downtime, the cycles since the last one dealt with are caught up or missed.
+//!
+//! Several daemons: only the leader schedules ([`super::cluster`]); its cycle events carry the
+//! leader lease's epoch, so a deposed leader cannot record them twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,17 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
     loop {
         if shared.shutdown.is_cancelled() {
             return;
+        }
+        // Several daemons: only the leader schedules; a follower's virtual clock jumps once.
+        if shared.cluster.leader_epoch().is_none() {
+            if virtual_clock && !jumped {
+                super::cluster::jump_like_the_leader(&shared).await;
+            }
+            jumped = virtual_clock;
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                _ = shared.cluster.until_leader() => continue,
+            }
         }
         let next = match pass(&shared).await {
             Ok(next) => next,
@@ -69,6 +83,7 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
 pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<Utc>>, StoreError> {
     let now = shared.clock.now();
     let dashboard = shared.engine.dashboard_url();
+    let fence = shared.cluster.fence();
     let dealt = dealt_cycles(shared, now).await?;
     let mut next: Option<DateTime<Utc>> = None;
     let runbooks = shared.runbooks();
@@ -122,6 +137,14 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
                 why,
             );
         }
+        // Several daemons: missed and skipped cycles commit before any fire, under the leader's
+        // fence (checked even with nothing to record), so a deposed leader stops here.
+        if !change.events.is_empty() || (fence.is_some() && !due.fire_now.is_empty()) {
+            change.fence = fence.clone();
+            shared.engine.store.commit(vec![change]).await?;
+            shared.mail.notify_one();
+        }
+        let mut change = Change::default();
         for fire in &due.fire_now {
             if let Err(e) = fire_cycle(shared, loaded, fire).await {
                 let why = format!("could not start: {e}");
@@ -138,6 +161,7 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
             }
         }
         if !change.events.is_empty() {
+            change.fence = fence.clone();
             shared.engine.store.commit(vec![change]).await?;
             shared.mail.notify_one();
         }

@@ -103,6 +103,7 @@ impl<'a, S: Store> Driver<'a, S> {
             settings: Arc::new(settings),
             cancel_by: CancelBy::default(),
             decisions: Vec::new(),
+            fence: None,
         })
     }
 
@@ -875,10 +876,11 @@ impl<'a, S: Store> Driver<'a, S> {
 
     /// Commits what is staged in one transaction, then reports its progress.
     async fn flush(&mut self) -> Result<(), RunError> {
-        let change = std::mem::take(&mut self.staged);
+        let mut change = std::mem::take(&mut self.staged);
         if change.steps.is_empty() && change.events.is_empty() && change.run.is_none() {
             return Ok(());
         }
+        change.fence = self.fence.clone();
         self.engine.store.commit(vec![change]).await?;
         for p in std::mem::take(&mut self.staged_progress) {
             log_progress(&p);

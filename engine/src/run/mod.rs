@@ -31,7 +31,7 @@ use crate::calendar::{AnchorContext, Cycle};
 use crate::clock::Clock;
 use crate::inventory::Inventory;
 use crate::store::{
-    Change, NewEvent, RunRow, RunState, StepRow, StepState, StepWrite, Store, StoreError,
+    Change, Fence, NewEvent, RunRow, RunState, StepRow, StepState, StepWrite, Store, StoreError,
 };
 use crate::template::registry;
 use crate::validate::CheckedRunbook;
@@ -254,6 +254,20 @@ impl<S: Store> Engine<S> {
         cancel: CancellationToken,
         by: CancelBy,
     ) -> Result<Outcome, RunError> {
+        self.drive_fenced(checked, run_id, cancel, by, None).await
+    }
+
+    /// [`Engine::drive_with`] for a run this process claimed (several daemons, DESIGN §5):
+    /// every commit carries `fence`, so once another daemon took the run over nothing more is
+    /// written ([`StoreError::Fenced`] ends the drive). `None`: unfenced.
+    pub async fn drive_fenced(
+        &self,
+        checked: &CheckedRunbook,
+        run_id: &str,
+        cancel: CancellationToken,
+        by: CancelBy,
+        fence: Option<Fence>,
+    ) -> Result<Outcome, RunError> {
         let run = self
             .store
             .run(run_id)
@@ -264,6 +278,7 @@ impl<S: Store> Engine<S> {
         }
         let mut driver = Driver::new(self, checked, run, cancel).await?;
         driver.cancel_by = by;
+        driver.fence = fence;
         driver.run().await
     }
 
@@ -273,6 +288,17 @@ impl<S: Store> Engine<S> {
         &self,
         checked: &CheckedRunbook,
         run_id: &str,
+    ) -> Result<Vec<StepRow>, RunError> {
+        self.recover_fenced(checked, run_id, None).await
+    }
+
+    /// [`Engine::recover`] by the daemon that just claimed the run: a row found `running` was
+    /// left by a driver that died or lost its claim. The commit carries `fence`.
+    pub async fn recover_fenced(
+        &self,
+        checked: &CheckedRunbook,
+        run_id: &str,
+        fence: Option<Fence>,
     ) -> Result<Vec<StepRow>, RunError> {
         let rows = self.store.steps(run_id).await?;
         let now = self.clock.now();
@@ -314,6 +340,7 @@ impl<S: Store> Engine<S> {
             });
         }
         let recovered: Vec<StepRow> = change.steps.iter().map(|w| w.row.clone()).collect();
+        change.fence = fence;
         if !recovered.is_empty() {
             self.store.commit(vec![change]).await?;
         }
@@ -570,6 +597,8 @@ struct Driver<'a, S: Store> {
     decisions: Vec<crate::store::DecisionRow>,
     /// Who cancels the run when `cancel` fires.
     cancel_by: CancelBy,
+    /// Carried by every commit: the claim this driver holds on the run (several daemons).
+    fence: Option<Fence>,
 }
 
 mod driver;

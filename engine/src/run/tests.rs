@@ -876,3 +876,64 @@ async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
          http://127.0.0.1:8080/runs/r1\n"
     );
 }
+
+/// Several daemons (DESIGN §5): a driver whose claim on the run was taken over writes nothing
+/// more; the new holder's driver, recovering first, finishes the run.
+#[tokio::test]
+async fn a_driver_that_lost_its_claim_writes_nothing() {
+    use crate::store::Fence;
+    let yaml = "name: fenced\nsteps:\n  a: { uses: noop }\n  b: { uses: noop, needs: [a] }\n";
+    let checked = checked(yaml);
+    let engine = engine(t("2026-12-01T00:00:00Z")).await;
+    engine.start(&checked, spec(yaml)).await.unwrap();
+    let ttl = std::time::Duration::from_secs(30);
+    let now = t("2026-12-01T00:00:00Z");
+    let old = engine.store.claim_run("r1", "a", ttl, now).await.unwrap();
+    let old = old.unwrap().epoch;
+    let later = now + chrono::TimeDelta::minutes(1);
+    let new = engine.store.claim_run("r1", "b", ttl, later).await.unwrap();
+    let new = new.unwrap().epoch;
+    assert_eq!(new, old + 1);
+    let fence = |epoch| {
+        Some(Fence::Run {
+            run_id: "r1".into(),
+            epoch,
+        })
+    };
+    let before = engine.store.events(Default::default()).await.unwrap();
+    let err = engine
+        .drive_fenced(
+            &checked,
+            "r1",
+            CancellationToken::new(),
+            CancelBy::default(),
+            fence(old),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RunError::Store(StoreError::Fenced { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        engine.store.events(Default::default()).await.unwrap(),
+        before
+    );
+    assert_eq!(state_of(&engine, "a", "").await, StepState::Pending);
+
+    engine
+        .recover_fenced(&checked, "r1", fence(new))
+        .await
+        .unwrap();
+    let outcome = engine
+        .drive_fenced(
+            &checked,
+            "r1",
+            CancellationToken::new(),
+            CancelBy::default(),
+            fence(new),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+}

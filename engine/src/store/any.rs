@@ -3,13 +3,15 @@
 //! [`Store`] by delegating to the backend it holds, so the CLI and the daemon need no generics
 //! over the backend.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    ChainHead, Change, DecisionRow, EmailRow, EventFilter, EventRow, NewEvent, RunRow, StepRow,
-    Store, StoreError,
+    ChainHead, Change, ClaimScope, DecisionRow, EmailRow, EventFilter, EventRow, NewEvent,
+    RunClaim, RunRow, StepRow, Store, StoreError,
 };
 
 /// A store on either backend.
@@ -147,6 +149,94 @@ impl Store for AnyStore {
         event: NewEvent,
     ) -> Result<(), StoreError> {
         delegate!(self, s => s.email_attempted(id, sent_at, next_attempt_at, event))
+    }
+
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError> {
+        delegate!(self, s => s.try_acquire_lease(name, holder, ttl, now))
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError> {
+        delegate!(self, s => s.renew_lease(name, holder, ttl, now))
+    }
+
+    async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
+        delegate!(self, s => s.lease_holder(name))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        delegate!(self, s => s.release_lease(name, holder))
+    }
+
+    async fn claim_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunClaim>, StoreError> {
+        delegate!(self, s => s.claim_run(run_id, holder, ttl, now))
+    }
+
+    async fn claim_runs(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        scope: ClaimScope,
+        limit: u32,
+    ) -> Result<Vec<RunClaim>, StoreError> {
+        delegate!(self, s => s.claim_runs(holder, ttl, now, scope, limit))
+    }
+
+    async fn renew_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        epoch: u64,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunClaim>, StoreError> {
+        delegate!(self, s => s.renew_run(run_id, holder, epoch, ttl, now))
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        epoch: u64,
+    ) -> Result<Option<String>, StoreError> {
+        delegate!(self, s => s.release_run(run_id, holder, epoch))
+    }
+
+    async fn abandon_runs(&self, holder: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        delegate!(self, s => s.abandon_runs(holder, now))
+    }
+
+    async fn request_cancel(&self, run_id: &str, actor: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.request_cancel(run_id, actor))
+    }
+
+    async fn claim_emails(
+        &self,
+        holder: &str,
+        due: DateTime<Utc>,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<EmailRow>, StoreError> {
+        delegate!(self, s => s.claim_emails(holder, due, ttl, now, limit))
     }
 }
 

@@ -13,8 +13,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 
 use super::{
-    Change, EventFilter, NewDecision, NewEmail, NewEvent, RunRow, RunState, StepRow, StepState,
-    StepWrite, Store, StoreError,
+    Change, ClaimScope, EventFilter, Fence, LEADER, NewDecision, NewEmail, NewEvent, RunRow,
+    RunState, StepRow, StepState, StepWrite, Store, StoreError,
 };
 use crate::audit;
 
@@ -39,6 +39,12 @@ macro_rules! conformance_suite {
             a_decision_commits_with_its_event,
             a_second_decision_by_one_recipient_writes_nothing,
             a_reused_nonce_conflicts,
+            two_holders_race_for_the_leader_lease_and_one_wins,
+            an_expired_lease_is_taken_over_with_a_higher_epoch,
+            a_fenced_commit_is_refused_and_changes_nothing,
+            runs_are_claimed_by_one_daemon_at_a_time,
+            a_cancellation_is_requested_from_the_holder,
+            two_claimers_of_outbox_rows_get_disjoint_sets,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -171,6 +177,7 @@ fn transition(
         )],
         emails: vec![],
         decisions: vec![],
+        fence: None,
     }
 }
 
@@ -271,6 +278,7 @@ pub(crate) async fn commit_applies_everything_atomically<S: Store>(store: &S) {
         ],
         emails: vec![email(Some("r1"), "Run succeeded", t1)],
         decisions: vec![],
+        fence: None,
     };
     store.commit(vec![change]).await.unwrap();
     let steps = store.steps("r1").await.unwrap();
@@ -1289,4 +1297,559 @@ pub(crate) async fn commit_throughput<S: Store, F: std::future::Future<Output = 
         crate::audit::verify(&events, store.chain_head().await.unwrap().as_ref()),
         Ok(events.len())
     );
+}
+
+// --- several daemons on one database ---------------------------------------------------------
+
+const TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `t0()` plus `s` seconds.
+fn at(s: i64) -> DateTime<Utc> {
+    t0() + Duration::seconds(s)
+}
+
+pub(crate) async fn two_holders_race_for_the_leader_lease_and_one_wins<S: Store>(store: &S) {
+    for round in 0..5 {
+        let name = format!("{LEADER}-{round}");
+        let futures: Vec<BoxFuture<'_, Result<Option<u64>, StoreError>>> = (0..6)
+            .map(|i| {
+                let holder = if i % 2 == 0 { "daemon-a" } else { "daemon-b" };
+                let name = name.clone();
+                Box::pin(async move { store.try_acquire_lease(&name, holder, TTL, t0()).await })
+                    as BoxFuture<'_, _>
+            })
+            .collect();
+        let results: Vec<Option<u64>> = join_all(futures)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        // One holder won: its calls all answer epoch 1; the other's all answer None.
+        let a: Vec<_> = results.iter().step_by(2).collect();
+        let b: Vec<_> = results.iter().skip(1).step_by(2).collect();
+        let a_won = a.iter().all(|r| **r == Some(1)) && b.iter().all(|r| r.is_none());
+        let b_won = b.iter().all(|r| **r == Some(1)) && a.iter().all(|r| r.is_none());
+        assert!(a_won != b_won, "{results:?}");
+        let (winner, loser) = if a_won {
+            ("daemon-a", "daemon-b")
+        } else {
+            ("daemon-b", "daemon-a")
+        };
+        // The winner renews; the loser can neither renew nor take it while it lasts.
+        assert_eq!(
+            store.renew_lease(&name, winner, TTL, at(10)).await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            store.renew_lease(&name, loser, TTL, at(10)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .try_acquire_lease(&name, loser, TTL, at(35))
+                .await
+                .unwrap(),
+            None,
+            "renewed at +10s for 30s: still held at +35s"
+        );
+        // Acquiring again while holding keeps the epoch.
+        assert_eq!(
+            store
+                .try_acquire_lease(&name, winner, TTL, at(20))
+                .await
+                .unwrap(),
+            Some(1)
+        );
+    }
+}
+
+pub(crate) async fn an_expired_lease_is_taken_over_with_a_higher_epoch<S: Store>(store: &S) {
+    assert_eq!(
+        store
+            .try_acquire_lease(LEADER, "a", TTL, t0())
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .try_acquire_lease(LEADER, "b", TTL, at(29))
+            .await
+            .unwrap(),
+        None
+    );
+    // a stopped renewing: at +30s its lease is over and b takes it with epoch 2.
+    assert_eq!(
+        store
+            .try_acquire_lease(LEADER, "b", TTL, at(30))
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        store.renew_lease(LEADER, "a", TTL, at(31)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .try_acquire_lease(LEADER, "a", TTL, at(31))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.renew_lease(LEADER, "b", TTL, at(40)).await.unwrap(),
+        Some(2)
+    );
+    // A lease renewed after it expired is lost: its holder must acquire it again, afresh.
+    assert_eq!(
+        store.renew_lease(LEADER, "b", TTL, at(71)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .try_acquire_lease(LEADER, "b", TTL, at(71))
+            .await
+            .unwrap(),
+        Some(3)
+    );
+    // Released: another holder takes it at once, with a higher epoch; epochs never go back.
+    store.release_lease(LEADER, "a").await.unwrap(); // not a's: nothing happens
+    assert_eq!(
+        store
+            .try_acquire_lease(LEADER, "a", TTL, at(72))
+            .await
+            .unwrap(),
+        None
+    );
+    store.release_lease(LEADER, "b").await.unwrap();
+    assert_eq!(
+        store
+            .try_acquire_lease(LEADER, "a", TTL, at(72))
+            .await
+            .unwrap(),
+        Some(4)
+    );
+    // Leases are independent of each other.
+    assert_eq!(
+        store
+            .try_acquire_lease("other", "b", TTL, at(72))
+            .await
+            .unwrap(),
+        Some(1)
+    );
+}
+
+pub(crate) async fn a_fenced_commit_is_refused_and_changes_nothing<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let first = store
+        .claim_run("r1", "a", TTL, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.epoch, 1);
+    // a's claim expires; b takes the run over with epoch 2.
+    let second = store
+        .claim_run("r1", "b", TTL, at(31))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.epoch, 2);
+    let fenced = |epoch: u64| Change {
+        emails: vec![email(Some("r1"), "stale", at(32))],
+        fence: Some(Fence::Run {
+            run_id: "r1".into(),
+            epoch,
+        }),
+        ..transition("r1", "a", StepState::Pending, StepState::Running, at(32))
+    };
+    let before = (
+        store.steps("r1").await.unwrap(),
+        store.events(EventFilter::default()).await.unwrap(),
+        store.due_emails(at(100), 10).await.unwrap(),
+    );
+    // a's write, alone or in a batch with an unfenced change, is refused whole.
+    for batch in [
+        vec![fenced(1)],
+        vec![
+            Change {
+                events: vec![event("link.rejected", None, None, at(32))],
+                ..Change::default()
+            },
+            fenced(1),
+        ],
+    ] {
+        let err = store.commit(batch).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::Fenced { what, epoch: 1, current: 2 } if what == "run r1"
+            ),
+            "{err:?}"
+        );
+        let after = (
+            store.steps("r1").await.unwrap(),
+            store.events(EventFilter::default()).await.unwrap(),
+            store.due_emails(at(100), 10).await.unwrap(),
+        );
+        assert_eq!(after, before);
+    }
+    // a cannot renew or release b's claim either.
+    assert_eq!(
+        store.renew_run("r1", "a", 1, TTL, at(33)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.release_run("r1", "a", 1).await.unwrap(), None);
+    // b's write lands.
+    store.commit(vec![fenced(2)]).await.unwrap();
+    assert_eq!(
+        store.steps("r1").await.unwrap()[0].state,
+        StepState::Running
+    );
+    // A fence on a missing run names the run.
+    let err = store
+        .commit(vec![Change {
+            fence: Some(Fence::Run {
+                run_id: "ghost".into(),
+                epoch: 1,
+            }),
+            ..Change::default()
+        }])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NoSuchRun(id) if id == "ghost"),
+        "{err:?}"
+    );
+
+    // The scheduler's writes are fenced by the leader lease.
+    assert_eq!(
+        store
+            .try_acquire_lease(LEADER, "a", TTL, t0())
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .try_acquire_lease(LEADER, "b", TTL, at(31))
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    let cycle_event = |epoch: u64| Change {
+        events: vec![event("cycle.missed", None, None, at(40))],
+        fence: Some(Fence::Lease {
+            name: LEADER.into(),
+            epoch,
+        }),
+        ..Change::default()
+    };
+    let err = store.commit(vec![cycle_event(1)]).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Fenced { what, epoch: 1, current: 2 } if what == "lease leader"),
+        "{err:?}"
+    );
+    let err = store
+        .commit(vec![Change {
+            fence: Some(Fence::Lease {
+                name: "never-taken".into(),
+                epoch: 1,
+            }),
+            ..Change::default()
+        }])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { current: 0, .. }),
+        "{err:?}"
+    );
+    store.commit(vec![cycle_event(2)]).await.unwrap();
+    let missed = store
+        .events(EventFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "cycle.missed")
+        .count();
+    assert_eq!(missed, 1);
+    verify_all(store).await;
+}
+
+pub(crate) async fn runs_are_claimed_by_one_daemon_at_a_time<S: Store>(store: &S) {
+    for i in 0..10 {
+        create_simple(store, &format!("r{i}"), None).await;
+    }
+    // r9 finished: never claimed.
+    store
+        .commit(vec![Change {
+            run: Some(("r9".into(), RunState::Succeeded, t0())),
+            ..Change::default()
+        }])
+        .await
+        .unwrap();
+    // Two daemons claim concurrently: disjoint sets that cover every unfinished run.
+    let (a, b) = {
+        let mut both = join_all(vec![
+            Box::pin(store.claim_runs("a", TTL, t0(), ClaimScope::Unheld, 6)) as BoxFuture<'_, _>,
+            Box::pin(store.claim_runs("b", TTL, t0(), ClaimScope::Unheld, 6)),
+        ])
+        .await
+        .into_iter()
+        .map(Result::unwrap);
+        (both.next().unwrap(), both.next().unwrap())
+    };
+    let ids = |claims: &[super::RunClaim]| {
+        let mut ids: Vec<String> = claims.iter().map(|c| c.run_id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let mut all = [ids(&a), ids(&b)].concat();
+    all.sort();
+    assert_eq!(all, (0..9).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    assert!(a.len() <= 6 && b.len() <= 6, "{a:?} {b:?}");
+    assert!(a.iter().chain(&b).all(|c| c.epoch == 1));
+    // Nothing is left to claim while the claims last, one by one or in a batch.
+    assert!(
+        store
+            .claim_runs("c", TTL, t0(), ClaimScope::Unheld, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.claim_run("r0", "c", TTL, at(1)).await.unwrap(), None);
+    assert_eq!(
+        store.claim_run("r9", "c", TTL, at(100)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.claim_run("ghost", "c", TTL, at(100)).await.unwrap(),
+        None
+    );
+
+    // a renews its claims at +20s; b does not. At +40s b's runs are abandoned, a's are not.
+    for claim in &a {
+        let renewed = store
+            .renew_run(&claim.run_id, "a", claim.epoch, TTL, at(20))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(renewed.epoch, claim.epoch);
+    }
+    let taken = store
+        .claim_runs("c", TTL, at(40), ClaimScope::Abandoned, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(&taken), ids(&b));
+    assert!(taken.iter().all(|c| c.epoch == 2), "{taken:?}");
+    for claim in &b {
+        assert_eq!(
+            store
+                .renew_run(&claim.run_id, "b", claim.epoch, TTL, at(41))
+                .await
+                .unwrap(),
+            None,
+            "b lost {}",
+            claim.run_id
+        );
+    }
+
+    // a releases one run (it waits for a person): not abandoned, but unheld.
+    let released = &a[0];
+    assert_eq!(
+        store
+            .release_run(&released.run_id, "a", released.epoch)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .claim_runs("c", TTL, at(45), ClaimScope::Abandoned, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_runs("c", TTL, at(45), ClaimScope::Unheld, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(&again), vec![released.run_id.clone()]);
+    assert_eq!(again[0].epoch, released.epoch + 1);
+
+    // The holder may claim its own run again (a new epoch); a stopping daemon abandons its
+    // claims, which the next claimer takes at once.
+    let own = store
+        .claim_run(&released.run_id, "c", TTL, at(46))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(own.epoch, released.epoch + 2);
+    let held_by_c = taken.len() as u64 + 1;
+    assert_eq!(store.abandon_runs("c", at(47)).await.unwrap(), held_by_c);
+    let next = store
+        .claim_runs("d", TTL, at(47), ClaimScope::Abandoned, 100)
+        .await
+        .unwrap();
+    assert_eq!(next.len() as u64, held_by_c);
+}
+
+pub(crate) async fn a_cancellation_is_requested_from_the_holder<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let claim = store
+        .claim_run("r1", "a", TTL, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.cancel_requested, None);
+    // Another daemon asks; the first request stands.
+    assert!(store.request_cancel("r1", "api:alice").await.unwrap());
+    assert!(store.request_cancel("r1", "api:bob").await.unwrap());
+    let renewed = store
+        .renew_run("r1", "a", claim.epoch, TTL, at(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed.cancel_requested.as_deref(), Some("api:alice"));
+    assert_eq!(
+        store
+            .release_run("r1", "a", claim.epoch)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("api:alice")
+    );
+    let next = store
+        .claim_run("r1", "b", TTL, at(11))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.cancel_requested.as_deref(), Some("api:alice"));
+    // A finished run takes no request, and its release reports none.
+    store
+        .commit(vec![Change {
+            run: Some(("r1".into(), RunState::Cancelled, at(12))),
+            ..Change::default()
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.release_run("r1", "b", next.epoch).await.unwrap(),
+        None
+    );
+    assert!(!store.request_cancel("r1", "api:carol").await.unwrap());
+    assert!(!store.request_cancel("ghost", "api:carol").await.unwrap());
+}
+
+pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(store: &S) {
+    let emails: Vec<NewEmail> = (0..20)
+        .map(|i| email(None, &format!("mail {i:02}"), at(i)))
+        .collect();
+    store
+        .commit(vec![Change {
+            emails,
+            ..Change::default()
+        }])
+        .await
+        .unwrap();
+    let now = at(100);
+    type Claimed = Result<Vec<super::EmailRow>, StoreError>;
+    let claim = |holder: &'static str| {
+        Box::pin(store.claim_emails(holder, now, TTL, now, 8)) as BoxFuture<'_, Claimed>
+    };
+    let mut results = join_all(vec![claim("a"), claim("b"), claim("c")])
+        .await
+        .into_iter()
+        .map(Result::unwrap);
+    let (a, b, c) = (
+        results.next().unwrap(),
+        results.next().unwrap(),
+        results.next().unwrap(),
+    );
+    let subjects = |rows: &[super::EmailRow]| -> Vec<String> {
+        rows.iter().map(|r| r.email.subject.clone()).collect()
+    };
+    for rows in [&a, &b, &c] {
+        assert!(rows.len() <= 8);
+        // Each claimer's rows come oldest first.
+        let mut sorted = subjects(rows);
+        sorted.sort();
+        assert_eq!(subjects(rows), sorted);
+    }
+    let mut all = [subjects(&a), subjects(&b), subjects(&c)].concat();
+    all.sort();
+    assert_eq!(
+        all,
+        (0..20).map(|i| format!("mail {i:02}")).collect::<Vec<_>>(),
+        "every row claimed exactly once"
+    );
+    // Claimed rows are not due for anyone else while the claim lasts.
+    assert!(
+        store
+            .claim_emails("d", at(110), TTL, at(110), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // a sends its rows; c's claim ends unsent (c crashed): due again when it expires.
+    for row in &a {
+        store
+            .email_attempted(
+                row.id,
+                Some(at(101)),
+                at(101),
+                event("email.sent", None, None, at(101)),
+            )
+            .await
+            .unwrap();
+    }
+    for row in &b {
+        store
+            .email_attempted(
+                row.id,
+                None,
+                at(200),
+                event("email.failed", None, None, at(101)),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .claim_emails("d", at(129), TTL, at(129), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let reclaimed = store
+        .claim_emails("d", at(130), TTL, at(130), 100)
+        .await
+        .unwrap();
+    assert_eq!(subjects(&reclaimed), subjects(&c));
+    for row in &reclaimed {
+        store
+            .email_attempted(
+                row.id,
+                Some(at(131)),
+                at(131),
+                event("email.sent", None, None, at(131)),
+            )
+            .await
+            .unwrap();
+    }
+    // b's failed rows come back at their next attempt (on the engine's clock), not before;
+    // sent rows never.
+    assert!(
+        store
+            .claim_emails("e", at(199), TTL, at(500), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = store
+        .claim_emails("e", at(200), TTL, at(200), 100)
+        .await
+        .unwrap();
+    assert_eq!(subjects(&later), subjects(&b));
+    assert!(later.iter().all(|r| r.attempts == 1));
 }

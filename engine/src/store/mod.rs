@@ -7,6 +7,14 @@
 //! audit events, outbox emails) commits in one transaction, or not at all. Several changes may be
 //! committed together ([`Store::commit`] takes a batch) to group fsyncs; none of their effects
 //! is visible before the transaction is durable.
+//!
+//! Several daemons may share one database (DESIGN §5; PostgreSQL in practice, but SQLite answers
+//! the same calls): a named lease elects one leader ([`Store::try_acquire_lease`]); a daemon
+//! claims a run before driving it ([`Store::claim_run`], [`Store::claim_runs`]) and renews the
+//! claim while it drives; every claim increments the run's epoch, and a [`Change`] carrying a
+//! [`Fence`] is refused whole ([`StoreError::Fenced`]) once that epoch has moved on, so a daemon
+//! that lost its claim cannot write. Outbox rows are claimed for a short while before they are
+//! sent ([`Store::claim_emails`]), so two mailers never send the same row at the same time.
 
 pub mod any;
 mod codec;
@@ -17,6 +25,7 @@ pub mod sqlite;
 mod conformance;
 
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -183,6 +192,43 @@ pub struct Change {
     /// second decision by one recipient on one row ([`StoreError::AlreadyDecided`]) or a
     /// reused link nonce ([`StoreError::LinkUsed`]) rolls the whole commit back.
     pub decisions: Vec<NewDecision>,
+    /// Whose write this is: checked first; a stale epoch refuses the whole commit
+    /// ([`StoreError::Fenced`]). `None`: unfenced (the CLI, decisions, operators).
+    pub fence: Option<Fence>,
+}
+
+/// The epoch a write was made under (DESIGN §5). The store compares it with the current epoch
+/// in the commit's transaction and refuses the whole commit when they differ: a daemon whose
+/// claim on a run was taken over, or that lost the leadership, cannot write any more.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Fence {
+    /// The driver of a run: the epoch of its claim ([`RunClaim::epoch`]).
+    Run { run_id: RunId, epoch: u64 },
+    /// The holder of a named lease (the scheduler holds [`LEADER`]): the lease's epoch.
+    Lease { name: String, epoch: u64 },
+}
+
+/// The lease whose holder schedules cycles, expires inputs and resumes orphaned runs.
+pub const LEADER: &str = "leader";
+
+/// A run claimed by one daemon: nobody else drives it while the claim lasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunClaim {
+    pub run_id: RunId,
+    /// The run's attempt number: incremented by every claim. The driver's commits carry it
+    /// ([`Fence::Run`]).
+    pub epoch: u64,
+    /// Who asked (on another daemon) for the run to be cancelled, if anyone did.
+    pub cancel_requested: Option<String>,
+}
+
+/// Which unfinished runs [`Store::claim_runs`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimScope {
+    /// Every one nobody holds: never claimed, released, or whose claim expired.
+    Unheld,
+    /// Only those whose holder stopped renewing its claim (crashed, cut off, or stopped).
+    Abandoned,
 }
 
 /// A person's decision on an approval or manual step row (DESIGN §7), as the deciding
@@ -248,6 +294,15 @@ pub enum StoreError {
     /// A decision with this link nonce exists: the link was used. Nothing was written.
     #[error("the link was already used (nonce {nonce})")]
     LinkUsed { nonce: String },
+    /// The commit carried a stale epoch (another daemon took the run, or the lease, over):
+    /// nothing was written.
+    #[error("fenced: {what} is at epoch {current}, this write was made under epoch {epoch}")]
+    Fenced {
+        /// `run <id>` or `lease <name>`.
+        what: String,
+        epoch: u64,
+        current: u64,
+    },
     #[error("database: {0}")]
     Database(String),
     #[error("migration: {0}")]
@@ -310,4 +365,133 @@ pub trait Store: Send + Sync + 'static {
         next_attempt_at: DateTime<Utc>,
         event: NewEvent,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // --- several daemons on one database (DESIGN §5) ------------------------------------------
+
+    /// Takes the lease `name` for `holder` until `now + ttl` if nobody has it, it expired, or
+    /// `holder` has it already. Returns its epoch, which increments whenever the lease is taken
+    /// afresh (free, expired or released before); `None` while another holder's lease lasts.
+    fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Extends `holder`'s unexpired lease to `now + ttl` and returns its epoch; `None` when the
+    /// lease expired or is another holder's (leadership is lost: acquire it again).
+    fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Who holds or last held the lease `name` (expired or not); `None` if never taken.
+    fn lease_holder(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Gives `holder`'s lease up: it expires at once; its epoch stays, so the next is higher.
+    fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims one unfinished run for `holder` until `now + ttl`, if nobody holds it, its claim
+    /// expired, or `holder` holds it. The epoch increments. `None`: another daemon holds it,
+    /// or the run is finished or missing.
+    fn claim_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<RunClaim>, StoreError>> + Send;
+
+    /// Claims up to `limit` unfinished runs in `scope` for `holder` (oldest first), each with
+    /// its epoch incremented. Concurrent claimers get disjoint sets (PostgreSQL: `FOR UPDATE
+    /// SKIP LOCKED`).
+    fn claim_runs(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        scope: ClaimScope,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RunClaim>, StoreError>> + Send;
+
+    /// Extends `holder`'s claim of epoch `epoch` to `now + ttl`; `None` when the claim was
+    /// taken over (the epoch moved on) or released.
+    fn renew_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        epoch: u64,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<RunClaim>, StoreError>> + Send;
+
+    /// Releases `holder`'s claim of epoch `epoch` (the run finished, or waits for a person).
+    /// Returns a cancellation requested meanwhile, if the run is still unfinished.
+    fn release_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        epoch: u64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Lets every claim `holder` has expire at `now` (a daemon stopping): the runs go to the
+    /// next claimer at once. Returns how many.
+    fn abandon_runs(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Asks whoever drives the unfinished run to cancel it as `actor` (the first request
+    /// stands); its holder sees it when it renews or releases its claim. False: the run is
+    /// finished or missing.
+    fn request_cancel(
+        &self,
+        run_id: &str,
+        actor: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Claims up to `limit` outbox rows for `holder` until `now + ttl`, oldest first: unsent
+    /// rows whose `next_attempt_at` is at or before `due` (the engine's clock) that nobody's
+    /// claim holds at `now` (the lease clock). Concurrent claimers get disjoint sets.
+    /// [`Store::email_attempted`] ends the claim; a crashed mailer's rows come due again when
+    /// its claim expires.
+    fn claim_emails(
+        &self,
+        holder: &str,
+        due: DateTime<Utc>,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<EmailRow>, StoreError>> + Send;
+}
+
+/// `now + ttl`, saturating (a lease never ends before it starts).
+pub(crate) fn lease_end(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(ttl)
+        .ok()
+        .and_then(|ttl| now.checked_add_signed(ttl))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The distinct fences of a batch, in order.
+pub(crate) fn fences(changes: &[Change]) -> Vec<&Fence> {
+    let mut out: Vec<&Fence> = Vec::new();
+    for fence in changes.iter().filter_map(|c| c.fence.as_ref()) {
+        if !out.contains(&fence) {
+            out.push(fence);
+        }
+    }
+    out
 }

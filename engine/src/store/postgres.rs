@@ -18,6 +18,11 @@
 //!   recompute from what was written.
 //! - Batches are written with multi-row statements, and a batch that conflicts is re-run row by
 //!   row to name the conflicting row, exactly as the SQLite backend does.
+//! - Several daemons: leases, run claims and outbox claims are single statements that lock only
+//!   their own rows (never the chain head); batch claims select with `FOR UPDATE SKIP LOCKED`,
+//!   so concurrent claimers take disjoint rows without waiting. A fenced commit reads the run's
+//!   (or lease's) epoch `FOR SHARE` after the chain lock: a claim cannot move it until the commit
+//!   ends, and a claim committed first makes the commit fail as [`StoreError::Fenced`].
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -41,8 +46,9 @@ use super::codec::{
     json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
 };
 use super::{
-    ChainHead, Change, DecisionRow, EmailRow, EventFilter, EventRow, NewDecision, NewEmail,
-    NewEvent, RunRow, RunState, StepRow, StepState, Store, StoreError,
+    ChainHead, Change, ClaimScope, DecisionRow, EmailRow, EventFilter, EventRow, Fence,
+    NewDecision, NewEmail, NewEvent, RunClaim, RunRow, RunState, StepRow, StepState, Store,
+    StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -59,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "decisions",
         include_str!("../../migrations/postgres/0002_decisions.sql"),
+    ),
+    (
+        3,
+        "claims",
+        include_str!("../../migrations/postgres/0003_claims.sql"),
     ),
 ];
 
@@ -634,11 +645,48 @@ async fn insert_email(conn: &mut PgConnection, email: &NewEmail) -> Result<(), S
     Ok(())
 }
 
+/// Refuses the batch ([`StoreError::Fenced`]) if a fence it carries names a stale epoch. The
+/// epoch row is read `FOR SHARE`: no claim can move it before this transaction ends.
+async fn check_fences(conn: &mut PgConnection, changes: &[Change]) -> Result<(), StoreError> {
+    for fence in fences(changes) {
+        let (what, current, epoch) = match fence {
+            Fence::Run { run_id, epoch } => {
+                let current: Option<i64> =
+                    sqlx::query_scalar("SELECT claim_epoch FROM runs WHERE id = $1 FOR SHARE")
+                        .bind(run_id)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(db("reading a run's epoch"))?;
+                let current = current.ok_or_else(|| StoreError::NoSuchRun(run_id.clone()))?;
+                (format!("run {run_id}"), current, *epoch)
+            }
+            Fence::Lease { name, epoch } => {
+                let current: Option<i64> =
+                    sqlx::query_scalar("SELECT epoch FROM leases WHERE name = $1 FOR SHARE")
+                        .bind(name)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(db("reading a lease's epoch"))?;
+                (format!("lease {name}"), current.unwrap_or(0), *epoch)
+            }
+        };
+        if u64::try_from(current).ok() != Some(epoch) {
+            return Err(StoreError::Fenced {
+                what,
+                epoch,
+                current: current.max(0) as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn apply(
     conn: &mut PgConnection,
     chain: &mut Chain,
     changes: &[Change],
 ) -> Result<(), StoreError> {
+    check_fences(conn, changes).await?;
     for change in changes {
         for decision in &change.decisions {
             insert_decision(conn, decision).await?;
@@ -809,6 +857,7 @@ async fn apply_fast(
     chain: &mut Chain,
     changes: &[Change],
 ) -> Result<(), Fast> {
+    check_fences(conn, changes).await?;
     // Decisions are rare (one per click): written one by one; a refused one is named exactly
     // by the row-by-row path, so that both paths report the same error for a batch.
     for decision in changes.iter().flat_map(|c| &c.decisions) {
@@ -1137,7 +1186,7 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE outbox SET attempts = attempts + 1, sent_at = $1, \
-                     next_attempt_at = $2 WHERE id = $3",
+                     next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL WHERE id = $3",
                 )
                 .bind(ts_opt(sent_at))
                 .bind(ts(next_attempt_at))
@@ -1153,6 +1202,245 @@ impl Store for PostgresStore {
         })
         .await
     }
+
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError> {
+        // Every assignment reads the row as it was: the epoch stays only for the holder whose
+        // lease still lasts. A concurrent first insert makes the loser update (and find the
+        // winner's unexpired lease: no row).
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, epoch, expires_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (name) DO UPDATE SET \
+             epoch = CASE WHEN leases.holder = EXCLUDED.holder AND leases.expires_at > $4 \
+             THEN leases.epoch ELSE leases.epoch + 1 END, \
+             holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+             WHERE leases.holder = EXCLUDED.holder OR leases.expires_at <= $4 \
+             RETURNING epoch",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(ts(lease_end(now, ttl)))
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("acquiring a lease"))?;
+        Ok(epoch.map(|e| e as u64))
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError> {
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "UPDATE leases SET expires_at = $1 WHERE name = $2 AND holder = $3 \
+             AND expires_at > $4 RETURNING epoch",
+        )
+        .bind(ts(lease_end(now, ttl)))
+        .bind(name)
+        .bind(holder)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("renewing a lease"))?;
+        Ok(epoch.map(|e| e as u64))
+    }
+
+    async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT holder FROM leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a lease"))?;
+        row.map(|row| get(&row, "holder")).transpose()
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE leases SET expires_at = $1 WHERE name = $2 AND holder = $3")
+            .bind(ts(DateTime::<Utc>::UNIX_EPOCH))
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(db("releasing a lease"))?;
+        Ok(())
+    }
+
+    async fn claim_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunClaim>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE runs SET claimed_by = $1, claimed_until = $2, claim_epoch = claim_epoch + 1 \
+             WHERE id = $3 AND state = 'running' \
+             AND (claimed_by IS NULL OR claimed_until <= $4 OR claimed_by = $1) \
+             RETURNING id, claim_epoch, cancel_requested_by",
+        )
+        .bind(holder)
+        .bind(ts(lease_end(now, ttl)))
+        .bind(run_id)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("claiming a run"))?;
+        row.as_ref().map(claim_from).transpose()
+    }
+
+    async fn claim_runs(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        scope: ClaimScope,
+        limit: u32,
+    ) -> Result<Vec<RunClaim>, StoreError> {
+        let which = match scope {
+            ClaimScope::Unheld => "(claimed_by IS NULL OR claimed_until <= $3)",
+            ClaimScope::Abandoned => "(claimed_by IS NOT NULL AND claimed_until <= $3)",
+        };
+        // Rows another claimer (or a fenced commit) has locked are skipped, not waited for;
+        // rows it claimed and committed no longer match once locked (re-checked on lock).
+        let rows = sqlx::query(&format!(
+            "WITH c AS (SELECT id FROM runs WHERE state = 'running' AND {which} \
+             ORDER BY started_at, position LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             UPDATE runs SET claimed_by = $1, claimed_until = $2, claim_epoch = claim_epoch + 1 \
+             FROM c WHERE runs.id = c.id \
+             RETURNING runs.id, runs.claim_epoch, runs.cancel_requested_by, runs.started_at, \
+             runs.position"
+        ))
+        .bind(holder)
+        .bind(ts(lease_end(now, ttl)))
+        .bind(ts(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("claiming runs"))?;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let order = (get_ts(row, "started_at")?, get::<i64>(row, "position")?);
+            claims.push((order, claim_from(row)?));
+        }
+        claims.sort_by_key(|c| c.0);
+        Ok(claims.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn renew_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        epoch: u64,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunClaim>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE runs SET claimed_until = $1 WHERE id = $2 AND claimed_by = $3 \
+             AND claim_epoch = $4 RETURNING id, claim_epoch, cancel_requested_by",
+        )
+        .bind(ts(lease_end(now, ttl)))
+        .bind(run_id)
+        .bind(holder)
+        .bind(epoch as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("renewing a run claim"))?;
+        row.as_ref().map(claim_from).transpose()
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        epoch: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let cancel: Option<Option<String>> = sqlx::query_scalar(
+            "UPDATE runs SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 \
+             AND claimed_by = $2 AND claim_epoch = $3 \
+             RETURNING CASE WHEN state = 'running' THEN cancel_requested_by END",
+        )
+        .bind(run_id)
+        .bind(holder)
+        .bind(epoch as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("releasing a run claim"))?;
+        Ok(cancel.flatten())
+    }
+
+    async fn abandon_runs(&self, holder: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET claimed_until = $1 WHERE claimed_by = $2 AND claimed_until > $1",
+        )
+        .bind(ts(now))
+        .bind(holder)
+        .execute(&self.pool)
+        .await
+        .map_err(db("abandoning run claims"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn request_cancel(&self, run_id: &str, actor: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, $1) \
+             WHERE id = $2 AND state = 'running'",
+        )
+        .bind(actor)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("requesting a cancellation"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_emails(
+        &self,
+        holder: &str,
+        due: DateTime<Utc>,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<EmailRow>, StoreError> {
+        let columns = EMAIL_COLUMNS
+            .split(", ")
+            .map(|c| format!("outbox.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "WITH c AS (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $5 \
+             AND (claimed_until IS NULL OR claimed_until <= $3) \
+             ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             UPDATE outbox SET claimed_by = $1, claimed_until = $2 FROM c \
+             WHERE outbox.id = c.id RETURNING {columns}"
+        ))
+        .bind(holder)
+        .bind(ts(lease_end(now, ttl)))
+        .bind(ts(now))
+        .bind(i64::from(limit))
+        .bind(ts(due))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("claiming emails"))?;
+        let mut emails = rows.iter().map(email_from).collect::<Result<Vec<_>, _>>()?;
+        emails.sort_by_key(|a| (a.next_attempt_at, a.id));
+        Ok(emails)
+    }
+}
+
+fn claim_from(row: &PgRow) -> Result<RunClaim, StoreError> {
+    Ok(RunClaim {
+        run_id: get(row, "id")?,
+        epoch: get::<i64>(row, "claim_epoch")?.max(0) as u64,
+        cancel_requested: get(row, "cancel_requested_by")?,
+    })
 }
 
 /// Test support: a fresh schema per test in the database of `PATCHDAY_TEST_POSTGRES`.
@@ -1364,6 +1652,124 @@ mod tests {
         let a = PostgresStore::open(&schema.url).await.unwrap();
         let b = PostgresStore::open(&schema.url).await.unwrap();
         crate::store::conformance::concurrent_decisions(&[a.clone(), b.clone()]).await;
+        a.close().await;
+        b.close().await;
+    }
+
+    /// Two stores (two daemons) on one database, from several threads: run claims and outbox
+    /// claims are disjoint, and once B took a run over, none of A's fenced commits lands while
+    /// A keeps trying.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_claim_disjoint_work_and_a_stale_driver_is_fenced() {
+        use crate::store::{ClaimScope, Fence, NewEmail};
+        let schema = Schema::create().await;
+        let a = PostgresStore::open(&schema.url).await.unwrap();
+        let b = PostgresStore::open(&schema.url).await.unwrap();
+        let ttl = Duration::from_secs(30);
+        for i in 0..40 {
+            let id = format!("r{i:02}");
+            a.create_run(
+                run_row(&id, "monthly", None, t0()),
+                vec![step_row(&id, "a", "", StepState::Pending)],
+                event("run.started", Some(&id), None, t0()),
+            )
+            .await
+            .unwrap();
+        }
+        let emails: Vec<NewEmail> = (0..60)
+            .map(|i| crate::store::conformance::email(None, &format!("m{i}"), t0()))
+            .collect();
+        a.commit(vec![Change {
+            emails,
+            ..Change::default()
+        }])
+        .await
+        .unwrap();
+        let claimer = |store: PostgresStore, holder: &'static str| {
+            tokio::spawn(async move {
+                let (mut runs, mut mails) = (Vec::new(), Vec::new());
+                loop {
+                    let r = store
+                        .claim_runs(holder, ttl, t0(), ClaimScope::Unheld, 3)
+                        .await
+                        .unwrap();
+                    let m = store
+                        .claim_emails(holder, t0(), ttl, t0(), 4)
+                        .await
+                        .unwrap();
+                    if r.is_empty() && m.is_empty() {
+                        return (runs, mails);
+                    }
+                    runs.extend(r.into_iter().map(|c| c.run_id));
+                    mails.extend(m.into_iter().map(|e| e.id));
+                }
+            })
+        };
+        let tasks = [
+            claimer(a.clone(), "a"),
+            claimer(b.clone(), "b"),
+            claimer(a.clone(), "a2"),
+            claimer(b.clone(), "b2"),
+        ];
+        let (mut runs, mut mails) = (Vec::new(), Vec::new());
+        for task in tasks {
+            let (r, m) = task.await.unwrap();
+            runs.extend(r);
+            mails.extend(m);
+        }
+        runs.sort();
+        mails.sort();
+        assert_eq!(runs.len(), 40, "every run claimed once");
+        runs.dedup();
+        assert_eq!(runs.len(), 40);
+        assert_eq!(mails.len(), 60, "every email claimed once");
+        mails.dedup();
+        assert_eq!(mails.len(), 60);
+
+        // A drives r00 and commits as fast as it can; B takes the run over meanwhile.
+        let claim = a.claim_run("r00", "a", ttl, t0() + chrono::TimeDelta::hours(1));
+        let epoch = claim.await.unwrap().unwrap().epoch;
+        let stale = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let mut landed = 0;
+                for i in 0..200 {
+                    let change = Change {
+                        steps: vec![StepWrite {
+                            expect: None,
+                            row: step_row("r00", "fan", &format!("h{i}"), StepState::Pending),
+                        }],
+                        events: vec![event("step.pending", Some("r00"), Some("fan"), t0())],
+                        fence: Some(Fence::Run {
+                            run_id: "r00".into(),
+                            epoch,
+                        }),
+                        ..Change::default()
+                    };
+                    match a.commit(vec![change]).await {
+                        Ok(()) => landed += 1,
+                        Err(StoreError::Fenced { .. }) => return landed,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                panic!("A was never fenced")
+            })
+        };
+        // Let A land a few commits first.
+        while b.steps("r00").await.unwrap().len() < 5 {
+            tokio::task::yield_now().await;
+        }
+        let later = t0() + chrono::TimeDelta::hours(2);
+        let taken = b.claim_run("r00", "b", ttl, later).await.unwrap().unwrap();
+        assert_eq!(taken.epoch, epoch + 1);
+        let rows_at_takeover = b.steps("r00").await.unwrap().len();
+        let landed = stale.await.unwrap();
+        // Nothing A committed after B's claim: the rows are those seen at the takeover.
+        assert_eq!(b.steps("r00").await.unwrap().len(), rows_at_takeover);
+        assert_eq!(rows_at_takeover, 1 + landed);
+        let events = b.events(EventFilter::default()).await.unwrap();
+        let head = b.chain_head().await.unwrap();
+        assert_eq!(audit::verify(&events, head.as_ref()), Ok(40 + landed));
         a.close().await;
         b.close().await;
     }

@@ -34,8 +34,9 @@ use super::codec::{
     json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
 };
 use super::{
-    ChainHead, Change, DecisionRow, EmailRow, EventFilter, EventRow, NewDecision, NewEmail,
-    NewEvent, RunRow, RunState, StepRow, StepState, Store, StoreError,
+    ChainHead, Change, ClaimScope, DecisionRow, EmailRow, EventFilter, EventRow, Fence,
+    NewDecision, NewEmail, NewEvent, RunClaim, RunRow, RunState, StepRow, StepState, Store,
+    StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -52,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "decisions",
         include_str!("../../migrations/sqlite/0002_decisions.sql"),
+    ),
+    (
+        3,
+        "claims",
+        include_str!("../../migrations/sqlite/0003_claims.sql"),
     ),
 ];
 
@@ -608,7 +614,44 @@ async fn insert_email(conn: &mut SqliteConnection, email: &NewEmail) -> Result<(
     Ok(())
 }
 
+/// Refuses the batch ([`StoreError::Fenced`]) if a fence it carries names a stale epoch. Runs
+/// inside the write transaction, before anything is written: the epoch cannot move meanwhile.
+async fn check_fences(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(), StoreError> {
+    for fence in fences(changes) {
+        let (what, current, epoch) = match fence {
+            Fence::Run { run_id, epoch } => {
+                let current: Option<i64> =
+                    sqlx::query_scalar("SELECT claim_epoch FROM runs WHERE id = ?")
+                        .bind(run_id)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(db("reading a run's epoch"))?;
+                let current = current.ok_or_else(|| StoreError::NoSuchRun(run_id.clone()))?;
+                (format!("run {run_id}"), current, *epoch)
+            }
+            Fence::Lease { name, epoch } => {
+                let current: Option<i64> =
+                    sqlx::query_scalar("SELECT epoch FROM leases WHERE name = ?")
+                        .bind(name)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(db("reading a lease's epoch"))?;
+                (format!("lease {name}"), current.unwrap_or(0), *epoch)
+            }
+        };
+        if u64::try_from(current).ok() != Some(epoch) {
+            return Err(StoreError::Fenced {
+                what,
+                epoch,
+                current: current.max(0) as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn apply(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(), StoreError> {
+    check_fences(conn, changes).await?;
     let mut chain = Chain::load(conn).await?;
     for change in changes {
         for decision in &change.decisions {
@@ -791,6 +834,7 @@ async fn write_steps(conn: &mut SqliteConnection, ops: &[StepOp<'_>]) -> Result<
 }
 
 async fn apply_fast(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(), Fast> {
+    check_fences(conn, changes).await?;
     // Decisions are rare (one per click): written one by one; a refused one is named exactly
     // by the row-by-row path, so that both paths report the same error for a batch.
     for decision in changes.iter().flat_map(|c| &c.decisions) {
@@ -1142,8 +1186,8 @@ impl Store for SqliteStore {
         self.write(|conn| {
             Box::pin(async move {
                 let done = sqlx::query(
-                    "UPDATE outbox SET attempts = attempts + 1, sent_at = ?, next_attempt_at = ? \
-                     WHERE id = ?",
+                    "UPDATE outbox SET attempts = attempts + 1, sent_at = ?, next_attempt_at = ?, \
+                     claimed_by = NULL, claimed_until = NULL WHERE id = ?",
                 )
                 .bind(ts_opt(sent_at))
                 .bind(ts(next_attempt_at))
@@ -1161,6 +1205,295 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.write(|conn| {
+            Box::pin(async move {
+                let epoch: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO leases (name, holder, epoch, expires_at) VALUES (?1, ?2, 1, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET \
+                     epoch = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ?4 \
+                     THEN leases.epoch ELSE leases.epoch + 1 END, \
+                     holder = excluded.holder, expires_at = excluded.expires_at \
+                     WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4 \
+                     RETURNING epoch",
+                )
+                .bind(&name)
+                .bind(&holder)
+                .bind(ts(lease_end(now, ttl)))
+                .bind(ts(now))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("acquiring a lease"))?;
+                Ok(epoch.map(|e| e as u64))
+            })
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.write(|conn| {
+            Box::pin(async move {
+                let epoch: Option<i64> = sqlx::query_scalar(
+                    "UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? \
+                     AND expires_at > ? RETURNING epoch",
+                )
+                .bind(ts(lease_end(now, ttl)))
+                .bind(&name)
+                .bind(&holder)
+                .bind(ts(now))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("renewing a lease"))?;
+                Ok(epoch.map(|e| e as u64))
+            })
+        })
+        .await
+    }
+
+    async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT holder FROM leases WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db("reading a lease"))?;
+        row.map(|row| get(&row, "holder")).transpose()
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.write(|conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ?")
+                    .bind(ts(DateTime::<Utc>::UNIX_EPOCH))
+                    .bind(&name)
+                    .bind(&holder)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("releasing a lease"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn claim_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunClaim>, StoreError> {
+        let (run_id, holder) = (run_id.to_string(), holder.to_string());
+        self.write(|conn| {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "UPDATE runs SET claimed_by = ?1, claimed_until = ?2, \
+                     claim_epoch = claim_epoch + 1 WHERE id = ?3 AND state = 'running' \
+                     AND (claimed_by IS NULL OR claimed_until <= ?4 OR claimed_by = ?1) \
+                     RETURNING id, claim_epoch, cancel_requested_by",
+                )
+                .bind(&holder)
+                .bind(ts(lease_end(now, ttl)))
+                .bind(&run_id)
+                .bind(ts(now))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("claiming a run"))?;
+                row.as_ref().map(claim_from).transpose()
+            })
+        })
+        .await
+    }
+
+    async fn claim_runs(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        scope: ClaimScope,
+        limit: u32,
+    ) -> Result<Vec<RunClaim>, StoreError> {
+        let holder = holder.to_string();
+        let which = match scope {
+            ClaimScope::Unheld => "(claimed_by IS NULL OR claimed_until <= ?3)",
+            ClaimScope::Abandoned => "(claimed_by IS NOT NULL AND claimed_until <= ?3)",
+        };
+        let sql = format!(
+            "UPDATE runs SET claimed_by = ?1, claimed_until = ?2, claim_epoch = claim_epoch + 1 \
+             WHERE id IN (SELECT id FROM runs WHERE state = 'running' AND {which} \
+             ORDER BY started_at, rowid LIMIT ?4) \
+             RETURNING id, claim_epoch, cancel_requested_by, started_at, rowid AS position"
+        );
+        self.write(|conn| {
+            Box::pin(async move {
+                let rows = sqlx::query(&sql)
+                    .bind(&holder)
+                    .bind(ts(lease_end(now, ttl)))
+                    .bind(ts(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db("claiming runs"))?;
+                let mut claims = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let order: (String, i64) = (get(row, "started_at")?, get(row, "position")?);
+                    claims.push((order, claim_from(row)?));
+                }
+                claims.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(claims.into_iter().map(|(_, c)| c).collect())
+            })
+        })
+        .await
+    }
+
+    async fn renew_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        epoch: u64,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunClaim>, StoreError> {
+        let (run_id, holder) = (run_id.to_string(), holder.to_string());
+        self.write(|conn| {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "UPDATE runs SET claimed_until = ? WHERE id = ? AND claimed_by = ? \
+                     AND claim_epoch = ? RETURNING id, claim_epoch, cancel_requested_by",
+                )
+                .bind(ts(lease_end(now, ttl)))
+                .bind(&run_id)
+                .bind(&holder)
+                .bind(epoch as i64)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("renewing a run claim"))?;
+                row.as_ref().map(claim_from).transpose()
+            })
+        })
+        .await
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &str,
+        holder: &str,
+        epoch: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let (run_id, holder) = (run_id.to_string(), holder.to_string());
+        self.write(|conn| {
+            Box::pin(async move {
+                let cancel: Option<Option<String>> = sqlx::query_scalar(
+                    "UPDATE runs SET claimed_by = NULL, claimed_until = NULL WHERE id = ? \
+                     AND claimed_by = ? AND claim_epoch = ? \
+                     RETURNING CASE WHEN state = 'running' THEN cancel_requested_by END",
+                )
+                .bind(&run_id)
+                .bind(&holder)
+                .bind(epoch as i64)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("releasing a run claim"))?;
+                Ok(cancel.flatten())
+            })
+        })
+        .await
+    }
+
+    async fn abandon_runs(&self, holder: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let holder = holder.to_string();
+        self.write(|conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE runs SET claimed_until = ? WHERE claimed_by = ? AND claimed_until > ?",
+                )
+                .bind(ts(now))
+                .bind(&holder)
+                .bind(ts(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(db("abandoning run claims"))?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
+
+    async fn request_cancel(&self, run_id: &str, actor: &str) -> Result<bool, StoreError> {
+        let (run_id, actor) = (run_id.to_string(), actor.to_string());
+        self.write(|conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE runs SET cancel_requested_by = COALESCE(cancel_requested_by, ?) \
+                     WHERE id = ? AND state = 'running'",
+                )
+                .bind(&actor)
+                .bind(&run_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("requesting a cancellation"))?;
+                Ok(done.rows_affected() > 0)
+            })
+        })
+        .await
+    }
+
+    async fn claim_emails(
+        &self,
+        holder: &str,
+        due: DateTime<Utc>,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<EmailRow>, StoreError> {
+        let holder = holder.to_string();
+        let sql = format!(
+            "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2 WHERE id IN \
+             (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?5 \
+             AND (claimed_until IS NULL OR claimed_until <= ?3) \
+             ORDER BY next_attempt_at, id LIMIT ?4) RETURNING {EMAIL_COLUMNS}"
+        );
+        self.write(|conn| {
+            Box::pin(async move {
+                let rows = sqlx::query(&sql)
+                    .bind(&holder)
+                    .bind(ts(lease_end(now, ttl)))
+                    .bind(ts(now))
+                    .bind(i64::from(limit))
+                    .bind(ts(due))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db("claiming emails"))?;
+                let mut emails = rows.iter().map(email_from).collect::<Result<Vec<_>, _>>()?;
+                emails.sort_by_key(|a| (a.next_attempt_at, a.id));
+                Ok(emails)
+            })
+        })
+        .await
+    }
+}
+
+fn claim_from(row: &SqliteRow) -> Result<RunClaim, StoreError> {
+    Ok(RunClaim {
+        run_id: get(row, "id")?,
+        epoch: get::<i64>(row, "claim_epoch")?.max(0) as u64,
+        cancel_requested: get(row, "cancel_requested_by")?,
+    })
 }
 
 /// The file path of a `sqlite:` URL, or `None` for an in-memory database.

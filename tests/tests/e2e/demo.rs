@@ -564,8 +564,13 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     // Restarted with the clock past the night's times (without --virtual-clock the clock stands
     // at --now, and the scheduler does not jump ahead to February).
     let mut served = Served::start(&hosts, "2027-01-17T06:00:00Z", false);
+    // The killed daemon ran on this machine: the new one takes its lease over at once.
+    served.await_line("the dead daemon's lease taken over", |l| {
+        (l.starts_with("the previous leader ") && l.ends_with("took its lease and 1 run(s) over"))
+            .then_some(())
+    });
     served.await_line("the run to resume", |l| {
-        (l == format!("resuming run {run} (monthly-local, 1 step(s) found running)")).then_some(())
+        (l == format!("run {run}: 1 step(s) found running, left by a stopped driver")).then_some(())
     });
     served.await_line("the interrupted step to wait for an operator", |l| {
         (l == format!("run {run} waits for a decision: patch-node1 [node1] interrupted"))
