@@ -11,12 +11,18 @@
 //! when the token's signature holds, else `link:unknown`; details: reason code, source IP),
 //! and changes nothing else.
 //!
+//! Refusals are rate limited per source ([`limit`]): past [`limit::PER_SOURCE`] refusals a minute
+//! from one address (or [`limit::OVERALL`] from all together), a refused request is answered
+//! `429 Too Many Requests` with a `Retry-After`, and the window records one `link.rate_limited`
+//! event instead of one `link.rejected` per request. Good links are never limited.
+//!
 //! Cost of a `GET`: one store read, the audit chain's head, when nothing changed since the last
 //! fetch of a link of the same step; else the step rows and decisions too ([`cache`]).
 //!
 //! [`Engine::decide`]: crate::run::Engine::decide
 
 pub mod cache;
+pub mod limit;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,13 +30,14 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, Form, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use self::cache::{RunCache, StepCache, StepView};
-use super::{Shared, html, unavailable};
+use self::limit::{RefusalLimit, Report, Scope, Verdict};
+use super::{Shared, error, html, unavailable};
 use crate::links::{LinkClaims, LinkError, Purpose};
 use crate::pages;
 use crate::run::RunError;
@@ -39,9 +46,10 @@ use crate::store::{Change, NewDecision, NewEvent, StepState, Store, StoreError};
 /// The longest comment kept, in characters.
 const MAX_COMMENT: usize = 2000;
 
-/// What the links routes keep between requests: the store reads.
+/// What the links routes keep between requests: the rate limit of refusals, and the store reads.
 #[derive(Debug, Default)]
 pub struct LinkRoutes {
+    pub refusals: RefusalLimit,
     pub runs: RunCache,
     pub steps: StepCache,
 }
@@ -398,7 +406,8 @@ fn decide_error(e: RunError, claims: &LinkClaims) -> Stop {
     Stop::Refused(Some(Box::new(claims.clone())), refusal)
 }
 
-/// The refusal page, after its `link.rejected` event is committed (a store failure: a 503).
+/// The refusal page, after its `link.rejected` event is committed (a store failure: a 503);
+/// past the rate limit, the 429 page instead.
 async fn refuse<S: Store>(
     shared: &Shared<S>,
     routes: &LinkRoutes,
@@ -411,6 +420,9 @@ async fn refuse<S: Store>(
         Stop::Refused(claims, refusal) => (claims, refusal),
         Stop::Store(e) => return unavailable(e),
     };
+    if let Verdict::Limited { until, report } = routes.refusals.refusal(peer.ip(), now) {
+        return too_many(shared, report, peer, method, now, until).await;
+    }
     let store = &shared.engine.store;
     let mut details = json!({
         "reason": refusal.code(),
@@ -450,6 +462,58 @@ async fn refuse<S: Store>(
         return unavailable(e);
     }
     html(refusal.status(), refusal.page())
+}
+
+/// The 429 page, after the window's `link.rate_limited` event (if this is its first 429) is
+/// committed.
+async fn too_many<S: Store>(
+    shared: &Shared<S>,
+    report: Option<Report>,
+    peer: SocketAddr,
+    method: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Response {
+    if let Some(report) = report {
+        let source = match &report.scope {
+            Scope::Source(source) => source.as_str(),
+            Scope::All => "all",
+        };
+        let event = NewEvent {
+            at: now,
+            actor: "link:unknown".into(),
+            action: "link.rate_limited".into(),
+            run_id: None,
+            step_id: None,
+            details: json!({
+                "source": source,
+                "source_ip": peer.ip().to_string(),
+                "method": method,
+                "limit": report.limit,
+                "window_seconds": limit::WINDOW.num_seconds(),
+                "window_start": crate::audit::format_instant(report.window_start),
+                "until": crate::audit::format_instant(until),
+            }),
+        };
+        let change = Change {
+            events: vec![event],
+            ..Change::default()
+        };
+        if let Err(e) = shared.engine.store.commit(vec![change]).await {
+            return unavailable(e);
+        }
+    }
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many refused link requests arrived in the last minute, so this one was not looked \
+         at. Nothing was changed. Wait a minute, then open the link from your \
+         email again.",
+    );
+    let wait = (until - now).num_seconds().max(1);
+    if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// A button's label.
