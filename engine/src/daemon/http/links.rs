@@ -16,8 +16,9 @@
 //! `429 Too Many Requests` with a `Retry-After`, and the window records one `link.rate_limited`
 //! event instead of one `link.rejected` per request. Good links are never limited.
 //!
-//! Cost of a `GET`: one store read, the audit chain's head, when nothing changed since the last
-//! fetch of a link of the same step; else the step rows and decisions too ([`cache`]).
+//! Cost of a `GET`: one store read, the audit chain's head (shared with the requests waiting at
+//! the same time), when nothing changed since the last fetch of a link of the same step; else the
+//! step rows and decisions too ([`cache`]).
 //!
 //! [`Engine::decide`]: crate::run::Engine::decide
 
@@ -35,7 +36,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use self::cache::{RunCache, StepCache, StepView};
+use self::cache::{HeadReads, RunCache, StepCache, StepView};
 use self::limit::{RefusalLimit, Report, Scope, Verdict};
 use super::{Shared, error, html, unavailable};
 use crate::links::{LinkClaims, LinkError, Purpose};
@@ -52,6 +53,7 @@ pub struct LinkRoutes {
     pub refusals: RefusalLimit,
     pub runs: RunCache,
     pub steps: StepCache,
+    pub heads: Arc<HeadReads>,
 }
 
 /// Why a link was refused.
@@ -242,7 +244,11 @@ async fn target<S: Store>(
     let refused = |r: Refusal| Stop::Refused(Some(Box::new(claims.clone())), r);
     let other_step = || refused(LinkError::OtherStep.into());
     let store = &*shared.engine.store;
-    let head = store.chain_head().await?;
+    let head = routes
+        .heads
+        .read(&shared.engine.store)
+        .await
+        .map_err(Stop::Store)?;
     let run = routes
         .runs
         .get(store, &claims.run_id)
