@@ -164,6 +164,10 @@ to_ms() {
 
 export_audit() { "$BIN" audit export --database "sqlite://$1/patchday.db"; }
 
+# The machine's busy CPU ticks, all cores (/proc/stat: user nice system idle iowait irq softirq
+# steal): what other processes took during a measurement is this minus ours.
+machine_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+
 TICKS_PER_S=$(getconf CLK_TCK)
 FAILED=()
 check() { # check NAME OK(0/1)
@@ -284,8 +288,18 @@ code=$(curl -s -o "$WORK/page.html" -w '%{http_code}' "$URL")
 [[ $code == 200 ]] || die "the link answers $code: $(cat "$WORK/page.html")"
 grep -q 'May we patch tonight?' "$WORK/page.html" || die "the confirmation page does not show the approval"
 events_before=$(export_audit "$LOAD_DIR" | grep -vc '"action":"email\.' || true)
-WRK_OUT=$(wrk -t2 -c64 -d"${WRK_SECS}s" --latency "$URL")
+busy0=$(machine_busy) d0=$(cpu_ticks "$LOAD_PID")
+TIMEFORMAT='%U %S'
+WRK_CPU=$({ time wrk -t2 -c64 -d"${WRK_SECS}s" --latency "$URL" >"$WORK/wrk.out"; } 2>&1)
+busy1=$(machine_busy) d1=$(cpu_ticks "$LOAD_PID")
+WRK_OUT=$(cat "$WORK/wrk.out")
 echo "$WRK_OUT" | sed 's/^/   /' >&2
+# Shares of the machine's cores (200% = both) during the load test.
+share() { awk -v t="$1" -v s="$WRK_SECS" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.0f", 100 * t / hz / s }'; }
+DAEMON_PCT=$(share $((d1 - d0)))
+WRK_PCT=$(awk -v c="$WRK_CPU" -v s="$WRK_SECS" 'BEGIN { split(c, a, " "); printf "%.0f", 100 * (a[1] + a[2]) / s }')
+OTHERS_PCT=$(awk -v b="$(share $((busy1 - busy0)))" -v d="$DAEMON_PCT" -v w="$WRK_PCT" 'BEGIN { o = b - d - w; printf "%.0f", o < 0 ? 0 : o }')
+echo "   CPU during the test (200% = both cores): daemon ${DAEMON_PCT}%, wrk ${WRK_PCT}%, other processes ${OTHERS_PCT}%" >&2
 events_after=$(export_audit "$LOAD_DIR" | grep -vc '"action":"email\.' || true)
 RPS=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$WRK_OUT")
 P50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$WRK_OUT")")
@@ -333,6 +347,7 @@ echo "|---|---|---|---|"
 echo "| confirmation page, wrk -t2 -c64 -d${WRK_SECS}s on loopback | $RPS req/s | ≥ $GOAL_RPS req/s | $(check rps "$rps_ok") |"
 echo "| its latency | p50 $P50 ms, p99 $P99 ms | p99 < $GOAL_P99_MS ms | $(check p99 "$p99_ok") |"
 echo "| its errors and audit writes | $NON2XX non-2xx${ERRORS:+, $ERRORS}, $WRITES events written | none (a GET never writes) | $(check errors "$errors_ok") |"
+echo "| CPU meanwhile (200% = both cores) | daemon ${DAEMON_PCT}%, wrk ${WRK_PCT}%, other processes ${OTHERS_PCT}% | — | |"
 echo "| idle RSS, example runbooks loaded | $(mb "$IDLE_RSS") MB (peak $(mb "$IDLE_HWM") MB, $IDLE_THREADS threads) | < $GOAL_RSS_MB MB | $(check rss "$rss_ok") |"
 echo "| idle CPU over ${IDLE_SECS} s | $IDLE_CPU_S s (${IDLE_CPU_MS_NS} ms by schedstat, $IDLE_WAKEUPS context switches) | < $GOAL_IDLE_CPU_S s per 60 s | $(check cpu "$cpu_ok") |"
 echo "| start-up CPU (to ready + ${SETTLE_SECS} s) | $STARTUP_CPU_S s | — | |"
