@@ -169,12 +169,8 @@ export_audit() { "$BIN" audit export --database "sqlite://$1/patchday.db"; }
 machine_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 
 TICKS_PER_S=$(getconf CLK_TCK)
-FAILED=()
-check() { # check NAME OK(0/1)
-  if [[ $2 == 1 ]]; then echo "ok"; else
-    FAILED+=("$1")
-    echo "MISSED"
-  fi
+check() { # check NAME OK(0/1): the table's verdict (the names of the missed goals: see below)
+  if [[ $2 == 1 ]]; then echo "ok"; else echo "MISSED"; fi
 }
 
 MACHINE="$(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
@@ -337,6 +333,11 @@ rss_ok=$(awk -v kb="$IDLE_RSS" -v g=$GOAL_RSS_MB 'BEGIN { print (kb / 1024 < g) 
 cpu_ok=$(awk -v c="$IDLE_CPU_S" -v g=$GOAL_IDLE_CPU_S -v w="$IDLE_SECS" 'BEGIN { print (c * 60 / w < g) ? 1 : 0 }')
 lag_ok=$(awk -v l="$LAG_MAX" -v g=$GOAL_LAG_MS -v n="$FIRED" -v f="$FIRES" 'BEGIN { print (l < g && n == f) ? 1 : 0 }')
 errors_ok=$([[ $NON2XX == 0 && -z $ERRORS && $WRITES == 0 ]] && echo 1 || echo 0)
+FAILED=()
+for goal in rps p99 errors rss cpu lag; do
+  ok_var="${goal}_ok"
+  [[ ${!ok_var} == 1 ]] || FAILED+=("$goal")
+done
 
 echo
 echo "Machine: $MACHINE"
