@@ -133,7 +133,31 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    request_from(None, addr, method, path, headers, body)
+}
+
+/// [`request`] from the loopback address `source` (`127.0.0.2`, ...): another client as far as
+/// the daemon's per-source rate limit goes.
+pub fn request_from(
+    source: Option<&str>,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut stream = match source {
+        None => TcpStream::connect(addr).expect("connect"),
+        Some(source) => {
+            use socket2::{Domain, Socket, Type};
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+            let local: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+            socket.bind(&local.into()).expect("bind a loopback source");
+            let remote: std::net::SocketAddr = addr.parse().unwrap();
+            socket.connect(&remote.into()).expect("connect");
+            socket.into()
+        }
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();

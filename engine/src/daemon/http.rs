@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 
 pub mod api;
-mod links;
+pub mod links;
 
 use super::Shared;
 use crate::pages;
@@ -33,7 +33,9 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/runs/{id}", get(run_page::<S>))
         .route(
             "/links/{token}",
-            get(links::show::<S>).post(links::decide::<S>),
+            get(links::show::<S>)
+                .post(links::decide::<S>)
+                .layer(Extension(Arc::new(links::LinkRoutes::default()))),
         )
         .nest("/api/v1", api::routes::<S>().0)
         .fallback(not_found)

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use patchday::daemon::http::links::limit::PER_SOURCE;
 use patchday_tests::daemon::{
     Daemon, audit_events, count, emails_with, eml_files, get, hidden_field, link_token, poll,
-    request, serve_command, without_mail,
+    request, request_from, serve_command, without_mail,
 };
 use patchday_tests::{patchday, stderr, stdout};
 
@@ -391,7 +392,9 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
     };
     assert!(runs("running"));
 
-    // 100 concurrent POSTs of Alice's link: exactly one decides, the others are refused.
+    // 100 concurrent POSTs of Alice's link: exactly one decides, the others are refused. They
+    // come from 127.0.0.2: past its quota of refusals a source gets 429s (the rate limit has its
+    // own test below), and 127.0.0.1 keeps its quota for the attacks after this.
     let origin = format!("http://{addr}");
     let threads: Vec<_> = (0..100)
         .map(|_| {
@@ -402,7 +405,8 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
                     ("Origin", origin.as_str()),
                     ("Sec-Fetch-Site", "same-origin"),
                 ];
-                request(&addr, "POST", &format!("/links/{token}"), &headers, &form)
+                let path = format!("/links/{token}");
+                request_from(Some("127.0.0.2"), &addr, "POST", &path, &headers, &form)
             })
         })
         .collect();
@@ -417,11 +421,21 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
     );
     assert!(decided[0].2.contains("Approved by you"), "{}", decided[0].2);
     assert!(
-        answers.iter().all(|a| a.0 == 200 || a.0 == 409),
+        answers.iter().all(|a| matches!(a.0, 200 | 409 | 429)),
         "{:?}",
         answers.iter().map(|a| a.0).collect::<Vec<_>>()
     );
-    rejected.set(rejected.get() + 99);
+    // The first refusals of the source are answered and audited; the rest are 429s, recorded
+    // by one `link.rate_limited` event.
+    let conflicts = answers.iter().filter(|a| a.0 == 409).count();
+    assert_eq!(conflicts, PER_SOURCE as usize);
+    rejected.set(rejected.get() + conflicts);
+    let limited: Vec<serde_json::Value> = audit_events(&database)
+        .into_iter()
+        .filter(|e| e["action"] == "link.rate_limited")
+        .collect();
+    assert_eq!(limited.len(), 1, "{limited:#?}");
+    assert_eq!(limited[0]["details"]["source"], "127.0.0.2");
     decisions.set(1);
 
     // The run goes on and finishes.
@@ -454,7 +468,7 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
         .find(|e| e["action"] == "approval.decided")
         .unwrap();
     assert_eq!(decision["actor"], "link:alice@example.com");
-    assert_eq!(decision["details"]["source_ip"], "127.0.0.1");
+    assert_eq!(decision["details"]["source_ip"], "127.0.0.2");
     assert_eq!(decision["details"]["choice"], "approve");
 
     daemon.terminate();
@@ -1073,5 +1087,105 @@ fn with_no_configuration_the_cli_on_this_machine_operates_the_daemon() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no API token"), "{}", stderr(&out));
     assert_eq!(daemon.terminate().code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A flood of forged tokens from one address: past its quota of refusals it gets 429s and one
+/// `link.rate_limited` event per window, so the audit log stays bounded.
+#[test]
+fn a_flood_of_forged_links_is_rate_limited_and_the_audit_log_stays_bounded() {
+    let dir = std::env::temp_dir().join(format!("patchday-flood-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/links-demo.yaml"), APPROVAL_RUNBOOK).unwrap();
+    let secret = dir.join("link.secret");
+    std::fs::write(
+        &secret,
+        "flood test secret: 0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let outbox = dir.join("outbox");
+    let mut serve = serve_command(&dir, &database, &outbox);
+    serve.env("PATCHDAY_SECURITY_LINK_SECRET_FILE", &secret);
+    let mut daemon = Daemon::start(serve);
+    let addr = daemon.addr.clone();
+
+    let alice = poll("the approval email", Duration::from_secs(30), || {
+        eml_files(&outbox)
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .find(|t| t.contains("To: alice@example.com\r\n"))
+    });
+    let start = alice.find("/links/").expect("a link");
+    let link = alice[start..start + alice[start..].find(char::is_whitespace).unwrap()].to_string();
+    assert_eq!(request(&addr, "GET", &link, &[], "").0, 200);
+
+    // 300 forged tokens (GETs and POSTs) from one source: the first PER_SOURCE are refused as
+    // usual and audited one by one, the rest are answered 429 with a Retry-After.
+    let forged = |i: usize| format!("/links/AQEAAAAA{i:08}forged{}", "x".repeat(60));
+    let mut statuses = Vec::new();
+    for i in 0..300 {
+        let method = if i % 3 == 0 { "POST" } else { "GET" };
+        let (status, head, body) = request_from(
+            Some("127.0.0.3"),
+            &addr,
+            method,
+            &forged(i),
+            &[],
+            "choice=approve",
+        );
+        if status == 429 {
+            assert!(
+                head.to_ascii_lowercase().contains("\r\nretry-after: "),
+                "{head}"
+            );
+            assert!(body.contains("Too many refused link requests"), "{body}");
+            assert!(body.contains("Nothing was changed."), "{body}");
+        }
+        statuses.push(status);
+    }
+    let quota = PER_SOURCE as usize;
+    assert!(
+        statuses[..quota].iter().all(|s| matches!(s, 400 | 403)),
+        "{statuses:?}"
+    );
+    assert!(statuses[quota..].iter().all(|s| *s == 429), "{statuses:?}");
+
+    // A good link still works from the limited source; another source has its own quota.
+    let (status, _, page) = request_from(Some("127.0.0.3"), &addr, "GET", &link, &[], "");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("May we patch cycle 2026-12 tonight?"),
+        "{page}"
+    );
+    let other = request_from(Some("127.0.0.4"), &addr, "GET", &forged(0), &[], "");
+    assert!(matches!(other.0, 400 | 403), "{}", other.2);
+
+    // The audit log grew by the quota, one `link.rate_limited`, and the other source's refusal.
+    let events = audit_events(&database);
+    let from = |ip: &str| {
+        events
+            .iter()
+            .filter(|e| e["action"] == "link.rejected" && e["details"]["source_ip"] == ip)
+            .count()
+    };
+    assert_eq!(from("127.0.0.3"), quota);
+    assert_eq!(from("127.0.0.4"), 1);
+    let limited: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["action"] == "link.rate_limited")
+        .collect();
+    assert_eq!(limited.len(), 1, "{limited:#?}");
+    let details = &limited[0]["details"];
+    assert_eq!(details["source"], "127.0.0.3");
+    assert_eq!(details["source_ip"], "127.0.0.3");
+    assert_eq!(details["limit"], PER_SOURCE);
+    assert_eq!(details["window_seconds"], 60);
+    assert_eq!(limited[0]["actor"], "link:unknown");
+    assert_eq!(count(&events, "approval.decided"), 0);
+
+    assert_eq!(daemon.terminate().code(), Some(0));
+    patchday_tests::assert_audit_verifies(&database);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,27 +11,50 @@
 //! when the token's signature holds, else `link:unknown`; details: reason code, source IP),
 //! and changes nothing else.
 //!
+//! Refusals are rate limited per source ([`limit`]): past [`limit::PER_SOURCE`] refusals a minute
+//! from one address (or [`limit::OVERALL`] from all together), a refused request is answered
+//! `429 Too Many Requests` with a `Retry-After`, and the window records one `link.rate_limited`
+//! event instead of one `link.rejected` per request. Good links are never limited.
+//!
+//! Cost of a `GET`: one store read, the audit chain's head (shared with the requests waiting at
+//! the same time), when nothing changed since the last fetch of a link of the same step; else the
+//! step rows and decisions too ([`cache`]).
+//!
 //! [`Engine::decide`]: crate::run::Engine::decide
+
+pub mod cache;
+pub mod limit;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{ConnectInfo, Form, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Shared, html, unavailable};
+use self::cache::{HeadReads, RunCache, StepCache, StepView};
+use self::limit::{RefusalLimit, Report, Scope, Verdict};
+use super::{Shared, error, html, unavailable};
 use crate::links::{LinkClaims, LinkError, Purpose};
 use crate::pages;
-use crate::run::{PersonAsk, RunError};
-use crate::store::{Change, NewDecision, NewEvent, RunRow, StepState, Store, StoreError};
-use crate::validate::CheckedRunbook;
+use crate::run::RunError;
+use crate::store::{Change, NewDecision, NewEvent, StepState, Store, StoreError};
 
 /// The longest comment kept, in characters.
 const MAX_COMMENT: usize = 2000;
+
+/// What the links routes keep between requests: the rate limit of refusals, and the store reads.
+#[derive(Debug, Default)]
+pub struct LinkRoutes {
+    pub refusals: RefusalLimit,
+    pub runs: RunCache,
+    pub steps: StepCache,
+    pub heads: Arc<HeadReads>,
+}
 
 /// Why a link was refused.
 #[derive(Debug)]
@@ -84,12 +107,10 @@ impl From<LinkError> for Refusal {
     }
 }
 
-/// What a good link points at.
+/// What a good link points at: its claims and the row's current view.
 struct Target {
     claims: LinkClaims,
-    run: RunRow,
-    checked: Arc<CheckedRunbook>,
-    ask: PersonAsk,
+    view: Arc<StepView>,
 }
 
 /// Why a handler stopped: a refused link, or the store failing (a 503, not audited).
@@ -107,25 +128,27 @@ impl From<StoreError> for Stop {
 /// `GET` and `HEAD`: the confirmation page. Reads only (a refusal is audited).
 pub async fn show<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
+    Extension(routes): Extension<Arc<LinkRoutes>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Response {
     let now = shared.clock.now();
     let result = async {
         let claims = verify(&shared, &token, now)?;
-        let target = target(&shared, claims).await?;
-        confirmation(&shared, &token, &target).await
+        let target = target(&shared, &routes, claims).await?;
+        Ok(confirmation(&shared, &token, target))
     }
     .await;
     match result {
         Ok(page) => html(StatusCode::OK, page),
-        Err(stop) => refuse(&shared, stop, peer, "GET", now).await,
+        Err(stop) => refuse(&shared, &routes, stop, peer, "GET", now).await,
     }
 }
 
 /// `POST`: the decision.
 pub async fn decide<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
+    Extension(routes): Extension<Arc<LinkRoutes>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     headers: HeaderMap,
@@ -144,12 +167,12 @@ pub async fn decide<S: Store>(
         signer
             .check_csrf(&token, csrf)
             .map_err(|e| refused(e.into()))?;
-        let target = target(&shared, claims.clone()).await?;
+        let target = target(&shared, &routes, claims.clone()).await?;
         let choice = form
             .get(pages::FIELD_CHOICE)
             .map_or("", String::as_str)
             .to_string();
-        if !target.ask.choices.contains(&choice) {
+        if !target.view.ask.choices.contains(&choice) {
             return Err(refused(Refusal::NotAChoice));
         }
         let comment = form
@@ -168,19 +191,19 @@ pub async fn decide<S: Store>(
             source_ip: Some(peer.ip().to_string()),
             nonce: Some(claims.nonce.clone()),
         };
-        let decided = match shared.engine.decide(&target.checked, decision).await {
+        let decided = match shared.engine.decide(&target.view.checked, decision).await {
             Ok(decided) => decided,
             Err(e) => return Err(decide_error(e, &claims)),
         };
         if decided.settled.is_some() {
-            shared.spawn_run(target.checked.clone(), claims.run_id.clone());
+            shared.spawn_run(target.view.checked.clone(), claims.run_id.clone());
         }
         shared.mail.notify_one();
         let view = pages::DecidedView {
-            runbook: target.run.runbook.clone(),
-            cycle: target.run.cycle.clone().unwrap_or_default(),
+            runbook: target.view.run.runbook.clone(),
+            cycle: target.view.run.cycle.clone().unwrap_or_default(),
             step: claims.step.clone(),
-            outcome: outcome(target.ask.purpose, &choice),
+            outcome: outcome(target.view.ask.purpose, &choice),
             actor: claims.recipient.clone(),
             at: now,
             comment,
@@ -191,7 +214,7 @@ pub async fn decide<S: Store>(
     .await;
     match result {
         Ok(page) => html(StatusCode::OK, page),
-        Err(stop) => refuse(&shared, stop, peer, "POST", now).await,
+        Err(stop) => refuse(&shared, &routes, stop, peer, "POST", now).await,
     }
 }
 
@@ -211,68 +234,88 @@ fn verify<S: Store>(
 }
 
 /// The run, runbook, step and row the claims name, checked: a person-step of the link's purpose,
-/// the recipient still one of its people, the nonce unused, the row awaiting input.
-async fn target<S: Store>(shared: &Shared<S>, claims: LinkClaims) -> Result<Target, Stop> {
+/// the recipient still one of its people, the nonce unused, the row awaiting input. Reads the
+/// chain head, and the rest only when it moved since the row's view was kept ([`cache`]).
+async fn target<S: Store>(
+    shared: &Shared<S>,
+    routes: &LinkRoutes,
+    claims: LinkClaims,
+) -> Result<Target, Stop> {
     let refused = |r: Refusal| Stop::Refused(Some(Box::new(claims.clone())), r);
     let other_step = || refused(LinkError::OtherStep.into());
-    let store = &shared.engine.store;
-    let run = store.run(&claims.run_id).await?.ok_or_else(other_step)?;
-    let checked = shared.checked_for_run(&run).ok_or_else(other_step)?;
-    let rows = store.steps(&run.id).await?;
-    let row = rows
-        .iter()
-        .find(|r| r.step == claims.step && r.host == claims.host)
+    let store = &*shared.engine.store;
+    let head = routes
+        .heads
+        .read(&shared.engine.store)
+        .await
+        .map_err(Stop::Store)?;
+    let run = routes
+        .runs
+        .get(store, &claims.run_id)
+        .await?
         .ok_or_else(other_step)?;
-    let ask = shared
-        .engine
-        .person_ask(&checked, &run, &rows, &claims.step, &claims.host)
-        .map_err(|_| other_step())?;
-    if ask.purpose != claims.purpose {
+    let checked = shared.checked_for_run(&run).ok_or_else(other_step)?;
+    let key = (run.id.as_str(), claims.step.as_str(), claims.host.as_str());
+    let view = match routes.steps.get(key, &head, &checked) {
+        Some(view) => view,
+        None => {
+            let rows = store.steps(&run.id).await?;
+            let row = rows
+                .iter()
+                .find(|r| r.step == claims.step && r.host == claims.host)
+                .ok_or_else(other_step)?;
+            let ask = shared
+                .engine
+                .person_ask(&checked, &run, &rows, &claims.step, &claims.host)
+                .map_err(|_| other_step())?;
+            let decisions = store.decisions(&run.id, &claims.step, &claims.host).await?;
+            let state = row.state;
+            let view = Arc::new(StepView::new(
+                head,
+                run.clone(),
+                checked,
+                state,
+                ask,
+                decisions,
+            ));
+            routes.steps.put(key, view.clone());
+            view
+        }
+    };
+    if view.ask.purpose != claims.purpose {
         return Err(other_step());
     }
-    if !ask
+    if !view
+        .ask
         .recipients
         .iter()
         .any(|r| claims.check_recipient(r).is_ok())
     {
         return Err(refused(LinkError::OtherRecipient.into()));
     }
-    let decisions = store.decisions(&run.id, &claims.step, &claims.host).await?;
-    let used = decisions.iter().any(|d| {
+    let used = view.decisions.iter().any(|d| {
         d.decision.nonce.as_deref() == Some(claims.nonce.as_str())
             || claims.check_recipient(&d.decision.recipient).is_ok()
     });
     if used {
         return Err(refused(LinkError::AlreadyUsed.into()));
     }
-    if row.state != StepState::AwaitingInput {
+    if view.state != StepState::AwaitingInput {
         return Err(refused(Refusal::Settled));
     }
-    Ok(Target {
-        claims,
-        run,
-        checked,
-        ask,
-    })
+    Ok(Target { claims, view })
 }
 
 /// The confirmation page of a good link.
-async fn confirmation<S: Store>(
-    shared: &Shared<S>,
-    token: &str,
-    target: &Target,
-) -> Result<String, Stop> {
-    let Target {
-        claims,
+fn confirmation<S: Store>(shared: &Shared<S>, token: &str, target: Target) -> String {
+    let Target { claims, view } = target;
+    let StepView {
         run,
         checked,
         ask,
-    } = target;
-    let decisions = shared
-        .engine
-        .store
-        .decisions(&run.id, &claims.step, &claims.host)
-        .await?;
+        decisions,
+        ..
+    } = &*view;
     let signer = &shared.engine.links.as_ref().expect("verified").signer;
     let choices = ask
         .choices
@@ -282,7 +325,7 @@ async fn confirmation<S: Store>(
             label: label(ask.purpose, c),
         })
         .collect();
-    let view = pages::ConfirmationView {
+    let page = pages::ConfirmationView {
         purpose: claims.purpose,
         runbook: run.runbook.clone(),
         cycle: run.cycle.clone().unwrap_or_default(),
@@ -300,19 +343,19 @@ async fn confirmation<S: Store>(
         expires_at: claims.expires_at,
         quorum: (ask.purpose == Purpose::Approval).then_some(ask.quorum),
         decisions: decisions
-            .into_iter()
+            .iter()
             .map(|d| pages::DecisionView {
-                name: d.decision.recipient,
-                choice: d.decision.choice,
+                name: d.decision.recipient.clone(),
+                choice: d.decision.choice.clone(),
                 at: d.decision.at,
-                comment: d.decision.comment,
+                comment: d.decision.comment.clone(),
             })
             .collect(),
         choices,
         action: format!("/links/{token}"),
         csrf: signer.csrf_token(token),
     };
-    Ok(pages::confirmation_page(&view))
+    pages::confirmation_page(&page)
 }
 
 /// Whether a `POST` says it comes from another site: `Sec-Fetch-Site` other than
@@ -378,9 +421,11 @@ fn decide_error(e: RunError, claims: &LinkClaims) -> Stop {
     Stop::Refused(Some(Box::new(claims.clone())), refusal)
 }
 
-/// The refusal page, after its `link.rejected` event is committed (a store failure: a 503).
+/// The refusal page, after its `link.rejected` event is committed (a store failure: a 503);
+/// past the rate limit, the 429 page instead.
 async fn refuse<S: Store>(
     shared: &Shared<S>,
+    routes: &LinkRoutes,
     stop: Stop,
     peer: SocketAddr,
     method: &str,
@@ -391,6 +436,9 @@ async fn refuse<S: Store>(
         Stop::Store(e) => return unavailable(e),
     };
     shared.counters.link_rejected(refusal.code());
+    if let Verdict::Limited { until, report } = routes.refusals.refusal(peer.ip(), now) {
+        return too_many(shared, report, peer, method, now, until).await;
+    }
     let store = &shared.engine.store;
     let mut details = json!({
         "reason": refusal.code(),
@@ -405,7 +453,7 @@ async fn refuse<S: Store>(
             details["host"] = json!(claims.host);
         }
         // Filed under the run only when it exists (a signed link for a deleted run is possible).
-        if let Ok(Some(_)) = store.run(&claims.run_id).await {
+        if let Ok(Some(_)) = routes.runs.get(&**store, &claims.run_id).await {
             run_id = Some(claims.run_id.clone());
             step_id = Some(claims.step.clone());
         }
@@ -430,6 +478,58 @@ async fn refuse<S: Store>(
         return unavailable(e);
     }
     html(refusal.status(), refusal.page())
+}
+
+/// The 429 page, after the window's `link.rate_limited` event (if this is its first 429) is
+/// committed.
+async fn too_many<S: Store>(
+    shared: &Shared<S>,
+    report: Option<Report>,
+    peer: SocketAddr,
+    method: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Response {
+    if let Some(report) = report {
+        let source = match &report.scope {
+            Scope::Source(source) => source.as_str(),
+            Scope::All => "all",
+        };
+        let event = NewEvent {
+            at: now,
+            actor: "link:unknown".into(),
+            action: "link.rate_limited".into(),
+            run_id: None,
+            step_id: None,
+            details: json!({
+                "source": source,
+                "source_ip": peer.ip().to_string(),
+                "method": method,
+                "limit": report.limit,
+                "window_seconds": limit::WINDOW.num_seconds(),
+                "window_start": crate::audit::format_instant(report.window_start),
+                "until": crate::audit::format_instant(until),
+            }),
+        };
+        let change = Change {
+            events: vec![event],
+            ..Change::default()
+        };
+        if let Err(e) = shared.engine.store.commit(vec![change]).await {
+            return unavailable(e);
+        }
+    }
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many refused link requests arrived in the last minute, so this one was not looked \
+         at. Nothing was changed. Wait a minute, then open the link from your \
+         email again.",
+    );
+    let wait = (until - now).num_seconds().max(1);
+    if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// A button's label.
