@@ -178,7 +178,7 @@ pub async fn decide<S: Store>(
         shared.mail.notify_one();
         let view = pages::DecidedView {
             runbook: target.run.runbook.clone(),
-            cycle: target.run.cycle.clone().unwrap_or_default(),
+            cycle: crate::run::cycle_of(&target.run, target.checked.tz).to_string(),
             step: claims.step.clone(),
             outcome: outcome(target.ask.purpose, &choice),
             actor: claims.recipient.clone(),
@@ -285,7 +285,7 @@ async fn confirmation<S: Store>(
     let view = pages::ConfirmationView {
         purpose: claims.purpose,
         runbook: run.runbook.clone(),
-        cycle: run.cycle.clone().unwrap_or_default(),
+        cycle: crate::run::cycle_of(run, checked.tz).to_string(),
         step: claims.step.clone(),
         step_description: checked
             .runbook
