@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Local test hosts for runbooks/demo/monthly-local.yaml, all on 127.0.0.1 (README: "Try it
-# against local test hosts"):
+# Local test hosts for runbooks/demo/emergency-local.yaml and monthly-local.yaml, all on
+# 127.0.0.1 (README: "First run" and "Try it against local test hosts"):
 #
 #   sshd      a real OpenSSH server run as you (-D -f <its own config>), generated host and user
-#             keys, a known_hosts file; the two "nodes" of inventory/demo-hosts.yaml log in here
+#             keys, a known_hosts file; the hosts of inventory/demo-hosts.yaml log in here
 #   http      smoke-test endpoints and a ServiceNow-style change API (demo/http_server.py)
 #   smtp      an SMTP server that requires AUTH and keeps every message as a file (demo/smtp_server.py)
 #   libvirt   a node file for libvirt's test driver, with the nodes' VMs (for the snapshot steps)
@@ -281,9 +281,15 @@ local test hosts ready (state in $state):
   http     http://127.0.0.1:$http_port  /health/HOST, /api/now/table/change_request (changes in $rel/changes/)
   smtp     127.0.0.1:$smtp_port  AUTH as patchday; every message lands in $rel/mail/
   libvirt  test://$state/libvirt-node.xml  VMs demo-node1, demo-node2
-  nodes    node1, node2 (inventory/demo-hosts.yaml); their commands log to $rel/hosts/commands.log
-then:
+  hosts    node1, node2, test1 (inventory/demo-hosts.yaml); their commands log to $rel/hosts/commands.log
+then (README: "First run"):
   . $rel/env
+  ./target/release/patchday serve --config $rel/patchday.toml
+and in a second terminal:
+  . $rel/env
+  ./target/release/patchday trigger emergency-local --param cve=CVE-2026-12345
+  ls $rel/mail/                # each email as .eml, .txt (to read) and .json
+or the monthly cycle on a virtual clock (README: "Try it against local test hosts"):
   ./target/release/patchday serve --config $rel/patchday.toml --now 2026-12-01T08:59:00Z --virtual-clock
 stop them with: $0 stop$([[ $rel == demo-state ]] || echo " --state $rel")
 EOF

@@ -2,10 +2,13 @@
 python3-aiosmtpd).
 
 Requires AUTH (PLAIN or LOGIN) as --user with the password in --password-file, on a plain
-connection (loopback only). Every accepted message is written into --out as two files with
+connection (loopback only). Every accepted message is written into --out as three files with
 the same number and a name from its subject:
 
   0001-patch-cycle-2026-12.eml   the message exactly as received (open it with any mail client)
+  0001-patch-cycle-2026-12.txt   the message to read in a terminal: From, To, Subject, Date, the
+                                 attachments, then the plain-text body decoded (the .eml is
+                                 quoted-printable, which breaks long lines and links with `=`)
   0001-patch-cycle-2026-12.json  what a test or a script wants: envelope, who logged in,
                                  headers, the plain-text body, the attachments' names and sizes
 
@@ -72,9 +75,26 @@ class Handler:
         slug = re.sub(r"[^a-z0-9]+", "-", subject.lower()).strip("-")[:60] or "message"
         base = os.path.join(args.out, "%04d-%s" % (n, slug))
         write(base + ".eml", raw)
+        write(base + ".txt", readable(record).encode())
         write(base + ".json", (json.dumps(record, indent=2) + "\n").encode())
         print("message %d from %s to %s: %s" % (n, envelope.mail_from, ", ".join(envelope.rcpt_tos), subject), flush=True)
         return "250 Message accepted"
+
+
+def readable(record):
+    """The .txt file: the headers people read, the attachments, the decoded plain-text body."""
+    headers = record["headers"]
+    lines = [
+        "From: %s" % headers.get("from", record["mail_from"]),
+        "To: %s" % headers.get("to", ", ".join(record["rcpt_tos"])),
+    ]
+    if "cc" in headers:
+        lines.append("Cc: %s" % headers["cc"])
+    lines += ["Subject: %s" % record["subject"], "Date: %s" % headers.get("date", "")]
+    for a in record["attachments"]:
+        lines.append("Attachment: %s (%s, %d bytes)" % (a["filename"], a["content_type"], a["size"]))
+    body = (record["text"] or "(no plain-text body)").replace("\r\n", "\n")
+    return "\n".join(lines) + "\n\n" + body.rstrip("\n") + "\n"
 
 
 def authenticator(server, session, envelope, mechanism, auth_data):

@@ -111,16 +111,24 @@ pub fn content_security_policy() -> &'static str {
 /// The document shell around `body` (markup, already escaped): title, no referrer, no
 /// indexing, the inline CSS and a header linking to the index.
 pub fn layout(title: &str, body: &str) -> String {
+    layout_with_head(title, "", body)
+}
+
+/// [`layout`] with `head` (markup) added to the document's head.
+fn layout_with_head(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
+         <meta name=\"robots\" content=\"noindex, nofollow\">\n{head}\
          <title>{title} · patchday</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
          <header><a href=\"/\">patchday</a></header>\n<main>\n{body}</main>\n</body>\n</html>\n",
         title = e(title),
     )
 }
+
+/// How often a run page reloads itself while its run is going, in seconds.
+pub const RUN_PAGE_REFRESH: u32 = 5;
 
 /// An instant as people read it: `2026-12-08 14:03 UTC`.
 fn when(at: &DateTime<Utc>) -> String {
@@ -551,8 +559,11 @@ fn runbooks_section(runbooks: &[RunbookRow]) -> String {
                 })
                 .collect();
             let next = if cycles.is_empty() {
-                "<span class=\"muted\">no schedule: started by hand or through the API</span>"
-                    .to_owned()
+                format!(
+                    "<span class=\"muted\">no schedule: started by hand \
+                     (<code>patchday trigger {}</code>) or through the API</span>",
+                    e(&r.name)
+                )
             } else {
                 let items: String = cycles.iter().map(|c| format!("<li>{c}</li>")).collect();
                 format!("<ul class=\"plain\">{items}</ul>")
@@ -641,6 +652,15 @@ pub fn run_page(view: &RunView) -> String {
     body.push_str(&steps_table(&view.steps));
     body.push_str("<h2>Audit trail</h2>\n");
     body.push_str(&audit_table(&view.audit));
+    // While the run goes on the page reloads itself, so watching it needs no clicks.
+    if view.state == "running" {
+        body.push_str(&format!(
+            "<p class=\"muted\">This page reloads every {RUN_PAGE_REFRESH} seconds while the run \
+             is going.</p>\n"
+        ));
+        let head = format!("<meta http-equiv=\"refresh\" content=\"{RUN_PAGE_REFRESH}\">\n");
+        return layout_with_head(&title, &head, &body);
+    }
     layout(&title, &body)
 }
 
@@ -1143,7 +1163,10 @@ mod tests {
             }],
             runs: Vec::new(),
         };
-        assert!(index_page(&view).contains("no schedule: started by hand or through the API"));
+        assert!(index_page(&view).contains(
+            "no schedule: started by hand (<code>patchday trigger emergency-zero-day</code>) \
+             or through the API"
+        ));
     }
 
     #[test]
@@ -1204,6 +1227,24 @@ mod tests {
             "4f2a9c1e7b0d3a5f8e6c2b1a9d7f5e3c1b0a8d6f",
         ] {
             assert!(html.contains(expected), "missing {expected:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_page_reloads_itself_only_while_the_run_goes_on() {
+        let refresh = "<meta http-equiv=\"refresh\" content=\"5\">";
+        let running = run_page(&run_view());
+        assert!(running.contains(refresh), "{running}");
+        assert!(running.contains("reloads every 5 seconds while the run is going"));
+        let head_end = running.find("</head>").unwrap();
+        assert!(running.find(refresh).unwrap() < head_end);
+        for state in ["succeeded", "failed", "cancelled"] {
+            let finished = run_page(&RunView {
+                state: state.into(),
+                ..run_view()
+            });
+            assert!(!finished.contains("http-equiv"), "{state}");
+            assert!(!finished.contains("reloads every"), "{state}");
         }
     }
 

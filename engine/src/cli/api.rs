@@ -126,15 +126,7 @@ fn call(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Answer> {
-    let config = || -> anyhow::Result<crate::config::Config> {
-        let mut layers = crate::config::read_file(globals.config.as_deref())
-            .map_err(|e| UsageError(e.to_string()))?;
-        layers.environment(|var| std::env::var(var).ok());
-        if let Some(url) = &globals.database {
-            layers.set("database.url", url.clone(), "--database");
-        }
-        Ok(crate::config::resolve(layers).map_err(|e| UsageError(e.to_string()))?)
-    };
+    let config = || globals.configuration();
     let base = match &server.server {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => config()?.public_url(),

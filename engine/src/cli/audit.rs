@@ -13,9 +13,6 @@ use crate::audit;
 use crate::store::any::AnyStore;
 use crate::store::{EventFilter, Store as _};
 
-/// The database when neither `--database` nor the configuration names one.
-pub const DEFAULT_DATABASE: &str = "sqlite://patchday.db";
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -60,7 +57,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         AuditCommand::Verify => super::text_or_json(globals.format, "audit verify")?,
         AuditCommand::Export { .. } => false,
     };
-    let url = globals.database.as_deref().unwrap_or(DEFAULT_DATABASE);
+    // `--database`, else the configuration's (`--config FILE`, `patchday.toml`,
+    // `PATCHDAY_DATABASE_URL`), else sqlite://patchday.db: the daemon's database.
+    let url = &globals.configuration()?.database_url;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -106,6 +106,21 @@ pub(crate) struct Globals {
     pub database: Option<String>,
 }
 
+impl Globals {
+    /// The configuration as the daemon reads it: `patchday.toml` (or `--config`) <
+    /// `PATCHDAY_*` variables < `--database`. The operator and audit commands use it to find
+    /// the daemon and its database.
+    pub(crate) fn configuration(&self) -> anyhow::Result<crate::config::Config> {
+        let mut layers = crate::config::read_file(self.config.as_deref())
+            .map_err(|e| UsageError(e.to_string()))?;
+        layers.environment(|var| std::env::var(var).ok());
+        if let Some(url) = &self.database {
+            layers.set("database.url", url.clone(), "--database");
+        }
+        Ok(crate::config::resolve(layers).map_err(|e| UsageError(e.to_string()))?)
+    }
+}
+
 /// Failures that end a command with exit code 2 (usage, configuration, I/O).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -133,9 +133,9 @@ async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     let runs = runs
         .into_iter()
         .map(|r| pages::RunRow {
+            cycle: display_cycle(&shared, &r),
             id: r.id,
             runbook: r.runbook,
-            cycle: r.cycle.unwrap_or_default(),
             state: r.state.as_str().into(),
             started_at: r.started_at,
             finished_at: r.finished_at,
@@ -145,6 +145,15 @@ async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
         StatusCode::OK,
         pages::index_page(&pages::IndexView { runbooks, runs }),
     )
+}
+
+/// The cycle a page shows for `run`: the one its emails name ([`crate::run::cycle_of`]), or
+/// its own (none for a run started by hand whose runbook is gone).
+fn display_cycle<S: Store>(shared: &Shared<S>, run: &crate::store::RunRow) -> String {
+    match shared.checked_for_run(run) {
+        Some(checked) => crate::run::cycle_of(run, checked.tz).to_string(),
+        None => run.cycle.clone().unwrap_or_default(),
+    }
 }
 
 async fn run_page<S: Store>(
@@ -169,10 +178,11 @@ async fn run_page<S: Store>(
         (Ok(steps), Ok(events)) => (steps, events),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
+    let cycle = display_cycle(&shared, &run);
     let view = pages::RunView {
         id: run.id,
         runbook: run.runbook,
-        cycle: run.cycle.unwrap_or_default(),
+        cycle,
         state: run.state.as_str().into(),
         runbook_hash: run.content_hash,
         runbook_commit: run.commit,

@@ -275,9 +275,7 @@ fn person_notification(
     minter: &LinkMinter,
     now: DateTime<Utc>,
 ) -> Notification {
-    let cycle = run.cycle.clone().unwrap_or_else(|| {
-        Cycle::of(run.started_at.with_timezone(&checked.tz).date_naive()).to_string()
-    });
+    let cycle = super::cycle_of(run, checked.tz).to_string();
     let run_facts = RunFacts {
         cycle,
         run_id: run.id.clone(),

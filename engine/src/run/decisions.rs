@@ -397,9 +397,7 @@ impl<S: Store> Engine<S> {
         if !row.host.is_empty() {
             return None;
         }
-        let cycle = run.cycle.clone().unwrap_or_else(|| {
-            Cycle::of(run.started_at.with_timezone(&checked.tz).date_naive()).to_string()
-        });
+        let cycle = super::cycle_of(run, checked.tz).to_string();
         let run_url = self.run_url(&run.id);
         let about = About {
             run_id: &run.id,

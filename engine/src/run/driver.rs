@@ -40,16 +40,8 @@ impl<'a, S: Store> Driver<'a, S> {
         // After the params are in the template context, so only the run's own secrets are
         // visible to templates; the connector-wide ones are for connectors and redaction.
         secrets.merge(&engine.secrets);
-        let start = run
-            .snapshot
-            .get("start")
-            .and_then(|s| serde_json::from_value::<DateTime<Utc>>(s.clone()).ok())
-            .unwrap_or(run.started_at);
-        let cycle = run
-            .cycle
-            .as_deref()
-            .and_then(|c| c.parse::<Cycle>().ok())
-            .unwrap_or_else(|| Cycle::of(start.with_timezone(&checked.tz).date_naive()));
+        let start = super::run_start(&run);
+        let cycle = super::cycle_of(&run, checked.tz);
         let run_url = format!(
             "{}/runs/{}",
             engine.public_url.trim_end_matches('/'),

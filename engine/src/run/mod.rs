@@ -556,6 +556,24 @@ fn resolve_params(
     Ok((public, secrets))
 }
 
+/// When a run's timeline starts: the `start` its snapshot records, else when it was created.
+pub fn run_start(run: &RunRow) -> DateTime<Utc> {
+    run.snapshot
+        .get("start")
+        .and_then(|s| serde_json::from_value::<DateTime<Utc>>(s.clone()).ok())
+        .unwrap_or(run.started_at)
+}
+
+/// The cycle a run belongs to, as its templates, emails and pages name it: its own, or for a run
+/// started without one (`patchday trigger`, the API, `patchday run` of an unscheduled runbook)
+/// the month its timeline started in, in the runbook's zone.
+pub fn cycle_of(run: &RunRow, tz: chrono_tz::Tz) -> Cycle {
+    run.cycle
+        .as_deref()
+        .and_then(|c| c.parse::<Cycle>().ok())
+        .unwrap_or_else(|| Cycle::of(run_start(run).with_timezone(&tz).date_naive()))
+}
+
 /// `PATCHDAY_SECRET_CHANGE_TOKEN` for param `change_token`.
 pub fn secret_env_name(param: &str) -> String {
     format!("PATCHDAY_SECRET_{}", param.to_uppercase().replace('-', "_"))

@@ -32,15 +32,15 @@ use patchday_tests::{patchday, repo_root, stderr, stdout};
 use serde_json::Value;
 
 /// How long any one thing may take to happen before the test gives up.
-const LIMIT: Duration = Duration::from_secs(90);
+pub(crate) const LIMIT: Duration = Duration::from_secs(90);
 
 /// The local test hosts of `demo/local-hosts.sh` in one state folder; stopped on drop.
-struct Hosts {
-    state: PathBuf,
+pub(crate) struct Hosts {
+    pub(crate) state: PathBuf,
 }
 
 impl Hosts {
-    fn start(state: &Path) -> Hosts {
+    pub(crate) fn start(state: &Path) -> Hosts {
         let out = Command::new("bash")
             .arg(repo_root().join("demo/local-hosts.sh"))
             .args(["start", "--state"])
@@ -60,20 +60,20 @@ impl Hosts {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.state.join(name)
     }
 
-    fn config(&self) -> String {
+    pub(crate) fn config(&self) -> String {
         self.path("patchday.toml").display().to_string()
     }
 
-    fn database(&self) -> String {
+    pub(crate) fn database(&self) -> String {
         format!("sqlite://{}", self.path("patchday.db").display())
     }
 
     /// `export NAME='VALUE'` lines of the env file the walkthrough sources.
-    fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(self.path("env"))
             .unwrap()
             .lines()
@@ -83,7 +83,7 @@ impl Hosts {
             .collect()
     }
 
-    fn env_var(&self, name: &str) -> String {
+    pub(crate) fn env_var(&self, name: &str) -> String {
         self.env()
             .into_iter()
             .find(|(k, _)| k == name)
@@ -92,7 +92,7 @@ impl Hosts {
     }
 
     /// `port = N` of a section of the written patchday.toml.
-    fn port(&self, section: &str) -> u16 {
+    pub(crate) fn port(&self, section: &str) -> u16 {
         let text = std::fs::read_to_string(self.path("patchday.toml")).unwrap();
         let start = text.find(&format!("[{section}]")).unwrap();
         text[start..]
@@ -103,8 +103,9 @@ impl Hosts {
             .unwrap()
     }
 
-    /// The messages the SMTP server accepted, oldest first (its `.json` files).
-    fn mail(&self) -> Vec<Value> {
+    /// The messages the SMTP server accepted, oldest first (its `.json` files), each with its
+    /// `.eml` as `raw` and its `.txt` as `readable`.
+    pub(crate) fn mail(&self) -> Vec<Value> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.path("mail"))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -117,18 +118,30 @@ impl Hosts {
                 let mut m: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
                 let eml = p.with_extension("eml");
                 m["raw"] = std::fs::read_to_string(eml).unwrap().into();
+                let txt = p.with_extension("txt");
+                m["readable"] = std::fs::read_to_string(txt).unwrap().into();
                 m
             })
             .collect()
     }
 
     /// Waits until `n` messages with `subject` have arrived; returns them.
-    fn await_mail(&self, subject: &str, n: usize) -> Vec<Value> {
-        poll(&format!("{n} email(s) `{subject}`"), LIMIT, || {
+    pub(crate) fn await_mail(&self, subject: &str, n: usize) -> Vec<Value> {
+        self.await_mail_where(&format!("`{subject}`"), n, |s| s == subject)
+    }
+
+    /// Waits until `n` messages whose subject `matches` have arrived; returns them.
+    pub(crate) fn await_mail_where(
+        &self,
+        what: &str,
+        n: usize,
+        matches: impl Fn(&str) -> bool,
+    ) -> Vec<Value> {
+        poll(&format!("{n} email(s) {what}"), LIMIT, || {
             let found: Vec<Value> = self
                 .mail()
                 .into_iter()
-                .filter(|m| m["subject"] == subject)
+                .filter(|m| matches(m["subject"].as_str().unwrap_or("")))
                 .collect();
             (found.len() >= n).then_some(found)
         })
@@ -136,10 +149,15 @@ impl Hosts {
 
     /// The demo hosts' command log, as (host, what, pid, the rest) for `cycle`.
     fn commands(&self, cycle: &str) -> Vec<(String, String, u32, String)> {
+        self.commands_with(&format!("--cycle {cycle} "))
+    }
+
+    /// The demo hosts' command log, as (host, what, pid, the rest), of the lines with `text`.
+    pub(crate) fn commands_with(&self, text: &str) -> Vec<(String, String, u32, String)> {
         std::fs::read_to_string(self.path("hosts/commands.log"))
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains(&format!("--cycle {cycle} ")))
+            .filter(|l| l.contains(text))
             .map(|l| {
                 let mut words = l.splitn(5, ' ');
                 let _stamp = words.next();
@@ -152,7 +170,7 @@ impl Hosts {
     }
 
     /// The change tickets the HTTP server holds, by number.
-    fn changes(&self) -> BTreeMap<String, Value> {
+    pub(crate) fn changes(&self) -> BTreeMap<String, Value> {
         std::fs::read_dir(self.path("changes"))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -176,23 +194,26 @@ impl Drop for Hosts {
 }
 
 /// `patchday serve` with its stderr read line by line (and kept, to look for secrets).
-struct Served {
-    daemon: Daemon,
-    addr: String,
+pub(crate) struct Served {
+    pub(crate) daemon: Daemon,
+    pub(crate) addr: String,
     log: mpsc::Receiver<String>,
     all: Arc<Mutex<String>>,
 }
 
 impl Served {
-    /// `. <state>/env; patchday serve --config <state>/patchday.toml --now NOW [--virtual-clock]`
-    /// on a free port.
-    fn start(hosts: &Hosts, now: &str, virtual_clock: bool) -> Served {
+    /// `. <state>/env; patchday serve --config <state>/patchday.toml [--now NOW]
+    /// [--virtual-clock]` on a free port (without `--now`, on the real clock).
+    pub(crate) fn start(hosts: &Hosts, now: Option<&str>, virtual_clock: bool) -> Served {
         let mut cmd = patchday();
         cmd.args(["serve", "--config", &hosts.config()])
-            .args(["--listen", "127.0.0.1:0", "--now", now])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .envs(hosts.env())
             .stderr(Stdio::piped());
+        if let Some(now) = now {
+            cmd.args(["--now", now]);
+        }
         if virtual_clock {
             cmd.arg("--virtual-clock");
         }
@@ -215,7 +236,7 @@ impl Served {
         });
         let (serving, addr) = (daemon.serving.clone(), daemon.addr.clone());
         assert!(
-            serving.contains("emails via SMTP 127.0.0.1:") && serving.contains("2 runbooks loaded"),
+            serving.contains("emails via SMTP 127.0.0.1:") && serving.contains("3 runbooks loaded"),
             "{serving}"
         );
         Served {
@@ -227,7 +248,7 @@ impl Served {
     }
 
     /// Waits for a stderr line that `matches` accepts; returns what it returns.
-    fn await_line<T>(&self, what: &str, matches: impl Fn(&str) -> Option<T>) -> T {
+    pub(crate) fn await_line<T>(&self, what: &str, matches: impl Fn(&str) -> Option<T>) -> T {
         let deadline = Instant::now() + LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -255,12 +276,12 @@ impl Served {
         assert_eq!(end, "succeeded", "{}", self.all.lock().unwrap());
     }
 
-    fn server(&self) -> String {
+    pub(crate) fn server(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// An operator command against this daemon, with the demo's API token.
-    fn cli(&self, hosts: &Hosts, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, hosts: &Hosts, args: &[&str]) -> std::process::Output {
         patchday()
             .args(args)
             .args(["--server", &self.server()])
@@ -270,8 +291,9 @@ impl Served {
     }
 }
 
-/// Serialises the test with any other copy of it on this machine (the HTTP port is fixed).
-fn demo_lock() -> std::fs::File {
+/// Serialises the tests that start the local test hosts (this one, `first_run.rs`, and copies of
+/// them in other checkouts on this machine): the HTTP port is fixed.
+pub(crate) fn demo_lock() -> std::fs::File {
     let file = std::fs::File::create(std::env::temp_dir().join("patchday-demo-18080.lock"))
         .expect("the lock file");
     file.lock().expect("the demo lock");
@@ -295,7 +317,7 @@ fn rows<'a>(detail: &'a Value, step: &str) -> Vec<&'a Value> {
 }
 
 /// Every message logged in as `patchday`, and none carries a Message-ID another one has.
-fn assert_authenticated_and_unique(mail: &[Value]) {
+pub(crate) fn assert_authenticated_and_unique(mail: &[Value]) {
     let mut ids = BTreeMap::new();
     for m in mail {
         assert_eq!(m["authenticated"], true, "{}", m["subject"]);
@@ -308,7 +330,7 @@ fn assert_authenticated_and_unique(mail: &[Value]) {
 }
 
 /// No secret of the demo in the daemon's log, the audit log, the database or any email.
-fn assert_no_secret_leaked(hosts: &Hosts, served: &Served) {
+pub(crate) fn assert_no_secret_leaked(hosts: &Hosts, served: &Served) {
     let secrets = [
         std::fs::read_to_string(hosts.path("smtp-password")).unwrap(),
         hosts.env_var("PATCHDAY_SECRET_CHANGE_TOKEN"),
@@ -363,7 +385,7 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     let ssh_port = hosts.port("ssh");
 
     // ---- Part one: December's cycle, approved through the emailed link ---------------------
-    let mut served = Served::start(&hosts, "2026-12-01T08:59:00Z", true);
+    let mut served = Served::start(&hosts, Some("2026-12-01T08:59:00Z"), true);
     let run = served.await_line("December's run to start", |l| started(l, "2026-12"));
 
     let approval = "[patchday] Approve monthly-local 2026-12: cab-approval";
@@ -526,7 +548,7 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     // ---- Part two: January's cycle, the daemon killed while node 1 runs ----------------------
     std::fs::create_dir_all(hosts.path("hosts/node1")).unwrap();
     std::fs::write(hosts.path("hosts/node1/hold"), "").unwrap();
-    let mut served = Served::start(&hosts, "2027-01-05T08:59:00Z", true);
+    let mut served = Served::start(&hosts, Some("2027-01-05T08:59:00Z"), true);
     let run = served.await_line("January's run to start", |l| started(l, "2027-01"));
     hosts.await_mail("[patchday] Approve monthly-local 2027-01: cab-approval", 2);
     // This time the operator approves with `patchday approve` (the API token of the demo).
@@ -563,7 +585,7 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
 
     // Restarted with the clock past the night's times (without --virtual-clock the clock stands
     // at --now, and the scheduler does not jump ahead to February).
-    let mut served = Served::start(&hosts, "2027-01-17T06:00:00Z", false);
+    let mut served = Served::start(&hosts, Some("2027-01-17T06:00:00Z"), false);
     // The killed daemon ran on this machine: the new one takes its lease over at once.
     served.await_line("the dead daemon's lease taken over", |l| {
         (l.starts_with("the previous leader ") && l.ends_with("took its lease and 1 run(s) over"))

@@ -7,6 +7,7 @@ mod corpus;
 mod daemon;
 mod demo;
 mod durability;
+mod first_run;
 mod multi;
 mod plan;
 mod reload;
