@@ -14,6 +14,11 @@
 //! is left, and a crashed mailer's rows come due again when its claim ends. A row can still go
 //! out twice only if a mailer dies between the server's acceptance and the marking (the SMTP
 //! final-dot window), as with one daemon.
+//!
+//! Such a duplicate is counted: the row is marked `delivering_since` just before it is handed
+//! over ([`Store::email_delivering`]); a row found marked was cut off mid-delivery, so its next
+//! attempt carries `possible_duplicate` in its audit event and counts in
+//! `patchday_emails_possible_duplicates_total`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -78,9 +83,16 @@ pub async fn pass<S: Store>(shared: &Shared<S>, delivery: &Delivery) -> Result<u
         if cluster.clock.now() >= deliver_until {
             return Ok(tried);
         }
+        // Found mid-delivery: the last mailer stopped after handing it over, maybe after the
+        // server took it. Sent again (same Message-ID), and counted as a possible duplicate.
+        let again = row.delivering_since.is_some();
+        if again {
+            shared.counters.email_possible_duplicate();
+        }
+        store.email_delivering(row.id, now).await?;
         let result = deliver(delivery, row, now).await;
         let now = shared.clock.now();
-        let (sent_at, next, event) = match result {
+        let (sent_at, next, mut event) = match result {
             Ok(()) => (
                 Some(now),
                 now,
@@ -112,6 +124,9 @@ pub async fn pass<S: Store>(shared: &Shared<S>, delivery: &Delivery) -> Result<u
                 )
             }
         };
+        if again {
+            event.details["possible_duplicate"] = true.into();
+        }
         store.email_attempted(row.id, sent_at, next, event).await?;
     }
     Ok(due.len())
@@ -241,7 +256,71 @@ mod tests {
             attempts: 0,
             next_attempt_at: at,
             sent_at: None,
+            delivering_since: None,
         }
+    }
+
+    /// A mailer that stopped mid-delivery (the row still marked): the next attempt sends the
+    /// row again, flags it `possible_duplicate` and counts it; an ordinary row is not flagged.
+    #[tokio::test]
+    async fn a_delivery_cut_off_is_sent_again_and_counted_as_a_possible_duplicate() {
+        use crate::clock::ManualClock;
+        use crate::daemon::{Daemon, Options, Runbooks};
+        use crate::store::sqlite::SqliteStore;
+        use crate::store::{Change, EventFilter};
+
+        let at = DateTime::parse_from_rfc3339("2026-12-08T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let outbox = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config {
+            database_url: "sqlite::memory:".into(),
+            ..Default::default()
+        };
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        let delivery = Delivery::Folder(outbox.path().to_path_buf());
+        let options = Options {
+            config,
+            clock: Arc::new(ManualClock::new(at)),
+            virtual_clock: false,
+            delivery: delivery.clone(),
+            grace: Duration::from_secs(1),
+        };
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let daemon = Daemon::new(store, Runbooks::default(), options);
+        let shared = daemon.shared.clone();
+        let store = &shared.engine.store;
+        let email = |subject: &str| row(subject, None).email;
+        let change = Change {
+            emails: vec![email("cut off"), email("ordinary")],
+            ..Change::default()
+        };
+        store.commit(vec![change]).await.unwrap();
+        let due = store.due_emails(at, 10).await.unwrap();
+        let cut_off = due.iter().find(|r| r.email.subject == "cut off").unwrap();
+        store.email_delivering(cut_off.id, at).await.unwrap();
+
+        assert_eq!(pass(&shared, &delivery).await.unwrap(), 2);
+        let sent: Vec<_> = store
+            .events(EventFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "email.sent")
+            .collect();
+        assert_eq!(sent.len(), 2);
+        let flagged: Vec<_> = sent
+            .iter()
+            .filter(|e| e.details["possible_duplicate"] == true)
+            .map(|e| e.details["subject"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(flagged, ["cut off"]);
+        let metrics = crate::daemon::metrics::text(&shared).await.unwrap();
+        assert!(
+            metrics.contains("patchday_emails_possible_duplicates_total 1\n"),
+            "{metrics}"
+        );
+        assert!(store.due_emails(at, 10).await.unwrap().is_empty());
     }
 
     #[test]

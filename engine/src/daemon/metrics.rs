@@ -90,6 +90,8 @@ pub struct Counters {
     /// Runbook folder reloads, by outcome.
     reloads_ok: AtomicU64,
     reloads_rejected: AtomicU64,
+    /// Emails sent again after a delivery was cut off (the server may have had them).
+    possible_duplicates: AtomicU64,
 }
 
 impl Counters {
@@ -103,6 +105,11 @@ impl Counters {
         *lock(&self.link_rejections)
             .entry(reason.to_string())
             .or_default() += 1;
+    }
+
+    /// An email found mid-delivery is sent again.
+    pub fn email_possible_duplicate(&self) {
+        self.possible_duplicates.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The runbooks folder was read again; `rejected` files were left out.
@@ -275,6 +282,17 @@ fn process_figures<S: Store>(shared: &Shared<S>, out: &mut String) {
         out,
         "patchday_runbook_rejections_total {}",
         counters.reloads_rejected.load(Ordering::Relaxed)
+    );
+    header(
+        out,
+        "patchday_emails_possible_duplicates_total",
+        "counter",
+        "Emails sent again after a delivery was cut off (the server may have had them).",
+    );
+    let _ = writeln!(
+        out,
+        "patchday_emails_possible_duplicates_total {}",
+        counters.possible_duplicates.load(Ordering::Relaxed)
     );
     header(
         out,

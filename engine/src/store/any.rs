@@ -141,6 +141,10 @@ impl Store for AnyStore {
         delegate!(self, s => s.decisions(run_id, step, host))
     }
 
+    async fn email_delivering(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        delegate!(self, s => s.email_delivering(id, at))
+    }
+
     async fn email_attempted(
         &self,
         id: i64,

@@ -702,6 +702,14 @@ pub(crate) async fn due_emails_and_email_attempted<S: Store>(store: &S) {
     );
     let due = store.due_emails(t(3), 2).await.unwrap();
     assert_eq!(subjects(&due), ["first", "second"]);
+    // Both are handed to the server (marked, and the mark read back); recording the attempt
+    // clears the mark.
+    assert_eq!(due[1].delivering_since, None);
+    for row in &due {
+        store.email_delivering(row.id, t(4)).await.unwrap();
+    }
+    let marked = store.due_emails(t(3), 2).await.unwrap();
+    assert!(marked.iter().all(|r| r.delivering_since == Some(t(4))));
     // The first is sent; the second failed and is retried at t(10).
     store
         .email_attempted(
@@ -731,9 +739,10 @@ pub(crate) async fn due_emails_and_email_attempted<S: Store>(store: &S) {
         (
             later[1].attempts,
             later[1].next_attempt_at,
-            later[1].sent_at
+            later[1].sent_at,
+            later[1].delivering_since
         ),
-        (1, t(10), None)
+        (1, t(10), None, None)
     );
     // An unknown id is an error and writes no event.
     let err = store

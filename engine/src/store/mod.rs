@@ -170,6 +170,9 @@ pub struct EmailRow {
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// Set while a mailer hands the row to the server, cleared when it records the attempt:
+    /// found set, the last delivery may have reached the server (a possible duplicate).
+    pub delivering_since: Option<DateTime<Utc>>,
 }
 
 /// One step row's transition: written only if the row is in `expect` (optimistic check);
@@ -356,6 +359,14 @@ pub trait Store: Send + Sync + 'static {
         step: &str,
         host: &str,
     ) -> impl Future<Output = Result<Vec<DecisionRow>, StoreError>> + Send;
+
+    /// Notes that the mailer is about to hand row `id` to the server
+    /// ([`EmailRow::delivering_since`]); [`Store::email_attempted`] clears it.
+    fn email_delivering(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Marks an outbox row sent, or schedules its next attempt (with its audit event).
     fn email_attempted(

@@ -71,6 +71,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claims",
         include_str!("../../migrations/postgres/0003_claims.sql"),
     ),
+    (
+        4,
+        "delivering",
+        include_str!("../../migrations/postgres/0004_delivering.sql"),
+    ),
 ];
 
 /// Connections per store (per daemon). Writers hold one while they wait for the chain lock.
@@ -333,8 +338,8 @@ fn event_from(row: &PgRow) -> Result<EventRow, StoreError> {
     })
 }
 
-const EMAIL_COLUMNS: &str =
-    "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at";
+const EMAIL_COLUMNS: &str = "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at, \
+     delivering_since";
 
 fn email_from(row: &PgRow) -> Result<EmailRow, StoreError> {
     let to: Vec<String> = serde_json::from_str(&get::<String>(row, "recipients")?)
@@ -354,6 +359,7 @@ fn email_from(row: &PgRow) -> Result<EmailRow, StoreError> {
             .map_err(|_| StoreError::Database("email attempts out of range".into()))?,
         next_attempt_at: get_ts(row, "next_attempt_at")?,
         sent_at: get_ts_opt(row, "sent_at")?,
+        delivering_since: get_ts_opt(row, "delivering_since")?,
     })
 }
 
@@ -1175,6 +1181,16 @@ impl Store for PostgresStore {
         rows.iter().map(decision_from).collect()
     }
 
+    async fn email_delivering(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET delivering_since = $1 WHERE id = $2")
+            .bind(ts(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("marking an email in delivery"))?;
+        Ok(())
+    }
+
     async fn email_attempted(
         &self,
         id: i64,
@@ -1185,8 +1201,8 @@ impl Store for PostgresStore {
         self.write(|conn, chain| {
             Box::pin(async move {
                 let done = sqlx::query(
-                    "UPDATE outbox SET attempts = attempts + 1, sent_at = $1, \
-                     next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL WHERE id = $3",
+                    "UPDATE outbox SET attempts = attempts + 1, sent_at = $1, next_attempt_at = $2, \
+                     claimed_by = NULL, claimed_until = NULL, delivering_since = NULL WHERE id = $3",
                 )
                 .bind(ts_opt(sent_at))
                 .bind(ts(next_attempt_at))

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claims",
         include_str!("../../migrations/sqlite/0003_claims.sql"),
     ),
+    (
+        4,
+        "delivering",
+        include_str!("../../migrations/sqlite/0004_delivering.sql"),
+    ),
 ];
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -336,8 +341,8 @@ fn event_from(row: &SqliteRow) -> Result<EventRow, StoreError> {
     })
 }
 
-const EMAIL_COLUMNS: &str =
-    "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at";
+const EMAIL_COLUMNS: &str = "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at, \
+     delivering_since";
 
 fn email_from(row: &SqliteRow) -> Result<EmailRow, StoreError> {
     let to: Vec<String> = serde_json::from_str(&get::<String>(row, "recipients")?)
@@ -357,6 +362,7 @@ fn email_from(row: &SqliteRow) -> Result<EmailRow, StoreError> {
             .map_err(|_| StoreError::Database("email attempts out of range".into()))?,
         next_attempt_at: parse_ts(&get::<String>(row, "next_attempt_at")?)?,
         sent_at: parse_ts_opt(get(row, "sent_at")?)?,
+        delivering_since: parse_ts_opt(get(row, "delivering_since")?)?,
     })
 }
 
@@ -1176,6 +1182,21 @@ impl Store for SqliteStore {
         rows.iter().map(decision_from).collect()
     }
 
+    async fn email_delivering(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(|conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE outbox SET delivering_since = ? WHERE id = ?")
+                    .bind(ts(at))
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("marking an email in delivery"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn email_attempted(
         &self,
         id: i64,
@@ -1187,7 +1208,7 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE outbox SET attempts = attempts + 1, sent_at = ?, next_attempt_at = ?, \
-                     claimed_by = NULL, claimed_until = NULL WHERE id = ?",
+                     claimed_by = NULL, claimed_until = NULL, delivering_since = NULL WHERE id = ?",
                 )
                 .bind(ts_opt(sent_at))
                 .bind(ts(next_attempt_at))
