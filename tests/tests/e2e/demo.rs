@@ -4,9 +4,10 @@
 //! --config <state>/patchday.toml` as its own process on a virtual clock, so that the cycle of
 //! `runbooks/demo/monthly-local.yaml` fires at once and its month unfolds in seconds.
 //!
-//! Part one: the cycle fires; the committee email and the change ticket arrive; the CAB
-//! approves through the emailed link (GET shows the page, its POST with the CSRF value
-//! decides); snapshots, node 1 over SSH, its smoke check, node 2, the ticket closed, the report
+//! Part one: the cycle fires; the committee email and the change ticket arrive; the CAB chair's
+//! link, fetched with GET and HEAD several times as mail scanners do, changes nothing; opened in
+//! a headless Chromium it shows the confirmation page, and a click on Approve decides
+//! (screenshots in target/test-artifacts/monthly-cab-*.png); snapshots, node 1 over SSH, its smoke check, node 2, the ticket closed, the report
 //! with its attachments, the "run succeeded" notification; every email logged in to SMTP; no
 //! secret in the daemon's log, the audit log, the database or an email; the audit chain verifies.
 //!
@@ -27,7 +28,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use patchday_tests::daemon::{Daemon, audit_events, count, get, hidden_field, poll, request};
+use patchday_tests::browser::Browser;
+use patchday_tests::daemon::{Daemon, audit_events, count, get, poll, request, without_mail};
 use patchday_tests::{patchday, repo_root, stderr, stdout};
 use serde_json::Value;
 
@@ -425,20 +427,45 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     let start = text.find("/links/").expect("a link") + "/links/".len();
     let token = &text[start..start + text[start..].find(char::is_whitespace).unwrap()];
     let link = format!("/links/{token}");
-    let (status, _, page) = request(&served.addr, "GET", &link, &[], "");
-    assert_eq!(status, 200, "{page}");
-    assert!(page.contains("monthly-local"), "{page}");
-    let form = format!("csrf={}&choice=approve", hidden_field(&page, "csrf"));
-    let origin = served.server();
-    let (status, _, decided) = request(
-        &served.addr,
-        "POST",
-        &link,
-        &[("Origin", &origin), ("Sec-Fetch-Site", "same-origin")],
-        &form,
+    // Mail scanners fetch the link first (GET and HEAD, several times): nothing changes.
+    let database = hosts.database();
+    let before = without_mail(&audit_events(&database));
+    for method in ["GET", "HEAD", "GET", "HEAD", "GET"] {
+        let (status, _, _) = request(&served.addr, method, &link, &[], "");
+        assert_eq!(status, 200, "{method}");
+    }
+    let after = audit_events(&database);
+    assert_eq!(
+        without_mail(&after),
+        before,
+        "a GET or HEAD of the link changed something"
     );
-    assert_eq!(status, 200, "{decided}");
-    assert!(decided.contains("Approved by you"), "{decided}");
+    assert_eq!(count(&after, "approval.decided"), 0);
+    // Then the chair opens it in a real browser and clicks Approve.
+    let browser = Browser::start();
+    browser.navigate(&format!("{}{link}", served.server()));
+    assert_eq!(
+        browser.text(&browser.find("h1")),
+        "Approve patch cycle 2026-12 of monthly-local?"
+    );
+    let buttons = browser.find_all("form[method=post] button[type=submit]");
+    let labels: Vec<String> = buttons.iter().map(|b| browser.text(b)).collect();
+    assert_eq!(labels, ["Approve", "Reject"]);
+    let png =
+        browser.save_screenshot(&patchday_tests::artifacts_dir().join("monthly-cab-approval.png"));
+    assert!(png.len() > 10_000);
+    browser.click(&buttons[0]);
+    let decided = poll("the decided page", LIMIT, || {
+        let title = browser.title();
+        (!title.starts_with("Approve patch cycle")).then_some(title)
+    });
+    assert!(
+        decided.starts_with("Approved by you"),
+        "{}",
+        browser.source()
+    );
+    browser.save_screenshot(&patchday_tests::artifacts_dir().join("monthly-cab-decided.png"));
+    drop(browser);
 
     served.await_success(&run);
     let report = hosts.await_mail("Patch report: monthly-local 2026-12", 1);
