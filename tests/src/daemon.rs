@@ -273,3 +273,21 @@ pub fn without_mail(events: &[serde_json::Value]) -> Vec<serde_json::Value> {
         .cloned()
         .collect()
 }
+
+/// The `.json` files in `dir` (what the test SMTP servers write per accepted message), oldest
+/// first by name: each path and its parsed content.
+pub fn json_messages(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (p, value)
+        })
+        .collect()
+}

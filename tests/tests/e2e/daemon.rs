@@ -6,7 +6,7 @@
 //! audit chain verifies.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -825,15 +825,9 @@ impl AuthSmtp {
 
     /// The messages it accepted, oldest first (parsed, as the server wrote them).
     fn messages(out: &Path) -> Vec<serde_json::Value> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(out)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        patchday_tests::daemon::json_messages(out)
+            .into_iter()
+            .map(|(_, m)| m)
             .collect()
     }
 }

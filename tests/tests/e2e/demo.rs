@@ -29,7 +29,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use patchday_tests::browser::Browser;
-use patchday_tests::daemon::{Daemon, audit_events, count, get, poll, request, without_mail};
+use patchday_tests::daemon::{
+    Daemon, audit_events, count, get, json_messages, poll, request, without_mail,
+};
 use patchday_tests::{patchday, repo_root, stderr, stdout};
 use serde_json::Value;
 
@@ -108,20 +110,15 @@ impl Hosts {
     /// The messages the SMTP server accepted, oldest first (its `.json` files), each with its
     /// `.eml` as `raw` and its `.txt` as `readable`.
     pub(crate) fn mail(&self) -> Vec<Value> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.path("mail"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| {
-                let mut m: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
-                let eml = p.with_extension("eml");
-                m["raw"] = std::fs::read_to_string(eml).unwrap().into();
-                let txt = p.with_extension("txt");
-                m["readable"] = std::fs::read_to_string(txt).unwrap().into();
+        json_messages(&self.path("mail"))
+            .into_iter()
+            .map(|(p, mut m)| {
+                m["raw"] = std::fs::read_to_string(p.with_extension("eml"))
+                    .unwrap()
+                    .into();
+                m["readable"] = std::fs::read_to_string(p.with_extension("txt"))
+                    .unwrap()
+                    .into();
                 m
             })
             .collect()
