@@ -202,10 +202,15 @@ pub fn metric(addr: &str, series: &str) -> Option<f64> {
 
 /// The `.eml` files in `outbox`, sorted.
 pub fn eml_files(outbox: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(outbox)
+    files_ending(outbox, "eml")
+}
+
+/// The files in `dir` with extension `ext`, sorted by name (none if `dir` is missing).
+fn files_ending(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                .filter(|p| p.extension().is_some_and(|e| e == ext))
                 .collect()
         })
         .unwrap_or_default();
@@ -277,13 +282,7 @@ pub fn without_mail(events: &[serde_json::Value]) -> Vec<serde_json::Value> {
 /// The `.json` files in `dir` (what the test SMTP servers write per accepted message), oldest
 /// first by name: each path and its parsed content.
 pub fn json_messages(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
+    files_ending(dir, "json")
         .into_iter()
         .map(|p| {
             let value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();

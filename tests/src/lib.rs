@@ -82,3 +82,12 @@ pub fn assert_audit_verifies(database: &str) -> String {
     assert!(text.contains("integrity ok"), "{text}");
     text
 }
+
+/// A fresh, empty folder `<temp>/patchday-<name>-<pid>` for one test (what a previous run of
+/// the same test left there is removed first).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("patchday-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the temporary folder is writable");
+    dir
+}

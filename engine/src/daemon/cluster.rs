@@ -524,12 +524,10 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::daemon::{Daemon, Delivery, LoadedRunbook, Options, Runbooks};
+    use crate::daemon::{Daemon, Delivery, Runbooks, testing};
     use crate::run::RunSpec;
-    use crate::runbook::load_runbook;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{EventFilter, NewDecision, RunState, StepState};
-    use crate::validate::{Sources, check};
 
     fn t(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
@@ -540,35 +538,14 @@ mod tests {
     async fn daemon(dir: &Path, node: &str, yaml: &str, now: &str) -> Arc<Shared<SqliteStore>> {
         let url = format!("sqlite://{}", dir.join("shared.db").display());
         let store = SqliteStore::open(&url).await.unwrap();
-        let mut sources = Sources::default();
-        sources.insert("rb.yaml".into(), Ok(yaml.to_string()));
-        let (checked, diags) = check(&load_runbook("rb.yaml", yaml), Path::new(""), &sources);
-        let checked = Arc::new(checked.unwrap_or_else(|| panic!("{diags:#?}")));
+        let loaded = testing::loaded("rb.yaml", yaml);
         let mut runbooks = Runbooks::default();
-        runbooks.by_name.insert(
-            checked.runbook.name.value.clone(),
-            LoadedRunbook {
-                checked,
-                text: yaml.into(),
-                file: "rb.yaml".into(),
-                content_hash: crate::run::sha256_hex(yaml.as_bytes()),
-                commit: None,
-            },
-        );
-        // No link key file next to a database: links get a key of their own.
-        let mut config = Config {
-            database_url: "sqlite::memory:".into(),
-            ..Default::default()
-        };
-        config.server.node_id = Some(node.into());
-        config.server.lease_ttl = Duration::from_secs(1);
-        let options = Options {
-            config,
-            clock: Arc::new(ManualClock::new(t(now))),
-            virtual_clock: false,
-            delivery: Delivery::Folder(dir.join(format!("outbox-{node}"))),
-            grace: Duration::from_secs(1),
-        };
+        runbooks.by_name.insert(loaded.name().to_string(), loaded);
+        let clock = Arc::new(ManualClock::new(t(now)));
+        let delivery = Delivery::Folder(dir.join(format!("outbox-{node}")));
+        let mut options = testing::options(clock, delivery);
+        options.config.server.node_id = Some(node.into());
+        options.config.server.lease_ttl = Duration::from_secs(1);
         Daemon::new(store, runbooks, options).shared
     }
 

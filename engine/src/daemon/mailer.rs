@@ -265,7 +265,7 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_cut_off_is_sent_again_and_counted_as_a_possible_duplicate() {
         use crate::clock::ManualClock;
-        use crate::daemon::{Daemon, Options, Runbooks};
+        use crate::daemon::{Daemon, Runbooks, testing};
         use crate::store::sqlite::SqliteStore;
         use crate::store::{Change, EventFilter};
 
@@ -273,19 +273,8 @@ mod tests {
             .unwrap()
             .to_utc();
         let outbox = tempfile::tempdir().unwrap();
-        let mut config = crate::config::Config {
-            database_url: "sqlite::memory:".into(),
-            ..Default::default()
-        };
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
         let delivery = Delivery::Folder(outbox.path().to_path_buf());
-        let options = Options {
-            config,
-            clock: Arc::new(ManualClock::new(at)),
-            virtual_clock: false,
-            delivery: delivery.clone(),
-            grace: Duration::from_secs(1),
-        };
+        let options = testing::options(Arc::new(ManualClock::new(at)), delivery.clone());
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         let daemon = Daemon::new(store, Runbooks::default(), options);
         let shared = daemon.shared.clone();

@@ -148,13 +148,15 @@ async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result
     .into_iter()
     .map(|s| (s.as_str(), 0))
     .collect();
-    for run in store.runs(u32::MAX).await? {
+    // Newest first: the step figures take the first METRIC_RUNS of the same read.
+    let all_runs = store.runs(u32::MAX).await?;
+    for run in &all_runs {
         *runs.entry(run.state.as_str()).or_default() += 1;
     }
     let mut steps: BTreeMap<&str, u64> = BTreeMap::new();
     let mut durations: BTreeMap<String, Histogram> = BTreeMap::new();
     let runbooks = shared.runbooks();
-    for run in store.runs(METRIC_RUNS).await? {
+    for run in all_runs.iter().take(METRIC_RUNS as usize) {
         let checked = runbooks.get(&run.runbook).map(|l| l.checked.clone());
         for row in store.steps(&run.id).await? {
             *steps.entry(state_word(row.state)).or_default() += 1;
@@ -177,8 +179,9 @@ async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result
     }
     let now = shared.clock.now();
     let far = now + chrono::TimeDelta::days(365 * 100);
-    let outbox = store.due_emails(far, u32::MAX).await?.len();
-    let due = store.due_emails(now, u32::MAX).await?.len();
+    let unsent = store.due_emails(far, u32::MAX).await?;
+    let outbox = unsent.len();
+    let due = unsent.iter().filter(|e| e.next_attempt_at <= now).count();
 
     header(out, "patchday_runs", "gauge", "Runs by state.");
     for (state, n) in &runs {

@@ -490,10 +490,7 @@ impl<S: Store> Daemon<S> {
         let wake = mail.clone();
         engine.observer = Arc::new(move |_| wake.notify_one());
         match link_minter(&options.config) {
-            Ok(minter) => {
-                minter.set_public_url(engine.public_url.clone());
-                engine.links = Some(Arc::new(minter));
-            }
+            Ok(minter) => engine.links = Some(Arc::new(minter)),
             Err(e) => {
                 refused.get_or_insert(e);
             }
@@ -701,7 +698,7 @@ pub fn link_minter(config: &Config) -> Result<LinkMinter, DaemonError> {
     let ttl = chrono::Duration::from_std(config.security.link_ttl)
         .map_err(|e| DaemonError::LinkSecret(format!("link_ttl: {e}")))?;
     let random = Arc::new(|buf: &mut [u8]| getrandom::fill(buf).expect("OS randomness"));
-    Ok(LinkMinter::new(signer, config.public_url(), ttl, random))
+    Ok(LinkMinter::new(signer, ttl, random))
 }
 
 /// With no `[security] api_tokens_file` and a SQLite database file: the tokens file
@@ -822,6 +819,51 @@ pub fn new_run_id(runbook: &str, now: DateTime<Utc>) -> String {
         now.format("%Y%m%dT%H%M%S"),
         (nanos ^ std::process::id()) & 0xffff
     )
+}
+
+/// What the daemon's unit tests build daemons from.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Delivery, LoadedRunbook, Options};
+    use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::runbook::load_runbook;
+    use crate::validate::{Sources, check};
+
+    /// `yaml`, read from `file`, checked and loaded as the daemon holds a runbook.
+    pub fn loaded(file: &str, yaml: &str) -> LoadedRunbook {
+        let mut sources = Sources::default();
+        sources.insert(file.into(), Ok(yaml.to_string()));
+        let (checked, diags) = check(&load_runbook(file, yaml), Path::new(""), &sources);
+        LoadedRunbook {
+            checked: Arc::new(checked.unwrap_or_else(|| panic!("{diags:#?}"))),
+            text: yaml.into(),
+            file: file.into(),
+            content_hash: crate::run::sha256_hex(yaml.as_bytes()),
+            commit: None,
+        }
+    }
+
+    /// Options on `clock` mailing through `delivery`: a free loopback port, and an in-memory
+    /// database URL (so no link key file is made next to a database).
+    pub fn options(clock: Arc<dyn Clock>, delivery: Delivery) -> Options {
+        let mut config = Config {
+            database_url: "sqlite::memory:".into(),
+            ..Default::default()
+        };
+        config.server.listen = "127.0.0.1:0".parse().expect("an address");
+        Options {
+            config,
+            clock,
+            virtual_clock: false,
+            delivery,
+            grace: Duration::from_secs(1),
+        }
+    }
 }
 
 #[cfg(test)]

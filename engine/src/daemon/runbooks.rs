@@ -210,13 +210,17 @@ impl Runbooks {
         files
             .into_iter()
             .map(|path| {
-                let meta = std::fs::metadata(&path)
-                    .ok()
-                    .and_then(|m| Some((m.len(), m.modified().ok()?)));
-                (path, meta)
+                let stamp = stamp(&path);
+                (path, stamp)
             })
             .collect()
     }
+}
+
+/// A file's size and modification time: what the watchers compare (`None`: missing).
+pub(super) fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 impl LoadedRunbook {

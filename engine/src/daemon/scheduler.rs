@@ -315,15 +315,11 @@ async fn dealt_cycles<S: Store>(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
     use crate::calendar::{Blackout, parse_date};
     use crate::clock::{Clock, ManualClock};
-    use crate::daemon::{Daemon, Delivery, Options, Runbooks};
-    use crate::runbook::load_runbook;
+    use crate::daemon::{Daemon, Delivery, Runbooks, testing};
     use crate::store::sqlite::SqliteStore;
-    use crate::validate::{Sources, check};
 
     const YAML: &str = "name: sched\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nroles:\n  committee: [c@example.com]\nnotify: { on: [skipped], to: [committee] }\nsteps:\n  a: { uses: noop }\n";
 
@@ -333,10 +329,7 @@ mod tests {
 
     #[tokio::test]
     async fn missed_and_blacked_out_cycles_are_recorded_once_and_the_due_one_fires() {
-        let mut sources = Sources::default();
-        sources.insert("sched.yaml".into(), Ok(YAML.to_string()));
-        let (checked, diags) = check(&load_runbook("sched.yaml", YAML), Path::new(""), &sources);
-        let mut checked = checked.unwrap_or_else(|| panic!("{diags:#?}"));
+        let mut loaded = testing::loaded("sched.yaml", YAML);
         // November's Patch Tuesday (the 10th) falls in an org-wide freeze.
         let freeze = Blackout::new(
             parse_date("2026-11-09").unwrap(),
@@ -344,35 +337,16 @@ mod tests {
             "freeze",
         )
         .unwrap();
-        checked.schedule.add_blackouts([freeze]);
-        let checked = Arc::new(checked);
+        Arc::make_mut(&mut loaded.checked)
+            .schedule
+            .add_blackouts([freeze]);
+        let checked = loaded.checked.clone();
         let mut runbooks = Runbooks::default();
-        runbooks.by_name.insert(
-            "sched".into(),
-            LoadedRunbook {
-                checked: checked.clone(),
-                text: YAML.into(),
-                file: "sched.yaml".into(),
-                content_hash: crate::run::sha256_hex(YAML.as_bytes()),
-                commit: None,
-            },
-        );
+        runbooks.by_name.insert("sched".into(), loaded);
         // December's fire is 2026-12-08 10:00 UTC; the daemon starts half an hour later.
         let clock = Arc::new(ManualClock::new(t("2026-12-08T10:30:00Z")));
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        // No link key file next to a database in the working folder.
-        let mut config = crate::config::Config {
-            database_url: "sqlite::memory:".into(),
-            ..Default::default()
-        };
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
-        let options = Options {
-            config,
-            clock: clock.clone(),
-            virtual_clock: false,
-            delivery: Delivery::Folder("outbox".into()),
-            grace: Duration::from_secs(1),
-        };
+        let options = testing::options(clock.clone(), Delivery::Folder("outbox".into()));
         let daemon = Daemon::new(store, runbooks, options);
         let shared = daemon.shared.clone();
         // September fired before the downtime.

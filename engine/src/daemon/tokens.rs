@@ -21,12 +21,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
 use super::Shared;
-use super::runbooks::WATCH_INTERVAL;
+use super::runbooks::{WATCH_INTERVAL, stamp};
 use crate::store::Store;
 
 /// Why the tokens file could not be used.
@@ -165,10 +164,6 @@ fn parse_hex32(text: &str) -> Option<[u8; 32]> {
 /// Reloads the tokens file at `path` whenever its size or modification time changes, until
 /// shutdown.
 pub async fn watch<S: Store>(shared: Arc<Shared<S>>, path: PathBuf) {
-    let stamp = |path: &std::path::Path| -> Option<(u64, SystemTime)> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some((meta.len(), meta.modified().ok()?))
-    };
     let mut last = stamp(&path);
     loop {
         tokio::select! {

@@ -13,7 +13,7 @@
 //! expiry) the way decisions see it: against the run's stored params, which never hold secrets.
 //! The emails and the confirmation page both use it, so neither can show a secret.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use patchday_connectors::inputs::{ApprovalInputs, ManualInputs, OnExpire};
@@ -28,12 +28,10 @@ use crate::store::NewEmail;
 /// A source of randomness for nonces: fills the buffer.
 pub type Randomness = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
 
-/// Where links come from: the signer, the base URL, the default lifetime, and a source of
-/// randomness for nonces.
+/// Where links come from: the signer, the default lifetime, and a source of randomness for
+/// nonces. Links are made under the engine's `public_url`.
 pub struct LinkMinter {
     pub signer: LinkSigner,
-    /// The base of links (`[server] public_url`); the daemon sets it once it listens.
-    public_url: RwLock<String>,
     /// How long a link lives when the step sets no `expires` (`[security] link_ttl`).
     pub ttl: chrono::Duration,
     random: Randomness,
@@ -43,35 +41,18 @@ impl std::fmt::Debug for LinkMinter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LinkMinter")
             .field("signer", &self.signer)
-            .field("public_url", &self.public_url())
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
 }
 
 impl LinkMinter {
-    pub fn new(
-        signer: LinkSigner,
-        public_url: String,
-        ttl: chrono::Duration,
-        random: Randomness,
-    ) -> LinkMinter {
+    pub fn new(signer: LinkSigner, ttl: chrono::Duration, random: Randomness) -> LinkMinter {
         LinkMinter {
             signer,
-            public_url: RwLock::new(public_url),
             ttl,
             random,
         }
-    }
-
-    /// The base URL, without a trailing slash.
-    pub fn public_url(&self) -> String {
-        let url = self.public_url.read().unwrap_or_else(|e| e.into_inner());
-        url.trim_end_matches('/').to_string()
-    }
-
-    pub fn set_public_url(&self, url: String) {
-        *self.public_url.write().unwrap_or_else(|e| e.into_inner()) = url;
     }
 
     /// A fresh nonce from the minter's randomness.
@@ -79,10 +60,10 @@ impl LinkMinter {
         new_nonce(&mut |buf: &mut [u8]| (self.random)(buf))
     }
 
-    /// The token and full URL of a link for `claims`.
-    pub fn link(&self, claims: &LinkClaims) -> Result<(String, String), LinkError> {
+    /// The token and full URL of a link for `claims`, under `base` (no trailing slash).
+    pub fn link(&self, base: &str, claims: &LinkClaims) -> Result<(String, String), LinkError> {
         let token = self.signer.sign(claims)?;
-        let url = format!("{}/links/{token}", self.public_url());
+        let url = format!("{base}/links/{token}");
         Ok((token, url))
     }
 }
@@ -233,7 +214,11 @@ impl<S: Store> Engine<S> {
             Err(_) => return Vec::new(),
         };
         let expires_at = ask.link_expiry(row.started_at.unwrap_or(now), minter.ttl);
-        let base = person_notification(checked, run, row, &ask, expires_at, minter, now);
+        let urls = Urls {
+            run: self.run_url(&run.id),
+            dashboard: self.dashboard_url(),
+        };
+        let base = person_notification(checked, run, row, &ask, expires_at, &urls, now);
         let mut out = Vec::new();
         for recipient in &ask.recipients {
             let claims = LinkClaims {
@@ -245,7 +230,7 @@ impl<S: Store> Engine<S> {
                 expires_at,
                 nonce: minter.nonce(),
             };
-            let Ok((_, link)) = minter.link(&claims) else {
+            let Ok((_, link)) = minter.link(self.base_url(), &claims) else {
                 continue; // a claim longer than a link holds: validation keeps ids short
             };
             let mut notification = base.clone();
@@ -265,6 +250,12 @@ impl<S: Store> Engine<S> {
     }
 }
 
+/// The run page and dashboard addresses a person-step's emails point at.
+struct Urls {
+    run: String,
+    dashboard: String,
+}
+
 /// The approval or task notification of `row`, its `link` and `recipient` left to fill in.
 fn person_notification(
     checked: &CheckedRunbook,
@@ -272,14 +263,14 @@ fn person_notification(
     row: &StepRow,
     ask: &PersonAsk,
     expires: DateTime<Utc>,
-    minter: &LinkMinter,
+    urls: &Urls,
     now: DateTime<Utc>,
 ) -> Notification {
     let cycle = super::cycle_of(run, checked.tz).to_string();
     let run_facts = RunFacts {
         cycle,
         run_id: run.id.clone(),
-        run_url: format!("{}/runs/{}", minter.public_url(), run.id),
+        run_url: urls.run.clone(),
     };
     let description = checked
         .runbook
@@ -302,7 +293,7 @@ fn person_notification(
         runbook: checked.runbook.name.value.clone(),
         at: now,
         tz: checked.tz,
-        dashboard_url: format!("{}/", minter.public_url()),
+        dashboard_url: urls.dashboard.clone(),
         facts: match ask.purpose {
             Purpose::Approval => Facts::Approval(run_facts, asked),
             Purpose::Task => Facts::Task(run_facts, asked),

@@ -414,12 +414,17 @@ impl<S: Store> Engine<S> {
     }
 
     pub(super) fn run_url(&self, run_id: &str) -> String {
-        format!("{}/runs/{run_id}", self.public_url.trim_end_matches('/'))
+        format!("{}/runs/{run_id}", self.base_url())
     }
 
     /// The daemon's index page (runbooks, next cycles, recent runs).
     pub fn dashboard_url(&self) -> String {
-        format!("{}/", self.public_url.trim_end_matches('/'))
+        format!("{}/", self.base_url())
+    }
+
+    /// `public_url` without a trailing slash: the base of pages and links.
+    pub fn base_url(&self) -> &str {
+        self.public_url.trim_end_matches('/')
     }
 
     fn progress_of(&self, row: &StepRow, at: DateTime<Utc>) -> Progress {

@@ -42,11 +42,7 @@ impl<'a, S: Store> Driver<'a, S> {
         secrets.merge(&engine.secrets);
         let start = super::run_start(&run);
         let cycle = super::cycle_of(&run, checked.tz);
-        let run_url = format!(
-            "{}/runs/{}",
-            engine.public_url.trim_end_matches('/'),
-            run.id
-        );
+        let run_url = engine.run_url(&run.id);
         let context = RunContext::from_run(&run, all_params, run_url);
         let overdue_filter = crate::store::EventFilter {
             run_id: Some(run.id.clone()),

@@ -817,12 +817,7 @@ fn minter() -> (crate::links::LinkSigner, LinkMinter) {
     let random: approvals::Randomness = Arc::new(move |buf: &mut [u8]| {
         buf.fill(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     });
-    let minter = LinkMinter::new(
-        signer.clone(),
-        "https://patchday.example.com".into(),
-        chrono::Duration::hours(24),
-        random,
-    );
+    let minter = LinkMinter::new(signer.clone(), chrono::Duration::hours(24), random);
     (signer, minter)
 }
 
@@ -838,6 +833,7 @@ async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
     let mut engine = engine(t("2026-12-01T00:00:00Z")).await;
     let (signer, minter) = minter();
     engine.links = Some(Arc::new(minter));
+    engine.public_url = "https://patchday.example.com".into();
     engine.start(&checked, spec(OVERRIDDEN)).await.unwrap();
     let outcome = engine
         .drive(&checked, "r1", CancellationToken::new())
@@ -873,7 +869,7 @@ async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
     assert_eq!(
         failure.body,
         "FAILED: cab of t 2026-12 (`reject` decided by alice@example.com (alice@example.com: not tonight))\n\
-         http://127.0.0.1:8080/runs/r1\n"
+         https://patchday.example.com/runs/r1\n"
     );
 }
 

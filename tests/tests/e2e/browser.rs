@@ -60,8 +60,7 @@ fn a_headless_browser_opens_the_approval_link_and_a_click_on_approve_decides() {
     // Chromium starts meanwhile: it is the slowest part.
     let browser = std::thread::spawn(Browser::start);
 
-    let dir = std::env::temp_dir().join(format!("patchday-browser-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("browser");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(dir.join("runbooks/browser-demo.yaml"), RUNBOOK).unwrap();
     let database = format!("sqlite://{}", dir.join("d.db").display());

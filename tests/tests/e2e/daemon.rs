@@ -38,8 +38,7 @@ steps:
 
 #[test]
 fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
-    let dir = std::env::temp_dir().join(format!("patchday-daemon-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("daemon");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(dir.join("runbooks/daemon-demo.yaml"), RUNBOOK).unwrap();
     // A broken runbook next to it is reported and skipped; it stops nothing.
@@ -154,9 +153,7 @@ fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
 
 #[test]
 fn configuration_errors_exit_2_and_say_where_the_bad_value_came_from() {
-    let dir = std::env::temp_dir().join(format!("patchday-daemon-config-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = patchday_tests::scratch("daemon-config");
     let config = dir.join("patchday.toml");
     std::fs::write(&config, "[server]\nlisen = \"127.0.0.1:1\"\n").unwrap();
     let out = patchday()
@@ -221,8 +218,7 @@ steps:
 fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
     use patchday::links::{LinkClaims, LinkSigner};
 
-    let dir = std::env::temp_dir().join(format!("patchday-links-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("links");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(dir.join("runbooks/links-demo.yaml"), APPROVAL_RUNBOOK).unwrap();
     let secret = dir.join("link.secret");
@@ -542,8 +538,7 @@ const API_ROUTES: &[(&str, &str)] = &[
 
 #[test]
 fn the_api_and_the_operator_commands_trigger_list_cancel_and_approve_runs() {
-    let dir = std::env::temp_dir().join(format!("patchday-api-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("api");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     for (file, text) in API_RUNBOOKS {
         std::fs::write(dir.join("runbooks").join(file), text).unwrap();
@@ -846,8 +841,7 @@ impl Drop for AuthSmtp {
 #[test]
 fn a_runs_email_step_logs_in_to_smtp_with_the_configured_password() {
     const PASSWORD: &str = "s3cret-smtp-pa55word";
-    let dir = std::env::temp_dir().join(format!("patchday-smtp-auth-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("smtp-auth");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::create_dir_all(dir.join("mail")).unwrap();
     std::fs::write(dir.join("runbooks/mail-demo.yaml"), MAIL_RUNBOOK).unwrap();
@@ -981,8 +975,7 @@ const NOTIFY_FAILURE: &str = "Subject: FAILED {{step}} ({{runbook}} {{cycle}})\n
 
 #[test]
 fn a_runbook_s_notification_templates_write_the_emails_in_the_outbox() {
-    let dir = std::env::temp_dir().join(format!("patchday-notify-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("notify");
     std::fs::create_dir_all(dir.join("runbooks/templates")).unwrap();
     std::fs::write(dir.join("runbooks/notify-demo.yaml"), NOTIFY_RUNBOOK).unwrap();
     std::fs::write(dir.join("runbooks/templates/approval.hbs"), NOTIFY_APPROVAL).unwrap();
@@ -1037,8 +1030,7 @@ fn a_runbook_s_notification_templates_write_the_emails_in_the_outbox() {
 /// the database; the operator commands on the same machine use it without being told.
 #[test]
 fn with_no_configuration_the_cli_on_this_machine_operates_the_daemon() {
-    let dir = std::env::temp_dir().join(format!("patchday-local-token-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("local-token");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(dir.join("runbooks/daemon-demo.yaml"), RUNBOOK).unwrap();
     let database = format!("sqlite://{}", dir.join("p.db").display());
@@ -1088,8 +1080,7 @@ fn with_no_configuration_the_cli_on_this_machine_operates_the_daemon() {
 /// `link.rate_limited` event per window, so the audit log stays bounded.
 #[test]
 fn a_flood_of_forged_links_is_rate_limited_and_the_audit_log_stays_bounded() {
-    let dir = std::env::temp_dir().join(format!("patchday-flood-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("flood");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(dir.join("runbooks/links-demo.yaml"), APPROVAL_RUNBOOK).unwrap();
     let secret = dir.join("link.secret");

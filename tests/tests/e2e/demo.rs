@@ -370,8 +370,7 @@ pub(crate) fn assert_no_secret_leaked(hosts: &Hosts, served: &Served) {
 #[test]
 fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     let _lock = demo_lock();
-    let state = std::env::temp_dir().join(format!("patchday-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
+    let state = patchday_tests::scratch("demo");
 
     let out = patchday()
         .args(["validate", "runbooks/", "runbooks/demo/"])

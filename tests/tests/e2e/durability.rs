@@ -25,9 +25,7 @@ struct Soak {
 
 impl Soak {
     fn new() -> Soak {
-        let dir = std::env::temp_dir().join(format!("patchday-soak-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = patchday_tests::scratch("soak");
         std::fs::write(dir.join("hosts.yaml"), inventory()).unwrap();
         std::fs::write(dir.join("soak.yaml"), runbook(&dir.join("ledger"))).unwrap();
         Soak { dir }

@@ -86,8 +86,7 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
     let browser = std::thread::spawn(Browser::start);
     let _lock = demo_lock();
     let locked = began.elapsed();
-    let state = std::env::temp_dir().join(format!("patchday-first-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
+    let state = patchday_tests::scratch("first-run");
 
     let out = patchday()
         .args(["validate", "runbooks/", "runbooks/demo/"])

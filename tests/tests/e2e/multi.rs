@@ -72,8 +72,7 @@ fn subjects(dirs: &[&Path]) -> BTreeMap<String, usize> {
 #[test]
 fn two_daemons_share_one_database_and_a_dead_daemons_run_is_taken_over() {
     let schema = Schema::create("multi");
-    let dir = std::env::temp_dir().join(format!("patchday-multi-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("multi");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     let runbook = RUNBOOK
         .replace("LEDGER", &dir.join("ledger").display().to_string())

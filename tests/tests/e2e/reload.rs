@@ -163,8 +163,7 @@ fn start(dir: &Path, runbooks: &Path) -> Serve {
 
 #[test]
 fn the_daemon_follows_its_git_folder_and_keeps_the_last_good_runbook() {
-    let dir = std::env::temp_dir().join(format!("patchday-reload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = patchday_tests::scratch("reload");
     let upstream = dir.join("upstream");
     std::fs::create_dir_all(&upstream).unwrap();
     git(&upstream, &["init", "-q", "-b", "main"]);

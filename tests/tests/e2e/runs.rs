@@ -88,8 +88,7 @@ fn the_emergency_timeline_follows_the_security_officers_choice() {
 
 #[test]
 fn a_foreground_run_records_an_audit_trail_that_verifies_and_exports() {
-    let dir = std::env::temp_dir().join(format!("patchday-run-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = patchday_tests::scratch("run-e2e");
     let runbook = dir.join("hello.yaml");
     let ledger = dir.join("ledger");
     std::fs::write(&runbook, format!("name: hello\nparams:\n  token: {{ secret: true }}\nsteps:\n  say:\n    uses: command\n    with: {{ run: \"echo hello >> {}\", env: {{ TOKEN: \"{{{{params.token}}}}\" }} }}\n  after:\n    needs: [say]\n    uses: noop\n", ledger.display())).unwrap();
@@ -139,8 +138,7 @@ fn a_missing_secret_is_named() {
 
 #[test]
 fn the_local_demo_runbook_runs_on_this_machine() {
-    let dir = std::env::temp_dir().join(format!("patchday-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = patchday_tests::scratch("demo");
     let database = format!("sqlite://{}", dir.join("demo.db").display());
     let out = run(&[
         "run",
@@ -166,8 +164,7 @@ fn the_local_demo_runbook_runs_on_this_machine() {
 #[test]
 fn ctrl_c_cancels_a_foreground_run_and_its_command() {
     use std::io::{BufRead, BufReader};
-    let dir = std::env::temp_dir().join(format!("patchday-ctrlc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = patchday_tests::scratch("ctrlc");
     let runbook = dir.join("long.yaml");
     let pid_file = dir.join("pid");
     std::fs::write(&runbook, format!("name: long\nsteps:\n  wait:\n    uses: command\n    with: {{ run: \"echo $$ > {}; exec sleep 60\" }}\n  after:\n    needs: [wait]\n    uses: noop\n", pid_file.display())).unwrap();

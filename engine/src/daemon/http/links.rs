@@ -361,13 +361,7 @@ fn confirmation<S: Store>(shared: &Shared<S>, token: &str, target: Target) -> St
 /// Whether a `POST` says it comes from another site: `Sec-Fetch-Site` other than
 /// `same-origin` / `none`, or an `Origin` that is neither the public URL's nor this `Host`.
 fn cross_site<S: Store>(headers: &HeaderMap, shared: &Shared<S>) -> bool {
-    let public = shared
-        .engine
-        .links
-        .as_ref()
-        .map(|m| m.public_url())
-        .unwrap_or_default();
-    is_cross_site(headers, &public)
+    is_cross_site(headers, shared.engine.base_url())
 }
 
 /// [`cross_site`] against the public URL `public`.
