@@ -5,6 +5,7 @@
 //! parses them into its typed inputs from [`crate::inputs`]. Everything a connector returns or
 //! logs goes through [`Secrets::redact`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -73,6 +74,10 @@ pub struct Context {
     pub log: LogSink,
     /// The runbook's folder: relative paths (templates, attachments, `cwd`) start here.
     pub base_dir: PathBuf,
+    /// Files of the runbook version the run is bound to, by resolved path: template files are
+    /// read from here before the disk ([`Context::read_text`]), so an edit or a deletion
+    /// after the run started does not change what it sends.
+    pub files: Arc<BTreeMap<PathBuf, String>>,
     /// The template context the engine rendered `with:` against (`runbook`, `cycle`,
     /// `params`, `steps`, `host`, `run`). Template files named by an input (`email.template`)
     /// are rendered against it.
@@ -96,6 +101,7 @@ impl Context {
             settings: Arc::new(Settings::default()),
             log: Arc::new(|_| {}),
             base_dir: PathBuf::from("."),
+            files: Arc::new(BTreeMap::new()),
             vars: serde_json::Value::Object(Default::default()),
             idempotency_key: None,
         }
@@ -113,6 +119,16 @@ impl Context {
             p.to_path_buf()
         } else {
             self.base_dir.join(p)
+        }
+    }
+
+    /// The text of the file an input names (a template): from [`Context::files`] when the
+    /// run's version holds it, else read from the disk.
+    pub fn read_text(&self, path: &str) -> std::io::Result<String> {
+        let resolved = self.resolve_path(path);
+        match self.files.get(&resolved) {
+            Some(text) => Ok(text.clone()),
+            None => std::fs::read_to_string(&resolved),
         }
     }
 

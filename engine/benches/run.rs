@@ -60,7 +60,7 @@ async fn timed_run(dir: &Path, name: &str, yaml: &str, inventory: Option<&str>) 
         cycle: None,
         start: chrono::Utc::now(),
         params: vec![],
-        runbook_text: yaml.into(),
+        rerun: None,
         actor: "bench".into(),
     };
     let start = Instant::now();

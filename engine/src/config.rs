@@ -11,7 +11,7 @@
 //! | `[server] lease_ttl` | `PATCHDAY_SERVER_LEASE_TTL` | `30s` |
 //! | `[database] url` | `PATCHDAY_DATABASE_URL` | `sqlite://patchday.db` |
 //! | `[smtp] host, port, tls, username, password_file, from` | `PATCHDAY_SMTP_<KEY>` | none: emails go to `outbox/` as files |
-//! | `[runbooks] dir, git_pull` | `PATCHDAY_RUNBOOKS_<KEY>` | `runbooks`, no pull |
+//! | `[runbooks] dir, git_pull, git_timeout` | `PATCHDAY_RUNBOOKS_<KEY>` | `runbooks`, no pull, `60s` |
 //! | `[ssh] known_hosts, identity, user, port` | `PATCHDAY_SSH_<KEY>` | the OpenSSH client's own |
 //! | `[libvirt] uri` | `PATCHDAY_LIBVIRT_URI` | virsh's default connection |
 //! | `[security] link_secret_file, api_tokens_file, link_ttl` | `PATCHDAY_SECURITY_<KEY>` | none, none, `72h` |
@@ -25,7 +25,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use patchday_connectors::settings::{LibvirtSettings, SmtpTls, SshSettings};
+use patchday_connectors::secrets::Secrets;
+use patchday_connectors::settings::{LibvirtSettings, Settings, SmtpSettings, SmtpTls, SshSettings};
 use serde::Deserialize;
 
 use crate::calendar::{Blackout, parse_date};
@@ -40,6 +41,8 @@ pub const DEFAULT_DATABASE: &str = "sqlite://patchday.db";
 pub const DEFAULT_RUNBOOKS: &str = "runbooks";
 /// `[security] link_ttl` when nothing sets it.
 pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(72 * 3600);
+/// `[runbooks] git_timeout` when nothing sets it.
+pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[server] lease_ttl` when nothing sets it.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
@@ -58,6 +61,7 @@ pub const KEYS: &[&str] = &[
     "smtp.from",
     "runbooks.dir",
     "runbooks.git_pull",
+    "runbooks.git_timeout",
     "ssh.known_hosts",
     "ssh.identity",
     "ssh.user",
@@ -121,6 +125,8 @@ pub struct RunbooksConfig {
     pub dir: PathBuf,
     /// `git pull --ff-only` interval, when the folder is a git work tree.
     pub git_pull: Option<Duration>,
+    /// How long a `git pull` may take before it is killed.
+    pub git_timeout: Duration,
 }
 
 /// `[security]`.
@@ -161,6 +167,67 @@ pub enum ConfigError {
     /// A value that came from somewhere else than the file (env, flag).
     #[error("{origin}: {message}")]
     Value { origin: String, message: String },
+    /// A file the configuration names (a secret's) cannot be read.
+    #[error("{what} {path}: {source}")]
+    File {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The name the `[smtp]` password is kept under in the connectors' [`Secrets`] (a name no
+/// runbook param is likely to take; a param of that name would win in its run).
+pub const SMTP_PASSWORD: &str = "config:smtp_password";
+
+/// What every run's connectors get from the configuration ([`Config::connectors`]).
+#[derive(Debug, Clone, Default)]
+pub struct Connectors {
+    /// `[smtp]` (the server of `email` and `report` steps, and of the daemon's mailer),
+    /// `[ssh]`, `[libvirt]`.
+    pub settings: Settings,
+    /// The `[smtp]` password, read from its `password_file`, under [`SMTP_PASSWORD`].
+    pub secrets: Secrets,
+}
+
+impl Config {
+    /// The connectors' settings and secrets: the one place the daemon and `patchday run` /
+    /// `resume` take them from, so a run sees the same `[smtp]`, `[ssh]` and `[libvirt]`
+    /// whichever started it. Reads `[smtp] password_file`.
+    pub fn connectors(&self) -> Result<Connectors, ConfigError> {
+        let mut secrets = Secrets::new();
+        let smtp = match &self.smtp {
+            None => None,
+            Some(smtp) => {
+                if let Some(path) = &smtp.password_file {
+                    let password =
+                        std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+                            what: "[smtp] password_file",
+                            path: path.display().to_string(),
+                            source,
+                        })?;
+                    secrets.insert(SMTP_PASSWORD, password.trim_end_matches(['\r', '\n']));
+                }
+                Some(SmtpSettings {
+                    host: smtp.host.clone(),
+                    port: smtp.port,
+                    tls: smtp.tls,
+                    username: smtp.username.clone(),
+                    password_secret: smtp.password_file.as_ref().map(|_| SMTP_PASSWORD.into()),
+                    from: smtp.from.clone(),
+                    ca_file: None,
+                    timeout_secs: None,
+                })
+            }
+        };
+        let settings = Settings {
+            smtp,
+            ssh: self.ssh.clone(),
+            libvirt: self.libvirt.clone(),
+            ..Settings::default()
+        };
+        Ok(Connectors { settings, secrets })
+    }
 }
 
 /// One value and where it came from (for error messages).
@@ -266,6 +333,7 @@ struct RawSmtp {
 struct RawRunbooks {
     dir: Option<String>,
     git_pull: Option<String>,
+    git_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -346,7 +414,7 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 21] = [
+    let values: [(&str, Option<String>); 22] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
         ("server.node_id", raw.server.node_id),
@@ -360,6 +428,7 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
         ("smtp.from", smtp.from),
         ("runbooks.dir", raw.runbooks.dir),
         ("runbooks.git_pull", raw.runbooks.git_pull),
+        ("runbooks.git_timeout", raw.runbooks.git_timeout),
         ("ssh.known_hosts", raw.ssh.known_hosts),
         ("ssh.identity", raw.ssh.identity),
         ("ssh.user", raw.ssh.user),
@@ -469,6 +538,7 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
     let runbooks = RunbooksConfig {
         dir: PathBuf::from(text("runbooks.dir")?.unwrap_or_else(|| DEFAULT_RUNBOOKS.into())),
         git_pull: duration("runbooks.git_pull")?,
+        git_timeout: duration("runbooks.git_timeout")?.unwrap_or(DEFAULT_GIT_TIMEOUT),
     };
     let port = |key: &str| -> Result<Option<u16>, ConfigError> {
         match get(key) {

@@ -1,10 +1,14 @@
 //! The runbooks folder as a git work tree (DESIGN §5, §9): which commit a run's runbook was
 //! read at, and `git pull --ff-only` for `[runbooks] git_pull`. Runs the `git` program (no
 //! library): the folder is an operator's checkout, and git's own behaviour (credentials,
-//! hooks, config) is what they expect. Blocking: call from `spawn_blocking` in async code.
+//! hooks, config) is what they expect. [`commit_of`] blocks (call it from `spawn_blocking` in
+//! async code); [`pull_ff_only`] is async and bounded: a pull that hangs (a remote that never
+//! answers) is killed with every process it started when its time is up, or as soon as its
+//! future is dropped (the daemon shutting down never waits for it).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// Why a git command failed.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +17,8 @@ pub enum GitError {
     Spawn(std::io::Error),
     #[error("`git {args}` failed: {stderr}")]
     Failed { args: String, stderr: String },
+    #[error("`git pull` took longer than {}s and was killed", .0.as_secs())]
+    TimedOut(Duration),
 }
 
 /// The commit checked out in the work tree holding `dir`: the full hash, with `-dirty`
@@ -33,10 +39,41 @@ pub fn commit_of(dir: &Path) -> Option<String> {
 }
 
 /// `git pull --ff-only` in the work tree holding `dir`; returns git's summary line. Never
-/// prompts (no terminal, `GIT_TERMINAL_PROMPT=0`): a pull that needs credentials fails.
-pub fn pull_ff_only(dir: &Path) -> Result<String, GitError> {
-    let out = git(dir, &["pull", "--ff-only", "--quiet"])?;
-    Ok(out.trim().to_string())
+/// prompts (no terminal, `GIT_TERMINAL_PROMPT=0`): a pull that needs credentials fails. Git
+/// runs in a process group of its own, killed (SIGKILL, ssh and helpers included) when the
+/// pull takes longer than `timeout` or the future is dropped.
+pub async fn pull_ff_only(dir: &Path, timeout: Duration) -> Result<String, GitError> {
+    let mut command = tokio::process::Command::new("git");
+    command
+        .arg("-C")
+        .arg(dir)
+        .args(["pull", "--ff-only", "--quiet"])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let child = command.spawn().map_err(GitError::Spawn)?;
+    let _group = child.id().map(KillGroup);
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(output) => output.map_err(GitError::Spawn)?,
+        Err(_) => return Err(GitError::TimedOut(timeout)),
+    };
+    finished(&["pull", "--ff-only", "--quiet"], output)
+}
+
+/// Kills a process group when dropped (what is left of it, if anything).
+struct KillGroup(u32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        if let Ok(pgid) = i32::try_from(self.0) {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
 }
 
 /// Runs `git -C dir args...`; stdout on success.
@@ -49,6 +86,11 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
         .stdin(Stdio::null())
         .output()
         .map_err(GitError::Spawn)?;
+    finished(args, output)
+}
+
+/// stdout of a finished `git` on success, else its stderr as the error.
+fn finished(args: &[&str], output: Output) -> Result<String, GitError> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
@@ -100,6 +142,14 @@ mod tests {
         assert_eq!(commit_of(root), Some(format!("{head}-dirty")));
     }
 
+    fn pull(dir: &Path) -> Result<String, GitError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(pull_ff_only(dir, Duration::from_secs(60)))
+    }
+
     #[test]
     fn pull_ff_only_brings_new_commits_and_refuses_a_diverged_history() {
         let dir = tempfile::tempdir().unwrap();
@@ -116,7 +166,7 @@ mod tests {
         );
         std::fs::write(upstream.join("a.yaml"), "2\n").unwrap();
         sh(&upstream, &["commit", "-q", "-am", "2"]);
-        pull_ff_only(&clone).unwrap();
+        pull(&clone).unwrap();
         assert_eq!(
             std::fs::read_to_string(clone.join("a.yaml")).unwrap(),
             "2\n"
@@ -126,11 +176,47 @@ mod tests {
         sh(&upstream, &["commit", "-q", "-am", "3"]);
         std::fs::write(clone.join("a.yaml"), "local\n").unwrap();
         sh(&clone, &["commit", "-q", "-am", "local"]);
-        let err = pull_ff_only(&clone).unwrap_err();
+        let err = pull(&clone).unwrap_err();
         assert!(matches!(err, GitError::Failed { .. }), "{err}");
         assert_eq!(
             std::fs::read_to_string(clone.join("a.yaml")).unwrap(),
             "local\n"
         );
+    }
+
+    /// A remote that never answers: the pull is killed when its time is up, with every
+    /// process it started (nothing of it is left running).
+    #[tokio::test]
+    async fn a_hung_pull_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let (upstream, clone) = (dir.path().join("upstream"), dir.path().join("clone"));
+        std::fs::create_dir(&upstream).unwrap();
+        sh(&upstream, &["init", "-q", "-b", "main"]);
+        std::fs::write(upstream.join("a.yaml"), "1\n").unwrap();
+        sh(&upstream, &["add", "."]);
+        sh(&upstream, &["commit", "-q", "-m", "1"]);
+        sh(dir.path(), &["clone", "-q", upstream.to_str().unwrap(), "clone"]);
+        // The "remote" side of the fetch hangs (git runs it through the shell).
+        let marker = format!("600.{}", std::process::id());
+        let hang = format!("sleep {marker}; true");
+        sh(&clone, &["config", "remote.origin.uploadpack", &hang]);
+        let started = std::time::Instant::now();
+        let err = pull_ff_only(&clone, Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GitError::TimedOut(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let left = || {
+            std::fs::read_dir("/proc").unwrap().filter_map(Result::ok).any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+                    .unwrap_or(false)
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while left() {
+            assert!(std::time::Instant::now() < deadline, "the hung pull's processes live on");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

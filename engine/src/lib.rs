@@ -28,4 +28,5 @@ pub mod sources;
 pub mod store;
 pub mod template;
 pub mod validate;
+pub mod version;
 pub mod yaml;

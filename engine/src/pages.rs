@@ -270,14 +270,30 @@ pub fn confirmation_page(view: &ConfirmationView) -> String {
     layout(&heading, &body)
 }
 
+/// "patch cycle 2026-12 of monthly", or "a manual run of emergency" for a run without a
+/// cycle (a manual run is not a cycle: pages, emails and the CLI show none).
+fn run_phrase(cycle: &str, runbook: &str) -> String {
+    match cycle {
+        "" => format!("a manual run of {runbook}"),
+        cycle => format!("patch cycle {cycle} of {runbook}"),
+    }
+}
+
+/// A run's cycle in a table: the cycle, or a muted "none (manual run)".
+fn cycle_html(cycle: &str) -> String {
+    match cycle {
+        "" => "<span class=\"muted\">none (manual run)</span>".to_owned(),
+        cycle => e(cycle),
+    }
+}
+
 fn confirmation_heading(view: &ConfirmationView) -> String {
     match view.purpose {
-        Purpose::Approval => {
-            format!("Approve patch cycle {} of {}?", view.cycle, view.runbook)
-        }
+        Purpose::Approval => format!("Approve {}?", run_phrase(&view.cycle, &view.runbook)),
         Purpose::Task => format!(
-            "Manual task “{}” in patch cycle {} of {}",
-            view.step, view.cycle, view.runbook
+            "Manual task “{}” in {}",
+            view.step,
+            run_phrase(&view.cycle, &view.runbook)
         ),
     }
 }
@@ -299,7 +315,7 @@ fn confirmation_facts(view: &ConfirmationView) -> String {
     );
     facts_table(&[
         ("Runbook", e(&view.runbook)),
-        ("Cycle", e(&view.cycle)),
+        ("Cycle", cycle_html(&view.cycle)),
         ("Step", step),
         ("Hosts", hosts),
         ("Runbook version", version),
@@ -397,13 +413,12 @@ pub fn decided_page(view: &DecidedView) -> String {
     let title = format!("{} by you", view.outcome);
     let mut notice = format!(
         "<p><strong>{outcome} by you ({actor}) at {at}</strong>: step <code>{step}</code> of \
-         patch cycle {cycle} of {runbook}.</p>\n",
+         {run}.</p>\n",
         outcome = e(&view.outcome),
         actor = e(&view.actor),
         at = time_html(&view.at),
         step = e(&view.step),
-        cycle = e(&view.cycle),
-        runbook = e(&view.runbook),
+        run = e(&run_phrase(&view.cycle, &view.runbook)),
     );
     if let Some(comment) = &view.comment {
         let _ = writeln!(notice, "<p>Your comment: {}</p>", e(comment));
@@ -592,7 +607,7 @@ fn runs_table(runs: &[RunRow]) -> String {
                     e(&r.id)
                 ),
                 e(&r.runbook),
-                e(&r.cycle),
+                cycle_html(&r.cycle),
                 state_badge(&r.state),
                 time_html(&r.started_at),
                 time_opt_html(&r.finished_at),
@@ -645,7 +660,10 @@ pub struct AuditRow {
 
 /// The run page.
 pub fn run_page(view: &RunView) -> String {
-    let title = format!("Run {} of {}", view.cycle, view.runbook);
+    let title = match view.cycle.as_str() {
+        "" => format!("Manual run of {}", view.runbook),
+        cycle => format!("Run {cycle} of {}", view.runbook),
+    };
     let mut body = format!("<h1>{}</h1>\n", e(&title));
     body.push_str(&run_facts(view));
     body.push_str("<h2>Steps</h2>\n");
@@ -668,7 +686,7 @@ fn run_facts(view: &RunView) -> String {
     facts_table(&[
         ("Run", format!("<code>{}</code>", e(&view.id))),
         ("Runbook", e(&view.runbook)),
-        ("Cycle", e(&view.cycle)),
+        ("Cycle", cycle_html(&view.cycle)),
         ("State", state_badge(&view.state)),
         ("Started", time_html(&view.started_at)),
         ("Finished", time_opt_html(&view.finished_at)),

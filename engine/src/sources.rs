@@ -107,21 +107,89 @@ fn read_references(loaded: &LoadedRunbook, file: &Path, sources: &mut Sources) {
     }
 }
 
-/// Reads a text file, refusing anything larger than the runbook limit before reading it all.
+/// Reads a text file, never blocking and never reading more than the runbook limit: the file
+/// is opened without waiting (`O_NONBLOCK`: a FIFO does not hold the reader up), must be a
+/// regular file by the open handle (a FIFO, a device such as `/dev/zero` behind a symlink, or
+/// a socket is refused), and is read through that handle up to the limit (a file that grows
+/// after the check is still cut off there).
 fn read(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
     let limit = crate::yaml::Limits::RUNBOOK.max_bytes as u64;
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() > limit {
-        return Err(format!(
-            "the file is {} bytes; the limit is {limit} bytes",
-            meta.len()
-        ));
+    let file = open_without_waiting(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file (a FIFO, a device or a socket): refused".into());
     }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let too_big = |size: u64| format!("the file is {size} bytes; the limit is {limit} bytes");
+    if meta.len() > limit {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(bytes.len() as u64));
+    }
     String::from_utf8(bytes).map_err(|e| {
         format!(
             "the file is not UTF-8 text (byte {})",
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+/// Opens `path` for reading without waiting for a writer (a FIFO would block an open).
+fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits());
+    }
+    options.open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_regular_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, "name: a\n").unwrap();
+        assert_eq!(read(&file).unwrap(), "name: a\n");
+    }
+
+    /// A FIFO nobody writes to: refused at once, not waited on.
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("hosts.yaml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = read(&fifo).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    /// A symlink to `/dev/zero` (endless): refused, nothing read.
+    #[test]
+    fn a_device_behind_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("hosts.yaml");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let err = read(&link).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.yaml");
+        let limit = crate::yaml::Limits::RUNBOOK.max_bytes;
+        std::fs::write(&file, vec![b'#'; limit + 1]).unwrap();
+        let err = read(&file).unwrap_err();
+        assert!(err.contains("the limit is"), "{err}");
+    }
 }

@@ -103,6 +103,39 @@ pub async fn send_email(
         .map_err(|e| smtp_error(e).redacted(secrets))
 }
 
+/// Why [`deliver`] did not deliver a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    /// What went wrong (secrets redacted).
+    pub message: String,
+    /// The server refused it for good (a 5xx answer), or it cannot be built (a bad address):
+    /// sending it again would fail the same way. Otherwise (4xx, no connection, TLS) it may
+    /// go through later.
+    pub permanent: bool,
+}
+
+/// [`send_email`] for a mailer that retries on its own: says whether a failure is permanent.
+pub async fn deliver(
+    settings: &Settings,
+    secrets: &Secrets,
+    message: OutgoingEmail,
+) -> Result<(), Undelivered> {
+    let failed = |e: ConnectorError, permanent: bool| Undelivered {
+        message: e.to_string(),
+        permanent,
+    };
+    let Some(smtp) = settings.smtp.as_ref() else {
+        let e = ConnectorError::Fatal("email is not configured (no [smtp])".into());
+        return Err(failed(e, false));
+    };
+    let built = build_message(settings, smtp, secrets, message).map_err(|e| failed(e, true))?;
+    let transport = transport(smtp, secrets).map_err(|e| failed(e, false))?;
+    transport.send(built).await.map(|_| ()).map_err(|e| {
+        let permanent = e.is_permanent();
+        failed(smtp_error(e).redacted(secrets), permanent)
+    })
+}
+
 /// `<key@domain>` from a key, with characters a Message-ID cannot hold replaced.
 pub fn message_id_for(key: &str, from: &str) -> String {
     if key.starts_with('<') && key.ends_with('>') && key.contains('@') {
@@ -311,20 +344,19 @@ pub fn html_to_text(html: &str) -> String {
     text.trim().to_string() + "\n"
 }
 
-/// Renders a handlebars template file (strict mode) against the run's template context.
-pub fn render_template_file(
-    path: &Path,
-    vars: &serde_json::Value,
-) -> Result<String, ConnectorError> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
+/// Renders the handlebars template file an input names (strict mode) against the run's
+/// template context; the file comes from the run's version ([`Context::read_text`]).
+pub fn render_template_file(ctx: &Context, name: &str) -> Result<String, ConnectorError> {
+    let path = ctx.resolve_path(name);
+    let source = ctx.read_text(name).map_err(|e| {
         ConnectorError::Fatal(format!("cannot read template {}: {e}", path.display()))
     })?;
     let mut hb = handlebars::Handlebars::new();
     hb.set_strict_mode(true);
-    if !path.to_string_lossy().contains(".html") {
+    if !name.contains(".html") {
         hb.register_escape_fn(handlebars::no_escape);
     }
-    hb.render_template(&source, vars)
+    hb.render_template(&source, &ctx.vars)
         .map_err(|e| ConnectorError::Fatal(format!("template {}: {e}", path.display())))
 }
 
@@ -343,8 +375,7 @@ pub fn message_key(ctx: &Context) -> String {
 fn outgoing(inputs: EmailInputs, ctx: &Context) -> Result<OutgoingEmail, ConnectorError> {
     let (mut text, mut html) = (inputs.body.unwrap_or_default(), inputs.html);
     if let Some(template) = &inputs.template {
-        let path = ctx.resolve_path(template);
-        let rendered = render_template_file(&path, &ctx.vars)?;
+        let rendered = render_template_file(ctx, template)?;
         if template.contains(".html") {
             html = Some(rendered);
         } else {

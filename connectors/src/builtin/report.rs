@@ -398,11 +398,10 @@ fn load_override(
     let Some(name) = &inputs.template else {
         return Ok(None);
     };
-    let path = ctx.resolve_path(name);
-    let source = std::fs::read_to_string(&path).map_err(|e| {
+    let source = ctx.read_text(name).map_err(|e| {
         ConnectorError::Fatal(format!(
             "cannot read report template {}: {e}",
-            path.display()
+            ctx.resolve_path(name).display()
         ))
     })?;
     Ok(Some(TemplateOverride {

@@ -40,9 +40,16 @@ pub struct TriggerArgs {
     /// A param value (repeatable): --param cve=CVE-2026-12345
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
     params: Vec<(String, String)>,
-    /// The cycle the run belongs to (at most one run per runbook and cycle).
+    /// The cycle the run belongs to (one run per runbook and cycle). Without it the run is a
+    /// manual run: no cycle, and any number of them.
     #[arg(long, value_name = "YYYY-MM")]
     cycle: Option<String>,
+    /// Run the --cycle again although it has a run already (needs --reason; audited).
+    #[arg(long, requires = "cycle", requires = "reason")]
+    rerun: bool,
+    /// Why the cycle is run again (recorded in the audit log with who asked).
+    #[arg(long, value_name = "TEXT", requires = "rerun")]
+    reason: Option<String>,
     #[command(flatten)]
     server: Server,
 }
@@ -214,6 +221,9 @@ pub fn trigger(args: TriggerArgs, globals: &Globals) -> anyhow::Result<ExitCode>
     if let Some(cycle) = &args.cycle {
         body["cycle"] = json!(cycle);
     }
+    if let Some(reason) = args.reason.filter(|_| args.rerun) {
+        body["rerun"] = json!(reason);
+    }
     let answer = call(globals, &args.server, "POST", "/runs", Some(body))?;
     if answer.status != 201 {
         return refused(&answer, json);
@@ -249,7 +259,7 @@ pub fn runs(args: RunsArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     outln!(
-        "{:<44} {:<24} {:<8} {:<10} started",
+        "{:<52} {:<24} {:<10} {:<10} started",
         "run",
         "runbook",
         "cycle",
@@ -257,7 +267,7 @@ pub fn runs(args: RunsArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     );
     for run in &runs {
         outln!(
-            "{:<44} {:<24} {:<8} {:<10} {}",
+            "{:<52} {:<24} {:<10} {:<10} {}",
             field(run, "id"),
             field(run, "runbook"),
             or_dash(field(run, "cycle")),

@@ -1,22 +1,25 @@
 //! `patchday run RUNBOOK` (one run in the foreground, with live progress) and
 //! `patchday resume RUN` (recover a run after a crash, or settle an interrupted step).
+//!
+//! Both read the configuration as the daemon does (`--config` / `patchday.toml`, then
+//! `PATCHDAY_*`, then `--database`): the database, and the connectors' `[smtp]`, `[ssh]` and
+//! `[libvirt]` with the SMTP password ([`crate::config::Config::connectors`], the daemon's
+//! function). `resume` goes on with the runbook version the run stored when it started; given
+//! `--runbook FILE`, it refuses a file whose version differs and says why.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Globals, UsageError, checked_runbook};
 use crate::calendar::Cycle;
-use crate::run::{Engine, Mode, Outcome, Progress, Resolution, RunSpec};
+use crate::config::Config;
+use crate::run::{Engine, Mode, Outcome, Progress, Resolution, RunError, RunSpec, new_run_id};
 use crate::store::any::AnyStore;
-use crate::store::{RunState, Store};
+use crate::store::{RunRow, RunState, Store};
 use crate::validate::CheckedRunbook;
-
-/// The database when neither `--database` nor the configuration names one.
-pub const DEFAULT_DATABASE: &str = "sqlite://patchday.db";
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -25,18 +28,26 @@ pub struct RunArgs {
     /// A param value (repeatable): --param cve=CVE-2026-12345
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
     params: Vec<(String, String)>,
-    /// The cycle the run belongs to (default: the cycle of today in the runbook's zone).
+    /// The cycle the run belongs to (one run per runbook and cycle). Without it the run is a
+    /// manual run: no cycle, and any number of them.
     #[arg(long, value_name = "YYYY-MM", value_parser = super::parse_cycle)]
     cycle: Option<Cycle>,
+    /// Run the --cycle again although it has a run already (needs --reason; audited).
+    #[arg(long, requires = "cycle", requires = "reason")]
+    rerun: bool,
+    /// Why the cycle is run again (recorded in the audit log with who asked).
+    #[arg(long, value_name = "TEXT", requires = "rerun")]
+    reason: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ResumeArgs {
     /// The run id `patchday run` printed.
     run: String,
-    /// The runbook file the run was started from.
+    /// Only to check: the runbook file the run was started from. The run goes on with the
+    /// version it stored; a file that differs from it is refused.
     #[arg(long)]
-    runbook: PathBuf,
+    runbook: Option<PathBuf>,
     /// An interrupted step to settle (with --retry, --skip or --abort).
     #[arg(long, requires = "decision")]
     step: Option<String>,
@@ -52,39 +63,52 @@ pub struct ResumeArgs {
 }
 
 pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let cycle = args.cycle;
+    let config = globals.configuration()?;
     let Some(checked) = checked_runbook(&args.runbook)? else {
         return Ok(ExitCode::from(1));
     };
-    let text = std::fs::read_to_string(&args.runbook)?;
     runtime()?.block_on(async {
-        let engine = engine(globals, &checked).await?;
+        let engine = engine(&config, globals, &checked).await?;
         let now = globals.clock.now();
-        let cycle = cycle.unwrap_or_else(|| Cycle::of(now.with_timezone(&checked.tz).date_naive()));
         let spec = RunSpec {
             commit: crate::git::commit_of(&checked.dir),
-            id: new_run_id(&checked, now),
-            cycle: Some(cycle),
+            id: new_run_id(&checked.runbook.name.value, now),
+            cycle: args.cycle,
             start: now,
             params: args.params,
-            runbook_text: text,
             actor: format!("cli:{}", operator()),
+            rerun: args.reason.filter(|_| args.rerun),
         };
-        let run = engine.start(&checked, spec).await?;
+        let run = match engine.start(&checked, spec).await {
+            Ok(run) => run,
+            Err(e @ RunError::CycleTaken { .. }) => return Err(UsageError(e.to_string()).into()),
+            Err(e) => return Err(e.into()),
+        };
+        let cycle = run.cycle.as_deref().unwrap_or("-");
         outln!("run {} started: {} cycle {cycle}", run.id, run.runbook);
         finish(&engine, &checked, &run.id).await
     })
 }
 
 pub fn resume(args: ResumeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let Some(checked) = checked_runbook(&args.runbook)? else {
-        return Ok(ExitCode::from(1));
+    let config = globals.configuration()?;
+    let given = match &args.runbook {
+        Some(path) => match checked_runbook(path)? {
+            Some(checked) => Some(checked),
+            None => return Ok(ExitCode::from(1)),
+        },
+        None => None,
     };
     runtime()?.block_on(async {
-        let engine = engine(globals, &checked).await?;
-        if engine.store.run(&args.run).await?.is_none() {
+        let store = open_store(&config).await?;
+        let Some(run) = store.run(&args.run).await? else {
             return Err(UsageError(format!("no run {} in the database", args.run)).into());
-        }
+        };
+        let checked = match given {
+            Some(checked) => same_version(&run, checked, args.runbook.as_deref())?,
+            None => crate::run::version_of(&run)?.check()?,
+        };
+        let engine = engine_on(store, &config, globals, &checked)?;
         for row in engine.recover(&checked, &args.run).await? {
             let host = if row.host.is_empty() {
                 String::new()
@@ -111,6 +135,29 @@ pub fn resume(args: ResumeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         }
         finish(&engine, &checked, &args.run).await
     })
+}
+
+/// `checked` (read from `file`) if it is the version `run` started with; else the reason.
+fn same_version(
+    run: &RunRow,
+    checked: CheckedRunbook,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<CheckedRunbook> {
+    let hash = checked.version.hash();
+    // A run started before versions were stored pinned the hash of its runbook's text alone.
+    let legacy = run.snapshot.get("version").is_none()
+        && crate::run::sha256_hex(checked.version.text.as_bytes()) == run.content_hash;
+    if hash == run.content_hash || legacy {
+        return Ok(checked);
+    }
+    let shown = file.map(|f| f.display().to_string()).unwrap_or_default();
+    Err(UsageError(format!(
+        "{shown} is not the version run {} started with: its content hash is {hash}, the run's is {} \
+         (the runbook, or a file it reads, changed since). The run goes on with the version it \
+         stored: resume it without --runbook.",
+        run.id, run.content_hash
+    ))
+    .into())
 }
 
 /// Drives the run to its end (Ctrl-C cancels it cleanly) and prints the summary.
@@ -175,13 +222,32 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn engine(globals: &Globals, checked: &CheckedRunbook) -> anyhow::Result<Engine<AnyStore>> {
-    let url = globals
-        .database
-        .clone()
-        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
-    let store = AnyStore::open(&url).await?;
+async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+    Ok(AnyStore::open(&config.database_url).await?)
+}
+
+/// The engine of `run` / `resume`: the configured database and connectors, live progress.
+async fn engine(
+    config: &Config,
+    globals: &Globals,
+    checked: &CheckedRunbook,
+) -> anyhow::Result<Engine<AnyStore>> {
+    engine_on(open_store(config).await?, config, globals, checked)
+}
+
+fn engine_on(
+    store: AnyStore,
+    config: &Config,
+    globals: &Globals,
+    checked: &CheckedRunbook,
+) -> anyhow::Result<Engine<AnyStore>> {
+    let connectors = config
+        .connectors()
+        .map_err(|e| UsageError(e.to_string()))?;
     let mut engine = Engine::new(store, globals.clock.clone(), Mode::Live);
+    engine.settings = Arc::new(connectors.settings);
+    engine.secrets = Arc::new(connectors.secrets);
+    engine.public_url = config.public_url();
     let waves = wave_of_steps(checked);
     let tz = checked.tz;
     engine.observer = Arc::new(move |p: &Progress| print_progress(p, &waves, tz));
@@ -223,19 +289,6 @@ fn print_progress(
         p.step,
         p.note
     );
-}
-
-fn new_run_id(checked: &CheckedRunbook, now: DateTime<Utc>) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{}-{:04x}",
-        checked.runbook.name.value,
-        now.format("%Y%m%dT%H%M%S"),
-        (nanos ^ std::process::id()) & 0xffff
-    )
 }
 
 /// The operator's name for the audit log: `$USER`, else `unknown`.

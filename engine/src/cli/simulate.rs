@@ -75,8 +75,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         .cycle
         .unwrap_or_else(|| default_cycle(&checked, globals));
     let start = args.start.unwrap_or_else(|| start_of(&checked, cycle));
-    let text = std::fs::read_to_string(&args.runbook)?;
-    let (outcome, lines) = runtime()?.block_on(simulate(&checked, cycle, start, text, args))?;
+    let (outcome, lines) = runtime()?.block_on(simulate(&checked, cycle, start, args))?;
     let simulation = Simulation {
         runbook: checked.runbook.name.value.clone(),
         cycle: cycle.to_string(),
@@ -102,7 +101,6 @@ async fn simulate(
     checked: &CheckedRunbook,
     cycle: Cycle,
     start: DateTime<Utc>,
-    text: String,
     args: Args,
 ) -> anyhow::Result<(Outcome, Vec<Line>)> {
     let lines: Arc<Mutex<Vec<Line>>> = Arc::default();
@@ -139,8 +137,8 @@ async fn simulate(
         cycle: Some(cycle),
         start,
         params: args.params,
-        runbook_text: text,
         actor: "cli:simulate".into(),
+        rerun: None,
     };
     let run = engine.start(checked, spec).await?;
     let outcome = engine

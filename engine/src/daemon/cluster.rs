@@ -167,7 +167,7 @@ async fn take_over_dead_local<S: Store>(shared: &Arc<Shared<S>>) -> bool {
 }
 
 /// Whether `node` is a default node id (`<hostname>:<pid>:<random>`) of this machine whose
-/// process no longer exists.
+/// process no longer exists or is a zombie.
 fn is_dead_local(node: &str) -> bool {
     let mut parts = node.rsplitn(3, ':');
     let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
@@ -179,9 +179,20 @@ fn is_dead_local(node: &str) -> bool {
     if !cfg!(target_os = "linux") {
         return false; // no /proc to ask
     }
-    host == hostname()
-        && pid != std::process::id()
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    host == hostname() && pid != std::process::id() && !process_lives(pid)
+}
+
+/// Whether process `pid` exists and is not a zombie (killed, not yet reaped by its parent:
+/// it holds nothing, and will never renew a lease).
+fn process_lives(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the state follows the last `)` (comm may hold anything).
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// This machine's host name (`localhost` if it cannot be read).
@@ -300,16 +311,16 @@ async fn resume_claimed<S: Store>(shared: &Arc<Shared<S>>, claim: RunClaim) {
             return;
         }
     };
-    let Some(checked) = shared.checked_for_run(&run) else {
-        tracing::warn!(
-            "run {} not resumed: runbook `{}` is not loaded",
-            run.id,
-            run.runbook
-        );
-        let _ = store
-            .release_run(&run.id, &shared.cluster.node, claim.epoch)
-            .await;
-        return;
+    let checked = match shared.version_for_run(&run) {
+        Ok(checked) => checked,
+        Err(e) => {
+            // The run's stored version cannot be rebuilt: the run cannot go on. Failed, under
+            // this claim, and told to whoever the runbook in force names.
+            tracing::error!("run {} cannot be resumed: {e}", run.id);
+            let current = shared.runbooks().get(&run.runbook).map(|l| l.checked.clone());
+            fail_under(shared, current.as_deref(), &run, &claim, &e.to_string()).await;
+            return;
+        }
     };
     tracing::info!(
         "resuming run {} ({}, epoch {})",
@@ -320,15 +331,59 @@ async fn resume_claimed<S: Store>(shared: &Arc<Shared<S>>, claim: RunClaim) {
     shared.spawn_claimed(checked, run.id.clone(), claim);
 }
 
+/// Fails run `id` (see [`crate::run::Engine::fail_run`]) under a claim taken for it now.
+pub(super) async fn fail_claimed<S: Store>(
+    shared: &Shared<S>,
+    checked: Option<&CheckedRunbook>,
+    id: &str,
+    reason: &str,
+) {
+    let cluster = &shared.cluster;
+    let store = &shared.engine.store;
+    let claimed = store
+        .claim_run(id, &cluster.node, cluster.ttl, cluster.clock.now())
+        .await;
+    let (Ok(Some(claim)), Ok(Some(run))) = (claimed, store.run(id).await) else {
+        tracing::warn!("run {id}: not failed here (another daemon holds it, or it ended)");
+        return;
+    };
+    fail_under(shared, checked, &run, &claim, reason).await;
+}
+
+/// Fails `run` under `claim` (fenced), then releases the claim.
+async fn fail_under<S: Store>(
+    shared: &Shared<S>,
+    checked: Option<&CheckedRunbook>,
+    run: &crate::store::RunRow,
+    claim: &RunClaim,
+    reason: &str,
+) {
+    let fence = Fence::Run {
+        run_id: run.id.clone(),
+        epoch: claim.epoch,
+    };
+    let engine = &shared.engine;
+    if let Err(e) = engine.fail_run(checked, run, reason, Some(fence)).await {
+        tracing::warn!("run {}: failing it: {e}", run.id);
+    }
+    shared.mail.notify_one();
+    let store = &engine.store;
+    if let Err(e) = store.release_run(&run.id, &shared.cluster.node, claim.epoch).await {
+        tracing::warn!("run {}: releasing the claim: {e}", run.id);
+    }
+}
+
 /// One turn of a run task: claims the run (unless `claim` holds it already), recovers the rows
 /// a previous driver left running, and drives it while renewing the claim; releases the claim
 /// when the run finishes or waits. Returns whether to drive it again: a cancellation or a
-/// decision came in while this daemon held the run.
+/// decision came in while this daemon held the run. `cancel` is the operator's cancellation,
+/// `turn` (its child) stops this turn's attempts.
 pub(super) async fn drive_claimed<S: Store>(
     shared: &Arc<Shared<S>>,
     checked: &CheckedRunbook,
     id: &str,
     cancel: &CancellationToken,
+    turn: &CancellationToken,
     by: &CancelBy,
     claim: Option<RunClaim>,
 ) -> bool {
@@ -368,9 +423,10 @@ pub(super) async fn drive_claimed<S: Store>(
         run_id: id.to_string(),
         epoch,
     };
-    // The attempts' token: cancelled by an operator's cancellation (the parent), or alone
-    // when the claim is lost (after the driver is dropped, so nothing is written).
-    let attempts = cancel.child_token();
+    // The attempts' token: cancelled by an operator's cancellation (`cancel`, through `turn`),
+    // when the turn's task panicked (`turn`), or alone when the claim is lost (after the driver
+    // is dropped, so nothing is written).
+    let attempts = turn.child_token();
     let drive = async {
         match shared
             .engine
@@ -549,14 +605,14 @@ mod tests {
         Daemon::new(store, runbooks, options).shared
     }
 
-    fn spec(id: &str, yaml: &str, cycle: Option<&str>, start: &str) -> RunSpec {
+    fn spec(id: &str, cycle: Option<&str>, start: &str) -> RunSpec {
         RunSpec {
             commit: None,
             id: id.into(),
             cycle: cycle.and_then(|c| c.parse().ok()),
             start: t(start),
             params: vec![],
-            runbook_text: yaml.into(),
+            rerun: None,
             actor: "api:test".into(),
         }
     }
@@ -584,6 +640,28 @@ mod tests {
 
     const NOW: &str = "2026-12-08T10:00:00Z";
 
+    /// A daemon killed but not yet reaped by its parent is a zombie: dead, though its
+    /// `/proc` entry is still there.
+    #[test]
+    fn a_zombie_process_counts_as_dead() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(process_lives(pid));
+        child.kill().unwrap();
+        // Not reaped yet: wait until the kernel has made it a zombie.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while process_lives(pid) {
+            assert!(std::time::Instant::now() < deadline, "never became a zombie");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(is_dead_local(&format!("{}:{pid}:abcdef", hostname())));
+        child.wait().unwrap();
+    }
+
     #[test]
     fn only_a_gone_process_of_this_machine_is_dead() {
         let host = hostname();
@@ -609,7 +687,7 @@ mod tests {
         let y = daemon(dir.path(), "y", yaml, NOW).await;
         let checked = x.runbooks().get("slow").unwrap().checked.clone();
         x.engine
-            .start(&checked, spec("r1", yaml, None, NOW))
+            .start(&checked, spec("r1", None, NOW))
             .await
             .unwrap();
         x.spawn_run(checked.clone(), "r1".into());
@@ -646,7 +724,7 @@ mod tests {
         let y = daemon(dir.path(), "y", &yaml, NOW).await;
         let checked = x.runbooks().get("branches").unwrap().checked.clone();
         x.engine
-            .start(&checked, spec("r1", &yaml, None, NOW))
+            .start(&checked, spec("r1", None, NOW))
             .await
             .unwrap();
         x.spawn_run(checked.clone(), "r1".into());
@@ -693,7 +771,7 @@ mod tests {
         let y = daemon(dir.path(), "y", yaml, NOW).await;
         let checked = x.runbooks().get("left").unwrap().checked.clone();
         x.engine
-            .start(&checked, spec("r1", yaml, None, NOW))
+            .start(&checked, spec("r1", None, NOW))
             .await
             .unwrap();
         // x claims the run and dies before driving it: it never renews its claim.
@@ -729,7 +807,7 @@ mod tests {
         let x = daemon(dir.path(), "x", yaml, now).await;
         let y = daemon(dir.path(), "y", yaml, now).await;
         let checked = x.runbooks().get("sched").unwrap().checked.clone();
-        let september = spec("september", yaml, Some("2026-09"), "2026-09-08T10:00:00Z");
+        let september = spec("september", Some("2026-09"), "2026-09-08T10:00:00Z");
         x.engine.start(&checked, september).await.unwrap();
         let store = &x.engine.store;
         let ttl = x.cluster.ttl;

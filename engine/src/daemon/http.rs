@@ -133,7 +133,7 @@ async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     let runs = runs
         .into_iter()
         .map(|r| pages::RunRow {
-            cycle: display_cycle(&shared, &r),
+            cycle: crate::run::cycle_shown(&r),
             id: r.id,
             runbook: r.runbook,
             state: r.state.as_str().into(),
@@ -145,15 +145,6 @@ async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
         StatusCode::OK,
         pages::index_page(&pages::IndexView { runbooks, runs }),
     )
-}
-
-/// The cycle a page shows for `run`: the one its emails name ([`crate::run::cycle_of`]), or
-/// its own (none for a run started by hand whose runbook is gone).
-fn display_cycle<S: Store>(shared: &Shared<S>, run: &crate::store::RunRow) -> String {
-    match shared.checked_for_run(run) {
-        Some(checked) => crate::run::cycle_of(run, checked.tz).to_string(),
-        None => run.cycle.clone().unwrap_or_default(),
-    }
 }
 
 async fn run_page<S: Store>(
@@ -178,7 +169,7 @@ async fn run_page<S: Store>(
         (Ok(steps), Ok(events)) => (steps, events),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
-    let cycle = display_cycle(&shared, &run);
+    let cycle = crate::run::cycle_shown(&run);
     let view = pages::RunView {
         id: run.id,
         runbook: run.runbook,

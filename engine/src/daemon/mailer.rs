@@ -1,9 +1,22 @@
 //! The outbox mailer (DESIGN §5): sends the emails that transitions wrote into the outbox in
 //! their own transactions. Each due row is delivered (SMTP, or an `<id>.eml` file in the outbox
-//! folder when no `[smtp]` is configured), then marked sent, or given its next attempt with a
-//! doubling backoff (30 s up to 1 h) while delivery fails. Rows are only marked after the
-//! attempt, so nothing is lost across restarts; a crash between delivery and marking sends a
-//! row again (SMTP: with the same Message-ID; folder: the same file is rewritten).
+//! folder when no `[smtp]` is configured), then recorded ([`Store::email_attempted`]):
+//! - delivered: `email.sent`. The server answers again, so every row waiting for a retry
+//!   comes due now: the backlog of an outage goes out with the first success;
+//! - refused for good (a 5xx answer, or a message that cannot be built): the row is a dead
+//!   letter, never tried again (`email.dead_lettered`), and in the same commit the runbook's
+//!   `notify.to` (else its `committee`) are sent an `undeliverable` notification, leaving out
+//!   the refused recipients. A row without a run, a notice about a notice, or nobody left to
+//!   tell: the log says so at error level (`/metrics` counts dead letters in any case);
+//! - not delivered for now (4xx, no connection, TLS): tried again after a backoff of 1 min
+//!   doubling to 1 h, each wait drawn in its upper half (jitter, so rows failed together do
+//!   not retry together). The next time is stored with the row, so a restart keeps the
+//!   schedule. Only the first failure is audited (`email.failed`): one event per change of a
+//!   row's state, not one per attempt.
+//!
+//! Rows are only marked after the attempt, so nothing is lost across restarts; a crash between
+//! delivery and marking sends a row again (SMTP: with the same Message-ID; folder: the same
+//! file is rewritten).
 //!
 //! It wakes when the engine commits a transition (the observer), when a run task ends, when
 //! the earliest retry comes due, and at the latest every few seconds (rows written by other
@@ -26,11 +39,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, TimeDelta, Utc};
-use patchday_connectors::builtin::email::{OutgoingEmail, send_email};
+use patchday_connectors::builtin::email::{OutgoingEmail, Undelivered, deliver as send};
 use serde_json::json;
 
 use super::{Delivery, Shared};
-use crate::store::{EmailRow, NewEvent, Store, StoreError};
+use crate::notification::{Facts, Notification, RunFacts};
+use crate::run::notify::{always_told, rendered_email};
+use crate::store::{EmailAttempt, EmailRow, NewEmail, NewEvent, Store, StoreError};
 
 /// Rows claimed per query.
 const BATCH: u32 = 10;
@@ -39,7 +54,7 @@ const CLAIM_TTLS: u32 = 4;
 /// The longest the mailer sleeps without a wake-up.
 const IDLE: Duration = Duration::from_secs(5);
 /// First retry delay and its cap.
-const BACKOFF: TimeDelta = TimeDelta::seconds(30);
+const BACKOFF: TimeDelta = TimeDelta::minutes(1);
 const MAX_BACKOFF: TimeDelta = TimeDelta::hours(1);
 
 /// Sends due rows until shutdown, then makes one last pass.
@@ -92,44 +107,154 @@ pub async fn pass<S: Store>(shared: &Shared<S>, delivery: &Delivery) -> Result<u
         store.email_delivering(row.id, now).await?;
         let result = deliver(delivery, row, now).await;
         let now = shared.clock.now();
-        let (sent_at, next, mut event) = match result {
-            Ok(()) => (
-                Some(now),
-                now,
-                event(
-                    now,
-                    row,
-                    "email.sent",
-                    json!({ "to": row.email.to, "subject": row.email.subject }),
-                ),
-            ),
-            Err(why) => {
-                let factor = 1i32 << row.attempts.min(10);
-                let wait = (BACKOFF * factor).min(MAX_BACKOFF);
-                tracing::info!(
-                    "email {} not delivered (attempt {}): {why}; next try in {} s",
-                    row.id,
-                    row.attempts + 1,
-                    wait.num_seconds()
-                );
-                (
-                    None,
-                    now + wait,
-                    event(
-                        now,
-                        row,
-                        "email.failed",
-                        json!({ "attempt": row.attempts + 1, "error": why }),
-                    ),
-                )
+        let mut attempt = match result {
+            Ok(()) => {
+                let details = json!({ "to": row.email.to, "subject": row.email.subject, "attempts": row.attempts + 1 });
+                EmailAttempt::Sent {
+                    at: now,
+                    event: event(now, row, "email.sent", details),
+                }
             }
+            Err(failure) if failure.permanent => dead_letter(shared, row, failure, now).await,
+            Err(failure) => retry_later(row, failure, now),
         };
         if again {
-            event.details["possible_duplicate"] = true.into();
+            let event = match &mut attempt {
+                EmailAttempt::Sent { event, .. } | EmailAttempt::Dead { event, .. } => Some(event),
+                EmailAttempt::Failed { event, .. } => event.as_mut(),
+            };
+            if let Some(event) = event {
+                event.details["possible_duplicate"] = true.into();
+            }
         }
-        store.email_attempted(row.id, sent_at, next, event).await?;
+        store.email_attempted(row.id, attempt).await?;
     }
     Ok(due.len())
+}
+
+/// A transient failure: the next attempt after the backoff, audited on the first failure only.
+fn retry_later(row: &EmailRow, failure: Undelivered, now: DateTime<Utc>) -> EmailAttempt {
+    let next = now + backoff(row.attempts, random_fraction());
+    tracing::info!(
+        "email {} not delivered (attempt {}): {}; next try at {}",
+        row.id,
+        row.attempts + 1,
+        failure.message,
+        next.to_rfc3339()
+    );
+    let event = (row.attempts == 0).then(|| {
+        let details = json!({ "attempt": 1, "error": failure.message, "next_attempt_at": next });
+        event(now, row, "email.failed", details)
+    });
+    EmailAttempt::Failed {
+        next,
+        error: failure.message,
+        event,
+    }
+}
+
+/// The wait after `attempts` earlier attempts (0 for the first failure): 1 min doubling to
+/// 1 h, then a point in the upper half of it chosen by `fraction` (in [0, 1)).
+pub fn backoff(attempts: u32, fraction: f64) -> TimeDelta {
+    let full = (BACKOFF * (1i32 << attempts.min(10))).min(MAX_BACKOFF);
+    let half = full / 2;
+    let extra = (half.num_milliseconds() as f64 * fraction.clamp(0.0, 1.0)) as i64;
+    half + TimeDelta::milliseconds(extra)
+}
+
+/// A random number in [0, 1) from the OS (0.5 without randomness).
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 4];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u32::from_be_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
+}
+
+/// A permanent refusal: the row becomes a dead letter, and the committee is told.
+async fn dead_letter<S: Store>(
+    shared: &Shared<S>,
+    row: &EmailRow,
+    failure: Undelivered,
+    now: DateTime<Utc>,
+) -> EmailAttempt {
+    tracing::warn!(
+        "email {} refused for good, given up: {}",
+        row.id,
+        failure.message
+    );
+    let details = json!({
+        "to": row.email.to,
+        "subject": row.email.subject,
+        "attempts": row.attempts + 1,
+        "error": failure.message,
+    });
+    EmailAttempt::Dead {
+        at: now,
+        event: event(now, row, "email.dead_lettered", details),
+        notice: undeliverable_notice(shared, row, &failure.message, now).await,
+        error: failure.message,
+    }
+}
+
+/// The `undeliverable` notification about dead row `row`, to whoever the run's runbook
+/// always tells, leaving out the refused recipients. `None` (and an error in the log) when
+/// there is no run, the row is itself such a notice, or nobody is left to tell.
+async fn undeliverable_notice<S: Store>(
+    shared: &Shared<S>,
+    row: &EmailRow,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Option<NewEmail> {
+    let nobody = |why: &str| {
+        tracing::error!(
+            "email {} to {} ({:?}) was given up and {why}: {error}",
+            row.id,
+            row.email.to.join(", "),
+            row.email.subject
+        );
+        None
+    };
+    if let Some(about) = row.notice_of {
+        return nobody(&format!(
+            "it is the notice about email {about}: nobody else can be told"
+        ));
+    }
+    let Some(run_id) = &row.email.run_id else {
+        return nobody("it belongs to no run, so no runbook names whom to tell");
+    };
+    let run = match shared.engine.store.run(run_id).await {
+        Ok(Some(run)) => run,
+        _ => return nobody("its run cannot be read"),
+    };
+    let Some(checked) = shared.checked_for_run(&run) else {
+        return nobody("its run's runbook version cannot be read");
+    };
+    let refused = |a: &String| row.email.to.iter().any(|r| r.eq_ignore_ascii_case(a));
+    let to: Vec<String> = always_told(&checked)
+        .into_iter()
+        .filter(|a| !refused(a))
+        .collect();
+    if to.is_empty() {
+        return nobody("the people to tell are the ones it was refused for");
+    }
+    let notification = Notification {
+        runbook: run.runbook.clone(),
+        at: now,
+        tz: checked.tz,
+        dashboard_url: shared.engine.dashboard_url(),
+        facts: Facts::Undeliverable {
+            run: RunFacts {
+                cycle: crate::run::cycle_shown(&run),
+                run_id: run.id.clone(),
+                run_url: format!("{}/runs/{}", shared.engine.base_url(), run.id),
+            },
+            to: row.email.to.clone(),
+            subject: row.email.subject.clone(),
+            error: error.to_string(),
+        },
+    };
+    Some(rendered_email(&checked, &notification, to, Some(&run.id), now))
 }
 
 fn event(
@@ -149,8 +274,12 @@ fn event(
     }
 }
 
-/// Sends one row; the error is a message for the log and the audit event.
-async fn deliver(delivery: &Delivery, row: &EmailRow, now: DateTime<Utc>) -> Result<(), String> {
+/// Sends one row.
+async fn deliver(
+    delivery: &Delivery,
+    row: &EmailRow,
+    now: DateTime<Utc>,
+) -> Result<(), Undelivered> {
     match delivery {
         Delivery::Smtp { settings, secrets } => {
             let message = OutgoingEmail {
@@ -161,11 +290,14 @@ async fn deliver(delivery: &Delivery, row: &EmailRow, now: DateTime<Utc>) -> Res
                 message_id: Some(message_key(row.id)),
                 ..OutgoingEmail::default()
             };
-            send_email(settings, secrets, message)
-                .await
-                .map_err(|e| e.to_string())
+            send(settings, secrets, message).await
         }
-        Delivery::Folder(dir) => write_eml(dir, row, now).await.map_err(|e| e.to_string()),
+        Delivery::Folder(dir) => write_eml(dir, row, now)
+            .await
+            .map_err(|e| Undelivered {
+                message: e.to_string(),
+                permanent: false,
+            }),
     }
 }
 
@@ -257,6 +389,9 @@ mod tests {
             next_attempt_at: at,
             sent_at: None,
             delivering_since: None,
+            dead_at: None,
+            last_error: None,
+            notice_of: None,
         }
     }
 

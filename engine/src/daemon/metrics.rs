@@ -1,7 +1,7 @@
 //! `/metrics` (Prometheus text format 0.0.4, DESIGN §7): what the store says (runs by state,
 //! step rows by state, step durations by connector, outbox depth) read at scrape time, plus
 //! what only this process sees, counted in [`Counters`]: scheduler lag, rejected links,
-//! runbook reloads.
+//! runbook reloads; and panics caught, runbook versions in memory.
 //!
 //! Store-derived figures survive restarts and agree between daemons sharing a database;
 //! process counters start at zero with the process, as Prometheus counters may.
@@ -177,11 +177,7 @@ async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result
                 .observe(DURATION_BUCKETS, seconds);
         }
     }
-    let now = shared.clock.now();
-    let far = now + chrono::TimeDelta::days(365 * 100);
-    let unsent = store.due_emails(far, u32::MAX).await?;
-    let outbox = unsent.len();
-    let due = unsent.iter().filter(|e| e.next_attempt_at <= now).count();
+    let outbox = store.outbox_figures(shared.clock.now()).await?;
 
     header(out, "patchday_runs", "gauge", "Runs by state.");
     for (state, n) in &runs {
@@ -219,14 +215,21 @@ async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result
         "gauge",
         "Emails not sent yet.",
     );
-    let _ = writeln!(out, "patchday_outbox_depth {outbox}");
+    let _ = writeln!(out, "patchday_outbox_depth {}", outbox.depth);
     header(
         out,
         "patchday_outbox_due",
         "gauge",
         "Emails not sent yet whose attempt is due.",
     );
-    let _ = writeln!(out, "patchday_outbox_due {due}");
+    let _ = writeln!(out, "patchday_outbox_due {}", outbox.due);
+    header(
+        out,
+        "patchday_emails_dead_letters",
+        "gauge",
+        "Emails given up: the SMTP server refused them for good (the committee was told).",
+    );
+    let _ = writeln!(out, "patchday_emails_dead_letters {}", outbox.dead);
     Ok(())
 }
 
@@ -246,6 +249,24 @@ fn process_figures<S: Store>(shared: &Shared<S>, out: &mut String) {
         "Runs this daemon drives now (it holds their claims).",
     );
     let _ = writeln!(out, "patchday_runs_driven {}", shared.active_runs().len());
+    header(
+        out,
+        "patchday_panics_total",
+        "counter",
+        "Panics caught in run tasks and connector attempts since start (each one was turned into an error; the daemon went on).",
+    );
+    let _ = writeln!(out, "patchday_panics_total {}", shared.engine.panics());
+    header(
+        out,
+        "patchday_runbook_versions",
+        "gauge",
+        "Runbook versions held in memory: those in force and those of unfinished runs.",
+    );
+    let _ = writeln!(
+        out,
+        "patchday_runbook_versions {}",
+        shared.versions_in_memory()
+    );
     let runbooks = shared.runbooks();
     header(
         out,

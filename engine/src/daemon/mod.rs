@@ -32,7 +32,9 @@ pub mod metrics;
 pub mod runbooks;
 pub mod scheduler;
 pub mod tokens;
+pub mod versions;
 
+pub use crate::run::new_run_id;
 pub use runbooks::{LoadedRunbook, Runbooks};
 
 use std::collections::BTreeMap;
@@ -43,10 +45,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use patchday_connectors::secrets::Secrets;
-use patchday_connectors::settings::{Settings, SmtpSettings};
+use patchday_connectors::settings::Settings;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 
 use crate::clock::Clock;
@@ -55,10 +58,7 @@ use crate::links::LinkSigner;
 use crate::run::{CancelBy, Engine, LinkMinter, Mode, Outcome, RunError};
 use crate::store::{Fence, RunClaim, RunRow, StepState, Store, StoreError};
 use crate::validate::CheckedRunbook;
-
-/// The name the SMTP password is kept under in the mailer's and the runs' [`Secrets`] (a
-/// name no runbook param is likely to take; a param of that name would win in its run).
-const SMTP_PASSWORD: &str = "config:smtp_password";
+use crate::version::VersionError;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,8 @@ pub enum DaemonError {
     LinkSecret(String),
     #[error(transparent)]
     Tokens(#[from] tokens::TokensError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Where emails go.
@@ -101,40 +103,16 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    /// From the configuration: SMTP when `[smtp]` is set (its password file is read now),
-    /// otherwise `outbox_dir`.
+    /// From the configuration: SMTP when `[smtp]` is set (its password file is read now, by
+    /// [`Config::connectors`]), otherwise `outbox_dir`.
     pub fn from_config(config: &Config, outbox_dir: &Path) -> Result<Delivery, DaemonError> {
-        let Some(smtp) = &config.smtp else {
+        if config.smtp.is_none() {
             return Ok(Delivery::Folder(outbox_dir.to_path_buf()));
-        };
-        let mut secrets = Secrets::new();
-        if let Some(path) = &smtp.password_file {
-            let password = std::fs::read_to_string(path).map_err(|source| DaemonError::File {
-                what: "[smtp] password_file",
-                path: path.display().to_string(),
-                source,
-            })?;
-            secrets.insert(SMTP_PASSWORD, password.trim_end_matches(['\r', '\n']));
         }
-        let settings = Settings {
-            smtp: Some(SmtpSettings {
-                host: smtp.host.clone(),
-                port: smtp.port,
-                tls: smtp.tls,
-                username: smtp.username.clone(),
-                password_secret: smtp
-                    .password_file
-                    .as_ref()
-                    .map(|_| SMTP_PASSWORD.to_string()),
-                from: smtp.from.clone(),
-                ca_file: None,
-                timeout_secs: None,
-            }),
-            ..Settings::default()
-        };
+        let connectors = config.connectors()?;
         Ok(Delivery::Smtp {
-            settings: Arc::new(settings),
-            secrets: Arc::new(secrets),
+            settings: Arc::new(connectors.settings),
+            secrets: Arc::new(connectors.secrets),
         })
     }
 
@@ -157,20 +135,17 @@ impl Delivery {
     }
 }
 
-/// The settings every run's connectors get: `[ssh]` and `[libvirt]` from the configuration,
-/// and the SMTP server when emails are sent (with a folder delivery, email steps fail: there
-/// is no server to send through).
-pub fn connector_settings(config: &Config, delivery: &Delivery) -> Settings {
-    let smtp = match delivery {
-        Delivery::Smtp { settings, .. } => settings.smtp.clone(),
-        Delivery::Folder(_) => None,
-    };
-    Settings {
-        smtp,
-        ssh: config.ssh.clone(),
-        libvirt: config.libvirt.clone(),
-        ..Settings::default()
-    }
+/// Panics in a row after which a run is failed instead of driven again.
+const MAX_PANICS: u32 = 2;
+
+/// The text a panic was raised with.
+fn panic_message(error: tokio::task::JoinError) -> String {
+    let payload = error.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// What the daemon needs besides a store.
@@ -232,9 +207,8 @@ pub struct Shared<S: Store> {
     pub engine: Arc<Engine<S>>,
     /// The runbooks in force; swapped whole by a reload ([`runbooks::reload`]).
     runbooks: RwLock<Arc<Runbooks>>,
-    /// Every version loaded since start, by content hash: a run goes on with the version it
-    /// started with after a reload changed the runbook.
-    versions: Mutex<BTreeMap<String, Arc<CheckedRunbook>>>,
+    /// The versions of unfinished runs (rebuilt from their snapshots), besides those in force.
+    versions: versions::Versions,
     /// Wakes the scheduler when the runbooks changed.
     pub reschedule: Arc<Notify>,
     /// What this process counts for `/metrics`.
@@ -290,29 +264,41 @@ impl<S: Store> Shared<S> {
 
     /// Makes `runbooks` the ones in force (the caller wakes the scheduler if it runs).
     pub fn set_runbooks(&self, runbooks: Runbooks) {
-        self.remember_versions(&runbooks);
         *self.runbooks.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(runbooks);
     }
 
-    fn remember_versions(&self, runbooks: &Runbooks) {
-        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
-        for loaded in runbooks.by_name.values() {
-            versions
-                .entry(loaded.content_hash.clone())
-                .or_insert_with(|| loaded.checked.clone());
+    /// The runbook version `run` is bound to, rebuilt from its snapshot if this daemon does
+    /// not hold it ([`versions`]): never the folder's, which may have changed or gone.
+    pub fn version_for_run(&self, run: &RunRow) -> Result<Arc<CheckedRunbook>, VersionError> {
+        self.versions.for_run(run, &self.runbooks())
+    }
+
+    /// [`Shared::version_for_run`], `None` (logged) when the stored version cannot be used.
+    pub fn checked_for_run(&self, run: &RunRow) -> Option<Arc<CheckedRunbook>> {
+        self.version_for_run(run)
+            .map_err(|e| tracing::warn!("run {}: {e}", run.id))
+            .ok()
+    }
+
+    /// Drops the versions no unfinished run uses and not in force (after a reload, and when
+    /// a run ends).
+    pub async fn prune_versions(&self) {
+        match self.engine.store.unfinished_versions().await {
+            Ok(unfinished) => {
+                let mut keep: std::collections::BTreeSet<String> =
+                    unfinished.into_iter().map(|(_, hash)| hash).collect();
+                keep.extend(self.runbooks().by_name.values().map(|l| l.content_hash.clone()));
+                self.versions.prune(&keep);
+            }
+            Err(e) => tracing::warn!("pruning runbook versions: {e}"),
         }
     }
 
-    /// The runbook version `run` started with if this process loaded it, else the version of
-    /// that name in force (`None`: the runbook is not loaded).
-    pub fn checked_for_run(&self, run: &RunRow) -> Option<Arc<CheckedRunbook>> {
-        let pinned = self
-            .versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&run.content_hash)
-            .cloned();
-        pinned.or_else(|| self.runbooks().get(&run.runbook).map(|l| l.checked.clone()))
+    /// The runbook versions in memory: in force, and of unfinished runs (distinct).
+    pub fn versions_in_memory(&self) -> usize {
+        let mut hashes = self.versions.hashes();
+        hashes.extend(self.runbooks().by_name.values().map(|l| l.content_hash.clone()));
+        hashes.len()
     }
 
     /// Drives a run in its own task until it finishes or waits for a person. If a task already
@@ -363,17 +349,47 @@ impl<S: Store> Shared<S> {
         // Every line the run causes (here, in the driver and its attempts) carries these fields.
         let span = tracing::info_span!("run", runbook = %checked.runbook.name.value, run_id = %id);
         let driver = async move {
+            let mut panics = 0;
             loop {
-                // Claimed (several daemons): see cluster.rs.
-                let again =
-                    cluster::drive_claimed(&shared, &checked, &id, &token, &by, claim.take()).await;
-                let mut runs = shared.runs.lock().unwrap_or_else(|e| e.into_inner());
-                match runs.get_mut(&id) {
-                    Some(task) if task.again || again => task.again = false,
-                    _ => {
-                        runs.remove(&id);
-                        return;
+                // Each turn runs in a task of its own, so that a panic in it is caught here: it
+                // is counted, the run is driven again, and failed after the second one (the
+                // daemon goes on in any case). The turn's token stops its attempts then.
+                let turn = token.child_token();
+                let task = {
+                    let (shared, checked, id) = (shared.clone(), checked.clone(), id.clone());
+                    let (token, turn, by, claim) = (token.clone(), turn.clone(), by.clone(), claim.take());
+                    let turn = async move {
+                        // Claimed (several daemons): see cluster.rs.
+                        cluster::drive_claimed(&shared, &checked, &id, &token, &turn, &by, claim)
+                            .await
+                    };
+                    AbortOnDropHandle::new(tokio::spawn(turn.in_current_span()))
+                };
+                let again = match task.await {
+                    Ok(again) => again,
+                    Err(e) if e.is_panic() => {
+                        turn.cancel();
+                        panics += 1;
+                        shared.after_panic(&checked, &id, &panic_message(e), panics).await
                     }
+                    Err(_) => false,
+                };
+                let ended = {
+                    let mut runs = shared.runs.lock().unwrap_or_else(|e| e.into_inner());
+                    match runs.get_mut(&id) {
+                        Some(task) if task.again || again => {
+                            task.again = false;
+                            false
+                        }
+                        _ => {
+                            runs.remove(&id);
+                            true
+                        }
+                    }
+                };
+                if ended {
+                    shared.prune_versions().await;
+                    return;
                 }
             }
         };
@@ -387,6 +403,27 @@ impl<S: Store> Shared<S> {
                 cancel_by,
             },
         );
+    }
+
+    /// After a run task panicked (`panics` times in a row): counted; the run is driven again
+    /// the first time, failed (audited, the committee told) the second. Returns whether to
+    /// drive it again.
+    async fn after_panic(
+        &self,
+        checked: &CheckedRunbook,
+        id: &str,
+        message: &str,
+        panics: u32,
+    ) -> bool {
+        self.engine.count_panic();
+        if panics < MAX_PANICS {
+            tracing::error!("run {id}: its task panicked ({message}); driving it again");
+            return true;
+        }
+        tracing::error!("run {id}: its task panicked again ({message}); failing the run");
+        let reason = format!("the engine failed while driving the run ({message})");
+        cluster::fail_claimed(self, Some(checked), id, &reason).await;
+        false
     }
 
     /// One call of [`Engine::drive`], logged; every commit carries `fence`.
@@ -482,10 +519,16 @@ impl<S: Store> Daemon<S> {
             }
             Err(e) => (None, Some(e)),
         };
-        engine.settings = Arc::new(connector_settings(&options.config, &options.delivery));
-        if let Delivery::Smtp { secrets, .. } = &options.delivery {
-            // Email and report steps log in to SMTP as the mailer does.
-            engine.secrets = secrets.clone();
+        // The connectors see `[smtp]` (email and report steps log in as the mailer does),
+        // `[ssh]` and `[libvirt]`: the same function builds them for `patchday run`.
+        match options.config.connectors() {
+            Ok(connectors) => {
+                engine.settings = Arc::new(connectors.settings);
+                engine.secrets = Arc::new(connectors.secrets);
+            }
+            Err(e) => {
+                refused.get_or_insert(e.into());
+            }
         }
         let wake = mail.clone();
         engine.observer = Arc::new(move |_| wake.notify_one());
@@ -521,7 +564,7 @@ impl<S: Store> Daemon<S> {
         let shared = Arc::new(Shared {
             engine: Arc::new(engine),
             runbooks: RwLock::new(Arc::new(Runbooks::default())),
-            versions: Mutex::new(BTreeMap::new()),
+            versions: versions::Versions::default(),
             reschedule: Arc::new(Notify::new()),
             counters: metrics::Counters::default(),
             clock: options.clock.clone(),
@@ -577,6 +620,7 @@ impl<S: Store> Daemon<S> {
                 dir: options.config.runbooks.dir.clone(),
                 blackouts: options.config.blackouts.clone(),
                 git_pull: options.config.runbooks.git_pull,
+                git_timeout: options.config.runbooks.git_timeout,
             },
         ));
         let tokens_watcher = options
@@ -808,19 +852,6 @@ pub async fn on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// A new run id: runbook, the clock's time, and a few bits to tell apart runs of one second.
-pub fn new_run_id(runbook: &str, now: DateTime<Utc>) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{runbook}-{}-{:04x}",
-        now.format("%Y%m%dT%H%M%S"),
-        (nanos ^ std::process::id()) & 0xffff
-    )
-}
-
 /// What the daemon's unit tests build daemons from.
 #[cfg(test)]
 pub(crate) mod testing {
@@ -839,11 +870,11 @@ pub(crate) mod testing {
         let mut sources = Sources::default();
         sources.insert(file.into(), Ok(yaml.to_string()));
         let (checked, diags) = check(&load_runbook(file, yaml), Path::new(""), &sources);
+        let checked = checked.unwrap_or_else(|| panic!("{diags:#?}"));
         LoadedRunbook {
-            checked: Arc::new(checked.unwrap_or_else(|| panic!("{diags:#?}"))),
-            text: yaml.into(),
+            content_hash: checked.version.hash(),
+            checked: Arc::new(checked),
             file: file.into(),
-            content_hash: crate::run::sha256_hex(yaml.as_bytes()),
             commit: None,
         }
     }

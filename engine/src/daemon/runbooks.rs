@@ -12,7 +12,15 @@
 //!   recorded as `runbook.rejected` with its errors, mailed to that runbook's `notify.to`
 //!   (or its `committee` role) whatever `notify.on` says: a broken runbook is never silent;
 //! - added, changed and removed runbooks are recorded as `runbook.loaded`, `runbook.updated`
-//!   and `runbook.removed` with their content hash and commit.
+//!   and `runbook.removed` with their content hash (the version's: an edit of the inventory or
+//!   a template it reads is an update too) and commit; at start, against what the audit log
+//!   last recorded, so an edit made while no daemon ran is recorded as well
+//!   ([`record_initial`]).
+//!
+//! Files are read without ever blocking, only if they are regular files, and never past the
+//! size limit ([`crate::sources`]): a FIFO or a symlink to `/dev/zero` in place of an
+//! inventory is a rejection, not a hung or bloated daemon. A reload and a `git pull` (killed
+//! after `[runbooks] git_timeout`) never hold up a shutdown.
 //!
 //! Invariant: a runbook error never stops the daemon or the other runbooks; a rejected
 //! version is recorded once per distinct content, not once per look.
@@ -27,21 +35,20 @@ use serde_json::json;
 use super::{DaemonError, Shared};
 use crate::calendar::Blackout;
 use crate::notification::{Facts, Notification};
-use crate::run::notify::{recipients, rendered_email};
+use crate::run::notify::{always_told, rendered_email};
 use crate::store::{Change, NewEmail, NewEvent, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
 /// How often the folder is looked at.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A loaded, valid runbook with the text it was read from.
+/// A loaded, valid runbook (its version holds the texts it was read from).
 #[derive(Debug, Clone)]
 pub struct LoadedRunbook {
     pub checked: Arc<CheckedRunbook>,
-    pub text: String,
     /// The file it was read from.
     pub file: PathBuf,
-    /// SHA-256 of `text`, as runs pin it.
+    /// Its version's hash (the runbook's text and every file it read), as runs pin it.
     pub content_hash: String,
     /// The folder's git commit when it was read (`None`: not a git work tree).
     pub commit: Option<String>,
@@ -122,8 +129,6 @@ impl Runbooks {
         };
         for (loaded, one) in &checked.runbooks {
             let file = &loaded.file;
-            let text = checked.text(file).unwrap_or_default().to_string();
-            let content_hash = crate::run::sha256_hex(text.as_bytes());
             match one {
                 Some(one) => {
                     let mut one = one.clone();
@@ -131,10 +136,9 @@ impl Runbooks {
                     runbooks.by_name.insert(
                         one.runbook.name.value.clone(),
                         LoadedRunbook {
+                            content_hash: one.version.hash(),
                             checked: Arc::new(one),
-                            text,
                             file: PathBuf::from(file),
-                            content_hash,
                             commit: commit.clone(),
                         },
                     );
@@ -147,7 +151,9 @@ impl Runbooks {
                         .filter(|d| d.is_error() && &d.file == file)
                         .map(|d| d.render(None).trim_end().to_string())
                         .collect(),
-                    text_hash: content_hash,
+                    text_hash: crate::run::sha256_hex(
+                        checked.text(file).unwrap_or_default().as_bytes(),
+                    ),
                     kept: None,
                 }),
             }
@@ -236,6 +242,8 @@ pub struct Watch {
     pub blackouts: Vec<Blackout>,
     /// `git pull --ff-only` this often (`[runbooks] git_pull`), when set.
     pub git_pull: Option<Duration>,
+    /// How long a pull may take before it is killed (`[runbooks] git_timeout`).
+    pub git_timeout: Duration,
 }
 
 /// Looks at the folder until shutdown; pulls from git when due; reloads on change.
@@ -252,14 +260,23 @@ pub async fn watch<S: Store>(shared: Arc<Shared<S>>, watch: Watch) {
         if let (Some(at), Some(every)) = (next_pull, watch.git_pull)
             && tokio::time::Instant::now() >= at
         {
-            pull(&watch.dir).await;
+            // Shutdown does not wait for a pull: dropping it kills git.
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                () = pull(&watch.dir, watch.git_timeout) => {}
+            }
             next_pull = Some(tokio::time::Instant::now() + every);
         }
         let now = fingerprint_of(&shared, &watch.dir).await;
         if now != last {
             last = now;
-            if let Err(e) = reload(&shared, &watch).await {
-                tracing::warn!("runbooks reload: {e}");
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                result = reload(&shared, &watch) => {
+                    if let Err(e) = result {
+                        tracing::warn!("runbooks reload: {e}");
+                    }
+                }
             }
         }
     }
@@ -276,12 +293,10 @@ async fn fingerprint_of<S: Store>(
         .unwrap_or_default()
 }
 
-async fn pull(dir: &Path) {
-    let dir = dir.to_path_buf();
-    let shown = dir.display().to_string();
-    match tokio::task::spawn_blocking(move || crate::git::pull_ff_only(&dir)).await {
-        Ok(Ok(_)) => tracing::debug!("git pull --ff-only in {shown}: done"),
-        Ok(Err(e)) => tracing::warn!("git pull --ff-only in {shown}: {e}"),
+async fn pull(dir: &Path, timeout: Duration) {
+    let shown = dir.display();
+    match crate::git::pull_ff_only(dir, timeout).await {
+        Ok(_) => tracing::debug!("git pull --ff-only in {shown}: done"),
         Err(e) => tracing::warn!("git pull --ff-only in {shown}: {e}"),
     }
 }
@@ -297,7 +312,7 @@ pub async fn reload<S: Store>(shared: &Arc<Shared<S>>, watch: &Watch) -> Result<
         })??;
     let current = shared.runbooks();
     let (merged, changes) = current.merge(fresh);
-    record(shared, &current, &merged, &changes).await?;
+    record(shared, &described_all(&current), &merged, &changes).await?;
     shared.counters.reloaded(changes.rejected.len());
     tracing::info!(
         loaded = changes.loaded.len(),
@@ -309,23 +324,77 @@ pub async fn reload<S: Store>(shared: &Arc<Shared<S>>, watch: &Watch) -> Result<
     );
     shared.set_runbooks(merged);
     shared.reschedule.notify_one();
+    shared.prune_versions().await;
     Ok(())
 }
 
-/// Records start-up rejections (the first load has nothing to merge over).
+/// At start: records what changed since the audit log last spoke of each runbook (an edit,
+/// an addition or a removal made while no daemon ran is `runbook.updated`, `.loaded` or
+/// `.removed` now, as if a daemon had watched), and the start-up rejections.
 pub async fn record_initial<S: Store>(shared: &Arc<Shared<S>>) -> Result<(), StoreError> {
     let runbooks = shared.runbooks();
-    let changes = Changes {
+    let before = recorded(shared).await?;
+    let hash_of = |details: &serde_json::Value| details["content_hash"].as_str().map(str::to_string);
+    let mut changes = Changes {
         rejected: runbooks.rejected.clone(),
         ..Changes::default()
     };
-    record(shared, &Runbooks::default(), &runbooks, &changes).await
+    for (name, loaded) in &runbooks.by_name {
+        match before.get(name) {
+            None => changes.loaded.push(name.clone()),
+            Some(details) if hash_of(details).as_deref() != Some(&loaded.content_hash) => {
+                changes.updated.push(name.clone())
+            }
+            Some(_) => {}
+        }
+    }
+    changes.removed = before
+        .keys()
+        .filter(|name| !runbooks.by_name.contains_key(*name))
+        .cloned()
+        .collect();
+    record(shared, &before, &runbooks, &changes).await
+}
+
+/// What the audit log last said of each runbook it says is loaded: the details of its last
+/// `runbook.loaded` / `runbook.updated` event (a later `runbook.removed` drops it).
+async fn recorded<S: Store>(
+    shared: &Shared<S>,
+) -> Result<BTreeMap<String, serde_json::Value>, StoreError> {
+    let actions = ["runbook.loaded", "runbook.updated", "runbook.removed"];
+    let events = shared.engine.store.events_by_action(&actions).await?;
+    let mut out = BTreeMap::new();
+    for event in events {
+        let Some(name) = event.details["runbook"].as_str().map(str::to_string) else {
+            continue;
+        };
+        if event.action == "runbook.removed" {
+            out.remove(&name);
+        } else {
+            out.insert(name, event.details);
+        }
+    }
+    Ok(out)
+}
+
+/// How the audit log describes a loaded runbook.
+fn described(l: &LoadedRunbook) -> serde_json::Value {
+    json!({ "runbook": l.name(), "file": l.file.display().to_string(), "content_hash": l.content_hash, "commit": l.commit })
+}
+
+fn described_all(runbooks: &Runbooks) -> BTreeMap<String, serde_json::Value> {
+    runbooks
+        .by_name
+        .iter()
+        .map(|(name, l)| (name.clone(), described(l)))
+        .collect()
 }
 
 /// One commit: an audit event per change, an email per rejection with someone to tell.
+/// `before`: how each runbook was described before the change.
 async fn record<S: Store>(
     shared: &Arc<Shared<S>>,
-    before: &Runbooks,
+    before: &BTreeMap<String, serde_json::Value>,
     after: &Runbooks,
     changes: &Changes,
 ) -> Result<(), StoreError> {
@@ -339,7 +408,6 @@ async fn record<S: Store>(
         step_id: None,
         details,
     };
-    let described = |l: &LoadedRunbook| json!({ "runbook": l.name(), "file": l.file.display().to_string(), "content_hash": l.content_hash, "commit": l.commit });
     for name in &changes.loaded {
         change
             .events
@@ -347,13 +415,13 @@ async fn record<S: Store>(
     }
     for name in &changes.updated {
         let mut details = described(&after.by_name[name]);
-        details["previous_content_hash"] = json!(before.by_name[name].content_hash);
+        details["previous_content_hash"] = before[name]["content_hash"].clone();
         change.events.push(event("runbook.updated", details));
     }
     for name in &changes.removed {
         change
             .events
-            .push(event("runbook.removed", described(&before.by_name[name])));
+            .push(event("runbook.removed", before[name].clone()));
     }
     for rejected in &changes.rejected {
         tracing::warn!("{}", rejected.message());
@@ -395,12 +463,7 @@ fn rejection_email(
     dashboard_url: &str,
 ) -> Option<NewEmail> {
     let checked = &kept.checked;
-    let committee = ["committee".to_string()];
-    let names = match &checked.runbook.notify {
-        Some(notify) if !notify.to.value.as_slice().is_empty() => notify.to.value.as_slice(),
-        _ => &committee[..],
-    };
-    let to = recipients(checked, names);
+    let to = always_told(checked);
     if to.is_empty() {
         return None;
     }

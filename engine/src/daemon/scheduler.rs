@@ -39,6 +39,17 @@ const EVENT_LOOKBACK: TimeDelta = TimeDelta::days(800);
 
 /// Runs passes until shutdown. With a virtual clock, the scheduler jumps the clock at most once.
 pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
+    run_waking(shared, virtual_clock, WAKE_EVERY).await
+}
+
+/// The longest the scheduler sleeps without looking at the clock again.
+pub const WAKE_EVERY: Duration = Duration::from_secs(60);
+
+/// [`run`], looking at the clock at least every `wake` (real time): a sleep until the next
+/// fire is measured when it starts, so a clock that is stepped (NTP) or a machine that was
+/// suspended would otherwise fire a due cycle only when that sleep ends, weeks late. Each wake
+/// re-reads the clock and runs a pass as soon as the next fire is due by it.
+pub async fn run_waking<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool, wake: Duration) {
     let mut jumped = false;
     loop {
         if shared.shutdown.is_cancelled() {
@@ -63,17 +74,25 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
             }
         };
         let may_sleep = !(virtual_clock && jumped);
-        let clock = shared.clock.clone();
-        let sleep = async move {
-            match next {
-                Some(at) if may_sleep => clock.sleep_until(at).await,
-                _ => std::future::pending().await,
+        loop {
+            let clock = shared.clock.clone();
+            let sleep = async move {
+                match next {
+                    Some(at) if may_sleep => clock.sleep_until(at).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                _ = shared.reschedule.notified() => break,
+                _ = sleep => break,
+                _ = tokio::time::sleep(wake) => {
+                    // (A virtual clock only moves when slept on: nothing to look for.)
+                    if may_sleep && next.is_some_and(|at| shared.clock.now() >= at) {
+                        break;
+                    }
+                }
             }
-        };
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            _ = shared.reschedule.notified() => {}
-            _ = sleep => {}
         }
         jumped = virtual_clock;
     }
@@ -187,8 +206,8 @@ async fn fire_cycle<S: Store>(
         cycle: Some(fire.cycle),
         start: now,
         params: Vec::new(),
-        runbook_text: loaded.text.clone(),
         actor: "scheduler".into(),
+        rerun: None,
     };
     match shared.engine.start(checked, spec).await {
         Ok(run) => {
@@ -210,7 +229,7 @@ async fn fire_cycle<S: Store>(
             shared.spawn_run(checked.clone(), run.id);
             Ok(())
         }
-        Err(RunError::Store(StoreError::DuplicateCycle { .. })) => Ok(()),
+        Err(RunError::CycleTaken { .. }) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -356,7 +375,7 @@ mod tests {
             cycle: "2026-09".parse().ok(),
             start: t("2026-09-08T10:00:00Z"),
             params: vec![],
-            runbook_text: YAML.into(),
+            rerun: None,
             actor: "scheduler".into(),
         };
         shared.engine.start(&checked, spec).await.unwrap();

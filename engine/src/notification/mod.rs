@@ -49,6 +49,7 @@ pub fn variables(kind: NoticeKind) -> Vec<&'static str> {
         NoticeKind::Finished => &[RUN, &["state"]],
         NoticeKind::Skipped | NoticeKind::Missed => &[&["cycle", "due", "reason"]],
         NoticeKind::Rejected => &[&["file", "errors", "content_hash", "commit"]],
+        NoticeKind::Undeliverable => &[RUN, &["to", "subject", "error"]],
     };
     COMMON
         .iter()
@@ -68,6 +69,7 @@ pub fn default_text(kind: NoticeKind) -> &'static str {
         NoticeKind::Skipped => include_str!("defaults/skipped.hbs"),
         NoticeKind::Missed => include_str!("defaults/missed.hbs"),
         NoticeKind::Rejected => include_str!("defaults/rejected.hbs"),
+        NoticeKind::Undeliverable => include_str!("defaults/undeliverable.hbs"),
     }
 }
 
@@ -235,6 +237,7 @@ pub enum Facts {
     Task(RunFacts, Box<Ask>),
     Failure {
         run: RunFacts,
+        /// Empty when the run as a whole failed (the engine could not drive it on).
         step: String,
         host: String,
         reason: String,
@@ -259,6 +262,15 @@ pub enum Facts {
         content_hash: String,
         commit: String,
     },
+    /// An email of the run was refused for good (a 5xx answer) and given up.
+    Undeliverable {
+        run: RunFacts,
+        /// Its recipients.
+        to: Vec<String>,
+        subject: String,
+        /// The server's answer (redacted).
+        error: String,
+    },
 }
 
 impl Facts {
@@ -272,6 +284,7 @@ impl Facts {
             Facts::Skipped(_) => NoticeKind::Skipped,
             Facts::Missed(_) => NoticeKind::Missed,
             Facts::Rejected { .. } => NoticeKind::Rejected,
+            Facts::Undeliverable { .. } => NoticeKind::Undeliverable,
         }
     }
 
@@ -289,12 +302,14 @@ impl Facts {
                 format!("approval requested: step {}{}", ask.step, on(&ask.host))
             }
             Facts::Task(_, ask) => format!("task assigned: step {}{}", ask.step, on(&ask.host)),
+            Facts::Failure { step, .. } if step.is_empty() => "run failed".into(),
             Facts::Failure { step, host, .. } => format!("step {step}{} failed", on(host)),
             Facts::Overdue { step, .. } => format!("step {step} is overdue"),
             Facts::Finished { state, .. } => format!("run {state}"),
             Facts::Skipped(_) => "cycle skipped".into(),
             Facts::Missed(_) => "cycle missed".into(),
             Facts::Rejected { .. } => "change rejected".into(),
+            Facts::Undeliverable { .. } => "an email could not be delivered".into(),
         }
     }
 }
@@ -343,6 +358,15 @@ impl Notification {
             } => json!({
                 "file": file, "errors": errors, "content_hash": content_hash, "commit": commit,
             }),
+            Facts::Undeliverable {
+                run,
+                to,
+                subject,
+                error,
+            } => with_run(
+                run,
+                json!({ "to": to, "subject": subject, "error": error }),
+            ),
         };
         if let (Some(map), Value::Object(own)) = (context.as_object_mut(), own) {
             map.extend(own);

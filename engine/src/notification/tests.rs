@@ -65,6 +65,12 @@ fn samples() -> Vec<Notification> {
             content_hash: "abc123".into(),
             commit: "0d5d8d4".into(),
         },
+        Facts::Undeliverable {
+            run: run(),
+            to: vec!["gone@example.com".into()],
+            subject: "[patchday] Approve monthly-windows 2026-12: cab-approval".into(),
+            error: "SMTP: permanent error (550): no such user".into(),
+        },
     ];
     facts
         .into_iter()
@@ -94,6 +100,28 @@ fn every_kind_has_exactly_its_documented_variables() {
         keys.sort();
         want.sort();
         assert_eq!(keys, want, "{:?}", n.facts.kind());
+    }
+}
+
+/// A run without a cycle (a manual run) shows none: no empty "Cycle:" line, no gap in the
+/// subject.
+#[test]
+fn a_run_without_a_cycle_shows_none_in_its_emails() {
+    let templates = Templates::default();
+    for mut n in samples() {
+        let facts_run = match &mut n.facts {
+            Facts::Approval(run, _) | Facts::Task(run, _) => run,
+            Facts::Failure { run, .. }
+            | Facts::Overdue { run, .. }
+            | Facts::Finished { run, .. }
+            | Facts::Undeliverable { run, .. } => run,
+            _ => continue,
+        };
+        facts_run.cycle = String::new();
+        let email = templates.render(&n);
+        assert!(!email.body.contains("Cycle:"), "{}", email.body);
+        assert!(!email.subject.contains("  "), "{}", email.subject);
+        assert!(!email.subject.contains(" :"), "{}", email.subject);
     }
 }
 

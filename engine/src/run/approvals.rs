@@ -266,7 +266,7 @@ fn person_notification(
     urls: &Urls,
     now: DateTime<Utc>,
 ) -> Notification {
-    let cycle = super::cycle_of(run, checked.tz).to_string();
+    let cycle = super::cycle_shown(run);
     let run_facts = RunFacts {
         cycle,
         run_id: run.id.clone(),

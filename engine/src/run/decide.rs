@@ -12,6 +12,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::rows::RunRows;
 use crate::calendar::AnchorContext;
 use crate::inventory::Member;
 use crate::store::{StepRow, StepState};
@@ -60,7 +61,8 @@ pub enum Action {
 /// What `decide` looks at.
 pub struct View<'a> {
     pub checked: &'a CheckedRunbook,
-    pub rows: &'a [StepRow],
+    /// The run's rows, checked against `checked` (every step has its own row).
+    pub rows: &'a RunRows,
     pub now: DateTime<Utc>,
     pub anchor: &'a AnchorContext,
     /// The local date in the runbook's zone (for inventory exceptions).
@@ -71,42 +73,20 @@ pub struct View<'a> {
     pub overdue: &'a std::collections::BTreeSet<String>,
 }
 
-/// The step rows (`host` = "") of every step: by the run's construction they are the first
-/// rows, in file order, so step `i`'s row is `rows[i]`.
-struct Rows<'a>(&'a [StepRow]);
-
-impl<'a> Rows<'a> {
-    fn of(&self, index: usize) -> &'a StepRow {
-        &self.0[index]
-    }
-
-    fn get(&self, key: &(&str, &str)) -> Option<&'a StepRow> {
-        self.0.iter().find(|r| r.step == key.0 && r.host == key.1)
-    }
-}
-
 /// Decides what to do next. Empty when nothing can happen until a running attempt ends, a
 /// waiting time comes, or a person decides.
 pub fn decide(view: &View) -> Vec<Action> {
-    let steps = view.checked.dag.len();
-    debug_assert!(
-        view.rows
-            .iter()
-            .take(steps)
-            .enumerate()
-            .all(|(i, r)| r.host.is_empty() && r.step == view.checked.dag.id(i))
-    );
-    let rows = Rows(&view.rows[..steps.min(view.rows.len())]);
-    let failing = run_failing(view, &rows);
+    let rows = view.rows;
+    let failing = run_failing(view, rows);
     let mut actions = Vec::new();
     let order = view.checked.dag.topological().unwrap_or_default();
     for &index in order {
-        step_actions(view, &rows, index, failing, &mut actions);
+        step_actions(view, rows, index, failing, &mut actions);
     }
-    actions.extend(undo_starts(view.rows));
-    actions.extend(overdue(view, &rows));
+    actions.extend(undo_starts(rows));
+    actions.extend(overdue(view, rows));
     if actions.is_empty() {
-        finish_or_rollback(view, &rows, failing, &mut actions);
+        finish_or_rollback(view, rows, failing, &mut actions);
     }
     actions
 }
@@ -127,12 +107,13 @@ fn continues(view: &View, step: &str) -> bool {
         .is_some_and(|s| s.continue_on_failure)
 }
 
-fn run_failing(view: &View, rows: &Rows) -> bool {
-    rows.0.iter().any(|r| is_bad(view, r))
+/// Whether a step (its own row) is bad: the run is failing.
+fn run_failing(view: &View, rows: &RunRows) -> bool {
+    (0..view.checked.dag.len()).any(|i| is_bad(view, rows.step(i)))
 }
 
-fn step_actions(view: &View, rows: &Rows, index: usize, failing: bool, out: &mut Vec<Action>) {
-    let row = rows.of(index);
+fn step_actions(view: &View, rows: &RunRows, index: usize, failing: bool, out: &mut Vec<Action>) {
+    let row = rows.step(index);
     match row.state {
         StepState::Pending => pending_actions(view, rows, index, failing, out),
         StepState::Waiting if row.not_before.is_none_or(|t| t <= view.now) => {
@@ -147,14 +128,20 @@ fn is_fan_out(view: &View, index: usize) -> bool {
     view.checked.runbook.steps[index].for_each.is_some()
 }
 
-fn pending_actions(view: &View, rows: &Rows, index: usize, failing: bool, out: &mut Vec<Action>) {
+fn pending_actions(
+    view: &View,
+    rows: &RunRows,
+    index: usize,
+    failing: bool,
+    out: &mut Vec<Action>,
+) {
     let id = view.checked.dag.id(index).to_string();
     let needs: Vec<&StepRow> = view
         .checked
         .dag
         .needs(index)
         .iter()
-        .map(|&n| rows.of(n))
+        .map(|&n| rows.step(n))
         .collect();
     if !needs.iter().all(|r| r.state.is_terminal()) {
         return;
@@ -230,15 +217,10 @@ fn start(view: &View, index: usize, out: &mut Vec<Action>) {
 /// far do not exceed `max_failures`; past that, children not started are skipped and the step fails.
 fn child_actions(view: &View, index: usize, out: &mut Vec<Action>) {
     let id = view.checked.dag.id(index);
-    let fe = view.checked.runbook.steps[index]
-        .for_each
-        .as_ref()
-        .expect("fan-out step");
-    let children: Vec<&StepRow> = view
-        .rows
-        .iter()
-        .filter(|r| r.step == id && !r.host.is_empty() && !excepted(r))
-        .collect();
+    let Some(fe) = view.checked.runbook.steps[index].for_each.as_ref() else {
+        return;
+    };
+    let children: Vec<&StepRow> = view.rows.hosts(id).filter(|r| !excepted(r)).collect();
     let total = children.len();
     let batch = fe
         .batch
@@ -315,11 +297,11 @@ fn excepted(row: &StepRow) -> bool {
             .is_some_and(|r| r.starts_with("excepted"))
 }
 
-fn finish_or_rollback(view: &View, rows: &Rows, failing: bool, out: &mut Vec<Action>) {
-    if !view.rows.iter().all(|r| r.state.is_terminal()) {
+fn finish_or_rollback(view: &View, rows: &RunRows, failing: bool, out: &mut Vec<Action>) {
+    if !rows.all().iter().all(|r| r.state.is_terminal()) {
         return;
     }
-    let rolled_back = view.rows.iter().any(|r| r.step.starts_with(UNDO_PREFIX));
+    let rolled_back = rows.undo().next().is_some();
     let wants_rollback =
         failing && view.checked.runbook.on_failure == crate::runbook::OnFailure::Rollback;
     if wants_rollback && !rolled_back {
@@ -335,7 +317,7 @@ fn finish_or_rollback(view: &View, rows: &Rows, failing: bool, out: &mut Vec<Act
 }
 
 /// Undo rows for every succeeded step (or host) with `undo`, in reverse topological order.
-fn rollback_rows(view: &View, rows: &Rows) -> Vec<(String, String)> {
+fn rollback_rows(view: &View, rows: &RunRows) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for &index in view
         .checked
@@ -345,25 +327,19 @@ fn rollback_rows(view: &View, rows: &Rows) -> Vec<(String, String)> {
         .iter()
         .rev()
     {
-        let (id, step) = view
-            .checked
-            .runbook
-            .steps
-            .get_index(index)
-            .expect("index from the dag");
+        let Some((id, step)) = view.checked.runbook.steps.get_index(index) else {
+            continue;
+        };
         if step.undo.is_none() {
             continue;
         }
         let undo_id = format!("{UNDO_PREFIX}{}", id.value);
         if step.for_each.is_some() {
-            let hosts = view.rows.iter().filter(|r| {
-                r.step == id.value && !r.host.is_empty() && r.state == StepState::Succeeded
-            });
+            let hosts = rows
+                .hosts(&id.value)
+                .filter(|r| r.state == StepState::Succeeded);
             out.extend(hosts.map(|r| (undo_id.clone(), r.host.clone())));
-        } else if rows
-            .get(&(id.value.as_str(), ""))
-            .is_some_and(|r| r.state == StepState::Succeeded)
-        {
+        } else if rows.step(index).state == StepState::Succeeded {
             out.push((undo_id, String::new()));
         }
     }
@@ -371,11 +347,11 @@ fn rollback_rows(view: &View, rows: &Rows) -> Vec<(String, String)> {
 }
 
 /// Steps past their `deadline` and not finished, not reported yet.
-fn overdue(view: &View, rows: &Rows) -> Vec<Action> {
+fn overdue(view: &View, rows: &RunRows) -> Vec<Action> {
     let mut out = Vec::new();
     for (index, times) in view.checked.times.iter().enumerate() {
         let id = view.checked.dag.id(index);
-        if view.overdue.contains(id) || rows.of(index).state.is_terminal() {
+        if view.overdue.contains(id) || rows.step(index).state.is_terminal() {
             continue;
         }
         let deadline = times
@@ -397,13 +373,13 @@ fn overdue(view: &View, rows: &Rows) -> Vec<Action> {
 
 /// The next deadline still to watch: of a step not finished and not reported overdue.
 pub fn next_deadline(view: &View) -> Option<DateTime<Utc>> {
-    let rows = Rows(&view.rows[..view.checked.dag.len().min(view.rows.len())]);
+    let rows = view.rows;
     view.checked
         .times
         .iter()
         .enumerate()
         .filter(|(i, _)| {
-            !view.overdue.contains(view.checked.dag.id(*i)) && !rows.of(*i).state.is_terminal()
+            !view.overdue.contains(view.checked.dag.id(*i)) && !rows.step(*i).state.is_terminal()
         })
         .filter_map(|(_, t)| {
             t.deadline
@@ -417,11 +393,8 @@ pub fn next_deadline(view: &View) -> Option<DateTime<Utc>> {
 
 /// Undo rows run one step at a time, in the order they were inserted (reverse topological);
 /// the hosts of one step together.
-fn undo_starts(rows: &[StepRow]) -> Vec<Action> {
-    let undo: Vec<&StepRow> = rows
-        .iter()
-        .filter(|r| r.step.starts_with(UNDO_PREFIX))
-        .collect();
+fn undo_starts(rows: &RunRows) -> Vec<Action> {
+    let undo: Vec<&StepRow> = rows.undo().collect();
     let Some(open) = undo.iter().find(|r| !r.state.is_terminal()) else {
         return Vec::new();
     };

@@ -397,7 +397,7 @@ impl<S: Store> Engine<S> {
         if !row.host.is_empty() {
             return None;
         }
-        let cycle = super::cycle_of(run, checked.tz).to_string();
+        let cycle = super::cycle_shown(run);
         let run_url = self.run_url(&run.id);
         let about = About {
             run_id: &run.id,

@@ -16,7 +16,7 @@ impl<'a, S: Store> Driver<'a, S> {
         run: RunRow,
         cancel: CancellationToken,
     ) -> Result<Self, RunError> {
-        let rows = engine.store.steps(&run.id).await?;
+        let rows = RunRows::new(checked, engine.store.steps(&run.id).await?)?;
         let params = run
             .snapshot
             .get("params")
@@ -41,7 +41,7 @@ impl<'a, S: Store> Driver<'a, S> {
         // visible to templates; the connector-wide ones are for connectors and redaction.
         secrets.merge(&engine.secrets);
         let start = super::run_start(&run);
-        let cycle = super::cycle_of(&run, checked.tz);
+        let cycle = super::anchor_cycle(&run, checked.tz);
         let run_url = engine.run_url(&run.id);
         let context = RunContext::from_run(&run, all_params, run_url);
         let overdue_filter = crate::store::EventFilter {
@@ -64,11 +64,6 @@ impl<'a, S: Store> Driver<'a, S> {
                 .or_insert_with(|| addresses.iter().map(|a| a.value.clone()).collect());
         }
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let index = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ((r.step.clone(), r.host.clone()), i))
-            .collect();
         Ok(Driver {
             engine,
             checked,
@@ -84,7 +79,7 @@ impl<'a, S: Store> Driver<'a, S> {
             done_tx,
             done_rx,
             in_flight: 0,
-            index,
+            files: Arc::new(checked.version.resolved_files()),
             staged: Change::default(),
             staged_progress: Vec::new(),
             overdue,
@@ -135,6 +130,7 @@ impl<'a, S: Store> Driver<'a, S> {
         let mut actions = self.with_view(decide);
         let running = self
             .rows
+            .all()
             .iter()
             .filter(|r| r.state == StepState::Running)
             .count();
@@ -152,7 +148,7 @@ impl<'a, S: Store> Driver<'a, S> {
     fn condition(&self, index: usize, template: &str) -> bool {
         let hb = registry(self.engine.mode == Mode::Live);
         let _ = index;
-        let context = self.context.for_step(&self.rows, None);
+        let context = self.context.for_step(self.rows.all(), None);
         hb.render_template(template, &context)
             .map(|t| truthy(&t))
             .unwrap_or(false)
@@ -160,6 +156,7 @@ impl<'a, S: Store> Driver<'a, S> {
 
     fn next_due(&self) -> Option<DateTime<Utc>> {
         self.rows
+            .all()
             .iter()
             .filter(|r| r.state == StepState::Waiting)
             .filter_map(|r| r.not_before)
@@ -168,6 +165,7 @@ impl<'a, S: Store> Driver<'a, S> {
 
     fn blocked_rows(&self) -> Vec<(String, String, StepState)> {
         self.rows
+            .all()
             .iter()
             .filter(|r| matches!(r.state, StepState::AwaitingInput | StepState::Interrupted))
             .map(|r| (r.step.clone(), r.host.clone(), r.state))
@@ -210,8 +208,7 @@ impl<'a, S: Store> Driver<'a, S> {
         for done in results {
             self.finish_attempt(done, &mut change, &mut progress);
         }
-        self.stage(change, progress);
-        Ok(())
+        self.stage(change, progress)
     }
 
     /// Applies decided actions in one transaction, then dispatches the attempts they started.
@@ -239,9 +236,9 @@ impl<'a, S: Store> Driver<'a, S> {
                     now,
                     &mut change,
                     &mut progress,
-                ),
+                )?,
                 Action::Wait { step, until } => {
-                    let mut row = self.row(&step, "").clone();
+                    let mut row = self.row(&step, "")?.clone();
                     let prior = row.state;
                     row.state = StepState::Waiting;
                     row.not_before = Some(until);
@@ -268,13 +265,13 @@ impl<'a, S: Store> Driver<'a, S> {
                     });
                 }
                 Action::Start { step, host } => {
-                    self.start(&step, &host, now, &mut change, &mut progress, &mut launches)
+                    self.start(&step, &host, now, &mut change, &mut progress, &mut launches)?
                 }
                 Action::Expand {
                     step,
                     hosts,
                     excepted,
-                } => self.expand(&step, hosts, excepted, now, &mut change, &mut progress),
+                } => self.expand(&step, hosts, excepted, now, &mut change, &mut progress)?,
                 Action::FinishParent {
                     step,
                     state,
@@ -289,10 +286,10 @@ impl<'a, S: Store> Driver<'a, S> {
                         };
                         change.emails.extend(self.notice(&notice, now));
                     }
-                    self.transition(&step, "", state, reason, now, &mut change, &mut progress)
+                    self.transition(&step, "", state, reason, now, &mut change, &mut progress)?
                 }
                 Action::Overdue { step, deadline } => {
-                    let row = self.row(&step, "").clone();
+                    let row = self.row(&step, "")?.clone();
                     change.events.push(event(
                         now,
                         "engine",
@@ -357,7 +354,7 @@ impl<'a, S: Store> Driver<'a, S> {
                 }
             }
         }
-        self.stage(change, progress);
+        self.stage(change, progress)?;
         self.flush().await?;
         for (step, host, inputs) in launches {
             self.launch(step, host, inputs);
@@ -375,8 +372,8 @@ impl<'a, S: Store> Driver<'a, S> {
         now: DateTime<Utc>,
         change: &mut Change,
         progress: &mut Vec<Progress>,
-    ) {
-        let mut row = self.row(step, host).clone();
+    ) -> Result<(), RunError> {
+        let mut row = self.row(step, host)?.clone();
         let prior = row.state;
         row.state = state;
         row.reason = reason.clone();
@@ -396,6 +393,7 @@ impl<'a, S: Store> Driver<'a, S> {
             expect: Some(prior),
             row,
         });
+        Ok(())
     }
 
     fn expand(
@@ -406,8 +404,8 @@ impl<'a, S: Store> Driver<'a, S> {
         now: DateTime<Utc>,
         change: &mut Change,
         progress: &mut Vec<Progress>,
-    ) {
-        let mut parent = self.row(step, "").clone();
+    ) -> Result<(), RunError> {
+        let mut parent = self.row(step, "")?.clone();
         let prior = parent.state;
         parent.state = StepState::Running;
         parent.started_at = Some(now);
@@ -442,12 +440,13 @@ impl<'a, S: Store> Driver<'a, S> {
             progress.push(self.progress(&row, now, reason));
             change.steps.push(StepWrite { expect: None, row });
         }
+        Ok(())
     }
 
     /// Reads the decisions on every approval and task row of the run (for the report).
     async fn read_decisions(&mut self) -> Result<(), RunError> {
         let mut decisions = Vec::new();
-        for row in &self.rows {
+        for row in self.rows.all() {
             if matches!(
                 uses_of(self.checked, &row.step).as_deref(),
                 Some("approval" | "manual")
@@ -470,8 +469,8 @@ impl<'a, S: Store> Driver<'a, S> {
         change: &mut Change,
         progress: &mut Vec<Progress>,
         launches: &mut Vec<(String, String, Result<Value, String>)>,
-    ) {
-        let mut row = self.row(step, host).clone();
+    ) -> Result<(), RunError> {
+        let mut row = self.row(step, host)?.clone();
         let prior = row.state;
         let uses = uses_of(self.checked, step);
         let waits_for_person = matches!(uses.as_deref(), Some("approval" | "manual"))
@@ -500,9 +499,9 @@ impl<'a, S: Store> Driver<'a, S> {
         progress.push(self.progress(&row, now, format!("attempt {}", row.attempt)));
         if waits_for_person {
             // The approval / task emails with their links, in this same commit.
-            let emails = self
-                .engine
-                .person_emails(self.checked, &self.run, &self.rows, &row, now);
+            let emails =
+                self.engine
+                    .person_emails(self.checked, &self.run, self.rows.all(), &row, now);
             change
                 .emails
                 .extend(emails.into_iter().map(|email| self.redacted(email)));
@@ -514,6 +513,7 @@ impl<'a, S: Store> Driver<'a, S> {
         if !waits_for_person {
             launches.push((step.to_string(), host.to_string(), inputs));
         }
+        Ok(())
     }
 
     /// The rendered `with:` of a row (its undo's for an undo row).
@@ -537,14 +537,14 @@ impl<'a, S: Store> Driver<'a, S> {
             None => return Ok(json!({})),
         };
         let host_json = host_value(self.checked.inventory.as_ref(), host);
-        let context = self.context.for_step(&self.rows, host_json.as_ref());
+        let context = self.context.for_step(self.rows.all(), host_json.as_ref());
         let mut inputs = render_value(&registry(self.engine.mode == Mode::Live), &raw, &context)?;
         if is_report {
             let report = super::report::cycle_report(
                 self.checked,
                 &self.run.id,
                 &self.anchor,
-                &self.rows,
+                self.rows.all(),
                 &self.decisions,
                 self.engine.clock.now(),
             );
@@ -590,10 +590,16 @@ impl<'a, S: Store> Driver<'a, S> {
         }
         let timeout = self.timeout_of(&step);
         let slots = self.engine.slots.clone();
+        let panics = self.engine.panics.clone();
         let span = tracing::info_span!("attempt", step_id = %step, host = %host);
         let task = async move {
             let _slot = slots.acquire_owned().await;
-            let result = attempt(connector.as_ref(), inputs, &ctx, timeout).await;
+            let result = guarded_attempt(connector, inputs, ctx, timeout).await;
+            if let Err(ConnectorError::Fatal(message)) = &result
+                && message.starts_with(PANICKED)
+            {
+                panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let _ = tx.send(AttemptDone {
                 step,
                 host,
@@ -666,6 +672,7 @@ impl<'a, S: Store> Driver<'a, S> {
         ctx.secrets = self.secrets.clone();
         ctx.settings = self.settings.clone();
         ctx.base_dir = self.checked.dir.clone();
+        ctx.files = self.files.clone();
         ctx.host =
             host_value(self.checked.inventory.as_ref(), host).and_then(|v| v.as_object().cloned());
         ctx.idempotency_key = Some(format!(
@@ -673,7 +680,7 @@ impl<'a, S: Store> Driver<'a, S> {
             self.run.id,
             step,
             host,
-            self.row(step, host).attempt
+            self.rows.get(step, host).map_or(0, |r| r.attempt)
         ));
         if matches!(
             uses_of(self.checked, step).as_deref(),
@@ -681,7 +688,7 @@ impl<'a, S: Store> Driver<'a, S> {
         ) {
             ctx.vars = self
                 .context
-                .for_step(&self.rows, ctx.host.clone().map(Value::Object).as_ref());
+                .for_step(self.rows.all(), ctx.host.clone().map(Value::Object).as_ref());
         }
         ctx
     }
@@ -700,11 +707,7 @@ impl<'a, S: Store> Driver<'a, S> {
     /// Turns an attempt's result into the row's next state: succeeded, failed, or waiting for a retry.
     fn finish_attempt(&self, done: AttemptDone, change: &mut Change, progress: &mut Vec<Progress>) {
         let now = self.engine.clock.now();
-        let Some(current) = self
-            .index
-            .get(&(done.step.clone(), done.host.clone()))
-            .map(|&i| &self.rows[i])
-        else {
+        let Some(current) = self.rows.get(&done.step, &done.host) else {
             return;
         };
         if current.state != StepState::Running {
@@ -821,8 +824,15 @@ impl<'a, S: Store> Driver<'a, S> {
     async fn cancel_run(&mut self, why: &str) -> Result<Outcome, RunError> {
         let now = self.engine.clock.now();
         self.flush().await?;
-        let change = cancel_change(&self.rows, &self.run.id, now, self.cancel_by.actor(), why);
-        self.stage(change, Vec::new());
+        let change = ended_change(
+            self.rows.all(),
+            &self.run.id,
+            now,
+            self.cancel_by.actor(),
+            why,
+            RunState::Cancelled,
+        );
+        self.stage(change, Vec::new())?;
         self.flush().await?;
         // The attempts in flight saw the cancellation through their tokens (their connectors
         // kill what they started): wait until they are gone, so nothing outlives the run.
@@ -834,16 +844,10 @@ impl<'a, S: Store> Driver<'a, S> {
 
     /// Applies a change to the mirrored rows and holds it for the next [`Self::flush`]. A row
     /// written twice before a flush keeps its first expected state and its last content.
-    fn stage(&mut self, change: Change, progress: Vec<Progress>) {
+    fn stage(&mut self, change: Change, progress: Vec<Progress>) -> Result<(), RunError> {
         for write in change.steps {
             let key = (write.row.step.clone(), write.row.host.clone());
-            match self.index.get(&key) {
-                Some(&i) => self.rows[i] = write.row.clone(),
-                None => {
-                    self.index.insert(key.clone(), self.rows.len());
-                    self.rows.push(write.row.clone());
-                }
-            }
+            self.rows.put(self.checked, write.row.clone())?;
             match self
                 .staged
                 .steps
@@ -860,6 +864,7 @@ impl<'a, S: Store> Driver<'a, S> {
             self.staged.run = change.run;
         }
         self.staged_progress.extend(progress);
+        Ok(())
     }
 
     /// Commits what is staged in one transaction, then reports its progress.
@@ -881,7 +886,7 @@ impl<'a, S: Store> Driver<'a, S> {
     fn notice(&self, notice: &Notice, now: DateTime<Utc>) -> Option<crate::store::NewEmail> {
         let about = About {
             run_id: &self.run.id,
-            cycle: &self.anchor.cycle.to_string(),
+            cycle: &super::cycle_shown(&self.run),
             run_url: &self.context.run_url,
             dashboard_url: &self.engine.dashboard_url(),
         };
@@ -896,12 +901,8 @@ impl<'a, S: Store> Driver<'a, S> {
         email
     }
 
-    fn row(&self, step: &str, host: &str) -> &StepRow {
-        let i = self
-            .index
-            .get(&(step.to_string(), host.to_string()))
-            .expect("decide only names existing rows");
-        &self.rows[*i]
+    fn row(&self, step: &str, host: &str) -> Result<&StepRow, RowsError> {
+        self.rows.row(step, host)
     }
 
     fn progress(&self, row: &StepRow, at: DateTime<Utc>, note: String) -> Progress {
@@ -929,6 +930,39 @@ fn log_progress(p: &Progress) {
             tracing::warn!(step_id = %p.step, host = %p.host, state, "{what}")
         }
         _ => tracing::info!(step_id = %p.step, host = %p.host, state, "{what}"),
+    }
+}
+
+/// How the error of an attempt whose connector panicked begins.
+const PANICKED: &str = "the connector failed unexpectedly (a panic)";
+
+/// [`attempt`] in a task of its own: a panic in the connector becomes a fatal error of this
+/// attempt (the run goes on and sees the step fail), never a lost result.
+pub(super) async fn guarded_attempt(
+    connector: Arc<dyn Connector>,
+    inputs: Value,
+    ctx: Context,
+    timeout: Option<std::time::Duration>,
+) -> Result<Outputs, ConnectorError> {
+    let cancel = ctx.cancel.clone();
+    let task = tokio::spawn(
+        async move { attempt(connector.as_ref(), inputs, &ctx, timeout).await }.in_current_span(),
+    );
+    match task.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => {
+            // Whatever the connector started is stopped (its process group is killed).
+            cancel.cancel();
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("{PANICKED}: {message}");
+            Err(ConnectorError::Fatal(format!("{PANICKED}: {message}")))
+        }
+        Err(_) => Err(ConnectorError::Cancelled),
     }
 }
 

@@ -15,6 +15,7 @@ mod decisions;
 pub mod notify;
 pub mod render;
 pub mod report;
+pub mod rows;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub use approvals::{LinkMinter, PersonAsk};
 pub use decide::{Action, UNDO_PREFIX, View, decide};
 pub use decisions::{Decided, Expired};
 use render::{RunContext, render_value, truthy};
+pub use rows::{RowsError, RunRows};
+use crate::version::{Version, VersionError};
 
 /// Whether connectors act, or only say what they would do (`simulate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +112,32 @@ pub enum RunError {
     /// An approval or manual step's inputs could not be read (render, parse, unknown role).
     #[error("step `{step}`: {reason}")]
     BadInputs { step: String, reason: String },
+    /// The run's stored rows do not fit its runbook version.
+    #[error(transparent)]
+    Rows(#[from] RowsError),
+    /// The run's stored version cannot be used.
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// The cycle has a run already; a second one must be asked for as a re-run.
+    #[error(
+        "runbook `{runbook}` already has a run for cycle {cycle}; to run the cycle again, re-run it on purpose: `--cycle {cycle} --rerun --reason WHY` (recorded in the audit log with who and why)"
+    )]
+    CycleTaken { runbook: String, cycle: String },
+}
+
+impl RunError {
+    /// Whether the run's stored data (its rows, its version, its params) cannot be driven:
+    /// the run is failed with this as its reason instead of being tried again.
+    pub fn is_stored_data(&self) -> bool {
+        matches!(
+            self,
+            RunError::Rows(_)
+                | RunError::Version(_)
+                | RunError::MissingParam(_)
+                | RunError::UnknownParam(_)
+                | RunError::BadChoice { .. }
+        )
+    }
 }
 
 /// What an operator decides for an interrupted step.
@@ -136,18 +165,21 @@ impl CancelBy {
     }
 }
 
-/// What starting a run needs besides the runbook.
+/// What starting a run needs besides the runbook (whose version the run stores).
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     pub id: String,
+    /// The cycle it runs (scheduled, or `--cycle`); `None` for a manual run.
     pub cycle: Option<Cycle>,
     pub start: DateTime<Utc>,
     /// Given params (`--param k=v`); secrets come from the environment.
     pub params: Vec<(String, String)>,
-    pub runbook_text: String,
-    /// The runbooks folder's git commit the text was read at (`None`: not a git work tree).
+    /// The runbooks folder's git commit the version was read at (`None`: not a git work tree).
     pub commit: Option<String>,
     pub actor: String,
+    /// Why this run re-runs its cycle (`--rerun --reason WHY`): it may then share its cycle
+    /// with an earlier run. `None`: the cycle must be free.
+    pub rerun: Option<String>,
 }
 
 /// The engine: a store, a clock, connectors, and how to run them.
@@ -172,6 +204,9 @@ pub struct Engine<S: Store> {
     /// Signs the links of approval and task emails (the daemon). `None` (the CLI `run`): a
     /// person-step waits without emails.
     pub links: Option<Arc<LinkMinter>>,
+    /// Panics caught in run tasks and connector attempts (each is turned into an error;
+    /// `/metrics` shows the count).
+    panics: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The result of one attempt, sent back to the driver.
@@ -197,23 +232,39 @@ impl<S: Store> Engine<S> {
             max_parallel: 16,
             slots: Arc::new(tokio::sync::Semaphore::new(64)),
             links: None,
+            panics: Arc::default(),
         }
     }
 
-    /// Creates the run and its step rows (one per step, pending), with `run.started`.
+    /// Counts a panic caught in a run's task or an attempt.
+    pub fn count_panic(&self) {
+        self.panics
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Panics caught since the engine was made.
+    pub fn panics(&self) -> u64 {
+        self.panics.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Creates the run and its step rows (one per step, pending), with `run.started`. The run
+    /// stores `checked`'s version (runbook text and every file it read) in its snapshot, and
+    /// is bound to it for life.
     pub async fn start(&self, checked: &CheckedRunbook, spec: RunSpec) -> Result<RunRow, RunError> {
         let (params, _) = resolve_params(checked, &spec.params, self.mode)?;
         let now = self.clock.now();
+        let version: &Version = &checked.version;
         let run = RunRow {
             id: spec.id.clone(),
             runbook: checked.runbook.name.value.clone(),
             cycle: spec.cycle.map(|c| c.to_string()),
-            content_hash: sha256_hex(spec.runbook_text.as_bytes()),
+            content_hash: version.hash(),
             commit: spec.commit.clone(),
-            snapshot: json!({ "start": spec.start, "params": params, "runbook": spec.runbook_text }),
+            snapshot: json!({ "start": spec.start, "params": params, "version": version }),
             state: RunState::Running,
             started_at: now,
             finished_at: None,
+            rerun: spec.rerun.clone(),
         };
         let steps = checked
             .runbook
@@ -221,16 +272,25 @@ impl<S: Store> Engine<S> {
             .keys()
             .map(|id| new_row(&run.id, &id.value, ""))
             .collect();
+        let mut details = json!({ "runbook": run.runbook, "cycle": run.cycle, "content_hash": run.content_hash, "commit": run.commit, "params": params });
+        if let Some(reason) = &spec.rerun {
+            details["rerun"] = json!({ "reason": reason });
+        }
         let event = NewEvent {
             at: now,
             actor: spec.actor.clone(),
             action: "run.started".into(),
             run_id: Some(run.id.clone()),
             step_id: None,
-            details: json!({ "runbook": run.runbook, "cycle": run.cycle, "content_hash": run.content_hash, "commit": run.commit, "params": params }),
+            details,
         };
-        self.store.create_run(run.clone(), steps, event).await?;
-        Ok(run)
+        match self.store.create_run(run.clone(), steps, event).await {
+            Ok(()) => Ok(run),
+            Err(StoreError::DuplicateCycle { runbook, cycle }) => {
+                Err(RunError::CycleTaken { runbook, cycle })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Drives a run until it finishes, is cancelled, or waits for a person. A cancellation is
@@ -276,10 +336,64 @@ impl<S: Store> Engine<S> {
         if run.state != RunState::Running {
             return Ok(Outcome::Finished(run.state));
         }
-        let mut driver = Driver::new(self, checked, run, cancel).await?;
+        let mut driver = match Driver::new(self, checked, run.clone(), cancel).await {
+            Ok(driver) => driver,
+            Err(e) if e.is_stored_data() => {
+                return self.fail_on(Some(checked), &run, &e, fence).await;
+            }
+            Err(e) => return Err(e),
+        };
         driver.cancel_by = by;
-        driver.fence = fence;
-        driver.run().await
+        driver.fence = fence.clone();
+        match driver.run().await {
+            Err(e) if e.is_stored_data() => self.fail_on(Some(checked), &run, &e, fence).await,
+            outcome => outcome,
+        }
+    }
+
+    /// Fails `run` because its stored data cannot be driven (`error`), and says so.
+    async fn fail_on(
+        &self,
+        checked: Option<&CheckedRunbook>,
+        run: &RunRow,
+        error: &RunError,
+        fence: Option<Fence>,
+    ) -> Result<Outcome, RunError> {
+        tracing::error!(run_id = %run.id, "run {} cannot go on: {error}", run.id);
+        self.fail_run(checked, run, &error.to_string(), fence)
+            .await?;
+        Ok(Outcome::Finished(RunState::Failed))
+    }
+
+    /// Fails a run the engine cannot drive (its stored data does not fit its version, its
+    /// version cannot be rebuilt, its task panicked again and again), in one commit: every
+    /// unfinished row `cancelled` with the reason, the run `failed`, a `run.failed` event with
+    /// the reason, and an email to the runbook's `notify.to` (or its `committee` role) whatever
+    /// `notify.on` says, from `checked` (the run's version, else the runbook's version in
+    /// force, else none: then only the log says so). A run that finished meanwhile is left as
+    /// it is.
+    pub async fn fail_run(
+        &self,
+        checked: Option<&CheckedRunbook>,
+        run: &RunRow,
+        reason: &str,
+        fence: Option<Fence>,
+    ) -> Result<(), RunError> {
+        let now = self.clock.now();
+        let rows = self.store.steps(&run.id).await?;
+        let mut change = ended_change(&rows, &run.id, now, "engine", reason, RunState::Failed);
+        change.fence = fence;
+        let email = checked.and_then(|c| self.run_failed_email(c, run, reason, now));
+        if email.is_none() {
+            tracing::error!(run_id = %run.id, "run {} failed and nobody can be mailed: {reason}", run.id);
+        }
+        change.emails.extend(email);
+        match self.store.commit(vec![change]).await {
+            Ok(()) => Ok(()),
+            // A row moved meanwhile: the run is driven by someone, or finished; not failed here.
+            Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// After a crash: `running` rows of idempotent connectors go back to waiting (re-run);
@@ -347,6 +461,25 @@ impl<S: Store> Engine<S> {
         Ok(recovered)
     }
 
+    /// The email saying the engine failed `run` (see [`Engine::fail_run`]).
+    fn run_failed_email(
+        &self,
+        checked: &CheckedRunbook,
+        run: &RunRow,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Option<crate::store::NewEmail> {
+        let cycle = cycle_shown(run);
+        let run_url = self.run_url(&run.id);
+        let about = notify::About {
+            run_id: &run.id,
+            cycle: &cycle,
+            run_url: &run_url,
+            dashboard_url: &self.dashboard_url(),
+        };
+        notify::run_failed_email(checked, &about, reason, at)
+    }
+
     /// An operator's decision on an interrupted step, audited as `cli:<operator>`.
     pub async fn resolve(
         &self,
@@ -378,7 +511,14 @@ impl<S: Store> Engine<S> {
         let operator = actor.strip_prefix("cli:").unwrap_or(actor);
         let actor = actor.to_string();
         if resolution == Resolution::Abort {
-            let change = cancel_change(&rows, run_id, now, &actor, "aborted by the operator");
+            let change = ended_change(
+                &rows,
+                run_id,
+                now,
+                &actor,
+                "aborted by the operator",
+                RunState::Cancelled,
+            );
             self.store.commit(vec![change]).await?;
             return Ok(());
         }
@@ -477,13 +617,15 @@ fn event(
     }
 }
 
-/// Cancels every unfinished row and the run.
-fn cancel_change(
+/// Ends a run in `state` (`cancelled` or `failed`), every unfinished row `cancelled` with
+/// `why`, with a `run.cancelled` / `run.failed` event.
+fn ended_change(
     rows: &[StepRow],
     run_id: &str,
     now: DateTime<Utc>,
     actor: &str,
     why: &str,
+    state: RunState,
 ) -> Change {
     let mut change = Change::default();
     for row in rows.iter().filter(|r| !r.state.is_terminal()) {
@@ -496,11 +638,11 @@ fn cancel_change(
             row: new,
         });
     }
-    change.run = Some((run_id.to_string(), RunState::Cancelled, now));
+    change.run = Some((run_id.to_string(), state, now));
     change.events.push(NewEvent {
         at: now,
         actor: actor.to_string(),
-        action: "run.cancelled".into(),
+        action: format!("run.{}", state.as_str()),
         run_id: Some(run_id.to_string()),
         step_id: None,
         details: json!({ "reason": why }),
@@ -564,14 +706,61 @@ pub fn run_start(run: &RunRow) -> DateTime<Utc> {
         .unwrap_or(run.started_at)
 }
 
-/// The cycle a run belongs to, as its templates, emails and pages name it: its own, or for a run
-/// started without one (`patchday trigger`, the API, `patchday run` of an unscheduled runbook)
-/// the month its timeline started in, in the runbook's zone.
-pub fn cycle_of(run: &RunRow, tz: chrono_tz::Tz) -> Cycle {
+/// The month a run's calendar anchors (`patch_tuesday`, `first_monday`, ...) are resolved in:
+/// its cycle, or for a run without one (a manual run) the month its timeline started in, in
+/// the runbook's zone. Not shown anywhere: a run without a cycle shows none ([`cycle_shown`]).
+pub fn anchor_cycle(run: &RunRow, tz: chrono_tz::Tz) -> Cycle {
     run.cycle
         .as_deref()
         .and_then(|c| c.parse::<Cycle>().ok())
         .unwrap_or_else(|| Cycle::of(run_start(run).with_timezone(&tz).date_naive()))
+}
+
+/// A run's cycle as emails and templates show it: its own, or "" for a run without one.
+/// (The CLI prints `-`, the pages "none".) One rule everywhere: a manual run is not a cycle.
+pub fn cycle_shown(run: &RunRow) -> String {
+    run.cycle.clone().unwrap_or_default()
+}
+
+/// The runbook version `run` is bound to, from its snapshot. A run started before versions
+/// were stored holds only its runbook's text: that text, with no other file.
+pub fn version_of(run: &RunRow) -> Result<Version, VersionError> {
+    let missing = |why: &str| VersionError::Missing {
+        run: run.id.clone(),
+        why: why.to_string(),
+    };
+    if let Some(version) = run.snapshot.get("version") {
+        return serde_json::from_value(version.clone()).map_err(|e| missing(&e.to_string()));
+    }
+    let text = run
+        .snapshot
+        .get("runbook")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("neither a version nor a runbook text"))?;
+    Ok(Version {
+        file: format!("{}.yaml", run.runbook),
+        dir: std::path::PathBuf::new(),
+        text: text.to_string(),
+        files: Default::default(),
+    })
+}
+
+/// A new run id: the runbook, the clock's time, and 64 random bits (two runs started in the
+/// same second, by any process, never share an id).
+pub fn new_run_id(runbook: &str, now: DateTime<Utc>) -> String {
+    let mut random = [0u8; 8];
+    if getrandom::fill(&mut random).is_err() {
+        // No OS randomness: the process, the nanoseconds and a counter still tell runs apart.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let next = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        random = (nanos ^ (u64::from(std::process::id()) << 32) ^ next).to_be_bytes();
+    }
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{runbook}-{}-{suffix}", now.format("%Y%m%dT%H%M%S"))
 }
 
 /// `PATCHDAY_SECRET_CHANGE_TOKEN` for param `change_token`.
@@ -592,7 +781,7 @@ struct Driver<'a, S: Store> {
     engine: &'a Engine<S>,
     checked: &'a CheckedRunbook,
     run: RunRow,
-    rows: Vec<StepRow>,
+    rows: RunRows,
     context: RunContext,
     secrets: Secrets,
     anchor: AnchorContext,
@@ -600,8 +789,8 @@ struct Driver<'a, S: Store> {
     done_tx: mpsc::UnboundedSender<AttemptDone>,
     done_rx: mpsc::UnboundedReceiver<AttemptDone>,
     in_flight: usize,
-    /// Position of each (step, host) row in `rows`.
-    index: std::collections::HashMap<(String, String), usize>,
+    /// The version's files, for the connectors (templates come from here, not the disk).
+    files: Arc<std::collections::BTreeMap<std::path::PathBuf, String>>,
     /// Transitions applied to `rows` but not yet committed: attempt results wait here so that
     /// they commit in the same transaction as the starts they allow (one commit per step on a
     /// chain). Nothing is launched before the transaction that starts it has committed.

@@ -98,6 +98,53 @@ pub fn email(
     ))
 }
 
+/// Who is told of what cannot wait, whatever `notify.on` says (a rejected change, a run the
+/// engine had to fail, an email given up): the runbook's `notify.to`, else its `committee`.
+pub fn always_told(checked: &CheckedRunbook) -> Vec<String> {
+    let committee = ["committee".to_string()];
+    let names = match &checked.runbook.notify {
+        Some(notify) if !notify.to.value.as_slice().is_empty() => notify.to.value.as_slice(),
+        _ => &committee[..],
+    };
+    recipients(checked, names)
+}
+
+/// The email saying the engine failed a run (`reason`), to [`always_told`] (`None`: nobody).
+pub fn run_failed_email(
+    checked: &CheckedRunbook,
+    about: &About,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Option<NewEmail> {
+    let to = always_told(checked);
+    if to.is_empty() {
+        return None;
+    }
+    let notification = Notification {
+        runbook: checked.runbook.name.value.clone(),
+        at,
+        tz: checked.tz,
+        dashboard_url: about.dashboard_url.to_string(),
+        facts: Facts::Failure {
+            run: RunFacts {
+                cycle: about.cycle.to_string(),
+                run_id: about.run_id.to_string(),
+                run_url: about.run_url.to_string(),
+            },
+            step: String::new(),
+            host: String::new(),
+            reason: reason.to_string(),
+        },
+    };
+    Some(rendered_email(
+        checked,
+        &notification,
+        to,
+        Some(about.run_id),
+        at,
+    ))
+}
+
 /// An outbox email carrying `notification`, rendered with the runbook's templates.
 pub fn rendered_email(
     checked: &CheckedRunbook,

@@ -74,14 +74,14 @@ async fn engine(start: DateTime<Utc>) -> Engine<SqliteStore> {
     engine
 }
 
-fn spec(yaml: &str) -> RunSpec {
+fn spec() -> RunSpec {
     RunSpec {
         commit: None,
         id: "r1".into(),
         cycle: "2026-12".parse().ok(),
         start: t("2026-12-01T00:00:00Z"),
         params: vec![],
-        runbook_text: yaml.into(),
+        rerun: None,
         actor: "cli:test".into(),
     }
 }
@@ -89,7 +89,7 @@ fn spec(yaml: &str) -> RunSpec {
 async fn run_to_end(yaml: &str) -> (Engine<SqliteStore>, Outcome) {
     let checked = checked(yaml);
     let engine = engine(t("2026-12-01T00:00:00Z")).await;
-    engine.start(&checked, spec(yaml)).await.unwrap();
+    engine.start(&checked, spec()).await.unwrap();
     let outcome = engine
         .drive(&checked, "r1", CancellationToken::new())
         .await
@@ -264,7 +264,7 @@ async fn cancelling_a_run_kills_what_runs_and_cancels_the_rest() {
     );
     let checked = checked(&yaml);
     let engine = engine(t("2026-12-01T00:00:00Z")).await;
-    engine.start(&checked, spec(&yaml)).await.unwrap();
+    engine.start(&checked, spec()).await.unwrap();
     let cancel = CancellationToken::new();
     let pid_file = s.path("pid");
     let trigger = cancel.clone();
@@ -287,7 +287,7 @@ async fn recovery_reruns_idempotent_steps_and_interrupts_the_others() {
     let yaml = "name: t\nsteps:\n  cmd:\n    uses: command\n    with: { run: \"true\" }\n  probe:\n    uses: check\n    with: { tcp: \"127.0.0.1:1\", within: 1s }\n";
     let checked = checked(yaml);
     let engine = engine(t("2026-12-01T00:00:00Z")).await;
-    engine.start(&checked, spec(yaml)).await.unwrap();
+    engine.start(&checked, spec()).await.unwrap();
     // As if the process died with both steps running.
     let mut change = Change::default();
     for row in engine.store.steps("r1").await.unwrap() {
@@ -426,7 +426,7 @@ fn approval_yaml(quorum: u32) -> String {
 async fn blocked(yaml: &str) -> (Engine<SqliteStore>, CheckedRunbook) {
     let checked = checked(yaml);
     let engine = engine(t("2026-12-01T00:00:00Z")).await;
-    engine.start(&checked, spec(yaml)).await.unwrap();
+    engine.start(&checked, spec()).await.unwrap();
     let outcome = engine
         .drive(&checked, "r1", CancellationToken::new())
         .await
@@ -834,7 +834,7 @@ async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
     let (signer, minter) = minter();
     engine.links = Some(Arc::new(minter));
     engine.public_url = "https://patchday.example.com".into();
-    engine.start(&checked, spec(OVERRIDDEN)).await.unwrap();
+    engine.start(&checked, spec()).await.unwrap();
     let outcome = engine
         .drive(&checked, "r1", CancellationToken::new())
         .await
@@ -881,7 +881,7 @@ async fn a_driver_that_lost_its_claim_writes_nothing() {
     let yaml = "name: fenced\nsteps:\n  a: { uses: noop }\n  b: { uses: noop, needs: [a] }\n";
     let checked = checked(yaml);
     let engine = engine(t("2026-12-01T00:00:00Z")).await;
-    engine.start(&checked, spec(yaml)).await.unwrap();
+    engine.start(&checked, spec()).await.unwrap();
     let ttl = std::time::Duration::from_secs(30);
     let now = t("2026-12-01T00:00:00Z");
     let old = engine.store.claim_run("r1", "a", ttl, now).await.unwrap();

@@ -134,6 +134,9 @@ pub struct NotifyTemplates {
     /// A change to this runbook was rejected as invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<Located<String>>,
+    /// An email of a run was refused for good by the SMTP server and given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undeliverable: Option<Located<String>>,
 }
 
 impl NotifyTemplates {
@@ -148,6 +151,7 @@ impl NotifyTemplates {
             (NoticeKind::Skipped, &self.skipped),
             (NoticeKind::Missed, &self.missed),
             (NoticeKind::Rejected, &self.rejected),
+            (NoticeKind::Undeliverable, &self.undeliverable),
         ]
         .into_iter()
         .filter_map(|(kind, file)| Some((kind, file.as_ref()?)))
@@ -166,10 +170,11 @@ pub enum NoticeKind {
     Skipped,
     Missed,
     Rejected,
+    Undeliverable,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 8] = [
+    pub const ALL: [NoticeKind; 9] = [
         NoticeKind::Approval,
         NoticeKind::Task,
         NoticeKind::Failure,
@@ -178,6 +183,7 @@ impl NoticeKind {
         NoticeKind::Skipped,
         NoticeKind::Missed,
         NoticeKind::Rejected,
+        NoticeKind::Undeliverable,
     ];
 
     /// Its key under `notify.templates`.
@@ -191,6 +197,7 @@ impl NoticeKind {
             NoticeKind::Skipped => "skipped",
             NoticeKind::Missed => "missed",
             NoticeKind::Rejected => "rejected",
+            NoticeKind::Undeliverable => "undeliverable",
         }
     }
 }

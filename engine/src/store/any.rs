@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    ChainHead, Change, ClaimScope, DecisionRow, EmailRow, EventFilter, EventRow, NewEvent,
-    RunClaim, RunRow, StepRow, Store, StoreError,
+    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventRow,
+    NewEvent, OutboxFigures, RunClaim, RunId, RunRow, StepRow, Store, StoreError,
 };
 
 /// A store on either backend.
@@ -145,14 +145,20 @@ impl Store for AnyStore {
         delegate!(self, s => s.email_delivering(id, at))
     }
 
-    async fn email_attempted(
-        &self,
-        id: i64,
-        sent_at: Option<DateTime<Utc>>,
-        next_attempt_at: DateTime<Utc>,
-        event: NewEvent,
-    ) -> Result<(), StoreError> {
-        delegate!(self, s => s.email_attempted(id, sent_at, next_attempt_at, event))
+    async fn email_attempted(&self, id: i64, attempt: EmailAttempt) -> Result<(), StoreError> {
+        delegate!(self, s => s.email_attempted(id, attempt))
+    }
+
+    async fn outbox_figures(&self, now: DateTime<Utc>) -> Result<OutboxFigures, StoreError> {
+        delegate!(self, s => s.outbox_figures(now))
+    }
+
+    async fn unfinished_versions(&self) -> Result<Vec<(RunId, String)>, StoreError> {
+        delegate!(self, s => s.unfinished_versions())
+    }
+
+    async fn events_by_action(&self, actions: &[&str]) -> Result<Vec<EventRow>, StoreError> {
+        delegate!(self, s => s.events_by_action(actions))
     }
 
     async fn try_acquire_lease(

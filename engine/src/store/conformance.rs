@@ -13,8 +13,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 
 use super::{
-    Change, ClaimScope, EventFilter, Fence, LEADER, NewDecision, NewEmail, NewEvent, RunRow,
-    RunState, StepRow, StepState, StepWrite, Store, StoreError,
+    Change, ClaimScope, EmailAttempt, EventFilter, Fence, LEADER, NewDecision, NewEmail, NewEvent,
+    OutboxFigures, RunRow, RunState, StepRow, StepState, StepWrite, Store, StoreError,
 };
 use crate::audit;
 
@@ -45,6 +45,8 @@ macro_rules! conformance_suite {
             runs_are_claimed_by_one_daemon_at_a_time,
             a_cancellation_is_requested_from_the_holder,
             two_claimers_of_outbox_rows_get_disjoint_sets,
+            dead_letters_and_the_backlog_after_an_outage,
+            a_rerun_shares_its_cycle_and_unfinished_versions_are_listed,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -93,6 +95,7 @@ pub(crate) fn run_row(
         state: RunState::Running,
         started_at: started,
         finished_at: None,
+        rerun: None,
     }
 }
 
@@ -712,20 +715,13 @@ pub(crate) async fn due_emails_and_email_attempted<S: Store>(store: &S) {
     assert!(marked.iter().all(|r| r.delivering_since == Some(t(4))));
     // The first is sent; the second failed and is retried at t(10).
     store
-        .email_attempted(
-            due[0].id,
-            Some(t(4)),
-            t(4),
-            event("email.sent", Some("r1"), None, t(4)),
-        )
+        .email_attempted(due[0].id, sent(t(4), event("email.sent", Some("r1"), None, t(4))))
         .await
         .unwrap();
     store
         .email_attempted(
             due[1].id,
-            None,
-            t(10),
-            event("email.failed", None, None, t(4)),
+            failed(t(10), Some(event("email.failed", None, None, t(4)))),
         )
         .await
         .unwrap();
@@ -746,12 +742,7 @@ pub(crate) async fn due_emails_and_email_attempted<S: Store>(store: &S) {
     );
     // An unknown id is an error and writes no event.
     let err = store
-        .email_attempted(
-            9999,
-            Some(t(5)),
-            t(5),
-            event("email.sent", None, None, t(5)),
-        )
+        .email_attempted(9999, sent(t(5), event("email.sent", None, None, t(5))))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
@@ -764,6 +755,152 @@ pub(crate) async fn due_emails_and_email_attempted<S: Store>(store: &S) {
         .collect();
     assert_eq!(actions, ["run.started", "email.sent", "email.failed"]);
     assert_eq!(verify_all(store).await, 3);
+}
+
+fn sent(at: DateTime<Utc>, event: NewEvent) -> EmailAttempt {
+    EmailAttempt::Sent { at, event }
+}
+
+fn failed(next: DateTime<Utc>, event: Option<NewEvent>) -> EmailAttempt {
+    EmailAttempt::Failed {
+        next,
+        error: "421 try later".into(),
+        event,
+    }
+}
+
+/// Months of operation: a failure that changes nothing writes no event; a dead letter is never
+/// due again, is counted, and queues its notice (marked) in the same commit; a success brings
+/// the rows waiting for a retry forward (not the dead ones, not the untried ones).
+pub(crate) async fn dead_letters_and_the_backlog_after_an_outage<S: Store>(store: &S) {
+    let t = |m: i64| t0() + Duration::minutes(m);
+    let emails = ["refused", "waiting", "later", "fresh"]
+        .iter()
+        .map(|s| email(None, s, t(1)))
+        .collect();
+    store
+        .commit(vec![Change {
+            emails,
+            ..Change::default()
+        }])
+        .await
+        .unwrap();
+    let due = store.due_emails(t(2), 10).await.unwrap();
+    let id = |subject: &str| due.iter().find(|r| r.email.subject == subject).unwrap().id;
+    // "waiting" fails once (an event), then again (none); "later" fails once.
+    let first = Some(event("email.failed", None, None, t(2)));
+    store
+        .email_attempted(id("waiting"), failed(t(100), first))
+        .await
+        .unwrap();
+    store
+        .email_attempted(id("waiting"), failed(t(200), None))
+        .await
+        .unwrap();
+    store
+        .email_attempted(id("later"), failed(t(300), Some(event("email.failed", None, None, t(2)))))
+        .await
+        .unwrap();
+    // "refused" is refused for good: given up, its notice queued.
+    let notice = email(Some("r1"), "notice", t(3));
+    let dead = EmailAttempt::Dead {
+        at: t(3),
+        error: "550 no such user".into(),
+        event: event("email.dead_lettered", None, None, t(3)),
+        notice: Some(notice),
+    };
+    store.email_attempted(id("refused"), dead).await.unwrap();
+    let figures = store.outbox_figures(t(4)).await.unwrap();
+    assert_eq!(
+        figures,
+        OutboxFigures {
+            depth: 4,
+            due: 2,
+            dead: 1
+        },
+        "waiting, later, fresh and the notice wait; fresh and the notice are due"
+    );
+    let due: Vec<_> = store.due_emails(t(1000), 10).await.unwrap();
+    assert!(due.iter().all(|r| r.email.subject != "refused"), "a dead letter is never due");
+    let notice = due.iter().find(|r| r.email.subject == "notice").unwrap();
+    assert_eq!(notice.notice_of, Some(id("refused")));
+    let waiting = due.iter().find(|r| r.email.subject == "waiting").unwrap();
+    assert_eq!(
+        (waiting.attempts, waiting.last_error.as_deref()),
+        (2, Some("421 try later"))
+    );
+    // "fresh" goes out at t(5): "waiting" and "later" come due at t(5) too.
+    store
+        .email_attempted(id("fresh"), sent(t(5), event("email.sent", None, None, t(5))))
+        .await
+        .unwrap();
+    let mut now_due: Vec<String> = store
+        .due_emails(t(5), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.email.subject)
+        .collect();
+    now_due.sort();
+    assert_eq!(now_due, ["later", "notice", "waiting"]);
+    let actions: Vec<String> = store
+        .events(EventFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["email.failed", "email.failed", "email.dead_lettered", "email.sent"]
+    );
+    let refused = store
+        .events_by_action(&["email.dead_lettered"])
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(verify_all(store).await, 4);
+}
+
+/// A run may re-run a cycle that has a run when it says why; without a reason the cycle is
+/// still unique. Unfinished runs' versions are listed.
+pub(crate) async fn a_rerun_shares_its_cycle_and_unfinished_versions_are_listed<S: Store>(
+    store: &S,
+) {
+    let t = |m: i64| t0() + Duration::minutes(m);
+    let first = run_row("first", "monthly", Some("2026-12"), t0());
+    store
+        .create_run(first, vec![], event("run.started", Some("first"), None, t0()))
+        .await
+        .unwrap();
+    let mut again = run_row("again", "monthly", Some("2026-12"), t(1));
+    let dup = store
+        .create_run(again.clone(), vec![], event("run.started", Some("again"), None, t(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::DuplicateCycle { .. }), "{dup:?}");
+    again.rerun = Some("the first run's hosts were not reachable".into());
+    store
+        .create_run(again, vec![], event("run.started", Some("again"), None, t(1)))
+        .await
+        .unwrap();
+    let read = store.run("again").await.unwrap().unwrap();
+    assert_eq!(read.rerun.as_deref(), Some("the first run's hosts were not reachable"));
+    assert_eq!(store.run("first").await.unwrap().unwrap().rerun, None);
+    let third = run_row("third", "monthly", Some("2026-12"), t(2));
+    let dup = store
+        .create_run(third, vec![], event("run.started", Some("third"), None, t(2)))
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::DuplicateCycle { .. }), "{dup:?}");
+    let change = Change {
+        run: Some(("first".into(), RunState::Succeeded, t(3))),
+        ..Change::default()
+    };
+    store.commit(vec![change]).await.unwrap();
+    let mut unfinished = store.unfinished_versions().await.unwrap();
+    unfinished.sort();
+    assert_eq!(unfinished, [("again".to_string(), "c0ffee".to_string())]);
 }
 
 pub(crate) async fn timestamps_round_trip_exactly<S: Store>(store: &S) {
@@ -1803,23 +1940,14 @@ pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(stor
     // a sends its rows; c's claim ends unsent (c crashed): due again when it expires.
     for row in &a {
         store
-            .email_attempted(
-                row.id,
-                Some(at(101)),
-                at(101),
-                event("email.sent", None, None, at(101)),
-            )
+            .email_attempted(row.id, sent(at(101), event("email.sent", None, None, at(101))))
             .await
             .unwrap();
     }
     for row in &b {
+        let first = Some(event("email.failed", None, None, at(101)));
         store
-            .email_attempted(
-                row.id,
-                None,
-                at(200),
-                event("email.failed", None, None, at(101)),
-            )
+            .email_attempted(row.id, failed(at(200), first))
             .await
             .unwrap();
     }
@@ -1835,28 +1963,24 @@ pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(stor
         .await
         .unwrap();
     assert_eq!(subjects(&reclaimed), subjects(&c));
-    for row in &reclaimed {
-        store
-            .email_attempted(
-                row.id,
-                Some(at(131)),
-                at(131),
-                event("email.sent", None, None, at(131)),
-            )
-            .await
-            .unwrap();
-    }
     // b's failed rows come back at their next attempt (on the engine's clock), not before;
-    // sent rows never.
+    // sent rows never (d's claim on c's rows holds at 140).
     assert!(
         store
-            .claim_emails("e", at(199), TTL, at(500), 100)
+            .claim_emails("e", at(199), TTL, at(140), 100)
             .await
             .unwrap()
             .is_empty()
     );
+    // Unless a delivery succeeds first: then the server is back and they come due with it.
+    for row in &reclaimed {
+        store
+            .email_attempted(row.id, sent(at(131), event("email.sent", None, None, at(131))))
+            .await
+            .unwrap();
+    }
     let later = store
-        .claim_emails("e", at(200), TTL, at(200), 100)
+        .claim_emails("e", at(131), TTL, at(141), 100)
         .await
         .unwrap();
     assert_eq!(subjects(&later), subjects(&b));

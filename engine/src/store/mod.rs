@@ -93,6 +93,9 @@ pub struct RunRow {
     pub state: RunState,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why this run re-runs a cycle that may have had a run already (`--rerun --reason`):
+    /// such a run is exempt from one run per runbook and cycle. `None` for every other run.
+    pub rerun: Option<String>,
 }
 
 /// A step row: one step, or one host of a fanned-out step. `host` is "" for the step itself.
@@ -173,6 +176,49 @@ pub struct EmailRow {
     /// Set while a mailer hands the row to the server, cleared when it records the attempt:
     /// found set, the last delivery may have reached the server (a possible duplicate).
     pub delivering_since: Option<DateTime<Utc>>,
+    /// When the row was given up (the server refused it for good): a dead letter.
+    pub dead_at: Option<DateTime<Utc>>,
+    /// The last failed attempt's error.
+    pub last_error: Option<String>,
+    /// This email tells the committee that outbox row `notice_of` was given up.
+    pub notice_of: Option<i64>,
+}
+
+/// What became of one delivery attempt of an outbox row ([`Store::email_attempted`]). Each
+/// variant that changes the row's state carries the audit event of that change; an attempt
+/// that changes nothing (a retry failing again) writes none, so a row has at most three events
+/// (`email.failed` once, then `email.sent` or `email.dead_lettered`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmailAttempt {
+    /// Delivered at `at`. The server answers again: every other row waiting for a retry comes
+    /// due at `at` too (the backlog of an outage goes out now, not after its backoff).
+    Sent { at: DateTime<Utc>, event: NewEvent },
+    /// Not delivered; tried again at `next`. `event` only when the row changes state (its
+    /// first failure).
+    Failed {
+        next: DateTime<Utc>,
+        error: String,
+        event: Option<NewEvent>,
+    },
+    /// Refused for good: never tried again. `notice` (telling the committee) is queued in the
+    /// same transaction, marked as the notice about this row.
+    Dead {
+        at: DateTime<Utc>,
+        error: String,
+        event: NewEvent,
+        notice: Option<NewEmail>,
+    },
+}
+
+/// The outbox as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxFigures {
+    /// Rows not sent and not given up.
+    pub depth: u64,
+    /// Of those, the ones due now.
+    pub due: u64,
+    /// Rows given up (dead letters).
+    pub dead: u64,
 }
 
 /// One step row's transition: written only if the row is in `expect` (optimistic check);
@@ -345,7 +391,7 @@ pub trait Store: Send + Sync + 'static {
     /// The chain head the store recorded with the last event.
     fn chain_head(&self) -> impl Future<Output = Result<Option<ChainHead>, StoreError>> + Send;
 
-    /// Outbox rows not yet sent whose `next_attempt_at` is at or before `now`.
+    /// Outbox rows not yet sent (nor given up) whose `next_attempt_at` is at or before `now`.
     fn due_emails(
         &self,
         now: DateTime<Utc>,
@@ -368,14 +414,31 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Marks an outbox row sent, or schedules its next attempt (with its audit event).
+    /// Records what became of a delivery attempt of row `id` (see [`EmailAttempt`]); ends its
+    /// claim and its `delivering_since` mark.
     fn email_attempted(
         &self,
         id: i64,
-        sent_at: Option<DateTime<Utc>>,
-        next_attempt_at: DateTime<Utc>,
-        event: NewEvent,
+        attempt: EmailAttempt,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts of the outbox rows waiting, due at `now`, and given up.
+    fn outbox_figures(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<OutboxFigures, StoreError>> + Send;
+
+    /// (id, content hash) of every unfinished run: the runbook versions the daemon keeps.
+    fn unfinished_versions(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(RunId, String)>, StoreError>> + Send;
+
+    /// The audit events whose action is one of `actions`, in `seq` order (a scan of the log
+    /// that returns only those: for reading what was last recorded about the runbooks).
+    fn events_by_action(
+        &self,
+        actions: &[&str],
+    ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
 
     // --- several daemons on one database (DESIGN §5) ------------------------------------------
 

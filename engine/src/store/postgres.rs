@@ -46,9 +46,9 @@ use super::codec::{
     json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
 };
 use super::{
-    ChainHead, Change, ClaimScope, DecisionRow, EmailRow, EventFilter, EventRow, Fence,
-    NewDecision, NewEmail, NewEvent, RunClaim, RunRow, RunState, StepRow, StepState, Store,
-    StoreError, fences, lease_end,
+    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventRow,
+    Fence, NewDecision, NewEmail, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState,
+    StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "delivering",
         include_str!("../../migrations/postgres/0004_delivering.sql"),
+    ),
+    (
+        5,
+        "lasting",
+        include_str!("../../migrations/postgres/0005_lasting.sql"),
     ),
 ];
 
@@ -285,8 +290,8 @@ fn get_ts_opt(row: &PgRow, column: &'static str) -> Result<Option<DateTime<Utc>>
     Ok(get::<Option<Ts>>(row, column)?.map(|t| t.0))
 }
 
-const RUN_COLUMNS: &str =
-    "id, runbook, cycle, content_hash, git_commit, snapshot, state, started_at, finished_at";
+const RUN_COLUMNS: &str = "id, runbook, cycle, content_hash, git_commit, snapshot, state, started_at, finished_at, \
+     rerun_reason";
 
 fn run_from(row: &PgRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -299,6 +304,7 @@ fn run_from(row: &PgRow) -> Result<RunRow, StoreError> {
         state: parse_run_state(&get::<String>(row, "state")?)?,
         started_at: get_ts(row, "started_at")?,
         finished_at: get_ts_opt(row, "finished_at")?,
+        rerun: get(row, "rerun_reason")?,
     })
 }
 
@@ -339,7 +345,7 @@ fn event_from(row: &PgRow) -> Result<EventRow, StoreError> {
 }
 
 const EMAIL_COLUMNS: &str = "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at, \
-     delivering_since";
+     delivering_since, dead_at, last_error, notice_of";
 
 fn email_from(row: &PgRow) -> Result<EmailRow, StoreError> {
     let to: Vec<String> = serde_json::from_str(&get::<String>(row, "recipients")?)
@@ -360,6 +366,9 @@ fn email_from(row: &PgRow) -> Result<EmailRow, StoreError> {
         next_attempt_at: get_ts(row, "next_attempt_at")?,
         sent_at: get_ts_opt(row, "sent_at")?,
         delivering_since: get_ts_opt(row, "delivering_since")?,
+        dead_at: get_ts_opt(row, "dead_at")?,
+        last_error: get(row, "last_error")?,
+        notice_of: get(row, "notice_of")?,
     })
 }
 
@@ -962,7 +971,7 @@ async fn create(
 ) -> Result<(), Fast> {
     sqlx::query(
         "INSERT INTO runs (id, runbook, cycle, content_hash, git_commit, snapshot, state, \
-         started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         started_at, finished_at, rerun_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&run.id)
     .bind(&run.runbook)
@@ -973,6 +982,7 @@ async fn create(
     .bind(run_state_str(run.state))
     .bind(ts(run.started_at))
     .bind(ts_opt(run.finished_at))
+    .bind(&run.rerun)
     .execute(&mut *conn)
     .await
     .map_err(|e| match &run.cycle {
@@ -1151,8 +1161,8 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<EmailRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {EMAIL_COLUMNS} FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, id LIMIT $2"
+            "SELECT {EMAIL_COLUMNS} FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL \
+             AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
         ))
         .bind(ts(now))
         .bind(i64::from(limit))
@@ -1191,21 +1201,30 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn email_attempted(
-        &self,
-        id: i64,
-        sent_at: Option<DateTime<Utc>>,
-        next_attempt_at: DateTime<Utc>,
-        event: NewEvent,
-    ) -> Result<(), StoreError> {
+    async fn email_attempted(&self, id: i64, attempt: EmailAttempt) -> Result<(), StoreError> {
+        let (sent, next, dead, error, event, notice) = match attempt {
+            EmailAttempt::Sent { at, event } => (Some(at), at, None, None, Some(event), None),
+            EmailAttempt::Failed { next, error, event } => {
+                (None, next, None, Some(error), event, None)
+            }
+            EmailAttempt::Dead {
+                at,
+                error,
+                event,
+                notice,
+            } => (None, at, Some(at), Some(error), Some(event), notice),
+        };
         self.write(|conn, chain| {
             Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE outbox SET attempts = attempts + 1, sent_at = $1, next_attempt_at = $2, \
-                     claimed_by = NULL, claimed_until = NULL, delivering_since = NULL WHERE id = $3",
+                     dead_at = $3, last_error = COALESCE($4, last_error), claimed_by = NULL, \
+                     claimed_until = NULL, delivering_since = NULL WHERE id = $5",
                 )
-                .bind(ts_opt(sent_at))
-                .bind(ts(next_attempt_at))
+                .bind(ts_opt(sent))
+                .bind(ts(next))
+                .bind(ts_opt(dead))
+                .bind(&error)
                 .bind(id)
                 .execute(&mut *conn)
                 .await
@@ -1213,10 +1232,81 @@ impl Store for PostgresStore {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Database(format!("no outbox email {id}")));
                 }
-                chain.append(conn, &event).await
+                if let Some(at) = sent {
+                    // The server answers again: rows waiting for a retry come due now.
+                    sqlx::query(
+                        "UPDATE outbox SET next_attempt_at = $1 WHERE sent_at IS NULL \
+                         AND dead_at IS NULL AND attempts > 0 AND next_attempt_at > $1",
+                    )
+                    .bind(ts(at))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("bringing waiting emails forward"))?;
+                }
+                if let Some(notice) = &notice {
+                    let to = serde_json::to_string(&notice.to).expect("strings serialize");
+                    sqlx::query(
+                        "INSERT INTO outbox (run_id, recipients, subject, body, html, created_at, \
+                         next_attempt_at, notice_of) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+                    )
+                    .bind(&notice.run_id)
+                    .bind(to)
+                    .bind(&notice.subject)
+                    .bind(&notice.body)
+                    .bind(&notice.html)
+                    .bind(ts(notice.created_at))
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("queueing a dead-letter notice"))?;
+                }
+                match &event {
+                    Some(event) => chain.append(conn, event).await,
+                    None => Ok(()),
+                }
             })
         })
         .await
+    }
+
+    async fn outbox_figures(&self, now: DateTime<Utc>) -> Result<OutboxFigures, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FILTER (WHERE sent_at IS NULL AND dead_at IS NULL) AS depth, \
+             COUNT(*) FILTER (WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1) \
+             AS due, COUNT(*) FILTER (WHERE dead_at IS NOT NULL) AS dead FROM outbox",
+        )
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("counting the outbox"))?;
+        let count = |column| get::<i64>(&row, column).map(|n| n.max(0) as u64);
+        Ok(OutboxFigures {
+            depth: count("depth")?,
+            due: count("due")?,
+            dead: count("dead")?,
+        })
+    }
+
+    async fn unfinished_versions(&self) -> Result<Vec<(RunId, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, content_hash FROM runs WHERE state = 'running'")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading unfinished runs"))?;
+        rows.iter()
+            .map(|row| Ok((get(row, "id")?, get(row, "content_hash")?)))
+            .collect()
+    }
+
+    async fn events_by_action(&self, actions: &[&str]) -> Result<Vec<EventRow>, StoreError> {
+        let actions: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE action = ANY($1) ORDER BY seq"
+        ))
+        .bind(actions)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading events"))?;
+        rows.iter().map(event_from).collect()
     }
 
     async fn try_acquire_lease(
@@ -1431,7 +1521,8 @@ impl Store for PostgresStore {
             .collect::<Vec<_>>()
             .join(", ");
         let rows = sqlx::query(&format!(
-            "WITH c AS (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $5 \
+            "WITH c AS (SELECT id FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL \
+             AND next_attempt_at <= $5 \
              AND (claimed_until IS NULL OR claimed_until <= $3) \
              ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              UPDATE outbox SET claimed_by = $1, claimed_until = $2 FROM c \

@@ -34,9 +34,9 @@ use super::codec::{
     json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
 };
 use super::{
-    ChainHead, Change, ClaimScope, DecisionRow, EmailRow, EventFilter, EventRow, Fence,
-    NewDecision, NewEmail, NewEvent, RunClaim, RunRow, RunState, StepRow, StepState, Store,
-    StoreError, fences, lease_end,
+    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventRow,
+    Fence, NewDecision, NewEmail, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState,
+    StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -63,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "delivering",
         include_str!("../../migrations/sqlite/0004_delivering.sql"),
+    ),
+    (
+        5,
+        "lasting",
+        include_str!("../../migrations/sqlite/0005_lasting.sql"),
     ),
 ];
 
@@ -288,8 +293,8 @@ where
         .map_err(|e| StoreError::Database(format!("reading column `{column}`: {e}")))
 }
 
-const RUN_COLUMNS: &str =
-    "id, runbook, cycle, content_hash, git_commit, snapshot, state, started_at, finished_at";
+const RUN_COLUMNS: &str = "id, runbook, cycle, content_hash, git_commit, snapshot, state, started_at, finished_at, \
+     rerun_reason";
 
 fn run_from(row: &SqliteRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -302,6 +307,7 @@ fn run_from(row: &SqliteRow) -> Result<RunRow, StoreError> {
         state: parse_run_state(&get::<String>(row, "state")?)?,
         started_at: parse_ts(&get::<String>(row, "started_at")?)?,
         finished_at: parse_ts_opt(get(row, "finished_at")?)?,
+        rerun: get(row, "rerun_reason")?,
     })
 }
 
@@ -342,7 +348,7 @@ fn event_from(row: &SqliteRow) -> Result<EventRow, StoreError> {
 }
 
 const EMAIL_COLUMNS: &str = "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at, \
-     delivering_since";
+     delivering_since, dead_at, last_error, notice_of";
 
 fn email_from(row: &SqliteRow) -> Result<EmailRow, StoreError> {
     let to: Vec<String> = serde_json::from_str(&get::<String>(row, "recipients")?)
@@ -363,6 +369,9 @@ fn email_from(row: &SqliteRow) -> Result<EmailRow, StoreError> {
         next_attempt_at: parse_ts(&get::<String>(row, "next_attempt_at")?)?,
         sent_at: parse_ts_opt(get(row, "sent_at")?)?,
         delivering_since: parse_ts_opt(get(row, "delivering_since")?)?,
+        dead_at: parse_ts_opt(get(row, "dead_at")?)?,
+        last_error: get(row, "last_error")?,
+        notice_of: get(row, "notice_of")?,
     })
 }
 
@@ -953,8 +962,10 @@ async fn create(
     event: &NewEvent,
     fast: bool,
 ) -> Result<(), Fast> {
-    if let Some(cycle) = &run.cycle {
-        let existing = sqlx::query("SELECT 1 FROM runs WHERE runbook = ? AND cycle = ?")
+    if let (Some(cycle), None) = (&run.cycle, &run.rerun) {
+        let existing = sqlx::query(
+            "SELECT 1 FROM runs WHERE runbook = ? AND cycle = ? AND rerun_reason IS NULL",
+        )
             .bind(&run.runbook)
             .bind(cycle)
             .fetch_optional(&mut *conn)
@@ -970,7 +981,7 @@ async fn create(
     }
     sqlx::query(
         "INSERT INTO runs (id, runbook, cycle, content_hash, git_commit, snapshot, state, \
-         started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         started_at, finished_at, rerun_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&run.id)
     .bind(&run.runbook)
@@ -981,6 +992,7 @@ async fn create(
     .bind(run_state_str(run.state))
     .bind(ts(run.started_at))
     .bind(ts_opt(run.finished_at))
+    .bind(&run.rerun)
     .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::Database(format!("creating run {}: {e}", run.id)))?;
@@ -1152,8 +1164,8 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<EmailRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {EMAIL_COLUMNS} FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ? \
-             ORDER BY next_attempt_at, id LIMIT ?"
+            "SELECT {EMAIL_COLUMNS} FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL \
+             AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
         ))
         .bind(ts(now))
         .bind(i64::from(limit))
@@ -1197,21 +1209,27 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn email_attempted(
-        &self,
-        id: i64,
-        sent_at: Option<DateTime<Utc>>,
-        next_attempt_at: DateTime<Utc>,
-        event: NewEvent,
-    ) -> Result<(), StoreError> {
+    async fn email_attempted(&self, id: i64, attempt: EmailAttempt) -> Result<(), StoreError> {
         self.write(|conn| {
             Box::pin(async move {
+                let (sent, next, dead, error, event, notice) = match &attempt {
+                    EmailAttempt::Sent { at, event } => (Some(*at), *at, None, None, Some(event), None),
+                    EmailAttempt::Failed { next, error, event } => {
+                        (None, *next, None, Some(error), event.as_ref(), None)
+                    }
+                    EmailAttempt::Dead { at, error, event, notice } => {
+                        (None, *at, Some(*at), Some(error), Some(event), notice.as_ref())
+                    }
+                };
                 let done = sqlx::query(
                     "UPDATE outbox SET attempts = attempts + 1, sent_at = ?, next_attempt_at = ?, \
-                     claimed_by = NULL, claimed_until = NULL, delivering_since = NULL WHERE id = ?",
+                     dead_at = ?, last_error = COALESCE(?, last_error), claimed_by = NULL, \
+                     claimed_until = NULL, delivering_since = NULL WHERE id = ?",
                 )
-                .bind(ts_opt(sent_at))
-                .bind(ts(next_attempt_at))
+                .bind(ts_opt(sent))
+                .bind(ts(next))
+                .bind(ts_opt(dead))
+                .bind(error)
                 .bind(id)
                 .execute(&mut *conn)
                 .await
@@ -1219,12 +1237,79 @@ impl Store for SqliteStore {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Database(format!("no outbox email {id}")));
                 }
+                if let Some(at) = sent {
+                    // The server answers again: rows waiting for a retry come due now.
+                    sqlx::query(
+                        "UPDATE outbox SET next_attempt_at = ? WHERE sent_at IS NULL \
+                         AND dead_at IS NULL AND attempts > 0 AND next_attempt_at > ?",
+                    )
+                    .bind(ts(at))
+                    .bind(ts(at))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("bringing waiting emails forward"))?;
+                }
+                if let Some(notice) = notice {
+                    insert_email(conn, notice).await?;
+                    sqlx::query("UPDATE outbox SET notice_of = ? WHERE id = last_insert_rowid()")
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db("marking a dead-letter notice"))?;
+                }
+                let Some(event) = event else {
+                    return Ok(());
+                };
                 let mut chain = Chain::load(conn).await?;
-                chain.append(conn, &event).await?;
+                chain.append(conn, event).await?;
                 chain.save(conn).await
             })
         })
         .await
+    }
+
+    async fn outbox_figures(&self, now: DateTime<Utc>) -> Result<OutboxFigures, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FILTER (WHERE sent_at IS NULL AND dead_at IS NULL) AS depth, \
+             COUNT(*) FILTER (WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ?) \
+             AS due, COUNT(*) FILTER (WHERE dead_at IS NOT NULL) AS dead FROM outbox",
+        )
+        .bind(ts(now))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db("counting the outbox"))?;
+        let count = |column| get::<i64>(&row, column).map(|n| n.max(0) as u64);
+        Ok(OutboxFigures {
+            depth: count("depth")?,
+            due: count("due")?,
+            dead: count("dead")?,
+        })
+    }
+
+    async fn unfinished_versions(&self) -> Result<Vec<(RunId, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, content_hash FROM runs WHERE state = 'running'")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading unfinished runs"))?;
+        rows.iter()
+            .map(|row| Ok((get(row, "id")?, get(row, "content_hash")?)))
+            .collect()
+    }
+
+    async fn events_by_action(&self, actions: &[&str]) -> Result<Vec<EventRow>, StoreError> {
+        let marks = vec!["?"; actions.len()].join(", ");
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE action IN ({marks}) ORDER BY seq"
+        );
+        let mut query = sqlx::query(&sql);
+        for action in actions {
+            query = query.bind(*action);
+        }
+        let rows = query
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading events"))?;
+        rows.iter().map(event_from).collect()
     }
 
     async fn try_acquire_lease(
@@ -1485,7 +1570,7 @@ impl Store for SqliteStore {
         let holder = holder.to_string();
         let sql = format!(
             "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2 WHERE id IN \
-             (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?5 \
+             (SELECT id FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ?5 \
              AND (claimed_until IS NULL OR claimed_until <= ?3) \
              ORDER BY next_attempt_at, id LIMIT ?4) RETURNING {EMAIL_COLUMNS}"
         );

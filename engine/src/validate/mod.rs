@@ -66,6 +66,8 @@ pub struct CheckedRunbook {
     pub schedule: crate::calendar::Schedule,
     /// The notification templates: `notify.templates` over the built-in ones.
     pub notifications: crate::notification::Templates,
+    /// The texts it was checked from: what a run stores and is rebuilt from.
+    pub version: std::sync::Arc<crate::version::Version>,
 }
 
 /// Everything a check needs to know about the runbook under test.
@@ -108,17 +110,21 @@ impl Ctx<'_> {
 /// Files a runbook refers to (inventory, template files, notification templates), resolved
 /// against its folder, so the caller can read them into [`Sources`] before checking.
 pub fn references(runbook: &Runbook, dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = runbook
-        .inventory
+    reference_names(runbook)
         .iter()
-        .map(|i| dir.join(&i.value))
-        .collect();
+        .map(|name| dir.join(name))
+        .collect()
+}
+
+/// Files a runbook refers to, as it names them (relative to its folder).
+pub fn reference_names(runbook: &Runbook) -> Vec<String> {
+    let mut out: Vec<String> = runbook.inventory.iter().map(|i| i.value.clone()).collect();
     out.extend(
         templates::template_files(runbook)
             .into_iter()
-            .map(|(p, _)| dir.join(p)),
+            .map(|(p, _)| p),
     );
-    out.extend(notify::files(runbook).into_iter().map(|p| dir.join(p)));
+    out.extend(notify::files(runbook).into_iter().map(str::to_string));
     out
 }
 
@@ -160,7 +166,10 @@ pub fn check(
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
     }
+    let names = reference_names(runbook);
+    let version = crate::version::Version::from_sources(&loaded.file, dir, &names, sources);
     let checked = compiled.map(|(tz, times, schedule)| CheckedRunbook {
+        version: std::sync::Arc::new(version),
         file: loaded.file.clone(),
         dir: dir.to_path_buf(),
         runbook: runbook.clone(),

@@ -7,7 +7,7 @@
 //! | `GET /runbooks` | loaded runbooks: name, description, timezone, params, next cycles |
 //! | `GET /runs?limit=N` | recent runs, newest first (default 50, at most 1000) |
 //! | `GET /runs/{id}` | a run, its step rows and its audit trail |
-//! | `POST /runs` | `{"runbook", "params": {..}, "cycle"?}` starts a run; 201 with the run |
+//! | `POST /runs` | `{"runbook", "params": {..}, "cycle"?, "rerun"?}` starts a run; 201 with the run |
 //! | `POST /runs/{id}/cancel` | cancels a running run (its attempts in flight are stopped) |
 //! | `POST /runs/{id}/steps/{step}/resume` | `{"host"?, "decision": "retry"\|"skip"\|"abort"}` on an interrupted row |
 //! | `POST /runs/{id}/steps/{step}/decision` | `{"host"?, "choice", "comment"?}` on a row awaiting input |
@@ -177,6 +177,7 @@ pub fn run_json(run: &RunRow) -> Value {
         "content_hash": run.content_hash,
         "commit": run.commit,
         "params": run.snapshot.get("params").cloned().unwrap_or_else(|| json!({})),
+        "rerun": run.rerun,
     })
 }
 
@@ -315,6 +316,9 @@ struct TriggerBody {
     params: serde_json::Map<String, Value>,
     #[serde(default)]
     cycle: Option<String>,
+    /// Why this run re-runs a cycle that had one already (audited): `rerun` with `cycle`.
+    #[serde(default)]
+    rerun: Option<String>,
 }
 
 async fn trigger<S: Store>(
@@ -361,8 +365,8 @@ async fn trigger<S: Store>(
         cycle,
         start: now,
         params,
-        runbook_text: loaded.text.clone(),
         actor: actor.clone(),
+        rerun: body.rerun,
     };
     match shared.engine.start(&checked, spec).await {
         Ok(run) => {
@@ -385,6 +389,9 @@ fn run_error(e: RunError) -> Response {
         | RunError::BadInputs { .. } => StatusCode::BAD_REQUEST,
         RunError::NoSuchRun(_) => StatusCode::NOT_FOUND,
         RunError::NotInterrupted(..)
+        | RunError::CycleTaken { .. }
+        | RunError::Rows(_)
+        | RunError::Version(_)
         | RunError::NotAwaitingInput { .. }
         | RunError::AlreadySettled { .. }
         | RunError::NotARecipient { .. }
@@ -700,7 +707,8 @@ pub fn openapi() -> Value {
                         "finished_at": { "type": ["string", "null"], "format": "date-time" },
                         "content_hash": { "type": "string" },
                         "commit": { "type": ["string", "null"] },
-                        "params": { "type": "object", "additionalProperties": { "type": "string" } }
+                        "params": { "type": "object", "additionalProperties": { "type": "string" } },
+                        "rerun": { "type": ["string", "null"] }
                     }
                 },
                 "RunEnvelope": { "type": "object", "properties": { "run": { "$ref": "#/components/schemas/Run" } } },
@@ -746,7 +754,8 @@ pub fn openapi() -> Value {
                     "properties": {
                         "runbook": { "type": "string", "examples": ["emergency-zero-day"] },
                         "params": { "type": "object", "additionalProperties": { "type": ["string", "number", "boolean"] } },
-                        "cycle": { "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" }
+                        "cycle": { "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" },
+                        "rerun": { "type": "string", "description": "why this run re-runs a cycle that has a run already (audited)" }
                     }
                 },
                 "Resume": {

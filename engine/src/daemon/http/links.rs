@@ -201,7 +201,7 @@ pub async fn decide<S: Store>(
         shared.mail.notify_one();
         let view = pages::DecidedView {
             runbook: target.view.run.runbook.clone(),
-            cycle: crate::run::cycle_of(&target.view.run, target.view.checked.tz).to_string(),
+            cycle: crate::run::cycle_shown(&target.view.run),
             step: claims.step.clone(),
             outcome: outcome(target.view.ask.purpose, &choice),
             actor: claims.recipient.clone(),
@@ -328,7 +328,7 @@ fn confirmation<S: Store>(shared: &Shared<S>, token: &str, target: Target) -> St
     let page = pages::ConfirmationView {
         purpose: claims.purpose,
         runbook: run.runbook.clone(),
-        cycle: crate::run::cycle_of(run, checked.tz).to_string(),
+        cycle: crate::run::cycle_shown(run),
         step: claims.step.clone(),
         step_description: checked
             .runbook

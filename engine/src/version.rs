@@ -1,0 +1,164 @@
+//! A runbook version: the runbook's text and the text of every file it read (its inventory, the
+//! template files of its `email` and `report` steps, its notification templates), as one value
+//! that can be stored and checked again without the disk.
+//!
+//! Validation makes one for every runbook it passes ([`crate::validate::CheckedRunbook::version`]).
+//! A run stores the version it started with in its snapshot (`runs.snapshot`), and every path
+//! that drives, decides, expires, resumes or shows the run rebuilds its `CheckedRunbook` from
+//! it ([`Version::check`]): an edit, a deleted file, a restart or another daemon cannot change
+//! what a started run does. Template files are read from the version too (the connectors get
+//! [`Version::resolved_files`]).
+//!
+//! The version's hash ([`Version::hash`], the run's `content_hash`) covers the runbook's text
+//! and every file with the name the runbook gives it; not where the folder is, so the same
+//! runbook read by two daemons (or by `patchday resume`) has the same hash.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::runbook::load_runbook;
+use crate::validate::{CheckedRunbook, Sources};
+
+/// One version of a runbook and the files it read, as read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The runbook file as it was named when read (`runbooks/monthly.yaml`).
+    pub file: String,
+    /// The folder the runbook's relative paths start from (as the reader named it).
+    pub dir: PathBuf,
+    /// The runbook's text.
+    pub text: String,
+    /// The files the runbook refers to, by the path it names them with (relative to `dir`).
+    pub files: BTreeMap<String, String>,
+}
+
+/// Why a stored version cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    /// The run's snapshot holds no version (or not one this build can read).
+    #[error("run {run}: its snapshot holds no runbook version ({why})")]
+    Missing { run: String, why: String },
+    /// The stored version does not pass this build's validation.
+    #[error("the stored version of runbook `{file}` does not validate: {errors}")]
+    Invalid { file: String, errors: String },
+}
+
+impl Version {
+    /// The version `runbook` (loaded from `file`) was checked from: its text and every file
+    /// it names that `sources` holds.
+    pub fn from_sources(file: &str, dir: &Path, names: &[String], sources: &Sources) -> Version {
+        let text = match sources.get(Path::new(file)) {
+            Some(Ok(text)) => text.clone(),
+            _ => String::new(),
+        };
+        let files = names
+            .iter()
+            .filter_map(|name| match sources.get(&dir.join(name)) {
+                Some(Ok(text)) => Some((name.clone(), text.clone())),
+                _ => None,
+            })
+            .collect();
+        Version {
+            file: file.to_string(),
+            dir: dir.to_path_buf(),
+            text,
+            files,
+        }
+    }
+
+    /// SHA-256 (hex) over the runbook's text and each file's name and text, length-prefixed.
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            digest.update((bytes.len() as u64).to_be_bytes());
+            digest.update(bytes);
+        };
+        field(b"patchday runbook version 1");
+        field(self.text.as_bytes());
+        for (name, text) in &self.files {
+            field(name.as_bytes());
+            field(text.as_bytes());
+        }
+        let out = digest.finalize();
+        out.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The files by the path the connectors resolve (`dir` joined with each name).
+    pub fn resolved_files(&self) -> BTreeMap<PathBuf, String> {
+        self.files
+            .iter()
+            .map(|(name, text)| (self.dir.join(name), text.clone()))
+            .collect()
+    }
+
+    /// Loads and checks the version again, from its own texts only (no I/O).
+    pub fn check(&self) -> Result<CheckedRunbook, VersionError> {
+        let mut sources = Sources::default();
+        sources.insert(PathBuf::from(&self.file), Ok(self.text.clone()));
+        for (path, text) in self.resolved_files() {
+            sources.insert(path, Ok(text));
+        }
+        let loaded = load_runbook(&self.file, &self.text);
+        let (checked, diagnostics) = crate::validate::check(&loaded, &self.dir, &sources);
+        checked.ok_or_else(|| VersionError::Invalid {
+            file: self.file.clone(),
+            errors: diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| d.render(None).trim_end().to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUNBOOK: &str = "name: v\ninventory: hosts.yaml\nsteps:\n  a:\n    uses: noop\n    for_each: { group: web }\n";
+    const HOSTS: &str = "hosts:\n  h1: { address: 10.0.0.1 }\ngroups:\n  web: [h1]\n";
+
+    fn checked(dir: &str, hosts: &str) -> CheckedRunbook {
+        let mut sources = Sources::default();
+        let file = format!("{dir}/v.yaml");
+        sources.insert(PathBuf::from(&file), Ok(RUNBOOK.into()));
+        sources.insert(Path::new(dir).join("hosts.yaml"), Ok(hosts.into()));
+        let (checked, diags) =
+            crate::validate::check(&load_runbook(&file, RUNBOOK), Path::new(dir), &sources);
+        checked.unwrap_or_else(|| panic!("{diags:#?}"))
+    }
+
+    #[test]
+    fn a_version_holds_the_files_it_read_and_checks_again_without_them() {
+        let checked = checked("/nowhere", HOSTS);
+        let version = &checked.version;
+        assert_eq!(version.files.keys().collect::<Vec<_>>(), ["hosts.yaml"]);
+        let again = version.check().unwrap();
+        assert_eq!(again.version.hash(), version.hash());
+        assert!(again.inventory.unwrap().hosts.contains_key("h1"));
+    }
+
+    #[test]
+    fn the_hash_covers_every_file_but_not_where_the_folder_is() {
+        let here = checked("/a", HOSTS);
+        let there = checked("/b", HOSTS);
+        assert_eq!(here.version.hash(), there.version.hash());
+        let more = HOSTS.replace("[h1]", "[h1, h2]").replace(
+            "h1: { address: 10.0.0.1 }",
+            "h1: { address: 10.0.0.1 }\n  h2: { address: 10.0.0.2 }",
+        );
+        assert_ne!(checked("/a", &more).version.hash(), here.version.hash());
+    }
+
+    #[test]
+    fn a_version_that_no_longer_validates_is_a_typed_error() {
+        let mut version = (*checked("/a", HOSTS).version).clone();
+        version.files.clear();
+        let err = version.check().unwrap_err();
+        assert!(err.to_string().contains("hosts.yaml"), "{err}");
+    }
+}
