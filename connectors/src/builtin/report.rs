@@ -101,7 +101,7 @@ pub struct OverdueStep {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CycleReport {
     pub runbook: String,
-    /// "2026-12".
+    /// "2026-12"; empty for a manual run, which has no cycle.
     pub cycle: String,
     pub patch_tuesday: NaiveDate,
     pub generated_at: DateTime<FixedOffset>,
@@ -114,6 +114,16 @@ pub struct CycleReport {
     pub approvals: Vec<ApprovalRecord>,
     #[serde(default)]
     pub overdue: Vec<OverdueStep>,
+}
+
+impl CycleReport {
+    /// "monthly 2026-12", or the runbook alone for a manual run.
+    pub fn label(&self) -> String {
+        match self.cycle.as_str() {
+            "" => self.runbook.clone(),
+            cycle => format!("{} {cycle}", self.runbook),
+        }
+    }
 }
 
 /// Counts of hosts by their overall status.
@@ -433,7 +443,7 @@ fn write(path: &Path, content: &str) -> Result<(), ConnectorError> {
 }
 
 fn attachments(report: &CycleReport, rendered: &RenderedReport) -> Vec<Attachment> {
-    let stem = format!("patch-report-{}-{}", report.runbook, report.cycle);
+    let stem = format!("patch-report-{}", report.label()).replace(' ', "-");
     let mut out = Vec::new();
     if let Some(md) = &rendered.markdown {
         out.push(Attachment {
@@ -455,8 +465,13 @@ fn attachments(report: &CycleReport, rendered: &RenderedReport) -> Vec<Attachmen
 fn summary_line(report: &CycleReport) -> String {
     let t = report.totals();
     format!(
-        "Patch report for {} {}: {} hosts, {} patched, {} failed, {} excepted, {} skipped. The full report is attached.\n",
-        report.runbook, report.cycle, t.hosts, t.patched, t.failed, t.excepted, t.skipped
+        "Patch report for {}: {} hosts, {} patched, {} failed, {} excepted, {} skipped. The full report is attached.\n",
+        report.label(),
+        t.hosts,
+        t.patched,
+        t.failed,
+        t.excepted,
+        t.skipped
     )
 }
 
@@ -492,7 +507,7 @@ async fn execute(inputs: serde_json::Value, ctx: &Context) -> Result<Outputs, Co
             .map_err(ConnectorError::Fatal)?;
         let message = OutgoingEmail {
             to: recipients.clone(),
-            subject: format!("Patch report: {} {}", report.runbook, report.cycle),
+            subject: format!("Patch report: {}", report.label()),
             text: rendered
                 .markdown
                 .clone()

@@ -543,6 +543,7 @@ impl<'a, S: Store> Driver<'a, S> {
             let report = super::report::cycle_report(
                 self.checked,
                 &self.run.id,
+                &super::cycle_shown(&self.run),
                 &self.anchor,
                 self.rows.all(),
                 &self.decisions,

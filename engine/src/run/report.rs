@@ -16,6 +16,7 @@ use super::UNDO_PREFIX;
 pub fn cycle_report(
     checked: &CheckedRunbook,
     run_id: &str,
+    cycle: &str,
     anchor: &AnchorContext,
     rows: &[StepRow],
     decisions: &[DecisionRow],
@@ -30,7 +31,7 @@ pub fn cycle_report(
         .collect();
     CycleReport {
         runbook: checked.runbook.name.value.clone(),
-        cycle: anchor.cycle.to_string(),
+        cycle: cycle.to_string(),
         patch_tuesday: crate::calendar::patch_tuesday(anchor.cycle),
         generated_at: local(now),
         run_id: Some(run_id.to_string()),

@@ -188,3 +188,75 @@ fn kind(checked: &CheckedRunbook, step: &str, host: &str) -> Result<Kind, RowsEr
     }
     Ok(Kind::Host)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::runbook::load_runbook;
+    use crate::store::StepState;
+    use crate::validate::{Sources, check};
+
+    const YAML: &str = "name: t\ninventory: hosts.yaml\nsteps:\n  a: { uses: noop, undo: { uses: noop } }\n  fan:\n    needs: [a]\n    uses: noop\n    for_each: { group: web }\n";
+    const HOSTS: &str = "hosts:\n  h1: { address: 10.0.0.1 }\ngroups:\n  web: [h1]\n";
+
+    fn checked() -> CheckedRunbook {
+        let mut sources = Sources::default();
+        sources.insert("t.yaml".into(), Ok(YAML.into()));
+        sources.insert(Path::new("").join("hosts.yaml"), Ok(HOSTS.into()));
+        check(&load_runbook("t.yaml", YAML), Path::new(""), &sources)
+            .0
+            .unwrap()
+    }
+
+    fn row(step: &str, host: &str) -> StepRow {
+        StepRow {
+            run_id: "r1".into(),
+            step: step.into(),
+            host: host.into(),
+            state: StepState::Pending,
+            attempt: 0,
+            not_before: None,
+            started_at: None,
+            finished_at: None,
+            outputs: serde_json::json!({}),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn rows_are_found_by_step_and_host_whatever_their_order() {
+        let checked = checked();
+        // Host and undo rows first, the steps' own rows last: positions do not matter.
+        let rows = vec![row("fan", "h1"), row("undo:a", ""), row("fan", ""), row("a", "")];
+        let rows = RunRows::new(&checked, rows).unwrap();
+        assert_eq!(rows.step(0).step, "a");
+        assert_eq!(rows.step(1).step, "fan");
+        assert_eq!(rows.hosts("fan").map(|r| r.host.as_str()).collect::<Vec<_>>(), ["h1"]);
+        assert_eq!(rows.undo().count(), 1);
+        assert!(rows.get("fan", "h1").is_some() && rows.get("fan", "h2").is_none());
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_the_version_are_typed_errors() {
+        let checked = checked();
+        let own = || vec![row("a", ""), row("fan", "")];
+        let with = |extra: StepRow| {
+            let mut rows = own();
+            rows.push(extra);
+            RunRows::new(&checked, rows).unwrap_err()
+        };
+        assert!(matches!(with(row("gone", "")), RowsError::UnknownStep { .. }));
+        assert!(matches!(with(row("a", "h1")), RowsError::NotAFanOut { .. }));
+        assert!(matches!(with(row("undo:fan", "")), RowsError::NoUndo { .. }));
+        assert!(matches!(with(row("a", "")), RowsError::Duplicate { .. }));
+        let missing = RunRows::new(&checked, vec![row("a", "")]).unwrap_err();
+        assert_eq!(missing, RowsError::MissingStep("fan".into()));
+        // Rows added later follow the same rules.
+        let mut rows = RunRows::new(&checked, own()).unwrap();
+        rows.put(&checked, row("fan", "h9")).unwrap();
+        assert!(rows.put(&checked, row("nope", "")).is_err());
+        assert!(matches!(rows.row("fan", "h8"), Err(RowsError::NoRow { .. })));
+    }
+}

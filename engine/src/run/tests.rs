@@ -933,3 +933,127 @@ async fn a_driver_that_lost_its_claim_writes_nothing() {
         .unwrap();
     assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
 }
+
+// --- a run bound to its version; stored data that does not fit it -------------------------
+
+/// The run stores the version it started with (text and every file it read), and the version
+/// rebuilt from the stored run is the same, to the hash.
+#[tokio::test]
+async fn a_run_stores_its_version_and_it_rebuilds_without_the_files() {
+    let yaml = "name: t\ninventory: hosts.yaml\nsteps:\n  a:\n    uses: noop\n    for_each: { group: web }\n";
+    let checked = checked(yaml);
+    let engine = engine(t("2026-12-01T00:00:00Z")).await;
+    let run = engine.start(&checked, spec()).await.unwrap();
+    assert_eq!(run.content_hash, checked.version.hash());
+    let stored = engine.store.run("r1").await.unwrap().unwrap();
+    let version = version_of(&stored).unwrap();
+    assert_eq!(version, *checked.version);
+    assert!(version.files.contains_key("hosts.yaml"));
+    let rebuilt = version.check().unwrap();
+    assert_eq!(rebuilt.version.hash(), stored.content_hash);
+    let outcome = engine
+        .drive(&rebuilt, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Succeeded));
+    // The excepted host is skipped, the five others ran: the inventory the run read.
+    let rows = engine.store.steps("r1").await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.host.starts_with('h')).count(), 5);
+}
+
+/// A run started before versions were stored holds its runbook's text only: that is its
+/// version (with no other file).
+#[test]
+fn a_legacy_snapshot_is_the_runbook_text_alone() {
+    let run = RunRow {
+        id: "old".into(),
+        runbook: "t".into(),
+        cycle: None,
+        content_hash: sha256_hex(b"name: t\nsteps:\n  a: { uses: noop }\n"),
+        commit: None,
+        snapshot: json!({ "start": "2026-12-01T00:00:00Z", "params": {}, "runbook": "name: t\nsteps:\n  a: { uses: noop }\n" }),
+        state: RunState::Running,
+        started_at: t("2026-12-01T00:00:00Z"),
+        finished_at: None,
+        rerun: None,
+    };
+    let version = version_of(&run).unwrap();
+    assert!(version.files.is_empty());
+    assert_eq!(version.check().unwrap().runbook.name.value, "t");
+    let empty = RunRow {
+        snapshot: json!({}),
+        ..run
+    };
+    assert!(matches!(version_of(&empty), Err(VersionError::Missing { .. })));
+}
+
+/// The reported bug: a step added to the runbook before its run is driven again. Driven with
+/// a version whose steps the stored rows do not fit, the run is failed with the reason, a
+/// `run.failed` event and an email to the committee (whatever `notify.on` says), instead of
+/// an index panic and a run left `running` forever.
+#[tokio::test]
+async fn rows_that_do_not_fit_the_version_fail_the_run_with_a_reason() {
+    let started = "name: t\nroles:\n  committee: [c@example.com]\nsteps:\n  a: { uses: noop }\n  b: { uses: noop, needs: [a] }\n";
+    let edited = "name: t\nroles:\n  committee: [c@example.com]\nsteps:\n  new: { uses: noop }\n  a: { uses: noop, needs: [new] }\n  b: { uses: noop, needs: [a] }\n";
+    let engine = engine(t("2026-12-01T00:00:00Z")).await;
+    engine.start(&checked(started), spec()).await.unwrap();
+    let outcome = engine
+        .drive(&checked(edited), "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Failed));
+    let failed = events_named(&engine, "run.failed").await;
+    assert_eq!(failed.len(), 1);
+    let reason = failed[0].details["reason"].as_str().unwrap();
+    assert!(reason.contains("no row for step `new`"), "{reason}");
+    let rows = engine.store.steps("r1").await.unwrap();
+    assert!(rows.iter().all(|r| r.state == StepState::Cancelled), "{rows:#?}");
+    let mail = outbox(&engine).await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    assert_eq!(mail[0].email.to, ["c@example.com"]);
+    assert!(mail[0].email.subject.ends_with("run failed"), "{}", mail[0].email.subject);
+    assert!(mail[0].email.body.contains("no row for step `new`"));
+}
+
+/// Two runs started in the same second get different ids (64 random bits).
+#[test]
+fn run_ids_of_one_second_differ() {
+    let now = t("2026-12-01T00:00:00Z");
+    let ids: std::collections::BTreeSet<String> =
+        (0..1000).map(|_| new_run_id("emergency", now)).collect();
+    assert_eq!(ids.len(), 1000);
+    let id = ids.iter().next().unwrap();
+    let suffix = id.strip_prefix("emergency-20261201T000000-").unwrap();
+    assert_eq!(suffix.len(), 16, "{id}");
+    assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+}
+
+/// A connector that panics (a bug in it): the attempt fails with a fatal error and the
+/// driver goes on; nothing is lost or left running.
+#[tokio::test]
+async fn a_panicking_connector_fails_its_attempt_not_the_engine() {
+    struct Panics;
+    impl Connector for Panics {
+        fn spec(&self) -> &'static patchday_connectors::catalog::ConnectorSpec {
+            patchday_connectors::catalog::lookup("noop").unwrap()
+        }
+        fn dry_run(&self, _: &Value, _: &Context) -> Result<String, ConnectorError> {
+            Ok(String::new())
+        }
+        fn execute<'a>(
+            &'a self,
+            _: Value,
+            _: &'a Context,
+        ) -> patchday_connectors::runtime::BoxFuture<'a, Result<Outputs, ConnectorError>> {
+            Box::pin(async { panic!("a bug in the connector") })
+        }
+    }
+    let ctx = Context::new("r1", "a");
+    let result = driver::guarded_attempt(Arc::new(Panics), json!({}), ctx, None).await;
+    match result {
+        Err(ConnectorError::Fatal(message)) => {
+            assert!(message.contains("a bug in the connector"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -176,20 +176,14 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
         "{readable}"
     );
 
-    let asks = hosts.await_mail_where("asking for the security decision", 1, |s| {
-        s.starts_with("[patchday] Approve emergency-local ") && s.ends_with(": security-decision")
-    });
+    // A triggered run is a manual run, not a cycle: its emails and pages name none.
+    let asks = hosts.await_mail(
+        "[patchday] Approve emergency-local: security-decision",
+        1,
+    );
     assert_eq!(asks.len(), 1);
     let ask = &asks[0];
     assert_eq!(ask["rcpt_tos"], json!(["security-officer@example.com"]));
-    // The run has no cycle of its own: it belongs to the month it started in.
-    let subject = ask["subject"].as_str().unwrap();
-    let cycle = subject["[patchday] Approve emergency-local ".len()..]
-        .split(':')
-        .next()
-        .unwrap()
-        .to_string();
-    assert_eq!(cycle.len(), 7, "{subject}");
 
     // The change was opened in the demo's change API, and the ask names it.
     let changes = hosts.changes();
@@ -217,7 +211,7 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
     // ---- The security officer opens the link in a browser and clicks patch-now ------------
     let browser = browser.join().expect("chromium and chromedriver start");
     browser.navigate(&link);
-    let title = format!("Approve patch cycle {cycle} of emergency-local?");
+    let title = "Approve a manual run of emergency-local?".to_string();
     assert_eq!(browser.title(), format!("{title} · patchday"));
     assert_eq!(browser.text(&browser.find("h1")), title);
     assert_eq!(
@@ -232,7 +226,7 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
     // The click may return before the next page is there: wait for its title.
     let decided = poll("the decided page", LIMIT, || {
         let title = browser.title();
-        (!title.starts_with("Approve patch cycle")).then_some(title)
+        (!title.starts_with("Approve a manual run")).then_some(title)
     });
     assert_eq!(
         decided,
@@ -246,21 +240,15 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
     browser.click(&browser.find("main a[href^=\"/runs/\"]"));
     let on_run_page = poll("the run page", LIMIT, || {
         let title = browser.title();
-        title.starts_with("Run ").then_some(title)
+        title.starts_with("Manual run ").then_some(title)
     });
-    assert_eq!(
-        on_run_page,
-        format!("Run {cycle} of emergency-local · patchday")
-    );
+    assert_eq!(on_run_page, "Manual run of emergency-local · patchday");
     assert_eq!(browser.current_url(), format!("{dashboard}/runs/{run}"));
 
     // Day 2 in seconds: the test server, production in waves, the checks, the change closed,
     // the report; then the review task for the coordinator.
-    let report = hosts.await_mail(&format!("Patch report: emergency-local {cycle}"), 1);
-    let tasks = hosts.await_mail(
-        &format!("[patchday] Task emergency-local {cycle}: review-meeting"),
-        1,
-    );
+    let report = hosts.await_mail("Patch report: emergency-local", 1);
+    let tasks = hosts.await_mail("[patchday] Task emergency-local: review-meeting", 1);
     assert_eq!(
         tasks[0]["rcpt_tos"],
         json!(["patch-coordinator@example.com"])
@@ -356,10 +344,7 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
             && attached.iter().any(|f| f.ends_with(".html")),
         "{attached:?}"
     );
-    let finished = hosts.await_mail(
-        &format!("[patchday] emergency-local {cycle}: run succeeded"),
-        1,
-    );
+    let finished = hosts.await_mail("[patchday] emergency-local: run succeeded", 1);
     assert_eq!(finished[0]["rcpt_tos"], managers_and_coordinator);
 
     // The test server first, then production one node at a time, each once, over the demo sshd.

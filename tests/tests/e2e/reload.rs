@@ -217,8 +217,10 @@ fn the_daemon_follows_its_git_folder_and_keeps_the_last_good_runbook() {
     let fixed_commit = git(&upstream, &["rev-parse", "HEAD"]);
     let updated = serve.wait_for_event("runbook.updated", 1);
     assert_eq!(updated[0]["details"]["commit"], fixed_commit.as_str());
-    let loaded = serve.wait_for_event("runbook.loaded", 1);
-    assert_eq!(loaded[0]["details"]["runbook"], "pulled");
+    // (The first `runbook.loaded` is the start's: the audit log had no runbook yet.)
+    let loaded = serve.wait_for_event("runbook.loaded", 2);
+    assert_eq!(loaded[0]["details"]["runbook"], "reload-demo");
+    assert_eq!(loaded[1]["details"]["runbook"], "pulled");
     let run = serve.run_to_end("reload-demo");
     assert_eq!(run["run"]["state"], "succeeded", "{run:#}");
     assert_eq!(run["run"]["commit"], fixed_commit.as_str());
