@@ -898,6 +898,9 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
+mod lasting_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -563,4 +563,27 @@ mod tests {
         std::fs::write(dir.path().join("inventory.yaml"), "hosts: {}\n").unwrap();
         assert_ne!(runbooks.fingerprint(dir.path()), before);
     }
+
+    /// An inventory that is a FIFO (nobody writes to it) or a symlink to `/dev/zero`: the
+    /// reload returns at once with the runbook rejected and says why; nothing hangs, nothing
+    /// is read without end.
+    #[test]
+    fn a_fifo_or_a_device_in_place_of_a_file_is_rejected_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let runbook = "name: a\ninventory: hosts.yaml\nsteps:\n  s: { uses: noop, for_each: { group: all } }\n";
+        std::fs::write(dir.path().join("a.yaml"), runbook).unwrap();
+        let inventory = dir.path().join("hosts.yaml");
+        nix::unistd::mkfifo(&inventory, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        let loaded = load(dir.path());
+        assert!(loaded.by_name.is_empty());
+        let errors = loaded.rejected[0].errors.join("\n");
+        assert!(errors.contains("not a regular file"), "{errors}");
+        std::fs::remove_file(&inventory).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &inventory).unwrap();
+        let loaded = load(dir.path());
+        let errors = loaded.rejected[0].errors.join("\n");
+        assert!(errors.contains("not a regular file"), "{errors}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }
