@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod durability;
 mod first_run;
+mod lasting;
 mod multi;
 mod plan;
 mod reload;
