@@ -9,6 +9,7 @@ mod demo;
 mod durability;
 mod first_run;
 mod lasting;
+mod mailer;
 mod multi;
 mod plan;
 mod reload;
