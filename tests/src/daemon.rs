@@ -185,6 +185,36 @@ pub fn request_from(
     (status, head.to_string(), body.to_string())
 }
 
+/// One HTTP/1.1 request with a JSON body and a bearer token (the JSON API): (status, head,
+/// body).
+pub fn request_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    authorization: &str,
+    body: &serde_json::Value,
+) -> (u16, String, String) {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: {authorization}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_string(), body.to_string())
+}
+
 /// Whether `/metrics` shows `series` (e.g. `patchday_runs{state="running"}`) with `value`.
 pub fn metric_is(addr: &str, series: &str, value: u64) -> bool {
     get(addr, "/metrics")

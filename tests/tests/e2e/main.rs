@@ -15,4 +15,5 @@ mod plan;
 mod reload;
 mod runs;
 mod schema;
+mod soak;
 mod validate;
