@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use patchday_connectors::secrets::Secrets;
-use patchday_connectors::settings::{LibvirtSettings, Settings, SmtpSettings, SmtpTls, SshSettings};
+use patchday_connectors::settings::{
+    LibvirtSettings, Settings, SmtpSettings, SmtpTls, SshSettings,
+};
 use serde::Deserialize;
 
 use crate::calendar::{Blackout, parse_date};

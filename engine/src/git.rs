@@ -195,7 +195,10 @@ mod tests {
         std::fs::write(upstream.join("a.yaml"), "1\n").unwrap();
         sh(&upstream, &["add", "."]);
         sh(&upstream, &["commit", "-q", "-m", "1"]);
-        sh(dir.path(), &["clone", "-q", upstream.to_str().unwrap(), "clone"]);
+        sh(
+            dir.path(),
+            &["clone", "-q", upstream.to_str().unwrap(), "clone"],
+        );
         // The "remote" side of the fetch hangs (git runs it through the shell).
         let marker = format!("600.{}", std::process::id());
         let hang = format!("sleep {marker}; true");
@@ -207,15 +210,21 @@ mod tests {
         assert!(matches!(err, GitError::TimedOut(_)), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
         let left = || {
-            std::fs::read_dir("/proc").unwrap().filter_map(Result::ok).any(|e| {
-                std::fs::read(e.path().join("cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains(&marker))
-                    .unwrap_or(false)
-            })
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .filter_map(Result::ok)
+                .any(|e| {
+                    std::fs::read(e.path().join("cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+                        .unwrap_or(false)
+                })
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while left() {
-            assert!(std::time::Instant::now() < deadline, "the hung pull's processes live on");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hung pull's processes live on"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

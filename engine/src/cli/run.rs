@@ -241,9 +241,7 @@ fn engine_on(
     globals: &Globals,
     checked: &CheckedRunbook,
 ) -> anyhow::Result<Engine<AnyStore>> {
-    let connectors = config
-        .connectors()
-        .map_err(|e| UsageError(e.to_string()))?;
+    let connectors = config.connectors().map_err(|e| UsageError(e.to_string()))?;
     let mut engine = Engine::new(store, globals.clock.clone(), Mode::Live);
     engine.settings = Arc::new(connectors.settings);
     engine.secrets = Arc::new(connectors.secrets);

@@ -317,7 +317,10 @@ async fn resume_claimed<S: Store>(shared: &Arc<Shared<S>>, claim: RunClaim) {
             // The run's stored version cannot be rebuilt: the run cannot go on. Failed, under
             // this claim, and told to whoever the runbook in force names.
             tracing::error!("run {} cannot be resumed: {e}", run.id);
-            let current = shared.runbooks().get(&run.runbook).map(|l| l.checked.clone());
+            let current = shared
+                .runbooks()
+                .get(&run.runbook)
+                .map(|l| l.checked.clone());
             fail_under(shared, current.as_deref(), &run, &claim, &e.to_string()).await;
             return;
         }
@@ -368,7 +371,10 @@ async fn fail_under<S: Store>(
     }
     shared.mail.notify_one();
     let store = &engine.store;
-    if let Err(e) = store.release_run(&run.id, &shared.cluster.node, claim.epoch).await {
+    if let Err(e) = store
+        .release_run(&run.id, &shared.cluster.node, claim.epoch)
+        .await
+    {
         tracing::warn!("run {}: releasing the claim: {e}", run.id);
     }
 }
@@ -654,7 +660,10 @@ mod tests {
         // Not reaped yet: wait until the kernel has made it a zombie.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while process_lives(pid) {
-            assert!(std::time::Instant::now() < deadline, "never became a zombie");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never became a zombie"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());

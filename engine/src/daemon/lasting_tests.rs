@@ -83,13 +83,20 @@ async fn a_panic_in_a_run_task_is_caught_counted_and_fails_the_run() {
         }
     });
     let shared = daemon.shared.clone();
-    shared.engine.start(&checked, spec("r1", None)).await.unwrap();
+    shared
+        .engine
+        .start(&checked, spec("r1", None))
+        .await
+        .unwrap();
     shared.spawn_run(checked.clone(), "r1".into());
     until("the run to fail", || async {
         run_state(&shared, "r1").await == RunState::Failed
     })
     .await;
-    until("its task to end", || async { shared.active_runs().is_empty() }).await;
+    until("its task to end", || async {
+        shared.active_runs().is_empty()
+    })
+    .await;
     assert_eq!(shared.engine.panics(), 2, "once, driven again, twice");
     let events = shared
         .engine
@@ -118,7 +125,11 @@ async fn a_panic_in_a_run_task_is_caught_counted_and_fails_the_run() {
     assert!(metrics.contains("patchday_panics_total 2\n"), "{metrics}");
     // The daemon goes on: another run of a runbook without the bug finishes.
     let fine = testing::loaded("fine.yaml", "name: fine\nsteps:\n  a: { uses: noop }\n");
-    shared.engine.start(&fine.checked, spec("r2", None)).await.unwrap();
+    shared
+        .engine
+        .start(&fine.checked, spec("r2", None))
+        .await
+        .unwrap();
     shared.spawn_run(fine.checked.clone(), "r2".into());
     until("the other run to succeed", || async {
         run_state(&shared, "r2").await == RunState::Succeeded
@@ -133,7 +144,9 @@ async fn versions_in_memory_are_the_current_ones_and_those_of_unfinished_runs() 
     let version = |n: usize| {
         testing::loaded(
             "v.yaml",
-            &format!("name: v\nroles:\n  cab: [cab@example.com]\nsteps:\n  ask: {{ uses: approval, with: {{ approvers: cab }} }}\n  n{n}: {{ uses: noop, needs: [ask] }}\n"),
+            &format!(
+                "name: v\nroles:\n  cab: [cab@example.com]\nsteps:\n  ask: {{ uses: approval, with: {{ approvers: cab }} }}\n  n{n}: {{ uses: noop, needs: [ask] }}\n"
+            ),
         )
     };
     let clock = Arc::new(ManualClock::new(t("2026-12-08T10:00:00Z")));
@@ -261,7 +274,9 @@ async fn edits_made_while_no_daemon_ran_are_recorded_at_the_next_start() {
         async move {
             let runbooks = Runbooks::load(&folder, &[]).unwrap();
             let daemon = daemon(&url, runbooks.by_name.into_values().collect(), clock).await;
-            super::runbooks::record_initial(&daemon.shared).await.unwrap();
+            super::runbooks::record_initial(&daemon.shared)
+                .await
+                .unwrap();
             let store = &daemon.shared.engine.store;
             let events = store
                 .events_by_action(&["runbook.loaded", "runbook.updated", "runbook.removed"])

@@ -254,7 +254,13 @@ async fn undeliverable_notice<S: Store>(
             error: error.to_string(),
         },
     };
-    Some(rendered_email(&checked, &notification, to, Some(&run.id), now))
+    Some(rendered_email(
+        &checked,
+        &notification,
+        to,
+        Some(&run.id),
+        now,
+    ))
 }
 
 fn event(
@@ -292,12 +298,10 @@ async fn deliver(
             };
             send(settings, secrets, message).await
         }
-        Delivery::Folder(dir) => write_eml(dir, row, now)
-            .await
-            .map_err(|e| Undelivered {
-                message: e.to_string(),
-                permanent: false,
-            }),
+        Delivery::Folder(dir) => write_eml(dir, row, now).await.map_err(|e| Undelivered {
+            message: e.to_string(),
+            permanent: false,
+        }),
     }
 }
 

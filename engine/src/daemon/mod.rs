@@ -287,7 +287,12 @@ impl<S: Store> Shared<S> {
             Ok(unfinished) => {
                 let mut keep: std::collections::BTreeSet<String> =
                     unfinished.into_iter().map(|(_, hash)| hash).collect();
-                keep.extend(self.runbooks().by_name.values().map(|l| l.content_hash.clone()));
+                keep.extend(
+                    self.runbooks()
+                        .by_name
+                        .values()
+                        .map(|l| l.content_hash.clone()),
+                );
                 self.versions.prune(&keep);
             }
             Err(e) => tracing::warn!("pruning runbook versions: {e}"),
@@ -297,7 +302,12 @@ impl<S: Store> Shared<S> {
     /// The runbook versions in memory: in force, and of unfinished runs (distinct).
     pub fn versions_in_memory(&self) -> usize {
         let mut hashes = self.versions.hashes();
-        hashes.extend(self.runbooks().by_name.values().map(|l| l.content_hash.clone()));
+        hashes.extend(
+            self.runbooks()
+                .by_name
+                .values()
+                .map(|l| l.content_hash.clone()),
+        );
         hashes.len()
     }
 
@@ -357,7 +367,8 @@ impl<S: Store> Shared<S> {
                 let turn = token.child_token();
                 let task = {
                     let (shared, checked, id) = (shared.clone(), checked.clone(), id.clone());
-                    let (token, turn, by, claim) = (token.clone(), turn.clone(), by.clone(), claim.take());
+                    let (token, turn, by, claim) =
+                        (token.clone(), turn.clone(), by.clone(), claim.take());
                     let turn = async move {
                         // Claimed (several daemons): see cluster.rs.
                         cluster::drive_claimed(&shared, &checked, &id, &token, &turn, &by, claim)
@@ -370,7 +381,9 @@ impl<S: Store> Shared<S> {
                     Err(e) if e.is_panic() => {
                         turn.cancel();
                         panics += 1;
-                        shared.after_panic(&checked, &id, &panic_message(e), panics).await
+                        shared
+                            .after_panic(&checked, &id, &panic_message(e), panics)
+                            .await
                     }
                     Err(_) => false,
                 };

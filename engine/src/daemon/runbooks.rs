@@ -334,7 +334,8 @@ pub async fn reload<S: Store>(shared: &Arc<Shared<S>>, watch: &Watch) -> Result<
 pub async fn record_initial<S: Store>(shared: &Arc<Shared<S>>) -> Result<(), StoreError> {
     let runbooks = shared.runbooks();
     let before = recorded(shared).await?;
-    let hash_of = |details: &serde_json::Value| details["content_hash"].as_str().map(str::to_string);
+    let hash_of =
+        |details: &serde_json::Value| details["content_hash"].as_str().map(str::to_string);
     let mut changes = Changes {
         rejected: runbooks.rejected.clone(),
         ..Changes::default()

@@ -363,10 +363,7 @@ impl Notification {
                 to,
                 subject,
                 error,
-            } => with_run(
-                run,
-                json!({ "to": to, "subject": subject, "error": error }),
-            ),
+            } => with_run(run, json!({ "to": to, "subject": subject, "error": error })),
         };
         if let (Some(map), Value::Object(own)) = (context.as_object_mut(), own) {
             map.extend(own);

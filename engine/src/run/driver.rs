@@ -687,9 +687,10 @@ impl<'a, S: Store> Driver<'a, S> {
             uses_of(self.checked, step).as_deref(),
             Some("email" | "report")
         ) {
-            ctx.vars = self
-                .context
-                .for_step(self.rows.all(), ctx.host.clone().map(Value::Object).as_ref());
+            ctx.vars = self.context.for_step(
+                self.rows.all(),
+                ctx.host.clone().map(Value::Object).as_ref(),
+            );
         }
         ctx
     }

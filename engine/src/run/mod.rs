@@ -36,12 +36,12 @@ use crate::store::{
 };
 use crate::template::registry;
 use crate::validate::CheckedRunbook;
+use crate::version::{Version, VersionError};
 pub use approvals::{LinkMinter, PersonAsk};
 pub use decide::{Action, UNDO_PREFIX, View, decide};
 pub use decisions::{Decided, Expired};
 use render::{RunContext, render_value, truthy};
 pub use rows::{RowsError, RunRows};
-use crate::version::{Version, VersionError};
 
 /// Whether connectors act, or only say what they would do (`simulate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

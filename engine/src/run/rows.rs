@@ -229,11 +229,21 @@ mod tests {
     fn rows_are_found_by_step_and_host_whatever_their_order() {
         let checked = checked();
         // Host and undo rows first, the steps' own rows last: positions do not matter.
-        let rows = vec![row("fan", "h1"), row("undo:a", ""), row("fan", ""), row("a", "")];
+        let rows = vec![
+            row("fan", "h1"),
+            row("undo:a", ""),
+            row("fan", ""),
+            row("a", ""),
+        ];
         let rows = RunRows::new(&checked, rows).unwrap();
         assert_eq!(rows.step(0).step, "a");
         assert_eq!(rows.step(1).step, "fan");
-        assert_eq!(rows.hosts("fan").map(|r| r.host.as_str()).collect::<Vec<_>>(), ["h1"]);
+        assert_eq!(
+            rows.hosts("fan")
+                .map(|r| r.host.as_str())
+                .collect::<Vec<_>>(),
+            ["h1"]
+        );
         assert_eq!(rows.undo().count(), 1);
         assert!(rows.get("fan", "h1").is_some() && rows.get("fan", "h2").is_none());
     }
@@ -247,9 +257,15 @@ mod tests {
             rows.push(extra);
             RunRows::new(&checked, rows).unwrap_err()
         };
-        assert!(matches!(with(row("gone", "")), RowsError::UnknownStep { .. }));
+        assert!(matches!(
+            with(row("gone", "")),
+            RowsError::UnknownStep { .. }
+        ));
         assert!(matches!(with(row("a", "h1")), RowsError::NotAFanOut { .. }));
-        assert!(matches!(with(row("undo:fan", "")), RowsError::NoUndo { .. }));
+        assert!(matches!(
+            with(row("undo:fan", "")),
+            RowsError::NoUndo { .. }
+        ));
         assert!(matches!(with(row("a", "")), RowsError::Duplicate { .. }));
         let missing = RunRows::new(&checked, vec![row("a", "")]).unwrap_err();
         assert_eq!(missing, RowsError::MissingStep("fan".into()));
@@ -257,6 +273,9 @@ mod tests {
         let mut rows = RunRows::new(&checked, own()).unwrap();
         rows.put(&checked, row("fan", "h9")).unwrap();
         assert!(rows.put(&checked, row("nope", "")).is_err());
-        assert!(matches!(rows.row("fan", "h8"), Err(RowsError::NoRow { .. })));
+        assert!(matches!(
+            rows.row("fan", "h8"),
+            Err(RowsError::NoRow { .. })
+        ));
     }
 }

@@ -984,7 +984,10 @@ fn a_legacy_snapshot_is_the_runbook_text_alone() {
         snapshot: json!({}),
         ..run
     };
-    assert!(matches!(version_of(&empty), Err(VersionError::Missing { .. })));
+    assert!(matches!(
+        version_of(&empty),
+        Err(VersionError::Missing { .. })
+    ));
 }
 
 /// The reported bug: a step added to the runbook before its run is driven again. Driven with
@@ -1007,11 +1010,18 @@ async fn rows_that_do_not_fit_the_version_fail_the_run_with_a_reason() {
     let reason = failed[0].details["reason"].as_str().unwrap();
     assert!(reason.contains("no row for step `new`"), "{reason}");
     let rows = engine.store.steps("r1").await.unwrap();
-    assert!(rows.iter().all(|r| r.state == StepState::Cancelled), "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r.state == StepState::Cancelled),
+        "{rows:#?}"
+    );
     let mail = outbox(&engine).await;
     assert_eq!(mail.len(), 1, "{mail:#?}");
     assert_eq!(mail[0].email.to, ["c@example.com"]);
-    assert!(mail[0].email.subject.ends_with("run failed"), "{}", mail[0].email.subject);
+    assert!(
+        mail[0].email.subject.ends_with("run failed"),
+        "{}",
+        mail[0].email.subject
+    );
     assert!(mail[0].email.body.contains("no row for step `new`"));
 }
 

@@ -715,7 +715,10 @@ pub(crate) async fn due_emails_and_email_attempted<S: Store>(store: &S) {
     assert!(marked.iter().all(|r| r.delivering_since == Some(t(4))));
     // The first is sent; the second failed and is retried at t(10).
     store
-        .email_attempted(due[0].id, sent(t(4), event("email.sent", Some("r1"), None, t(4))))
+        .email_attempted(
+            due[0].id,
+            sent(t(4), event("email.sent", Some("r1"), None, t(4))),
+        )
         .await
         .unwrap();
     store
@@ -798,7 +801,10 @@ pub(crate) async fn dead_letters_and_the_backlog_after_an_outage<S: Store>(store
         .await
         .unwrap();
     store
-        .email_attempted(id("later"), failed(t(300), Some(event("email.failed", None, None, t(2)))))
+        .email_attempted(
+            id("later"),
+            failed(t(300), Some(event("email.failed", None, None, t(2)))),
+        )
         .await
         .unwrap();
     // "refused" is refused for good: given up, its notice queued.
@@ -821,7 +827,10 @@ pub(crate) async fn dead_letters_and_the_backlog_after_an_outage<S: Store>(store
         "waiting, later, fresh and the notice wait; fresh and the notice are due"
     );
     let due: Vec<_> = store.due_emails(t(1000), 10).await.unwrap();
-    assert!(due.iter().all(|r| r.email.subject != "refused"), "a dead letter is never due");
+    assert!(
+        due.iter().all(|r| r.email.subject != "refused"),
+        "a dead letter is never due"
+    );
     let notice = due.iter().find(|r| r.email.subject == "notice").unwrap();
     assert_eq!(notice.notice_of, Some(id("refused")));
     let waiting = due.iter().find(|r| r.email.subject == "waiting").unwrap();
@@ -831,7 +840,10 @@ pub(crate) async fn dead_letters_and_the_backlog_after_an_outage<S: Store>(store
     );
     // "fresh" goes out at t(5): "waiting" and "later" come due at t(5) too.
     store
-        .email_attempted(id("fresh"), sent(t(5), event("email.sent", None, None, t(5))))
+        .email_attempted(
+            id("fresh"),
+            sent(t(5), event("email.sent", None, None, t(5))),
+        )
         .await
         .unwrap();
     let mut now_due: Vec<String> = store
@@ -852,7 +864,12 @@ pub(crate) async fn dead_letters_and_the_backlog_after_an_outage<S: Store>(store
         .collect();
     assert_eq!(
         actions,
-        ["email.failed", "email.failed", "email.dead_lettered", "email.sent"]
+        [
+            "email.failed",
+            "email.failed",
+            "email.dead_lettered",
+            "email.sent"
+        ]
     );
     let refused = store
         .events_by_action(&["email.dead_lettered"])
@@ -870,26 +887,45 @@ pub(crate) async fn a_rerun_shares_its_cycle_and_unfinished_versions_are_listed<
     let t = |m: i64| t0() + Duration::minutes(m);
     let first = run_row("first", "monthly", Some("2026-12"), t0());
     store
-        .create_run(first, vec![], event("run.started", Some("first"), None, t0()))
+        .create_run(
+            first,
+            vec![],
+            event("run.started", Some("first"), None, t0()),
+        )
         .await
         .unwrap();
     let mut again = run_row("again", "monthly", Some("2026-12"), t(1));
     let dup = store
-        .create_run(again.clone(), vec![], event("run.started", Some("again"), None, t(1)))
+        .create_run(
+            again.clone(),
+            vec![],
+            event("run.started", Some("again"), None, t(1)),
+        )
         .await
         .unwrap_err();
     assert!(matches!(dup, StoreError::DuplicateCycle { .. }), "{dup:?}");
     again.rerun = Some("the first run's hosts were not reachable".into());
     store
-        .create_run(again, vec![], event("run.started", Some("again"), None, t(1)))
+        .create_run(
+            again,
+            vec![],
+            event("run.started", Some("again"), None, t(1)),
+        )
         .await
         .unwrap();
     let read = store.run("again").await.unwrap().unwrap();
-    assert_eq!(read.rerun.as_deref(), Some("the first run's hosts were not reachable"));
+    assert_eq!(
+        read.rerun.as_deref(),
+        Some("the first run's hosts were not reachable")
+    );
     assert_eq!(store.run("first").await.unwrap().unwrap().rerun, None);
     let third = run_row("third", "monthly", Some("2026-12"), t(2));
     let dup = store
-        .create_run(third, vec![], event("run.started", Some("third"), None, t(2)))
+        .create_run(
+            third,
+            vec![],
+            event("run.started", Some("third"), None, t(2)),
+        )
         .await
         .unwrap_err();
     assert!(matches!(dup, StoreError::DuplicateCycle { .. }), "{dup:?}");
@@ -1940,7 +1976,10 @@ pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(stor
     // a sends its rows; c's claim ends unsent (c crashed): due again when it expires.
     for row in &a {
         store
-            .email_attempted(row.id, sent(at(101), event("email.sent", None, None, at(101))))
+            .email_attempted(
+                row.id,
+                sent(at(101), event("email.sent", None, None, at(101))),
+            )
             .await
             .unwrap();
     }
@@ -1975,7 +2014,10 @@ pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(stor
     // Unless a delivery succeeds first: then the server is back and they come due with it.
     for row in &reclaimed {
         store
-            .email_attempted(row.id, sent(at(131), event("email.sent", None, None, at(131))))
+            .email_attempted(
+                row.id,
+                sent(at(131), event("email.sent", None, None, at(131))),
+            )
             .await
             .unwrap();
     }

@@ -966,11 +966,11 @@ async fn create(
         let existing = sqlx::query(
             "SELECT 1 FROM runs WHERE runbook = ? AND cycle = ? AND rerun_reason IS NULL",
         )
-            .bind(&run.runbook)
-            .bind(cycle)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db("looking for the cycle's run"))?;
+        .bind(&run.runbook)
+        .bind(cycle)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("looking for the cycle's run"))?;
         if existing.is_some() {
             return Err(StoreError::DuplicateCycle {
                 runbook: run.runbook.clone(),
@@ -1213,13 +1213,25 @@ impl Store for SqliteStore {
         self.write(|conn| {
             Box::pin(async move {
                 let (sent, next, dead, error, event, notice) = match &attempt {
-                    EmailAttempt::Sent { at, event } => (Some(*at), *at, None, None, Some(event), None),
+                    EmailAttempt::Sent { at, event } => {
+                        (Some(*at), *at, None, None, Some(event), None)
+                    }
                     EmailAttempt::Failed { next, error, event } => {
                         (None, *next, None, Some(error), event.as_ref(), None)
                     }
-                    EmailAttempt::Dead { at, error, event, notice } => {
-                        (None, *at, Some(*at), Some(error), Some(event), notice.as_ref())
-                    }
+                    EmailAttempt::Dead {
+                        at,
+                        error,
+                        event,
+                        notice,
+                    } => (
+                        None,
+                        *at,
+                        Some(*at),
+                        Some(error),
+                        Some(event),
+                        notice.as_ref(),
+                    ),
                 };
                 let done = sqlx::query(
                     "UPDATE outbox SET attempts = attempts + 1, sent_at = ?, next_attempt_at = ?, \
@@ -1298,9 +1310,8 @@ impl Store for SqliteStore {
 
     async fn events_by_action(&self, actions: &[&str]) -> Result<Vec<EventRow>, StoreError> {
         let marks = vec!["?"; actions.len()].join(", ");
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE action IN ({marks}) ORDER BY seq"
-        );
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE action IN ({marks}) ORDER BY seq");
         let mut query = sqlx::query(&sql);
         for action in actions {
             query = query.bind(*action);

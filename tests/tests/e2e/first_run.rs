@@ -177,10 +177,7 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
     );
 
     // A triggered run is a manual run, not a cycle: its emails and pages name none.
-    let asks = hosts.await_mail(
-        "[patchday] Approve emergency-local: security-decision",
-        1,
-    );
+    let asks = hosts.await_mail("[patchday] Approve emergency-local: security-decision", 1);
     assert_eq!(asks.len(), 1);
     let ask = &asks[0];
     assert_eq!(ask["rcpt_tos"], json!(["security-officer@example.com"]));

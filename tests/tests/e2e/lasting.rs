@@ -34,15 +34,19 @@ fn runbook(v: &str, dir: &Path) -> String {
     let ledger = dir.join("ledger").display().to_string();
     let gates = dir.join("gates").display().to_string();
     let edited = v != "A";
-    let mut text = format!(
-        "name: lasting\ntimezone: UTC\ninventory: hosts.yaml\nroles:\n  cab: [cab@example.com]\n  committee: [committee@example.com]\nsteps:\n"
+    let mut text = String::from(
+        "name: lasting\ntimezone: UTC\ninventory: hosts.yaml\nroles:\n  cab: [cab@example.com]\n  committee: [committee@example.com]\nsteps:\n",
     );
     if edited {
         text.push_str(&format!(
             "  inserted:\n    uses: command\n    with: {{ run: \"echo {v} inserted >> {ledger}\" }}\n"
         ));
     }
-    let first_needs = if edited { "\n    needs: [inserted]" } else { "" };
+    let first_needs = if edited {
+        "\n    needs: [inserted]"
+    } else {
+        ""
+    };
     text.push_str(&format!(
         "  first:{first_needs}\n    uses: command\n    with: {{ run: \"echo {v} first >> {ledger}\" }}\n"
     ));
@@ -133,7 +137,10 @@ impl Folder {
         command
             .current_dir(&self.dir)
             .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-            .args(["--runbooks", &self.dir.join("runbooks").display().to_string()])
+            .args([
+                "--runbooks",
+                &self.dir.join("runbooks").display().to_string(),
+            ])
             .args(["--outbox", &self.outbox(node).display().to_string()])
             .args(["--now", now, "--grace", "0"])
             .env("PATCHDAY_SERVER_NODE_ID", node)
@@ -199,7 +206,14 @@ impl<'a> Api<'a> {
 /// Starts a run of `lasting` on `daemon`; its id.
 fn trigger(daemon: &Daemon, token: &str) -> String {
     let out = patchday()
-        .args(["trigger", "lasting", "--server", &daemon.url(), "--token", token])
+        .args([
+            "trigger",
+            "lasting",
+            "--server",
+            &daemon.url(),
+            "--token",
+            token,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -230,7 +244,10 @@ fn assert_ran_version_a(folder: &Folder, api: &Api, id: &str) {
         .chain((1..=4).map(|h| format!("A fan h{h}")))
         .collect();
     want.sort();
-    assert_eq!(ledger, want, "the ledger holds version A's commands, once each");
+    assert_eq!(
+        ledger, want,
+        "the ledger holds version A's commands, once each"
+    );
     let detail = api.get(&format!("/runs/{id}"));
     assert_eq!(detail["run"]["state"], "succeeded", "{detail:#}");
     let mut hosts: Vec<String> = detail["steps"]
@@ -291,7 +308,11 @@ fn a_run_keeps_its_version_through_edits_and_restarts_and_outlives_its_file() {
         token: &token,
     };
     let events = audit_events(&database);
-    assert_eq!(count(&events, "runbook.updated"), 1, "the edit made while down");
+    assert_eq!(
+        count(&events, "runbook.updated"),
+        1,
+        "the edit made while down"
+    );
     approve(&daemon, &link, &content_hash);
     api.wait_for(&id, "wait", "", "waiting");
     assert_eq!(daemon.terminate().code(), Some(0));
@@ -325,8 +346,8 @@ fn a_run_keeps_its_version_through_edits_and_restarts_and_outlives_its_file() {
         (detail["run"]["state"] != "running").then_some(())
     });
     assert_ran_version_a(&folder, &api, &id);
-    let (status, page) = patchday_tests::daemon::get(&daemon.addr, &format!("/runs/{id}"))
-        .expect("the run page");
+    let (status, page) =
+        patchday_tests::daemon::get(&daemon.addr, &format!("/runs/{id}")).expect("the run page");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(&id) && page.contains("succeeded"), "{page}");
     let events = audit_events(&database);
@@ -361,7 +382,11 @@ fn a_run_keeps_its_version_through_edits_and_takeovers_on_postgresql() {
     let folder = Folder::new("lasting-pg");
     let (token, tokens) = api_token(&folder.dir);
     let secret = folder.dir.join("link-secret");
-    std::fs::write(&secret, "a link secret the daemons share, 32 bytes and more\n").unwrap();
+    std::fs::write(
+        &secret,
+        "a link secret the daemons share, 32 bytes and more\n",
+    )
+    .unwrap();
     let (tokens, secret) = (tokens.display().to_string(), secret.display().to_string());
     let env = [
         ("PATCHDAY_SERVER_LEASE_TTL", "2s"),
@@ -466,14 +491,33 @@ fn patchday_run_sends_an_email_step_through_the_configured_smtp() {
     .unwrap();
     let out = cli(
         &dir,
-        &["run", "mail.yaml", "--config", &config.display().to_string()],
+        &[
+            "run",
+            "mail.yaml",
+            "--config",
+            &config.display().to_string(),
+        ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let messages = smtp.messages();
     assert_eq!(messages.len(), 1, "{messages:#?}");
-    assert_eq!(messages[0]["rcpt_tos"], serde_json::json!(["ops@example.com"]));
+    assert_eq!(
+        messages[0]["rcpt_tos"],
+        serde_json::json!(["ops@example.com"])
+    );
     assert_eq!(messages[0]["authenticated"], true);
-    assert!(messages[0]["subject"].as_str().unwrap().starts_with("Run mail-"));
+    assert!(
+        messages[0]["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("Run mail-")
+    );
     assert!(!stdout(&out).contains(PASSWORD) && !stderr(&out).contains(PASSWORD));
     // The run is in the configured database, not in ./patchday.db.
     assert!(dir.join("p.db").exists() && !dir.join("patchday.db").exists());
@@ -575,7 +619,9 @@ fn resume_uses_the_stored_version_and_refuses_a_different_file() {
     // Read on (a closed pipe would end the process before it is killed).
     let reader = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     poll("`a` to run", LIMIT, || {
-        std::fs::read_to_string(&ledger).ok().filter(|l| l.contains("A a"))
+        std::fs::read_to_string(&ledger)
+            .ok()
+            .filter(|l| l.contains("A a"))
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -604,7 +650,13 @@ fn resume_uses_the_stored_version_and_refuses_a_different_file() {
         stdout(&waiting)
     );
     let done = resume(&["--step", "a", "--skip"]);
-    assert_eq!(done.status.code(), Some(0), "{}{}", stdout(&done), stderr(&done));
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&done),
+        stderr(&done)
+    );
     assert_eq!(
         std::fs::read_to_string(&ledger).unwrap(),
         "A a\nA b\n",

@@ -44,10 +44,10 @@ fn serve(dir: &Path, database: &str, now: &str) -> Daemon {
         .args(["--runbooks", &dir.join("runbooks").display().to_string()])
         .args(["--now", now])
         .stderr(Stdio::from(
-            std::fs::File::create(patchday_tests::artifacts_dir().join(format!(
-                "mailer-{}.log",
-                now.replace(':', "")
-            )))
+            std::fs::File::create(
+                patchday_tests::artifacts_dir()
+                    .join(format!("mailer-{}.log", now.replace(':', ""))),
+            )
             .unwrap(),
         ));
     Daemon::start(command)
@@ -116,7 +116,10 @@ fn a_refused_email_is_given_up_once_and_the_others_arrive_once_after_the_outage(
         .into_iter()
         .find(|e| e["action"] == "email.dead_lettered")
         .unwrap();
-    assert_eq!(dead["details"]["to"], serde_json::json!(["gone@example.com"]));
+    assert_eq!(
+        dead["details"]["to"],
+        serde_json::json!(["gone@example.com"])
+    );
     assert!(
         dead["details"]["error"].as_str().unwrap().contains("550"),
         "{dead:#}"

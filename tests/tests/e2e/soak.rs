@@ -167,8 +167,17 @@ impl Soak {
         let mut command = patchday();
         command
             .current_dir(&self.dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", &self.database])
-            .args(["--runbooks", &self.dir.join("runbooks").display().to_string()])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                &self.database,
+            ])
+            .args([
+                "--runbooks",
+                &self.dir.join("runbooks").display().to_string(),
+            ])
             .args(["--outbox", &self.dir.join("outbox").display().to_string()])
             .args(["--grace", "0"])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -187,7 +196,13 @@ impl Soak {
         let daemon = self.daemons.last().expect("a daemon");
         let auth = format!("Bearer {}", self.token);
         let (status, _, text) = match body {
-            None => request(&daemon.addr, method, &format!("/api/v1{path}"), &[("Authorization", &auth)], ""),
+            None => request(
+                &daemon.addr,
+                method,
+                &format!("/api/v1{path}"),
+                &[("Authorization", &auth)],
+                "",
+            ),
             Some(body) => patchday_tests::daemon::request_json(
                 &daemon.addr,
                 method,
@@ -223,7 +238,14 @@ impl Soak {
     fn trigger(&mut self) {
         let daemon = self.daemons.last().expect("a daemon");
         let out = patchday()
-            .args(["trigger", "soak", "--server", &daemon.url(), "--token", &self.token])
+            .args([
+                "trigger",
+                "soak",
+                "--server",
+                &daemon.url(),
+                "--token",
+                &self.token,
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
@@ -343,9 +365,7 @@ impl Soak {
             .runs
             .iter()
             .flat_map(|id| {
-                (0..STEPS).flat_map(move |s| {
-                    (1..=HOSTS).map(move |h| format!("{id}/s{s}/h{h:02}"))
-                })
+                (0..STEPS).flat_map(move |s| (1..=HOSTS).map(move |h| format!("{id}/s{s}/h{h:02}")))
             })
             .collect();
         let duplicates: usize = ledger.values().map(|n| n - 1).sum();
@@ -364,7 +384,11 @@ impl Soak {
             f.retries,
             wall.as_secs_f64()
         );
-        let twice: Vec<&String> = ledger.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k).collect();
+        let twice: Vec<&String> = ledger
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(duplicates, 0, "commands ran twice: {twice:?}");
         assert_eq!((lost, unexpected), (0, 0), "commands missing or unknown");
         assert!(
@@ -375,7 +399,10 @@ impl Soak {
         );
         patchday_tests::assert_audit_verifies(&self.database);
         std::thread::sleep(Duration::from_millis(200));
-        assert!(commands(&self.ledger).is_empty(), "command processes left behind");
+        assert!(
+            commands(&self.ledger).is_empty(),
+            "command processes left behind"
+        );
         for entry in std::fs::read_dir(&self.dir).unwrap().filter_map(Result::ok) {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "log") {
@@ -444,7 +471,9 @@ fn two_daemons_on_postgresql_take_runs_over_through_kill_9() {
             .unwrap_or(0);
         soak.kill(driving);
         soak.start();
-        poll("the takeover", LIMIT, || (!soak.stale(&soak.pids())).then_some(()));
+        poll("the takeover", LIMIT, || {
+            (!soak.stale(&soak.pids())).then_some(())
+        });
         soak.figures.takeovers += 1;
         soak.settle();
         soak.keep_busy();
