@@ -142,6 +142,18 @@ mod tests {
         assert_eq!(commit_of(root), Some(format!("{head}-dirty")));
     }
 
+    /// `<dir>/upstream`, a repository with one commit of `a.yaml`, and `<dir>/clone` of it.
+    fn upstream_and_clone(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (upstream, clone) = (dir.join("upstream"), dir.join("clone"));
+        std::fs::create_dir(&upstream).unwrap();
+        sh(&upstream, &["init", "-q", "-b", "main"]);
+        std::fs::write(upstream.join("a.yaml"), "1\n").unwrap();
+        sh(&upstream, &["add", "."]);
+        sh(&upstream, &["commit", "-q", "-m", "1"]);
+        sh(dir, &["clone", "-q", upstream.to_str().unwrap(), "clone"]);
+        (upstream, clone)
+    }
+
     fn pull(dir: &Path) -> Result<String, GitError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -153,17 +165,7 @@ mod tests {
     #[test]
     fn pull_ff_only_brings_new_commits_and_refuses_a_diverged_history() {
         let dir = tempfile::tempdir().unwrap();
-        let upstream = dir.path().join("upstream");
-        let clone = dir.path().join("clone");
-        std::fs::create_dir(&upstream).unwrap();
-        sh(&upstream, &["init", "-q", "-b", "main"]);
-        std::fs::write(upstream.join("a.yaml"), "1\n").unwrap();
-        sh(&upstream, &["add", "."]);
-        sh(&upstream, &["commit", "-q", "-m", "1"]);
-        sh(
-            dir.path(),
-            &["clone", "-q", upstream.to_str().unwrap(), "clone"],
-        );
+        let (upstream, clone) = upstream_and_clone(dir.path());
         std::fs::write(upstream.join("a.yaml"), "2\n").unwrap();
         sh(&upstream, &["commit", "-q", "-am", "2"]);
         pull(&clone).unwrap();
@@ -189,16 +191,7 @@ mod tests {
     #[tokio::test]
     async fn a_hung_pull_is_killed_with_what_it_started() {
         let dir = tempfile::tempdir().unwrap();
-        let (upstream, clone) = (dir.path().join("upstream"), dir.path().join("clone"));
-        std::fs::create_dir(&upstream).unwrap();
-        sh(&upstream, &["init", "-q", "-b", "main"]);
-        std::fs::write(upstream.join("a.yaml"), "1\n").unwrap();
-        sh(&upstream, &["add", "."]);
-        sh(&upstream, &["commit", "-q", "-m", "1"]);
-        sh(
-            dir.path(),
-            &["clone", "-q", upstream.to_str().unwrap(), "clone"],
-        );
+        let (_, clone) = upstream_and_clone(dir.path());
         // The "remote" side of the fetch hangs (git runs it through the shell).
         let marker = format!("600.{}", std::process::id());
         let hang = format!("sleep {marker}; true");

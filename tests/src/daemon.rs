@@ -146,7 +146,7 @@ pub fn request_from(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    let mut stream = match source {
+    let stream = match source {
         None => TcpStream::connect(addr).expect("connect"),
         Some(source) => {
             use socket2::{Domain, Socket, Type};
@@ -173,7 +173,12 @@ pub fn request_from(
     }
     text.push_str("\r\n");
     text.push_str(body);
-    stream.write_all(text.as_bytes()).unwrap();
+    exchange(stream, &text)
+}
+
+/// Sends a whole request, reads the whole answer: (status, head, body).
+fn exchange(mut stream: TcpStream, request: &str) -> (u16, String, String) {
+    stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response
@@ -195,7 +200,7 @@ pub fn request_json(
     body: &serde_json::Value,
 ) -> (u16, String, String) {
     let body = body.to_string();
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    let stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -203,16 +208,7 @@ pub fn request_json(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: {authorization}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(text.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (status, head.to_string(), body.to_string())
+    exchange(stream, &text)
 }
 
 /// Whether `/metrics` shows `series` (e.g. `patchday_runs{state="running"}`) with `value`.

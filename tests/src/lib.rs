@@ -93,3 +93,35 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("the temporary folder is writable");
     dir
 }
+
+/// A pseudo-random delay for the soaks (xorshift, fixed seed: failures reproduce).
+pub struct Dice(pub u64);
+
+impl Dice {
+    /// A number of milliseconds in `low..high`.
+    pub fn millis(&mut self, low: u64, high: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        low + self.0 % (high - low)
+    }
+}
+
+/// An inventory of `hosts` (all at 127.0.0.1) in one group, `all`.
+pub fn inventory(hosts: &[String]) -> String {
+    let records: String = hosts
+        .iter()
+        .map(|h| format!("  {h}: {{ address: 127.0.0.1 }}\n"))
+        .collect();
+    format!("hosts:\n{records}groups:\n  all: [{}]\n", hosts.join(", "))
+}
+
+/// A new API token named `name` (`patchday api-token`) and the tokens file `<dir>/api-tokens`
+/// holding its hash, for `[security] api_tokens_file`.
+pub fn api_token(dir: &Path, name: &str) -> (String, PathBuf) {
+    let out = run(&["api-token", name, "--format", "json"]);
+    let minted: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let file = dir.join("api-tokens");
+    std::fs::write(&file, format!("{}\n", minted["line"].as_str().unwrap())).unwrap();
+    (minted["token"].as_str().unwrap().to_string(), file)
+}

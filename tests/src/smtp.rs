@@ -67,6 +67,15 @@ impl SmtpServer {
         }
     }
 
+    /// A server requiring AUTH as `patchday` with the password in `password_file`.
+    pub fn with_login(out: &Path, password_file: &Path) -> SmtpServer {
+        let options = SmtpOptions {
+            login: Some(("patchday".into(), password_file.to_path_buf())),
+            ..SmtpOptions::default()
+        };
+        SmtpServer::start(out, &options)
+    }
+
     /// The messages it accepted, oldest first.
     pub fn messages(&self) -> Vec<serde_json::Value> {
         crate::daemon::json_messages(&self.out)

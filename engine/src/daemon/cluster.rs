@@ -586,6 +586,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::daemon::testing::until;
     use crate::daemon::{Daemon, Delivery, Runbooks, testing};
     use crate::run::RunSpec;
     use crate::store::sqlite::SqliteStore;
@@ -620,18 +621,6 @@ mod tests {
             params: vec![],
             rerun: None,
             actor: "api:test".into(),
-        }
-    }
-
-    /// Polls `check` every 20 ms for at most 20 s.
-    async fn until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !check().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

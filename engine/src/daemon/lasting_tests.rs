@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::testing::until;
 use super::{Daemon, Delivery, LoadedRunbook, Runbooks, Shared, testing};
 use crate::clock::{BoxFuture, Clock, ManualClock};
 use crate::run::RunSpec;
@@ -45,18 +46,6 @@ fn spec(id: &str, cycle: Option<&str>) -> RunSpec {
         commit: None,
         actor: "api:test".into(),
         rerun: None,
-    }
-}
-
-/// Polls `check` every 20 ms for at most 20 s.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

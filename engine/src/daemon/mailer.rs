@@ -43,8 +43,8 @@ use patchday_connectors::builtin::email::{OutgoingEmail, Undelivered, deliver as
 use serde_json::json;
 
 use super::{Delivery, Shared};
-use crate::notification::{Facts, Notification, RunFacts};
-use crate::run::notify::{always_told, rendered_email};
+use crate::notification::Facts;
+use crate::run::notify::{About, always_told, run_email};
 use crate::store::{EmailAttempt, EmailRow, NewEmail, NewEvent, Store, StoreError};
 
 /// Rows claimed per query.
@@ -238,29 +238,23 @@ async fn undeliverable_notice<S: Store>(
     if to.is_empty() {
         return nobody("the people to tell are the ones it was refused for");
     }
-    let notification = Notification {
-        runbook: run.runbook.clone(),
-        at: now,
-        tz: checked.tz,
-        dashboard_url: shared.engine.dashboard_url(),
-        facts: Facts::Undeliverable {
-            run: RunFacts {
-                cycle: crate::run::cycle_shown(&run),
-                run_id: run.id.clone(),
-                run_url: format!("{}/runs/{}", shared.engine.base_url(), run.id),
-            },
-            to: row.email.to.clone(),
-            subject: row.email.subject.clone(),
-            error: error.to_string(),
-        },
+    let (cycle, run_url) = (
+        crate::run::cycle_shown(&run),
+        shared.engine.run_url(&run.id),
+    );
+    let about = About {
+        run_id: &run.id,
+        cycle: &cycle,
+        run_url: &run_url,
+        dashboard_url: &shared.engine.dashboard_url(),
     };
-    Some(rendered_email(
-        &checked,
-        &notification,
-        to,
-        Some(&run.id),
-        now,
-    ))
+    let facts = Facts::Undeliverable {
+        run: about.facts(),
+        to: row.email.to.clone(),
+        subject: row.email.subject.clone(),
+        error: error.to_string(),
+    };
+    Some(run_email(&checked, &about, facts, to, now))
 }
 
 fn event(

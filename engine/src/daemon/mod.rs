@@ -892,6 +892,18 @@ pub(crate) mod testing {
         }
     }
 
+    /// Polls `check` every 20 ms for at most 20 s.
+    pub async fn until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Options on `clock` mailing through `delivery`: a free loopback port, and an in-memory
     /// database URL (so no link key file is made next to a database).
     pub fn options(clock: Arc<dyn Clock>, delivery: Delivery) -> Options {

@@ -413,7 +413,8 @@ impl<S: Store> Engine<S> {
         super::notify::email(checked, &notice, &about, at)
     }
 
-    pub(super) fn run_url(&self, run_id: &str) -> String {
+    /// The run's page.
+    pub fn run_url(&self, run_id: &str) -> String {
         format!("{}/runs/{run_id}", self.base_url())
     }
 

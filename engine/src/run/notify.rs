@@ -60,11 +60,7 @@ pub fn email(
     if to.is_empty() {
         return None;
     }
-    let run = RunFacts {
-        cycle: about.cycle.to_string(),
-        run_id: about.run_id.to_string(),
-        run_url: about.run_url.to_string(),
-    };
+    let run = about.facts();
     let facts = match notice {
         Notice::StepFailed { step, host, reason } => Facts::Failure {
             run,
@@ -82,6 +78,29 @@ pub fn email(
             state: format!("{state:?}").to_lowercase(),
         },
     };
+    Some(run_email(checked, about, facts, to, at))
+}
+
+impl About<'_> {
+    /// The run's facts every notification about it carries.
+    pub fn facts(&self) -> RunFacts {
+        RunFacts {
+            cycle: self.cycle.to_string(),
+            run_id: self.run_id.to_string(),
+            run_url: self.run_url.to_string(),
+        }
+    }
+}
+
+/// The email of a notification about a run (`facts`), to `to`, rendered with the runbook's
+/// template for its kind.
+pub fn run_email(
+    checked: &CheckedRunbook,
+    about: &About,
+    facts: Facts,
+    to: Vec<String>,
+    at: DateTime<Utc>,
+) -> NewEmail {
     let notification = Notification {
         runbook: checked.runbook.name.value.clone(),
         at,
@@ -89,13 +108,7 @@ pub fn email(
         dashboard_url: about.dashboard_url.to_string(),
         facts,
     };
-    Some(rendered_email(
-        checked,
-        &notification,
-        to,
-        Some(about.run_id),
-        at,
-    ))
+    rendered_email(checked, &notification, to, Some(about.run_id), at)
 }
 
 /// Who is told of what cannot wait, whatever `notify.on` says (a rejected change, a run the
@@ -120,29 +133,13 @@ pub fn run_failed_email(
     if to.is_empty() {
         return None;
     }
-    let notification = Notification {
-        runbook: checked.runbook.name.value.clone(),
-        at,
-        tz: checked.tz,
-        dashboard_url: about.dashboard_url.to_string(),
-        facts: Facts::Failure {
-            run: RunFacts {
-                cycle: about.cycle.to_string(),
-                run_id: about.run_id.to_string(),
-                run_url: about.run_url.to_string(),
-            },
-            step: String::new(),
-            host: String::new(),
-            reason: reason.to_string(),
-        },
+    let facts = Facts::Failure {
+        run: about.facts(),
+        step: String::new(),
+        host: String::new(),
+        reason: reason.to_string(),
     };
-    Some(rendered_email(
-        checked,
-        &notification,
-        to,
-        Some(about.run_id),
-        at,
-    ))
+    Some(run_email(checked, about, facts, to, at))
 }
 
 /// An outbox email carrying `notification`, rendered with the runbook's templates.

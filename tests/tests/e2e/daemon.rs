@@ -5,8 +5,7 @@
 //! the outbox with the right recipients and subject; SIGTERM ends the daemon with exit 0; the
 //! audit chain verifies.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::io::{BufReader, Read};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -786,55 +785,6 @@ steps:
       body: "Patch Tuesday is {{patch_tuesday}}."
 "#;
 
-/// The SMTP test server of the connector tests (aiosmtpd), requiring AUTH without TLS; stops
-/// when its stdin closes (on drop).
-struct AuthSmtp {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl AuthSmtp {
-    fn start(out: &Path, user: &str, password: &str) -> AuthSmtp {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let script = patchday_tests::repo_root().join("connectors/tests/connectors/smtp_server.py");
-        let mut child = std::process::Command::new("/usr/bin/python3")
-            .arg(script)
-            .args(["--port", &port.to_string(), "--tls", "none"])
-            .args(["--user", user, "--password", password])
-            .arg("--out")
-            .arg(out)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("/usr/bin/python3 runs (install python3-aiosmtpd: .ci/deps-connectors.sh)");
-        let mut line = String::new();
-        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-        assert_eq!(line.trim(), "READY", "the SMTP test server did not start");
-        AuthSmtp { child, port }
-    }
-
-    /// The messages it accepted, oldest first (parsed, as the server wrote them).
-    fn messages(out: &Path) -> Vec<serde_json::Value> {
-        patchday_tests::daemon::json_messages(out)
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect()
-    }
-}
-
-impl Drop for AuthSmtp {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The `[smtp]` password reaches a run's `email` step (not only the daemon's mailer): the step
 /// logs in to a real SMTP server that refuses mail without AUTH, and the password appears in
 /// no log line, audit event, stored row or email.
@@ -846,7 +796,8 @@ fn a_runs_email_step_logs_in_to_smtp_with_the_configured_password() {
     std::fs::create_dir_all(dir.join("mail")).unwrap();
     std::fs::write(dir.join("runbooks/mail-demo.yaml"), MAIL_RUNBOOK).unwrap();
     std::fs::write(dir.join("smtp-password"), format!("{PASSWORD}\n")).unwrap();
-    let smtp = AuthSmtp::start(&dir.join("mail"), "patchday", PASSWORD);
+    let smtp =
+        patchday_tests::smtp::SmtpServer::with_login(&dir.join("mail"), &dir.join("smtp-password"));
     let config = dir.join("patchday.toml");
     std::fs::write(
         &config,
@@ -883,21 +834,16 @@ fn a_runs_email_step_logs_in_to_smtp_with_the_configured_password() {
         "the run's end notification",
         Duration::from_secs(60),
         || {
-            let messages = AuthSmtp::messages(&dir.join("mail"));
+            let messages = smtp.messages();
             messages
                 .iter()
-                .any(|m| {
-                    m["headers"]["subject"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with(finished)
-                })
+                .any(|m| m["subject"].as_str().unwrap().starts_with(finished))
                 .then_some(messages)
         },
     );
     let subjects: Vec<&str> = messages
         .iter()
-        .map(|m| m["headers"]["subject"].as_str().unwrap())
+        .map(|m| m["subject"].as_str().unwrap())
         .collect();
     assert_eq!(
         subjects,

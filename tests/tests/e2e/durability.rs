@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use patchday_tests::patchday;
+use patchday_tests::{Dice, patchday};
 
 const CHAINS: usize = 15;
 const CHAIN_LENGTH: usize = 10;
@@ -176,17 +176,6 @@ fn runbook(ledger: &Path) -> String {
         text.push_str(&format!("  fan{f}:\n    needs: [{needs}]\n    uses: command\n    for_each: {{ group: all, batch: 4 }}\n    with: {{ run: \"sleep 0.$(( 2 + $$ % 3 )); echo fan{f}/{{{{host.name}}}} >> {ledger}\" }}\n"));
     }
     text
-}
-
-/// A pseudo-random delay (xorshift, fixed seed: failures reproduce).
-struct Dice(u64);
-impl Dice {
-    fn millis(&mut self, low: u64, high: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        low + self.0 % (high - low)
-    }
 }
 
 #[test]

@@ -72,14 +72,10 @@ fn runbook(v: &str, dir: &Path) -> String {
 }
 
 /// The inventory: four hosts in `A`, a fifth in every edit.
-fn inventory(v: &str) -> String {
+fn hosts(v: &str) -> String {
     let n = if v == "A" { 4 } else { 5 };
     let hosts: Vec<String> = (1..=n).map(|i| format!("h{i}")).collect();
-    let records: String = hosts
-        .iter()
-        .map(|h| format!("  {h}: {{ address: 127.0.0.1 }}\n"))
-        .collect();
-    format!("hosts:\n{records}groups:\n  all: [{}]\n", hosts.join(", "))
+    patchday_tests::inventory(&hosts)
 }
 
 /// The test's folder: runbooks, gates, ledger, outboxes.
@@ -101,7 +97,7 @@ impl Folder {
     fn write(&self, v: &str) {
         let runbooks = self.dir.join("runbooks");
         std::fs::write(runbooks.join("lasting.yaml"), runbook(v, &self.dir)).unwrap();
-        std::fs::write(runbooks.join("hosts.yaml"), inventory(v)).unwrap();
+        std::fs::write(runbooks.join("hosts.yaml"), hosts(v)).unwrap();
     }
 
     /// Deletes the runbook and its inventory.
@@ -359,18 +355,6 @@ fn a_run_keeps_its_version_through_edits_and_restarts_and_outlives_its_file() {
     let _ = std::fs::remove_dir_all(&folder.dir);
 }
 
-/// An API token and the tokens file holding its hash.
-fn api_token(dir: &Path) -> (String, PathBuf) {
-    let out = patchday()
-        .args(["api-token", "ops", "--format", "json"])
-        .output()
-        .unwrap();
-    let minted: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let file = dir.join("api-tokens");
-    std::fs::write(&file, format!("{}\n", minted["line"].as_str().unwrap())).unwrap();
-    (minted["token"].as_str().unwrap().to_string(), file)
-}
-
 fn kill9(mut daemon: Daemon) {
     daemon.child.kill().unwrap(); // SIGKILL
     daemon.child.wait().unwrap();
@@ -380,7 +364,7 @@ fn kill9(mut daemon: Daemon) {
 fn a_run_keeps_its_version_through_edits_and_takeovers_on_postgresql() {
     let schema = Schema::create("lasting");
     let folder = Folder::new("lasting-pg");
-    let (token, tokens) = api_token(&folder.dir);
+    let (token, tokens) = patchday_tests::api_token(&folder.dir, "ops");
     let secret = folder.dir.join("link-secret");
     std::fs::write(
         &secret,
@@ -466,13 +450,8 @@ fn patchday_run_sends_an_email_step_through_the_configured_smtp() {
     const PASSWORD: &str = "pa55-for-the-cli-run";
     let dir = patchday_tests::scratch("run-config-smtp");
     std::fs::write(dir.join("smtp-password"), format!("{PASSWORD}\n")).unwrap();
-    let smtp = patchday_tests::smtp::SmtpServer::start(
-        &dir.join("mail"),
-        &patchday_tests::smtp::SmtpOptions {
-            login: Some(("patchday".into(), dir.join("smtp-password"))),
-            ..Default::default()
-        },
-    );
+    let smtp =
+        patchday_tests::smtp::SmtpServer::with_login(&dir.join("mail"), &dir.join("smtp-password"));
     let config = dir.join("site.toml");
     std::fs::write(
         &config,

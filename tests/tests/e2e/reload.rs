@@ -124,13 +124,7 @@ impl Serve {
 }
 
 fn start(dir: &Path, runbooks: &Path) -> Serve {
-    let out = patchday()
-        .args(["api-token", "ops", "--format", "json"])
-        .output()
-        .unwrap();
-    let minted: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let tokens = dir.join("api-tokens");
-    std::fs::write(&tokens, format!("{}\n", minted["line"].as_str().unwrap())).unwrap();
+    let (token, tokens) = patchday_tests::api_token(dir, "ops");
     let database = format!("sqlite://{}", dir.join("d.db").display());
     std::fs::write(dir.join("patchday.toml"), "[runbooks]\ngit_pull = \"1s\"\n").unwrap();
     let mut command = patchday();
@@ -155,7 +149,7 @@ fn start(dir: &Path, runbooks: &Path) -> Serve {
     Serve {
         server: daemon.url(),
         daemon,
-        token: minted["token"].as_str().unwrap().to_string(),
+        token,
         database,
         log,
     }

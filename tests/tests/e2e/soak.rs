@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use patchday_tests::daemon::{Daemon, poll, request};
 use patchday_tests::postgres::Schema;
-use patchday_tests::{patchday, stderr, stdout};
+use patchday_tests::{Dice, api_token, inventory, patchday, stderr, stdout};
 use serde_json::{Value, json};
 
 const HOSTS: usize = 24;
@@ -50,15 +50,6 @@ fn runbook(ledger: &Path) -> String {
         ));
     }
     text
-}
-
-fn inventory() -> String {
-    let hosts: Vec<String> = (1..=HOSTS).map(|h| format!("h{h:02}")).collect();
-    let records: String = hosts
-        .iter()
-        .map(|h| format!("  {h}: {{ address: 127.0.0.1 }}\n"))
-        .collect();
-    format!("hosts:\n{records}groups:\n  all: [{}]\n", hosts.join(", "))
 }
 
 /// A process whose command line names the soak's ledger: one of its commands.
@@ -129,17 +120,9 @@ impl Soak {
         std::fs::create_dir_all(dir.join("runbooks")).unwrap();
         let ledger = dir.join("ledger");
         std::fs::write(dir.join("runbooks/soak.yaml"), runbook(&ledger)).unwrap();
-        std::fs::write(dir.join("runbooks/hosts.yaml"), inventory()).unwrap();
-        let (token, tokens) = {
-            let out = patchday()
-                .args(["api-token", "soak", "--format", "json"])
-                .output()
-                .unwrap();
-            let minted: Value = serde_json::from_str(&stdout(&out)).unwrap();
-            let file = dir.join("api-tokens");
-            std::fs::write(&file, format!("{}\n", minted["line"].as_str().unwrap())).unwrap();
-            (minted["token"].as_str().unwrap().to_string(), file)
-        };
+        let hosts: Vec<String> = (1..=HOSTS).map(|h| format!("h{h:02}")).collect();
+        std::fs::write(dir.join("runbooks/hosts.yaml"), inventory(&hosts)).unwrap();
+        let (token, tokens) = api_token(&dir, "soak");
         let database =
             database.unwrap_or_else(|| format!("sqlite://{}", dir.join("soak.db").display()));
         Soak {
@@ -414,18 +397,6 @@ impl Soak {
     }
 }
 
-/// A pseudo-random delay (xorshift, fixed seed: failures reproduce).
-struct Dice(u64);
-
-impl Dice {
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        Duration::from_millis(low + self.0 % (high - low))
-    }
-}
-
 #[test]
 fn the_daemon_survives_kill_9_at_random_moments_of_fanned_out_commands() {
     let wall = Instant::now();
@@ -436,7 +407,7 @@ fn the_daemon_survives_kill_9_at_random_moments_of_fanned_out_commands() {
         soak.start();
         soak.settle();
         soak.keep_busy();
-        std::thread::sleep(dice.millis(150, 700));
+        std::thread::sleep(Duration::from_millis(dice.millis(150, 700)));
         soak.kill(0);
     }
     soak.start();
@@ -459,7 +430,7 @@ fn two_daemons_on_postgresql_take_runs_over_through_kill_9() {
     soak.start();
     soak.keep_busy();
     while soak.figures.kills < target {
-        std::thread::sleep(dice.millis(150, 700));
+        std::thread::sleep(Duration::from_millis(dice.millis(150, 700)));
         // The daemon driving the runs dies; the other takes them over; a fresh one joins.
         let driving = soak
             .daemons
