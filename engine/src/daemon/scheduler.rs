@@ -4,12 +4,14 @@
 //! already dealt with (the latest of: a run's cycle, a recorded `cycle.missed`,
 //! `cycle.skipped` or `cycle.failed`), then:
 //! - fires due cycles (`Engine::start`, actor `scheduler`); the store's unique key on
-//!   (runbook, cycle) makes a second fire of a cycle a [`StoreError::DuplicateCycle`], which
-//!   is fine: it already fired;
+//!   (runbook, cycle) makes a second fire of a cycle a [`RunError::CycleTaken`], which is
+//!   fine: it already fired (or was run by hand with `--cycle`);
 //! - records missed and blacked-out cycles as `cycle.missed` / `cycle.skipped` audit events,
 //!   with an email to the runbook's `notify` recipients when `notify.on` has `skipped`, in one
 //!   commit;
-//! - sleeps on the clock until the earliest next due fire, or until shutdown. No polling.
+//! - sleeps on the clock until the earliest next due fire, or until shutdown; it looks at the
+//!   clock again at least every minute ([`WAKE_EVERY`]), so a clock that jumps (NTP, a resumed
+//!   VM) fires a due cycle within a minute, not when a sleep measured before the jump ends.
 //!
 //! A runbook the daemon never fired is not charged with cycles before the daemon started;
 //! after a downtime, the cycles since the last one dealt with are caught up or missed.
