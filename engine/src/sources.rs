@@ -1,6 +1,7 @@
 //! Reading runbooks and the files they refer to from disk: the only I/O on the way to a
 //! checked runbook. Everything after this (loading, validation, planning) is pure.
 
+use crate::yaml::Limits;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::Diagnostic;
@@ -57,7 +58,7 @@ pub fn check_files(files: &[PathBuf]) -> Checked {
     let mut loaded = Vec::new();
     for file in files {
         let shown = file.display().to_string();
-        let text = read(file);
+        let text = read(file, Limits::RUNBOOK.max_bytes);
         sources.insert(file.clone(), text.clone());
         let loaded_one = match text {
             Ok(text) => load_runbook(&shown, &text),
@@ -102,14 +103,16 @@ fn read_references(loaded: &LoadedRunbook, file: &Path, sources: &mut Sources) {
     };
     for path in validate::references(runbook, &dir_of(file)) {
         if !sources.contains(&path) && path.exists() {
-            sources.insert(path.clone(), read(&path));
+            sources.insert(path.clone(), read(&path, Limits::INVENTORY.max_bytes));
         }
     }
 }
 
-/// Reads a text file, refusing anything larger than the runbook limit before reading it all.
-fn read(path: &Path) -> Result<String, String> {
-    let limit = crate::yaml::Limits::RUNBOOK.max_bytes as u64;
+/// Reads a text file, refusing anything larger than `limit` bytes before reading it all: a
+/// runbook's limit for runbook files, the largest (an inventory's) for the files they refer to,
+/// each of which is held to its own kind's limit when it is parsed.
+fn read(path: &Path, limit: usize) -> Result<String, String> {
+    let limit = limit as u64;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if meta.len() > limit {
         return Err(format!(

@@ -204,7 +204,7 @@ fn load_inventory(
             return None;
         }
     };
-    let root = match yaml::parse(text, Limits::RUNBOOK) {
+    let root = match yaml::parse(text, Limits::INVENTORY) {
         Ok(root) => root,
         Err(e) => {
             diags.push(Diagnostic::error(&shown, e.loc, e.message));
