@@ -7,6 +7,14 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+/// `eprintln!` that drops the text when stderr is closed instead of panicking.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `print!` that ends the process quietly when stdout is closed.
 macro_rules! out {
     ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
@@ -158,7 +166,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            errln!("error: {err:#}");
             ExitCode::from(2)
         }
     }
@@ -218,7 +226,7 @@ pub(crate) fn write_out(args: std::fmt::Arguments) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eprintln!("error: cannot write to stdout: {e}");
+        errln!("error: cannot write to stdout: {e}");
         std::process::exit(2);
     }
 }

@@ -49,7 +49,7 @@ fn report(checked: &Checked) -> serde_json::Value {
 /// Prints every diagnostic with its snippet to stderr, and with `summary` a closing line.
 pub(crate) fn print_diagnostics(checked: &Checked, summary: bool) {
     for d in &checked.diagnostics {
-        eprintln!("{}\n", d.render(checked.text(&d.file)));
+        errln!("{}\n", d.render(checked.text(&d.file)));
     }
     if !summary {
         return;
@@ -69,7 +69,7 @@ pub(crate) fn print_diagnostics(checked: &Checked, summary: bool) {
             plural(warnings, "warning")
         );
     } else {
-        eprintln!(
+        errln!(
             "invalid: {} in {files} file(s){}",
             plural(errors, "error").trim_start_matches(", "),
             plural(warnings, "warning")

@@ -13,4 +13,5 @@ mod plan;
 mod reload;
 mod runs;
 mod schema;
+mod signals;
 mod validate;
