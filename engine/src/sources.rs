@@ -30,9 +30,47 @@ pub fn expand(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// What a YAML file in a runbooks folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Runbook,
+    /// A patchday inventory: its top-level keys are `hosts` and only `groups` and `exceptions`
+    /// besides. Checked as an inventory, never as a runbook.
+    Inventory,
+}
+
+/// Tells an inventory from a runbook by the top-level keys in the first 64 KiB of `path` (a
+/// runbook always has `name` and `steps`; an inventory has `hosts`). Unreadable files are
+/// runbooks, so that reading them reports the error.
+pub fn kind_of(path: &Path) -> FileKind {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_end(&mut head));
+    if read.is_err() {
+        return FileKind::Runbook;
+    }
+    kind_of_text(&String::from_utf8_lossy(&head))
+}
+
+fn kind_of_text(text: &str) -> FileKind {
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+        .filter_map(|line| line.split_once(':').map(|(key, _)| key.trim()))
+        .collect();
+    let inventory_keys = ["hosts", "groups", "exceptions"];
+    if keys.contains(&"hosts") && keys.iter().all(|k| inventory_keys.contains(k)) {
+        FileKind::Inventory
+    } else {
+        FileKind::Runbook
+    }
+}
+
 /// The result of checking a set of runbooks together.
 pub struct Checked {
     pub runbooks: Vec<(LoadedRunbook, Option<CheckedRunbook>)>,
+    /// Inventory files given or found among the runbooks, checked on their own.
+    pub inventories: Vec<PathBuf>,
     pub diagnostics: Vec<Diagnostic>,
     /// Texts of every file read, for rendering snippets.
     pub sources: Sources,
@@ -56,8 +94,20 @@ impl Checked {
 pub fn check_files(files: &[PathBuf]) -> Checked {
     let mut sources = Sources::default();
     let mut loaded = Vec::new();
+    let mut inventory_diagnostics = Vec::new();
+    let mut inventories = Vec::new();
     for file in files {
         let shown = file.display().to_string();
+        if kind_of(file) == FileKind::Inventory {
+            let text = read(file, Limits::INVENTORY.max_bytes);
+            inventory_diagnostics.extend(match &text {
+                Ok(text) => validate::check_inventory_file(&shown, text),
+                Err(e) => unreadable(&shown, e).diagnostics,
+            });
+            sources.insert(file.clone(), text);
+            inventories.push(file.clone());
+            continue;
+        }
         let text = read(file, Limits::RUNBOOK.max_bytes);
         sources.insert(file.clone(), text.clone());
         let loaded_one = match text {
@@ -68,8 +118,10 @@ pub fn check_files(files: &[PathBuf]) -> Checked {
         loaded.push(loaded_one);
     }
     let mut diagnostics = validate::check_unique_names(&loaded.iter().collect::<Vec<_>>());
+    diagnostics.extend(inventory_diagnostics);
+    let runbook_files = files.iter().filter(|f| kind_of(f) == FileKind::Runbook);
     let mut runbooks = Vec::new();
-    for (one, file) in loaded.into_iter().zip(files) {
+    for (one, file) in loaded.into_iter().zip(runbook_files) {
         let (checked, diags) = validate::check(&one, &dir_of(file), &sources);
         diagnostics.extend(diags);
         runbooks.push((one, checked));
@@ -78,6 +130,7 @@ pub fn check_files(files: &[PathBuf]) -> Checked {
     diagnostics.dedup();
     Checked {
         runbooks,
+        inventories,
         diagnostics,
         sources,
     }
@@ -127,4 +180,20 @@ fn read(path: &Path, limit: usize) -> Result<String, String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inventories_are_told_from_runbooks_by_their_top_level_keys() {
+        let inventory = "# comment\nhosts:\n  a: { address: x }\ngroups:\n  g: [a]\n";
+        assert_eq!(kind_of_text(inventory), FileKind::Inventory);
+        let runbook = "name: x\nsteps:\n  hosts: { uses: noop }\n";
+        assert_eq!(kind_of_text(runbook), FileKind::Runbook);
+        // A runbook with a stray `hosts` key stays a runbook (and gets its error as one).
+        assert_eq!(kind_of_text("name: x\nhosts: {}\n"), FileKind::Runbook);
+        assert_eq!(kind_of_text(""), FileKind::Runbook);
+    }
 }

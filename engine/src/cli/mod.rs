@@ -23,6 +23,7 @@ macro_rules! out {
 mod api;
 mod audit;
 mod calendar;
+mod new;
 mod plan;
 mod run;
 mod schema;
@@ -103,6 +104,8 @@ enum Command {
     Approve(api::ApproveArgs),
     /// Make a new API token: prints it once, and the line for the tokens file.
     ApiToken(api::TokenArgs),
+    /// Write a commented starter runbook or inventory that validates.
+    New(new::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -162,6 +165,7 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => api::cancel(args, &globals),
         Command::Approve(args) => api::approve(args, &globals),
         Command::ApiToken(args) => api::api_token(args, &globals),
+        Command::New(args) => new::run(args, &globals),
     };
     match result {
         Ok(code) => code,

@@ -204,15 +204,26 @@ fn load_inventory(
             return None;
         }
     };
+    parse_inventory(&shown, text, diags)
+}
+
+/// Parses and checks an inventory file on its own (`patchday validate inventory/hosts.yaml`).
+pub fn check_inventory_file(file: &str, text: &str) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    parse_inventory(file, text, &mut diags);
+    diags
+}
+
+fn parse_inventory(file: &str, text: &str, diags: &mut Vec<Diagnostic>) -> Option<Inventory> {
     let root = match yaml::parse(text, Limits::INVENTORY) {
         Ok(root) => root,
         Err(e) => {
-            diags.push(Diagnostic::error(&shown, e.loc, e.message));
+            diags.push(Diagnostic::error(file, e.loc, e.message));
             return None;
         }
     };
-    let inventory: Inventory = deserialize_document(&shown, root, diags, &mut Vec::new())?;
-    check_inventory(&shown, &inventory, diags);
+    let inventory: Inventory = deserialize_document(file, root, diags, &mut Vec::new())?;
+    check_inventory(file, &inventory, diags);
     Some(inventory)
 }
 

@@ -9,6 +9,7 @@ mod demo;
 mod durability;
 mod first_run;
 mod multi;
+mod new;
 mod plan;
 mod reload;
 mod runs;
