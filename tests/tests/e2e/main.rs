@@ -16,3 +16,4 @@ mod runs;
 mod schema;
 mod signals;
 mod validate;
+mod xtask;
