@@ -39,7 +39,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
-    crate::logging::init(args.log_format);
     let usage = |e: &dyn std::fmt::Display| UsageError(e.to_string());
     let mut layers = config::read_file(globals.config.as_deref()).map_err(|e| usage(&e))?;
     layers.environment(|var| std::env::var(var).ok());
@@ -58,6 +57,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     } else {
         globals.clock.clone()
     };
+    crate::logging::init(args.log_format, clock.clone());
     let runbooks =
         Runbooks::load(&config.runbooks.dir, &config.blackouts).map_err(|e| usage(&e))?;
     let delivery = Delivery::from_config(&config, &args.outbox).map_err(|e| usage(&e))?;

@@ -1,6 +1,7 @@
 //! `patchday serve` stops on SIGINT and SIGTERM whatever happened to its output (issue 15):
 //! `patchday serve 2>&1 | tee log` whose `tee` died with the Ctrl-C leaves the daemon writing
 //! its "SIGINT received" line into a closed pipe. That must neither panic nor keep it running.
+//! And what its log lines say about time: the engine's clock, virtual or not.
 
 use std::io::{BufRead, BufReader};
 use std::process::{ExitStatus, Stdio};
@@ -52,4 +53,30 @@ fn sigint_stops_the_daemon_when_its_output_pipes_are_closed() {
 fn sigterm_stops_the_daemon_when_its_output_pipes_are_closed() {
     let status = stop_with_closed_pipes("sigterm-closed-pipes", "-TERM");
     assert!(status.success(), "{status:?}");
+}
+
+/// Under `--virtual-clock` (and `--now`) log lines carry the engine's time, as the audit log and
+/// the emails do, not the machine's (issue 15).
+#[test]
+fn log_lines_carry_the_virtual_clocks_time() {
+    let dir = scratch("virtual-log-time");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    let database = format!("sqlite://{}", dir.join("patchday.db").display());
+    let mut child = serve_command(&dir, &database, &dir.join("outbox"))
+        .args(["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("patchday serve starts");
+    let mut first = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line: serde_json::Value = serde_json::from_str(&first).expect(&first);
+    let stamp = line["timestamp"].as_str().unwrap_or_default();
+    // serve_command starts the virtual clock at 2026-12-08T09:59:00Z.
+    assert!(stamp.starts_with("2026-12-08T09:59:"), "{first}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
