@@ -107,7 +107,10 @@ pub static CATALOG: &[ConnectorSpec] = &[
             "Run an Ansible playbook, once per batch of hosts; each host's outcome is its own",
             false,
             &[
-                ("status", "`ok` or `changed`"),
+                (
+                    "outcome",
+                    "`ok` or `changed` (a failed or unreachable host fails its row)",
+                ),
                 ("ok", "tasks that ran ok on the host"),
                 ("changed", "tasks that changed something on the host"),
                 ("skipped", "tasks skipped on the host"),

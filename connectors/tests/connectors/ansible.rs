@@ -130,10 +130,10 @@ async fn one_run_settles_each_host_of_the_batch_on_its_own() {
     assert_eq!(results.len(), 4);
 
     let web1 = results[0].as_ref().expect("web1 succeeds");
-    assert_eq!(web1["status"], "changed");
+    assert_eq!(web1["outcome"], "changed");
     assert_eq!(web1["changed_tasks"], json!(["Write the patch marker"]));
     let web3 = results[3].as_ref().expect("web3 succeeds");
-    assert_eq!(web3["status"], "changed");
+    assert_eq!(web3["outcome"], "changed");
 
     match &results[1] {
         Err(ConnectorError::Retryable(m)) => assert_eq!(
@@ -159,7 +159,7 @@ async fn one_run_settles_each_host_of_the_batch_on_its_own() {
     // Only the hosts named run: a second batch of web1 alone changes nothing now.
     std::fs::remove_file(lab.out().join("web3")).unwrap();
     let again = run_batch(&lab, &ctx, "patch.yml", &["web1"]).await;
-    assert_eq!(again[0].as_ref().unwrap()["status"], "ok");
+    assert_eq!(again[0].as_ref().unwrap()["outcome"], "ok");
     assert!(
         read(&lab.out().join("web3")).is_none(),
         "web3 was not in the limit"

@@ -53,7 +53,11 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         layers.set("runbooks.dir", dir.display().to_string(), "--runbooks");
     }
     if globals.ansible_inventory {
-        layers.set("ansible.inventory", "ansible-inventory", "--ansible-inventory");
+        layers.set(
+            "ansible.inventory",
+            "ansible-inventory",
+            "--ansible-inventory",
+        );
     }
     let config = config::resolve(layers).map_err(|e| usage(&e))?;
     let clock: Arc<dyn Clock> = if args.virtual_clock {
@@ -61,9 +65,12 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     } else {
         globals.clock.clone()
     };
-    let runbooks =
-        Runbooks::load(&config.runbooks.dir, &config.blackouts, &config.ansible_inventories)
-            .map_err(|e| usage(&e))?;
+    let runbooks = Runbooks::load(
+        &config.runbooks.dir,
+        &config.blackouts,
+        &config.ansible_inventories,
+    )
+    .map_err(|e| usage(&e))?;
     let delivery = Delivery::from_config(&config, &args.outbox).map_err(|e| usage(&e))?;
     let options = Options {
         config,

@@ -188,7 +188,7 @@ impl RunReport {
     ) -> Outputs {
         let changed_tasks = self.changed_tasks.get(host).cloned().unwrap_or_default();
         let value = json!({
-            "status": status,
+            "outcome": status,
             "ok": stats.ok,
             "changed": stats.changed,
             "skipped": stats.skipped,
@@ -257,7 +257,7 @@ mod tests {
         assert!(err.is_retryable());
         assert_eq!(err.to_string(), "failed at task `fail on web2`: rc=1 ***");
         let out = report.row_result("web1", true, &ctx).unwrap();
-        assert_eq!(out["status"], "changed");
+        assert_eq!(out["outcome"], "changed");
         assert_eq!(out["changed_tasks"], json!(["write"]));
         assert_eq!(out["check"], true);
         let err = report.row_result("nowhere", false, &ctx).unwrap_err();

@@ -506,10 +506,7 @@ impl Literal<'_> {
             if self.eat('}') {
                 break;
             }
-            let key = match self.value()? {
-                Value::String(k) => k,
-                _ => return Err(Fail::Unsupported("a dict key that is not a string")),
-            };
+            let key = self.value()?;
             if !self.eat(':') {
                 self.skip_space();
                 return Err(if self.rest().starts_with([',', '}']) {
@@ -518,6 +515,9 @@ impl Literal<'_> {
                     Fail::NotLiteral
                 });
             }
+            let Value::String(key) = key else {
+                return Err(Fail::Unsupported("a dict key that is not a string"));
+            };
             let value = self.value()?;
             map.insert(key, value);
             if self.eat(',') {
