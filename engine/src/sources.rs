@@ -150,9 +150,11 @@ fn read_references(
 fn list_inventory(program: &Path, source: &Path, dir: &Path) -> Result<String, String> {
     use std::io::Read as _;
     use std::process::{Command, Stdio};
+    // The child runs in the runbook's folder: a source relative to ours would point elsewhere.
+    let source = std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf());
     let mut child = Command::new(program)
         .arg("-i")
-        .arg(source)
+        .arg(&source)
         .arg("--list")
         .current_dir(if dir.as_os_str().is_empty() {
             Path::new(".")

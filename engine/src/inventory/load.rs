@@ -90,6 +90,15 @@ fn patchday_inventory(
 ) -> Option<Inventory> {
     let path = dir.join(&reference.value);
     let text = text(file, "inventory", reference, &path, sources, diags)?;
+    yaml_document(&path, text, diags)
+}
+
+/// A YAML file deserialized with every error reported against it.
+fn yaml_document<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
     let shown = path.display().to_string();
     let root = match yaml::parse(text, Limits::RUNBOOK) {
         Ok(root) => root,
@@ -191,15 +200,7 @@ fn exceptions_file(
 ) -> Option<Vec<Exception>> {
     let path = dir.join(&reference.value);
     let text = text(file, "exceptions file", reference, &path, sources, diags)?;
-    let shown = path.display().to_string();
-    let root = match yaml::parse(text, Limits::RUNBOOK) {
-        Ok(root) => root,
-        Err(e) => {
-            diags.push(Diagnostic::error(&shown, e.loc, e.message));
-            return None;
-        }
-    };
-    let read: ExceptionsFile = deserialize_document(&shown, root, diags, &mut Vec::new())?;
+    let read: ExceptionsFile = yaml_document(&path, text, diags)?;
     Some(read.exceptions)
 }
 

@@ -179,8 +179,10 @@ fn waves_stop_at_max_failures_and_a_retry_runs_only_the_failed_host() {
     let dir = patchday_tests::scratch("ansible-waves");
     write_lab(&dir, &hosts);
     let database = format!("sqlite://{}", dir.join("runs.db").display());
+    // From the runbook's folder, named relatively: Ansible runs there, paths must still hold.
     let out = patchday()
-        .args(["run", dir.join("waves.yaml").to_str().unwrap()])
+        .current_dir(&dir)
+        .args(["run", "waves.yaml"])
         .args(["--database", &database])
         .env("PATCHDAY_ANSIBLE_BIN_DIR", ansible_bin())
         .output()

@@ -55,8 +55,8 @@ impl Workspace {
                 .map_err(|e| io("the limit file", e))?;
         }
         let inventory = match (&inputs.inventory, &ctx.ansible_inventory) {
-            (Some(given), _) => ctx.resolve_path(given),
-            (None, Some(source)) => ctx.base_dir.join(source),
+            (Some(given), _) => absolute(&ctx.resolve_path(given)),
+            (None, Some(source)) => absolute(&ctx.base_dir.join(source)),
             (None, None) if members.is_empty() => {
                 return Err(ConnectorError::Fatal(
                     "ansible: give `inventory`: the runbook's inventory is not an Ansible one \
@@ -95,7 +95,7 @@ impl Workspace {
                 .to_string(),
             args: self.args(inputs, limited, ctx),
             env: self.env(inputs, ctx),
-            cwd: Some(ctx.base_dir.clone()),
+            cwd: Some(absolute(&ctx.base_dir)),
             stdin: None,
         }
     }
@@ -130,7 +130,11 @@ impl Workspace {
             self.path("extra-vars.json").display()
         ));
         args.push("--".into());
-        args.push(ctx.resolve_path(&inputs.playbook).display().to_string());
+        args.push(
+            absolute(&ctx.resolve_path(&inputs.playbook))
+                .display()
+                .to_string(),
+        );
         args
     }
 
@@ -158,7 +162,7 @@ impl Workspace {
             ("ANSIBLE_RETRY_FILES_ENABLED".into(), "0".into()),
         ];
         if let Some(config) = &inputs.config {
-            let path = ctx.resolve_path(config).display().to_string();
+            let path = absolute(&ctx.resolve_path(config)).display().to_string();
             env.push(("ANSIBLE_CONFIG".into(), path));
         }
         let ssh = &ctx.settings.ssh;
@@ -237,6 +241,17 @@ fn generated_inventory(members: &[BatchMember]) -> Value {
         hosts.insert(member.name.clone(), Value::Object(vars));
     }
     json!({ "all": { "hosts": hosts } })
+}
+
+/// `path` made absolute against the current folder: ansible-playbook runs in the runbook's
+/// folder, so a path relative to patchday's own would point elsewhere.
+fn absolute(path: &Path) -> PathBuf {
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Writes `bytes` to a new file only the owner can read.
