@@ -57,9 +57,7 @@ struct Reader {
 impl Reader {
     /// One group and what it holds; returns its name.
     fn group(&mut self, key: &Node, data: &Node) -> Option<String> {
-        let Some(name) = self.name(key, "group") else {
-            return None;
-        };
+        let name = self.name(key, "group")?;
         self.inventory.add_group(&name, key.loc);
         let entries = match &data.value {
             Y::Null => return Some(name),
