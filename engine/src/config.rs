@@ -819,7 +819,7 @@ mod tests {
             crate::sources::AnsibleInventories::List("/opt/ansible/bin/ansible-inventory".into())
         );
         let err = parse("patchday.toml", "[ansible]\ninventory = \"dynamic\"\n").unwrap_err();
-        assert!(err.to_string().contains("ansible.inventory"), "{err}");
+        assert!(err.to_string().contains("[ansible] inventory"), "{err}");
     }
 
     #[test]

@@ -177,6 +177,7 @@ fn host_line(
         return Err("`---` starts a YAML document: name YAML inventories .yaml or .yml".into());
     }
     let (hosts, port) = pattern::expand(first)?;
+    pattern::within_budget(inventory.host_count(), hosts.len())?;
     let mut vars = IndexMap::new();
     for token in rest {
         let (key, value) = token

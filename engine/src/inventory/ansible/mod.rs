@@ -90,6 +90,11 @@ impl AnsibleInventory {
             });
     }
 
+    /// How many hosts are defined.
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
     pub fn has_group(&self, name: &str) -> bool {
         self.groups.contains_key(name)
     }

@@ -6,6 +6,20 @@
 /// Most hosts one pattern may expand to (a typo such as `[1:1000000]` fails fast).
 pub const MAX_EXPANSION: usize = 100_000;
 
+/// Most host entries one inventory may define, ranges expanded (a file of many wide ranges
+/// fails fast instead of filling memory).
+pub const MAX_HOSTS: usize = 250_000;
+
+/// Refuses adding `more` host entries to `already` once past [`MAX_HOSTS`].
+pub fn within_budget(already: usize, more: usize) -> Result<(), String> {
+    if already.saturating_add(more) > MAX_HOSTS {
+        return Err(format!(
+            "the inventory defines more than {MAX_HOSTS} hosts, the native reader's limit"
+        ));
+    }
+    Ok(())
+}
+
 /// The host names a pattern stands for, and the port it gives them.
 pub fn expand(pattern: &str) -> Result<(Vec<String>, Option<u16>), String> {
     let pattern = pattern.trim();
@@ -172,5 +186,7 @@ mod tests {
         assert!(expand("fe80::1").is_err());
         assert!(expand("w[01:3]").is_err());
         assert!(expand("w[1:100000000]").is_err());
+        assert!(within_budget(MAX_HOSTS - 1, 1).is_ok());
+        assert!(within_budget(MAX_HOSTS, 1).is_err());
     }
 }

@@ -148,7 +148,11 @@ impl Reader {
             ));
             return;
         };
-        let (hosts, port) = match pattern::expand(host_pattern) {
+        let expanded = pattern::expand(host_pattern).and_then(|(hosts, port)| {
+            pattern::within_budget(self.inventory.host_count(), hosts.len())?;
+            Ok((hosts, port))
+        });
+        let (hosts, port) = match expanded {
             Ok(expanded) => expanded,
             Err(e) => {
                 self.errors.push((key.loc, e));
