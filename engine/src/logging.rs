@@ -6,6 +6,12 @@
 //! attempt, `step_id` and `host`), so every line a run causes can be found by those fields.
 //! Logs are for operators; the audit log is the record of what happened. Secrets are redacted
 //! before anything reaches a log line, as for the audit log.
+//!
+//! Writing a log line never fails and never panics: when stderr is gone (a closed pipe after
+//! `patchday serve 2>&1 | tee log` lost its reader, a full disk) the line is dropped, and the
+//! subscriber's own error reports are off. Shutdown must not depend on being able to say so.
+
+use std::io::{self, Write};
 
 use tracing_subscriber::EnvFilter;
 
@@ -29,7 +35,8 @@ pub fn init(format: LogFormat) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false)
         .with_ansi(false)
         .with_target(false);
     let _ = match format {
@@ -41,4 +48,31 @@ pub fn init(format: LogFormat) {
             .with_span_list(true)
             .try_init(),
     };
+}
+
+/// Standard error that drops what it cannot write instead of failing.
+struct LossyStderr;
+
+impl Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_reports_success_whatever_stderr_does() {
+        let mut writer = LossyStderr;
+        assert_eq!(writer.write(b"a log line\n").unwrap(), 11);
+        writer.flush().unwrap();
+    }
 }

@@ -1,6 +1,7 @@
 //! Reading runbooks and the files they refer to from disk: the only I/O on the way to a
 //! checked runbook. Everything after this (loading, validation, planning) is pure.
 
+use crate::yaml::Limits;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -47,9 +48,47 @@ pub fn expand(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// What a YAML file in a runbooks folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Runbook,
+    /// A patchday inventory: its top-level keys are `hosts` and only `groups` and `exceptions`
+    /// besides. Checked as an inventory, never as a runbook.
+    Inventory,
+}
+
+/// Tells an inventory from a runbook by the top-level keys in the first 64 KiB of `path` (a
+/// runbook always has `name` and `steps`; an inventory has `hosts`). Unreadable files are
+/// runbooks, so that reading them reports the error.
+pub fn kind_of(path: &Path) -> FileKind {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_end(&mut head));
+    if read.is_err() {
+        return FileKind::Runbook;
+    }
+    kind_of_text(&String::from_utf8_lossy(&head))
+}
+
+fn kind_of_text(text: &str) -> FileKind {
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+        .filter_map(|line| line.split_once(':').map(|(key, _)| key.trim()))
+        .collect();
+    let inventory_keys = ["hosts", "groups", "exceptions"];
+    if keys.contains(&"hosts") && keys.iter().all(|k| inventory_keys.contains(k)) {
+        FileKind::Inventory
+    } else {
+        FileKind::Runbook
+    }
+}
+
 /// The result of checking a set of runbooks together.
 pub struct Checked {
     pub runbooks: Vec<(LoadedRunbook, Option<CheckedRunbook>)>,
+    /// Inventory files given or found among the runbooks, checked on their own.
+    pub inventories: Vec<PathBuf>,
     pub diagnostics: Vec<Diagnostic>,
     /// Texts of every file read, for rendering snippets.
     pub sources: Sources,
@@ -79,9 +118,21 @@ pub fn check_files(files: &[PathBuf]) -> Checked {
 pub fn check_files_with(files: &[PathBuf], ansible: &AnsibleInventories) -> Checked {
     let mut sources = Sources::default();
     let mut loaded = Vec::new();
+    let mut inventory_diagnostics = Vec::new();
+    let mut inventories = Vec::new();
     for file in files {
         let shown = file.display().to_string();
-        let text = read(file);
+        if kind_of(file) == FileKind::Inventory {
+            let text = read(file, Limits::INVENTORY.max_bytes);
+            inventory_diagnostics.extend(match &text {
+                Ok(text) => validate::check_inventory_file(&shown, text),
+                Err(e) => unreadable(&shown, e).diagnostics,
+            });
+            sources.insert(file.clone(), text);
+            inventories.push(file.clone());
+            continue;
+        }
+        let text = read(file, Limits::RUNBOOK.max_bytes);
         sources.insert(file.clone(), text.clone());
         let loaded_one = match text {
             Ok(text) => load_runbook(&shown, &text),
@@ -91,8 +142,10 @@ pub fn check_files_with(files: &[PathBuf], ansible: &AnsibleInventories) -> Chec
         loaded.push(loaded_one);
     }
     let mut diagnostics = validate::check_unique_names(&loaded.iter().collect::<Vec<_>>());
+    diagnostics.extend(inventory_diagnostics);
+    let runbook_files = files.iter().filter(|f| kind_of(f) == FileKind::Runbook);
     let mut runbooks = Vec::new();
-    for (one, file) in loaded.into_iter().zip(files) {
+    for (one, file) in loaded.into_iter().zip(runbook_files) {
         let (checked, diags) = validate::check(&one, &dir_of(file), &sources);
         diagnostics.extend(diags);
         runbooks.push((one, checked));
@@ -101,6 +154,7 @@ pub fn check_files_with(files: &[PathBuf], ansible: &AnsibleInventories) -> Chec
     diagnostics.dedup();
     Checked {
         runbooks,
+        inventories,
         diagnostics,
         sources,
     }
@@ -140,7 +194,7 @@ fn read_references(
     }
     for path in validate::references(runbook, &dir_of(file)) {
         if !sources.contains(&path) && path.exists() {
-            sources.insert(path.clone(), read(&path));
+            sources.insert(path.clone(), read(&path, Limits::INVENTORY.max_bytes));
         }
     }
 }
@@ -206,9 +260,11 @@ fn list_inventory(program: &Path, source: &Path, dir: &Path) -> Result<String, S
     String::from_utf8(out).map_err(|_| "its output is not UTF-8".to_string())
 }
 
-/// Reads a text file, refusing anything larger than the runbook limit before reading it all.
-fn read(path: &Path) -> Result<String, String> {
-    let limit = crate::yaml::Limits::RUNBOOK.max_bytes as u64;
+/// Reads a text file, refusing anything larger than `limit` bytes before reading it all: a
+/// runbook's limit for runbook files, the largest (an inventory's) for the files they refer to,
+/// each of which is held to its own kind's limit when it is parsed.
+fn read(path: &Path, limit: usize) -> Result<String, String> {
+    let limit = limit as u64;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if meta.is_dir() {
         return Err("it is a folder, not a file".into());
@@ -226,4 +282,20 @@ fn read(path: &Path) -> Result<String, String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inventories_are_told_from_runbooks_by_their_top_level_keys() {
+        let inventory = "# comment\nhosts:\n  a: { address: x }\ngroups:\n  g: [a]\n";
+        assert_eq!(kind_of_text(inventory), FileKind::Inventory);
+        let runbook = "name: x\nsteps:\n  hosts: { uses: noop }\n";
+        assert_eq!(kind_of_text(runbook), FileKind::Runbook);
+        // A runbook with a stray `hosts` key stays a runbook (and gets its error as one).
+        assert_eq!(kind_of_text("name: x\nhosts: {}\n"), FileKind::Runbook);
+        assert_eq!(kind_of_text(""), FileKind::Runbook);
+    }
 }

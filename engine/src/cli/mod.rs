@@ -7,6 +7,14 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+/// `eprintln!` that drops the text when stderr is closed instead of panicking.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `print!` that ends the process quietly when stdout is closed.
 macro_rules! out {
     ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
@@ -15,6 +23,7 @@ macro_rules! out {
 mod api;
 mod audit;
 mod calendar;
+mod new;
 mod plan;
 mod run;
 mod schema;
@@ -100,6 +109,8 @@ enum Command {
     Approve(api::ApproveArgs),
     /// Make a new API token: prints it once, and the line for the tokens file.
     ApiToken(api::TokenArgs),
+    /// Write a commented starter runbook or inventory that validates.
+    New(new::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -182,11 +193,12 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => api::cancel(args, &globals),
         Command::Approve(args) => api::approve(args, &globals),
         Command::ApiToken(args) => api::api_token(args, &globals),
+        Command::New(args) => new::run(args, &globals),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            errln!("error: {err:#}");
             ExitCode::from(2)
         }
     }
@@ -248,7 +260,7 @@ pub(crate) fn write_out(args: std::fmt::Arguments) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eprintln!("error: cannot write to stdout: {e}");
+        errln!("error: cannot write to stdout: {e}");
         std::process::exit(2);
     }
 }

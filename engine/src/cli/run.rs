@@ -123,7 +123,7 @@ async fn finish(
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("cancelling the run (Ctrl-C)...");
+            errln!("cancelling the run (Ctrl-C)...");
             on_ctrl_c.cancel();
         }
     });

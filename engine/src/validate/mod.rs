@@ -191,6 +191,11 @@ pub fn check(
     (checked, diags)
 }
 
+/// Parses and checks an inventory file on its own (`patchday validate inventory/hosts.yaml`).
+pub fn check_inventory_file(file: &str, text: &str) -> Vec<Diagnostic> {
+    crate::inventory::load::check_file(file, text)
+}
+
 /// Runbook names must be unique within a folder: one error per repeated name.
 pub fn check_unique_names(runbooks: &[&LoadedRunbook]) -> Vec<Diagnostic> {
     let mut seen: BTreeMap<&str, &LoadedRunbook> = BTreeMap::new();

@@ -216,7 +216,7 @@ fn json(node: &Node) -> Value {
 
 /// Reads a YAML inventory from its text (a YAML syntax error is one error with its place).
 pub fn parse_text(text: &str) -> Result<AnsibleInventory, Vec<LineError>> {
-    let root = crate::yaml::parse(text, crate::yaml::Limits::RUNBOOK)
+    let root = crate::yaml::parse(text, crate::yaml::Limits::INVENTORY)
         .map_err(|e| vec![(e.loc, e.message)])?;
     parse(&root)
 }
