@@ -6,7 +6,9 @@
 //!   by group, one row per host with Ansible's outcome;
 //! - waves, failure budgets and retries with `patchday run`: one ansible-playbook run per
 //!   batch, `max_failures` stopping the next wave, a retry running only the failed host, an
-//!   excepted host left out, the failing task named in the host's row and the audit log.
+//!   excepted host left out, the failing task named in the host's row and the audit log;
+//! - `--ansible-inventory`: a folder with `group_vars/`, outside the native subset (an error at
+//!   the runbook's line), read through `ansible-inventory --list`.
 
 use std::path::Path;
 
@@ -298,4 +300,56 @@ fn processes_mention(text: &str) -> bool {
                 })
                 .unwrap_or(false)
         })
+}
+
+#[test]
+fn a_folder_with_group_vars_is_read_through_ansible_inventory_when_asked() {
+    let dir = patchday_tests::scratch("ansible-list");
+    std::fs::create_dir_all(dir.join("inventory/group_vars")).unwrap();
+    std::fs::write(dir.join("inventory/hosts.ini"), "[web]\nweb[1:2]\n").unwrap();
+    std::fs::write(
+        dir.join("inventory/group_vars/web.yml"),
+        "site: from-group-vars\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("folder.yaml"),
+        "name: folder\ninventory: { ansible: inventory }\nsteps:\n  greet:\n    uses: noop\n    \
+         for_each: { group: web }\n    with: { message: \"{{host.name}} at {{host.vars.site}}\" }\n",
+    )
+    .unwrap();
+    let runbook = dir.join("folder.yaml");
+    let runbook = runbook.to_str().unwrap();
+
+    // Natively: a folder is outside the subset, said at the runbook's line.
+    let out = patchday().args(["validate", runbook]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("folder.yaml:2:")
+            && stderr(&out).contains("it is a folder, not a file")
+            && stderr(&out).contains("--ansible-inventory"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Through ansible-inventory: the hosts and their group_vars.
+    let out = patchday()
+        .args(["--ansible-inventory", "simulate", runbook])
+        .env("PATCHDAY_ANSIBLE_BIN_DIR", ansible_bin())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let timeline = stdout(&out);
+    for host in ["web1", "web2"] {
+        assert!(
+            timeline.contains(&format!("would do nothing ({host} at from-group-vars)")),
+            "{timeline}"
+        );
+    }
 }
