@@ -63,6 +63,8 @@ pub const KEYS: &[&str] = &[
     "ssh.user",
     "ssh.port",
     "libvirt.uri",
+    "ansible.bin_dir",
+    "ansible.inventory",
     "security.link_secret_file",
     "security.api_tokens_file",
     "security.link_ttl",
@@ -86,6 +88,10 @@ pub struct Config {
     pub ssh: SshSettings,
     /// `[libvirt]`: the default connection URI of `snapshot` steps with `provider: libvirt`.
     pub libvirt: LibvirtSettings,
+    /// `[ansible] bin_dir`: where `ansible-playbook` and `ansible-inventory` are.
+    pub ansible: patchday_connectors::settings::AnsibleSettings,
+    /// `[ansible] inventory`: Ansible inventories read natively, or through `ansible-inventory`.
+    pub ansible_inventories: crate::sources::AnsibleInventories,
     pub security: SecurityConfig,
 }
 
@@ -232,6 +238,8 @@ struct RawConfig {
     #[serde(default)]
     libvirt: RawLibvirt,
     #[serde(default)]
+    ansible: RawAnsible,
+    #[serde(default)]
     security: RawSecurity,
 }
 
@@ -281,6 +289,13 @@ struct RawSsh {
 #[serde(deny_unknown_fields)]
 struct RawLibvirt {
     uri: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnsible {
+    bin_dir: Option<String>,
+    inventory: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -346,7 +361,7 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 21] = [
+    let values: [(&str, Option<String>); 23] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
         ("server.node_id", raw.server.node_id),
@@ -365,6 +380,8 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
         ("ssh.user", raw.ssh.user),
         ("ssh.port", raw.ssh.port.map(|p| p.to_string())),
         ("libvirt.uri", raw.libvirt.uri),
+        ("ansible.bin_dir", raw.ansible.bin_dir),
+        ("ansible.inventory", raw.ansible.inventory),
         ("security.link_secret_file", raw.security.link_secret_file),
         ("security.api_tokens_file", raw.security.api_tokens_file),
         ("security.link_ttl", raw.security.link_ttl),
@@ -494,6 +511,24 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         uri: text("libvirt.uri")?,
         ..LibvirtSettings::default()
     };
+    let ansible = patchday_connectors::settings::AnsibleSettings {
+        bin_dir: text("ansible.bin_dir")?.map(PathBuf::from),
+    };
+    let ansible_inventories = match get("ansible.inventory") {
+        None => crate::sources::AnsibleInventories::Native,
+        Some(s) => match s.value.trim() {
+            "native" => crate::sources::AnsibleInventories::Native,
+            "ansible-inventory" => {
+                crate::sources::AnsibleInventories::List(ansible.program("ansible-inventory"))
+            }
+            other => {
+                return Err(bad(
+                    s,
+                    format!("`{other}` is not \"native\" or \"ansible-inventory\""),
+                ));
+            }
+        },
+    };
     let security = SecurityConfig {
         link_secret_file: text("security.link_secret_file")?.map(PathBuf::from),
         api_tokens_file: text("security.api_tokens_file")?.map(PathBuf::from),
@@ -516,6 +551,8 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         runbooks,
         ssh,
         libvirt,
+        ansible,
+        ansible_inventories,
         security,
     })
 }
@@ -768,6 +805,21 @@ mod tests {
             err.starts_with("environment variable PATCHDAY_SSH_PORT: `ssh`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_ansible_section_is_read_and_checked() {
+        let config = parse(
+            "patchday.toml",
+            "[ansible]\nbin_dir = \"/opt/ansible/bin\"\ninventory = \"ansible-inventory\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.ansible_inventories,
+            crate::sources::AnsibleInventories::List("/opt/ansible/bin/ansible-inventory".into())
+        );
+        let err = parse("patchday.toml", "[ansible]\ninventory = \"dynamic\"\n").unwrap_err();
+        assert!(err.to_string().contains("[ansible] inventory"), "{err}");
     }
 
     #[test]

@@ -3,10 +3,28 @@
 
 use crate::yaml::Limits;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::diagnostic::Diagnostic;
-use crate::runbook::{LoadedRunbook, load_runbook};
+use crate::runbook::{InventoryRef, LoadedRunbook, load_runbook};
 use crate::validate::{self, CheckedRunbook, Sources};
+
+/// How Ansible inventories (`inventory: { ansible: SRC }`) are read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AnsibleInventories {
+    /// INI and YAML files, parsed by patchday itself (no Ansible needed).
+    #[default]
+    Native,
+    /// Any source Ansible reads (plugins, scripts, folders with `group_vars/`), through
+    /// `ansible-inventory -i SRC --list` run with this program (`--ansible-inventory`,
+    /// `[ansible] inventory = "ansible-inventory"`).
+    List(PathBuf),
+}
+
+/// Longest `ansible-inventory --list` may take (dynamic inventories ask remote APIs).
+const LIST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest `ansible-inventory --list` output accepted.
+const LIST_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The runbook files named on the command line: files as given, folders expanded to the
 /// `*.yaml` / `*.yml` files directly inside them, sorted by name.
@@ -90,8 +108,14 @@ impl Checked {
     }
 }
 
-/// Reads, loads and checks runbook files as one set (names must be unique across it).
+/// Reads, loads and checks runbook files as one set (names must be unique across it), Ansible
+/// inventories natively.
 pub fn check_files(files: &[PathBuf]) -> Checked {
+    check_files_with(files, &AnsibleInventories::Native)
+}
+
+/// [`check_files`], reading Ansible inventories as `ansible` says.
+pub fn check_files_with(files: &[PathBuf], ansible: &AnsibleInventories) -> Checked {
     let mut sources = Sources::default();
     let mut loaded = Vec::new();
     let mut inventory_diagnostics = Vec::new();
@@ -114,7 +138,7 @@ pub fn check_files(files: &[PathBuf]) -> Checked {
             Ok(text) => load_runbook(&shown, &text),
             Err(e) => unreadable(&shown, &e),
         };
-        read_references(&loaded_one, file, &mut sources);
+        read_references(&loaded_one, file, ansible, &mut sources);
         loaded.push(loaded_one);
     }
     let mut diagnostics = validate::check_unique_names(&loaded.iter().collect::<Vec<_>>());
@@ -150,15 +174,90 @@ fn unreadable(file: &str, error: &str) -> LoadedRunbook {
     loaded
 }
 
-fn read_references(loaded: &LoadedRunbook, file: &Path, sources: &mut Sources) {
+fn read_references(
+    loaded: &LoadedRunbook,
+    file: &Path,
+    ansible: &AnsibleInventories,
+    sources: &mut Sources,
+) {
     let Some(runbook) = &loaded.runbook else {
         return;
     };
+    if let (AnsibleInventories::List(program), Some(InventoryRef::Ansible(a))) =
+        (ansible, &runbook.inventory)
+    {
+        let source = dir_of(file).join(&a.ansible.value);
+        if !sources.contains(&source) {
+            let listed = list_inventory(program, &source, &dir_of(file));
+            sources.insert_listed(source, listed);
+        }
+    }
     for path in validate::references(runbook, &dir_of(file)) {
         if !sources.contains(&path) && path.exists() {
             sources.insert(path.clone(), read(&path, Limits::INVENTORY.max_bytes));
         }
     }
+}
+
+/// `ansible-inventory -i SOURCE --list` in the runbook's folder (where Ansible finds its
+/// `ansible.cfg`): its JSON, or why there is none. Stopped after [`LIST_TIMEOUT`].
+fn list_inventory(program: &Path, source: &Path, dir: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    // The child runs in the runbook's folder: a source relative to ours would point elsewhere.
+    let source = std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf());
+    let mut child = Command::new(program)
+        .arg("-i")
+        .arg(&source)
+        .arg("--list")
+        .current_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })
+        .env("ANSIBLE_NOCOLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", program.display()))?;
+    let drain = |stream: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(stream) = stream {
+                let _ = stream.take(LIST_LIMIT as u64 + 1).read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = drain(child.stderr.take().map(|s| Box::new(s) as _));
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() > LIST_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("it took longer than {}s", LIST_TIMEOUT.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let out = stdout.join().unwrap_or_default();
+    let err = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+    if !status.success() {
+        let last: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        return Err(format!(
+            "{status}: {}",
+            last[last.len().saturating_sub(3)..].join(" | ")
+        ));
+    }
+    if out.len() > LIST_LIMIT {
+        return Err(format!("its output is larger than {LIST_LIMIT} bytes"));
+    }
+    String::from_utf8(out).map_err(|_| "its output is not UTF-8".to_string())
 }
 
 /// Reads a text file, refusing anything larger than `limit` bytes before reading it all: a
@@ -167,6 +266,9 @@ fn read_references(loaded: &LoadedRunbook, file: &Path, sources: &mut Sources) {
 fn read(path: &Path, limit: usize) -> Result<String, String> {
     let limit = limit as u64;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        return Err("it is a folder, not a file".into());
+    }
     if meta.len() > limit {
         return Err(format!(
             "the file is {} bytes; the limit is {limit} bytes",

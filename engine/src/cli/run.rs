@@ -53,7 +53,7 @@ pub struct ResumeArgs {
 
 pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let cycle = args.cycle;
-    let Some(checked) = checked_runbook(&args.runbook)? else {
+    let Some(checked) = checked_runbook(&args.runbook, globals)? else {
         return Ok(ExitCode::from(1));
     };
     let text = std::fs::read_to_string(&args.runbook)?;
@@ -77,7 +77,7 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
 }
 
 pub fn resume(args: ResumeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let Some(checked) = checked_runbook(&args.runbook)? else {
+    let Some(checked) = checked_runbook(&args.runbook, globals)? else {
         return Ok(ExitCode::from(1));
     };
     runtime()?.block_on(async {
@@ -182,6 +182,10 @@ async fn engine(globals: &Globals, checked: &CheckedRunbook) -> anyhow::Result<E
         .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     let store = AnyStore::open(&url).await?;
     let mut engine = Engine::new(store, globals.clock.clone(), Mode::Live);
+    engine.settings = Arc::new(patchday_connectors::Settings {
+        ansible: globals.ansible(),
+        ..Default::default()
+    });
     let waves = wave_of_steps(checked);
     let tz = checked.tz;
     engine.observer = Arc::new(move |p: &Progress| print_progress(p, &waves, tz));

@@ -51,6 +51,13 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.runbooks {
         layers.set("runbooks.dir", dir.display().to_string(), "--runbooks");
     }
+    if globals.ansible_inventory {
+        layers.set(
+            "ansible.inventory",
+            "ansible-inventory",
+            "--ansible-inventory",
+        );
+    }
     let config = config::resolve(layers).map_err(|e| usage(&e))?;
     let clock: Arc<dyn Clock> = if args.virtual_clock {
         Arc::new(VirtualClock::new(globals.clock.now()))
@@ -58,8 +65,12 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         globals.clock.clone()
     };
     crate::logging::init(args.log_format, clock.clone());
-    let runbooks =
-        Runbooks::load(&config.runbooks.dir, &config.blackouts).map_err(|e| usage(&e))?;
+    let runbooks = Runbooks::load(
+        &config.runbooks.dir,
+        &config.blackouts,
+        &config.ansible_inventories,
+    )
+    .map_err(|e| usage(&e))?;
     let delivery = Delivery::from_config(&config, &args.outbox).map_err(|e| usage(&e))?;
     let options = Options {
         config,

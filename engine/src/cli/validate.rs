@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Globals, UsageError, print_json, text_or_json};
 use crate::diagnostic::Diagnostic;
-use crate::sources::{Checked, check_files, expand};
+use crate::sources::{Checked, check_files_with, expand};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,7 +29,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         return Err(UsageError("no runbook files (*.yaml, *.yml) found".into()).into());
     }
-    let checked = check_files(&files);
+    let checked = check_files_with(&files, &globals.ansible_inventories());
     if json {
         print_json(&report(&checked))?;
     } else {

@@ -169,6 +169,7 @@ pub fn connector_settings(config: &Config, delivery: &Delivery) -> Settings {
         smtp,
         ssh: config.ssh.clone(),
         libvirt: config.libvirt.clone(),
+        ansible: config.ansible.clone(),
         ..Settings::default()
     }
 }
@@ -577,6 +578,7 @@ impl<S: Store> Daemon<S> {
                 dir: options.config.runbooks.dir.clone(),
                 blackouts: options.config.blackouts.clone(),
                 git_pull: options.config.runbooks.git_pull,
+                ansible: options.config.ansible_inventories.clone(),
             },
         ));
         let tokens_watcher = options
