@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Local test hosts for runbooks/demo/emergency-local.yaml and monthly-local.yaml, all on
-# 127.0.0.1 (README: "First run" and "Try it against local test hosts"):
+# Local test hosts for runbooks/demo/emergency-local.yaml, monthly-local.yaml and
+# linux-weekly-local.yaml, all on 127.0.0.1 (README: "First run", "Try it against local test
+# hosts" and "Point patchday at an existing Ansible setup"):
 #
 #   sshd      a real OpenSSH server run as you (-D -f <its own config>), generated host and user
 #             keys, a known_hosts file; the hosts of inventory/demo-hosts.yaml log in here
@@ -260,6 +261,15 @@ uri = "test://$state/libvirt-node.xml"
 [security]
 api_tokens_file = "$state/api-tokens"
 EOF
+  # Ansible for linux-weekly-local: $PATCHDAY_ANSIBLE_BIN_DIR, else .ci/deps-ansible.sh's virtual
+  # environment, else whatever ansible-playbook is on the PATH.
+  local ansible_bin=${PATCHDAY_ANSIBLE_BIN_DIR:-}
+  if [[ -z $ansible_bin && -x /opt/patchday-ansible/bin/ansible-playbook ]]; then
+    ansible_bin=/opt/patchday-ansible/bin
+  fi
+  if [[ -n $ansible_bin ]]; then
+    printf '\n[ansible]\nbin_dir = "%s"\n' "$ansible_bin" >>"$state/patchday.toml"
+  fi
 
   # sshd's privilege separation directory (made by the service unit, or .ci/deps-connectors.sh).
   mkdir -p /run/sshd 2>/dev/null || true
@@ -288,6 +298,7 @@ then (README: "First run"):
 and in a second terminal:
   . $rel/env
   ./target/release/patchday trigger emergency-local --param cve=CVE-2026-12345
+  ./target/release/patchday trigger linux-weekly-local   # Ansible: .ci/deps-ansible.sh
   ls $rel/mail/                # each email as .eml, .txt (to read) and .json
 or the monthly cycle on a virtual clock (README: "Try it against local test hosts"):
   ./target/release/patchday serve --config $rel/patchday.toml --now 2026-12-01T08:59:00Z --virtual-clock

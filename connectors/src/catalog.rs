@@ -22,6 +22,10 @@ pub struct ConnectorSpec {
     pub summary: &'static str,
     /// Whether running it twice has the same effect as once; decides crash recovery.
     pub idempotent: bool,
+    /// Whether one execution settles a whole batch of a `for_each` step's hosts (the engine
+    /// calls [`crate::runtime::BatchConnector::execute_batch`] once per batch instead of
+    /// `execute` once per host). Such a step's `with:` cannot use `{{host.*}}`.
+    pub batch: bool,
     /// Its outputs (`steps.<id>.outputs.*`): name and one line on each (for the docs; empty
     /// for `approval` and `manual`, whose outputs the engine defines).
     pub outputs: &'static [(&'static str, &'static str)],
@@ -96,6 +100,30 @@ pub static CATALOG: &[ConnectorSpec] = &[
             ("stderr_truncated", "whether standard error was longer"),
         ],
     ),
+    ConnectorSpec {
+        batch: true,
+        ..spec::<AnsibleInputs>(
+            "ansible",
+            "Run an Ansible playbook, once per batch of hosts; each host's outcome is its own",
+            false,
+            &[
+                (
+                    "outcome",
+                    "`ok` or `changed` (a failed or unreachable host fails its row)",
+                ),
+                ("ok", "tasks that ran ok on the host"),
+                ("changed", "tasks that changed something on the host"),
+                ("skipped", "tasks skipped on the host"),
+                ("rescued", "failures a `rescue` block handled"),
+                ("ignored", "failures ignored with `ignore_errors`"),
+                (
+                    "changed_tasks",
+                    "names of the tasks that changed something (at most 50)",
+                ),
+                ("check", "whether it ran in check mode"),
+            ],
+        )
+    },
     spec::<SnapshotInputs>(
         "snapshot",
         "Create, revert or delete a VM snapshot (libvirt, Proxmox)",
@@ -148,6 +176,7 @@ const fn spec<T: JsonSchema + DeserializeOwned + InputRules>(
         name,
         summary,
         idempotent,
+        batch: false,
         outputs,
         schema: schema_of::<T>,
         check: check_as::<T>,
@@ -253,6 +282,24 @@ impl InputRules for SnapshotInputs {
     fn rules(&self) -> Result<(), InputError> {
         if self.provider == SnapshotProvider::Proxmox && self.node.is_none() {
             return whole("the proxmox provider needs `node`");
+        }
+        Ok(())
+    }
+}
+
+impl InputRules for AnsibleInputs {
+    fn rules(&self) -> Result<(), InputError> {
+        if self.playbook.trim().is_empty() {
+            return Err(InputError {
+                path: vec!["playbook".into()],
+                message: "name a playbook file".into(),
+            });
+        }
+        if self.forks == Some(0) {
+            return Err(InputError {
+                path: vec!["forks".into()],
+                message: "forks must be at least 1".into(),
+            });
         }
         Ok(())
     }

@@ -236,6 +236,55 @@ pub struct CommandInputs {
     pub cwd: Option<String>,
 }
 
+/// `ansible`: runs `ansible-playbook`. Inside `for_each`, once per batch with `--limit` naming
+/// the batch's hosts, and each host's outcome settles that host's row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnsibleInputs {
+    /// The playbook, relative to the runbook.
+    pub playbook: String,
+    /// The inventory source (`-i`), relative to the runbook. Default: the runbook's Ansible
+    /// inventory; for a patchday inventory, one written for the run from the hosts' records
+    /// (`address`, `port`, `user`, `vars`).
+    #[serde(default)]
+    pub inventory: Option<String>,
+    /// A host pattern (`--limit`) for a step without `for_each`; inside `for_each` the batch's
+    /// hosts are the limit.
+    #[serde(default)]
+    pub limit: Option<String>,
+    /// Extra variables (`-e`); strings are templates. They reach Ansible in a file only
+    /// patchday can read, never on the command line, so secrets may go here.
+    #[serde(default)]
+    pub extra_vars: serde_json::Map<String, serde_json::Value>,
+    /// Only tasks with these tags (`--tags`).
+    #[serde(default)]
+    pub tags: Option<OneOrMany<String>>,
+    /// Not tasks with these tags (`--skip-tags`).
+    #[serde(default)]
+    pub skip_tags: Option<OneOrMany<String>>,
+    /// Check mode (`--check --diff`): report what would change, change nothing.
+    #[serde(default)]
+    pub check: bool,
+    /// Run tasks with privilege escalation (`--become`).
+    #[serde(default)]
+    pub r#become: bool,
+    /// The user to become (`--become-user`, default root).
+    #[serde(default)]
+    pub become_user: Option<String>,
+    /// Parallel processes (`--forks`, default Ansible's).
+    #[serde(default)]
+    pub forks: Option<u32>,
+    /// An `ansible.cfg` to use (`ANSIBLE_CONFIG`), relative to the runbook. Default: Ansible's
+    /// own search (`ANSIBLE_CONFIG`, `ansible.cfg` in the runbook's folder, `~/.ansible.cfg`,
+    /// `/etc/ansible/ansible.cfg`).
+    #[serde(default)]
+    pub config: Option<String>,
+    /// Longest the whole playbook run may take; then it is stopped and its unfinished hosts
+    /// fail (retryable). The step's `timeout:` applies as well.
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+}
+
 /// Hypervisors the `snapshot` connector drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -23,7 +23,8 @@ pub use builtin::email::{Attachment, OutgoingEmail, send_email};
 pub use builtin::report::{CycleReport, render_report};
 pub use catalog::{CATALOG, ConnectorSpec, InputError, lookup};
 pub use runtime::{
-    BoxFuture, Connector, ConnectorError, Context, LogSink, Outputs, builtin, parse_inputs,
+    BatchConnector, BatchMember, BoxFuture, Connector, ConnectorError, Context, LogSink, Outputs,
+    builtin, parse_inputs,
 };
 pub use secrets::Secrets;
 pub use settings::Settings;

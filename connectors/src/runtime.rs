@@ -27,7 +27,7 @@ pub type Outputs = serde_json::Map<String, serde_json::Value>;
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Why a connector did not succeed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectorError {
     /// Worth another attempt under the step's `retry:` (unreachable peer, 4xx SMTP, 5xx HTTP,
     /// non-zero exit of a command).
@@ -82,6 +82,9 @@ pub struct Context {
     /// `params`, `steps`, `host`, `run`). Template files named by an input (`email.template`)
     /// are rendered against it.
     pub vars: serde_json::Value,
+    /// The runbook's Ansible inventory source (a file, folder or plugin configuration), when
+    /// its `inventory:` is one: the `ansible` connector hands it to `ansible-playbook -i`.
+    pub ansible_inventory: Option<PathBuf>,
     /// A key that stays the same for every attempt of this step on this host (e.g. the outbox
     /// entry id). The email Message-ID is derived from it so that a resend after a crash can be
     /// recognised; without it the run, step and host name are used.
@@ -103,6 +106,7 @@ impl Context {
             base_dir: PathBuf::from("."),
             files: Arc::new(BTreeMap::new()),
             vars: serde_json::Value::Object(Default::default()),
+            ansible_inventory: None,
             idempotency_key: None,
         }
     }
@@ -163,6 +167,41 @@ pub trait Connector: Send + Sync {
         inputs: serde_json::Value,
         ctx: &'a Context,
     ) -> BoxFuture<'a, Result<Outputs, ConnectorError>>;
+
+    /// The batch side of a connector whose spec says `batch` (`ansible`): the engine runs a
+    /// `for_each` step's batch through it in one execution. `None` for the others.
+    fn batch(&self) -> Option<&dyn BatchConnector> {
+        None
+    }
+}
+
+/// One host of a batch: its inventory name, its record (as `{{host}}` sees it) and the step's
+/// `with:` as rendered for it.
+#[derive(Debug, Clone)]
+pub struct BatchMember {
+    pub name: String,
+    pub host: serde_json::Map<String, serde_json::Value>,
+    pub inputs: serde_json::Value,
+}
+
+/// A connector that settles several hosts with one execution (one `ansible-playbook` run for a
+/// batch of a fan-out). The context is the step's: `ctx.host` is `None`.
+pub trait BatchConnector: Send + Sync {
+    /// One line saying what `execute_batch` would do for these hosts; no side effects.
+    fn dry_run_batch(
+        &self,
+        members: &[BatchMember],
+        ctx: &Context,
+    ) -> Result<String, ConnectorError>;
+
+    /// Does it for every member at once: one result per member, in the members' order. An
+    /// empty `members` is a step without `for_each` (the connector picks its own hosts) and
+    /// gets one result. Honours `ctx.cancel` like [`Connector::execute`].
+    fn execute_batch<'a>(
+        &'a self,
+        members: Vec<BatchMember>,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Vec<Result<Outputs, ConnectorError>>>;
 }
 
 /// The built-in connector named `name` in `uses:`.
@@ -175,6 +214,7 @@ pub fn builtin(name: &str) -> Option<Arc<dyn Connector>> {
         "http" => Arc::new(http::Http),
         "check" => Arc::new(check::Check),
         "command" => Arc::new(command::Command),
+        "ansible" => Arc::new(ansible::Ansible),
         "snapshot" => Arc::new(snapshot::Snapshot),
         "report" => Arc::new(report::Report),
         "noop" => Arc::new(noop::Noop),

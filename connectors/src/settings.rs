@@ -18,6 +18,7 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     pub ssh: SshSettings,
     pub libvirt: LibvirtSettings,
+    pub ansible: AnsibleSettings,
     /// The Proxmox VE API; `None` means the proxmox snapshot provider is not configured.
     pub proxmox: Option<ProxmoxSettings>,
     /// Role name → addresses (`committee: [patch-committee@example.com]`). The engine merges
@@ -98,6 +99,25 @@ pub struct SshSettings {
     pub connect_timeout_secs: Option<u64>,
     /// Extra `-o` options, e.g. `ServerAliveInterval=15`.
     pub options: Vec<String>,
+}
+
+/// Where Ansible is (`[ansible]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnsibleSettings {
+    /// The folder with `ansible-playbook` and `ansible-inventory` (a virtual environment's
+    /// `bin`); default: the PATH.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl AnsibleSettings {
+    /// The program `name` (`ansible-playbook`, `ansible-inventory`) in `bin_dir`, else on the PATH.
+    pub fn program(&self, name: &str) -> PathBuf {
+        match &self.bin_dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
 }
 
 /// libvirt defaults.

@@ -69,6 +69,8 @@ pub const KEYS: &[&str] = &[
     "ssh.user",
     "ssh.port",
     "libvirt.uri",
+    "ansible.bin_dir",
+    "ansible.inventory",
     "security.link_secret_file",
     "security.api_tokens_file",
     "security.link_ttl",
@@ -92,6 +94,10 @@ pub struct Config {
     pub ssh: SshSettings,
     /// `[libvirt]`: the default connection URI of `snapshot` steps with `provider: libvirt`.
     pub libvirt: LibvirtSettings,
+    /// `[ansible] bin_dir`: where `ansible-playbook` and `ansible-inventory` are.
+    pub ansible: patchday_connectors::settings::AnsibleSettings,
+    /// `[ansible] inventory`: Ansible inventories read natively, or through `ansible-inventory`.
+    pub ansible_inventories: crate::sources::AnsibleInventories,
     pub security: SecurityConfig,
 }
 
@@ -186,7 +192,7 @@ pub const SMTP_PASSWORD: &str = "config:smtp_password";
 #[derive(Debug, Clone, Default)]
 pub struct Connectors {
     /// `[smtp]` (the server of `email` and `report` steps, and of the daemon's mailer),
-    /// `[ssh]`, `[libvirt]`.
+    /// `[ssh]`, `[libvirt]`, `[ansible]`.
     pub settings: Settings,
     /// The `[smtp]` password, read from its `password_file`, under [`SMTP_PASSWORD`].
     pub secrets: Secrets,
@@ -226,6 +232,7 @@ impl Config {
             smtp,
             ssh: self.ssh.clone(),
             libvirt: self.libvirt.clone(),
+            ansible: self.ansible.clone(),
             ..Settings::default()
         };
         Ok(Connectors { settings, secrets })
@@ -301,6 +308,8 @@ struct RawConfig {
     #[serde(default)]
     libvirt: RawLibvirt,
     #[serde(default)]
+    ansible: RawAnsible,
+    #[serde(default)]
     security: RawSecurity,
 }
 
@@ -351,6 +360,13 @@ struct RawSsh {
 #[serde(deny_unknown_fields)]
 struct RawLibvirt {
     uri: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnsible {
+    bin_dir: Option<String>,
+    inventory: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -416,7 +432,7 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 22] = [
+    let values: [(&str, Option<String>); 24] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
         ("server.node_id", raw.server.node_id),
@@ -436,6 +452,8 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
         ("ssh.user", raw.ssh.user),
         ("ssh.port", raw.ssh.port.map(|p| p.to_string())),
         ("libvirt.uri", raw.libvirt.uri),
+        ("ansible.bin_dir", raw.ansible.bin_dir),
+        ("ansible.inventory", raw.ansible.inventory),
         ("security.link_secret_file", raw.security.link_secret_file),
         ("security.api_tokens_file", raw.security.api_tokens_file),
         ("security.link_ttl", raw.security.link_ttl),
@@ -566,6 +584,24 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         uri: text("libvirt.uri")?,
         ..LibvirtSettings::default()
     };
+    let ansible = patchday_connectors::settings::AnsibleSettings {
+        bin_dir: text("ansible.bin_dir")?.map(PathBuf::from),
+    };
+    let ansible_inventories = match get("ansible.inventory") {
+        None => crate::sources::AnsibleInventories::Native,
+        Some(s) => match s.value.trim() {
+            "native" => crate::sources::AnsibleInventories::Native,
+            "ansible-inventory" => {
+                crate::sources::AnsibleInventories::List(ansible.program("ansible-inventory"))
+            }
+            other => {
+                return Err(bad(
+                    s,
+                    format!("`{other}` is not \"native\" or \"ansible-inventory\""),
+                ));
+            }
+        },
+    };
     let security = SecurityConfig {
         link_secret_file: text("security.link_secret_file")?.map(PathBuf::from),
         api_tokens_file: text("security.api_tokens_file")?.map(PathBuf::from),
@@ -588,6 +624,8 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         runbooks,
         ssh,
         libvirt,
+        ansible,
+        ansible_inventories,
         security,
     })
 }
@@ -840,6 +878,21 @@ mod tests {
             err.starts_with("environment variable PATCHDAY_SSH_PORT: `ssh`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_ansible_section_is_read_and_checked() {
+        let config = parse(
+            "patchday.toml",
+            "[ansible]\nbin_dir = \"/opt/ansible/bin\"\ninventory = \"ansible-inventory\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.ansible_inventories,
+            crate::sources::AnsibleInventories::List("/opt/ansible/bin/ansible-inventory".into())
+        );
+        let err = parse("patchday.toml", "[ansible]\ninventory = \"dynamic\"\n").unwrap_err();
+        assert!(err.to_string().contains("[ansible] inventory"), "{err}");
     }
 
     #[test]

@@ -45,10 +45,16 @@ pub fn connectors_markdown() -> String {
         let resolved = resolve(schema, &definitions);
         let _ = write!(
             out,
-            "\n## `{}`\n\n{}. Idempotent: {}.\n\n",
+            "\n## `{}`\n\n{}. Idempotent: {}.{}\n\n",
             spec.name,
             spec.summary,
-            if spec.idempotent { "yes" } else { "no" }
+            if spec.idempotent { "yes" } else { "no" },
+            if spec.batch {
+                " In `for_each`, one execution per batch settles each host's row; `with:` \
+                 cannot use `{{host.*}}`."
+            } else {
+                ""
+            }
         );
         out.push_str(&inputs_table(&resolved, &definitions));
         out.push_str(&outputs_table(spec.name, spec.outputs));

@@ -32,6 +32,10 @@ pub struct Version {
     pub text: String,
     /// The files the runbook refers to, by the path it names them with (relative to `dir`).
     pub files: BTreeMap<String, String>,
+    /// Ansible inventory sources read through `ansible-inventory --list`: what it printed
+    /// (JSON), by the path the runbook names the source with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listed: BTreeMap<String, String>,
 }
 
 /// Why a stored version cannot be used.
@@ -46,25 +50,33 @@ pub enum VersionError {
 }
 
 impl Version {
-    /// The version `runbook` (loaded from `file`) was checked from: its text and every file
-    /// it names that `sources` holds.
-    pub fn from_sources(file: &str, dir: &Path, names: &[String], sources: &Sources) -> Version {
+    /// The version the runbook in `file` was checked from: its text and every file of `paths`
+    /// (its references, resolved against `dir`) that `sources` holds, read or listed.
+    pub fn from_sources(file: &str, dir: &Path, paths: &[PathBuf], sources: &Sources) -> Version {
         let text = match sources.get(Path::new(file)) {
             Some(Ok(text)) => text.clone(),
             _ => String::new(),
         };
-        let files = names
+        let name = |path: &Path| {
+            let relative = path.strip_prefix(dir).unwrap_or(path);
+            relative.to_string_lossy().into_owned()
+        };
+        let ok =
+            |read: Option<&Result<String, String>>| read.and_then(|r| r.as_ref().ok()).cloned();
+        let files = paths
             .iter()
-            .filter_map(|name| match sources.get(&dir.join(name)) {
-                Some(Ok(text)) => Some((name.clone(), text.clone())),
-                _ => None,
-            })
+            .filter_map(|path| Some((name(path), ok(sources.get(path))?)))
+            .collect();
+        let listed = paths
+            .iter()
+            .filter_map(|path| Some((name(path), ok(sources.listed(path))?)))
             .collect();
         Version {
             file: file.to_string(),
             dir: dir.to_path_buf(),
             text,
             files,
+            listed,
         }
     }
 
@@ -81,6 +93,11 @@ impl Version {
         for (name, text) in &self.files {
             field(name.as_bytes());
             field(text.as_bytes());
+        }
+        for (name, json) in &self.listed {
+            field(b"listed");
+            field(name.as_bytes());
+            field(json.as_bytes());
         }
         let out = digest.finalize();
         out.iter().map(|b| format!("{b:02x}")).collect()
@@ -100,6 +117,9 @@ impl Version {
         sources.insert(PathBuf::from(&self.file), Ok(self.text.clone()));
         for (path, text) in self.resolved_files() {
             sources.insert(path, Ok(text));
+        }
+        for (name, json) in &self.listed {
+            sources.insert_listed(self.dir.join(name), Ok(json.clone()));
         }
         let loaded = load_runbook(&self.file, &self.text);
         let (checked, diagnostics) = crate::validate::check(&loaded, &self.dir, &sources);

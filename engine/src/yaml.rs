@@ -364,15 +364,21 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
-/// Limits on a runbook file, so hostile YAML fails fast and small.
+/// Limits on a runbook or inventory file, so hostile YAML fails fast and small.
+///
+/// The node budget grows with the input: a file may hold [`Limits::base_nodes`] nodes plus one
+/// for every [`Limits::BYTES_PER_NODE`] bytes of its text (aliases expanded and counted as often
+/// as they are used). Plain YAML cannot hold more nodes than that (even `[a,b,c]` spends two bytes
+/// a node, and real inventories ten or more), so an honest file of any accepted size fits while a
+/// small file that expands through aliases is stopped after a bounded amount of work.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest accepted file.
     pub max_bytes: usize,
     /// Deepest nesting of mappings and sequences.
     pub max_depth: usize,
-    /// Most nodes (scalars, mappings, sequences), aliases expanded.
-    pub max_nodes: usize,
+    /// Nodes (scalars, mappings, sequences) any file may hold, before the allowance per byte.
+    pub base_nodes: usize,
     /// Most alias references (`*name`).
     pub max_aliases: usize,
     /// Most YAML events replayed by aliases in all (what an alias bomb multiplies).
@@ -384,10 +390,25 @@ impl Limits {
     pub const RUNBOOK: Limits = Limits {
         max_bytes: 4 * 1024 * 1024,
         max_depth: 32,
-        max_nodes: 250_000,
+        base_nodes: 250_000,
         max_aliases: 1_000,
         max_replayed_events: 20_000,
     };
+
+    /// Inventories are larger than runbooks: 100,000 hosts with a few variables each take about
+    /// 12 MB of YAML.
+    pub const INVENTORY: Limits = Limits {
+        max_bytes: 32 * 1024 * 1024,
+        ..Limits::RUNBOOK
+    };
+
+    /// The input bytes that earn one node beyond [`Limits::base_nodes`].
+    pub const BYTES_PER_NODE: usize = 4;
+
+    /// The most nodes a text of `bytes` bytes may expand to.
+    pub fn max_nodes(&self, bytes: usize) -> usize {
+        self.base_nodes + bytes / Self::BYTES_PER_NODE
+    }
 }
 
 /// Why a YAML text could not be read into a tree.
@@ -404,7 +425,7 @@ pub fn parse(text: &str, limits: Limits) -> Result<Node, ParseError> {
         return Err(ParseError {
             loc: Loc { line: 1, column: 1 },
             message: format!(
-                "the file is {} bytes; runbook files are limited to {} bytes",
+                "the file is {} bytes; such files are limited to {} bytes",
                 text.len(),
                 limits.max_bytes
             ),
@@ -416,14 +437,17 @@ pub fn parse(text: &str, limits: Limits) -> Result<Node, ParseError> {
             message: "the file is empty".to_string(),
         });
     }
-    let options = saphyr_options(limits);
-    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(parse_error)
+    let options = saphyr_options(limits, text.len());
+    serde_saphyr::from_str_with_options::<Node>(text, options)
+        .map_err(|e| parse_error(e, limits, text.len()))
 }
 
-fn saphyr_options(limits: Limits) -> serde_saphyr::Options {
+fn saphyr_options(limits: Limits, bytes: usize) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = limits.max_depth;
-    budget.max_nodes = limits.max_nodes;
+    budget.max_nodes = limits.max_nodes(bytes);
+    // A mapping or sequence is two events (start, end), a scalar one.
+    budget.max_events = 2 * budget.max_nodes;
     budget.max_aliases = limits.max_aliases;
     budget.max_total_scalar_bytes = limits.max_bytes;
     budget.max_documents = 1;
@@ -435,7 +459,7 @@ fn saphyr_options(limits: Limits) -> serde_saphyr::Options {
     options
 }
 
-fn parse_error(err: serde_saphyr::Error) -> ParseError {
+fn parse_error(err: serde_saphyr::Error, limits: Limits, bytes: usize) -> ParseError {
     let loc = err
         .location()
         .map(|l| Loc {
@@ -443,28 +467,24 @@ fn parse_error(err: serde_saphyr::Error) -> ParseError {
             column: u32::try_from(l.column()).unwrap_or(0),
         })
         .unwrap_or_default();
-    let mut message = budget_message(&first_line(&err.to_string()));
+    let mut message = budget_message(&first_line(&err.to_string()), limits, bytes);
     if message == "recursion limit exceeded" {
-        message = format!(
-            "the file nests deeper than {} levels",
-            Limits::RUNBOOK.max_depth
-        );
+        message = format!("the file nests deeper than {} levels", limits.max_depth);
     }
     ParseError { loc, message }
 }
 
 /// serde-saphyr reports a breached budget as `budget breached: Nodes { nodes: 400001 }`;
 /// say what the limit protects against instead.
-fn budget_message(message: &str) -> String {
+fn budget_message(message: &str, limits: Limits, bytes: usize) -> String {
     let Some(what) = message.strip_prefix("budget breached: ") else {
         return message.to_string();
     };
-    let limits = Limits::RUNBOOK;
     let kind = what.split([' ', '{', '(']).next().unwrap_or(what);
     match kind {
         "Nodes" => format!(
             "the file expands to more than {} YAML nodes (aliases counted as often as they are used): is it an alias bomb?",
-            limits.max_nodes
+            limits.max_nodes(bytes)
         ),
         "Depth" => format!("the file nests deeper than {} levels", limits.max_depth),
         "Aliases" => format!("the file uses more than {} aliases", limits.max_aliases),
@@ -1038,6 +1058,55 @@ mod tests {
         assert!(parse(bomb, Limits::RUNBOOK).is_err());
         let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse(&deep, Limits::RUNBOOK).is_err());
+    }
+
+    #[test]
+    fn the_node_budget_grows_with_the_input() {
+        // 2,000 hosts with four variables each, and a group listing them all: about 24,000
+        // nodes, far past a base budget of 1,000, in about 170 KB.
+        let mut text = String::from("hosts:\n");
+        for i in 0..2_000 {
+            text.push_str(&format!(
+                "  h{i:06}: {{ address: 10.0.{}.{}, vm: vm-{i}, os: linux, criticality: normal }}\n",
+                i / 256,
+                i % 256
+            ));
+        }
+        text.push_str("groups:\n  all:\n");
+        for i in 0..2_000 {
+            text.push_str(&format!("    - h{i:06}\n"));
+        }
+        let small_base = Limits {
+            base_nodes: 1_000,
+            ..Limits::INVENTORY
+        };
+        let node = parse(&text, small_base).unwrap();
+        assert_eq!(node.to_json()["hosts"].as_object().unwrap().len(), 2_000);
+        // Without the allowance per byte the same text would be refused.
+        assert!(small_base.max_nodes(0) < 24_000);
+        let (inventory, runbook) = (Limits::INVENTORY.max_bytes, Limits::RUNBOOK.max_bytes);
+        assert!(inventory >= 8 * runbook);
+    }
+
+    #[test]
+    fn a_file_too_large_for_a_runbook_is_refused_before_parsing() {
+        let text = format!("a: \"{}\"\n", "x".repeat(Limits::RUNBOOK.max_bytes));
+        let err = parse(&text, Limits::RUNBOOK).unwrap_err();
+        assert!(err.message.contains("limited to 4194304 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_small_file_cannot_expand_past_its_allowance() {
+        // 300 aliases of a 1,000-element list: 300,000 nodes from 5 KB.
+        let mut text = format!("a: &a [{}]\nb: [", vec!["x"; 1_000].join(", "));
+        text.push_str(&vec!["*a"; 300].join(", "));
+        text.push_str("]\n");
+        let limits = Limits {
+            max_replayed_events: usize::MAX,
+            ..Limits::INVENTORY
+        };
+        let err = parse(&text, limits).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{err}");
     }
 
     #[test]

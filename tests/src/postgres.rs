@@ -10,8 +10,9 @@ use sqlx::postgres::PgConnection;
 
 /// The database the tests use.
 pub fn test_url() -> String {
-    std::env::var("PATCHDAY_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+    std::env::var("PATCHDAY_TEST_POSTGRES").unwrap_or_else(|_| {
+        "postgres://patchday_test:patchday_test@127.0.0.1:5432/patchday_test".to_string()
+    })
 }
 
 /// A schema created for one test.

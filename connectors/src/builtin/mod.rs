@@ -1,5 +1,6 @@
 //! The built-in connectors, one module each.
 
+pub mod ansible;
 pub mod check;
 pub mod command;
 pub mod email;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod ansible;
 mod check;
 mod command;
 mod email;

@@ -195,6 +195,18 @@ impl SshServer {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// Waits (bounded) until no client connection is open: sshd serves each in a child process.
+    pub async fn connections_closed(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if !has_children(self.child.id()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
 }
 
 impl Drop for SshServer {

@@ -191,7 +191,7 @@ fn refused(answer: &Answer, json: bool) -> anyhow::Result<ExitCode> {
         if json {
             super::print_json(&answer.body)?;
         }
-        eprintln!("error: {}", answer.error_text());
+        errln!("error: {}", answer.error_text());
         return Ok(ExitCode::from(1));
     }
     let text = answer.error_text();

@@ -42,7 +42,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let json = text_or_json(globals.format, "calendar")?;
     let config =
         crate::config::load(globals.config.as_deref()).map_err(|e| UsageError(e.to_string()))?;
-    let Some(mut checked) = checked_runbook(&args.runbook)? else {
+    let Some(mut checked) = checked_runbook(&args.runbook, globals)? else {
         return Ok(ExitCode::from(1));
     };
     checked.schedule.add_blackouts(config.blackouts);

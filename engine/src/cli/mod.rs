@@ -7,6 +7,14 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+/// `eprintln!` that drops the text when stderr is closed instead of panicking.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `print!` that ends the process quietly when stdout is closed.
 macro_rules! out {
     ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
@@ -15,6 +23,7 @@ macro_rules! out {
 mod api;
 mod audit;
 mod calendar;
+mod new;
 mod plan;
 mod run;
 mod schema;
@@ -52,6 +61,11 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Read Ansible inventories (`inventory: { ansible: SRC }`) through `ansible-inventory -i
+    /// SRC --list`, so dynamic inventories, plugins and folders work (from
+    /// $PATCHDAY_ANSIBLE_BIN_DIR, else the PATH; `serve` also reads `[ansible]`).
+    #[arg(long, global = true)]
+    ansible_inventory: bool,
 }
 
 /// Output formats; `dot` and `mermaid` only for `plan`.
@@ -95,6 +109,8 @@ enum Command {
     Approve(api::ApproveArgs),
     /// Make a new API token: prints it once, and the line for the tokens file.
     ApiToken(api::TokenArgs),
+    /// Write a commented starter runbook or inventory that validates.
+    New(new::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -104,6 +120,8 @@ pub(crate) struct Globals {
     pub config: Option<PathBuf>,
     /// `--database`, if given.
     pub database: Option<String>,
+    /// `--ansible-inventory`.
+    pub ansible_inventory: bool,
 }
 
 impl Globals {
@@ -118,6 +136,26 @@ impl Globals {
             layers.set("database.url", url.clone(), "--database");
         }
         Ok(crate::config::resolve(layers).map_err(|e| UsageError(e.to_string()))?)
+    }
+}
+
+impl Globals {
+    /// How the commands that read runbooks read Ansible inventories: natively, or with
+    /// `--ansible-inventory` through `ansible-inventory` in `$PATCHDAY_ANSIBLE_BIN_DIR` (the
+    /// variable of `[ansible] bin_dir`), else on the PATH.
+    pub(crate) fn ansible_inventories(&self) -> crate::sources::AnsibleInventories {
+        if !self.ansible_inventory {
+            return crate::sources::AnsibleInventories::Native;
+        }
+        crate::sources::AnsibleInventories::List(self.ansible().program("ansible-inventory"))
+    }
+
+    /// Where `patchday run` finds Ansible: `$PATCHDAY_ANSIBLE_BIN_DIR`, else the PATH.
+    pub(crate) fn ansible(&self) -> patchday_connectors::settings::AnsibleSettings {
+        patchday_connectors::settings::AnsibleSettings {
+            bin_dir: std::env::var_os(crate::config::env_name("ansible.bin_dir"))
+                .map(PathBuf::from),
+        }
     }
 }
 
@@ -137,6 +175,7 @@ pub fn main() -> ExitCode {
         },
         config: cli.config,
         database: cli.database,
+        ansible_inventory: cli.ansible_inventory,
     };
     let result = match cli.command {
         Command::Validate(args) => validate::run(args, &globals),
@@ -154,11 +193,12 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => api::cancel(args, &globals),
         Command::Approve(args) => api::approve(args, &globals),
         Command::ApiToken(args) => api::api_token(args, &globals),
+        Command::New(args) => new::run(args, &globals),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            errln!("error: {err:#}");
             ExitCode::from(2)
         }
     }
@@ -188,11 +228,13 @@ fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
 /// and returns `Ok(None)` (exit 1) when it is invalid.
 pub(crate) fn checked_runbook(
     path: &std::path::Path,
+    globals: &Globals,
 ) -> anyhow::Result<Option<crate::validate::CheckedRunbook>> {
     if !path.is_file() {
         return Err(UsageError(format!("{}: no such runbook file", path.display())).into());
     }
-    let checked = crate::sources::check_files(&[path.to_path_buf()]);
+    let checked =
+        crate::sources::check_files_with(&[path.to_path_buf()], &globals.ansible_inventories());
     validate::print_diagnostics(&checked, false);
     let runbook = checked.runbooks.into_iter().next().and_then(|(_, c)| c);
     Ok(runbook)
@@ -218,7 +260,7 @@ pub(crate) fn write_out(args: std::fmt::Arguments) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eprintln!("error: cannot write to stdout: {e}");
+        errln!("error: cannot write to stdout: {e}");
         std::process::exit(2);
     }
 }

@@ -24,7 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let cycle = args.cycle;
-    let Some(checked) = checked_runbook(&args.runbook)? else {
+    let Some(checked) = checked_runbook(&args.runbook, globals)? else {
         return Ok(ExitCode::from(1));
     };
     let cycle = cycle.or_else(|| next_cycle(&checked, globals));

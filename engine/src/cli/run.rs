@@ -64,7 +64,7 @@ pub struct ResumeArgs {
 
 pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let config = globals.configuration()?;
-    let Some(checked) = checked_runbook(&args.runbook)? else {
+    let Some(checked) = checked_runbook(&args.runbook, globals)? else {
         return Ok(ExitCode::from(1));
     };
     runtime()?.block_on(async {
@@ -93,7 +93,7 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
 pub fn resume(args: ResumeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let config = globals.configuration()?;
     let given = match &args.runbook {
-        Some(path) => match checked_runbook(path)? {
+        Some(path) => match checked_runbook(path, globals)? {
             Some(checked) => Some(checked),
             None => return Ok(ExitCode::from(1)),
         },
@@ -170,7 +170,7 @@ async fn finish(
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("cancelling the run (Ctrl-C)...");
+            errln!("cancelling the run (Ctrl-C)...");
             on_ctrl_c.cancel();
         }
     });

@@ -39,7 +39,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
-    crate::logging::init(args.log_format);
     let usage = |e: &dyn std::fmt::Display| UsageError(e.to_string());
     let mut layers = config::read_file(globals.config.as_deref()).map_err(|e| usage(&e))?;
     layers.environment(|var| std::env::var(var).ok());
@@ -52,14 +51,26 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.runbooks {
         layers.set("runbooks.dir", dir.display().to_string(), "--runbooks");
     }
+    if globals.ansible_inventory {
+        layers.set(
+            "ansible.inventory",
+            "ansible-inventory",
+            "--ansible-inventory",
+        );
+    }
     let config = config::resolve(layers).map_err(|e| usage(&e))?;
     let clock: Arc<dyn Clock> = if args.virtual_clock {
         Arc::new(VirtualClock::new(globals.clock.now()))
     } else {
         globals.clock.clone()
     };
-    let runbooks =
-        Runbooks::load(&config.runbooks.dir, &config.blackouts).map_err(|e| usage(&e))?;
+    crate::logging::init(args.log_format, clock.clone());
+    let runbooks = Runbooks::load(
+        &config.runbooks.dir,
+        &config.blackouts,
+        &config.ansible_inventories,
+    )
+    .map_err(|e| usage(&e))?;
     let delivery = Delivery::from_config(&config, &args.outbox).map_err(|e| usage(&e))?;
     let options = Options {
         config,

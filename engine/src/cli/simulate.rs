@@ -59,7 +59,7 @@ struct Simulation {
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let json = text_or_json(globals.format, "simulate")?;
-    let Some(checked) = checked_runbook(&args.runbook)? else {
+    let Some(checked) = checked_runbook(&args.runbook, globals)? else {
         return Ok(ExitCode::from(1));
     };
     for step in &args.reject {

@@ -7,11 +7,13 @@ use serde_json::json;
 
 use super::{Globals, UsageError, print_json, text_or_json};
 use crate::diagnostic::Diagnostic;
-use crate::sources::{Checked, check_files, expand};
+use crate::sources::{Checked, check_files_with, expand};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Runbook files, or folders of them (the *.yaml files directly inside are checked together).
+    /// Runbook or inventory files, or folders of them (the *.yaml files directly inside are
+    /// checked together; a file whose top-level keys are `hosts`, `groups` and `exceptions` is
+    /// checked as an inventory).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
 }
@@ -27,7 +29,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         return Err(UsageError("no runbook files (*.yaml, *.yml) found".into()).into());
     }
-    let checked = check_files(&files);
+    let checked = check_files_with(&files, &globals.ansible_inventories());
     if json {
         print_json(&report(&checked))?;
     } else {
@@ -43,33 +45,48 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
 fn report(checked: &Checked) -> serde_json::Value {
     let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) =
         checked.diagnostics.iter().partition(|d| d.is_error());
-    json!({ "valid": checked.is_valid(), "errors": errors, "warnings": warnings })
+    let inventories: Vec<String> = checked
+        .inventories
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    json!({ "valid": checked.is_valid(), "errors": errors, "warnings": warnings, "inventories": inventories })
 }
 
 /// Prints every diagnostic with its snippet to stderr, and with `summary` a closing line.
 pub(crate) fn print_diagnostics(checked: &Checked, summary: bool) {
     for d in &checked.diagnostics {
-        eprintln!("{}\n", d.render(checked.text(&d.file)));
+        errln!("{}\n", d.render(checked.text(&d.file)));
     }
     if !summary {
         return;
     }
     let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = checked.diagnostics.len() - errors;
-    let files = checked.runbooks.len();
+    let files = checked.runbooks.len() + checked.inventories.len();
     if errors == 0 {
         let names: Vec<&str> = checked
             .runbooks
             .iter()
             .filter_map(|(l, _)| l.runbook.as_ref().map(|r| r.name.value.as_str()))
             .collect();
+        let inventories: Vec<String> = checked
+            .inventories
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let inventories = match inventories.len() {
+            0 => String::new(),
+            n => format!("; {n} inventory file(s) valid ({})", inventories.join(", ")),
+        };
         outln!(
-            "ok: {files} runbook(s) valid ({}){}",
+            "ok: {} runbook(s) valid ({}){inventories}{}",
+            checked.runbooks.len(),
             names.join(", "),
             plural(warnings, "warning")
         );
     } else {
-        eprintln!(
+        errln!(
             "invalid: {} in {files} file(s){}",
             plural(errors, "error").trim_start_matches(", "),
             plural(warnings, "warning")

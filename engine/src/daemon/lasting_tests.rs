@@ -261,7 +261,7 @@ async fn edits_made_while_no_daemon_ran_are_recorded_at_the_next_start() {
     let start = |clock: Arc<dyn Clock>| {
         let (url, folder) = (url.clone(), folder.clone());
         async move {
-            let runbooks = Runbooks::load(&folder, &[]).unwrap();
+            let runbooks = Runbooks::load(&folder, &[], &Default::default()).unwrap();
             let daemon = daemon(&url, runbooks.by_name.into_values().collect(), clock).await;
             super::runbooks::record_initial(&daemon.shared)
                 .await

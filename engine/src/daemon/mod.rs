@@ -634,6 +634,7 @@ impl<S: Store> Daemon<S> {
                 blackouts: options.config.blackouts.clone(),
                 git_pull: options.config.runbooks.git_pull,
                 git_timeout: options.config.runbooks.git_timeout,
+                ansible: options.config.ansible_inventories.clone(),
             },
         ));
         let tokens_watcher = options
@@ -849,20 +850,24 @@ pub async fn on_signal(token: CancellationToken) {
             tracing::warn!("cannot listen for signals");
             return;
         };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
             _ = token.cancelled() => return,
-        }
+        };
+        // Shut down first, then say so: the shutdown must not depend on the log.
+        token.cancel();
+        tracing::info!("{name} received");
     }
     #[cfg(not(unix))]
     {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
+            _ = tokio::signal::ctrl_c() => {}
             _ = token.cancelled() => return,
         }
+        token.cancel();
+        tracing::info!("Ctrl-C received");
     }
-    token.cancel();
 }
 
 /// What the daemon's unit tests build daemons from.

@@ -103,7 +103,11 @@ pub struct Changes {
 impl Runbooks {
     /// Reads and checks every runbook in `dir`; an invalid one is reported and left out,
     /// never stopping the others. Org-wide `blackouts` are added to every schedule.
-    pub fn load(dir: &Path, blackouts: &[Blackout]) -> Result<Runbooks, DaemonError> {
+    pub fn load(
+        dir: &Path,
+        blackouts: &[Blackout],
+        ansible: &crate::sources::AnsibleInventories,
+    ) -> Result<Runbooks, DaemonError> {
         let fail = |message: String| DaemonError::Runbooks {
             dir: dir.display().to_string(),
             message,
@@ -115,7 +119,7 @@ impl Runbooks {
         }
         let files =
             crate::sources::expand(&[dir.to_path_buf()]).map_err(|e| fail(e.to_string()))?;
-        let checked = crate::sources::check_files(&files);
+        let checked = crate::sources::check_files_with(&files, ansible);
         let commit = crate::git::commit_of(dir);
         let mut runbooks = Runbooks {
             commit: commit.clone(),
@@ -244,6 +248,8 @@ pub struct Watch {
     pub git_pull: Option<Duration>,
     /// How long a pull may take before it is killed (`[runbooks] git_timeout`).
     pub git_timeout: Duration,
+    /// How Ansible inventories are read (`[ansible] inventory`).
+    pub ansible: crate::sources::AnsibleInventories,
 }
 
 /// Looks at the folder until shutdown; pulls from git when due; reloads on change.
@@ -303,8 +309,12 @@ async fn pull(dir: &Path, timeout: Duration) {
 
 /// Reads the folder again, records what changed, and makes the merged set current.
 pub async fn reload<S: Store>(shared: &Arc<Shared<S>>, watch: &Watch) -> Result<(), DaemonError> {
-    let (dir, blackouts) = (watch.dir.clone(), watch.blackouts.clone());
-    let fresh = tokio::task::spawn_blocking(move || Runbooks::load(&dir, &blackouts))
+    let (dir, blackouts, ansible) = (
+        watch.dir.clone(),
+        watch.blackouts.clone(),
+        watch.ansible.clone(),
+    );
+    let fresh = tokio::task::spawn_blocking(move || Runbooks::load(&dir, &blackouts, &ansible))
         .await
         .map_err(|e| DaemonError::Runbooks {
             dir: watch.dir.display().to_string(),
@@ -496,7 +506,7 @@ mod tests {
     const BAD: &str = "name: a\ntimezone: UTC\nsteps:\n  s: { uses: nope }\n";
 
     fn load(dir: &Path) -> Runbooks {
-        Runbooks::load(dir, &[]).unwrap()
+        Runbooks::load(dir, &[], &Default::default()).unwrap()
     }
 
     #[test]

@@ -127,22 +127,8 @@ impl<'a, S: Store> Driver<'a, S> {
     }
 
     fn decide(&self) -> Vec<Action> {
-        let mut actions = self.with_view(decide);
-        let running = self
-            .rows
-            .all()
-            .iter()
-            .filter(|r| r.state == StepState::Running)
-            .count();
-        let room = self.engine.max_parallel.saturating_sub(running);
-        let mut starts = 0;
-        actions.retain(|a| {
-            !matches!(a, Action::Start { .. }) || {
-                starts += 1;
-                starts <= room
-            }
-        });
-        actions
+        let actions = self.with_view(decide);
+        self.within_parallel_limit(actions)
     }
 
     fn condition(&self, index: usize, template: &str) -> bool {
@@ -205,8 +191,10 @@ impl<'a, S: Store> Driver<'a, S> {
         self.in_flight -= results.len();
         let mut change = Change::default();
         let mut progress = Vec::new();
+        // Results that arrive together finish at one instant (a batch's hosts retry together).
+        let now = self.engine.clock.now();
         for done in results {
-            self.finish_attempt(done, &mut change, &mut progress);
+            self.finish_attempt(done, now, &mut change, &mut progress);
         }
         self.stage(change, progress)
     }
@@ -356,9 +344,7 @@ impl<'a, S: Store> Driver<'a, S> {
         }
         self.stage(change, progress)?;
         self.flush().await?;
-        for (step, host, inputs) in launches {
-            self.launch(step, host, inputs);
-        }
+        self.launch_all(launches);
         Ok(finished)
     }
 
@@ -558,7 +544,7 @@ impl<'a, S: Store> Driver<'a, S> {
     }
 
     /// Runs one attempt: inline for a dry run (deterministic), as a task otherwise.
-    fn launch(&mut self, step: String, host: String, inputs: Result<Value, String>) {
+    pub(super) fn launch(&mut self, step: String, host: String, inputs: Result<Value, String>) {
         self.in_flight += 1;
         let tx = self.done_tx.clone();
         let inputs = match inputs {
@@ -667,13 +653,18 @@ impl<'a, S: Store> Driver<'a, S> {
         }
     }
 
-    fn connector_context(&self, step: &str, host: &str) -> Context {
+    pub(super) fn connector_context(&self, step: &str, host: &str) -> Context {
         let mut ctx = Context::new(self.run.id.clone(), step.to_string());
         ctx.cancel = self.cancel.child_token();
         ctx.secrets = self.secrets.clone();
         ctx.settings = self.settings.clone();
         ctx.base_dir = self.checked.dir.clone();
         ctx.files = self.files.clone();
+        ctx.ansible_inventory = self
+            .checked
+            .inventory
+            .as_ref()
+            .and_then(|i| i.ansible_source.clone());
         ctx.host =
             host_value(self.checked.inventory.as_ref(), host).and_then(|v| v.as_object().cloned());
         ctx.idempotency_key = Some(format!(
@@ -695,7 +686,7 @@ impl<'a, S: Store> Driver<'a, S> {
         ctx
     }
 
-    fn timeout_of(&self, step: &str) -> Option<std::time::Duration> {
+    pub(super) fn timeout_of(&self, step: &str) -> Option<std::time::Duration> {
         let name = step.strip_prefix(UNDO_PREFIX).unwrap_or(step);
         self.checked
             .runbook
@@ -707,8 +698,13 @@ impl<'a, S: Store> Driver<'a, S> {
     }
 
     /// Turns an attempt's result into the row's next state: succeeded, failed, or waiting for a retry.
-    fn finish_attempt(&self, done: AttemptDone, change: &mut Change, progress: &mut Vec<Progress>) {
-        let now = self.engine.clock.now();
+    fn finish_attempt(
+        &self,
+        done: AttemptDone,
+        now: DateTime<Utc>,
+        change: &mut Change,
+        progress: &mut Vec<Progress>,
+    ) {
         let Some(current) = self.rows.get(&done.step, &done.host) else {
             return;
         };
@@ -1019,7 +1015,7 @@ pub(crate) fn uses_of(checked: &CheckedRunbook, step: &str) -> Option<String> {
     }
 }
 
-fn host_value(inventory: Option<&Inventory>, host: &str) -> Option<Value> {
+pub(super) fn host_value(inventory: Option<&Inventory>, host: &str) -> Option<Value> {
     if host.is_empty() {
         return None;
     }

@@ -10,6 +10,7 @@
 //!   `interrupted` and waits for an operator (`patchday resume`). Nothing runs twice silently.
 
 pub mod approvals;
+mod batch;
 pub mod decide;
 mod decisions;
 pub mod notify;
@@ -421,9 +422,7 @@ impl<S: Store> Engine<S> {
             .iter()
             .filter(|r| r.state == StepState::Running && !is_container(checked, r))
         {
-            let idempotent = connector_of(checked, &row.step)
-                .map(|c| c.spec().idempotent)
-                .unwrap_or(true);
+            let idempotent = is_idempotent(checked, &row.step);
             let (state, action, why) = if idempotent {
                 (
                     StepState::Waiting,
@@ -565,6 +564,21 @@ fn is_container(checked: &CheckedRunbook, row: &StepRow) -> bool {
             .steps
             .get(row.step.as_str())
             .is_some_and(|s| s.for_each.is_some())
+}
+
+/// Whether running a row's step twice is harmless (crash recovery): the step's own
+/// `idempotent:` when it says so, else its connector's; a milestone is.
+fn is_idempotent(checked: &CheckedRunbook, step: &str) -> bool {
+    let declared = step
+        .strip_prefix(UNDO_PREFIX)
+        .is_none()
+        .then(|| checked.runbook.steps.get(step).and_then(|s| s.idempotent))
+        .flatten();
+    declared.unwrap_or_else(|| {
+        connector_of(checked, step)
+            .map(|c| c.spec().idempotent)
+            .unwrap_or(true)
+    })
 }
 
 /// The connector a row runs: the step's, or its `undo`'s for an undo row.
@@ -742,6 +756,7 @@ pub fn version_of(run: &RunRow) -> Result<Version, VersionError> {
         dir: std::path::PathBuf::new(),
         text: text.to_string(),
         files: Default::default(),
+        listed: Default::default(),
     })
 }
 

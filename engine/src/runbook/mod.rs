@@ -38,9 +38,10 @@ pub struct Runbook {
     /// A cycle missed by less than this still starts late; older ones are recorded as missed.
     #[serde(default)]
     pub catch_up: Option<Located<DurationText>>,
-    /// Inventory file, relative to this runbook.
+    /// The hosts `for_each` fans out over: a patchday inventory file relative to this runbook,
+    /// or `{ ansible: PATH }` for an Ansible inventory (INI or YAML).
     #[serde(default)]
-    pub inventory: Option<Located<String>>,
+    pub inventory: Option<InventoryRef>,
     /// Named groups of people: role name to email addresses.
     #[serde(default)]
     pub roles: IndexMap<Located<String>, Vec<Located<String>>>,
@@ -288,6 +289,65 @@ pub struct Step {
     /// The run goes on even if this step fails.
     #[serde(default)]
     pub continue_on_failure: bool,
+    /// Whether running the step twice is harmless, overriding its connector's default: after a
+    /// crash an idempotent step found running runs again; another waits for an operator.
+    /// (`ansible` is not idempotent unless the step says `idempotent: true`.)
+    #[serde(default)]
+    pub idempotent: Option<bool>,
+}
+
+/// Where a runbook's hosts come from.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum InventoryRef {
+    /// A patchday inventory (YAML: hosts, groups, exceptions), relative to the runbook.
+    File(Located<String>),
+    /// An Ansible inventory.
+    Ansible(AnsibleInventoryRef),
+}
+
+/// `inventory: { ansible: inventory/hosts.ini, exceptions: inventory/exceptions.yaml }`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnsibleInventoryRef {
+    /// The Ansible inventory, relative to the runbook: an INI or YAML file (read natively), or
+    /// with `ansible-inventory` mode any source `ansible-inventory -i` takes (plugins, scripts).
+    pub ansible: Located<String>,
+    /// patchday's exceptions for these hosts: a YAML file with an `exceptions:` list, as in a
+    /// patchday inventory, relative to the runbook (usually beside the inventory).
+    #[serde(default)]
+    pub exceptions: Option<Located<String>>,
+}
+
+impl InventoryRef {
+    /// The inventory path as written, with its location.
+    pub fn path(&self) -> &Located<String> {
+        match self {
+            InventoryRef::File(path) => path,
+            InventoryRef::Ansible(a) => &a.ansible,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for InventoryRef {
+    /// A string is a patchday inventory file, a mapping an Ansible one; both keep their
+    /// locations (a mapping's errors point at the `inventory:` value).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let node = Node::deserialize(d)?;
+        match &node.value {
+            crate::yaml::Value::Str(path) => {
+                Ok(InventoryRef::File(Located::new(path.clone(), node.loc)))
+            }
+            crate::yaml::Value::Map(_) => crate::yaml::from_node::<AnsibleInventoryRef>(&node)
+                .map(InventoryRef::Ansible)
+                .map_err(|e| D::Error::custom(e.message)),
+            other => Err(D::Error::custom(format!(
+                "expected an inventory file, or `{{ ansible: PATH }}` for an Ansible inventory, found {}",
+                other.kind()
+            ))),
+        }
+    }
 }
 
 /// Retry policy: `attempts` in all, waiting `backoff` before the second, doubling up to `max_backoff`.

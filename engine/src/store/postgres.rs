@@ -1562,8 +1562,9 @@ pub(crate) mod testing {
 
     /// The database the tests use (`PATCHDAY_TEST_POSTGRES`, else the local server's `test`).
     pub(crate) fn test_url() -> String {
-        std::env::var("PATCHDAY_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+        std::env::var("PATCHDAY_TEST_POSTGRES").unwrap_or_else(|_| {
+            "postgres://patchday_test:patchday_test@127.0.0.1:5432/patchday_test".to_string()
+        })
     }
 
     /// `url` with its connections' `search_path` set to `schema`.

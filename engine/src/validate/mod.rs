@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 use crate::dag::Dag;
 use crate::diagnostic::Diagnostic;
 use crate::inventory::Inventory;
-use crate::runbook::load::deserialize_document;
 use crate::runbook::{LoadedRunbook, Runbook};
-use crate::yaml::{self, Limits, Loc};
+use crate::yaml::Loc;
 
 pub use times::StepTimes;
 
@@ -28,6 +27,9 @@ pub use times::StepTimes;
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
     files: BTreeMap<PathBuf, Result<String, String>>,
+    /// Ansible inventory sources read through `ansible-inventory --list`: its JSON (or why it
+    /// failed), keyed by the source's path. A source here is not read natively.
+    listed: BTreeMap<PathBuf, Result<String, String>>,
 }
 
 impl Sources {
@@ -40,12 +42,25 @@ impl Sources {
     }
 
     pub fn contains(&self, path: &Path) -> bool {
-        self.files.contains_key(path)
+        self.files.contains_key(path) || self.listed.contains_key(path)
     }
 
-    /// Every file read, in path order.
+    /// Records what `ansible-inventory --list` printed for the source at `path`.
+    pub fn insert_listed(&mut self, path: PathBuf, json: Result<String, String>) {
+        self.listed.insert(path, json);
+    }
+
+    /// `ansible-inventory --list` output for the source at `path`, if it was read that way.
+    pub fn listed(&self, path: &Path) -> Option<&Result<String, String>> {
+        self.listed.get(path)
+    }
+
+    /// Every file read (listed sources included), in path order.
     pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
-        self.files.keys()
+        let mut all: Vec<&PathBuf> = self.files.keys().chain(self.listed.keys()).collect();
+        all.sort();
+        all.dedup();
+        all.into_iter()
     }
 }
 
@@ -110,21 +125,17 @@ impl Ctx<'_> {
 /// Files a runbook refers to (inventory, template files, notification templates), resolved
 /// against its folder, so the caller can read them into [`Sources`] before checking.
 pub fn references(runbook: &Runbook, dir: &Path) -> Vec<PathBuf> {
-    reference_names(runbook)
+    let mut out: Vec<PathBuf> = runbook
+        .inventory
         .iter()
-        .map(|name| dir.join(name))
-        .collect()
-}
-
-/// Files a runbook refers to, as it names them (relative to its folder).
-pub fn reference_names(runbook: &Runbook) -> Vec<String> {
-    let mut out: Vec<String> = runbook.inventory.iter().map(|i| i.value.clone()).collect();
+        .flat_map(|i| crate::inventory::load::files(i, dir))
+        .collect();
     out.extend(
         templates::template_files(runbook)
             .into_iter()
-            .map(|(p, _)| p),
+            .map(|(p, _)| dir.join(p)),
     );
-    out.extend(notify::files(runbook).into_iter().map(str::to_string));
+    out.extend(notify::files(runbook).into_iter().map(|p| dir.join(p)));
     out
 }
 
@@ -145,7 +156,9 @@ pub fn check(
             step.needs.iter().map(|n| n.value.as_str()).collect(),
         )
     }));
-    let inventory = load_inventory(&loaded.file, runbook, dir, sources, &mut diags);
+    let inventory = runbook.inventory.as_ref().and_then(|reference| {
+        crate::inventory::load::load(&loaded.file, reference, dir, sources, &mut diags)
+    });
     let mut ctx = Ctx {
         file: &loaded.file,
         dir,
@@ -166,8 +179,8 @@ pub fn check(
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
     }
-    let names = reference_names(runbook);
-    let version = crate::version::Version::from_sources(&loaded.file, dir, &names, sources);
+    let paths = references(runbook, dir);
+    let version = crate::version::Version::from_sources(&loaded.file, dir, &paths, sources);
     let checked = compiled.map(|(tz, times, schedule)| CheckedRunbook {
         version: std::sync::Arc::new(version),
         file: loaded.file.clone(),
@@ -183,70 +196,9 @@ pub fn check(
     (checked, diags)
 }
 
-/// Reads the runbook's inventory from `sources`; its errors are reported against its own file.
-fn load_inventory(
-    file: &str,
-    runbook: &Runbook,
-    dir: &Path,
-    sources: &Sources,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Inventory> {
-    let reference = runbook.inventory.as_ref()?;
-    let path = dir.join(&reference.value);
-    let shown = path.display().to_string();
-    let text = match sources.get(&path) {
-        Some(Ok(text)) => text,
-        Some(Err(e)) => {
-            diags.push(Diagnostic::error(
-                file,
-                reference.loc,
-                format!("cannot read inventory `{}`: {e}", reference.value),
-            ));
-            return None;
-        }
-        None => {
-            diags.push(Diagnostic::error(
-                file,
-                reference.loc,
-                format!("inventory `{}` was not found", reference.value),
-            ));
-            return None;
-        }
-    };
-    let root = match yaml::parse(text, Limits::RUNBOOK) {
-        Ok(root) => root,
-        Err(e) => {
-            diags.push(Diagnostic::error(&shown, e.loc, e.message));
-            return None;
-        }
-    };
-    let inventory: Inventory = deserialize_document(&shown, root, diags, &mut Vec::new())?;
-    check_inventory(&shown, &inventory, diags);
-    Some(inventory)
-}
-
-fn check_inventory(file: &str, inventory: &Inventory, diags: &mut Vec<Diagnostic>) {
-    let unknown = |name: &str| {
-        let suggestion = yaml::nearest(name, inventory.hosts.keys().map(|k| k.value.as_str()));
-        match suggestion {
-            Some(s) => format!("unknown host `{name}`; did you mean `{s}`?"),
-            None => format!("unknown host `{name}`: it is not in `hosts`"),
-        }
-    };
-    for member in inventory.groups.values().flatten() {
-        if !inventory.hosts.contains_key(member.value.as_str()) {
-            diags.push(Diagnostic::error(file, member.loc, unknown(&member.value)));
-        }
-    }
-    for exception in &inventory.exceptions {
-        if !inventory.hosts.contains_key(exception.host.value.as_str()) {
-            diags.push(Diagnostic::error(
-                file,
-                exception.host.loc,
-                unknown(&exception.host.value),
-            ));
-        }
-    }
+/// Parses and checks an inventory file on its own (`patchday validate inventory/hosts.yaml`).
+pub fn check_inventory_file(file: &str, text: &str) -> Vec<Diagnostic> {
+    crate::inventory::load::check_file(file, text)
 }
 
 /// Runbook names must be unique within a folder: one error per repeated name.

@@ -202,7 +202,7 @@ fn check_for_each(ctx: &mut Ctx, step: &Step) {
         if ctx.runbook.inventory.is_none() {
             ctx.error(
                 fe.group.loc,
-                "`for_each` needs an inventory: add `inventory: path/to/hosts.yaml`",
+                "`for_each` needs an inventory: add `inventory: path/to/hosts.yaml` (or `{ ansible: PATH }`)",
             );
         }
         return;

@@ -43,6 +43,9 @@ struct Scope<'a> {
     /// In `undo`, the step sees its own results too.
     sees_itself: bool,
     fan_out: bool,
+    /// The connector runs a whole batch at once (`ansible`): `host` differs per row, so
+    /// `with:` cannot name it.
+    batch: Option<&'a str>,
 }
 
 impl Scope<'_> {
@@ -66,6 +69,7 @@ pub(super) fn check(ctx: &mut Ctx) {
             step_id: &id.value,
             sees_itself: false,
             fan_out: step.for_each.is_some(),
+            batch: batch_connector(step.uses.as_ref().map(|u| u.value.as_str())),
         };
         if let Some(with) = &step.with {
             check_node(ctx, &scope, with);
@@ -83,6 +87,7 @@ pub(super) fn check(ctx: &mut Ctx) {
         );
         if let Some(undo) = &step.undo {
             scope.sees_itself = true;
+            scope.batch = batch_connector(Some(&undo.uses.value));
             if let Some(with) = &undo.with {
                 check_node(ctx, &scope, with);
             }
@@ -235,6 +240,12 @@ fn check_host(scope: &Scope, rest: &[&str]) -> Result<(), String> {
             scope.step_id
         ));
     }
+    if let Some(connector) = scope.batch {
+        return Err(format!(
+            "`{connector}` runs once for a whole batch of hosts, so its `with:` cannot differ \
+             per host; per-host values belong in the inventory's host vars, which it reads"
+        ));
+    }
     match rest {
         [] => Ok(()),
         [field, ..] if HOST_FIELDS.contains(field) => Ok(()),
@@ -243,6 +254,11 @@ fn check_host(scope: &Scope, rest: &[&str]) -> Result<(), String> {
             unknown("host field", field, HOST_FIELDS.iter().copied())
         )),
     }
+}
+
+/// `uses` when that connector settles a batch of hosts in one execution.
+fn batch_connector(uses: Option<&str>) -> Option<&str> {
+    uses.filter(|u| patchday_connectors::lookup(u).is_some_and(|c| c.batch))
 }
 
 fn list(items: &[&str]) -> String {

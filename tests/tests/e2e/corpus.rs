@@ -83,7 +83,7 @@ fn every_case_reports_a_line_and_column() {
         let (_, text) = rendered(&case);
         let located = text
             .lines()
-            .any(|l| l.contains(".yaml:") && l.contains(": error: "));
+            .any(|l| (l.contains(".yaml:") || l.contains(".ini:")) && l.contains(": error: "));
         assert!(
             located,
             "{}: no file:line:col error in\n{text}",

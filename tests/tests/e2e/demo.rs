@@ -235,7 +235,7 @@ impl Served {
         });
         let (serving, addr) = (daemon.serving.clone(), daemon.addr.clone());
         assert!(
-            serving.contains("emails via SMTP 127.0.0.1:") && serving.contains("3 runbooks loaded"),
+            serving.contains("emails via SMTP 127.0.0.1:") && serving.contains("4 runbooks loaded"),
             "{serving}"
         );
         Served {

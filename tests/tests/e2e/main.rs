@@ -1,6 +1,7 @@
 //! End-to-end tests: drive the built `patchday` binary as a user would.
 //! One test binary (like ripgrep's), one module per area.
 
+mod ansible;
 mod browser;
 mod calendar;
 mod corpus;
@@ -11,9 +12,12 @@ mod first_run;
 mod lasting;
 mod mailer;
 mod multi;
+mod new;
 mod plan;
 mod reload;
 mod runs;
 mod schema;
+mod signals;
 mod soak;
 mod validate;
+mod xtask;

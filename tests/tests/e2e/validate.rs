@@ -8,8 +8,13 @@ fn the_example_runbooks_validate_as_a_folder() {
     let out = run(&["validate", "runbooks/"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("ok: 3 runbook(s) valid"), "{text}");
-    for name in ["monthly-windows", "emergency-zero-day", "esx-bimonthly"] {
+    assert!(text.starts_with("ok: 4 runbook(s) valid"), "{text}");
+    for name in [
+        "monthly-windows",
+        "emergency-zero-day",
+        "esx-bimonthly",
+        "linux-weekly",
+    ] {
         assert!(text.contains(name), "{name} missing from: {text}");
     }
 }

@@ -1,5 +1,6 @@
 //! The inventory (DESIGN §3): hosts, groups a step fans out over, and exceptions that leave
-//! hosts out of every fan-out while they last.
+//! hosts out of every fan-out while they last. [`load`] reads it for validation from a
+//! patchday inventory file or an Ansible inventory ([`ansible`]), which becomes the same model.
 
 use chrono::NaiveDate;
 use indexmap::IndexMap;
@@ -7,6 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::yaml::Located;
+
+pub mod ansible;
+pub mod load;
 
 /// Hosts, groups and exceptions, as written in `inventory/hosts.yaml`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -22,6 +26,10 @@ pub struct Inventory {
     /// Hosts left out of fan-outs until a date, with the reason and who approved it.
     #[serde(default)]
     pub exceptions: Vec<Exception>,
+    /// The Ansible inventory source this was read from, as the runbook names it (relative to
+    /// the runbook's folder): what the `ansible` connector passes to `ansible-playbook -i`.
+    #[serde(skip)]
+    pub ansible_source: Option<std::path::PathBuf>,
 }
 
 /// One host. In templates it is `{{host.name}}`, `{{host.address}}`, `{{host.vm}}`, ...
@@ -45,9 +53,9 @@ pub struct Host {
     /// SSH port for command steps on this host.
     #[serde(default)]
     pub port: Option<u16>,
-    /// Anything else templates may need: `{{host.vars.site}}`.
+    /// Anything else templates may need: `{{host.vars.site}}` (any YAML value).
     #[serde(default)]
-    pub vars: IndexMap<String, String>,
+    pub vars: IndexMap<String, serde_json::Value>,
 }
 
 /// A host left out of patching until `until`.
