@@ -181,4 +181,28 @@ mod tests {
         let err = version.check().unwrap_err();
         assert!(err.to_string().contains("hosts.yaml"), "{err}");
     }
+
+    /// An Ansible inventory read through `ansible-inventory --list`: the version keeps what it
+    /// printed, and rebuilds the same hosts from it, with no Ansible and no inventory file.
+    #[test]
+    fn a_listed_inventory_is_kept_as_it_was_printed() {
+        let runbook = "name: l\ninventory: { ansible: inv }\nsteps:\n  a:\n    uses: noop\n    for_each: { group: web }\n";
+        let json = r#"{"_meta": {"hostvars": {"w1": {"ansible_host": "10.0.0.1"}}}, "all": {"children": ["web"]}, "web": {"hosts": ["w1"]}}"#;
+        let mut sources = Sources::default();
+        sources.insert(PathBuf::from("/a/l.yaml"), Ok(runbook.into()));
+        sources.insert_listed(PathBuf::from("/a/inv"), Ok(json.into()));
+        let (checked, diags) = crate::validate::check(
+            &load_runbook("/a/l.yaml", runbook),
+            Path::new("/a"),
+            &sources,
+        );
+        let checked = checked.unwrap_or_else(|| panic!("{diags:#?}"));
+        assert_eq!(
+            checked.version.listed.get("inv").map(String::as_str),
+            Some(json)
+        );
+        let again = checked.version.check().unwrap();
+        assert_eq!(again.version.hash(), checked.version.hash());
+        assert!(again.inventory.unwrap().hosts.contains_key("w1"));
+    }
 }

@@ -106,9 +106,8 @@ fn the_weekly_linux_example_runs_through_the_daemon_against_the_local_hosts() {
                 .all(|r| r["state"] == "succeeded")
         );
     }
-    hosts.await_mail_where("the report", 1, |s| {
-        s.starts_with("Patch report: linux-weekly-local ")
-    });
+    // A triggered run is a manual run: its report names no cycle.
+    hosts.await_mail("Patch report: linux-weekly-local", 1);
 }
 
 const PLAYBOOK: &str = r#"
