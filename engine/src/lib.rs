@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod calendar;
+pub mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod git;
 pub mod inventory;
 pub mod links;
 pub mod logging;
+pub mod merkle;
 pub mod notification;
 pub mod pages;
 pub mod plan;
