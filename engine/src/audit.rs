@@ -315,21 +315,43 @@ impl ChainVerifier {
 pub fn export_jsonl(events: &[EventRow]) -> String {
     let mut out = String::new();
     for event in events {
-        let line = serde_json::json!({
-            "seq": event.seq,
-            "at": format_instant(event.at),
-            "actor": event.actor,
-            "action": event.action,
-            "run_id": event.run_id,
-            "step_id": event.step_id,
-            "details": event.details,
-            "prev_hash": event.prev_hash,
-            "hash": event.hash,
-        });
-        out.push_str(&line.to_string());
+        out.push_str(&event_json(event).to_string());
         out.push('\n');
     }
     out
+}
+
+/// An event as one JSON object, as the JSON Lines export writes it.
+pub fn event_json(event: &EventRow) -> Value {
+    serde_json::json!({
+        "seq": event.seq,
+        "at": format_instant(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "run_id": event.run_id,
+        "step_id": event.step_id,
+        "details": event.details,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    })
+}
+
+/// Reads back what [`event_json`] wrote.
+pub fn event_from_json(value: &Value) -> Option<EventRow> {
+    let text = |key: &str| value.get(key)?.as_str().map(str::to_string);
+    Some(EventRow {
+        seq: value.get("seq")?.as_i64()?,
+        at: DateTime::parse_from_rfc3339(value.get("at")?.as_str()?)
+            .ok()?
+            .with_timezone(&Utc),
+        actor: text("actor")?,
+        action: text("action")?,
+        run_id: text("run_id"),
+        step_id: text("step_id"),
+        details: value.get("details")?.clone(),
+        prev_hash: text("prev_hash")?,
+        hash: text("hash")?,
+    })
 }
 
 /// Events as CSV (RFC 4180): a header `seq,at,actor,action,run_id,step_id,details,prev_hash,hash`,

@@ -239,6 +239,11 @@ impl VerifierKey {
     }
 }
 
+/// The text of a signed note, signatures not checked (to read a checkpoint one will check later).
+pub fn unverified_text(note: &str) -> Result<&str, NoteError> {
+    split_note(note).map(|(text, _)| text)
+}
+
 /// The note text (with its final newline) and the signature lines.
 fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
     if note.chars().any(|c| c < ' ' && c != '\n') {

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod calendar;
 pub mod checkpoint;
+pub mod checkpoints;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod merkle;
 pub mod notification;
 pub mod pages;
 pub mod plan;
+pub mod proof;
 pub mod run;
 pub mod runbook;
 pub mod schema;

@@ -93,7 +93,7 @@ enum Command {
     Resume(run::ResumeArgs),
     /// Play a whole cycle on a virtual clock with connectors in dry-run mode.
     Simulate(simulate::Args),
-    /// Verify or export the hash-chained audit log.
+    /// Verify, export, checkpoint and prove the hash-chained audit log.
     Audit(audit::Args),
     /// Run the daemon: scheduler, runs, outbox mailer, HTTP server.
     Serve(serve::Args),

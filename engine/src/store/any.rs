@@ -128,11 +128,7 @@ impl Store for AnyStore {
         delegate!(self, s => s.events_after(after, limit))
     }
 
-    async fn event_hashes(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
+    async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
         delegate!(self, s => s.event_hashes(after, limit))
     }
 

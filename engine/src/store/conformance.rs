@@ -531,9 +531,18 @@ pub(crate) async fn chain_is_contiguous_and_verifies<S: Store>(store: &S) {
         paged.extend(page);
     }
     assert_eq!(paged, store.events(EventFilter::default()).await.unwrap());
-    assert!(store.events_after(total as i64, 17).await.unwrap().is_empty());
+    assert!(
+        store
+            .events_after(total as i64, 17)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let hashes = store.event_hashes(40, 5).await.unwrap();
-    let expected: Vec<(i64, String)> = paged[40..45].iter().map(|e| (e.seq, e.hash.clone())).collect();
+    let expected: Vec<(i64, String)> = paged[40..45]
+        .iter()
+        .map(|e| (e.seq, e.hash.clone()))
+        .collect();
     assert_eq!(hashes, expected);
     let events = store.events(EventFilter::default()).await.unwrap();
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();

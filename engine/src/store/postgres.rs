@@ -1152,11 +1152,7 @@ impl Store for PostgresStore {
         rows.iter().map(event_from).collect()
     }
 
-    async fn event_hashes(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
+    async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
         sqlx::query_as("SELECT seq, hash FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(after)
             .bind(i64::from(limit))

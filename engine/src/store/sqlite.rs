@@ -1156,11 +1156,7 @@ impl Store for SqliteStore {
         rows.iter().map(event_from).collect()
     }
 
-    async fn event_hashes(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
+    async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
         sqlx::query_as("SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
             .bind(after)
             .bind(i64::from(limit))
