@@ -8,6 +8,7 @@ mod corpus;
 mod daemon;
 mod demo;
 mod durability;
+mod evidence;
 mod first_run;
 mod lasting;
 mod mailer;

@@ -1,0 +1,499 @@
+//! Evidence an auditor can trust (issue 14): signed checkpoints kept outside the database catch
+//! what the hash chain alone cannot. Someone with write access to the database (SQLite file or
+//! PostgreSQL role) truncates the log, deletes or edits an event, rewrites the whole chain
+//! consistently with a new head, or rolls the file back; someone with the checkpoint folder
+//! forges a checkpoint or signs one with another key. `patchday audit verify --checkpoints`
+//! names each, on both backends, and the independent verifier docs/verify_audit.py (Python,
+//! `cryptography`) agrees on every case. Proofs made by `patchday audit prove` check with
+//! `patchday audit check-proof` and with the Python script; altered ones do not.
+
+use std::path::PathBuf;
+
+use patchday_tests::postgres::Schema;
+use patchday_tests::sql::{execute, quote};
+use patchday_tests::{patchday, repo_root, scratch, stderr, stdout};
+
+const RUNBOOK: &str = "name: evidence\nsteps:\n  check:\n    uses: noop\n  patch:\n    needs: [check]\n    uses: command\n    with: { run: \"exit 1\" }\n";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A log of three runs, signed after the first and the second (the third is not signed yet).
+struct Log {
+    dir: PathBuf,
+    database: String,
+    backend: Backend,
+    /// Sizes of checkpoints 1 and 2.
+    signed: [u64; 2],
+    _schema: Option<Schema>,
+}
+
+impl Log {
+    fn build(backend: Backend, name: &str) -> Log {
+        let dir = scratch(&format!("evidence-{name}"));
+        std::fs::write(dir.join("evidence.yaml"), RUNBOOK).unwrap();
+        let schema =
+            (backend == Backend::Postgres).then(|| Schema::create(&name.replace('-', "_")));
+        let database = match &schema {
+            Some(schema) => schema.url.clone(),
+            None => format!("sqlite://{}", dir.join("log.db").display()),
+        };
+        let mut log = Log {
+            dir,
+            database,
+            backend,
+            signed: [0, 0],
+            _schema: schema,
+        };
+        let key = log.path("key");
+        log.ok(&[
+            "audit",
+            "keygen",
+            "--name",
+            "patchday.test/e2e",
+            "--out",
+            &key,
+        ]);
+        for i in 0..2 {
+            log.run();
+            log.checkpoint("key");
+            log.signed[i] = log.checkpoint_size(i + 1);
+        }
+        log.run();
+        assert!(log.signed[0] >= 5 && log.signed[1] > log.signed[0] + 3);
+        log
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn patchday(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = patchday()
+            .args(args)
+            .args(["--database", &self.database])
+            .current_dir(&self.dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!("{}{}", stdout(&out), stderr(&out)),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, text) = self.patchday(args);
+        assert_eq!(code, Some(0), "patchday {args:?}: {text}");
+        text
+    }
+
+    /// One run of the runbook (its `patch` step fails: `step.failed`, `run.failed`).
+    fn run(&self) {
+        let (code, text) = self.patchday(&["run", "evidence.yaml"]);
+        assert_eq!(code, Some(1), "{text}");
+    }
+
+    fn checkpoint(&self, key: &str) -> String {
+        self.ok(&["audit", "checkpoint", "--key", key, "--dir", "checkpoints"])
+    }
+
+    fn checkpoint_file(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("checkpoints/{n:08}.checkpoint"))
+    }
+
+    fn checkpoint_size(&self, n: usize) -> u64 {
+        let note = std::fs::read_to_string(self.checkpoint_file(n)).unwrap();
+        note.lines().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// `patchday audit verify --checkpoints checkpoints --key key.pub`.
+    fn verify(&self) -> (Option<i32>, String) {
+        self.patchday(&[
+            "audit",
+            "verify",
+            "--checkpoints",
+            "checkpoints",
+            "--key",
+            "key.pub",
+        ])
+    }
+
+    /// docs/verify_audit.py on `patchday audit export` and the checkpoint folder.
+    fn python(&self) -> (Option<i32>, String) {
+        let export = self.ok(&["audit", "export"]);
+        std::fs::write(self.dir.join("export.jsonl"), export).unwrap();
+        python(&[
+            &self.path("key.pub"),
+            &self.path("checkpoints"),
+            &self.path("export.jsonl"),
+        ])
+    }
+
+    /// Raw SQL with the append-only triggers dropped first, as a DBA would.
+    fn tamper(&self, sql: &str) {
+        let drop = match self.backend {
+            Backend::Sqlite => "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;",
+            Backend::Postgres => "DROP TRIGGER events_no_update ON events;",
+        };
+        execute(&self.database, &format!("{drop} {sql}"));
+    }
+
+    /// Sets the recorded chain head to the last event, hiding a deleted tail from the chain.
+    fn reset_head(&self) {
+        execute(
+            &self.database,
+            "UPDATE chain_head SET seq = (SELECT MAX(seq) FROM events), \
+             hash = (SELECT hash FROM events WHERE seq = (SELECT MAX(seq) FROM events))",
+        );
+    }
+
+    /// Both verifiers fail, patchday saying `patchday_says`, the script `python_says`.
+    fn assert_caught(&self, patchday_says: &str, python_says: &str) {
+        let (code, text) = self.verify();
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains(patchday_says),
+            "expected `{patchday_says}`: {text}"
+        );
+        let (code, text) = self.python();
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains(python_says),
+            "expected `{python_says}`: {text}"
+        );
+    }
+}
+
+fn python(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new("python3")
+        .arg(repo_root().join("docs/verify_audit.py"))
+        .args(args)
+        .output()
+        .expect("python3 runs (bash .ci/deps-python.sh)");
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+/// Every tampering, each on a fresh log.
+fn tampering_is_caught(backend: Backend, name: &str) {
+    // Untouched: both agree it is sound.
+    let log = Log::build(backend, &format!("{name}-sound"));
+    let (code, text) = log.verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("checkpoints ok: 2 signed checkpoint(s)"),
+        "{text}"
+    );
+    let (code, text) = log.python();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok: "), "{text}");
+
+    // The issue's case: the last three events deleted and the head moved: the chain alone
+    // says ok, the checkpoints do not.
+    let log = Log::build(backend, &format!("{name}-truncated"));
+    let keep = log.signed[1] - 3;
+    log.tamper(&format!("DELETE FROM events WHERE seq > {keep};"));
+    log.reset_head();
+    let (code, text) = log.patchday(&["audit", "verify"]);
+    assert_eq!(code, Some(0), "the chain alone cannot see it: {text}");
+    log.assert_caught(
+        &format!(
+            "truncated: checkpoint 00000002.checkpoint signs {} events but the log has only {keep}",
+            log.signed[1]
+        ),
+        "truncated: 00000002.checkpoint",
+    );
+
+    let log = Log::build(backend, &format!("{name}-middle"));
+    log.tamper("DELETE FROM events WHERE seq = 3;");
+    log.assert_caught("audit chain BROKEN at seq 4", "chain broken at seq 4");
+
+    let log = Log::build(backend, &format!("{name}-edited"));
+    log.tamper("UPDATE events SET actor = 'cli:mallory' WHERE seq = 2;");
+    log.assert_caught("audit chain BROKEN at seq 2", "chain broken at seq 2");
+
+    let log = Log::build(backend, &format!("{name}-rewritten"));
+    rewrite_consistently(&log, 2);
+    let (code, text) = log.patchday(&["audit", "verify"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "a consistent rewrite fools the chain: {text}"
+    );
+    log.assert_caught(
+        &format!("rewritten: the first {} events", log.signed[0]),
+        &format!("rewritten: the first {} events", log.signed[0]),
+    );
+
+    let log = Log::build(backend, &format!("{name}-forged"));
+    let file = log.checkpoint_file(2);
+    let note = std::fs::read_to_string(&file).unwrap();
+    let forged = note.replacen(
+        &format!("\n{}\n", log.signed[1]),
+        &format!("\n{}\n", log.signed[1] - 1),
+        1,
+    );
+    assert_ne!(note, forged);
+    std::fs::write(&file, forged).unwrap();
+    log.assert_caught(
+        "does not verify: the note was altered or forged",
+        "signature:",
+    );
+
+    let log = Log::build(backend, &format!("{name}-other-key"));
+    let other = log.path("other");
+    log.ok(&[
+        "audit",
+        "keygen",
+        "--name",
+        "patchday.test/e2e",
+        "--out",
+        &other,
+    ]);
+    log.ok(&[
+        "audit",
+        "checkpoint",
+        "--key",
+        &other,
+        "--dir",
+        "other-checkpoints",
+    ]);
+    std::fs::copy(
+        log.dir.join("other-checkpoints/00000001.checkpoint"),
+        log.checkpoint_file(1),
+    )
+    .unwrap();
+    log.assert_caught(
+        "no signature by key patchday.test/e2e+",
+        "has no signature by",
+    );
+
+    let log = Log::build(backend, &format!("{name}-removed-checkpoint"));
+    std::fs::remove_file(log.checkpoint_file(1)).unwrap();
+    log.assert_caught("removed, replaced or reordered", "checkpoint chain:");
+}
+
+/// Changes the details of event `seq` and rehashes it and every later event, then moves the
+/// head: a rewrite the hash chain cannot tell from the real thing.
+fn rewrite_consistently(log: &Log, seq: i64) {
+    let export = log.ok(&["audit", "export"]);
+    let mut prev: Option<String> = None;
+    let mut sql = String::new();
+    for line in export.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut event = patchday::audit::event_from_json(&value).unwrap();
+        if event.seq < seq {
+            continue;
+        }
+        if event.seq == seq {
+            event.details = serde_json::json!({"forged": true});
+        }
+        if let Some(prev) = prev {
+            event.prev_hash = prev;
+        }
+        event.hash = patchday::audit::row_hash(&event);
+        sql.push_str(&format!(
+            "UPDATE events SET details = {}, prev_hash = {}, hash = {} WHERE seq = {};\n",
+            quote(&event.details.to_string()),
+            quote(&event.prev_hash),
+            quote(&event.hash),
+            event.seq
+        ));
+        prev = Some(event.hash);
+    }
+    log.tamper(&sql);
+    log.reset_head();
+}
+
+#[test]
+fn checkpoints_catch_every_tampering_on_sqlite() {
+    tampering_is_caught(Backend::Sqlite, "sqlite");
+}
+
+#[test]
+fn checkpoints_catch_every_tampering_on_postgres() {
+    tampering_is_caught(Backend::Postgres, "pg");
+}
+
+/// The database file restored from an old copy: the log is shorter than the last checkpoint;
+/// the checkpointer refuses to sign it; once it grows again, its history differs.
+#[test]
+fn a_rolled_back_database_file_is_caught_and_never_signed() {
+    let log = Log::build(Backend::Sqlite, "rolled-back");
+    let db = log.dir.join("log.db");
+    // An old copy, as a backup restored over the live file would be.
+    let old = scratch("evidence-rolled-back-old").join("old.db");
+    let keep = log.signed[0];
+    execute(
+        &log.database,
+        &format!("VACUUM INTO {}", quote(&old.display().to_string())),
+    );
+    execute(
+        &format!("sqlite://{}", old.display()),
+        &format!(
+            "DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq > {keep}; \
+             UPDATE chain_head SET seq = {keep}, hash = (SELECT hash FROM events WHERE seq = {keep});"
+        ),
+    );
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(log.dir.join(format!("log.db{suffix}")));
+    }
+    std::fs::copy(&old, &db).unwrap();
+    log.assert_caught(
+        &format!(
+            "truncated: checkpoint 00000002.checkpoint signs {}",
+            log.signed[1]
+        ),
+        "truncated: 00000002.checkpoint",
+    );
+
+    let (code, text) = log.patchday(&[
+        "audit",
+        "checkpoint",
+        "--key",
+        "key",
+        "--dir",
+        "checkpoints",
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("no longer matches the last checkpoint 00000002.checkpoint"),
+        "{text}"
+    );
+    assert!(!log.checkpoint_file(3).exists());
+
+    // The rolled-back log grows past the checkpoint again: different history at its size.
+    log.run();
+    log.run();
+    log.assert_caught(
+        &format!("rewritten: the first {} events", log.signed[1]),
+        &format!("rewritten: the first {} events", log.signed[1]),
+    );
+}
+
+#[test]
+fn proofs_check_with_the_key_and_fail_when_altered() {
+    let log = Log::build(Backend::Sqlite, "proofs");
+    let proof = log.ok(&[
+        "audit",
+        "prove",
+        "--seq",
+        "3",
+        "--checkpoints",
+        "checkpoints",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(value["tree_size"], log.signed[1]);
+    assert_eq!(value["event"]["seq"], 3);
+    std::fs::write(log.dir.join("inclusion.json"), &proof).unwrap();
+    let text = log.ok(&["audit", "check-proof", "inclusion.json", "--key", "key.pub"]);
+    assert!(text.contains("proof ok: event 3"), "{text}");
+    let (code, text) = python(&[&log.path("key.pub"), "--proof", &log.path("inclusion.json")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok: event 3 is in the signed log"), "{text}");
+
+    let consistency = log.ok(&[
+        "audit",
+        "prove",
+        "--from",
+        "checkpoints/00000001.checkpoint",
+        "--to",
+        "checkpoints/00000002.checkpoint",
+    ]);
+    std::fs::write(log.dir.join("consistency.json"), consistency).unwrap();
+    let text = log.ok(&[
+        "audit",
+        "check-proof",
+        "consistency.json",
+        "--key",
+        "key.pub",
+    ]);
+    assert!(
+        text.contains(&format!(
+            "the log of {} events extends the log of {} events",
+            log.signed[1], log.signed[0]
+        )),
+        "{text}"
+    );
+
+    // An altered event, a proof for another event, another key: each fails.
+    let mut altered = value.clone();
+    altered["event"]["actor"] = "cli:mallory".into();
+    let mut moved = value.clone();
+    moved["event"] =
+        serde_json::from_str(log.ok(&["audit", "export"]).lines().nth(4).unwrap()).unwrap();
+    for (name, bad) in [("altered", &altered), ("moved", &moved)] {
+        let file = log.path(&format!("{name}.json"));
+        std::fs::write(&file, bad.to_string()).unwrap();
+        let (code, text) = log.patchday(&["audit", "check-proof", &file, "--key", "key.pub"]);
+        assert_eq!(code, Some(1), "{name}: {text}");
+        assert!(text.contains("proof FAILED"), "{text}");
+        let (code, text) = python(&[&log.path("key.pub"), "--proof", &file]);
+        assert_eq!(code, Some(1), "{name}: {text}");
+    }
+    let other = log.path("other");
+    log.ok(&[
+        "audit",
+        "keygen",
+        "--name",
+        "patchday.test/e2e",
+        "--out",
+        &other,
+    ]);
+    let (code, text) = log.patchday(&[
+        "audit",
+        "check-proof",
+        "inclusion.json",
+        "--key",
+        "other.pub",
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no signature by key"), "{text}");
+}
+
+/// `keygen` never replaces a key and writes the private half for its owner only.
+#[test]
+fn keygen_writes_a_private_key_once() {
+    let dir = scratch("evidence-keygen");
+    let key = dir.join("key").display().to_string();
+    let out = patchday()
+        .args([
+            "audit",
+            "keygen",
+            "--name",
+            "patchday.example/prod",
+            "--out",
+            &key,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let public = std::fs::read_to_string(format!("{key}.pub")).unwrap();
+    assert!(public.starts_with("patchday.example/prod+"), "{public}");
+    assert!(stdout(&out).contains(public.trim()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = patchday()
+        .args(["audit", "keygen", "--name", "x", "--out", &key])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("not replacing a key"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{key}.pub")).unwrap(),
+        public
+    );
+}
