@@ -497,3 +497,128 @@ fn keygen_writes_a_private_key_once() {
         public
     );
 }
+
+const SCHEDULED: &str = "name: signed\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nsteps:\n  hello:\n    uses: noop\n  say:\n    needs: [hello]\n    uses: command\n    with: { run: \"echo patched\" }\n";
+
+/// The daemon signs a checkpoint when a run ends and at shutdown, chains them across a restart,
+/// and refuses to sign a log that no longer extends them (recording the gap in the log).
+#[test]
+fn the_daemon_signs_checkpoints_across_restarts_and_refuses_a_rewritten_log() {
+    use patchday_tests::daemon::{Daemon, audit_events, count, poll, serve_command};
+    use std::time::Duration;
+
+    let dir = scratch("evidence-daemon");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/signed.yaml"), SCHEDULED).unwrap();
+    std::fs::write(
+        dir.join("patchday.toml"),
+        "[audit]\ncheckpoint_key_file = \"key\"\ncheckpoint_dir = \"checkpoints\"\ncheckpoint_every = \"1h\"\norigin = \"patchday/e2e\"\n",
+    )
+    .unwrap();
+    let key = dir.join("key").display().to_string();
+    let out = patchday()
+        .args([
+            "audit",
+            "keygen",
+            "--name",
+            "patchday.test/daemon",
+            "--out",
+            &key,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let checkpoint = |n: usize| dir.join(format!("checkpoints/{n:08}.checkpoint"));
+    let serve = || {
+        let mut cmd = serve_command(&dir, &database, &dir.join("outbox"));
+        cmd.args(["--config", "patchday.toml"]);
+        Daemon::start(cmd)
+    };
+    let verify = || {
+        let out = patchday()
+            .current_dir(&dir)
+            .args([
+                "audit",
+                "verify",
+                "--config",
+                "patchday.toml",
+                "--database",
+                &database,
+            ])
+            .output()
+            .unwrap();
+        (out.status.code(), stdout(&out))
+    };
+
+    // The cycle fires at 10:00 (virtual clock); its end is signed.
+    let mut daemon = serve();
+    poll("the run's checkpoint", Duration::from_secs(30), || {
+        let events = audit_events(&database);
+        (count(&events, "run.finished") == 1 && checkpoint(1).exists()).then_some(())
+    });
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let first = std::fs::read_to_string(checkpoint(1)).unwrap();
+    assert!(first.starts_with("patchday/e2e\n"), "{first}");
+    assert!(
+        first.contains("\n\n\u{2014} patchday.test/daemon "),
+        "{first}"
+    );
+
+    // A restart appends (runbook.loaded ...) and signs at shutdown, chained to the last one.
+    let mut daemon = serve();
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let files = std::fs::read_dir(dir.join("checkpoints")).unwrap().count();
+    assert!(files >= 2, "{files} checkpoint(s)");
+    let (code, text) = verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("checkpoints ok: {files} signed")),
+        "{text}"
+    );
+    let signed: usize = std::fs::read_to_string(checkpoint(files))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        signed,
+        audit_events(&database).len(),
+        "the shutdown signed the whole log"
+    );
+
+    // Someone deletes the tail and moves the head: the daemon signs nothing more and records
+    // the gap; `audit verify` (configured: it checks the folder by default) names it.
+    execute(
+        &database,
+        &format!(
+            "DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq > {}; \
+             UPDATE chain_head SET seq = {0}, hash = (SELECT hash FROM events WHERE seq = {0});",
+            signed - 2
+        ),
+    );
+    let mut daemon = serve();
+    let reason = poll("checkpoint.unavailable", Duration::from_secs(30), || {
+        let events = audit_events(&database);
+        events
+            .iter()
+            .find(|e| e["action"] == "checkpoint.unavailable")
+            .map(|e| e["details"]["reason"].as_str().unwrap().to_string())
+    });
+    assert!(
+        reason.contains("no longer matches the last checkpoint"),
+        "{reason}"
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let after = std::fs::read_dir(dir.join("checkpoints")).unwrap().count();
+    assert_eq!(after, files, "nothing signed over a rewritten log");
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    // The daemon appended to the shortened log: at the checkpoint's size its history differs.
+    assert!(
+        text.contains(&format!("rewritten: the first {signed} events")),
+        "{text}"
+    );
+}
