@@ -34,8 +34,8 @@
 //! [`verify`] recomputes every hash and checks that `seq` runs 1, 2, 3, ... without gaps,
 //! duplicates or reordering, that each `prev_hash` is the previous event's hash, and that the
 //! chain head the store recorded with the last append is the last event (a deleted tail shows).
-//! Someone able to rewrite the whole database can rewrite the whole chain and its head too: keep
-//! a copy of the head (`patchday audit verify` prints it) outside the database to rule that out.
+//! Someone able to rewrite the whole database can rewrite the whole chain and its head too: the
+//! signed checkpoints kept outside the database ([`crate::checkpoints`]) rule that out.
 
 use std::fmt::Write as _;
 

@@ -18,7 +18,7 @@ use crate::merkle::{Hash, Tree};
 use crate::store::{ChainHead, Store, StoreError};
 
 /// Events read per page while walking the log.
-pub const PAGE: u32 = 10_000;
+pub const PAGE: u32 = 2_000;
 /// The file name suffix of checkpoints.
 const SUFFIX: &str = ".checkpoint";
 
