@@ -67,6 +67,7 @@ fn key_id(name: &str, public: &[u8; 32]) -> u32 {
 }
 
 /// An Ed25519 signing key with its note name.
+#[derive(Clone)]
 pub struct SigningKey {
     name: String,
     key: ed25519_dalek::SigningKey,

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod dag;
 pub mod diagnostic;
 pub mod docs;
+pub mod evidence;
 pub mod git;
 pub mod inventory;
 pub mod links;

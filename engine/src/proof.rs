@@ -91,15 +91,47 @@ pub async fn prove_inclusion<S: Store>(store: &S, seq: i64, note: &str) -> Resul
         .pop()
         .filter(|e| e.seq == seq)
         .ok_or_else(|| Error::Invalid(format!("no event {seq}")))?;
-    let path = merkle::inclusion_proof(seq as usize - 1, &leaves);
-    Ok(json!({
+    Ok(inclusion_json(&event, &leaves, &checkpoint, note))
+}
+
+/// Inclusion proofs of each of `events` against the checkpoint `note`, reading the log once.
+pub async fn prove_inclusions<S: Store>(
+    store: &S,
+    events: &[crate::store::EventRow],
+    note: &str,
+) -> Result<Vec<Value>, Error> {
+    let checkpoint = read_checkpoint(note)?;
+    if let Some(late) = events
+        .iter()
+        .find(|e| e.seq < 1 || e.seq as u64 > checkpoint.size)
+    {
+        return Err(Error::Invalid(format!(
+            "event {} is not covered by the checkpoint (events 1..={}): sign a newer one              (patchday audit checkpoint)",
+            late.seq, checkpoint.size
+        )));
+    }
+    let leaves = checked_leaves(store, &checkpoint).await?;
+    Ok(events
+        .iter()
+        .map(|event| inclusion_json(event, &leaves, &checkpoint, note))
+        .collect())
+}
+
+fn inclusion_json(
+    event: &crate::store::EventRow,
+    leaves: &[Hash],
+    checkpoint: &Checkpoint,
+    note: &str,
+) -> Value {
+    let path = merkle::inclusion_proof(event.seq as usize - 1, leaves);
+    json!({
         "format": INCLUSION,
-        "event": audit::event_json(&event),
-        "leaf_index": seq - 1,
+        "event": audit::event_json(event),
+        "leaf_index": event.seq - 1,
         "tree_size": checkpoint.size,
         "path": path.iter().map(encode_hash).collect::<Vec<_>>(),
         "checkpoint": note,
-    }))
+    })
 }
 
 /// A consistency proof between two checkpoints (old first).

@@ -23,6 +23,7 @@ macro_rules! out {
 mod api;
 mod audit;
 mod calendar;
+mod evidence;
 mod new;
 mod plan;
 mod run;
@@ -95,6 +96,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Verify, export, checkpoint and prove the hash-chained audit log.
     Audit(audit::Args),
+    /// Write the auditor's evidence pack of a run (or verify one offline).
+    Evidence(evidence::Args),
     /// Run the daemon: scheduler, runs, outbox mailer, HTTP server.
     Serve(serve::Args),
     /// Start a run on the daemon (e.g. emergency-zero-day --param cve=CVE-2026-12345).
@@ -186,6 +189,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => run::resume(args, &globals),
         Command::Simulate(args) => simulate::run(args, &globals),
         Command::Audit(args) => audit::run(args, &globals),
+        Command::Evidence(args) => evidence::run(args, &globals),
         Command::Serve(args) => serve::run(args, &globals),
         Command::Trigger(args) => api::trigger(args, &globals),
         Command::Runs(args) => api::runs(args, &globals),
