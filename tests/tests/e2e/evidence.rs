@@ -622,3 +622,228 @@ fn the_daemon_signs_checkpoints_across_restarts_and_refuses_a_rewritten_log() {
         "{text}"
     );
 }
+
+const GATED: &str = "name: gated\ntimezone: UTC\nroles:\n  cab: [alice@example.com]\nsteps:\n  prepare:\n    uses: noop\n  cab-approval:\n    needs: [prepare]\n    uses: approval\n    with: { approvers: [cab], quorum: 1 }\n  patch:\n    needs: [cab-approval]\n    uses: command\n    with: { run: \"echo patched\" }\n";
+
+/// A run approved through the daemon is packed with its approval shown before the patch step;
+/// the pack verifies offline; an altered file, a removed approval or a swapped checkpoint
+/// (even a genuine one) fails `evidence verify`.
+#[test]
+fn an_evidence_pack_verifies_offline_and_fails_when_altered() {
+    use patchday_tests::daemon::{Daemon, poll};
+    use std::process::Command;
+    use std::time::Duration;
+
+    let dir = scratch("evidence-pack");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/gated.yaml"), GATED).unwrap();
+    std::fs::write(
+        dir.join("patchday.toml"),
+        "[audit]\ncheckpoint_key_file = \"key\"\ncheckpoint_dir = \"checkpoints\"\n",
+    )
+    .unwrap();
+    let (token, tokens) = patchday_tests::api_token(&dir, "ci");
+    let database = format!("sqlite://{}", dir.join("p.db").display());
+    let pd = |args: &[&str]| {
+        patchday()
+            .current_dir(&dir)
+            .args(args)
+            .args(["--config", "patchday.toml", "--database", &database])
+            .output()
+            .unwrap()
+    };
+    let out = pd(&[
+        "audit",
+        "keygen",
+        "--name",
+        "patchday.test/pack",
+        "--out",
+        "key",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut serve = patchday();
+    serve
+        .current_dir(&dir)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "patchday.toml",
+        ])
+        .args([
+            "--database",
+            &database,
+            "--runbooks",
+            "runbooks",
+            "--outbox",
+            "outbox",
+        ])
+        .env("PATCHDAY_SECURITY_API_TOKENS_FILE", &tokens);
+    let mut daemon = Daemon::start(serve);
+    let server = format!("http://{}", daemon.addr);
+    let cli = |args: &[&str]| {
+        patchday()
+            .args(args)
+            .args(["--server", &server])
+            .env("PATCHDAY_API_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["trigger", "gated"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = stdout(&out).split(' ').nth(1).unwrap().to_string();
+    let state = |step: &str| -> String {
+        let out = cli(&["status", &run, "--format", "json"]);
+        let detail: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        if step == "run" {
+            return detail["run"]["state"].as_str().unwrap().to_string();
+        }
+        detail["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == step)
+            .map(|s| s["state"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    poll("the approval to wait", Duration::from_secs(60), || {
+        (state("cab-approval") == "awaiting_input").then_some(())
+    });
+    let out = cli(&["approve", &run, "--step", "cab-approval", "--comment", "go"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    poll("the run to succeed", Duration::from_secs(60), || {
+        (state("run") == "succeeded").then_some(())
+    });
+    assert_eq!(daemon.terminate().code(), Some(0));
+
+    let out = pd(&["evidence", &run, "--out", "pack.tar"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let verify = |pack: &str| {
+        let out = pd(&["evidence", "verify", pack, "--key", "key.pub"]);
+        (out.status.code(), stdout(&out))
+    };
+    let (code, text) = verify("pack.tar");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("1 decision(s) before the work they gated"),
+        "{text}"
+    );
+
+    // What the pack says, read with the system's tar.
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .args(["-xf", "pack.tar", "-C", "unpacked"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let approvals: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(unpacked.join("approvals.json")).unwrap())
+            .unwrap();
+    assert_eq!(approvals[0]["step"], "cab-approval");
+    assert_eq!(approvals[0]["actor"], "api:ci");
+    assert_eq!(approvals[0]["before_work"], true);
+    let report = std::fs::read_to_string(unpacked.join("report.md")).unwrap();
+    assert!(
+        report.contains("| cab-approval | api:ci | approve |"),
+        "{report}"
+    );
+    assert!(unpacked.join("runbook/gated.yaml").exists());
+    let proofs = std::fs::read_to_string(unpacked.join("proofs.jsonl")).unwrap();
+    let events = std::fs::read_to_string(unpacked.join("audit.jsonl")).unwrap();
+    assert_eq!(proofs.lines().count(), events.lines().count());
+    // One proof checks with the independent script too.
+    std::fs::write(dir.join("one-proof.json"), proofs.lines().nth(1).unwrap()).unwrap();
+    let (code, text) = python(&[
+        &dir.join("key.pub").display().to_string(),
+        "--proof",
+        &dir.join("one-proof.json").display().to_string(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+
+    // Repacked with one file changed: each is caught.
+    let files = [
+        "report.md",
+        "run.json",
+        "steps.json",
+        "approvals.json",
+        "audit.jsonl",
+        "proofs.jsonl",
+        "checkpoint",
+        "runbook/gated.yaml",
+        "MANIFEST",
+    ];
+    let repack = |name: &str, change: &dyn Fn(&str) -> String, expected: &str| {
+        let copy = dir.join(format!("copy-{}", name.replace('/', "-")));
+        let _ = std::fs::remove_dir_all(&copy);
+        std::fs::create_dir_all(copy.join("runbook")).unwrap();
+        for file in files {
+            std::fs::copy(unpacked.join(file), copy.join(file)).unwrap();
+        }
+        let text = std::fs::read_to_string(copy.join(name)).unwrap();
+        std::fs::write(copy.join(name), change(&text)).unwrap();
+        let tar = format!("{}.tar", copy.display());
+        let status = Command::new("tar")
+            .args([
+                "--format=ustar",
+                "-cf",
+                &tar,
+                "-C",
+                &copy.display().to_string(),
+            ])
+            .args(files)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (code, out) = verify(&tar);
+        assert_eq!(code, Some(1), "{name}: {out}");
+        assert!(
+            out.contains(expected),
+            "{name}: expected `{expected}`: {out}"
+        );
+    };
+    repack(
+        "steps.json",
+        &|t| t.replace("\"succeeded\"", "\"failed\""),
+        "steps.json was altered",
+    );
+    repack(
+        "approvals.json",
+        &|_| "[]\n".into(),
+        "approvals.json was altered",
+    );
+    let genuine_older =
+        std::fs::read_to_string(dir.join("checkpoints/00000001.checkpoint")).unwrap();
+    repack(
+        "checkpoint",
+        &|_| genuine_older.clone(),
+        "checkpoint was altered",
+    );
+    repack(
+        "MANIFEST",
+        &|t| t.replacen("approvals.json", "approvals.jsonx", 1),
+        "MANIFEST: the signature by key",
+    );
+    // A file added to the pack.
+    let mut extra = files.to_vec();
+    std::fs::write(unpacked.join("extra.txt"), "x").unwrap();
+    extra.push("extra.txt");
+    let status = Command::new("tar")
+        .args(["--format=ustar", "-cf", "extra.tar", "-C", "unpacked"])
+        .args(&extra)
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, out) = verify("extra.tar");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("files not in MANIFEST"), "{out}");
+}
