@@ -126,7 +126,7 @@ fn run_json(run: &RunRow) -> Value {
 }
 
 /// Each decision of the run with whether it came before the first step that depended on it.
-fn approvals(version: &crate::version::Version, events: &[EventRow]) -> Vec<Value> {
+pub fn approvals(version: &crate::version::Version, events: &[EventRow]) -> Vec<Value> {
     let checked = version.check().ok();
     let depends_on = |later: &str, decided: &str| -> bool {
         let Some(checked) = &checked else {

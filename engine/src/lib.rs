@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod checkpoints;
 pub mod cli;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod daemon;
 pub mod dag;

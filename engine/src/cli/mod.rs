@@ -23,6 +23,7 @@ macro_rules! out {
 mod api;
 mod audit;
 mod calendar;
+mod compliance;
 mod evidence;
 mod new;
 mod plan;
@@ -98,6 +99,8 @@ enum Command {
     Audit(audit::Args),
     /// Write the auditor's evidence pack of a run (or verify one offline).
     Evidence(evidence::Args),
+    /// Patch SLA compliance of the runs started in a period (Markdown, or --format json).
+    Compliance(compliance::Args),
     /// Run the daemon: scheduler, runs, outbox mailer, HTTP server.
     Serve(serve::Args),
     /// Start a run on the daemon (e.g. emergency-zero-day --param cve=CVE-2026-12345).
@@ -190,6 +193,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args, &globals),
         Command::Audit(args) => audit::run(args, &globals),
         Command::Evidence(args) => evidence::run(args, &globals),
+        Command::Compliance(args) => compliance::run(args, &globals),
         Command::Serve(args) => serve::run(args, &globals),
         Command::Trigger(args) => api::trigger(args, &globals),
         Command::Runs(args) => api::runs(args, &globals),

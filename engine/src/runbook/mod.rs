@@ -54,8 +54,61 @@ pub struct Runbook {
     /// Parameters given when the run starts (`--param k=v`).
     #[serde(default)]
     pub params: IndexMap<Located<String>, Param>,
+    /// Patch SLAs: how soon after the release each severity must be patched (e.g.
+    /// `{ critical: 14d, important: 30d }`), measured from 00:00 on Patch Tuesday of the run's
+    /// cycle in the runbook's time zone, or from a run's `released` param (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub sla: Option<Sla>,
+    /// The severity of this runbook's patches (a run's `severity` param overrides it).
+    #[serde(default)]
+    pub severity: Option<Severity>,
     /// The steps, keyed by id, kept in file order.
     pub steps: IndexMap<Located<String>, Step>,
+}
+
+/// Time allowed from a release to its patch being in, per severity.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sla {
+    #[serde(default)]
+    pub critical: Option<DurationText>,
+    #[serde(default)]
+    pub important: Option<DurationText>,
+    #[serde(default)]
+    pub moderate: Option<DurationText>,
+    #[serde(default)]
+    pub low: Option<DurationText>,
+}
+
+impl Sla {
+    /// The time allowed for `severity`, if the SLA names it.
+    pub fn allowed(&self, severity: Severity) -> Option<std::time::Duration> {
+        let text = match severity {
+            Severity::Critical => &self.critical,
+            Severity::Important => &self.important,
+            Severity::Moderate => &self.moderate,
+            Severity::Low => &self.low,
+        };
+        text.as_ref().map(DurationText::duration)
+    }
+}
+
+/// Microsoft's severity ratings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Important,
+    Moderate,
+    Low,
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(text.to_string()))
+            .map_err(|_| format!("`{text}` is not critical, important, moderate or low"))
+    }
 }
 
 /// One schedule rule: `{ at: EXPR, months: [...] }` or `{ cron: "..." }`.

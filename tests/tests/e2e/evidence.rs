@@ -847,3 +847,104 @@ fn an_evidence_pack_verifies_offline_and_fails_when_altered() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("files not in MANIFEST"), "{out}");
 }
+
+/// Patch SLAs: a November cycle patched in time and a December one patched after its 14 days
+/// (the deadline at local midnight, New York): the late hosts are named with the deadline; an
+/// emergency run measured from its `released` param, at the severity its param gives.
+#[test]
+fn compliance_names_the_late_hosts_against_the_sla() {
+    let dir = scratch("evidence-sla");
+    std::fs::write(
+        dir.join("hosts.yaml"),
+        "hosts:\n  web1: { address: 10.0.0.1 }\n  web2: { address: 10.0.0.2 }\ngroups:\n  all: [web1, web2]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("monthly.yaml"),
+        "name: monthly-sla\ntimezone: America/New_York\ninventory: hosts.yaml\nsla: { critical: 14d, important: 30d }\nseverity: critical\nsteps:\n  patch:\n    uses: noop\n    for_each: { group: all }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("emergency.yaml"),
+        "name: emergency-sla\ntimezone: UTC\nsla: { critical: 2d, important: 7d }\nparams:\n  released: {}\n  severity: { default: critical }\nsteps:\n  patch: { uses: noop }\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("s.db").display());
+    let pd = |args: &[&str]| {
+        let out = patchday()
+            .current_dir(&dir)
+            .args(args)
+            .args(["--database", &database])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    pd(&[
+        "run",
+        "monthly.yaml",
+        "--cycle",
+        "2026-11",
+        "--now",
+        "2026-11-20T12:00:00Z",
+    ]);
+    pd(&[
+        "run",
+        "monthly.yaml",
+        "--cycle",
+        "2026-12",
+        "--now",
+        "2026-12-30T12:00:00Z",
+    ]);
+    pd(&[
+        "run",
+        "emergency.yaml",
+        "--param",
+        "released=2026-12-01",
+        "--param",
+        "severity=important",
+        "--now",
+        "2026-12-06T12:00:00Z",
+    ]);
+    let text = pd(&["compliance", "--from", "2026-11-01", "--to", "2027-01-01"]);
+    assert!(
+        text.contains("3 of 5 hosts patched within their SLA (60.0%)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| monthly-sla | 2026-12 | web2 | patched 2026-12-30T12:00:00.000000Z after the deadline 2026-12-22T05:00:00.000000Z |"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&pd(&[
+        "compliance",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2027-01-01",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let late: Vec<(&str, &str)> = json["late"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["cycle"].as_str().unwrap(), l["host"].as_str().unwrap()))
+        .collect();
+    assert_eq!(late, [("2026-12", "web1"), ("2026-12", "web2")]);
+    let emergency = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["runbook"] == "emergency-sla")
+        .unwrap();
+    assert_eq!(emergency["severity"], "important");
+    assert_eq!(emergency["deadline"], "2026-12-08T00:00:00.000000Z");
+    assert_eq!(emergency["hosts"][0]["within_sla"], true);
+}
