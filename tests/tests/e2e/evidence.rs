@@ -948,3 +948,52 @@ fn compliance_names_the_late_hosts_against_the_sla() {
     assert_eq!(emergency["deadline"], "2026-12-08T00:00:00.000000Z");
     assert_eq!(emergency["hosts"][0]["within_sla"], true);
 }
+
+/// A configured key that cannot be read is a gap in the evidence: logged, and recorded in the
+/// audit log as `checkpoint.unavailable` (once), while the daemon goes on.
+#[test]
+fn a_missing_checkpoint_key_is_recorded_as_a_gap() {
+    use patchday_tests::daemon::{Daemon, audit_events, count, poll, serve_command};
+    use std::time::Duration;
+
+    let dir = scratch("evidence-gap");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(
+        dir.join("patchday.toml"),
+        "[audit]\ncheckpoint_key_file = \"missing.key\"\ncheckpoint_every = \"1s\"\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("g.db").display());
+    let mut cmd = serve_command(&dir, &database, &dir.join("outbox"));
+    cmd.args(["--config", "patchday.toml"])
+        .stderr(std::process::Stdio::piped());
+    let mut daemon = Daemon::start(cmd);
+    let passes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stderr_lines = daemon.child.stderr.take().unwrap();
+    let counter = passes.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr_lines)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("no audit checkpoint: ") {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let reason = poll("checkpoint.unavailable", Duration::from_secs(30), || {
+        audit_events(&database)
+            .into_iter()
+            .find(|e| e["action"] == "checkpoint.unavailable")
+            .map(|e| e["details"]["reason"].as_str().unwrap().to_string())
+    });
+    assert!(reason.contains("missing.key"), "{reason}");
+    // Looked at again every second (each pass logs it): still one event for the same problem.
+    poll("three passes", Duration::from_secs(30), || {
+        (passes.load(std::sync::atomic::Ordering::SeqCst) >= 3).then_some(())
+    });
+    assert_eq!(count(&audit_events(&database), "checkpoint.unavailable"), 1);
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert!(!dir.join("checkpoints").exists());
+}
