@@ -92,7 +92,7 @@ for scale in 1 10; do
   FIG[verify_rate.$scale]=$(awk -v n="$n" -v s="$SECS" 'BEGIN { printf "%.0f", n / (s > 0 ? s : 0.01) }')
   measure prove "$BIN" audit prove --seq $((n / 2)) --checkpoints "$dir/cps" --database "$db"
   FIG[prove.$scale]="$SECS s, $RSS_MB MB"
-  echo "$n events: audit checkpoint ${FIG[checkpoint.$scale]}; audit verify --checkpoints $SECS s (${FIG[verify_rate.$scale]} events/s), peak RSS ${FIG[verify_mb.$scale]} MB; audit prove ${FIG[prove.$scale]}"
+  echo "$n events: audit checkpoint ${FIG[checkpoint.$scale]}; audit verify --checkpoints ${FIG[verify_s.$scale]} s (${FIG[verify_rate.$scale]} events/s), peak RSS ${FIG[verify_mb.$scale]} MB; audit prove ${FIG[prove.$scale]}"
   rm -rf "$dir"
 done
 

@@ -1190,12 +1190,18 @@ impl Store for SqliteStore {
     }
 
     async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
-        sqlx::query_as("SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db("reading audit event hashes"))
+        // One row per page, as in `events_after`.
+        let (page,): (String,) = sqlx::query_as(
+            "SELECT json_group_array(json_array(seq, hash) ORDER BY seq) FROM \
+             (SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db("reading audit event hashes"))?;
+        serde_json::from_str(&page)
+            .map_err(|e| StoreError::Database(format!("a page of audit event hashes: {e}")))
     }
 
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
