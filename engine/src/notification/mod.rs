@@ -316,9 +316,7 @@ impl Facts {
 
 /// A time as emails show it: in the runbook's zone, `Tue 2026-12-08 10:00 EST`.
 pub fn local_time(at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
-    at.with_timezone(&tz)
-        .format("%a %Y-%m-%d %H:%M %Z")
-        .to_string()
+    crate::calendar::wall_clock(&at, tz)
 }
 
 impl Notification {
