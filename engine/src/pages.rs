@@ -632,7 +632,22 @@ pub struct RunView {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub steps: Vec<StepRow>,
+    /// Who the run waits on, and for what (empty when it waits on nobody).
+    pub waiting: Vec<WaitView>,
     pub audit: Vec<AuditRow>,
+}
+
+/// One row that waits for people: an operator's decision, an approval or a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitView {
+    pub step: String,
+    pub host: String,
+    /// Who: "an operator (told: ops@example.com)", "cab-chair@example.com, it-director@…".
+    pub who: String,
+    /// For what: "retry, skip or abort", "approval (1 of 2 needed)", with how to answer.
+    pub what: String,
+    /// The command that answers it, when there is one (`patchday retry RUN --step …`).
+    pub command: Option<String>,
 }
 
 /// A step, or one host of a fanned-out step (`host` is "" for the step itself).
@@ -666,6 +681,7 @@ pub fn run_page(view: &RunView) -> String {
     };
     let mut body = format!("<h1>{}</h1>\n", e(&title));
     body.push_str(&run_facts(view));
+    body.push_str(&waiting_section(&view.waiting));
     body.push_str("<h2>Steps</h2>\n");
     body.push_str(&steps_table(&view.steps));
     body.push_str("<h2>Audit trail</h2>\n");
@@ -696,6 +712,33 @@ fn run_facts(view: &RunView) -> String {
             format!("<code>{}</code>", e(&view.runbook_hash)),
         ),
     ])
+}
+
+/// "Waiting for": who the run waits on and for what.
+fn waiting_section(waiting: &[WaitView]) -> String {
+    if waiting.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = waiting
+        .iter()
+        .map(|w| {
+            let command = w
+                .command
+                .as_ref()
+                .map(|c| format!("<br><code class=\"wrap\">{}</code>", e(c)))
+                .unwrap_or_default();
+            vec![
+                format!("<code>{}</code>", e(&w.step)),
+                format!("<span class=\"nowrap\">{}</span>", e(&w.host)),
+                e(&w.who),
+                format!("{}{command}", e(&w.what)),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Waiting for</h2>\n{}",
+        data_table(&["Step", "Host", "Who", "For what"], &rows)
+    )
 }
 
 fn steps_table(steps: &[StepRow]) -> String {
@@ -861,6 +904,7 @@ mod tests {
                 step("patch", "web-01.example.com", "running", Some(12), None),
                 step("smoke-test", "", "pending", None, None),
             ],
+            waiting: vec![],
             audit: vec![
                 audit(
                     1,
@@ -925,6 +969,13 @@ mod tests {
                 started_at: None,
                 finished_at: None,
                 reason: Some(EVIL.into()),
+            }],
+            waiting: vec![WaitView {
+                step: EVIL.into(),
+                host: EVIL.into(),
+                who: EVIL.into(),
+                what: EVIL.into(),
+                command: Some(EVIL.into()),
             }],
             audit: vec![audit(1, 0, EVIL, EVIL, Some(EVIL), EVIL)],
         }
@@ -1264,6 +1315,28 @@ mod tests {
             assert!(!finished.contains("http-equiv"), "{state}");
             assert!(!finished.contains("reloads every"), "{state}");
         }
+    }
+
+    #[test]
+    fn a_run_page_says_who_it_waits_on_and_for_what() {
+        assert!(!run_page(&run_view()).contains("Waiting for"));
+        let page = run_page(&RunView {
+            waiting: vec![WaitView {
+                step: "patch".into(),
+                host: "web-01.example.com".into(),
+                who: "an operator (told: ops@example.com)".into(),
+                what: "a decision after an interruption".into(),
+                command: Some("patchday retry R --step patch --reason TEXT".into()),
+            }],
+            ..run_view()
+        });
+        let section = page.split("<h2>Waiting for</h2>").nth(1).expect("section");
+        let section = section.split("<h2>").next().unwrap();
+        assert!(
+            section.contains("an operator (told: ops@example.com)"),
+            "{section}"
+        );
+        assert!(section.contains("patchday retry R --step patch --reason TEXT"));
     }
 
     #[test]

@@ -284,7 +284,7 @@ async fn cancelling_a_run_kills_what_runs_and_cancels_the_rest() {
 
 #[tokio::test]
 async fn recovery_reruns_idempotent_steps_and_interrupts_the_others() {
-    let yaml = "name: t\nsteps:\n  cmd:\n    uses: command\n    with: { run: \"true\" }\n  probe:\n    uses: check\n    with: { tcp: \"127.0.0.1:1\", within: 1s }\n";
+    let yaml = "name: t\nroles:\n  committee: [c@example.com]\n  operators: [ops@example.com, c@example.com]\nsteps:\n  cmd:\n    uses: command\n    with: { run: \"true\" }\n  probe:\n    uses: check\n    with: { tcp: \"127.0.0.1:1\", within: 1s }\n";
     let checked = checked(yaml);
     let engine = engine(t("2026-12-01T00:00:00Z")).await;
     engine.start(&checked, spec()).await.unwrap();
@@ -303,13 +303,40 @@ async fn recovery_reruns_idempotent_steps_and_interrupts_the_others() {
     assert_eq!(engine.recover(&checked, "r1").await.unwrap().len(), 2);
     assert_eq!(state_of(&engine, "cmd", "").await, StepState::Interrupted);
     assert_eq!(state_of(&engine, "probe", "").await, StepState::Waiting);
+    // The operators hear it once, with the transition: the committee (no `notify.to`) and the
+    // `operators` role; recovering again finds nothing running and writes nothing.
+    let told = outbox(&engine).await;
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert_eq!(told[0].email.to, ["c@example.com", "ops@example.com"]);
+    assert_eq!(
+        told[0].email.subject,
+        "[patchday] t 2026-12: step cmd waits for an operator"
+    );
+    assert!(
+        told[0]
+            .email
+            .body
+            .contains("patchday retry r1 --step cmd --reason"),
+        "{}",
+        told[0].email.body
+    );
+    assert!(engine.recover(&checked, "r1").await.unwrap().is_empty());
+    assert_eq!(outbox(&engine).await.len(), 1);
     engine
-        .resolve("r1", "cmd", "", Resolution::Skip, "alice")
+        .resolve_as(
+            "r1",
+            "cmd",
+            "",
+            Resolution::Skip,
+            "api:ops",
+            Some("done by hand"),
+        )
         .await
         .unwrap();
     let events = engine.store.events(Default::default()).await.unwrap();
     let decided = events.iter().find(|e| e.action == "step.resolved").unwrap();
-    assert_eq!(decided.actor, "cli:alice");
+    assert_eq!(decided.actor, "api:ops");
+    assert_eq!(decided.details["reason"], "done by hand");
     assert_eq!(state_of(&engine, "cmd", "").await, StepState::Skipped);
 }
 

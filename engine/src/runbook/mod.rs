@@ -138,6 +138,13 @@ pub struct NotifyTemplates {
     /// An email of a run was refused for good by the SMTP server and given up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undeliverable: Option<Located<String>>,
+    /// A step waits for an operator (retry, skip or abort) after an interruption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Located<String>>,
+    /// An approver's or assignee's decision is no longer needed (quorum reached, or the run
+    /// moved on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moot: Option<Located<String>>,
 }
 
 impl NotifyTemplates {
@@ -153,6 +160,8 @@ impl NotifyTemplates {
             (NoticeKind::Missed, &self.missed),
             (NoticeKind::Rejected, &self.rejected),
             (NoticeKind::Undeliverable, &self.undeliverable),
+            (NoticeKind::Interrupted, &self.interrupted),
+            (NoticeKind::Moot, &self.moot),
         ]
         .into_iter()
         .filter_map(|(kind, file)| Some((kind, file.as_ref()?)))
@@ -172,10 +181,12 @@ pub enum NoticeKind {
     Missed,
     Rejected,
     Undeliverable,
+    Interrupted,
+    Moot,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 9] = [
+    pub const ALL: [NoticeKind; 11] = [
         NoticeKind::Approval,
         NoticeKind::Task,
         NoticeKind::Failure,
@@ -185,6 +196,8 @@ impl NoticeKind {
         NoticeKind::Missed,
         NoticeKind::Rejected,
         NoticeKind::Undeliverable,
+        NoticeKind::Interrupted,
+        NoticeKind::Moot,
     ];
 
     /// Its key under `notify.templates`.
@@ -199,6 +212,8 @@ impl NoticeKind {
             NoticeKind::Missed => "missed",
             NoticeKind::Rejected => "rejected",
             NoticeKind::Undeliverable => "undeliverable",
+            NoticeKind::Interrupted => "interrupted",
+            NoticeKind::Moot => "moot",
         }
     }
 }
