@@ -848,6 +848,58 @@ fn minter() -> (crate::links::LinkSigner, LinkMinter) {
     (signer, minter)
 }
 
+/// Issue 15: when the quorum is reached the others are told their decision is no longer
+/// needed (headed with the step's own message), unless the step says `notify_moot: false`.
+#[tokio::test]
+async fn the_approvers_left_are_told_when_the_quorum_is_reached() {
+    for notify_moot in [true, false] {
+        let yaml = approval_yaml(2).replace(
+            "expires: 2h }",
+            &format!(
+                "expires: 2h, message: \"Emergency patch for CVE-2026-1\" }}\n    notify_moot: {notify_moot}"
+            ),
+        );
+        let checked = checked(&yaml);
+        let mut engine = engine(t("2026-12-01T00:00:00Z")).await;
+        engine.links = Some(Arc::new(minter().1));
+        engine.start(&checked, spec()).await.unwrap();
+        engine
+            .drive(&checked, "r1", CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(outbox(&engine).await.len(), 3, "three asks");
+        for who in ["alice@example.com", "bob@example.com"] {
+            let decided = engine
+                .decide(&checked, by_link(&engine, "cab", who, "approve"))
+                .await
+                .unwrap();
+            assert_eq!(
+                decided.decisions_so_far,
+                if who.starts_with('a') { 1 } else { 2 }
+            );
+        }
+        let emails = outbox(&engine).await;
+        let moot: Vec<_> = emails.iter().skip(3).map(|e| &e.email).collect();
+        if !notify_moot {
+            assert!(moot.is_empty(), "{moot:#?}");
+            continue;
+        }
+        assert_eq!(moot.len(), 1, "{moot:#?}");
+        assert_eq!(moot[0].to, ["carol@example.com"]);
+        assert_eq!(
+            moot[0].subject,
+            "[patchday] t 2026-12: no longer needed: Emergency patch for CVE-2026-1"
+        );
+        assert!(
+            moot[0].body.contains(
+                "is no longer needed: the quorum was reached: approve by alice@example.com, bob@example.com."
+            ),
+            "{}",
+            moot[0].body
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
     let checked = checked_with(
@@ -889,8 +941,11 @@ async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
     no.comment = Some("not tonight".into());
     engine.decide(&checked, no).await.unwrap();
     let emails = outbox(&engine).await;
-    let failure = &emails.last().unwrap().email;
-    assert_eq!(failure.to, ["ops@example.com"]);
+    let failure = &emails
+        .iter()
+        .find(|e| e.email.to == ["ops@example.com"])
+        .unwrap()
+        .email;
     // No subject line in the file: the built-in subject stays.
     assert_eq!(failure.subject, "[patchday] t 2026-12: step cab failed");
     assert_eq!(

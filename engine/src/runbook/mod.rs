@@ -309,6 +309,11 @@ pub struct Step {
     /// (`ansible` is not idempotent unless the step says `idempotent: true`.)
     #[serde(default)]
     pub idempotent: Option<bool>,
+    /// For an `approval` or `manual` step: whether the people who were asked and did not
+    /// decide get a short "no longer needed" email when the step is settled without them (the
+    /// quorum reached, or the step expired). Default true.
+    #[serde(default)]
+    pub notify_moot: Option<bool>,
 }
 
 /// Where a runbook's hosts come from.

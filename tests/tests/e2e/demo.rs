@@ -621,18 +621,25 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
         (l == format!("run {run} waits for a decision: patch-node1 [node1] interrupted"))
             .then_some(())
     });
-    let bearer = format!("Bearer {}", hosts.env_var("PATCHDAY_API_TOKEN"));
-    let (status, _, body) = request(
-        &served.addr,
-        "POST",
-        &format!("/api/v1/runs/{run}/steps/patch-node1/resume"),
-        &[
-            ("Authorization", &bearer),
-            ("Content-Type", "application/json"),
-        ],
-        r#"{"host": "node1", "decision": "retry"}"#,
+    // The committee is told the step waits for an operator, who retries it with the CLI.
+    hosts.await_mail(
+        "[patchday] monthly-local 2027-01: step patch-node1 on node1 waits for an operator",
+        1,
     );
-    assert_eq!(status, 200, "{body}");
+    let out = served.cli(
+        &hosts,
+        &[
+            "retry",
+            &run,
+            "--step",
+            "patch-node1",
+            "--host",
+            "node1",
+            "--reason",
+            "killed with the daemon",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     served.await_success(&run);
     hosts.await_mail("[patchday] monthly-local 2027-01: run succeeded", 1);
 
@@ -694,6 +701,10 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
             "[patchday] monthly-local 2027-01: run succeeded",
             r#"["patch-committee@example.com"]"#,
         ),
+        (
+            "[patchday] monthly-local 2027-01: step patch-node1 on node1 waits for an operator",
+            r#"["patch-committee@example.com"]"#,
+        ),
     ]
     .iter()
     .map(|(s, r)| (s.to_string(), r.to_string()))
@@ -724,6 +735,7 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
         .expect("step.resolved");
     assert_eq!(resolved["actor"], "api:demo");
     assert_eq!(resolved["details"]["decision"], "retry");
+    assert_eq!(resolved["details"]["reason"], "killed with the daemon");
     assert_eq!(count(&events, "run.started"), 2);
 
     assert_no_secret_leaked(&hosts, &served);

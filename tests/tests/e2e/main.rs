@@ -13,6 +13,7 @@ mod lasting;
 mod mailer;
 mod multi;
 mod new;
+mod operator;
 mod plan;
 mod reload;
 mod runs;
