@@ -406,11 +406,17 @@ pub struct DecidedView {
     pub at: DateTime<Utc>,
     pub comment: Option<String>,
     pub run_id: String,
+    /// Decided before, through this link: its owner opened it again.
+    pub earlier: bool,
 }
 
-/// The page after a decision: "Approved by you at …".
+/// The page after a decision: "Approved by you at …"; the same, saying so, when its owner
+/// opens a used link again.
 pub fn decided_page(view: &DecidedView) -> String {
-    let title = format!("{} by you", view.outcome);
+    let title = match view.earlier {
+        true => format!("You already decided: {}", view.outcome.to_lowercase()),
+        false => format!("{} by you", view.outcome),
+    };
     let mut notice = format!(
         "<p><strong>{outcome} by you ({actor}) at {at}</strong>: step <code>{step}</code> of \
          {run}.</p>\n",
@@ -1013,6 +1019,7 @@ mod tests {
             at: at(8, 14, 0),
             comment: Some(EVIL.into()),
             run_id: EVIL.into(),
+            earlier: false,
         }
     }
 
@@ -1177,6 +1184,7 @@ mod tests {
             at: at(8, 15, 3),
             comment: None,
             run_id: "r 1".into(),
+            earlier: false,
         };
         let html = decided_page(&view);
         let time = "<time datetime=\"2026-12-08T15:03:00Z\">2026-12-08 15:03 UTC</time>";
@@ -1185,6 +1193,20 @@ mod tests {
         )));
         assert!(html.contains("<title>Approved by you · patchday</title>"));
         assert!(html.contains("href=\"/runs/r%201\""));
+        // Opened again by its owner: what they chose and when, and the run, not an error.
+        let again = decided_page(&DecidedView {
+            earlier: true,
+            ..view
+        });
+        assert!(
+            again.contains("<h1>You already decided: approved</h1>"),
+            "{again}"
+        );
+        assert!(again.contains(&format!(
+            "Approved by you (alice.cab@example.com) at {time}"
+        )));
+        assert!(again.contains("href=\"/runs/r%201\""));
+        assert!(!again.contains("notice error"));
     }
 
     #[test]

@@ -443,10 +443,18 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
         attack("replayed", "POST", &alice, &[], &approve, 409),
         "already_used"
     );
-    assert_eq!(
-        attack("replayed GET", "GET", &alice, &[], "", 409),
-        "already_used"
+    // Opened again by Alice: what she chose and when, with the run; not refused, not audited.
+    let (status, _, again) = request(&addr, "GET", &path(&alice), &[], "");
+    assert_eq!(status, 200, "{again}");
+    assert!(
+        again.contains("<h1>You already decided: approved</h1>"),
+        "{again}"
     );
+    assert!(
+        again.contains("Approved by you (alice@example.com) at"),
+        "{again}"
+    );
+    assert!(again.contains("href=\"/runs/"), "{again}");
     let (_, bob_after, _) = (0, request(&addr, "GET", &path(&bob), &[], ""), 0);
     assert_eq!(bob_after.0, 409, "{}", bob_after.2);
     rejected.set(rejected.get() + 1);

@@ -9,7 +9,9 @@
 //! the row (still awaiting input). Every refusal renders [`pages::rejected_link_page`] with a
 //! fitting status and is recorded as a `link.rejected` audit event (actor `link:<recipient>`
 //! when the token's signature holds, else `link:unknown`; details: reason code, source IP),
-//! and changes nothing else.
+//! and changes nothing else. A used link opened again (`GET`) is not refused: it shows its
+//! owner what they chose and when, with the run's link ([`pages::decided_page`]), unaudited;
+//! only a form posted again is a replay.
 //!
 //! Refusals are rate limited per source ([`limit`]): past [`limit::PER_SOURCE`] refusals a minute
 //! from one address (or [`limit::OVERALL`] from all together), a refused request is answered
@@ -113,10 +115,12 @@ struct Target {
     view: Arc<StepView>,
 }
 
-/// Why a handler stopped: a refused link, or the store failing (a 503, not audited).
+/// Why a handler stopped: a refused link, the store failing (a 503, not audited), or a link
+/// its owner already used: the page of what they chose (not a refusal, not audited).
 enum Stop {
     Refused(Option<Box<LinkClaims>>, Refusal),
     Store(String),
+    AlreadyDecided(Box<pages::DecidedView>),
 }
 
 impl From<StoreError> for Stop {
@@ -135,7 +139,7 @@ pub async fn show<S: Store>(
     let now = shared.clock.now();
     let result = async {
         let claims = verify(&shared, &token, now)?;
-        let target = target(&shared, &routes, claims).await?;
+        let target = target(&shared, &routes, claims, true).await?;
         Ok(confirmation(&shared, &token, target))
     }
     .await;
@@ -167,7 +171,7 @@ pub async fn decide<S: Store>(
         signer
             .check_csrf(&token, csrf)
             .map_err(|e| refused(e.into()))?;
-        let target = target(&shared, &routes, claims.clone()).await?;
+        let target = target(&shared, &routes, claims.clone(), false).await?;
         let choice = form
             .get(pages::FIELD_CHOICE)
             .map_or("", String::as_str)
@@ -191,7 +195,11 @@ pub async fn decide<S: Store>(
             source_ip: Some(peer.ip().to_string()),
             nonce: Some(claims.nonce.clone()),
         };
-        let decided = match shared.engine.decide(&target.view.checked, decision).await {
+        let decided = match shared
+            .engine
+            .decide(&target.view.checked, decision.clone())
+            .await
+        {
             Ok(decided) => decided,
             Err(e) => return Err(decide_error(e, &claims)),
         };
@@ -199,22 +207,33 @@ pub async fn decide<S: Store>(
             shared.spawn_run(target.view.checked.clone(), claims.run_id.clone());
         }
         shared.mail.notify_one();
-        let view = pages::DecidedView {
-            runbook: target.view.run.runbook.clone(),
-            cycle: crate::run::cycle_shown(&target.view.run),
-            step: claims.step.clone(),
-            outcome: outcome(target.view.ask.purpose, &choice),
-            actor: claims.recipient.clone(),
-            at: now,
-            comment,
-            run_id: claims.run_id.clone(),
-        };
+        let view = decided_view(&target.view, &claims, &decision, false);
         Ok(pages::decided_page(&view))
     }
     .await;
     match result {
         Ok(page) => html(StatusCode::OK, page),
         Err(stop) => refuse(&shared, &routes, stop, peer, "POST", now).await,
+    }
+}
+
+/// The page of `decision`, taken through this link now or (`earlier`) before.
+fn decided_view(
+    view: &StepView,
+    claims: &LinkClaims,
+    decision: &NewDecision,
+    earlier: bool,
+) -> pages::DecidedView {
+    pages::DecidedView {
+        runbook: view.run.runbook.clone(),
+        cycle: crate::run::cycle_shown(&view.run),
+        step: claims.step.clone(),
+        outcome: outcome(view.ask.purpose, &decision.choice),
+        actor: decision.recipient.clone(),
+        at: decision.at,
+        comment: decision.comment.clone(),
+        run_id: claims.run_id.clone(),
+        earlier,
     }
 }
 
@@ -236,10 +255,12 @@ fn verify<S: Store>(
 /// The run, runbook, step and row the claims name, checked: a person-step of the link's purpose,
 /// the recipient still one of its people, the nonce unused, the row awaiting input. Reads the
 /// chain head, and the rest only when it moved since the row's view was kept ([`cache`]).
+/// A used link that is only `reading` (a `GET`) stops with the page of its decision.
 async fn target<S: Store>(
     shared: &Shared<S>,
     routes: &LinkRoutes,
     claims: LinkClaims,
+    reading: bool,
 ) -> Result<Target, Stop> {
     let refused = |r: Refusal| Stop::Refused(Some(Box::new(claims.clone())), r);
     let other_step = || refused(LinkError::OtherStep.into());
@@ -293,12 +314,19 @@ async fn target<S: Store>(
     {
         return Err(refused(LinkError::OtherRecipient.into()));
     }
-    let used = view.decisions.iter().any(|d| {
+    let mine = view.decisions.iter().find(|d| {
         d.decision.nonce.as_deref() == Some(claims.nonce.as_str())
             || claims.check_recipient(&d.decision.recipient).is_ok()
     });
-    if used {
-        return Err(refused(LinkError::AlreadyUsed.into()));
+    match mine {
+        // Its owner opening it again: what they chose and when (nothing refused).
+        Some(mine) if reading => {
+            let decided = decided_view(&view, &claims, &mine.decision, true);
+            return Err(Stop::AlreadyDecided(Box::new(decided)));
+        }
+        // A form posted again (a replay, or a double click): refused and audited.
+        Some(_) => return Err(refused(LinkError::AlreadyUsed.into())),
+        None => {}
     }
     if view.state != StepState::AwaitingInput {
         return Err(refused(Refusal::Settled));
@@ -428,6 +456,7 @@ async fn refuse<S: Store>(
     let (claims, refusal) = match stop {
         Stop::Refused(claims, refusal) => (claims, refusal),
         Stop::Store(e) => return unavailable(e),
+        Stop::AlreadyDecided(view) => return html(StatusCode::OK, pages::decided_page(&view)),
     };
     shared.counters.link_rejected(refusal.code());
     if let Verdict::Limited { until, report } = routes.refusals.refusal(peer.ip(), now) {
