@@ -220,6 +220,13 @@ pub struct ConfirmationView {
     pub runbook_hash: String,
     /// The approval's or task's message from the runbook, rendered.
     pub message: Option<String>,
+    /// What is asked in the step's own words (its message's first line, else its
+    /// description); `None`: the page is headed "Approve patch cycle … of …?".
+    pub heading: Option<String>,
+    /// The patch window: the steps after this one with a time of their own, and when.
+    pub window: Vec<WindowView>,
+    /// The run's params (never secrets: those are not stored with the run).
+    pub params: Vec<(String, String)>,
     /// Who the link was sent to (who decides).
     pub recipient: String,
     pub expires_at: DateTime<Utc>,
@@ -243,21 +250,35 @@ pub struct DecisionView {
     pub comment: Option<String>,
 }
 
-/// One button: `value` is posted as the `choice` field, `label` is shown.
+/// One button: `value` is posted as the `choice` field, `label` is shown, `leads_to` says
+/// what happens when it is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChoiceView {
     pub value: String,
     pub label: String,
+    pub leads_to: String,
+}
+
+/// A step of the patch window: when it is planned, in the runbook's zone (`local`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowView {
+    pub step: String,
+    pub description: Option<String>,
+    pub at: DateTime<Utc>,
+    /// `Sat 2026-12-12 22:00 EST`.
+    pub local: String,
 }
 
 /// The confirmation page. Opening it changes nothing; only a button (a `POST`) decides.
 pub fn confirmation_page(view: &ConfirmationView) -> String {
     let heading = confirmation_heading(view);
     let mut body = format!("<h1>{}</h1>\n", e(&heading));
-    if let Some(message) = &view.message {
+    if let Some(message) = view.message.as_ref().filter(|m| m.trim() != heading) {
         let _ = writeln!(body, "<p class=\"lead\">{}</p>", e(message));
     }
     body.push_str(&confirmation_facts(view));
+    body.push_str(&window_section(&view.window));
+    body.push_str(&params_section(&view.params));
     body.push_str(&decisions_section(view));
     body.push_str(&choice_forms(view));
     let _ = writeln!(
@@ -288,6 +309,9 @@ fn cycle_html(cycle: &str) -> String {
 }
 
 fn confirmation_heading(view: &ConfirmationView) -> String {
+    if let Some(heading) = &view.heading {
+        return heading.clone();
+    }
     match view.purpose {
         Purpose::Approval => format!("Approve {}?", run_phrase(&view.cycle, &view.runbook)),
         Purpose::Task => format!(
@@ -324,10 +348,65 @@ fn confirmation_facts(view: &ConfirmationView) -> String {
     ])
 }
 
+/// "The patch window": when the steps after this one are planned.
+fn window_section(window: &[WindowView]) -> String {
+    if window.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = window
+        .iter()
+        .map(|w| {
+            vec![
+                format!(
+                    "<time datetime=\"{}\">{}</time>",
+                    w.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    e(&w.local)
+                ),
+                format!("<code>{}</code>", e(&w.step)),
+                e(w.description.as_deref().unwrap_or("")),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>The patch window</h2>\n<p>What follows this decision, as planned:</p>\n{}",
+        data_table(&["When", "Step", "What"], &rows)
+    )
+}
+
+/// The run's params (a KB list, a CVE, …).
+fn params_section(params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<(&str, String)> = params
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str(),
+                format!("<code class=\"wrap\">{}</code>", e(value)),
+            )
+        })
+        .collect();
+    format!("<h2>Params</h2>\n{}", facts_table(&rows))
+}
+
+/// The most decisions that share one choice: how far the quorum is.
+fn quorum_so_far(decisions: &[DecisionView]) -> usize {
+    decisions
+        .iter()
+        .map(|d| decisions.iter().filter(|o| o.choice == d.choice).count())
+        .max()
+        .unwrap_or(0)
+}
+
 fn decisions_section(view: &ConfirmationView) -> String {
     let mut html = String::from("<h2>Decisions so far</h2>\n");
-    if let Some(quorum) = view.quorum.filter(|&q| q > 1) {
-        let _ = writeln!(html, "<p>This needs {quorum} approvals.</p>");
+    if let Some(quorum) = view.quorum {
+        let _ = writeln!(
+            html,
+            "<p class=\"quorum\">{} of {quorum} needed.</p>",
+            quorum_so_far(&view.decisions)
+        );
     }
     if view.decisions.is_empty() {
         html.push_str("<p class=\"muted\">Nobody has decided yet.</p>\n");
@@ -349,7 +428,7 @@ fn decisions_section(view: &ConfirmationView) -> String {
     html
 }
 
-/// One `POST` form per choice, each with the CSRF field (and a comment box for tasks).
+/// One `POST` form per choice, each with the CSRF field, a comment box, and what it leads to.
 fn choice_forms(view: &ConfirmationView) -> String {
     let mut html = String::from("<h2>Your decision</h2>\n<div class=\"choices\">\n");
     for choice in &view.choices {
@@ -360,12 +439,13 @@ fn choice_forms(view: &ConfirmationView) -> String {
 }
 
 fn choice_form(view: &ConfirmationView, choice: &ChoiceView) -> String {
-    let comment = match view.purpose {
-        Purpose::Task => format!(
-            "<label>Comment (optional)<textarea name=\"{FIELD_COMMENT}\" maxlength=\"2000\">\
-             </textarea></label>\n"
-        ),
-        Purpose::Approval => String::new(),
+    let comment = format!(
+        "<label>Comment (optional, recorded with your decision)<textarea \
+         name=\"{FIELD_COMMENT}\" maxlength=\"2000\"></textarea></label>\n"
+    );
+    let leads_to = match choice.leads_to.as_str() {
+        "" => String::new(),
+        text => format!("<p class=\"leads-to\">{}</p>\n", e(text)),
     };
     let class = if is_negative(&choice.value) {
         " class=\"danger\""
@@ -376,7 +456,7 @@ fn choice_form(view: &ConfirmationView, choice: &ChoiceView) -> String {
         "<form method=\"post\" action=\"{action}\">\n\
          <input type=\"hidden\" name=\"{FIELD_CSRF}\" value=\"{csrf}\">\n\
          <input type=\"hidden\" name=\"{FIELD_CHOICE}\" value=\"{value}\">\n\
-         {comment}<button type=\"submit\"{class}>{label}</button>\n</form>\n",
+         {comment}<button type=\"submit\"{class}>{label}</button>\n{leads_to}</form>\n",
         action = e(&view.action),
         csrf = e(&view.csrf),
         value = e(&choice.value),
@@ -814,6 +894,14 @@ mod tests {
             runbook_commit: Some("4f2a9c1e7b0d3a5f8e6c2b1a9d7f5e3c1b0a8d6f".into()),
             runbook_hash: "9b1e0c7d5a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d".into(),
             message: Some("12 updates, 2 critical (CVE-2026-1234). Snapshots first.".into()),
+            heading: None,
+            window: vec![WindowView {
+                step: "patch-node1".into(),
+                description: Some("Patch node 1".into()),
+                at: at(13, 3, 0),
+                local: "Sat 2026-12-12 22:00 EST".into(),
+            }],
+            params: vec![("kb_list".into(), "KB5048667 KB5048685".into())],
             recipient: "alice.cab@example.com".into(),
             expires_at: at(10, 17, 0),
             quorum: Some(2),
@@ -827,10 +915,12 @@ mod tests {
                 ChoiceView {
                     value: "approve".into(),
                     label: "Approve".into(),
+                    leads_to: "the step succeeds; next: patch".into(),
                 },
                 ChoiceView {
                     value: "reject".into(),
                     label: "Reject".into(),
+                    leads_to: "the step fails: no new step starts, and the run fails".into(),
                 },
             ],
             action: "/l/AQEAAAAAaVn3cBpMDFKRlE".into(),
@@ -849,6 +939,14 @@ mod tests {
             runbook_commit: Some(EVIL.into()),
             runbook_hash: EVIL.into(),
             message: Some(EVIL.into()),
+            heading: Some(EVIL.into()),
+            window: vec![WindowView {
+                step: EVIL.into(),
+                description: Some(EVIL.into()),
+                at: at(13, 3, 0),
+                local: EVIL.into(),
+            }],
+            params: vec![(EVIL.into(), EVIL.into())],
             recipient: EVIL.into(),
             expires_at: at(10, 17, 0),
             quorum: None,
@@ -861,6 +959,7 @@ mod tests {
             choices: vec![ChoiceView {
                 value: EVIL.into(),
                 label: EVIL.into(),
+                leads_to: EVIL.into(),
             }],
             action: EVIL.into(),
             csrf: EVIL.into(),
@@ -1127,7 +1226,7 @@ mod tests {
             "bob@example.com",
             "2026-12-08 14:12 UTC",
             "Looks fine.",
-            "This needs 2 approvals.",
+            "1 of 2 needed.",
             "alice.cab@example.com",
             "2026-12-10 17:00 UTC",
         ] {
@@ -1135,20 +1234,50 @@ mod tests {
         }
     }
 
+    /// Issue 15: what a CAB needs on the page: the patch window, the params, the quorum so far,
+    /// what each choice leads to, a comment with every choice, and the step's own heading.
     #[test]
-    fn task_forms_have_a_comment_box_and_approval_forms_none() {
-        let approval = confirmation_page(&approval_view());
-        assert!(!approval.contains("<textarea"));
+    fn the_confirmation_page_shows_what_a_cab_needs() {
+        let html = confirmation_page(&approval_view());
+        assert!(html.contains("<h2>The patch window</h2>"), "{html}");
+        assert!(html.contains(">Sat 2026-12-12 22:00 EST</time>"), "{html}");
+        assert!(html.contains("<code>patch-node1</code>"));
+        assert!(
+            html.contains("<th>kb_list</th><td><code class=\"wrap\">KB5048667 KB5048685</code>")
+        );
+        assert!(
+            html.contains("<p class=\"quorum\">1 of 2 needed.</p>"),
+            "{html}"
+        );
+        assert!(html.contains("<p class=\"leads-to\">the step succeeds; next: patch</p>"));
+        assert_eq!(html.matches("<textarea name=\"comment\"").count(), 2);
+        let emergency = confirmation_page(&ConfirmationView {
+            heading: Some("CVE-2026-1 (critical): patch tomorrow morning?".into()),
+            message: Some("CVE-2026-1 (critical): patch tomorrow morning?".into()),
+            ..approval_view()
+        });
+        assert!(emergency.contains("<h1>CVE-2026-1 (critical): patch tomorrow morning?</h1>"));
+        assert!(!emergency.contains("Approve patch cycle"), "{emergency}");
+        assert!(
+            !emergency.contains("class=\"lead\""),
+            "the heading is not repeated"
+        );
+    }
+
+    #[test]
+    fn task_forms_have_a_comment_box() {
         let task = ConfirmationView {
             purpose: Purpose::Task,
             choices: vec![
                 ChoiceView {
                     value: "done".into(),
                     label: "Done".into(),
+                    leads_to: String::new(),
                 },
                 ChoiceView {
                     value: "failed".into(),
                     label: "Failed".into(),
+                    leads_to: String::new(),
                 },
             ],
             ..approval_view()
@@ -1405,10 +1534,12 @@ mod tests {
                 ChoiceView {
                     value: "done".into(),
                     label: "Done".into(),
+                    leads_to: String::new(),
                 },
                 ChoiceView {
                     value: "failed".into(),
                     label: "Failed".into(),
+                    leads_to: String::new(),
                 },
             ],
             ..approval_view()

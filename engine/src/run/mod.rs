@@ -11,6 +11,7 @@
 
 pub mod approvals;
 mod batch;
+pub mod consequences;
 pub mod decide;
 mod decisions;
 pub mod notify;

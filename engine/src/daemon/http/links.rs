@@ -43,7 +43,7 @@ use self::limit::{RefusalLimit, Report, Scope, Verdict};
 use super::{Shared, error, html, unavailable};
 use crate::links::{LinkClaims, LinkError, Purpose};
 use crate::pages;
-use crate::run::RunError;
+use crate::run::{RunError, consequences};
 use crate::store::{Change, NewDecision, NewEvent, StepState, Store, StoreError};
 
 /// The longest comment kept, in characters.
@@ -345,14 +345,43 @@ fn confirmation<S: Store>(shared: &Shared<S>, token: &str, target: Target) -> St
         ..
     } = &*view;
     let signer = &shared.engine.links.as_ref().expect("verified").signer;
+    let leads_to = consequences::leads_to(checked, &claims.step, ask);
     let choices = ask
         .choices
         .iter()
-        .map(|c| pages::ChoiceView {
+        .zip(leads_to)
+        .map(|(c, leads_to)| pages::ChoiceView {
             value: c.clone(),
             label: label(ask.purpose, c),
+            leads_to,
         })
         .collect();
+    let window = consequences::patch_window(checked, run, &claims.step)
+        .into_iter()
+        .map(|p| pages::WindowView {
+            local: crate::calendar::wall_clock(&p.at, checked.tz),
+            step: p.step,
+            description: p.description,
+            at: p.at,
+        })
+        .collect();
+    let heading = crate::run::approvals::ask_heading(checked, &claims.step, ask);
+    let params = run
+        .snapshot
+        .get("params")
+        .and_then(serde_json::Value::as_object)
+        .map(|params| {
+            params
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let page = pages::ConfirmationView {
         purpose: claims.purpose,
         runbook: run.runbook.clone(),
@@ -367,6 +396,9 @@ fn confirmation<S: Store>(shared: &Shared<S>, token: &str, target: Target) -> St
         runbook_commit: run.commit.clone(),
         runbook_hash: run.content_hash.clone(),
         message: ask.message.clone().filter(|m| !m.trim().is_empty()),
+        heading: (heading != claims.step).then_some(heading),
+        window,
+        params,
         recipient: claims.recipient.clone(),
         expires_at: claims.expires_at,
         quorum: (ask.purpose == Purpose::Approval).then_some(ask.quorum),
