@@ -275,8 +275,9 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
             assert!(body.is_empty(), "HEAD has no body");
         }
     }
+    // Headed with the approval's own message (issue 15).
     assert!(
-        page.contains("Approve patch cycle 2026-12 of links-demo?"),
+        page.contains("<h1>May we patch cycle 2026-12 tonight?</h1>"),
         "{page}"
     );
     assert!(page.contains("Nobody has decided yet."), "{page}");

@@ -442,7 +442,7 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     browser.navigate(&format!("{}{link}", served.server()));
     assert_eq!(
         browser.text(&browser.find("h1")),
-        "Approve patch cycle 2026-12 of monthly-local?"
+        "Approve patch cycle 2026-12 (change CHG00010001)"
     );
     let buttons = browser.find_all("form[method=post] button[type=submit]");
     let labels: Vec<String> = buttons.iter().map(|b| browser.text(b)).collect();
@@ -453,7 +453,7 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     browser.click(&buttons[0]);
     let decided = poll("the decided page", LIMIT, || {
         let title = browser.title();
-        (!title.starts_with("Approve patch cycle")).then_some(title)
+        title.starts_with("Approved by you").then_some(title)
     });
     assert!(
         decided.starts_with("Approved by you"),
@@ -561,8 +561,13 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
         .expect("approval.decided");
     assert_eq!(decision["actor"], "link:cab-chair@example.com");
 
+    // The chair approved: the IT director is told his decision is no longer needed.
+    hosts.await_mail(
+        "[patchday] monthly-local 2026-12: no longer needed: Approve patch cycle 2026-12 (change CHG00010001)",
+        1,
+    );
     let december = hosts.mail();
-    assert_eq!(december.len(), 5, "{:#?}", subjects(&december));
+    assert_eq!(december.len(), 6, "{:#?}", subjects(&december));
     assert_authenticated_and_unique(&december);
     assert_no_secret_leaked(&hosts, &served);
     assert_eq!(served.daemon.terminate().code(), Some(0));
@@ -704,6 +709,15 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
         (
             "[patchday] monthly-local 2027-01: step patch-node1 on node1 waits for an operator",
             r#"["patch-committee@example.com"]"#,
+        ),
+        // The operator approved for the CAB: both members are told it is no longer needed.
+        (
+            "[patchday] monthly-local 2027-01: no longer needed: Approve patch cycle 2027-01 (change CHG00010002)",
+            r#"["cab-chair@example.com"]"#,
+        ),
+        (
+            "[patchday] monthly-local 2027-01: no longer needed: Approve patch cycle 2027-01 (change CHG00010002)",
+            r#"["it-director@example.com"]"#,
         ),
     ]
     .iter()

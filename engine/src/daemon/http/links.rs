@@ -138,7 +138,12 @@ pub async fn show<S: Store>(
 ) -> Response {
     let now = shared.clock.now();
     let result = async {
-        let claims = verify(&shared, &token, now)?;
+        let claims = match verify(&shared, &token, now) {
+            Err(Stop::Refused(_, Refusal::Link(LinkError::Expired { at }))) => {
+                return Err(receipt(&shared, &token, at).await);
+            }
+            other => other?,
+        };
         let target = target(&shared, &routes, claims, true).await?;
         Ok(confirmation(&shared, &token, target))
     }
@@ -207,7 +212,7 @@ pub async fn decide<S: Store>(
             shared.spawn_run(target.view.checked.clone(), claims.run_id.clone());
         }
         shared.mail.notify_one();
-        let view = decided_view(&target.view, &claims, &decision, false);
+        let view = decided_view(&target.view.run, &claims, &decision, false);
         Ok(pages::decided_page(&view))
     }
     .await;
@@ -219,21 +224,50 @@ pub async fn decide<S: Store>(
 
 /// The page of `decision`, taken through this link now or (`earlier`) before.
 fn decided_view(
-    view: &StepView,
+    run: &crate::store::RunRow,
     claims: &LinkClaims,
     decision: &NewDecision,
     earlier: bool,
 ) -> pages::DecidedView {
     pages::DecidedView {
-        runbook: view.run.runbook.clone(),
-        cycle: crate::run::cycle_shown(&view.run),
+        runbook: run.runbook.clone(),
+        cycle: crate::run::cycle_shown(run),
         step: claims.step.clone(),
-        outcome: outcome(view.ask.purpose, &decision.choice),
+        outcome: outcome(claims.purpose, &decision.choice),
         actor: decision.recipient.clone(),
         at: decision.at,
         comment: decision.comment.clone(),
         run_id: claims.run_id.clone(),
         earlier,
+    }
+}
+
+/// An expired link opened again: the page of its owner's decision if they took one through
+/// it (a receipt outlives the link), else the expiry refusal.
+async fn receipt<S: Store>(shared: &Shared<S>, token: &str, expired_at: DateTime<Utc>) -> Stop {
+    let expired = || Stop::Refused(None, LinkError::Expired { at: expired_at }.into());
+    let Ok(claims) = verify(shared, token, expired_at - chrono::Duration::seconds(1)) else {
+        return expired();
+    };
+    let store = &shared.engine.store;
+    let (run, decisions) = match (
+        store.run(&claims.run_id).await,
+        store
+            .decisions(&claims.run_id, &claims.step, &claims.host)
+            .await,
+    ) {
+        (Ok(Some(run)), Ok(decisions)) => (run, decisions),
+        (Err(e), _) | (_, Err(e)) => return e.into(),
+        _ => return expired(),
+    };
+    match decisions
+        .iter()
+        .find(|d| d.decision.nonce.as_deref() == Some(claims.nonce.as_str()))
+    {
+        Some(mine) => {
+            Stop::AlreadyDecided(Box::new(decided_view(&run, &claims, &mine.decision, true)))
+        }
+        None => expired(),
     }
 }
 
@@ -321,7 +355,7 @@ async fn target<S: Store>(
     match mine {
         // Its owner opening it again: what they chose and when (nothing refused).
         Some(mine) if reading => {
-            let decided = decided_view(&view, &claims, &mine.decision, true);
+            let decided = decided_view(&view.run, &claims, &mine.decision, true);
             return Err(Stop::AlreadyDecided(Box::new(decided)));
         }
         // A form posted again (a replay, or a double click): refused and audited.
