@@ -305,6 +305,31 @@ impl<S: Store> Engine<S> {
     }
 }
 
+impl<S: Store> Engine<S> {
+    /// "No longer needed" to the people of every row of `rows` still awaiting input when the
+    /// run ends without them (cancelled, failed): `why` says how it ended.
+    pub(super) async fn moot_for_ended_run(
+        &self,
+        checked: &CheckedRunbook,
+        run: &RunRow,
+        rows: &[StepRow],
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<NewEmail>, StoreError> {
+        let mut out = Vec::new();
+        for row in rows.iter().filter(|r| r.state == StepState::AwaitingInput) {
+            let Ok(ask) = self.person_ask(checked, run, rows, &row.step, &row.host) else {
+                continue;
+            };
+            let decided = self.store.decisions(&run.id, &row.step, &row.host).await?;
+            let decided: Vec<&crate::store::NewDecision> =
+                decided.iter().map(|d| &d.decision).collect();
+            out.extend(self.moot_emails(checked, run, row, &ask, &decided, why, now));
+        }
+        Ok(out)
+    }
+}
+
 /// What a person-step asks, in its own words: the first line of its `message` (an approval's)
 /// or else its `description`, else its id. Pages and emails head the ask with it, so an
 /// emergency approval is not headed as a monthly cycle.

@@ -385,6 +385,11 @@ impl<S: Store> Engine<S> {
         let rows = self.store.steps(&run.id).await?;
         let mut change = ended_change(&rows, &run.id, now, "engine", reason, RunState::Failed);
         change.fence = fence;
+        if let Some(checked) = checked {
+            let moot = "the run failed";
+            let moot = self.moot_for_ended_run(checked, run, &rows, moot, now);
+            change.emails.extend(moot.await?);
+        }
         let email = checked.and_then(|c| self.run_failed_email(c, run, reason, now));
         if email.is_none() {
             tracing::error!(run_id = %run.id, "run {} failed and nobody can be mailed: {reason}", run.id);

@@ -900,6 +900,46 @@ async fn the_approvers_left_are_told_when_the_quorum_is_reached() {
     }
 }
 
+/// Issue 15: when the run moves on without them (here: it is cancelled), the people asked are
+/// told their decision is no longer needed.
+#[tokio::test]
+async fn a_cancelled_run_tells_the_approvers_they_are_no_longer_needed() {
+    let checked = checked(&approval_yaml(2));
+    let mut engine = engine(t("2026-12-01T00:00:00Z")).await;
+    engine.links = Some(Arc::new(minter().1));
+    engine.start(&checked, spec()).await.unwrap();
+    engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    engine
+        .decide(
+            &checked,
+            by_link(&engine, "cab", "alice@example.com", "approve"),
+        )
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let outcome = engine.drive(&checked, "r1", cancel).await.unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Cancelled));
+    let moot: Vec<_> = outbox(&engine)
+        .await
+        .into_iter()
+        .skip(3)
+        .map(|e| e.email)
+        .collect();
+    let to: Vec<&str> = moot.iter().map(|e| e.to[0].as_str()).collect();
+    assert_eq!(to, ["bob@example.com", "carol@example.com"], "{moot:#?}");
+    assert!(
+        moot[0]
+            .body
+            .contains("no longer needed: the run was cancelled by"),
+        "{}",
+        moot[0].body
+    );
+}
+
 #[tokio::test]
 async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
     let checked = checked_with(
