@@ -259,8 +259,7 @@ impl<S: Store> Engine<S> {
         &self,
         checked: &CheckedRunbook,
         run: &RunRow,
-        row: &StepRow,
-        ask: &PersonAsk,
+        (row, ask): (&StepRow, &PersonAsk),
         decided: &[&crate::store::NewDecision],
         why: &str,
         now: DateTime<Utc>,
@@ -324,7 +323,7 @@ impl<S: Store> Engine<S> {
             let decided = self.store.decisions(&run.id, &row.step, &row.host).await?;
             let decided: Vec<&crate::store::NewDecision> =
                 decided.iter().map(|d| &d.decision).collect();
-            out.extend(self.moot_emails(checked, run, row, &ask, &decided, why, now));
+            out.extend(self.moot_emails(checked, run, (row, &ask), &decided, why, now));
         }
         Ok(out)
     }
@@ -335,7 +334,7 @@ impl<S: Store> Engine<S> {
 /// emergency approval is not headed as a monthly cycle.
 pub fn ask_heading(checked: &CheckedRunbook, step: &str, ask: &PersonAsk) -> String {
     let message = (ask.purpose == Purpose::Approval)
-        .then(|| ask.message.as_deref())
+        .then_some(ask.message.as_deref())
         .flatten()
         .and_then(|m| m.lines().map(str::trim).find(|l| !l.is_empty()));
     let description = checked

@@ -271,9 +271,14 @@ impl<S: Store> Engine<S> {
             let decided = self.store.decisions(run_id, &row.step, &row.host).await?;
             let decided: Vec<&NewDecision> = decided.iter().map(|d| &d.decision).collect();
             let moot = format!("the step {why}");
-            change
-                .emails
-                .extend(self.moot_emails(checked, &run, row, &ask, &decided, &moot, now));
+            change.emails.extend(self.moot_emails(
+                checked,
+                &run,
+                (row, &ask),
+                &decided,
+                &moot,
+                now,
+            ));
             let progress = self.progress_of(&new, now);
             change.steps.push(StepWrite {
                 expect: Some(StepState::AwaitingInput),
@@ -397,7 +402,7 @@ impl<S: Store> Engine<S> {
             Purpose::Approval => format!("the quorum was reached: {choice} by {}", who.join(", ")),
             Purpose::Task => format!("{} marked it {choice}", who.join(", ")),
         };
-        emails.extend(self.moot_emails(checked, run, row, ask, decided, &why, last.at));
+        emails.extend(self.moot_emails(checked, run, (row, ask), decided, &why, last.at));
         (new, step_event, emails)
     }
 
