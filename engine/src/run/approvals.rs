@@ -265,7 +265,11 @@ impl<S: Store> Engine<S> {
         now: DateTime<Utc>,
     ) -> Vec<NewEmail> {
         let step = checked.runbook.steps.get(row.step.as_str());
-        if self.links.is_none() || step.and_then(|s| s.notify_moot) == Some(false) {
+        if self.links.is_none()
+            || step
+                .and_then(|s| s.notify_moot.as_ref())
+                .is_some_and(|n| !n.value)
+        {
             return Vec::new();
         }
         let has_decided = |r: &str| decided.iter().any(|d| d.recipient.eq_ignore_ascii_case(r));

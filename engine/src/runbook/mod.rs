@@ -313,7 +313,7 @@ pub struct Step {
     /// decide get a short "no longer needed" email when the step is settled without them (the
     /// quorum reached, or the step expired). Default true.
     #[serde(default)]
-    pub notify_moot: Option<bool>,
+    pub notify_moot: Option<Located<bool>>,
 }
 
 /// Where a runbook's hosts come from.
