@@ -102,6 +102,28 @@ fn a_headless_browser_opens_the_approval_link_and_a_click_on_approve_decides() {
     };
     assert!(step_waits(), "the approval step is not awaiting input");
 
+    // The run page says who the run waits on and for what.
+    let run_url = alice_email
+        .lines()
+        .find_map(|l| l.strip_prefix("Run page: "))
+        .expect("the run page in the email");
+    let run_path = run_url.strip_prefix(&daemon.url()).unwrap().trim();
+    let (status, _, run_page) = request(&addr, "GET", run_path, &[], "");
+    assert_eq!(status, 200, "{run_page}");
+    let waiting = run_page
+        .split("<h2>Waiting for</h2>")
+        .nth(1)
+        .expect("Waiting for");
+    let waiting = waiting.split("<h2>").next().unwrap();
+    assert!(
+        waiting.contains("alice@example.com, bob@example.com"),
+        "{waiting}"
+    );
+    assert!(
+        waiting.contains("approval: 0 of 1 needed so far"),
+        "{waiting}"
+    );
+
     // Mail scanners fetch links before people do: GETs and HEADs change nothing.
     let before = without_mail(&audit_events(&database));
     for method in ["GET", "HEAD", "GET", "HEAD", "GET", "GET"] {
