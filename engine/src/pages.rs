@@ -486,32 +486,57 @@ pub struct DecidedView {
     pub at: DateTime<Utc>,
     pub comment: Option<String>,
     pub run_id: String,
-    /// Decided before, through this link: its owner opened it again.
-    pub earlier: bool,
+    /// Whose decision this is, as the person reading sees it.
+    pub seen: Seen,
+}
+
+/// How the person reading a decided page stands to the decision on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// They just took it.
+    Now,
+    /// They took it before, through this link, and opened it again.
+    Earlier,
+    /// Others settled the step (`actor`); their own decision is no longer needed.
+    Others,
 }
 
 /// The page after a decision: "Approved by you at …"; the same, saying so, when its owner
 /// opens a used link again.
 pub fn decided_page(view: &DecidedView) -> String {
-    let title = match view.earlier {
-        true => format!("You already decided: {}", view.outcome.to_lowercase()),
-        false => format!("{} by you", view.outcome),
+    let title = match view.seen {
+        Seen::Earlier => format!("You already decided: {}", view.outcome.to_lowercase()),
+        Seen::Now => format!("{} by you", view.outcome),
+        Seen::Others => "Your decision is no longer needed".to_string(),
+    };
+    let by = match view.seen {
+        Seen::Others => e(&view.actor),
+        _ => format!("you ({})", e(&view.actor)),
     };
     let mut notice = format!(
-        "<p><strong>{outcome} by you ({actor}) at {at}</strong>: step <code>{step}</code> of \
+        "<p><strong>{outcome} by {by} at {at}</strong>: step <code>{step}</code> of \
          {run}.</p>\n",
         outcome = e(&view.outcome),
-        actor = e(&view.actor),
         at = time_html(&view.at),
         step = e(&view.step),
         run = e(&run_phrase(&view.cycle, &view.runbook)),
     );
-    if let Some(comment) = &view.comment {
-        let _ = writeln!(notice, "<p>Your comment: {}</p>", e(comment));
+    match (&view.comment, view.seen) {
+        (Some(comment), Seen::Others) => {
+            let _ = writeln!(notice, "<p>Their comment: {}</p>", e(comment));
+        }
+        (Some(comment), _) => {
+            let _ = writeln!(notice, "<p>Your comment: {}</p>", e(comment));
+        }
+        (None, _) => {}
     }
+    let closing = match view.seen {
+        Seen::Others => "Nothing more is asked of you for this step.",
+        _ => "This link is now used up.",
+    };
     let body = format!(
         "<h1>{title}</h1>\n<div class=\"notice done\">\n{notice}</div>\n\
-         <p>This link is now used up. <a href=\"{run}\">See the run</a>.</p>\n",
+         <p>{closing} <a href=\"{run}\">See the run</a>.</p>\n",
         title = e(&title),
         run = e(&run_path(&view.run_id)),
     );
@@ -1118,7 +1143,7 @@ mod tests {
             at: at(8, 14, 0),
             comment: Some(EVIL.into()),
             run_id: EVIL.into(),
-            earlier: false,
+            seen: Seen::Now,
         }
     }
 
@@ -1313,7 +1338,7 @@ mod tests {
             at: at(8, 15, 3),
             comment: None,
             run_id: "r 1".into(),
-            earlier: false,
+            seen: Seen::Now,
         };
         let html = decided_page(&view);
         let time = "<time datetime=\"2026-12-08T15:03:00Z\">2026-12-08 15:03 UTC</time>";
@@ -1324,8 +1349,8 @@ mod tests {
         assert!(html.contains("href=\"/runs/r%201\""));
         // Opened again by its owner: what they chose and when, and the run, not an error.
         let again = decided_page(&DecidedView {
-            earlier: true,
-            ..view
+            seen: Seen::Earlier,
+            ..view.clone()
         });
         assert!(
             again.contains("<h1>You already decided: approved</h1>"),
@@ -1336,6 +1361,17 @@ mod tests {
         )));
         assert!(again.contains("href=\"/runs/r%201\""));
         assert!(!again.contains("notice error"));
+        // Opened by someone else asked, after others settled the step.
+        let others = decided_page(&DecidedView {
+            seen: Seen::Others,
+            ..view
+        });
+        assert!(
+            others.contains("<h1>Your decision is no longer needed</h1>"),
+            "{others}"
+        );
+        assert!(others.contains(&format!("Approved by alice.cab@example.com at {time}")));
+        assert!(others.contains("Nothing more is asked of you for this step."));
     }
 
     #[test]

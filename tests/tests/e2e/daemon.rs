@@ -456,9 +456,17 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
         "{again}"
     );
     assert!(again.contains("href=\"/runs/"), "{again}");
+    // Bob opens his link after Alice settled the step: what was decided, not an error.
     let (_, bob_after, _) = (0, request(&addr, "GET", &path(&bob), &[], ""), 0);
-    assert_eq!(bob_after.0, 409, "{}", bob_after.2);
-    rejected.set(rejected.get() + 1);
+    assert_eq!(bob_after.0, 200, "{}", bob_after.2);
+    assert!(
+        bob_after
+            .2
+            .contains("<h1>Your decision is no longer needed</h1>")
+            && bob_after.2.contains("Approved by alice@example.com at"),
+        "{}",
+        bob_after.2
+    );
     assert_eq!(
         attack("other approver", "POST", &bob, &[], &bob_form, 409),
         "not_awaiting_input"

@@ -11,7 +11,8 @@
 //! when the token's signature holds, else `link:unknown`; details: reason code, source IP),
 //! and changes nothing else. A used link opened again (`GET`) is not refused: it shows its
 //! owner what they chose and when, with the run's link ([`pages::decided_page`]), unaudited;
-//! only a form posted again is a replay.
+//! so does the link of someone who did not decide, once others' decisions settled the step.
+//! Only a form posted again, or to a settled step, is refused.
 //!
 //! Refusals are rate limited per source ([`limit`]): past [`limit::PER_SOURCE`] refusals a minute
 //! from one address (or [`limit::OVERALL`] from all together), a refused request is answered
@@ -212,7 +213,7 @@ pub async fn decide<S: Store>(
             shared.spawn_run(target.view.checked.clone(), claims.run_id.clone());
         }
         shared.mail.notify_one();
-        let view = decided_view(&target.view.run, &claims, &decision, false);
+        let view = decided_view(&target.view.run, &claims, &decision, pages::Seen::Now);
         Ok(pages::decided_page(&view))
     }
     .await;
@@ -222,12 +223,12 @@ pub async fn decide<S: Store>(
     }
 }
 
-/// The page of `decision`, taken through this link now or (`earlier`) before.
+/// The page of `decision`, as the link's person sees it (`seen`).
 fn decided_view(
     run: &crate::store::RunRow,
     claims: &LinkClaims,
     decision: &NewDecision,
-    earlier: bool,
+    seen: pages::Seen,
 ) -> pages::DecidedView {
     pages::DecidedView {
         runbook: run.runbook.clone(),
@@ -238,7 +239,7 @@ fn decided_view(
         at: decision.at,
         comment: decision.comment.clone(),
         run_id: claims.run_id.clone(),
-        earlier,
+        seen,
     }
 }
 
@@ -265,7 +266,8 @@ async fn receipt<S: Store>(shared: &Shared<S>, token: &str, expired_at: DateTime
         .find(|d| d.decision.nonce.as_deref() == Some(claims.nonce.as_str()))
     {
         Some(mine) => {
-            Stop::AlreadyDecided(Box::new(decided_view(&run, &claims, &mine.decision, true)))
+            let seen = pages::Seen::Earlier;
+            Stop::AlreadyDecided(Box::new(decided_view(&run, &claims, &mine.decision, seen)))
         }
         None => expired(),
     }
@@ -355,7 +357,7 @@ async fn target<S: Store>(
     match mine {
         // Its owner opening it again: what they chose and when (nothing refused).
         Some(mine) if reading => {
-            let decided = decided_view(&view.run, &claims, &mine.decision, true);
+            let decided = decided_view(&view.run, &claims, &mine.decision, pages::Seen::Earlier);
             return Err(Stop::AlreadyDecided(Box::new(decided)));
         }
         // A form posted again (a replay, or a double click): refused and audited.
@@ -363,6 +365,11 @@ async fn target<S: Store>(
         None => {}
     }
     if view.state != StepState::AwaitingInput {
+        // Settled by others' decisions: a person opening their link sees what was decided.
+        if let (true, Some(last)) = (reading, view.decisions.last()) {
+            let decided = decided_view(&view.run, &claims, &last.decision, pages::Seen::Others);
+            return Err(Stop::AlreadyDecided(Box::new(decided)));
+        }
         return Err(refused(Refusal::Settled));
     }
     Ok(Target { claims, view })
