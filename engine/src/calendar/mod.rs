@@ -25,7 +25,7 @@ mod oracle_tests;
 
 pub use blackout::{Blackout, blackout_for, parse_date};
 pub use catch_up::{CatchUp, catch_up};
-pub use crontab::parse_cron;
+pub use crontab::{fires_less_often_than_it_reads, parse_cron};
 pub use cycle::{Cycle, CycleError, Nth, nth_weekday, patch_tuesday};
 pub use expr::{Anchor, AnchorContext, ResolveError, TimeExpr, TimeExprError};
 pub use schedule::{Fire, Fires, RuleError, Schedule, ScheduleRule};

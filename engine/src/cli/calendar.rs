@@ -95,9 +95,16 @@ fn table(out: &CalendarJson, fires: &[Fire], manual_only: bool) -> String {
         text.push_str("no schedule: this runbook runs only when triggered\n");
         return text;
     }
+    // "YYYY-MM" or "YYYY-MM-DD" (cron schedules: one cycle a day).
+    let width = fires
+        .iter()
+        .map(|f| f.cycle.to_string().len())
+        .max()
+        .unwrap_or(7)
+        .max(8);
     let _ = writeln!(
         text,
-        "\n{:<8}  {:<13}  {:<27}  {:<17}  note",
+        "\n{:<width$}  {:<13}  {:<27}  {:<17}  note",
         "cycle", "patch tuesday", "fires (local)", "fires (UTC)"
     );
     for fire in fires {
@@ -110,7 +117,7 @@ fn table(out: &CalendarJson, fires: &[Fire], manual_only: bool) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             text,
-            "{:<8}  {:<13}  {:<27}  {:<17}  {note}",
+            "{:<width$}  {:<13}  {:<27}  {:<17}  {note}",
             fire.cycle.to_string(),
             fire.patch_tuesday.to_string(),
             local.to_string(),

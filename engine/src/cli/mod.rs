@@ -204,7 +204,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `--cycle YYYY-MM`.
+/// `--cycle YYYY-MM` (a month cycle) or `--cycle YYYY-MM-DD` (a day cycle: cron schedules).
 fn parse_cycle(text: &str) -> Result<crate::calendar::Cycle, String> {
     text.parse().map_err(|e| format!("{e}"))
 }

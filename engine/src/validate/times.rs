@@ -79,7 +79,14 @@ fn check_schedule(ctx: &mut Ctx) -> Vec<ScheduleRule> {
                     );
                 }
                 match calendar::parse_cron(&cron.value) {
-                    Ok(schedule) => rules.push(ScheduleRule::Cron(schedule)),
+                    Ok(schedule) => {
+                        if let Some(note) =
+                            calendar::fires_less_often_than_it_reads(&cron.value, &schedule)
+                        {
+                            ctx.warning(cron.loc, note);
+                        }
+                        rules.push(ScheduleRule::Cron(schedule));
+                    }
                     Err(e) => ctx.error(cron.loc, one_line(&e, &cron.value)),
                 }
             }
@@ -99,7 +106,36 @@ fn check_schedule(ctx: &mut Ctx) -> Vec<ScheduleRule> {
             }
         }
     }
+    check_one_kind_of_cycle(ctx);
     rules
+}
+
+/// Anchored entries give month cycles ("YYYY-MM"), cron entries day cycles ("YYYY-MM-DD"); one
+/// runbook's cycles must be of one kind, or "the last cycle dealt with" would compare a month
+/// with a day, and `{{cycle}}` would change shape from run to run.
+fn check_one_kind_of_cycle(ctx: &mut Ctx) {
+    let runbook = ctx.runbook;
+    // (An entry with both is an error of its own.)
+    let entries = || {
+        runbook
+            .schedule
+            .iter()
+            .filter(|e| e.at.is_none() || e.cron.is_none())
+    };
+    let first_at = entries().find_map(|e| e.at.as_ref());
+    let first_cron = entries().find_map(|e| e.cron.as_ref());
+    let (Some(at), Some(cron)) = (first_at, first_cron) else {
+        return;
+    };
+    let later = if at.loc.line > cron.loc.line {
+        at
+    } else {
+        cron
+    };
+    ctx.error(
+        later.loc,
+        "this schedule mixes `at` entries (one cycle a month, YYYY-MM) with `cron` entries (one cycle a day, YYYY-MM-DD); a runbook's cycles are all of one kind: put them in two runbooks",
+    );
 }
 
 /// The cron crate explains a syntax error on the last of several lines, under a caret.
