@@ -3,6 +3,7 @@
 
 mod ansible;
 mod browser;
+mod cadence;
 mod calendar;
 mod corpus;
 mod daemon;
