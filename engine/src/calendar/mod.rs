@@ -7,6 +7,8 @@
 //!   time means its first occurrence).
 //! - [`expr`]: time expressions `ANCHOR[±Nd][±Nh][±Nm][ HH:MM]` and how they resolve.
 //! - [`crontab`]: cron rules (seconds first; day-of-month AND day-of-week must both match).
+//! - [`rrule`]: RFC 5545 recurrence rules (`FREQ=WEEKLY;INTERVAL=2;BYDAY=MO`), expanded to
+//!   dates here, one cycle per date.
 //! - [`schedule`]: a runbook's rules, zone and blackouts, and the fires they produce; a cycle
 //!   fires exactly once, at the earliest time any rule gives it.
 //! - [`blackout`]: change freezes; a cycle firing inside one is skipped with a reason.
@@ -17,6 +19,7 @@ pub mod catch_up;
 pub mod crontab;
 pub mod cycle;
 pub mod expr;
+pub mod rrule;
 pub mod schedule;
 pub mod zone;
 

@@ -9,11 +9,13 @@
 //! - `Cron`: wall-clock matches in the zone (see [`super::crontab`]); the cycle is the match's
 //!   local date ("YYYY-MM-DD"), so a weekly expression fires every week and a daily one every
 //!   day.
+//! - `Recurrence`: an RFC 5545 recurrence rule with its start, EXDATEs and RDATEs (see
+//!   [`super::rrule`]); the cycle is each occurrence's local date, as for cron.
 //!
 //! **A cycle fires exactly once**, at the earliest time any rule gives it; later matches of
 //! the same cycle (other rules, further cron matches) are ignored. Validation keeps the two
 //! kinds of cycle apart: a schedule's entries are all anchored (month cycles) or all
-//! cron (day cycles). A fire whose local date is
+//! cron and RRULE (day cycles). A fire whose local date is
 //! in a blackout is still listed, with the blackout's reason, but never started.
 //!
 //! [`Schedule::fires_from`] yields each cycle's fire that is **at or after** `from`, in time
@@ -27,13 +29,15 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use super::blackout::{Blackout, blackout_for};
 use super::crontab::{first_fire_from, parse_cron};
 use super::cycle::{Cycle, MAX_YEAR, MIN_YEAR, patch_tuesday};
 use super::expr::{AnchorContext, TimeExpr};
+use super::rrule::Recurrence;
+use super::zone::local_to_instant;
 
 /// One schedule entry of a runbook.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +50,9 @@ pub enum ScheduleRule {
     /// `{ cron: "..." }` in the `cron` crate's syntax, evaluated in the runbook's zone; one
     /// day cycle per date it matches.
     Cron(cron::Schedule),
+    /// `{ rrule: "...", start: ..., exdates: [...], rdates: [...] }`: one day cycle per
+    /// occurrence date.
+    Recurrence(Box<Recurrence>),
 }
 
 /// Why an anchored rule cannot be a schedule entry.
@@ -92,6 +99,11 @@ impl ScheduleRule {
             ScheduleRule::Cron(schedule) => first_fire_from(schedule, tz, cycle.date()?)
                 .filter(|(c, _)| *c == cycle)
                 .map(|(_, at)| at),
+            ScheduleRule::Recurrence(recurrence) => {
+                let date = cycle.date()?;
+                let at = recurrence.occurrences_from(tz, date).next()?;
+                (at.date() == date).then(|| local_to_instant(tz, at))
+            }
         }
     }
 
@@ -105,7 +117,7 @@ impl ScheduleRule {
                 let shift = TimeDelta::days(expr.days()) + expr.duration();
                 (shift - margin, shift + TimeDelta::days(1) + margin)
             }
-            ScheduleRule::Cron(_) => (-margin, margin),
+            ScheduleRule::Cron(_) | ScheduleRule::Recurrence(_) => (-margin, margin),
         }
     }
 }
@@ -170,9 +182,9 @@ impl Schedule {
     /// True when the schedule's cycles are days ("YYYY-MM-DD": cron entries), false when they
     /// are months ("YYYY-MM": anchored entries). Validation keeps one kind per schedule.
     pub fn has_day_cycles(&self) -> bool {
-        self.rules
-            .iter()
-            .any(|r| matches!(r, ScheduleRule::Cron(_)))
+        let day_rule =
+            |r: &ScheduleRule| matches!(r, ScheduleRule::Cron(_) | ScheduleRule::Recurrence(_));
+        self.rules.iter().any(day_rule)
     }
 
     /// Why `cycle` cannot be one of this schedule's cycles (a month for a cron schedule, a day
@@ -345,14 +357,24 @@ struct RuleFires<'a> {
     rule: &'a ScheduleRule,
     /// The next cycle to look at: a month for an anchored rule, a day for a cron rule.
     next: Cycle,
+    /// A recurrence's occurrences from the first cycle on (one per date, in order).
+    occurrences: Option<Box<dyn Iterator<Item = NaiveDateTime> + 'a>>,
     head: Option<(Cycle, DateTime<Tz>)>,
 }
 
 impl<'a> RuleFires<'a> {
     fn new(rule: &'a ScheduleRule, tz: Tz, first: Cycle) -> RuleFires<'a> {
+        let occurrences = match rule {
+            ScheduleRule::Recurrence(r) => {
+                let from = first.start_date();
+                Some(Box::new(r.occurrences_from(tz, from)) as Box<dyn Iterator<Item = _>>)
+            }
+            _ => None,
+        };
         let mut fires = RuleFires {
             rule,
             next: first,
+            occurrences,
             head: None,
         };
         fires.advance(tz);
@@ -365,6 +387,11 @@ impl<'a> RuleFires<'a> {
                 self.next_anchored(expr, months.as_deref(), tz)
             }
             ScheduleRule::Cron(schedule) => self.next_cron(schedule, tz),
+            ScheduleRule::Recurrence(_) => {
+                let at = self.occurrences.as_mut().and_then(Iterator::next);
+                at.filter(|at| at.year() <= MAX_YEAR)
+                    .map(|at| (Cycle::on(at.date()), local_to_instant(tz, at)))
+            }
         };
     }
 
@@ -403,7 +430,6 @@ impl<'a> RuleFires<'a> {
 mod tests {
     use super::*;
     use crate::calendar::blackout::parse_date;
-    use chrono::Datelike;
 
     const NY: Tz = chrono_tz::America::New_York;
     const BERLIN: Tz = chrono_tz::Europe::Berlin;
