@@ -15,6 +15,7 @@ mod mailer;
 mod multi;
 mod new;
 mod plan;
+mod recurrence;
 mod reload;
 mod runs;
 mod schema;
