@@ -25,6 +25,8 @@ pub mod zone;
 
 #[cfg(test)]
 mod oracle_tests;
+#[cfg(test)]
+mod rrule_oracle_tests;
 
 pub use blackout::{Blackout, blackout_for, parse_date};
 pub use catch_up::{CatchUp, catch_up};
