@@ -9,6 +9,7 @@
 //! - [`crontab`]: cron rules (seconds first; day-of-month AND day-of-week must both match).
 //! - [`rrule`]: RFC 5545 recurrence rules (`FREQ=WEEKLY;INTERVAL=2;BYDAY=MO`), expanded to
 //!   dates here, one cycle per date.
+//! - [`ics`]: the fires as an RFC 5545 VCALENDAR, one VEVENT per cycle.
 //! - [`schedule`]: a runbook's rules, zone and blackouts, and the fires they produce; a cycle
 //!   fires exactly once, at the earliest time any rule gives it.
 //! - [`blackout`]: change freezes; a cycle firing inside one is skipped with a reason.
@@ -19,6 +20,7 @@ pub mod catch_up;
 pub mod crontab;
 pub mod cycle;
 pub mod expr;
+pub mod ics;
 pub mod rrule;
 pub mod schedule;
 pub mod zone;

@@ -68,13 +68,15 @@ pub struct Cli {
     ansible_inventory: bool,
 }
 
-/// Output formats; `dot` and `mermaid` only for `plan`.
+/// Output formats; `dot` and `mermaid` only for `plan`, `ics` only for `calendar`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
     Dot,
     Mermaid,
+    /// RFC 5545 (`calendar` only).
+    Ics,
 }
 
 #[derive(Debug, Subcommand)]

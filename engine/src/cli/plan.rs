@@ -43,6 +43,11 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         Format::Json => print_json(&planned)?,
         Format::Dot => out!("{}", planned.to_dot()),
         Format::Mermaid => out!("{}", planned.to_mermaid()),
+        Format::Ics => {
+            return Err(
+                UsageError("`plan` prints text, json, dot or mermaid, not ics".into()).into(),
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -180,3 +180,51 @@ fn simulate_and_plan_take_a_day_cycle_for_a_cron_runbook() {
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["cycle"], "2027-03-31");
 }
+
+/// `calendar --format ics`: one VEVENT per cycle, UTC start, stable UIDs whatever `--now`,
+/// blacked-out cycles cancelled; an RRULE runbook's cycles are its occurrence dates.
+#[test]
+fn calendar_as_ics_for_subscribing() {
+    let ics = |now: &str| {
+        let out = run(&[
+            "calendar",
+            "runbooks/esx-alternate-weeks.yaml",
+            "--now",
+            now,
+            "--from",
+            "2027-12-01",
+            "--count",
+            "4",
+            "--format",
+            "ics",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let text = ics("2027-11-30T08:00:00Z");
+    assert!(text.starts_with("BEGIN:VCALENDAR\r\n"), "{text}");
+    assert!(text.ends_with("END:VCALENDAR\r\n"), "{text}");
+    let unfolded = text.replace("\r\n ", "");
+    let uids: Vec<&str> = unfolded.lines().filter(|l| l.starts_with("UID:")).collect();
+    assert_eq!(
+        uids,
+        [
+            "UID:2027-12-07.esx-alternate-weeks@patchday",
+            "UID:2027-12-21.esx-alternate-weeks@patchday",
+            "UID:2028-01-04.esx-alternate-weeks@patchday",
+            "UID:2028-01-18.esx-alternate-weeks@patchday",
+        ]
+    );
+    assert!(unfolded.contains("DTSTART:20271207T080000Z\r\n"));
+    assert_eq!(
+        unfolded.matches("STATUS:CANCELLED").count(),
+        2,
+        "{unfolded}"
+    );
+    assert!(unfolded.contains("DTSTAMP:20271130T080000Z"));
+    // Another day, the same events (only DTSTAMP moves).
+    let later = ics("2027-12-01T09:00:00Z").replace("20271201T090000Z", "20271130T080000Z");
+    assert_eq!(later, text);
+    let out = run(&["plan", "runbooks/monthly.yaml", "--format", "ics"]);
+    assert_eq!(out.status.code(), Some(2));
+}
