@@ -218,3 +218,21 @@ fn the_daemon_fires_an_alternate_weeks_rule_once_per_occurrence() {
     assert_eq!(daemon.terminate().code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `validate --now` warns of an RRULE whose UNTIL has passed; before it, nothing to say.
+#[test]
+fn validate_warns_when_an_until_is_in_the_past() {
+    let dir = scratch("rrule-until");
+    let file = dir.join("until.yaml");
+    let yaml = "name: until\ntimezone: Europe/Berlin\nschedule:\n  - { rrule: \"FREQ=WEEKLY;BYDAY=MO;UNTIL=20270301\", start: 2027-01-04 09:00 }\nsteps:\n  a: { uses: noop }\n";
+    std::fs::write(&file, yaml).unwrap();
+    let file = file.display().to_string();
+    let after = run(&["validate", &file, "--now", "2027-03-02T00:00:00Z"]);
+    assert_eq!(after.status.code(), Some(0), "a warning, not an error");
+    let err = stderr(&after);
+    assert!(err.contains("until.yaml:4:14: warning: `FREQ=WEEKLY;BYDAY=MO;UNTIL=20270301` fires no more after 2027-03-02"), "{err}");
+    let before = run(&["validate", &file, "--now", "2027-02-28T00:00:00Z"]);
+    assert_eq!(before.status.code(), Some(0));
+    assert!(!stderr(&before).contains("warning"), "{}", stderr(&before));
+    let _ = std::fs::remove_dir_all(&dir);
+}
