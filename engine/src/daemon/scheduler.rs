@@ -550,4 +550,49 @@ mod tests {
         assert_eq!(run_cycles(&shared).await.len(), 5);
         shared.abort_runs();
     }
+
+    /// Every cadence of issue 17 as one RRULE entry: on a manual clock that jumps to each
+    /// fire the scheduler asks for, the runs are exactly the schedule's occurrences for a year
+    /// (blackouts and EXDATEs left out), each once.
+    #[tokio::test]
+    async fn each_rrule_cadence_fires_once_per_occurrence_for_a_year() {
+        let cadences = [
+            "{ rrule: \"FREQ=WEEKLY;INTERVAL=2;BYDAY=MO\", start: 2027-01-04 09:00 }",
+            "{ rrule: \"FREQ=MONTHLY;INTERVAL=2;BYDAY=1MO\", start: 2027-01-04 20:00 }",
+            "{ rrule: \"FREQ=MONTHLY;BYDAY=2WE\", start: 2027-01-13 18:00, exdates: [2027-03-10, 2027-06-09] }",
+            "{ rrule: \"FREQ=DAILY;INTERVAL=14\", start: 2027-01-05 02:30 }",
+            "{ rrule: \"FREQ=MONTHLY;INTERVAL=3;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1\", start: 2027-03-01 17:00 }",
+            "{ rrule: \"FREQ=WEEKLY;BYDAY=FR;COUNT=10\", start: 2027-01-01 07:00 }",
+        ];
+        for cadence in cadences {
+            let yaml = format!(
+                "name: weekly\ntimezone: America/New_York\nschedule:\n  - {cadence}\ncatch_up: 1h\nblackouts:\n  - {{ from: 2027-07-01, to: 2027-07-14, reason: summer freeze }}\nsteps:\n  a: {{ uses: noop }}\n"
+            );
+            let (shared, clock) = daemon_for(&yaml, "2027-01-01T00:00:00Z").await;
+            let end = t("2028-01-01T00:00:00Z");
+            while let Some(next) = pass(&shared).await.unwrap()
+                && next < end
+            {
+                clock.set(next);
+            }
+            let runbooks = shared.runbooks();
+            let schedule = &runbooks.by_name["weekly"].checked.schedule;
+            let expected: Vec<String> = schedule
+                .fires_from(t("2027-01-01T00:00:00Z"))
+                .take_while(|f| f.fires_at.to_utc() < end)
+                .filter(|f| f.blackout.is_none())
+                .map(|f| f.cycle.to_string())
+                .collect();
+            assert!(expected.len() >= 4, "{cadence}: {expected:?}");
+            assert_eq!(run_cycles(&shared).await, expected, "{cadence}");
+            let skipped = cycle_events(&shared).await;
+            assert!(
+                skipped
+                    .iter()
+                    .all(|e| e.starts_with("cycle.skipped 2027-07")),
+                "{skipped:?}"
+            );
+            shared.abort_runs();
+        }
+    }
 }
