@@ -595,4 +595,31 @@ mod tests {
             shared.abort_runs();
         }
     }
+
+    /// A runbook edited from monthly to weekly: its month cycles already run do not count as
+    /// "the last cycle dealt with" for its day cycles, so this week's fire is not held back by
+    /// a month's run (a month sorts before the days in it, a later month after them).
+    #[tokio::test]
+    async fn a_runbook_edited_from_monthly_to_weekly_fires_its_first_week() {
+        let (shared, clock) = daemon_for(WEEKLY, "2026-03-08T07:00:00Z").await;
+        // The monthly version of the runbook ran April's cycle already (a later month).
+        let monthly = WEEKLY.replace("cron: \"0 30 2 * * Sun\"", "at: patch_tuesday 10:00");
+        let monthly = testing::loaded("weekly.yaml", &monthly).checked;
+        let spec = RunSpec {
+            commit: None,
+            id: "monthly".into(),
+            cycle: "2026-04".parse().ok(),
+            start: t("2026-03-01T10:00:00Z"),
+            params: vec![],
+            rerun: None,
+            actor: "scheduler".into(),
+        };
+        shared.engine.start(&monthly, spec).await.unwrap();
+        // 2026-03-08 02:30 did not exist in New York: the fire was 03:30 EDT (07:30Z), ten
+        // minutes ago, within the hour of catch-up.
+        clock.set(t("2026-03-08T07:40:00Z"));
+        pass(&shared).await.unwrap();
+        assert_eq!(run_cycles(&shared).await, ["2026-03-08", "2026-04"]);
+        shared.abort_runs();
+    }
 }
