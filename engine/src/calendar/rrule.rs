@@ -354,9 +354,8 @@ fn parse_until(value: &str) -> Result<Until, String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recurrence {
     pub rule: Rrule,
+    /// The first occurrence; [`DEFAULT_START`] at midnight when the entry has no `start`.
     pub start: NaiveDateTime,
-    /// Whether `start` was written (else it is [`DEFAULT_START`] at the rule's time of day).
-    pub start_given: bool,
     pub exdates: Vec<NaiveDate>,
     pub rdates: Vec<NaiveDateTime>,
 }
@@ -403,11 +402,6 @@ impl Recurrence {
                 return Some(next);
             }
         })
-    }
-
-    /// The instant of a wall-clock occurrence, by RFC 5545 §3.3.5.
-    pub fn instant(tz: Tz, at: NaiveDateTime) -> DateTime<Tz> {
-        local_to_instant(tz, at)
     }
 }
 
@@ -721,7 +715,6 @@ mod tests {
         Recurrence {
             rule: Rrule::parse(rule).unwrap(),
             start: at(start),
-            start_given: true,
             exdates: vec![],
             rdates: vec![],
         }
@@ -778,7 +771,7 @@ mod tests {
         let got: Vec<String> = r
             .occurrences_from(NY, date("2027-01-01"))
             .take_while(|d| d.year() == 2027)
-            .map(|d| Recurrence::instant(NY, d).to_rfc3339())
+            .map(|d| local_to_instant(NY, d).to_rfc3339())
             .collect();
         assert_eq!(got.len(), 26);
         assert_eq!(got[0], "2027-01-04T09:00:00-05:00");

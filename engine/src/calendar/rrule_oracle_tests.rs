@@ -336,7 +336,7 @@ proptest! {
     fn rrule_schedules_match_the_day_walking_oracle(case in rule_case(), tz in zones()) {
         let text = case.text();
         let rule = Rrule::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        let recurrence = Recurrence { rule, start: case.start, start_given: true, exdates: vec![], rdates: vec![] };
+        let recurrence = Recurrence { rule, start: case.start, exdates: vec![], rdates: vec![] };
         let schedule = Schedule::new(vec![ScheduleRule::Recurrence(Box::new(recurrence))], tz, vec![]);
         let start = case.start.date();
         let end = start + TimeDelta::days(366 * YEARS);

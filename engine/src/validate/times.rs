@@ -210,7 +210,6 @@ fn recurrence_rule(
     rdates.sort();
     let recurrence = Recurrence {
         start: start.unwrap_or_else(|| rrule::DEFAULT_START.and_time(NaiveTime::MIN)),
-        start_given: start.is_some(),
         rule,
         exdates,
         rdates,
