@@ -2,7 +2,8 @@
 //! (the oracle, installed by `.ci/deps-python-cal.sh`) on the corpus in
 //! `tests/fixtures/rrule/corpus.tsv` (DST gaps and overlaps in eight zones, month ends, `-1FR`,
 //! `BYSETPOS=-1`, leap years, weeks across ISO week 53, COUNT, UNTIL), and the daemon fires an
-//! alternate-weeks rule once per occurrence.
+//! alternate-weeks rule once per occurrence. `calendar --format ics` reads back with python's
+//! icalendar package, an independent RFC 5545 parser.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -234,5 +235,99 @@ fn validate_warns_when_an_until_is_in_the_past() {
     let before = run(&["validate", &file, "--now", "2027-02-28T00:00:00Z"]);
     assert_eq!(before.status.code(), Some(0));
     assert!(!stderr(&before).contains("warning"), "{}", stderr(&before));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `calendar --format ics` read back by an independent RFC 5545 parser (python's icalendar):
+/// the same cycles and instants as `--format json`, cancelled where blacked out, and the
+/// escaped text comes back as written.
+#[test]
+fn the_ics_calendar_reads_back_with_an_independent_parser() {
+    let dir = scratch("rrule-ics");
+    let file = dir.join("lab.yaml");
+    let yaml = "name: lab\ntimezone: America/New_York\nschedule:\n  - { rrule: \"FREQ=DAILY;INTERVAL=14\", start: 2027-01-05 02:30, exdates: [2027-02-02] }\nblackouts:\n  - { from: 2027-03-01, to: 2027-03-20, reason: \"freeze; no changes, please\" }\nsteps:\n  a: { uses: noop }\n";
+    std::fs::write(&file, yaml).unwrap();
+    let file = file.display().to_string();
+    let listing = |format: &str| {
+        let args = [
+            "calendar",
+            &file,
+            "--now",
+            "2027-01-01T00:00:00Z",
+            "--count",
+            "8",
+            "--format",
+            format,
+        ];
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        out.stdout
+    };
+    let json: Value = serde_json::from_slice(&listing("json")).unwrap();
+    let mut reader = Command::new(oracle_python())
+        .arg(repo_root().join("tests/fixtures/rrule/read_ics.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    reader
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&listing("ics"))
+        .unwrap();
+    let out = reader.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ics: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ics["version"], "2.0");
+    let events = ics["events"].as_array().unwrap();
+    let cycles = json["cycles"].as_array().unwrap();
+    assert_eq!(events.len(), 8);
+    assert_eq!(events.len(), cycles.len());
+    for (event, cycle) in events.iter().zip(cycles) {
+        let id = cycle["cycle"].as_str().unwrap();
+        assert_eq!(event["uid"], format!("{id}.lab@patchday"));
+        let at = chrono::DateTime::parse_from_rfc3339(cycle["fires_at"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            event["dtstart"],
+            at.to_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+        );
+        let cancelled = !cycle["blackout"].is_null();
+        assert_eq!(
+            event["status"],
+            if cancelled { "CANCELLED" } else { "CONFIRMED" }
+        );
+    }
+    // Every 14 days from Tuesday 5 January: 2027-02-02 is an EXDATE; 2027-03-02 and 2027-03-16
+    // fall in the freeze (listed, cancelled).
+    let ids: Vec<&str> = cycles
+        .iter()
+        .map(|c| c["cycle"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "2027-01-05",
+            "2027-01-19",
+            "2027-02-16",
+            "2027-03-02",
+            "2027-03-16",
+            "2027-03-30",
+            "2027-04-13",
+            "2027-04-27"
+        ]
+    );
+    assert_eq!(events[3]["status"], "CANCELLED");
+    let description = events[3]["description"].as_str().unwrap();
+    assert!(
+        description.contains("skipped: freeze; no changes, please"),
+        "{description}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
