@@ -70,13 +70,15 @@ pub struct Cli {
     ansible_inventory: bool,
 }
 
-/// Output formats; `dot` and `mermaid` only for `plan`.
+/// Output formats; `dot` and `mermaid` only for `plan`, `ics` only for `calendar`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
     Dot,
     Mermaid,
+    /// RFC 5545 (`calendar` only).
+    Ics,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +115,12 @@ enum Command {
     Cancel(api::RunArgs),
     /// Decide an approval or manual step as the operator (api:<token name>).
     Approve(api::ApproveArgs),
+    /// Run an interrupted step again (it waits for an operator after a restart).
+    Retry(api::SettleArgs),
+    /// Skip an interrupted step: the run goes on without it.
+    Skip(api::SettleArgs),
+    /// Abort the run at an interrupted step: the run is cancelled.
+    Abort(api::SettleArgs),
     /// Make a new API token: prints it once, and the line for the tokens file.
     ApiToken(api::TokenArgs),
     /// Write a commented starter runbook or inventory that validates.
@@ -200,6 +208,9 @@ pub fn main() -> ExitCode {
         Command::Status(args) => api::status(args, &globals),
         Command::Cancel(args) => api::cancel(args, &globals),
         Command::Approve(args) => api::approve(args, &globals),
+        Command::Retry(args) => api::settle(args, "retry", &globals),
+        Command::Skip(args) => api::settle(args, "skip", &globals),
+        Command::Abort(args) => api::settle(args, "abort", &globals),
         Command::ApiToken(args) => api::api_token(args, &globals),
         Command::New(args) => new::run(args, &globals),
     };
@@ -212,7 +223,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `--cycle YYYY-MM`.
+/// `--cycle YYYY-MM` (a month cycle) or `--cycle YYYY-MM-DD` (a day cycle: cron schedules).
 fn parse_cycle(text: &str) -> Result<crate::calendar::Cycle, String> {
     text.parse().map_err(|e| format!("{e}"))
 }

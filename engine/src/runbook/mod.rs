@@ -111,7 +111,8 @@ impl std::str::FromStr for Severity {
     }
 }
 
-/// One schedule rule: `{ at: EXPR, months: [...] }` or `{ cron: "..." }`.
+/// One schedule rule: `{ at: EXPR, months: [...] }`, `{ cron: "..." }` or
+/// `{ rrule: "...", start: ..., exdates: [...], rdates: [...] }`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleEntry {
@@ -122,9 +123,24 @@ pub struct ScheduleEntry {
     #[serde(default)]
     pub months: Option<Located<Vec<Located<u32>>>>,
     /// A cron expression in the `cron` crate's syntax (seconds first; day-of-month AND
-    /// day-of-week must both match).
+    /// day-of-week must both match). One cycle per date it fires on.
     #[serde(default)]
     pub cron: Option<Located<String>>,
+    /// An RFC 5545 recurrence rule, e.g. `FREQ=WEEKLY;INTERVAL=2;BYDAY=MO` (every alternate
+    /// Monday). One cycle per date it fires on.
+    #[serde(default)]
+    pub rrule: Option<Located<String>>,
+    /// With `rrule`: the first occurrence (DTSTART), `YYYY-MM-DD HH:MM` in the runbook's zone;
+    /// its time is every occurrence's time. Required with INTERVAL > 1, COUNT or UNTIL.
+    #[serde(default)]
+    pub start: Option<Located<String>>,
+    /// With `rrule`: dates on which it does not fire (EXDATE), `YYYY-MM-DD`.
+    #[serde(default)]
+    pub exdates: Vec<Located<String>>,
+    /// With `rrule`: extra occurrences (RDATE), `YYYY-MM-DD HH:MM` (or `YYYY-MM-DD`, at the
+    /// start's time).
+    #[serde(default)]
+    pub rdates: Vec<Located<String>>,
 }
 
 /// A period in which no cycle fires. Dates are inclusive, in the runbook's time zone.
@@ -191,6 +207,13 @@ pub struct NotifyTemplates {
     /// An email of a run was refused for good by the SMTP server and given up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undeliverable: Option<Located<String>>,
+    /// A step waits for an operator (retry, skip or abort) after an interruption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Located<String>>,
+    /// An approver's or assignee's decision is no longer needed (quorum reached, or the run
+    /// moved on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moot: Option<Located<String>>,
 }
 
 impl NotifyTemplates {
@@ -206,6 +229,8 @@ impl NotifyTemplates {
             (NoticeKind::Missed, &self.missed),
             (NoticeKind::Rejected, &self.rejected),
             (NoticeKind::Undeliverable, &self.undeliverable),
+            (NoticeKind::Interrupted, &self.interrupted),
+            (NoticeKind::Moot, &self.moot),
         ]
         .into_iter()
         .filter_map(|(kind, file)| Some((kind, file.as_ref()?)))
@@ -225,10 +250,12 @@ pub enum NoticeKind {
     Missed,
     Rejected,
     Undeliverable,
+    Interrupted,
+    Moot,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 9] = [
+    pub const ALL: [NoticeKind; 11] = [
         NoticeKind::Approval,
         NoticeKind::Task,
         NoticeKind::Failure,
@@ -238,6 +265,8 @@ impl NoticeKind {
         NoticeKind::Missed,
         NoticeKind::Rejected,
         NoticeKind::Undeliverable,
+        NoticeKind::Interrupted,
+        NoticeKind::Moot,
     ];
 
     /// Its key under `notify.templates`.
@@ -252,6 +281,8 @@ impl NoticeKind {
             NoticeKind::Missed => "missed",
             NoticeKind::Rejected => "rejected",
             NoticeKind::Undeliverable => "undeliverable",
+            NoticeKind::Interrupted => "interrupted",
+            NoticeKind::Moot => "moot",
         }
     }
 }
@@ -347,6 +378,11 @@ pub struct Step {
     /// (`ansible` is not idempotent unless the step says `idempotent: true`.)
     #[serde(default)]
     pub idempotent: Option<bool>,
+    /// For an `approval` or `manual` step: whether the people who were asked and did not
+    /// decide get a short "no longer needed" email when the step is settled without them (the
+    /// quorum reached, or the step expired). Default true.
+    #[serde(default)]
+    pub notify_moot: Option<Located<bool>>,
 }
 
 /// Where a runbook's hosts come from.

@@ -3,6 +3,7 @@
 
 mod ansible;
 mod browser;
+mod cadence;
 mod calendar;
 mod corpus;
 mod daemon;
@@ -14,7 +15,9 @@ mod lasting;
 mod mailer;
 mod multi;
 mod new;
+mod operator;
 mod plan;
+mod recurrence;
 mod reload;
 mod runs;
 mod schema;
