@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dag;
+pub mod dashboard;
 pub mod diagnostic;
 pub mod docs;
 pub mod git;

@@ -316,6 +316,13 @@ pub struct EventFilter {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// One page of events and the number of events on all pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<EventRow>,
+    pub total: u64,
+}
+
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -387,6 +394,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         filter: EventFilter,
     ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
+
+    /// One page of a run's audit events in `seq` order (`LIMIT`/`OFFSET` in the database),
+    /// and how many the run has in all: what the run page shows.
+    fn run_events_page(
+        &self,
+        run_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
 
     /// The chain head the store recorded with the last event.
     fn chain_head(&self) -> impl Future<Output = Result<Option<ChainHead>, StoreError>> + Send;

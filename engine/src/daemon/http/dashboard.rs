@@ -1,0 +1,96 @@
+//! The run page (`GET /runs/{id}`) and its live fragment (`GET /runs/{id}/live`): both read
+//! the run, its step rows, its events and one page of its audit trail, and render
+//! [`crate::dashboard::run`]'s section; the page wraps it in the document shell with the
+//! live script, the fragment is the section alone (what the script swaps in).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+
+use super::{error, html, unavailable};
+use crate::daemon::Shared;
+use crate::dashboard::run::{self, EVENTS_PER_PAGE, RunQuery, RunSection};
+use crate::pages;
+use crate::store::{EventFilter, Store};
+
+/// The run page.
+pub async fn run_page<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    Path(id): Path<String>,
+    Query(query): Query<RunQuery>,
+) -> Response {
+    let (title, head, section) = match render(&shared, &id, &query).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    let body = html! {
+        h1 { (title) }
+        (section)
+        (run::live_script())
+    };
+    html(
+        StatusCode::OK,
+        pages::layout_with_head(&title, &head.into_string(), &body.into_string()),
+    )
+}
+
+/// The run page's live section alone.
+pub async fn live<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    Path(id): Path<String>,
+    Query(query): Query<RunQuery>,
+) -> Response {
+    match render(&shared, &id, &query).await {
+        Ok((_, _, section)) => html(StatusCode::OK, section.into_string()),
+        Err(response) => response,
+    }
+}
+
+/// The page's title, extra head markup and live section, or the error page to send.
+async fn render<S: Store>(
+    shared: &Shared<S>,
+    id: &str,
+    query: &RunQuery,
+) -> Result<(String, maud::Markup, maud::Markup), Response> {
+    let store = &shared.engine.store;
+    let run = match store.run(id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return Err(error(StatusCode::NOT_FOUND, "There is no such run.")),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let filter = EventFilter {
+        run_id: Some(id.to_string()),
+        since: None,
+    };
+    let (steps, events) = match (store.steps(id).await, store.events(filter).await) {
+        (Ok(steps), Ok(events)) => (steps, events),
+        (Err(e), _) | (_, Err(e)) => return Err(unavailable(e)),
+    };
+    let total = events.len() as u64;
+    let audit_offset = query.audit_offset(total);
+    let audit = store
+        .run_events_page(id, audit_offset, EVENTS_PER_PAGE)
+        .await
+        .map_err(unavailable)?;
+    let checked = shared.checked_for_run(&run);
+    let path = pages::run_path(&run.id);
+    let section = run::run_section(&RunSection {
+        run: &run,
+        checked: checked.as_deref(),
+        steps: &steps,
+        events: &events,
+        audit: &audit,
+        audit_offset,
+        query,
+        path: &path,
+        now: shared.clock.now(),
+    });
+    let title = match run.cycle.as_deref() {
+        None => format!("Manual run of {}", run.runbook),
+        Some(cycle) => format!("Run {cycle} of {}", run.runbook),
+    };
+    Ok((title, run::run_head(&run), section))
+}
