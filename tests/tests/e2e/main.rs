@@ -6,6 +6,7 @@ mod browser;
 mod calendar;
 mod corpus;
 mod daemon;
+mod dashboard;
 mod demo;
 mod durability;
 mod first_run;
