@@ -68,13 +68,15 @@ pub struct Cli {
     ansible_inventory: bool,
 }
 
-/// Output formats; `dot` and `mermaid` only for `plan`.
+/// Output formats; `dot`, `mermaid` and `svg` only for `plan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
     Dot,
     Mermaid,
+    /// The step graph as the run page draws it (every step pending).
+    Svg,
 }
 
 #[derive(Debug, Subcommand)]

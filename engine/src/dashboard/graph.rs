@@ -14,7 +14,7 @@ use crate::store::StepState;
 /// Height of a box: three lines (id, state, host counts).
 const BOX_HEIGHT: f64 = 54.0;
 /// Width of one character of the labels, roughly (13px system font).
-const CHAR_WIDTH: f64 = 7.4;
+const CHAR_WIDTH: f64 = 7.8;
 /// Padding left and right inside a box.
 const BOX_PADDING: f64 = 10.0;
 /// Step ids longer than this are cut (the whole id is in the box's tooltip).
@@ -53,10 +53,11 @@ impl GraphNode {
     }
 
     fn size(&self) -> Size {
+        // The state line starts with its mark and a space; the counts are set smaller.
         let longest = [
             self.label().chars().count(),
-            Look::of(self.state).word.chars().count(),
-            self.counts().map_or(0, |c| c.chars().count()),
+            Look::of(self.state).word.chars().count() + 2,
+            self.counts().map_or(0, |c| c.chars().count() * 17 / 20),
         ]
         .into_iter()
         .max()
@@ -72,6 +73,20 @@ impl GraphNode {
 pub fn layout_of(nodes: &[GraphNode], needs: &[Vec<usize>]) -> Layout {
     let sizes: Vec<Size> = nodes.iter().map(GraphNode::size).collect();
     layout::layered(needs, &sizes)
+}
+
+/// A runbook's step graph before any run: every step pending, fanned-out steps without
+/// counts (`patchday plan --format svg`).
+pub fn plan_svg(checked: &crate::validate::CheckedRunbook) -> Markup {
+    let dag = &checked.dag;
+    let nodes: Vec<GraphNode> = (0..dag.len())
+        .map(|i| GraphNode {
+            id: dag.id(i).to_string(),
+            state: StepState::Pending,
+            hosts: Vec::new(),
+        })
+        .collect();
+    graph_svg(&nodes, &super::run::needs_of(dag))
 }
 
 /// The graph as an `<svg>` element.

@@ -381,3 +381,218 @@ fn pager(page: u64, pages: u64, what: &str, link: impl Fn(u64) -> String) -> Mar
 fn stamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::runbook::load_runbook;
+    use crate::validate::{Sources, check};
+
+    const YAML: &str = "name: t\ninventory: hosts.yaml\nsteps:\n  a: { uses: noop, undo: { uses: noop } }\n  fan:\n    needs: [a]\n    uses: noop\n    for_each: { group: web }\n";
+    const HOSTS: &str = "hosts:\n  h1: { address: 10.0.0.1 }\ngroups:\n  web: [h1]\n";
+    const EVIL: &str = "<script>alert('x')</script>&";
+
+    fn checked() -> CheckedRunbook {
+        let mut sources = Sources::default();
+        sources.insert("t.yaml".into(), Ok(YAML.into()));
+        sources.insert(Path::new("").join("hosts.yaml"), Ok(HOSTS.into()));
+        check(&load_runbook("t.yaml", YAML), Path::new(""), &sources)
+            .0
+            .unwrap()
+    }
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_796_724_000 + minute * 60, 0).unwrap()
+    }
+
+    fn run() -> RunRow {
+        RunRow {
+            id: "t-1".into(),
+            runbook: "t".into(),
+            cycle: Some("2026-12".into()),
+            content_hash: "c0ffee".into(),
+            commit: Some(EVIL.into()),
+            snapshot: json!({}),
+            state: RunState::Running,
+            started_at: at(0),
+            finished_at: None,
+            rerun: None,
+        }
+    }
+
+    fn row(step: &str, host: &str, state: StepState) -> StepRow {
+        StepRow {
+            run_id: "t-1".into(),
+            step: step.into(),
+            host: host.into(),
+            state,
+            attempt: 1,
+            not_before: None,
+            started_at: Some(at(1)),
+            finished_at: None,
+            outputs: json!({}),
+            reason: Some(format!("{EVIL} on {host}")),
+        }
+    }
+
+    /// Step `a` succeeded; `fan` runs over 120 hosts: 70 failed, 50 succeeded.
+    fn rows() -> Vec<StepRow> {
+        let mut rows = vec![
+            row("a", "", StepState::Succeeded),
+            row("fan", "", StepState::Running),
+        ];
+        rows.extend((0..120).map(|i| {
+            let state = if i < 70 {
+                StepState::Failed
+            } else {
+                StepState::Succeeded
+            };
+            row("fan", &format!("host-{i:03}"), state)
+        }));
+        rows
+    }
+
+    fn event(seq: i64) -> EventRow {
+        EventRow {
+            seq,
+            at: at(seq),
+            actor: "engine".into(),
+            action: "step.noted".into(),
+            run_id: Some("t-1".into()),
+            step_id: Some("a".into()),
+            details: json!({ "note": EVIL }),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn section(query: &RunQuery, checked: Option<&CheckedRunbook>) -> String {
+        let run = run();
+        let rows = rows();
+        let events: Vec<EventRow> = (1..=120).map(event).collect();
+        let audit_offset = query.audit_offset(120);
+        let page = EventPage {
+            events: events[audit_offset as usize..]
+                .iter()
+                .take(EVENTS_PER_PAGE as usize)
+                .cloned()
+                .collect(),
+            total: 120,
+        };
+        run_section(&RunSection {
+            run: &run,
+            checked,
+            steps: &rows,
+            events: &events,
+            audit: &page,
+            audit_offset,
+            query,
+            path: "/runs/t-1",
+            now: at(30),
+        })
+        .into_string()
+    }
+
+    #[test]
+    fn every_value_is_escaped() {
+        let html = section(&RunQuery::default(), Some(&checked()));
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert('x')&lt;/script&gt;&amp;"));
+        assert!(html.contains("<svg class=\"dag\""));
+        assert!(html.contains("<svg class=\"timeline\""));
+    }
+
+    #[test]
+    fn hosts_are_grouped_by_state_and_paged() {
+        let html = section(&RunQuery::default(), None);
+        assert!(
+            html.contains("✗ failed (70)") && html.contains("✓ succeeded (50)"),
+            "{html}"
+        );
+        // Failed hosts first, 50 per page, the rest a link away.
+        assert!(
+            html.contains("host-049") && !html.contains("host-050 "),
+            "{html}"
+        );
+        assert!(
+            html.contains("href=\"/runs/t-1?hosts_state=failed&amp;hosts_page=2#hosts-failed\"")
+        );
+        let second = section(
+            &RunQuery {
+                hosts_state: Some("failed".into()),
+                hosts_page: Some(2),
+                audit_page: None,
+            },
+            None,
+        );
+        assert!(second.contains(">host-050<") && second.contains(">host-069<"));
+        assert!(!second.contains(">host-049<"));
+        assert!(second.contains("page 2 of 2"));
+    }
+
+    #[test]
+    fn the_audit_trail_opens_on_its_last_page_and_pages_back() {
+        let html = section(&RunQuery::default(), None);
+        assert!(
+            html.contains("<td>120</td>") && !html.contains("<td>100</td>"),
+            "{html}"
+        );
+        assert!(html.contains("page 3 of 3"));
+        assert!(html.contains("href=\"/runs/t-1?audit_page=2#audit\""));
+        let first = section(
+            &RunQuery {
+                audit_page: Some(1),
+                ..RunQuery::default()
+            },
+            None,
+        );
+        assert!(first.contains("<td>1</td>") && !first.contains("<td>51</td>"));
+        let past = RunQuery {
+            audit_page: Some(99),
+            ..RunQuery::default()
+        };
+        assert_eq!(
+            past.audit_offset(120),
+            100,
+            "a page past the end shows the last"
+        );
+    }
+
+    #[test]
+    fn the_section_polls_its_own_fragment_while_the_run_goes_on() {
+        let query = RunQuery {
+            hosts_state: Some("a b&c".into()),
+            hosts_page: Some(2),
+            audit_page: Some(1),
+        };
+        let html = section(&query, None);
+        assert!(html.contains(
+            "data-state=\"running\" data-src=\"/runs/t-1/live?hosts_state=a%20b%26c&amp;hosts_page=2&amp;audit_page=1\""
+        ), "{html}");
+        let head = run_head(&run()).into_string();
+        assert!(
+            head.contains("<noscript><meta http-equiv=\"refresh\" content=\"6\"></noscript>"),
+            "{head}"
+        );
+        let finished = RunRow {
+            state: RunState::Succeeded,
+            ..run()
+        };
+        assert!(!run_head(&finished).into_string().contains("refresh"));
+        assert!(live_script().into_string().contains(LIVE_SCRIPT));
+    }
+
+    #[test]
+    fn the_graph_counts_the_hosts_of_a_fanned_out_step() {
+        let nodes = graph_nodes(&checked(), &rows());
+        assert_eq!(nodes[0].state, StepState::Succeeded);
+        assert_eq!(
+            nodes[1].hosts,
+            vec![(StepState::Failed, 70), (StepState::Succeeded, 50)]
+        );
+    }
+}
