@@ -129,6 +129,10 @@ impl Store for AnyStore {
         delegate!(self, s => s.run_events_page(run_id, offset, limit))
     }
 
+    async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
+        delegate!(self, s => s.run_step_events(run_id))
+    }
+
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
         delegate!(self, s => s.chain_head())
     }

@@ -32,6 +32,7 @@ macro_rules! conformance_suite {
             concurrent_commits_serialize,
             events_filter_by_run_and_since,
             a_run_s_events_come_in_pages,
+            a_run_s_step_events_leave_out_each_host_s,
             runs_and_unfinished_runs_order,
             due_emails_and_email_attempted,
             timestamps_round_trip_exactly,
@@ -668,6 +669,27 @@ pub(crate) async fn a_run_s_events_come_in_pages<S: Store>(store: &S) {
     assert_eq!((seqs(&past), past.total), (vec![], 6));
     let other = store.run_events_page("r2", 0, 10).await.unwrap();
     assert_eq!((seqs(&other), other.total), (vec![2], 1));
+}
+
+pub(crate) async fn a_run_s_step_events_leave_out_each_host_s<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let mut host = event("step.running", Some("r1"), Some("a"), t0());
+    host.details = json!({ "host": "web1", "attempt": 1 });
+    let mut whole = event("step.running", Some("r1"), Some("a"), t0());
+    whole.details = json!({ "hosts": ["web1"], "note": "\"host\": in text" });
+    let change = Change {
+        events: vec![host, whole],
+        ..Change::default()
+    };
+    store.commit(vec![change]).await.unwrap();
+    let events = store.run_step_events("r1").await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        [1, 3],
+        "run.started and the step-level event, not the host's"
+    );
+    assert!(store.run_step_events("nope").await.unwrap().is_empty());
 }
 
 pub(crate) async fn runs_and_unfinished_runs_order<S: Store>(store: &S) {

@@ -404,6 +404,14 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
 
+    /// A run's events about the run and its steps as a whole (none with a `host` in its
+    /// details), in `seq` order: what a run's timeline is drawn from, without the events of
+    /// each host of a fanned-out step.
+    fn run_step_events(
+        &self,
+        run_id: &str,
+    ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
+
     /// The chain head the store recorded with the last event.
     fn chain_head(&self) -> impl Future<Output = Result<Option<ChainHead>, StoreError>> + Send;
 

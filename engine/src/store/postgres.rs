@@ -1166,6 +1166,17 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 AND details::jsonb -> 'host' IS NULL ORDER BY seq"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading a run's step events"))?;
+        rows.iter().map(event_from).collect()
+    }
+
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
         // seq 0 is the row the migration seeds: no event yet.
         let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1 AND seq > 0")

@@ -1170,6 +1170,17 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND json_type(details, '$.host') IS NULL ORDER BY seq"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading a run's step events"))?;
+        rows.iter().map(event_from).collect()
+    }
+
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
         let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1")
             .fetch_optional(&self.reader)

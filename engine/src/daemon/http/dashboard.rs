@@ -1,5 +1,6 @@
 //! The run page (`GET /runs/{id}`) and its live fragment (`GET /runs/{id}/live`): both read
-//! the run, its step rows, its events and one page of its audit trail, and render
+//! the run, its step rows, its step-level events (not each host's) and one page of its audit
+//! trail (`LIMIT`/`OFFSET`), and render
 //! [`crate::dashboard::run`]'s section; the page wraps it in the document shell with the
 //! live script, the fragment is the section alone (what the script swaps in).
 
@@ -14,7 +15,7 @@ use super::{error, html, unavailable};
 use crate::daemon::Shared;
 use crate::dashboard::run::{self, EVENTS_PER_PAGE, RunQuery, RunSection};
 use crate::pages;
-use crate::store::{EventFilter, Store};
+use crate::store::Store;
 
 /// The run page.
 pub async fn run_page<S: Store>(
@@ -61,15 +62,16 @@ async fn render<S: Store>(
         Ok(None) => return Err(error(StatusCode::NOT_FOUND, "There is no such run.")),
         Err(e) => return Err(unavailable(e)),
     };
-    let filter = EventFilter {
-        run_id: Some(id.to_string()),
-        since: None,
-    };
-    let (steps, events) = match (store.steps(id).await, store.events(filter).await) {
+    let (steps, events) = match (store.steps(id).await, store.run_step_events(id).await) {
         (Ok(steps), Ok(events)) => (steps, events),
         (Err(e), _) | (_, Err(e)) => return Err(unavailable(e)),
     };
-    let total = events.len() as u64;
+    // The page asked for, else the last, within the pages there are: the count comes first.
+    let total = store
+        .run_events_page(id, 0, 0)
+        .await
+        .map_err(unavailable)?
+        .total;
     let audit_offset = query.audit_offset(total);
     let audit = store
         .run_events_page(id, audit_offset, EVENTS_PER_PAGE)
