@@ -103,7 +103,7 @@ pub fn content_security_policy() -> &'static str {
     POLICY.get_or_init(|| {
         let hash =
             |text: &str| base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text));
-        let (style, dashboard) = (hash(STYLE), hash(crate::dashboard::run::STYLE));
+        let (style, dashboard) = (hash(STYLE), hash(crate::dashboard::STYLE));
         let script = hash(crate::dashboard::run::LIVE_SCRIPT);
         format!(
             "default-src 'none'; style-src 'sha256-{style}' 'sha256-{dashboard}'; \
@@ -551,7 +551,9 @@ pub struct RunRow {
 
 /// The index page.
 pub fn index_page(view: &IndexView) -> String {
-    let mut body = String::from("<h1>Patch runbooks</h1>\n");
+    let mut body = String::from(
+        "<h1>Patch runbooks</h1>\n<p><a href=\"/calendar\">The month's patch calendar</a></p>\n",
+    );
     body.push_str(&runbooks_section(&view.runbooks));
     body.push_str("<h2>Recent runs</h2>\n");
     body.push_str(&runs_table(&view.runs));

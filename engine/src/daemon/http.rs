@@ -34,6 +34,7 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/", get(index::<S>))
         .route("/runs/{id}", get(dashboard::run_page::<S>))
         .route("/runs/{id}/live", get(dashboard::live::<S>))
+        .route("/calendar", get(dashboard::month_page::<S>))
         .route(
             "/links/{token}",
             get(links::show::<S>)

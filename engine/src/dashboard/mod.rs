@@ -14,8 +14,30 @@
 
 pub mod graph;
 pub mod layout;
+pub mod month;
 pub mod run;
 pub mod timeline;
+
+/// The dashboard's stylesheet: a second `<style>` after the pages' own, allowed by its hash
+/// in the Content-Security-Policy (see [`crate::pages::content_security_policy`]).
+pub const STYLE: &str = "\
+.drawing{overflow-x:auto;background:#fff;border:1px solid #d0d7de;padding:.5rem}\
+.drawing svg{display:block}\
+ul.legend{list-style:none;padding:0;margin:.4rem 0;display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;\
+font-size:.9rem}\
+nav.pager{margin:.5rem 0;display:flex;gap:1rem;align-items:center;font-size:.95rem}\
+details.hosts{background:#fff;border:1px solid #d0d7de;margin:.4rem 0;padding:.3rem .6rem}\
+details.hosts summary{cursor:pointer;font-weight:600}\
+table.month{table-layout:fixed}table.month td{height:6.5rem;font-size:.8rem;padding:.25rem .35rem}\
+table.month caption{caption-side:top;text-align:left;padding:.3rem 0;color:#57606a}\
+td.outside{background:#f6f8fa;color:#57606a}\
+td.blackout{background:repeating-linear-gradient(135deg,#eaeef2 0 6px,#fff 6px 12px)}\
+td.today{outline:3px solid #0969da;outline-offset:-3px}\
+.day .date{font-weight:600}.tag{font-size:.7rem;font-weight:600;padding:0 .3rem;border-radius:1rem;\
+background:#ddf4ff;color:#0550ae}.tag.pt{background:#fff8c5;color:#6a4300}\
+.day .reason{color:#a40e26;font-weight:600}ul.entries{margin:.2rem 0 0;padding-left:.9rem}\
+form.filter{margin:.5rem 0}\
+";
 
 use crate::store::StepState;
 

@@ -5,7 +5,7 @@
 //! in place. Without JavaScript a `<noscript>` refresh reloads the page instead.
 //!
 //! The live script is tiny, vendored here ([`LIVE_SCRIPT`]) and allowed by its hash in the
-//! Content-Security-Policy; so is the section's stylesheet ([`STYLE`]).
+//! Content-Security-Policy; so is the dashboard's stylesheet ([`super::STYLE`]).
 
 use std::collections::BTreeMap;
 
@@ -41,17 +41,6 @@ var t=document.createElement('template');t.innerHTML=h;var n=t.content.firstElem
 if(n&&n.id==='live'){s.replaceWith(n);s=n;}}}).catch(function(){})\
 .then(function(){setTimeout(tick,1000*Number(s.getAttribute('data-every')||3));});}\
 setTimeout(tick,1000*Number(s&&s.getAttribute('data-every')||3));})();";
-
-/// The section's stylesheet (a second `<style>`, allowed by its hash).
-pub const STYLE: &str = "\
-.drawing{overflow-x:auto;background:#fff;border:1px solid #d0d7de;padding:.5rem}\
-.drawing svg{display:block}\
-ul.legend{list-style:none;padding:0;margin:.4rem 0;display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;\
-font-size:.9rem}\
-nav.pager{margin:.5rem 0;display:flex;gap:1rem;align-items:center;font-size:.95rem}\
-details.hosts{background:#fff;border:1px solid #d0d7de;margin:.4rem 0;padding:.3rem .6rem}\
-details.hosts summary{cursor:pointer;font-weight:600}\
-";
 
 /// The run page's query parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -89,7 +78,7 @@ impl RunQuery {
 }
 
 /// A query value percent-encoded (state words are plain, but the parameter is user input).
-fn query_value(text: &str) -> String {
+pub(super) fn query_value(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -147,11 +136,11 @@ pub fn run_section(view: &RunSection) -> Markup {
     }
 }
 
-/// The extra `<head>` markup of the run page: the section's stylesheet, and a reload for
+/// The extra `<head>` markup of the run page: the dashboard's stylesheet, and a reload for
 /// browsers without JavaScript while the run goes on.
 pub fn run_head(run: &RunRow) -> Markup {
     html! {
-        style { (PreEscaped(STYLE)) }
+        style { (PreEscaped(super::STYLE)) }
         @if run.state == RunState::Running {
             noscript { meta http-equiv="refresh" content=(POLL_SECONDS * 2); }
         }

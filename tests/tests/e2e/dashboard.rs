@@ -7,7 +7,9 @@
 //! approval "awaiting a person", the timeline an "awaiting a person" segment and the "now"
 //! line. The approval is then decided through its emailed link (a plain form `POST`, outside
 //! the browser); without touching the browser, its page comes to show both steps succeeded
-//! and the run finished, in the same document. Screenshots land in `target/test-artifacts/`.
+//! and the run finished, in the same document. Then the month calendar shows the cycle on
+//! Patch Tuesday, and its link to the next month works. Screenshots land in
+//! `target/test-artifacts/`.
 
 use std::time::Duration;
 
@@ -153,6 +155,22 @@ fn the_run_page_draws_graph_and_timeline_and_follows_the_run_in_place() {
     let audit = browser.text(&browser.find("section#live"));
     assert!(audit.contains("approval.decided"), "{audit}");
     screenshot(&browser, "run-page-finished.png");
+
+    // The month calendar: today (the daemon's clock) is December's Patch Tuesday, with the
+    // cycle's start on it; the filter and the month links are plain GETs.
+    browser.navigate(&format!("{}/calendar", daemon.url()));
+    assert_eq!(browser.title(), "Patch calendar 2026-12 · patchday");
+    let today = browser.text(&browser.find("td.today[data-date='2026-12-08']"));
+    assert!(today.contains("Patch Tuesday"), "{today}");
+    assert!(
+        today.contains("10:00 UTC dashboard-demo: cycle 2026-12 starts"),
+        "{today}"
+    );
+    screenshot(&browser, "calendar-month.png");
+    browser.click(&browser.find("a[rel=next]"));
+    assert_eq!(browser.title(), "Patch calendar 2027-01 · patchday");
+    let january = browser.text(&browser.find("td[data-date='2027-01-12']"));
+    assert!(january.contains("Patch Tuesday"), "{january}");
 
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,4 +1,4 @@
-//! The run page (`GET /runs/{id}`) and its live fragment (`GET /runs/{id}/live`): both read
+//! The month calendar (`GET /calendar`, [`crate::dashboard::month`]) and the run page (`GET /runs/{id}`) and its live fragment (`GET /runs/{id}/live`): both read
 //! the run, its step rows, its step-level events (not each host's) and one page of its audit
 //! trail (`LIMIT`/`OFFSET`), and render
 //! [`crate::dashboard::run`]'s section; the page wraps it in the document shell with the
@@ -12,7 +12,9 @@ use axum::response::Response;
 use maud::html;
 
 use super::{error, html, unavailable};
+use crate::calendar::Cycle;
 use crate::daemon::Shared;
+use crate::dashboard::month;
 use crate::dashboard::run::{self, EVENTS_PER_PAGE, RunQuery, RunSection};
 use crate::pages;
 use crate::store::Store;
@@ -48,6 +50,60 @@ pub async fn live<S: Store>(
         Ok((_, _, section)) => html(StatusCode::OK, section.into_string()),
         Err(response) => response,
     }
+}
+
+/// The month calendar's query parameters.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct MonthQuery {
+    /// `YYYY-MM`; this month when absent.
+    month: Option<String>,
+    /// One runbook's name; every runbook when absent or empty.
+    runbook: Option<String>,
+}
+
+/// The month calendar page.
+pub async fn month_page<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    Query(query): Query<MonthQuery>,
+) -> Response {
+    let today = shared.clock.now().date_naive();
+    let month = match query.month.as_deref().filter(|m| !m.is_empty()) {
+        None => Cycle::of(today),
+        Some(text) => match text.parse::<Cycle>() {
+            Ok(month) => month,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "The month is not YYYY-MM."),
+        },
+    };
+    let selected = query.runbook.filter(|r| !r.is_empty());
+    let runbooks = shared.runbooks();
+    let shown = runbooks
+        .by_name
+        .values()
+        .map(|loaded| &loaded.checked)
+        .filter(|c| selected.as_ref().is_none_or(|s| *s == c.runbook.name.value));
+    let (mut entries, mut blackouts) = (Vec::new(), Vec::new());
+    for checked in shown {
+        entries.extend(month::entries_of(checked, month));
+        blackouts.extend(month::blackouts_of(checked, month));
+    }
+    entries.sort_by(|a, b| (a.date, &a.time, &a.runbook).cmp(&(b.date, &b.time, &b.runbook)));
+    let view = month::MonthView {
+        month,
+        today,
+        runbooks: runbooks.by_name.keys().cloned().collect(),
+        selected,
+        entries,
+        blackouts,
+    };
+    let head = html! { style { (maud::PreEscaped(crate::dashboard::STYLE)) } };
+    html(
+        StatusCode::OK,
+        pages::layout_with_head(
+            &format!("Patch calendar {month}"),
+            &head.into_string(),
+            &month::month_body(&view).into_string(),
+        ),
+    )
 }
 
 /// The page's title, extra head markup and live section, or the error page to send.
