@@ -68,15 +68,17 @@ pub struct Cli {
     ansible_inventory: bool,
 }
 
-/// Output formats; `dot`, `mermaid` and `svg` only for `plan`.
+/// Output formats; `dot`, `mermaid` and `svg` only for `plan`, `ics` only for `calendar`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
     Dot,
     Mermaid,
-    /// The step graph as the run page draws it (every step pending).
+    /// The step graph as the run page draws it (every step pending; `plan` only).
     Svg,
+    /// RFC 5545 (`calendar` only).
+    Ics,
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,7 +208,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `--cycle YYYY-MM`.
+/// `--cycle YYYY-MM` (a month cycle) or `--cycle YYYY-MM-DD` (a day cycle: cron schedules).
 fn parse_cycle(text: &str) -> Result<crate::calendar::Cycle, String> {
     text.parse().map_err(|e| format!("{e}"))
 }
