@@ -15,6 +15,7 @@ pub mod compliance;
 pub mod config;
 pub mod daemon;
 pub mod dag;
+pub mod dashboard;
 pub mod diagnostic;
 pub mod docs;
 pub mod evidence;

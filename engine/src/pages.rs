@@ -95,14 +95,19 @@ pub fn run_path(run_id: &str) -> String {
     path
 }
 
-/// The `Content-Security-Policy` for these pages: nothing but the inline stylesheet (by its
-/// hash), forms posting to this origin, and no framing (no clickjacking of the buttons).
+/// The `Content-Security-Policy` for these pages: nothing but the inline stylesheets and the
+/// run page's live script (each by its hash, see [`crate::dashboard::run`]), fetches of this
+/// origin, forms posting to this origin, and no framing (no clickjacking of the buttons).
 pub fn content_security_policy() -> &'static str {
     static POLICY: OnceLock<String> = OnceLock::new();
     POLICY.get_or_init(|| {
-        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
+        let hash =
+            |text: &str| base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text));
+        let (style, dashboard) = (hash(STYLE), hash(crate::dashboard::STYLE));
+        let script = hash(crate::dashboard::run::LIVE_SCRIPT);
         format!(
-            "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; \
+            "default-src 'none'; style-src 'sha256-{style}' 'sha256-{dashboard}'; \
+             script-src 'sha256-{script}'; connect-src 'self'; form-action 'self'; \
              frame-ancestors 'none'; base-uri 'none'"
         )
     })
@@ -115,7 +120,7 @@ pub fn layout(title: &str, body: &str) -> String {
 }
 
 /// [`layout`] with `head` (markup) added to the document's head.
-fn layout_with_head(title: &str, head: &str, body: &str) -> String {
+pub fn layout_with_head(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -657,7 +662,9 @@ pub struct RunRow {
 
 /// The index page.
 pub fn index_page(view: &IndexView) -> String {
-    let mut body = String::from("<h1>Patch runbooks</h1>\n");
+    let mut body = String::from(
+        "<h1>Patch runbooks</h1>\n<p><a href=\"/calendar\">The month's patch calendar</a></p>\n",
+    );
     body.push_str(&runbooks_section(&view.runbooks));
     body.push_str("<h2>Recent runs</h2>\n");
     body.push_str(&runs_table(&view.runs));
@@ -826,7 +833,7 @@ fn run_facts(view: &RunView) -> String {
 }
 
 /// "Waiting for": who the run waits on and for what.
-fn waiting_section(waiting: &[WaitView]) -> String {
+pub fn waiting_section(waiting: &[WaitView]) -> String {
     if waiting.is_empty() {
         return String::new();
     }

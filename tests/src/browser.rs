@@ -205,6 +205,15 @@ impl Browser {
         self.string("GET", &format!("/element/{}/text", element.id), None)
     }
 
+    /// Runs `script` (a function body; `return` gives the value) in the page: its value.
+    pub fn execute(&self, script: &str) -> Value {
+        self.session_command(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
     /// A screenshot of the viewport, as PNG bytes.
     pub fn screenshot(&self) -> Vec<u8> {
         let encoded = self.string("GET", "/screenshot", None);

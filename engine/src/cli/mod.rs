@@ -70,13 +70,15 @@ pub struct Cli {
     ansible_inventory: bool,
 }
 
-/// Output formats; `dot` and `mermaid` only for `plan`, `ics` only for `calendar`.
+/// Output formats; `dot`, `mermaid` and `svg` only for `plan`, `ics` only for `calendar`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
     Dot,
     Mermaid,
+    /// The step graph as the run page draws it (every step pending; `plan` only).
+    Svg,
     /// RFC 5545 (`calendar` only).
     Ics,
 }

@@ -1,5 +1,5 @@
 //! `patchday plan RUNBOOK [--cycle YYYY-MM[-DD]] [--start RFC3339]`: the resolved DAG with each
-//! step's wave and planned start; `--format json|dot|mermaid`.
+//! step's wave and planned start; `--format json|dot|mermaid|svg`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,10 +43,15 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         Format::Json => print_json(&planned)?,
         Format::Dot => out!("{}", planned.to_dot()),
         Format::Mermaid => out!("{}", planned.to_mermaid()),
+        Format::Svg => out!(
+            "{}",
+            crate::dashboard::graph::plan_svg(&checked).into_string()
+        ),
         Format::Ics => {
-            return Err(
-                UsageError("`plan` prints text, json, dot or mermaid, not ics".into()).into(),
-            );
+            return Err(UsageError(
+                "`plan` prints text, json, dot, mermaid or svg, not ics".into(),
+            )
+            .into());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,24 +1,26 @@
 //! The daemon's HTTP server (DESIGN §7), on axum: `GET /healthz`, `GET /metrics`
 //! (Prometheus text), `GET /` (runbooks, next cycles, recent runs) and `GET /runs/{id}` (a
-//! run's steps and audit trail), and the email links (`GET`/`HEAD`/`POST /links/{token}`,
+//! run's graph, timeline, hosts and audit trail, with its live fragment `/runs/{id}/live`, in
+//! [`dashboard`]), and the email links (`GET`/`HEAD`/`POST /links/{token}`,
 //! in [`links`](mod@links)), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
 //! store and the loaded runbooks and turn them into the pages' view structs.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 
 pub mod api;
+pub mod dashboard;
 pub mod links;
 pub mod waiting;
 
 use super::Shared;
 use crate::pages;
-use crate::store::{EventFilter, Store};
+use crate::store::Store;
 
 /// How many next cycles the index shows per runbook.
 const NEXT_CYCLES: usize = 3;
@@ -31,7 +33,9 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/healthz", get(healthz::<S>))
         .route("/metrics", get(metrics::<S>))
         .route("/", get(index::<S>))
-        .route("/runs/{id}", get(run_page::<S>))
+        .route("/runs/{id}", get(dashboard::run_page::<S>))
+        .route("/runs/{id}/live", get(dashboard::live::<S>))
+        .route("/calendar", get(dashboard::month_page::<S>))
         .route(
             "/links/{token}",
             get(links::show::<S>)
@@ -146,67 +150,4 @@ async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
         StatusCode::OK,
         pages::index_page(&pages::IndexView { runbooks, runs }),
     )
-}
-
-async fn run_page<S: Store>(
-    State(shared): State<Arc<Shared<S>>>,
-    Path(id): Path<String>,
-) -> Response {
-    let store = &shared.engine.store;
-    let run = match store.run(&id).await {
-        Ok(Some(run)) => run,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "There is no such run."),
-        Err(e) => return unavailable(e),
-    };
-    let (steps, events) = match (
-        store.steps(&id).await,
-        store
-            .events(EventFilter {
-                run_id: Some(id.clone()),
-                since: None,
-            })
-            .await,
-    ) {
-        (Ok(steps), Ok(events)) => (steps, events),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
-    };
-    let waiting = match waiting::waiting(&shared, &run, &steps).await {
-        Ok(waiting) => waiting,
-        Err(e) => return unavailable(e),
-    };
-    let cycle = crate::run::cycle_shown(&run);
-    let view = pages::RunView {
-        id: run.id,
-        runbook: run.runbook,
-        cycle,
-        state: run.state.as_str().into(),
-        runbook_hash: run.content_hash,
-        runbook_commit: run.commit,
-        started_at: run.started_at,
-        finished_at: run.finished_at,
-        steps: steps
-            .into_iter()
-            .map(|s| pages::StepRow {
-                step: s.step,
-                host: s.host,
-                state: crate::run::state_word(s.state).into(),
-                started_at: s.started_at,
-                finished_at: s.finished_at,
-                reason: s.reason,
-            })
-            .collect(),
-        waiting,
-        audit: events
-            .into_iter()
-            .map(|e| pages::AuditRow {
-                seq: u64::try_from(e.seq).unwrap_or_default(),
-                at: e.at,
-                actor: e.actor,
-                action: e.action,
-                step: e.step_id,
-                details: e.details.to_string(),
-            })
-            .collect(),
-    };
-    html(StatusCode::OK, pages::run_page(&view))
 }

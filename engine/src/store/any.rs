@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventRow,
-    NewEvent, OutboxFigures, RunClaim, RunId, RunRow, StepRow, Store, StoreError,
+    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
+    EventRow, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, StepRow, Store, StoreError,
 };
 
 /// A store on either backend.
@@ -118,6 +118,19 @@ impl Store for AnyStore {
 
     async fn events(&self, filter: EventFilter) -> Result<Vec<EventRow>, StoreError> {
         delegate!(self, s => s.events(filter))
+    }
+
+    async fn run_events_page(
+        &self,
+        run_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> Result<EventPage, StoreError> {
+        delegate!(self, s => s.run_events_page(run_id, offset, limit))
+    }
+
+    async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
+        delegate!(self, s => s.run_step_events(run_id))
     }
 
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {

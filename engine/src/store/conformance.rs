@@ -31,6 +31,8 @@ macro_rules! conformance_suite {
             chain_is_contiguous_and_verifies,
             concurrent_commits_serialize,
             events_filter_by_run_and_since,
+            a_run_s_events_come_in_pages,
+            a_run_s_step_events_leave_out_each_host_s,
             runs_and_unfinished_runs_order,
             due_emails_and_email_attempted,
             timestamps_round_trip_exactly,
@@ -666,6 +668,50 @@ pub(crate) async fn events_filter_by_run_and_since<S: Store>(store: &S) {
         .await
         .unwrap();
     assert!(none.is_empty());
+}
+
+pub(crate) async fn a_run_s_events_come_in_pages<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    create_simple(store, "r2", None).await;
+    let t = |m: i64| t0() + Duration::minutes(m);
+    let changes = (1..=5)
+        .map(|m| Change {
+            events: vec![event("step.running", Some("r1"), Some("a"), t(m))],
+            ..Change::default()
+        })
+        .collect();
+    store.commit(changes).await.unwrap();
+    let seqs = |page: &super::EventPage| page.events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    // r1: its run.started (seq 1), then seqs 3..=7 (r2 started at seq 2).
+    let first = store.run_events_page("r1", 0, 4).await.unwrap();
+    assert_eq!((seqs(&first), first.total), (vec![1, 3, 4, 5], 6));
+    let second = store.run_events_page("r1", 4, 4).await.unwrap();
+    assert_eq!((seqs(&second), second.total), (vec![6, 7], 6));
+    let past = store.run_events_page("r1", 40, 4).await.unwrap();
+    assert_eq!((seqs(&past), past.total), (vec![], 6));
+    let other = store.run_events_page("r2", 0, 10).await.unwrap();
+    assert_eq!((seqs(&other), other.total), (vec![2], 1));
+}
+
+pub(crate) async fn a_run_s_step_events_leave_out_each_host_s<S: Store>(store: &S) {
+    create_simple(store, "r1", None).await;
+    let mut host = event("step.running", Some("r1"), Some("a"), t0());
+    host.details = json!({ "host": "web1", "attempt": 1 });
+    let mut whole = event("step.running", Some("r1"), Some("a"), t0());
+    whole.details = json!({ "hosts": ["web1"], "note": "\"host\": in text" });
+    let change = Change {
+        events: vec![host, whole],
+        ..Change::default()
+    };
+    store.commit(vec![change]).await.unwrap();
+    let events = store.run_step_events("r1").await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        [1, 3],
+        "run.started and the step-level event, not the host's"
+    );
+    assert!(store.run_step_events("nope").await.unwrap().is_empty());
 }
 
 pub(crate) async fn runs_and_unfinished_runs_order<S: Store>(store: &S) {

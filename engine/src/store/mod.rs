@@ -316,6 +316,13 @@ pub struct EventFilter {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// One page of events and the number of events on all pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<EventRow>,
+    pub total: u64,
+}
+
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -386,6 +393,23 @@ pub trait Store: Send + Sync + 'static {
     fn events(
         &self,
         filter: EventFilter,
+    ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
+
+    /// One page of a run's audit events in `seq` order (`LIMIT`/`OFFSET` in the database),
+    /// and how many the run has in all: what the run page shows.
+    fn run_events_page(
+        &self,
+        run_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
+
+    /// A run's events about the run and its steps as a whole (none with a `host` in its
+    /// details), in `seq` order: what a run's timeline is drawn from, without the events of
+    /// each host of a fanned-out step.
+    fn run_step_events(
+        &self,
+        run_id: &str,
     ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
 
     /// The chain head the store recorded with the last event.

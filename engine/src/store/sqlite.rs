@@ -34,9 +34,9 @@ use super::codec::{
     json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
 };
 use super::{
-    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventRow,
-    Fence, NewDecision, NewEmail, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState,
-    StepRow, StepState, Store, StoreError, fences, lease_end,
+    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
+    EventRow, Fence, NewDecision, NewEmail, NewEvent, OutboxFigures, RunClaim, RunId, RunRow,
+    RunState, StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -1202,6 +1202,43 @@ impl Store for SqliteStore {
         .map_err(db("reading audit event hashes"))?;
         serde_json::from_str(&page)
             .map_err(|e| StoreError::Database(format!("a page of audit event hashes: {e}")))
+    }
+
+    async fn run_events_page(
+        &self,
+        run_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> Result<EventPage, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?"
+        ))
+        .bind(run_id)
+        .bind(i64::from(limit))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading a page of audit events"))?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db("counting audit events"))?;
+        Ok(EventPage {
+            events: rows.iter().map(event_from).collect::<Result<_, _>>()?,
+            total: u64::try_from(total).unwrap_or_default(),
+        })
+    }
+
+    async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND json_type(details, '$.host') IS NULL ORDER BY seq"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading a run's step events"))?;
+        rows.iter().map(event_from).collect()
     }
 
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {

@@ -7,6 +7,7 @@ mod cadence;
 mod calendar;
 mod corpus;
 mod daemon;
+mod dashboard;
 mod demo;
 mod durability;
 mod evidence;

@@ -1,0 +1,158 @@
+//! The month calendar (`GET /calendar`, [`crate::dashboard::month`]) and the run page (`GET /runs/{id}`) and its live fragment (`GET /runs/{id}/live`): both read
+//! the run, its step rows, its step-level events (not each host's) and one page of its audit
+//! trail (`LIMIT`/`OFFSET`), and render
+//! [`crate::dashboard::run`]'s section; the page wraps it in the document shell with the
+//! live script, the fragment is the section alone (what the script swaps in).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+
+use super::{error, html, unavailable};
+use crate::calendar::Cycle;
+use crate::daemon::Shared;
+use crate::dashboard::month;
+use crate::dashboard::run::{self, EVENTS_PER_PAGE, RunQuery, RunSection};
+use crate::pages;
+use crate::store::Store;
+
+/// The run page.
+pub async fn run_page<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    Path(id): Path<String>,
+    Query(query): Query<RunQuery>,
+) -> Response {
+    let (title, head, section) = match render(&shared, &id, &query).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    let body = html! {
+        h1 { (title) }
+        (section)
+        (run::live_script())
+    };
+    html(
+        StatusCode::OK,
+        pages::layout_with_head(&title, &head.into_string(), &body.into_string()),
+    )
+}
+
+/// The run page's live section alone.
+pub async fn live<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    Path(id): Path<String>,
+    Query(query): Query<RunQuery>,
+) -> Response {
+    match render(&shared, &id, &query).await {
+        Ok((_, _, section)) => html(StatusCode::OK, section.into_string()),
+        Err(response) => response,
+    }
+}
+
+/// The month calendar's query parameters.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct MonthQuery {
+    /// `YYYY-MM`; this month when absent.
+    month: Option<String>,
+    /// One runbook's name; every runbook when absent or empty.
+    runbook: Option<String>,
+}
+
+/// The month calendar page.
+pub async fn month_page<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    Query(query): Query<MonthQuery>,
+) -> Response {
+    let today = shared.clock.now().date_naive();
+    let month = match query.month.as_deref().filter(|m| !m.is_empty()) {
+        None => Cycle::of(today),
+        Some(text) => match text.parse::<Cycle>() {
+            Ok(month) => month,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "The month is not YYYY-MM."),
+        },
+    };
+    let selected = query.runbook.filter(|r| !r.is_empty());
+    let runbooks = shared.runbooks();
+    let shown = runbooks
+        .by_name
+        .values()
+        .map(|loaded| &loaded.checked)
+        .filter(|c| selected.as_ref().is_none_or(|s| *s == c.runbook.name.value));
+    let (mut entries, mut blackouts) = (Vec::new(), Vec::new());
+    for checked in shown {
+        entries.extend(month::entries_of(checked, month));
+        blackouts.extend(month::blackouts_of(checked, month));
+    }
+    entries.sort_by(|a, b| (a.date, &a.time, &a.runbook).cmp(&(b.date, &b.time, &b.runbook)));
+    let view = month::MonthView {
+        month,
+        today,
+        runbooks: runbooks.by_name.keys().cloned().collect(),
+        selected,
+        entries,
+        blackouts,
+    };
+    let head = html! { style { (maud::PreEscaped(crate::dashboard::STYLE)) } };
+    html(
+        StatusCode::OK,
+        pages::layout_with_head(
+            &format!("Patch calendar {month}"),
+            &head.into_string(),
+            &month::month_body(&view).into_string(),
+        ),
+    )
+}
+
+/// The page's title, extra head markup and live section, or the error page to send.
+async fn render<S: Store>(
+    shared: &Shared<S>,
+    id: &str,
+    query: &RunQuery,
+) -> Result<(String, maud::Markup, maud::Markup), Response> {
+    let store = &shared.engine.store;
+    let run = match store.run(id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return Err(error(StatusCode::NOT_FOUND, "There is no such run.")),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let (steps, events) = match (store.steps(id).await, store.run_step_events(id).await) {
+        (Ok(steps), Ok(events)) => (steps, events),
+        (Err(e), _) | (_, Err(e)) => return Err(unavailable(e)),
+    };
+    // The page asked for, else the last, within the pages there are: the count comes first.
+    let total = store
+        .run_events_page(id, 0, 0)
+        .await
+        .map_err(unavailable)?
+        .total;
+    let audit_offset = query.audit_offset(total);
+    let audit = store
+        .run_events_page(id, audit_offset, EVENTS_PER_PAGE)
+        .await
+        .map_err(unavailable)?;
+    let checked = shared.checked_for_run(&run);
+    let waiting = super::waiting::waiting(shared, &run, &steps)
+        .await
+        .map_err(unavailable)?;
+    let path = pages::run_path(&run.id);
+    let section = run::run_section(&RunSection {
+        run: &run,
+        checked: checked.as_deref(),
+        steps: &steps,
+        events: &events,
+        audit: &audit,
+        audit_offset,
+        query,
+        path: &path,
+        now: shared.clock.now(),
+        waiting: &waiting,
+    });
+    let title = match run.cycle.as_deref() {
+        None => format!("Manual run of {}", run.runbook),
+        Some(cycle) => format!("Run {cycle} of {}", run.runbook),
+    };
+    Ok((title, run::run_head(&run), section))
+}

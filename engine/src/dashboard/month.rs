@@ -1,0 +1,300 @@
+//! The month calendar page (`GET /calendar?month=YYYY-MM&runbook=NAME`): a Monday-first grid
+//! of the month with every runbook's cycles (when each fires) and their steps' planned times
+//! (the steps with an `at`: committee email, CAB, patch night, report...), Patch Tuesday
+//! marked, blackout days shaded with their reason (a blacked-out cycle struck through and
+//! said to be skipped), today outlined; links to the previous and next month and a plain
+//! `GET` form to filter by runbook (no JavaScript).
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use maud::{Markup, html};
+
+use crate::calendar::{Cycle, blackout_for, patch_tuesday};
+use crate::plan::{PlanFor, plan};
+use crate::validate::CheckedRunbook;
+
+/// One thing on a day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub date: NaiveDate,
+    /// Local time in the runbook's zone, with the zone's abbreviation.
+    pub time: String,
+    pub runbook: String,
+    /// `cycle 2026-12 starts`, or a step id.
+    pub what: String,
+    /// Why the cycle is skipped, when a blackout skips it.
+    pub skipped: Option<String>,
+}
+
+/// A blackout day and its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlackoutDay {
+    pub date: NaiveDate,
+    pub runbook: String,
+    pub reason: String,
+}
+
+/// The page's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthView {
+    pub month: Cycle,
+    pub today: NaiveDate,
+    /// Every runbook's name (the filter's choices).
+    pub runbooks: Vec<String>,
+    /// The runbook filtered on, if any.
+    pub selected: Option<String>,
+    pub entries: Vec<Entry>,
+    pub blackouts: Vec<BlackoutDay>,
+}
+
+/// A runbook's cycles firing in `month` and their steps' planned times within it.
+pub fn entries_of(checked: &CheckedRunbook, month: Cycle) -> Vec<Entry> {
+    let tz = checked.tz;
+    let name = &checked.runbook.name.value;
+    let from = (month.first_day() - Duration::days(45))
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let fires = checked
+        .schedule
+        .fires_from(from)
+        .take_while(|f| f.fires_at.date_naive() <= month.last_day())
+        .filter(|f| Cycle::of(f.fires_at.date_naive()) == month);
+    let mut out = Vec::new();
+    for fire in fires {
+        let start = fire.fires_at.to_utc();
+        out.push(Entry {
+            date: fire.fires_at.date_naive(),
+            time: local_time(start, tz),
+            runbook: name.clone(),
+            what: format!("cycle {} starts", fire.cycle),
+            skipped: fire.blackout.clone(),
+        });
+        let planned = plan(
+            checked,
+            PlanFor {
+                cycle: Some(fire.cycle),
+                start: Some(start),
+            },
+        );
+        let timed = planned.steps.iter().filter(|s| s.at.is_some());
+        for step in timed {
+            let Some(at) = step
+                .planned_start
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            else {
+                continue;
+            };
+            let date = at.with_timezone(&tz).date_naive();
+            if Cycle::of(date) == month {
+                out.push(Entry {
+                    date,
+                    time: local_time(at.to_utc(), tz),
+                    runbook: name.clone(),
+                    what: step.id.clone(),
+                    skipped: fire.blackout.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A runbook's blackout days in `month`.
+pub fn blackouts_of(checked: &CheckedRunbook, month: Cycle) -> Vec<BlackoutDay> {
+    let blackouts = checked.schedule.blackouts();
+    month
+        .first_day()
+        .iter_days()
+        .take_while(|d| *d <= month.last_day())
+        .filter_map(|date| {
+            blackout_for(blackouts, date).map(|b| BlackoutDay {
+                date,
+                runbook: checked.runbook.name.value.clone(),
+                reason: b.reason.clone(),
+            })
+        })
+        .collect()
+}
+
+fn local_time(at: DateTime<Utc>, tz: Tz) -> String {
+    at.with_timezone(&tz).format("%H:%M %Z").to_string()
+}
+
+/// The page's body.
+pub fn month_body(view: &MonthView) -> Markup {
+    let month = view.month;
+    let tuesday = patch_tuesday(month);
+    let link = |cycle: Cycle| match &view.selected {
+        Some(runbook) => format!(
+            "/calendar?month={cycle}&runbook={}",
+            super::run::query_value(runbook)
+        ),
+        None => format!("/calendar?month={cycle}"),
+    };
+    html! {
+        h1 { "Patch calendar " (month) }
+        nav.pager aria-label="Months" {
+            a href=(link(month.pred())) rel="prev" { "‹ " (month.pred()) }
+            a href=(link(Cycle::of(view.today))) { "this month" }
+            a href=(link(month.succ())) rel="next" { (month.succ()) " ›" }
+        }
+        form.filter method="get" action="/calendar" {
+            input type="hidden" name="month" value=(month.to_string());
+            label for="runbook" { "Runbook " }
+            select #runbook name="runbook" {
+                option value="" selected[view.selected.is_none()] { "all runbooks" }
+                @for name in &view.runbooks {
+                    option value=(name) selected[view.selected.as_deref() == Some(name.as_str())] { (name) }
+                }
+            }
+            " "
+            button type="submit" { "Show" }
+        }
+        table.month {
+            caption { "Patch Tuesday is " (tuesday.format("%A %-d %B %Y")) ". Times are each runbook's own zone." }
+            thead { tr { @for day in ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"] { th scope="col" { (day) } } } }
+            tbody {
+                @for week in weeks(month) {
+                    tr { @for date in week { (day_cell(view, date, tuesday)) } }
+                }
+            }
+        }
+    }
+}
+
+/// The month's weeks, Monday first, padded with the neighbouring months' days.
+fn weeks(month: Cycle) -> Vec<Vec<NaiveDate>> {
+    let first = month.first_day();
+    let start = first - Duration::days(i64::from(first.weekday().num_days_from_monday()));
+    let mut weeks = Vec::new();
+    let mut day = start;
+    while day <= month.last_day() {
+        weeks.push((0..7).map(|k| day + Duration::days(k)).collect());
+        day += Duration::days(7);
+    }
+    weeks
+}
+
+fn day_cell(view: &MonthView, date: NaiveDate, tuesday: NaiveDate) -> Markup {
+    let outside = Cycle::of(date) != view.month;
+    let blackouts: Vec<&BlackoutDay> = view.blackouts.iter().filter(|b| b.date == date).collect();
+    let mut classes = vec!["day"];
+    if outside {
+        classes.push("outside");
+    }
+    if !blackouts.is_empty() {
+        classes.push("blackout");
+    }
+    if date == view.today {
+        classes.push("today");
+    }
+    html! {
+        td class=(classes.join(" ")) data-date=(date.to_string()) {
+            div.date {
+                (date.day())
+                @if date == view.today { " " span.tag { "today" } }
+                @if date == tuesday { " " span.tag.pt { "Patch Tuesday" } }
+            }
+            @for b in &blackouts { div.reason { "Blackout (" (b.runbook) "): " (b.reason) } }
+            @if !outside {
+                ul.entries {
+                    @for entry in view.entries.iter().filter(|e| e.date == date) {
+                        li {
+                            @if let Some(reason) = &entry.skipped {
+                                s { (entry.time) " " (entry.runbook) ": " (entry.what) }
+                                " " span.muted { "skipped: " (reason) }
+                            } @else {
+                                (entry.time) " " strong { (entry.runbook) } ": " (entry.what)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::runbook::load_runbook;
+    use crate::validate::{Sources, check};
+
+    const YAML: &str = "name: monthly\ntimezone: UTC\nschedule:\n  - at: patch_tuesday-7d 09:00\nblackouts:\n  - { from: 2026-12-21, to: 2027-01-06, reason: \"<b>freeze</b> & co\" }\nsteps:\n  committee: { uses: noop, at: patch_tuesday-7d 09:00 }\n  patch-night: { uses: noop, needs: [committee], at: patch_tuesday 20:00 }\n  report: { uses: noop, needs: [patch-night] }\n";
+
+    fn checked() -> CheckedRunbook {
+        let mut sources = Sources::default();
+        sources.insert("m.yaml".into(), Ok(YAML.into()));
+        let (checked, diags) = check(&load_runbook("m.yaml", YAML), Path::new(""), &sources);
+        checked.unwrap_or_else(|| panic!("{diags:#?}"))
+    }
+
+    fn date(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    fn december() -> Cycle {
+        Cycle::new(2026, 12).unwrap()
+    }
+
+    #[test]
+    fn a_month_has_its_cycle_and_the_timed_steps() {
+        let entries = entries_of(&checked(), december());
+        let seen: Vec<(NaiveDate, &str, &str)> = entries
+            .iter()
+            .map(|e| (e.date, e.time.as_str(), e.what.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (date("2026-12-01"), "09:00 UTC", "cycle 2026-12 starts"),
+                (date("2026-12-01"), "09:00 UTC", "committee"),
+                (date("2026-12-08"), "20:00 UTC", "patch-night"),
+            ]
+        );
+        assert!(entries.iter().all(|e| e.skipped.is_none()));
+    }
+
+    #[test]
+    fn a_blacked_out_cycle_is_shown_skipped_with_its_reason() {
+        let january = Cycle::new(2027, 1).unwrap();
+        let entries = entries_of(&checked(), january);
+        assert_eq!(entries[0].what, "cycle 2027-01 starts");
+        assert_eq!(entries[0].date, date("2027-01-05"));
+        assert_eq!(entries[0].skipped.as_deref(), Some("<b>freeze</b> & co"));
+        let days = blackouts_of(&checked(), january);
+        assert_eq!(days.len(), 6, "January 1 to 6");
+    }
+
+    #[test]
+    fn the_grid_marks_patch_tuesday_today_and_blackouts_escaped() {
+        let checked = checked();
+        let view = MonthView {
+            month: december(),
+            today: date("2026-12-03"),
+            runbooks: vec!["monthly".into(), "<evil>".into()],
+            selected: Some("monthly".into()),
+            entries: entries_of(&checked, december()),
+            blackouts: blackouts_of(&checked, december()),
+        };
+        let html = month_body(&view).into_string();
+        assert!(!html.contains("<b>") && !html.contains("<evil>"), "{html}");
+        assert!(html.contains("Blackout (monthly): &lt;b&gt;freeze&lt;/b&gt; &amp; co"));
+        assert_eq!(
+            html.matches("class=\"day blackout\"").count(),
+            11,
+            "21 to 31"
+        );
+        assert!(html.contains("<td class=\"day today\" data-date=\"2026-12-03\">"));
+        assert!(html.contains("8 <span class=\"tag pt\">Patch Tuesday</span>"));
+        assert!(html.contains("href=\"/calendar?month=2026-11&amp;runbook=monthly\""));
+        assert!(html.contains("href=\"/calendar?month=2027-01&amp;runbook=monthly\""));
+        assert!(html.contains("<option value=\"monthly\" selected>monthly</option>"));
+        // December 2026 starts on a Tuesday: the grid starts on Monday 30 November.
+        assert!(html.contains("data-date=\"2026-11-30\""));
+        assert_eq!(html.matches("<tr><td").count(), 5);
+    }
+}
