@@ -160,7 +160,12 @@ fn facts(run: &RunRow) -> Markup {
         table.facts {
             tr { th { "Run" } td { code { (run.id) } } }
             tr { th { "Runbook" } td { (run.runbook) } }
-            tr { th { "Cycle" } td { (run.cycle.as_deref().unwrap_or("none")) } }
+            tr { th { "Cycle" } td {
+                @match run.cycle.as_deref().filter(|c| !c.is_empty()) {
+                    Some(cycle) => (cycle),
+                    None => span.muted { "none (manual run)" },
+                }
+            } }
             tr { th { "State" } td { span.badge { (run.state.as_str()) } } }
             tr { th { "Started" } td { (stamp(run.started_at)) } }
             tr { th { "Finished" } td { (run.finished_at.map_or("—".into(), stamp)) } }

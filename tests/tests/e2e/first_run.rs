@@ -249,10 +249,10 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
         tasks[0]["rcpt_tos"],
         json!(["patch-coordinator@example.com"])
     );
-    // The run waits for the coordinator, so the page open in the browser still reloads itself.
+    // The run waits for the coordinator, so the page open in the browser still follows it.
     let page = browser.source();
     assert!(
-        page.contains("reloads every 5 seconds while the run is going"),
+        page.contains("<section id=\"live\" data-state=\"running\""),
         "{page}"
     );
 
@@ -276,13 +276,11 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
     );
     assert_eq!(status, 200, "{decided}");
 
-    // ---- Watch the run finish: the open run page reloads until it says so ------------------
-    let finished_state =
-        "<tr><th>State</th><td><span class=\"badge ok\">succeeded</span></td></tr>";
+    // ---- Watch the run finish: the open run page follows the run until it says so ---------
+    let finished_state = "<section id=\"live\" data-state=\"succeeded\"";
     poll("the run page to say the run succeeded", LIMIT, || {
         browser.source().contains(finished_state).then_some(())
     });
-    assert!(!browser.source().contains("reloads every"));
     screenshot(&browser, "first-run-run.png");
 
     let out = served.cli(&hosts, &["status", &run, "--format", "json"]);
