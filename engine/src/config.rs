@@ -16,6 +16,7 @@
 //! | `[libvirt] uri` | `PATCHDAY_LIBVIRT_URI` | virsh's default connection |
 //! | `[security] link_secret_file, api_tokens_file, link_ttl` | `PATCHDAY_SECURITY_<KEY>` | none, none, `72h` |
 //! | `[[blackout]] from, to, reason` | — | none |
+//! | `[auth] viewers, operators, admins` | — | none: only the local operator signs in |
 //!
 //! Parsing and resolving do no I/O; [`load`] and [`load_layered`] read the file. Secrets are
 //! never values here: only the names of the files that hold them.
@@ -99,6 +100,8 @@ pub struct Config {
     /// `[ansible] inventory`: Ansible inventories read natively, or through `ansible-inventory`.
     pub ansible_inventories: crate::sources::AnsibleInventories,
     pub security: SecurityConfig,
+    /// `[auth]`: who holds which role (file only).
+    pub roles: crate::auth::Roles,
 }
 
 /// `[server]`.
@@ -255,6 +258,7 @@ pub struct Layers {
     file: Option<PathBuf>,
     values: BTreeMap<&'static str, Setting>,
     blackouts: Vec<Blackout>,
+    roles: crate::auth::Roles,
 }
 
 impl Layers {
@@ -311,6 +315,19 @@ struct RawConfig {
     ansible: RawAnsible,
     #[serde(default)]
     security: RawSecurity,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    viewers: Vec<String>,
+    #[serde(default)]
+    operators: Vec<String>,
+    #[serde(default)]
+    admins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -431,6 +448,7 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .blackouts
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
+    layers.roles = roles(&raw.auth).map_err(invalid)?;
     let smtp = raw.smtp.unwrap_or_default();
     let values: [(&str, Option<String>); 24] = [
         ("server.listen", raw.server.listen),
@@ -627,6 +645,22 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         ansible,
         ansible_inventories,
         security,
+        roles: layers.roles.clone(),
+    })
+}
+
+/// `[auth] viewers, operators, admins`, each entry checked ([`crate::auth::Principal::parse`]).
+fn roles(raw: &RawAuth) -> Result<crate::auth::Roles, String> {
+    let list = |key: &str, items: &[String]| {
+        items
+            .iter()
+            .map(|i| crate::auth::Principal::parse(i).map_err(|e| format!("[auth] {key}: {e}")))
+            .collect::<Result<Vec<_>, String>>()
+    };
+    Ok(crate::auth::Roles {
+        viewers: list("viewers", &raw.viewers)?,
+        operators: list("operators", &raw.operators)?,
+        admins: list("admins", &raw.admins)?,
     })
 }
 

@@ -11,6 +11,8 @@
 //! per choice, each with the CSRF field, and no link that decides. The HTTP layer should send
 //! [`content_security_policy`] with every page.
 
+pub mod signin;
+
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
@@ -517,6 +519,8 @@ fn status_phrase(status: u16) -> &'static str {
 pub struct IndexView {
     pub runbooks: Vec<RunbookRow>,
     pub runs: Vec<RunRow>,
+    /// Who is signed in: the bar with the sign-out form (markup from [`signin::signed_in_bar`]).
+    pub signed_in: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -550,6 +554,7 @@ pub fn index_page(view: &IndexView) -> String {
     body.push_str(&runbooks_section(&view.runbooks));
     body.push_str("<h2>Recent runs</h2>\n");
     body.push_str(&runs_table(&view.runs));
+    body.push_str(&view.signed_in);
     layout("Overview", &body)
 }
 
@@ -949,6 +954,7 @@ mod tests {
                 started_at: at(8, 14, 0),
                 finished_at: Some(at(8, 16, 0)),
             }],
+            signed_in: String::new(),
         }
     }
 
@@ -1180,6 +1186,7 @@ mod tests {
                 next_cycles: Vec::new(),
             }],
             runs: Vec::new(),
+            signed_in: String::new(),
         };
         assert!(index_page(&view).contains(
             "no schedule: started by hand (<code>patchday trigger emergency-zero-day</code>) \
@@ -1214,6 +1221,7 @@ mod tests {
                 started_at: at(8, 14, 0),
                 finished_at: Some(at(8, 18, 30)),
             }],
+            signed_in: String::new(),
         };
         let html = index_page(&view);
         for expected in [

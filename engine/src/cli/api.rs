@@ -394,6 +394,41 @@ pub fn api_token(args: TokenArgs, globals: &Globals) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// `patchday login-url`.
+#[derive(Debug, clap::Args)]
+pub struct LoginUrlArgs {
+    /// The daemon's base URL (default: `[server] public_url`, else `http://<listen>`).
+    #[arg(long)]
+    url: Option<String>,
+}
+
+/// `patchday login-url`: a one-time sign-in URL for the local operator, signed with the link
+/// secret the daemon reads (`[security] link_secret_file`, or the key next to its SQLite
+/// database).
+pub fn login_url(args: LoginUrlArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let config = globals.configuration()?;
+    if !crate::daemon::link_secret_lasts(&config) {
+        return Err(UsageError(
+            "the daemon signs links with a key of its own process (no [security] \
+             link_secret_file, no SQLite database): use the URL `patchday serve` printed, or \
+             set link_secret_file"
+                .into(),
+        )
+        .into());
+    }
+    let links = crate::daemon::sign_in_links(&config).map_err(|e| UsageError(e.to_string()))?;
+    let nonce = crate::links::new_nonce(&mut crate::daemon::http::auth::os_random);
+    let token = links.mint(
+        crate::auth::LOCAL_OPERATOR,
+        globals.clock.now(),
+        crate::auth::LOCAL_LINK_TTL,
+        nonce,
+    )?;
+    let base = args.url.unwrap_or_else(|| config.public_url());
+    outln!("{}/signin/{token}", base.trim_end_matches('/'));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Percent-encodes a path segment.
 fn encode(segment: &str) -> String {
     let mut out = String::new();

@@ -111,6 +111,8 @@ enum Command {
     ApiToken(api::TokenArgs),
     /// Write a commented starter runbook or inventory that validates.
     New(new::Args),
+    /// Print a one-time sign-in URL for the local operator (an admin; works once, within 24h).
+    LoginUrl(api::LoginUrlArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -194,6 +196,7 @@ pub fn main() -> ExitCode {
         Command::Approve(args) => api::approve(args, &globals),
         Command::ApiToken(args) => api::api_token(args, &globals),
         Command::New(args) => new::run(args, &globals),
+        Command::LoginUrl(args) => api::login_url(args, &globals),
     };
     match result {
         Ok(code) => code,

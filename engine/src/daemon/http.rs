@@ -1,7 +1,8 @@
 //! The daemon's HTTP server (DESIGN §7), on axum: `GET /healthz`, `GET /metrics`
 //! (Prometheus text), `GET /` (runbooks, next cycles, recent runs) and `GET /runs/{id}` (a
 //! run's steps and audit trail), and the email links (`GET`/`HEAD`/`POST /links/{token}`,
-//! in [`links`](mod@links)), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
+//! in [`links`](mod@links)), the sign-in routes ([`auth`]: every page but `/healthz`, the links
+//! and sign-in needs a signed-in person), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
 //! store and the loaded runbooks and turn them into the pages' view structs.
 
 use std::sync::Arc;
@@ -9,10 +10,11 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 
 pub mod api;
+pub mod auth;
 pub mod links;
 
 use super::Shared;
@@ -31,6 +33,12 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .route("/", get(index::<S>))
         .route("/runs/{id}", get(run_page::<S>))
+        .route("/signin", get(auth::form).post(auth::request_link::<S>))
+        .route(
+            "/signin/{token}",
+            get(auth::confirm::<S>).post(auth::sign_in::<S>),
+        )
+        .route("/signout", post(auth::sign_out::<S>))
         .route(
             "/links/{token}",
             get(links::show::<S>)
@@ -101,7 +109,10 @@ async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     }
 }
 
-async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
+async fn index<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    signed_in: auth::SignedIn,
+) -> Response {
     let now = shared.clock.now();
     let runbooks = shared
         .runbooks()
@@ -143,12 +154,17 @@ async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
         .collect();
     html(
         StatusCode::OK,
-        pages::index_page(&pages::IndexView { runbooks, runs }),
+        pages::index_page(&pages::IndexView {
+            runbooks,
+            runs,
+            signed_in: signed_in.bar(&shared),
+        }),
     )
 }
 
 async fn run_page<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
+    _signed_in: auth::SignedIn,
     Path(id): Path<String>,
 ) -> Response {
     let store = &shared.engine.store;

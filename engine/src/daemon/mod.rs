@@ -168,6 +168,9 @@ pub struct Ready {
     pub delivery: String,
     pub runbooks: usize,
     pub rejected: usize,
+    /// The local operator's one-time sign-in URL (like Jupyter's): whoever reads the daemon's
+    /// output may sign in once, as an admin, within 24 hours.
+    pub sign_in: Option<String>,
 }
 
 impl Ready {
@@ -186,6 +189,13 @@ impl Ready {
                 String::new()
             }
         )
+    }
+
+    /// `sign in as the local operator (once, within 24h): URL`, when there is a URL.
+    pub fn sign_in_line(&self) -> Option<String> {
+        self.sign_in
+            .as_ref()
+            .map(|url| format!("sign in as the local operator (once, within 24h): {url}"))
     }
 }
 
@@ -228,6 +238,8 @@ pub struct Shared<S: Store> {
     api_tokens: RwLock<Arc<tokens::ApiTokens>>,
     /// This daemon among the daemons sharing the database: node id, leadership, lease clock.
     pub cluster: cluster::Cluster,
+    /// Sign-in links, roles, session cookies ([`http::auth`]).
+    pub auth: http::auth::AuthState,
 }
 
 /// The driver task of one run.
@@ -551,6 +563,13 @@ impl<S: Store> Daemon<S> {
                 refused.get_or_insert(e);
             }
         }
+        let auth = match auth_state(&options.config, &engine.public_url) {
+            Ok(auth) => auth,
+            Err(e) => {
+                refused.get_or_insert(e);
+                auth_state_unkeyed(&options.config)
+            }
+        };
         let mut options = options;
         if options.config.security.api_tokens_file.is_none() {
             options.config.security.api_tokens_file =
@@ -588,6 +607,7 @@ impl<S: Store> Daemon<S> {
             started_at: options.clock.now(),
             api_tokens: RwLock::new(Arc::new(api_tokens)),
             cluster,
+            auth,
         });
         shared.set_runbooks(runbooks);
         Daemon {
@@ -660,6 +680,13 @@ impl<S: Store> Daemon<S> {
             delivery: options.delivery.describe(),
             runbooks: shared.runbooks().by_name.len(),
             rejected: shared.runbooks().rejected.len(),
+            sign_in: match shared.auth.local_sign_in_path() {
+                Ok(path) => Some(format!("{}{path}", shared.engine.public_url)),
+                Err(e) => {
+                    tracing::warn!("no local sign-in URL: {e}");
+                    None
+                }
+            },
         });
 
         shared.shutdown.cancelled().await;
@@ -722,6 +749,57 @@ fn bind(config: &Config) -> Result<(std::net::TcpListener, String), DaemonError>
 /// process only (logged: its links die with it). Links live `[security] link_ttl` unless a
 /// step sets `expires`; nonces come from the OS.
 pub fn link_minter(config: &Config) -> Result<LinkMinter, DaemonError> {
+    let secret = link_secret(config)?;
+    let signer = LinkSigner::new(&secret).map_err(|e| DaemonError::LinkSecret(e.to_string()))?;
+    let ttl = chrono::Duration::from_std(config.security.link_ttl)
+        .map_err(|e| DaemonError::LinkSecret(format!("link_ttl: {e}")))?;
+    let random = Arc::new(|buf: &mut [u8]| getrandom::fill(buf).expect("OS randomness"));
+    Ok(LinkMinter::new(signer, ttl, random))
+}
+
+/// The sign-in links' signer: keyed from the link secret ([`link_secret`]), so the links
+/// `patchday login-url` makes work on the daemon that shares its secret.
+pub fn sign_in_links(config: &Config) -> Result<crate::auth::SignInLinks, DaemonError> {
+    crate::auth::SignInLinks::new(&link_secret(config)?)
+        .map_err(|e| DaemonError::LinkSecret(e.to_string()))
+}
+
+/// The HTTP server's sign-in state: the sign-in links' key, `[auth]`'s roles, `Secure`
+/// cookies when the public URL is `https://`.
+fn auth_state(config: &Config, public_url: &str) -> Result<http::auth::AuthState, DaemonError> {
+    Ok(http::auth::AuthState {
+        links: sign_in_links(config)?,
+        roles: config.roles.clone(),
+        secure: public_url.starts_with("https://"),
+        clock: Arc::new(crate::clock::SystemClock),
+        refusals: Default::default(),
+        random: http::auth::os_random,
+    })
+}
+
+/// A stand-in for a daemon that refuses to start anyway (its link secret is unusable).
+fn auth_state_unkeyed(config: &Config) -> http::auth::AuthState {
+    let mut key = [0u8; 32];
+    http::auth::os_random(&mut key);
+    http::auth::AuthState {
+        links: crate::auth::SignInLinks::new(&key).expect("32 bytes"),
+        roles: config.roles.clone(),
+        secure: false,
+        clock: Arc::new(crate::clock::SystemClock),
+        refusals: Default::default(),
+        random: http::auth::os_random,
+    }
+}
+
+/// Whether the link secret outlives the daemon's process (a file names it, or the key sits
+/// next to a SQLite database), so that another process (`patchday login-url`) can sign with it.
+pub fn link_secret_lasts(config: &Config) -> bool {
+    config.security.link_secret_file.is_some() || sqlite_file(&config.database_url).is_some()
+}
+
+/// The link secret: `[security] link_secret_file`, else the key file next to a SQLite
+/// database (created if missing), else random for this process (see [`link_minter`]).
+fn link_secret(config: &Config) -> Result<Vec<u8>, DaemonError> {
     let file = |what: &'static str, path: &Path, source: std::io::Error| DaemonError::File {
         what,
         path: path.display().to_string(),
@@ -752,11 +830,7 @@ pub fn link_minter(config: &Config) -> Result<LinkMinter, DaemonError> {
         );
         random_bytes(32)?
     };
-    let signer = LinkSigner::new(&secret).map_err(|e| DaemonError::LinkSecret(e.to_string()))?;
-    let ttl = chrono::Duration::from_std(config.security.link_ttl)
-        .map_err(|e| DaemonError::LinkSecret(format!("link_ttl: {e}")))?;
-    let random = Arc::new(|buf: &mut [u8]| getrandom::fill(buf).expect("OS randomness"));
-    Ok(LinkMinter::new(signer, ttl, random))
+    Ok(secret)
 }
 
 /// With no `[security] api_tokens_file` and a SQLite database file: the tokens file

@@ -369,7 +369,7 @@ fn cross_site<S: Store>(headers: &HeaderMap, shared: &Shared<S>) -> bool {
 /// Our pages say `no-referrer`, so a browser posts their forms with `Origin: null` (the Fetch
 /// standard serialises the origin as `null` under that policy); `null` names no site, and is
 /// taken as this site only when the browser also says `Sec-Fetch-Site: same-origin`.
-fn is_cross_site(headers: &HeaderMap, public: &str) -> bool {
+pub(super) fn is_cross_site(headers: &HeaderMap, public: &str) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let site = text("sec-fetch-site");
     if let Some(site) = site
