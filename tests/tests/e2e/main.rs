@@ -2,6 +2,7 @@
 //! One test binary (like ripgrep's), one module per area.
 
 mod ansible;
+mod auth;
 mod browser;
 mod calendar;
 mod corpus;

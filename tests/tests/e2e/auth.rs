@@ -1,0 +1,285 @@
+//! Who may see what (issue #11, DESIGN §7): nothing about runs without a session; sign-in by an
+//! emailed one-time link or the local operator's URL; sessions that end (sign-out, another
+//! daemon's cookie, a forged one); refusals audited.
+//!
+//! `patchday serve` runs with a runbook whose approval waits for alice@example.com, with a CVE
+//! and a change number as params, and `[auth] viewers = ["role:cab"]` (the runbook's role).
+
+use std::path::Path;
+use std::time::Duration;
+
+use patchday_tests::browser::Browser;
+use patchday_tests::daemon::{
+    Daemon, audit_events, count, emails_with, hidden_field, poll, request, serve_command,
+    session_cookie, sign_in,
+};
+use patchday_tests::smtp::{SmtpOptions, SmtpServer};
+
+const RUNBOOK: &str = r#"name: secret-demo
+description: An approval that names people and a CVE
+timezone: UTC
+schedule:
+  - at: patch_tuesday 10:00
+catch_up: 1h
+roles:
+  cab: [alice@example.com, bob@example.com]
+params:
+  cve: { default: CVE-2026-4242 }
+  change: { default: CHG-777 }
+steps:
+  cab-approval:
+    uses: approval
+    with:
+      approvers: [cab]
+      quorum: 1
+      message: "Patch {{params.cve}} under {{params.change}}?"
+"#;
+
+const LIMIT: Duration = Duration::from_secs(30);
+const SIGN_IN_SUBJECT: &str = "Subject: [patchday] Your sign-in link\r\n";
+
+/// A folder with the runbook and a configuration giving the runbook's `cab` the viewer role;
+/// `extra` is appended to the configuration.
+fn folder(name: &str, extra: &str) -> (std::path::PathBuf, String) {
+    let dir = patchday_tests::scratch(name);
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/secret-demo.yaml"), RUNBOOK).unwrap();
+    let config = dir.join("patchday.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nviewers = [\"role:cab\"]\n{extra}"),
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    (dir, database)
+}
+
+fn serve(dir: &Path, database: &str) -> Daemon {
+    let mut command = serve_command(dir, database, &dir.join("outbox"));
+    command.args(["--config", &dir.join("patchday.toml").display().to_string()]);
+    Daemon::start(command)
+}
+
+/// The first `http://…/signin/TOKEN` URL in a text.
+fn sign_in_url(text: &str) -> String {
+    let at = text.find("/signin/").expect("a sign-in link");
+    let start = text[..at].rfind("http").expect("an absolute link");
+    let end = at
+        + text[at..]
+            .find(char::is_whitespace)
+            .unwrap_or(text.len() - at);
+    text[start..end].to_string()
+}
+
+/// What an anonymous request gets: (status, head, body).
+fn anonymous(addr: &str, method: &str, path: &str) -> (u16, String, String) {
+    request(addr, method, path, &[], "")
+}
+
+#[test]
+fn nothing_about_runs_is_shown_without_a_session_and_sessions_end() {
+    let (dir, database) = folder("auth-pages", "");
+    let daemon = serve(&dir, &database);
+    let addr = daemon.addr.clone();
+    let outbox = dir.join("outbox");
+    poll("the approval emails", LIMIT, || {
+        let texts = emails_with(&outbox, "Subject: [patchday] Approve secret-demo 2026-12");
+        (texts.len() == 2).then_some(())
+    });
+    // The local operator signs in with the URL the daemon printed (an admin).
+    let (status, index) = daemon.page("/");
+    assert_eq!(status, 200, "{index}");
+    let run_id = {
+        let start = index.find("href=\"/runs/").expect("the run is listed") + "href=\"/runs/".len();
+        index[start..start + index[start..].find('"').unwrap()].to_string()
+    };
+    assert!(
+        index.contains("Signed in as") && index.contains("(admin)"),
+        "{index}"
+    );
+
+    // Anonymous: a redirect to the sign-in form, and not one secret in the answer.
+    let secrets = [
+        "alice",
+        "bob",
+        "CVE-2026-4242",
+        "CHG-777",
+        "cab-approval",
+        "secret-demo",
+    ];
+    for path in ["/", &format!("/runs/{run_id}"), "/runs/nope", "/signout"] {
+        let method = if path == "/signout" { "POST" } else { "GET" };
+        let (status, head, body) = anonymous(&addr, method, path);
+        assert_eq!(status, 303, "{method} {path}: {head}");
+        assert!(
+            head.to_ascii_lowercase().contains("location: /signin"),
+            "{head}"
+        );
+        for secret in secrets.iter().chain([&run_id.as_str()]) {
+            assert!(
+                !head.contains(secret) && !body.contains(secret),
+                "{path} shows {secret}"
+            );
+        }
+    }
+    let (status, _, body) = anonymous(&addr, "GET", "/api/v1/runs");
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains(&run_id) && !body.contains("alice"), "{body}");
+    // A forged cookie signs nobody in.
+    let forged = "patchday_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let (status, _, _) = request(&addr, "GET", "/", &[("Cookie", forged)], "");
+    assert_eq!(status, 303);
+
+    // The local operator's URL signed in once.
+    let (status, page) = daemon.page(&format!("/runs/{run_id}"));
+    assert_eq!(status, 200);
+    assert!(page.contains("alice@example.com"), "{page}");
+    let used = &daemon.sign_in_url[daemon.sign_in_url.find("/signin/").unwrap()..];
+    let (status, _, page) = anonymous(&addr, "GET", used);
+    assert_eq!(
+        status, 200,
+        "a GET shows the page, even of a used link: {page}"
+    );
+    let csrf = hidden_field(&page, "csrf");
+    let (status, head, body) = request(&addr, "POST", used, &[], &format!("csrf={csrf}"));
+    assert_eq!(status, 409, "a sign-in link signs in once: {body}");
+    assert!(session_cookie(&head).is_none(), "{head}");
+
+    // An emailed link, for an address that holds a role (the runbook's cab); the same answer,
+    // and no email, for one that does not.
+    for email in ["Alice@Example.com", "mallory@example.com"] {
+        let (status, _, body) = request(&addr, "POST", "/signin", &[], &format!("email={email}"));
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("Check your email"), "{body}");
+    }
+    let sent = poll("the sign-in email", LIMIT, || {
+        let texts = emails_with(&outbox, SIGN_IN_SUBJECT);
+        (!texts.is_empty()).then_some(texts)
+    });
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert!(sent[0].contains("To: alice@example.com\r\n"), "{}", sent[0]);
+    let alice = sign_in(&addr, &sign_in_url(&sent[0]));
+    let (status, _, index) = request(&addr, "GET", "/", &[("Cookie", &alice)], "");
+    assert_eq!(status, 200);
+    assert!(
+        index.contains("Signed in as <strong>alice@example.com</strong> (viewer)"),
+        "{index}"
+    );
+
+    // Sign-out: not from another site, and only with the page's CSRF value; then the cookie is
+    // dead.
+    let csrf = hidden_field(&index, "csrf");
+    let cross = [
+        ("Cookie", alice.as_str()),
+        ("Origin", "http://evil.example"),
+    ];
+    let (status, _, _) = request(&addr, "POST", "/signout", &cross, &format!("csrf={csrf}"));
+    assert_eq!(status, 403);
+    let (status, _, _) = request(&addr, "POST", "/signout", &[("Cookie", &alice)], "csrf=x");
+    assert_eq!(status, 403);
+    assert_eq!(request(&addr, "GET", "/", &[("Cookie", &alice)], "").0, 200);
+    let (status, head, _) = request(
+        &addr,
+        "POST",
+        "/signout",
+        &[("Cookie", &alice)],
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(status, 303, "{head}");
+    assert!(head.contains("Max-Age=0"), "the cookie is cleared: {head}");
+    assert_eq!(request(&addr, "GET", "/", &[("Cookie", &alice)], "").0, 303);
+
+    // Another daemon's session is no session here.
+    let (other_dir, other_database) = folder("auth-other", "");
+    let other = serve(&other_dir, &other_database);
+    let theirs = other.cookie().to_string();
+    assert_eq!(other.page("/").0, 200);
+    assert_eq!(
+        request(&addr, "GET", "/", &[("Cookie", &theirs)], "").0,
+        303
+    );
+
+    let events = audit_events(&database);
+    assert_eq!(count(&events, "auth.signed_in"), 2, "{events:#?}");
+    assert_eq!(count(&events, "auth.signed_out"), 1);
+    assert_eq!(count(&events, "auth.link_sent"), 1);
+    let refused: Vec<&str> = events
+        .iter()
+        .filter(|e| e["action"] == "auth.refused")
+        .map(|e| e["details"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refused,
+        ["already_used", "no_role", "cross_site", "bad_csrf"],
+        "{events:#?}"
+    );
+    let signed_in = events
+        .iter()
+        .rfind(|e| e["action"] == "auth.signed_in")
+        .unwrap();
+    assert_eq!(signed_in["actor"], "web:alice@example.com");
+    assert_eq!(signed_in["details"]["via"], "link");
+    assert_eq!(signed_in["details"]["source_ip"], "127.0.0.1");
+    patchday_tests::assert_audit_verifies(&database);
+}
+
+#[test]
+fn an_emailed_sign_in_link_opened_in_chromium_signs_in_and_out() {
+    let browser = std::thread::spawn(Browser::start);
+    let mail = patchday_tests::scratch("auth-browser-mail");
+    let smtp = SmtpServer::start(&mail, &SmtpOptions::default());
+    let (dir, database) = folder("auth-browser", &smtp.config());
+    let daemon = serve(&dir, &database);
+    let base = daemon.url();
+    let browser = browser.join().expect("chromium and chromedriver start");
+
+    // Not signed in: the overview sends the browser to the sign-in form.
+    browser.navigate(&format!("{base}/"));
+    assert_eq!(browser.title(), "Sign in · patchday");
+    browser.send_keys(&browser.find("input[name=email]"), "bob@example.com");
+    browser.click(&browser.find("form[method=post] button[type=submit]"));
+    poll("the link-sent page", LIMIT, || {
+        (browser.title() == "Check your email · patchday").then_some(())
+    });
+
+    let message = poll("the sign-in email over SMTP", LIMIT, || {
+        smtp.messages()
+            .into_iter()
+            .find(|m| m["subject"] == "[patchday] Your sign-in link")
+    });
+    assert_eq!(message["rcpt_tos"], serde_json::json!(["bob@example.com"]));
+    let link = sign_in_url(message["text"].as_str().unwrap());
+    browser.navigate(&link);
+    assert_eq!(browser.title(), "Sign in as bob@example.com? · patchday");
+    browser.click(&browser.find("form[method=post] button[type=submit]"));
+    poll("the overview", LIMIT, || {
+        browser.title().starts_with("Overview").then_some(())
+    });
+    let bar = browser.text(&browser.find("form[action=\"/signout\"]"));
+    assert!(
+        bar.contains("Signed in as bob@example.com (viewer)"),
+        "{bar}"
+    );
+    let run = browser.find("main a[href^=\"/runs/\"]");
+    browser.click(&run);
+    poll("the run page", LIMIT, || {
+        browser.current_url().contains("/runs/").then_some(())
+    });
+    assert!(browser.source().contains("alice@example.com"));
+
+    // Sign out: back to the form, and the run page is gone with the session.
+    browser.navigate(&format!("{base}/"));
+    browser.click(&browser.find("form[action=\"/signout\"] button"));
+    poll("the sign-in form", LIMIT, || {
+        (browser.title() == "Sign in · patchday").then_some(())
+    });
+    browser.navigate(&link);
+    browser.click(&browser.find("form[method=post] button[type=submit]"));
+    assert_eq!(
+        browser.title(),
+        "This sign-in link was already used · patchday"
+    );
+    let events = audit_events(&database);
+    assert_eq!(count(&events, "auth.signed_in"), 1, "{events:#?}");
+    assert_eq!(count(&events, "auth.signed_out"), 1);
+}
