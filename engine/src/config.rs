@@ -17,6 +17,7 @@
 //! | `[security] link_secret_file, api_tokens_file, link_ttl` | `PATCHDAY_SECURITY_<KEY>` | none, none, `72h` |
 //! | `[[blackout]] from, to, reason` | — | none |
 //! | `[auth] viewers, operators, admins` | — | none: only the local operator signs in |
+//! | `[auth.oidc] issuer, client_id, client_secret_file, scopes, email_claim, groups_claim` | — | none: no single sign-on |
 //!
 //! Parsing and resolving do no I/O; [`load`] and [`load_layered`] read the file. Secrets are
 //! never values here: only the names of the files that hold them.
@@ -102,6 +103,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// `[auth]`: who holds which role (file only).
     pub roles: crate::auth::Roles,
+    /// `[auth.oidc]`: single sign-on (file only).
+    pub oidc: Option<crate::auth::oidc::OidcConfig>,
 }
 
 /// `[server]`.
@@ -259,6 +262,7 @@ pub struct Layers {
     values: BTreeMap<&'static str, Setting>,
     blackouts: Vec<Blackout>,
     roles: crate::auth::Roles,
+    oidc: Option<crate::auth::oidc::OidcConfig>,
 }
 
 impl Layers {
@@ -328,6 +332,18 @@ struct RawAuth {
     operators: Vec<String>,
     #[serde(default)]
     admins: Vec<String>,
+    oidc: Option<RawOidc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret_file: String,
+    scopes: Option<Vec<String>>,
+    email_claim: Option<String>,
+    groups_claim: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -449,6 +465,7 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
     layers.roles = roles(&raw.auth).map_err(invalid)?;
+    layers.oidc = raw.auth.oidc.map(oidc).transpose().map_err(invalid)?;
     let smtp = raw.smtp.unwrap_or_default();
     let values: [(&str, Option<String>); 24] = [
         ("server.listen", raw.server.listen),
@@ -646,6 +663,31 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         ansible_inventories,
         security,
         roles: layers.roles.clone(),
+        oidc: layers.oidc.clone(),
+    })
+}
+
+/// `[auth.oidc]`: an `http(s)://` issuer, a client id and a secret file; scopes default to
+/// `email`, `profile`; claims to `email`, `groups`.
+fn oidc(raw: RawOidc) -> Result<crate::auth::oidc::OidcConfig, String> {
+    if !(raw.issuer.starts_with("https://") || raw.issuer.starts_with("http://")) {
+        return Err(format!(
+            "[auth.oidc] issuer: `{}` must start with https:// (or http:// on loopback)",
+            raw.issuer
+        ));
+    }
+    if raw.client_id.trim().is_empty() || raw.client_secret_file.trim().is_empty() {
+        return Err("[auth.oidc] client_id and client_secret_file must not be empty".into());
+    }
+    Ok(crate::auth::oidc::OidcConfig {
+        issuer: raw.issuer,
+        client_id: raw.client_id,
+        client_secret_file: PathBuf::from(raw.client_secret_file),
+        scopes: raw
+            .scopes
+            .unwrap_or_else(|| vec!["email".into(), "profile".into()]),
+        email_claim: raw.email_claim.unwrap_or_else(|| "email".into()),
+        groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".into()),
     })
 }
 

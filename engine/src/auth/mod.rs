@@ -11,6 +11,7 @@
 //!
 //! Pure code: no I/O, no clock reads (callers pass `now`), randomness passed in.
 
+pub mod oidc;
 pub mod roles;
 pub mod session;
 

@@ -33,7 +33,12 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .route("/", get(index::<S>))
         .route("/runs/{id}", get(run_page::<S>))
-        .route("/signin", get(auth::form).post(auth::request_link::<S>))
+        .route(
+            "/signin",
+            get(auth::form::<S>).post(auth::request_link::<S>),
+        )
+        .route("/signin/oidc", get(auth::oidc_start::<S>))
+        .route("/signin/oidc/callback", get(auth::oidc_callback::<S>))
         .route(
             "/signin/{token}",
             get(auth::confirm::<S>).post(auth::sign_in::<S>),

@@ -82,6 +82,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error("[auth.oidc]: {0}")]
+    Oidc(String),
     #[error("link secret: {0}")]
     LinkSecret(String),
     #[error(transparent)]
@@ -774,7 +776,28 @@ fn auth_state(config: &Config, public_url: &str) -> Result<http::auth::AuthState
         clock: Arc::new(crate::clock::SystemClock),
         refusals: Default::default(),
         random: http::auth::os_random,
+        oidc: oidc(config, public_url)?,
     })
+}
+
+/// The OIDC client of `[auth.oidc]` (its secret read from `client_secret_file`), if configured.
+fn oidc(
+    config: &Config,
+    public_url: &str,
+) -> Result<Option<Arc<crate::auth::oidc::Oidc>>, DaemonError> {
+    let Some(oidc) = &config.oidc else {
+        return Ok(None);
+    };
+    let path = &oidc.client_secret_file;
+    let secret = std::fs::read_to_string(path).map_err(|source| DaemonError::File {
+        what: "[auth.oidc] client_secret_file",
+        path: path.display().to_string(),
+        source,
+    })?;
+    let redirect = format!("{public_url}/signin/oidc/callback");
+    crate::auth::oidc::Oidc::new(oidc.clone(), secret.trim().to_string(), &redirect)
+        .map(|o| Some(Arc::new(o)))
+        .map_err(|e| DaemonError::Oidc(e.to_string()))
 }
 
 /// A stand-in for a daemon that refuses to start anyway (its link secret is unusable).
@@ -788,6 +811,7 @@ fn auth_state_unkeyed(config: &Config) -> http::auth::AuthState {
         clock: Arc::new(crate::clock::SystemClock),
         refusals: Default::default(),
         random: http::auth::os_random,
+        oidc: None,
     }
 }
 

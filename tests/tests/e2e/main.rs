@@ -14,6 +14,7 @@ mod lasting;
 mod mailer;
 mod multi;
 mod new;
+mod oidc;
 mod plan;
 mod reload;
 mod runs;

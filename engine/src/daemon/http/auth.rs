@@ -40,6 +40,7 @@ use serde_json::json;
 use super::links::is_cross_site;
 use super::links::limit::{RefusalLimit, Scope, Verdict};
 use super::{Shared, error, html, unavailable};
+use crate::auth::oidc::{Oidc, OidcError};
 use crate::auth::session::{self, Ended};
 use crate::auth::{
     EMAILED_LINK_TTL, LOCAL_LINK_TTL, LOCAL_OPERATOR, Person, Role, Roles, SignInLinks,
@@ -63,6 +64,8 @@ pub struct AuthState {
     pub refusals: RefusalLimit,
     /// Fills a buffer with OS randomness (cookie values, nonces).
     pub random: fn(&mut [u8]),
+    /// Single sign-on, when `[auth.oidc]` is configured.
+    pub oidc: Option<Arc<Oidc>>,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -187,8 +190,142 @@ fn set_cookie(response: &mut Response, cookie: &str) {
 }
 
 /// `GET /signin`.
-pub async fn form() -> Response {
-    html(StatusCode::OK, pages::sign_in_page(false))
+pub async fn form<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
+    html(
+        StatusCode::OK,
+        pages::sign_in_page(shared.auth.oidc.is_some()),
+    )
+}
+
+/// The cookie that binds a single sign-on to the browser that started it.
+const OIDC_STATE_COOKIE: &str = "patchday_oidc_state";
+
+/// `GET /signin/oidc`: to the identity provider, with the state in a cookie.
+pub async fn oidc_start<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let now = shared.clock.now();
+    let Some(oidc) = &shared.auth.oidc else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Single sign-on is not configured here.",
+        );
+    };
+    match oidc.start().await {
+        Ok(started) => {
+            let mut response = (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, started.url.as_str())],
+            )
+                .into_response();
+            let cookie = format!(
+                "{OIDC_STATE_COOKIE}={}; Path=/signin/oidc; HttpOnly; SameSite=Lax; Max-Age={}{}",
+                started.state,
+                crate::auth::oidc::PENDING_TTL.as_secs(),
+                if shared.auth.secure { "; Secure" } else { "" }
+            );
+            set_cookie(&mut response, &cookie);
+            response
+        }
+        Err(e) => refuse_oidc(&shared, e, peer, now).await,
+    }
+}
+
+/// `GET /signin/oidc/callback?code&state`: opens a session for the person the ID token names.
+pub async fn oidc_callback<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let now = shared.clock.now();
+    let Some(oidc) = &shared.auth.oidc else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Single sign-on is not configured here.",
+        );
+    };
+    let state = query.get("state").map_or("", String::as_str);
+    let ours = cookie_named(&headers, OIDC_STATE_COOKIE);
+    if state.is_empty() || ours.as_deref() != Some(state) {
+        return refuse_oidc(&shared, OidcError::UnknownState, peer, now).await;
+    }
+    if let Some(e) = query.get("error") {
+        let e = OidcError::Provider(e.chars().take(100).collect());
+        return refuse_oidc(&shared, e, peer, now).await;
+    }
+    let code = query.get("code").map_or("", String::as_str);
+    let identity = match oidc.finish(state, code).await {
+        Ok(identity) => identity,
+        Err(e) => return refuse_oidc(&shared, e, peer, now).await,
+    };
+    if shared.role_of(&identity.email, &identity.groups).is_none() {
+        return refuse(&shared, Some(&identity.email), "no_role", peer, now).await;
+    }
+    let real_now = shared.auth.clock.now();
+    let opened = open_session(
+        &shared,
+        &identity.email,
+        "oidc",
+        identity.groups,
+        None,
+        peer,
+        now,
+        real_now,
+    )
+    .await;
+    match opened {
+        Ok(mut response) => {
+            let gone = format!(
+                "{OIDC_STATE_COOKIE}=; Path=/signin/oidc; HttpOnly; SameSite=Lax; Max-Age=0"
+            );
+            set_cookie(&mut response, &gone);
+            response
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The value of cookie `name` in a request, if any.
+fn cookie_named(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim().to_string())
+}
+
+/// A single sign-on that did not sign in: its page after `auth.refused` (details to the log).
+async fn refuse_oidc<S: Store>(
+    shared: &Shared<S>,
+    e: OidcError,
+    peer: SocketAddr,
+    now: DateTime<Utc>,
+) -> Response {
+    tracing::warn!("single sign-on refused: {e}");
+    if let Some(limited) = limited(shared, peer, now).await {
+        return limited;
+    }
+    let details = json!({"reason": e.code()});
+    if let Err(e) = audit(shared, None, "auth.refused", details, peer, now).await {
+        return unavailable(e);
+    }
+    let status = match e {
+        OidcError::Discovery(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::FORBIDDEN,
+    };
+    html(
+        status,
+        pages::refused_page(
+            "Single sign-on did not sign you in",
+            "The identity provider's answer could not be used.",
+            e.code(),
+        ),
+    )
 }
 
 /// `POST /signin`: an emailed sign-in link for an address that holds a role.
