@@ -95,6 +95,12 @@ pub struct ApproveArgs {
 pub struct TokenArgs {
     /// The token's name: API actions are audited as api:NAME.
     name: String,
+    /// What it may do: read, operate, approve, admin (comma-separated). Without it: admin.
+    #[arg(long, value_name = "LIST")]
+    scopes: Option<String>,
+    /// The person an `approve` token decides as (needed with approve).
+    #[arg(long, value_name = "EMAIL")]
+    owner: Option<String>,
 }
 
 /// A request's outcome: status and JSON body.
@@ -382,7 +388,14 @@ pub fn api_token(args: TokenArgs, globals: &Globals) -> anyhow::Result<ExitCode>
         .into());
     }
     let token = new_token().map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
-    let line = format!("{} {}", args.name, token_hash(&token));
+    let mut line = format!("{} {}", args.name, token_hash(&token));
+    if let Some(scopes) = &args.scopes {
+        line.push_str(&format!(" scopes={scopes}"));
+    }
+    if let Some(owner) = &args.owner {
+        line.push_str(&format!(" owner={owner}"));
+    }
+    crate::daemon::tokens::ApiTokens::parse(&line).map_err(|(_, e)| UsageError(e))?;
     if json {
         super::print_json(&json!({ "name": args.name, "token": token, "line": line }))?;
     } else {

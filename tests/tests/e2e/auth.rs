@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use patchday_tests::browser::Browser;
 use patchday_tests::daemon::{
-    Daemon, audit_events, count, emails_with, hidden_field, poll, request, serve_command,
-    session_cookie, sign_in,
+    Daemon, audit_events, count, emails_with, hidden_field, link_url, poll, request, request_json,
+    serve_command, session_cookie, sign_in,
 };
 use patchday_tests::smtp::{SmtpOptions, SmtpServer};
 
@@ -282,4 +282,133 @@ fn an_emailed_sign_in_link_opened_in_chromium_signs_in_and_out() {
     let events = audit_events(&database);
     assert_eq!(count(&events, "auth.signed_in"), 1, "{events:#?}");
     assert_eq!(count(&events, "auth.signed_out"), 1);
+}
+
+/// `patchday api-token NAME [--scopes ..] [--owner ..]`: (token, line for the tokens file).
+fn token(args: &[&str]) -> (String, String) {
+    let mut all = vec!["api-token"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--format", "json"]);
+    let out = patchday_tests::run(&all);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        patchday_tests::stderr(&out)
+    );
+    let minted: serde_json::Value = serde_json::from_str(&patchday_tests::stdout(&out)).unwrap();
+    let line = minted["line"].as_str().unwrap().to_string();
+    (minted["token"].as_str().unwrap().to_string(), line)
+}
+
+#[test]
+fn scoped_tokens_do_only_what_they_hold_and_a_person_decides_once_whatever_the_route() {
+    let (reader, reader_line) = token(&["reader", "--scopes", "read"]);
+    let (alice, alice_line) = token(&[
+        "alice",
+        "--scopes",
+        "read,approve",
+        "--owner",
+        "alice@example.com",
+    ]);
+    let (mallory, mallory_line) = token(&[
+        "mallory",
+        "--scopes",
+        "approve",
+        "--owner",
+        "mallory@example.com",
+    ]);
+    let (ops, ops_line) = token(&["ops", "--scopes", "operate"]);
+    let refused = patchday_tests::run(&["api-token", "x", "--scopes", "approve"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "an approve token needs an owner"
+    );
+
+    let (dir, database) = folder(
+        "auth-tokens",
+        "\n[security]\napi_tokens_file = \"api-tokens\"\n",
+    );
+    let tokens = dir.join("api-tokens");
+    std::fs::write(
+        &tokens,
+        format!("{reader_line}\n{alice_line}\n{mallory_line}\n{ops_line}\n"),
+    )
+    .unwrap();
+    // Both approvers must agree: Alice's decision leaves the step waiting for Bob.
+    std::fs::write(
+        dir.join("runbooks/secret-demo.yaml"),
+        RUNBOOK.replace("quorum: 1", "quorum: 2"),
+    )
+    .unwrap();
+    let daemon = serve(&dir, &database);
+    let addr = daemon.addr.clone();
+    let outbox = dir.join("outbox");
+    let approvals = poll("the approval emails", LIMIT, || {
+        let texts = emails_with(&outbox, "Subject: [patchday] Approve secret-demo 2026-12");
+        (texts.len() == 2).then_some(texts)
+    });
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (status, _, body) = request_json(
+        &addr,
+        "GET",
+        "/api/v1/runs",
+        &bearer(&reader),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let runs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = runs["runs"][0]["id"].as_str().unwrap().to_string();
+    let decide = format!("/api/v1/runs/{id}/steps/cab-approval/decision");
+    let approve = serde_json::json!({"choice": "approve"});
+
+    // Read and operate tokens cannot decide; a read token cannot trigger.
+    for who in [&reader, &ops] {
+        let (status, _, body) = request_json(&addr, "POST", &decide, &bearer(who), &approve);
+        assert_eq!(status, 403, "{body}");
+    }
+    let trigger = serde_json::json!({"runbook": "secret-demo"});
+    let (status, _, _) = request_json(&addr, "POST", "/api/v1/runs", &bearer(&reader), &trigger);
+    assert_eq!(status, 403);
+    // An approve token of someone who is not among the approvers: refused and audited.
+    let (status, _, body) = request_json(&addr, "POST", &decide, &bearer(&mallory), &approve);
+    assert_eq!(status, 403, "{body}");
+    // Alice's token decides as Alice.
+    let (status, _, body) = request_json(&addr, "POST", &decide, &bearer(&alice), &approve);
+    assert_eq!(status, 200, "{body}");
+    let decided: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(decided["decisions_so_far"], 1, "{decided}");
+    // ... so her emailed link, and her token again, decide nothing more.
+    let alice_email = approvals
+        .iter()
+        .find(|t| t.contains("To: alice@example.com\r\n"))
+        .expect("Alice's approval email");
+    let link = link_url(alice_email);
+    let path = &link[link.find("/links/").unwrap()..];
+    let (status, _, page) = request(&addr, "GET", path, &[], "");
+    assert_eq!(
+        status, 409,
+        "the link is spent by her decision through the API: {page}"
+    );
+    assert!(page.contains("already_used"), "{page}");
+    let (status, _, body) = request_json(&addr, "POST", &decide, &bearer(&alice), &approve);
+    assert_eq!(status, 409, "{body}");
+
+    let events = audit_events(&database);
+    let decisions: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "approval.decided")
+        .collect();
+    assert_eq!(decisions.len(), 1, "{events:#?}");
+    assert_eq!(decisions[0]["actor"], "api:alice");
+    assert_eq!(decisions[0]["details"]["recipient"], "alice@example.com");
+    assert!(decisions[0]["details"].get("override").is_none());
+    let refusal = events
+        .iter()
+        .find(|e| e["action"] == "api.refused")
+        .expect("api.refused");
+    assert_eq!(refusal["actor"], "api:mallory");
+    assert_eq!(refusal["details"]["reason"], "not_an_approver");
+    patchday_tests::assert_audit_verifies(&database);
 }
