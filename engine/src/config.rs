@@ -9,6 +9,7 @@
 //! | `[server] public_url` | `PATCHDAY_SERVER_PUBLIC_URL` | `http://<listen>` |
 //! | `[server] node_id` | `PATCHDAY_SERVER_NODE_ID` | `<hostname>:<pid>:<random>` |
 //! | `[server] lease_ttl` | `PATCHDAY_SERVER_LEASE_TTL` | `30s` |
+//! | `[server] header_timeout` | `PATCHDAY_SERVER_HEADER_TIMEOUT` | `10s` |
 //! | `[database] url` | `PATCHDAY_DATABASE_URL` | `sqlite://patchday.db` |
 //! | `[smtp] host, port, tls, username, password_file, from` | `PATCHDAY_SMTP_<KEY>` | none: emails go to `outbox/` as files |
 //! | `[runbooks] dir, git_pull, git_timeout` | `PATCHDAY_RUNBOOKS_<KEY>` | `runbooks`, no pull, `60s` |
@@ -56,6 +57,7 @@ pub const KEYS: &[&str] = &[
     "server.public_url",
     "server.node_id",
     "server.lease_ttl",
+    "server.header_timeout",
     "database.url",
     "smtp.host",
     "smtp.port",
@@ -119,6 +121,9 @@ pub struct ServerConfig {
     /// How long the leader lease and run claims last without renewal: a dead daemon's work is
     /// taken over after at most this long. Renewed every third of it.
     pub lease_ttl: Duration,
+    /// How long a client may take to send a request's head (and how long a kept-alive
+    /// connection may idle) before it is disconnected.
+    pub header_timeout: Duration,
 }
 
 /// `[smtp]`.
@@ -353,6 +358,7 @@ struct RawServer {
     public_url: Option<String>,
     node_id: Option<String>,
     lease_ttl: Option<String>,
+    header_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -467,11 +473,12 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
     layers.roles = roles(&raw.auth).map_err(invalid)?;
     layers.oidc = raw.auth.oidc.map(oidc).transpose().map_err(invalid)?;
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 24] = [
+    let values: [(&str, Option<String>); 25] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
         ("server.node_id", raw.server.node_id),
         ("server.lease_ttl", raw.server.lease_ttl),
+        ("server.header_timeout", raw.server.header_timeout),
         ("database.url", raw.database.url),
         ("smtp.host", smtp.host),
         ("smtp.port", smtp.port.map(|p| p.to_string())),
@@ -653,6 +660,8 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
             public_url,
             node_id,
             lease_ttl,
+            header_timeout: duration("server.header_timeout")?
+                .unwrap_or(crate::daemon::http::serve::DEFAULT_HEADER_TIMEOUT),
         },
         database_url,
         smtp,

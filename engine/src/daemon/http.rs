@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -16,6 +16,7 @@ use axum::{Extension, Router};
 pub mod api;
 pub mod auth;
 pub mod links;
+pub mod serve;
 
 use super::Shared;
 use crate::pages;
@@ -52,7 +53,59 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         )
         .nest("/api/v1", api::routes::<S>().0)
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_large_bodies))
+        .layer(axum::middleware::map_response_with_state(
+            shared.auth.secure,
+            security_headers,
+        ))
         .with_state(shared)
+}
+
+/// The largest request body read (forms and API requests are a few KB): past it, 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A request that announces a body larger than [`MAX_BODY`] is answered 413 before any of it
+/// is read (a body without a length is cut off at the limit by the extractors).
+async fn refuse_large_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.");
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Headers on every answer: no sniffing, no framing, no referrer; HSTS when the public URL is
+/// `https://` (the pages add their Content-Security-Policy).
+async fn security_headers(State(secure): State<bool>, mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if secure {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 pub(super) fn html(status: StatusCode, body: String) -> Response {

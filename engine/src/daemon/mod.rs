@@ -668,12 +668,17 @@ impl<S: Store> Daemon<S> {
         let server = {
             let router = http::router(shared.clone());
             let stop = shared.shutdown.clone();
-            tokio::spawn(async move {
-                let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            })
+            let files = http::serve::open_files_limit();
+            let cap = http::serve::connection_cap(files);
+            tracing::info!("http: at most {cap} connections (open-files limit {files})");
+            let header_timeout = options.config.server.header_timeout;
+            tokio::spawn(http::serve::serve(
+                listener,
+                router,
+                cap,
+                header_timeout,
+                stop,
+            ))
         };
         ready(&Ready {
             url,
@@ -719,11 +724,7 @@ impl<S: Store> Daemon<S> {
         cluster::stop(&shared).await;
         // One last pass of the outbox, then stop.
         let _ = mailer.await;
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(DaemonError::Http(e)),
-            Err(_) => {}
-        }
+        let _ = server.await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -10,6 +10,7 @@ mod daemon;
 mod demo;
 mod durability;
 mod first_run;
+mod hardening;
 mod lasting;
 mod mailer;
 mod multi;
