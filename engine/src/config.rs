@@ -17,7 +17,7 @@
 //! | `[libvirt] uri` | `PATCHDAY_LIBVIRT_URI` | virsh's default connection |
 //! | `[security] link_secret_file, api_tokens_file, link_ttl` | `PATCHDAY_SECURITY_<KEY>` | none, none, `72h` |
 //! | `[[blackout]] from, to, reason` | — | none |
-//! | `[auth] viewers, operators, admins` | — | none: only the local operator signs in |
+//! | `[auth] viewers, operators, admins, sign_in` | — | none: only the local operator signs in; `optional` |
 //! | `[auth.oidc] issuer, client_id, client_secret_file, scopes, email_claim, groups_claim` | — | none: no single sign-on |
 //!
 //! Parsing and resolving do no I/O; [`load`] and [`load_layered`] read the file. Secrets are
@@ -107,6 +107,9 @@ pub struct Config {
     pub roles: crate::auth::Roles,
     /// `[auth.oidc]`: single sign-on (file only).
     pub oidc: Option<crate::auth::oidc::OidcConfig>,
+    /// `[auth] sign_in`: whether approval links need their recipient signed in, for approval
+    /// steps that do not say (file only; default `optional`).
+    pub approvals_sign_in: patchday_connectors::inputs::SignIn,
 }
 
 /// `[server]`.
@@ -268,6 +271,7 @@ pub struct Layers {
     blackouts: Vec<Blackout>,
     roles: crate::auth::Roles,
     oidc: Option<crate::auth::oidc::OidcConfig>,
+    approvals_sign_in: patchday_connectors::inputs::SignIn,
 }
 
 impl Layers {
@@ -338,6 +342,8 @@ struct RawAuth {
     #[serde(default)]
     admins: Vec<String>,
     oidc: Option<RawOidc>,
+    #[serde(default)]
+    sign_in: patchday_connectors::inputs::SignIn,
 }
 
 #[derive(Debug, Deserialize)]
@@ -471,6 +477,7 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
     layers.roles = roles(&raw.auth).map_err(invalid)?;
+    layers.approvals_sign_in = raw.auth.sign_in;
     layers.oidc = raw.auth.oidc.map(oidc).transpose().map_err(invalid)?;
     let smtp = raw.smtp.unwrap_or_default();
     let values: [(&str, Option<String>); 25] = [
@@ -673,6 +680,7 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         security,
         roles: layers.roles.clone(),
         oidc: layers.oidc.clone(),
+        approvals_sign_in: layers.approvals_sign_in,
     })
 }
 

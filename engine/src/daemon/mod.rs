@@ -778,6 +778,7 @@ fn auth_state(config: &Config, public_url: &str) -> Result<http::auth::AuthState
         refusals: Default::default(),
         random: http::auth::os_random,
         oidc: oidc(config, public_url)?,
+        approvals_sign_in: config.approvals_sign_in,
     })
 }
 
@@ -813,6 +814,7 @@ fn auth_state_unkeyed(config: &Config) -> http::auth::AuthState {
         refusals: Default::default(),
         random: http::auth::os_random,
         oidc: None,
+        approvals_sign_in: config.approvals_sign_in,
     }
 }
 

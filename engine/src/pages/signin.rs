@@ -80,6 +80,22 @@ pub fn refused_page(title: &str, explanation: &str, code: &str) -> String {
     layout(title, &body.into_string())
 }
 
+/// A link of an approval with `sign_in: required`, posted by someone not signed in as its
+/// recipient.
+pub fn sign_in_first_page(recipient: &str) -> String {
+    let body = html! {
+        h1 { "Sign in first" }
+        div.notice.error {
+            p { "This approval is decided only by " strong { (recipient) } " signed in to patchday, \
+                 so a forwarded email cannot decide it." }
+            p { strong { "Nothing was changed." } " " a href="/signin" { "Sign in" } ", then open the \
+                 link from your email again." }
+        }
+        p.muted { "Reason code: " code { "sign_in_required" } }
+    };
+    layout("Sign in first", &body.into_string())
+}
+
 /// The overview's bar: who is signed in, in which role, and the sign-out form.
 pub fn signed_in_bar(email: &str, role: &str, csrf: &str) -> Markup {
     html! {

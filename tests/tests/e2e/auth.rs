@@ -412,3 +412,73 @@ fn scoped_tokens_do_only_what_they_hold_and_a_person_decides_once_whatever_the_r
     assert_eq!(refusal["details"]["reason"], "not_an_approver");
     patchday_tests::assert_audit_verifies(&database);
 }
+
+/// Signs `email` in through an emailed sign-in link read from the outbox: the `Cookie` value.
+fn sign_in_by_email(addr: &str, outbox: &Path, email: &str) -> String {
+    let (status, _, body) = request(addr, "POST", "/signin", &[], &format!("email={email}"));
+    assert_eq!(status, 200, "{body}");
+    let to = format!("To: {email}\r\n");
+    let text = poll("the sign-in email", LIMIT, || {
+        emails_with(outbox, SIGN_IN_SUBJECT)
+            .into_iter()
+            .find(|t| t.contains(&to))
+    });
+    sign_in(addr, &sign_in_url(&text))
+}
+
+#[test]
+fn with_sign_in_required_a_forwarded_approval_link_decides_only_for_its_recipient() {
+    let (dir, database) = folder("auth-required", "");
+    std::fs::write(
+        dir.join("runbooks/secret-demo.yaml"),
+        RUNBOOK.replace(
+            "      quorum: 1\n",
+            "      quorum: 1\n      sign_in: required\n",
+        ),
+    )
+    .unwrap();
+    let daemon = serve(&dir, &database);
+    let addr = daemon.addr.clone();
+    let outbox = dir.join("outbox");
+    let approvals = poll("the approval emails", LIMIT, || {
+        let texts = emails_with(&outbox, "Subject: [patchday] Approve secret-demo 2026-12");
+        (texts.len() == 2).then_some(texts)
+    });
+    let alice_email = approvals
+        .iter()
+        .find(|t| t.contains("To: alice@example.com\r\n"))
+        .expect("Alice's approval email");
+    let link = link_url(alice_email);
+    let path = &link[link.find("/links/").unwrap()..];
+    let (status, _, page) = request(&addr, "GET", path, &[], "");
+    assert_eq!(status, 200, "{page}");
+    let form = format!("csrf={}&choice=approve", hidden_field(&page, "csrf"));
+
+    // Not signed in, or signed in as Bob (the email was forwarded): refused, nothing decided.
+    let (status, _, body) = request(&addr, "POST", path, &[], &form);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("sign_in_required") && body.contains("Sign in first"),
+        "{body}"
+    );
+    let bob = sign_in_by_email(&addr, &outbox, "bob@example.com");
+    let (status, _, _) = request(&addr, "POST", path, &[("Cookie", &bob)], &form);
+    assert_eq!(status, 403);
+    // Alice, signed in, decides with her link.
+    let alice = sign_in_by_email(&addr, &outbox, "alice@example.com");
+    let (status, _, body) = request(&addr, "POST", path, &[("Cookie", &alice)], &form);
+    assert_eq!(status, 200, "{body}");
+
+    let events = audit_events(&database);
+    let refusals = events
+        .iter()
+        .filter(|e| e["action"] == "link.rejected" && e["details"]["reason"] == "sign_in_required")
+        .count();
+    assert_eq!(refusals, 2, "{events:#?}");
+    let decided: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "approval.decided")
+        .collect();
+    assert_eq!(decided.len(), 1);
+    assert_eq!(decided[0]["actor"], "link:alice@example.com");
+}

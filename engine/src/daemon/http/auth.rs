@@ -51,6 +51,7 @@ use crate::links::{LinkClaims, LinkError};
 use crate::pages::FIELD_CSRF;
 use crate::pages::signin::{self as pages, FIELD_EMAIL};
 use crate::store::{Change, NewEmail, NewEvent, NewSession, SessionWrite, Store, StoreError};
+use patchday_connectors::inputs::SignIn;
 
 /// What the sign-in routes and the session check need.
 pub struct AuthState {
@@ -66,6 +67,8 @@ pub struct AuthState {
     pub random: fn(&mut [u8]),
     /// Single sign-on, when `[auth.oidc]` is configured.
     pub oidc: Option<Arc<Oidc>>,
+    /// `[auth] sign_in`: for approval steps that do not say.
+    pub approvals_sign_in: SignIn,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -117,40 +120,50 @@ impl<S: Store> FromRequestParts<Arc<Shared<S>>> for SignedIn {
         parts: &mut Parts,
         shared: &Arc<Shared<S>>,
     ) -> Result<Self, Self::Rejection> {
-        let Some(cookie) = session::from_headers(&parts.headers) else {
-            return Err(to_sign_in(None, shared.auth.secure));
-        };
-        let id_hash = session::id_hash(&cookie);
-        let store = &shared.engine.store;
-        let row = store.session(&id_hash).await.map_err(unavailable)?;
-        let now = shared.auth.clock.now();
-        if let Err(ended) = session::check(row.as_ref(), now) {
-            return Err(to_sign_in(Some(ended), shared.auth.secure));
-        }
-        let row = row.expect("checked");
-        let Some(role) = shared.role_of(&row.session.email, &row.session.groups) else {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                &format!(
-                    "{} holds no role here any more. Ask an admin of patchday.",
-                    row.session.email
-                ),
-            ));
-        };
-        if now - row.last_seen_at >= session::TOUCH_EVERY {
-            store
-                .touch_session(&id_hash, now)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(SignedIn {
-            person: Person {
-                email: row.session.email,
-                role,
-            },
-            cookie,
-        })
+        signed_in(shared, &parts.headers).await
     }
+}
+
+/// The signed-in person of a request: a live session of someone who holds a role. Else the
+/// answer: a redirect to `/signin` (clearing a cookie of an ended session), a 403 for someone
+/// who holds no role any more, a 503 when the store does not answer.
+pub async fn signed_in<S: Store>(
+    shared: &Shared<S>,
+    headers: &HeaderMap,
+) -> Result<SignedIn, Response> {
+    let Some(cookie) = session::from_headers(headers) else {
+        return Err(to_sign_in(None, shared.auth.secure));
+    };
+    let id_hash = session::id_hash(&cookie);
+    let store = &shared.engine.store;
+    let row = store.session(&id_hash).await.map_err(unavailable)?;
+    let now = shared.auth.clock.now();
+    if let Err(ended) = session::check(row.as_ref(), now) {
+        return Err(to_sign_in(Some(ended), shared.auth.secure));
+    }
+    let row = row.expect("checked");
+    let Some(role) = shared.role_of(&row.session.email, &row.session.groups) else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "{} holds no role here any more. Ask an admin of patchday.",
+                row.session.email
+            ),
+        ));
+    };
+    if now - row.last_seen_at >= session::TOUCH_EVERY {
+        store
+            .touch_session(&id_hash, now)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(SignedIn {
+        person: Person {
+            email: row.session.email,
+            role,
+        },
+        cookie,
+    })
 }
 
 impl<S: Store> Shared<S> {
