@@ -4,6 +4,7 @@
 mod ansible;
 mod auth;
 mod browser;
+mod cadence;
 mod calendar;
 mod corpus;
 mod daemon;
@@ -17,6 +18,7 @@ mod multi;
 mod new;
 mod oidc;
 mod plan;
+mod recurrence;
 mod reload;
 mod runs;
 mod schema;
