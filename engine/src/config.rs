@@ -10,6 +10,7 @@
 //! | `[server] node_id` | `PATCHDAY_SERVER_NODE_ID` | `<hostname>:<pid>:<random>` |
 //! | `[server] lease_ttl` | `PATCHDAY_SERVER_LEASE_TTL` | `30s` |
 //! | `[server] header_timeout` | `PATCHDAY_SERVER_HEADER_TIMEOUT` | `10s` |
+//! | `[server] metrics_token_file` | `PATCHDAY_SERVER_METRICS_TOKEN_FILE` | none: `/metrics` is open |
 //! | `[database] url` | `PATCHDAY_DATABASE_URL` | `sqlite://patchday.db` |
 //! | `[smtp] host, port, tls, username, password_file, from` | `PATCHDAY_SMTP_<KEY>` | none: emails go to `outbox/` as files |
 //! | `[runbooks] dir, git_pull, git_timeout` | `PATCHDAY_RUNBOOKS_<KEY>` | `runbooks`, no pull, `60s` |
@@ -58,6 +59,7 @@ pub const KEYS: &[&str] = &[
     "server.node_id",
     "server.lease_ttl",
     "server.header_timeout",
+    "server.metrics_token_file",
     "database.url",
     "smtp.host",
     "smtp.port",
@@ -127,6 +129,8 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's head (and how long a kept-alive
     /// connection may idle) before it is disconnected.
     pub header_timeout: Duration,
+    /// The file holding the bearer token `/metrics` requires; `None`: `/metrics` is open.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// `[smtp]`.
@@ -365,6 +369,7 @@ struct RawServer {
     node_id: Option<String>,
     lease_ttl: Option<String>,
     header_timeout: Option<String>,
+    metrics_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -480,12 +485,13 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
     layers.approvals_sign_in = raw.auth.sign_in;
     layers.oidc = raw.auth.oidc.map(oidc).transpose().map_err(invalid)?;
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 25] = [
+    let values: [(&str, Option<String>); 26] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
         ("server.node_id", raw.server.node_id),
         ("server.lease_ttl", raw.server.lease_ttl),
         ("server.header_timeout", raw.server.header_timeout),
+        ("server.metrics_token_file", raw.server.metrics_token_file),
         ("database.url", raw.database.url),
         ("smtp.host", smtp.host),
         ("smtp.port", smtp.port.map(|p| p.to_string())),
@@ -669,6 +675,7 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
             lease_ttl,
             header_timeout: duration("server.header_timeout")?
                 .unwrap_or(crate::daemon::http::serve::DEFAULT_HEADER_TIMEOUT),
+            metrics_token_file: text("server.metrics_token_file")?.map(PathBuf::from),
         },
         database_url,
         smtp,

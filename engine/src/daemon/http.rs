@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -152,7 +152,16 @@ async fn healthz<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     }
 }
 
-async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
+async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>, headers: HeaderMap) -> Response {
+    if !shared.auth.may_read_metrics(&headers) {
+        let mut response =
+            (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"metrics\""),
+        );
+        return response;
+    }
     match super::metrics::text(&shared).await {
         Ok(text) => (
             StatusCode::OK,

@@ -779,7 +779,23 @@ fn auth_state(config: &Config, public_url: &str) -> Result<http::auth::AuthState
         random: http::auth::os_random,
         oidc: oidc(config, public_url)?,
         approvals_sign_in: config.approvals_sign_in,
+        metrics_token: metrics_token(config)?,
     })
+}
+
+/// SHA-256 of the token in `[server] metrics_token_file` (trimmed), if one is configured.
+fn metrics_token(config: &Config) -> Result<Option<[u8; 32]>, DaemonError> {
+    let Some(path) = &config.server.metrics_token_file else {
+        return Ok(None);
+    };
+    let token = std::fs::read_to_string(path).map_err(|source| DaemonError::File {
+        what: "[server] metrics_token_file",
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Some(
+        <sha2::Sha256 as sha2::Digest>::digest(token.trim().as_bytes()).into(),
+    ))
 }
 
 /// The OIDC client of `[auth.oidc]` (its secret read from `client_secret_file`), if configured.
@@ -815,6 +831,7 @@ fn auth_state_unkeyed(config: &Config) -> http::auth::AuthState {
         random: http::auth::os_random,
         oidc: None,
         approvals_sign_in: config.approvals_sign_in,
+        metrics_token: Some([0; 32]),
     }
 }
 

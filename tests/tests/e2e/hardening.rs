@@ -1,6 +1,7 @@
 //! The HTTP server on the open internet (issue #11): a thousand half-sent requests neither keep
 //! the health probe from answering within a second nor stay open past the header timeout; a
-//! 10 MB body is refused before it is read; every answer carries the security headers.
+//! 10 MB body is refused before it is read; every answer carries the security headers; `/metrics`
+//! wants its bearer token when one is configured.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,9 +15,10 @@ fn serve(name: &str) -> (Daemon, std::path::PathBuf) {
     let dir = patchday_tests::scratch(name);
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(dir.join("runbooks/quiet.yaml"), RUNBOOK).unwrap();
+    std::fs::write(dir.join("metrics-token"), "scrape-me\n").unwrap();
     std::fs::write(
         dir.join("patchday.toml"),
-        "[server]\nheader_timeout = \"2s\"\n",
+        "[server]\nheader_timeout = \"2s\"\nmetrics_token_file = \"metrics-token\"\n",
     )
     .unwrap();
     let database = format!("sqlite://{}", dir.join("d.db").display());
@@ -113,4 +115,15 @@ fn a_huge_body_is_refused_unread_and_answers_carry_security_headers() {
     }
     let (_, head, _) = request(&addr, "GET", "/signin", &[], "");
     assert!(head.contains("frame-ancestors 'none'"), "{head}");
+
+    // `/metrics` wants the bearer token of `[server] metrics_token_file`.
+    let (status, _, body) = request(&addr, "GET", "/metrics", &[], "");
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("patchday_"), "{body}");
+    let wrong = [("Authorization", "Bearer scrape-you")];
+    assert_eq!(request(&addr, "GET", "/metrics", &wrong, "").0, 401);
+    let right = [("Authorization", "Bearer scrape-me")];
+    let (status, _, body) = request(&addr, "GET", "/metrics", &right, "");
+    assert_eq!(status, 200);
+    assert!(body.contains("patchday_runs"), "{body}");
 }

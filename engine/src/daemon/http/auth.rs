@@ -69,6 +69,30 @@ pub struct AuthState {
     pub oidc: Option<Arc<Oidc>>,
     /// `[auth] sign_in`: for approval steps that do not say.
     pub approvals_sign_in: SignIn,
+    /// SHA-256 of the bearer token `/metrics` requires (`[server] metrics_token_file`).
+    pub metrics_token: Option<[u8; 32]>,
+}
+
+impl AuthState {
+    /// Whether a request may read `/metrics`: no token configured, or its bearer token's hash
+    /// is the configured one (compared in constant time).
+    pub fn may_read_metrics(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.metrics_token else {
+            return true;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let digest: [u8; 32] =
+            <sha2::Sha256 as sha2::Digest>::digest(given.trim().as_bytes()).into();
+        digest
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
 }
 
 impl std::fmt::Debug for AuthState {
