@@ -10,6 +10,7 @@
 //! | `[server] node_id` | `PATCHDAY_SERVER_NODE_ID` | `<hostname>:<pid>:<random>` |
 //! | `[server] lease_ttl` | `PATCHDAY_SERVER_LEASE_TTL` | `30s` |
 //! | `[server] header_timeout` | `PATCHDAY_SERVER_HEADER_TIMEOUT` | `10s` |
+//! | `[server] tls_cert_file, tls_key_file` | `PATCHDAY_SERVER_TLS_<KEY>` | none: plain HTTP |
 //! | `[server] metrics_token_file` | `PATCHDAY_SERVER_METRICS_TOKEN_FILE` | none: `/metrics` is open |
 //! | `[database] url` | `PATCHDAY_DATABASE_URL` | `sqlite://patchday.db` |
 //! | `[smtp] host, port, tls, username, password_file, from` | `PATCHDAY_SMTP_<KEY>` | none: emails go to `outbox/` as files |
@@ -60,6 +61,8 @@ pub const KEYS: &[&str] = &[
     "server.lease_ttl",
     "server.header_timeout",
     "server.metrics_token_file",
+    "server.tls_cert_file",
+    "server.tls_key_file",
     "database.url",
     "smtp.host",
     "smtp.port",
@@ -131,6 +134,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// The file holding the bearer token `/metrics` requires; `None`: `/metrics` is open.
     pub metrics_token_file: Option<PathBuf>,
+    /// TLS: the certificate chain and key (PEM), reloaded when they change.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[smtp]`.
@@ -370,6 +375,8 @@ struct RawServer {
     lease_ttl: Option<String>,
     header_timeout: Option<String>,
     metrics_token_file: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -485,13 +492,15 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
     layers.approvals_sign_in = raw.auth.sign_in;
     layers.oidc = raw.auth.oidc.map(oidc).transpose().map_err(invalid)?;
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 26] = [
+    let values: [(&str, Option<String>); 28] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
         ("server.node_id", raw.server.node_id),
         ("server.lease_ttl", raw.server.lease_ttl),
         ("server.header_timeout", raw.server.header_timeout),
         ("server.metrics_token_file", raw.server.metrics_token_file),
+        ("server.tls_cert_file", raw.server.tls_cert_file),
+        ("server.tls_key_file", raw.server.tls_key_file),
         ("database.url", raw.database.url),
         ("smtp.host", smtp.host),
         ("smtp.port", smtp.port.map(|p| p.to_string())),
@@ -676,6 +685,16 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
             header_timeout: duration("server.header_timeout")?
                 .unwrap_or(crate::daemon::http::serve::DEFAULT_HEADER_TIMEOUT),
             metrics_token_file: text("server.metrics_token_file")?.map(PathBuf::from),
+            tls: match (text("server.tls_cert_file")?, text("server.tls_key_file")?) {
+                (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+                (None, None) => None,
+                _ => {
+                    let s = get("server.tls_cert_file")
+                        .or_else(|| get("server.tls_key_file"))
+                        .expect("one is set");
+                    return Err(bad(s, "tls_cert_file and tls_key_file go together".into()));
+                }
+            },
         },
         database_url,
         smtp,

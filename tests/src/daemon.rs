@@ -59,6 +59,7 @@ impl Daemon {
             .expect("the daemon prints where it serves");
         let addr = serving
             .trim_start_matches("patchday serving http://")
+            .trim_start_matches("patchday serving https://")
             .split(' ')
             .next()
             .unwrap()

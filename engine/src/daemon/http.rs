@@ -17,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod links;
 pub mod serve;
+pub mod tls;
 
 use super::Shared;
 use crate::pages;

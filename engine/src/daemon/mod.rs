@@ -84,6 +84,8 @@ pub enum DaemonError {
     Run(#[from] RunError),
     #[error("[auth.oidc]: {0}")]
     Oidc(String),
+    #[error("[server] tls_cert_file, tls_key_file: {0}")]
+    Tls(String),
     #[error("link secret: {0}")]
     LinkSecret(String),
     #[error(transparent)]
@@ -665,20 +667,30 @@ impl<S: Store> Daemon<S> {
             .api_tokens_file
             .clone()
             .map(|path| tokio::spawn(tokens::watch(shared.clone(), path)));
+        let tls = match &options.config.server.tls {
+            None => None,
+            Some((cert, key)) => {
+                let certificates = Arc::new(
+                    http::tls::Certificates::load(cert, key)
+                        .map_err(|e| DaemonError::Tls(e.to_string()))?,
+                );
+                tokio::spawn(http::tls::watch(
+                    certificates.clone(),
+                    shared.shutdown.clone(),
+                ));
+                let acceptor = http::tls::acceptor(certificates)
+                    .map_err(|e| DaemonError::Tls(e.to_string()))?;
+                Some(acceptor)
+            }
+        };
         let server = {
             let router = http::router(shared.clone());
             let stop = shared.shutdown.clone();
             let files = http::serve::open_files_limit();
             let cap = http::serve::connection_cap(files);
             tracing::info!("http: at most {cap} connections (open-files limit {files})");
-            let header_timeout = options.config.server.header_timeout;
-            tokio::spawn(http::serve::serve(
-                listener,
-                router,
-                cap,
-                header_timeout,
-                stop,
-            ))
+            let limits = (cap, options.config.server.header_timeout);
+            tokio::spawn(http::serve::serve(listener, router, limits, tls, stop))
         };
         ready(&Ready {
             url,
@@ -740,6 +752,7 @@ fn bind(config: &Config) -> Result<(std::net::TcpListener, String), DaemonError>
     let local = listener.local_addr().map_err(listen)?;
     let url = match &config.server.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
+        None if config.server.tls.is_some() => format!("https://{local}"),
         None => format!("http://{local}"),
     };
     Ok((listener, url))

@@ -24,5 +24,6 @@ mod runs;
 mod schema;
 mod signals;
 mod soak;
+mod tls;
 mod validate;
 mod xtask;

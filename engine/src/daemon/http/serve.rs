@@ -55,14 +55,16 @@ pub fn open_files_limit() -> u64 {
     soft
 }
 
-/// Serves `router` on `listener` until `stop`, at most `cap` connections at once.
+/// Serves `router` on `listener` until `stop`, at most `cap` connections at once; over TLS
+/// with `tls`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    cap: usize,
-    header_timeout: Duration,
+    limits: (usize, Duration),
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
 ) {
+    let (cap, header_timeout) = limits;
     let slots = Arc::new(Semaphore::new(cap));
     let connections = tokio_util::task::TaskTracker::new();
     loop {
@@ -86,27 +88,16 @@ pub async fn serve(
         };
         let router = router.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            let service =
-                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    let mut router = router.clone();
-                    async move {
-                        Ok::<_, Infallible>(
-                            router.call(request).await.unwrap_or_else(|e| match e {}),
-                        )
+            match tls {
+                None => connection(stream, peer, router, header_timeout, stop).await,
+                Some(tls) => {
+                    // The handshake gets the header timeout too.
+                    let handshake = tokio::time::timeout(header_timeout, tls.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        connection(stream, peer, router, header_timeout, stop).await;
                     }
-                });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
                 }
             }
             drop(slot);
@@ -114,6 +105,35 @@ pub async fn serve(
     }
     connections.close();
     connections.wait().await;
+}
+
+/// Serves one connection until it ends or `stop` (then its request in flight finishes).
+async fn connection<IO>(
+    io: IO,
+    peer: std::net::SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = router.clone();
+        async move { Ok::<_, Infallible>(router.call(request).await.unwrap_or_else(|e| match e {})) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }
 
 #[cfg(test)]
