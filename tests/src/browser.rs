@@ -216,8 +216,8 @@ impl Browser {
         self.session_command("POST", &path, Some(json!({})));
     }
 
-    /// Types `text` into `element` (an input) as a person would.
-    pub fn send_keys(&self, element: &Element, text: &str) {
+    /// Types `text` into `element` (a text field) as a person would (WebDriver Element Send Keys).
+    pub fn type_text(&self, element: &Element, text: &str) {
         let path = format!("/element/{}/value", element.id);
         self.session_command("POST", &path, Some(json!({ "text": text })));
     }

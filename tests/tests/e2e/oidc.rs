@@ -67,8 +67,8 @@ fn chromium_signs_in_through_a_real_openid_provider_and_bad_callbacks_are_refuse
         "{}",
         browser.current_url()
     );
-    browser.send_keys(&browser.find("input[name=login]"), "carol@example.com");
-    browser.send_keys(&browser.find("input[name=password]"), "any password");
+    browser.type_text(&browser.find("input[name=login]"), "carol@example.com");
+    browser.type_text(&browser.find("input[name=password]"), "any password");
     browser.click(&browser.find("button[type=submit]"));
     // The provider asks for consent once; then it sends the browser back with a code.
     poll("the overview", LIMIT, || {
