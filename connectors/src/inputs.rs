@@ -65,6 +65,21 @@ pub struct ApprovalInputs {
     /// What the approvers are asked (a template).
     #[serde(default)]
     pub message: Option<String>,
+    /// `required`: the emailed link decides only for someone signed in as its recipient, so a
+    /// forwarded email cannot approve (default: the daemon's `[auth] sign_in`, else `optional`).
+    #[serde(default)]
+    pub sign_in: Option<SignIn>,
+}
+
+/// Whether an approval link needs its recipient signed in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignIn {
+    /// The link alone decides (it was sent to the approver, and works once).
+    #[default]
+    Optional,
+    /// The link decides only for a browser signed in as the link's recipient.
+    Required,
 }
 
 fn one() -> u32 {

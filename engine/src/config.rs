@@ -9,6 +9,9 @@
 //! | `[server] public_url` | `PATCHDAY_SERVER_PUBLIC_URL` | `http://<listen>` |
 //! | `[server] node_id` | `PATCHDAY_SERVER_NODE_ID` | `<hostname>:<pid>:<random>` |
 //! | `[server] lease_ttl` | `PATCHDAY_SERVER_LEASE_TTL` | `30s` |
+//! | `[server] header_timeout` | `PATCHDAY_SERVER_HEADER_TIMEOUT` | `10s` |
+//! | `[server] tls_cert_file, tls_key_file` | `PATCHDAY_SERVER_TLS_<KEY>` | none: plain HTTP |
+//! | `[server] metrics_token_file` | `PATCHDAY_SERVER_METRICS_TOKEN_FILE` | none: `/metrics` is open |
 //! | `[database] url` | `PATCHDAY_DATABASE_URL` | `sqlite://patchday.db` |
 //! | `[smtp] host, port, tls, username, password_file, from` | `PATCHDAY_SMTP_<KEY>` | none: emails go to `outbox/` as files |
 //! | `[runbooks] dir, git_pull, git_timeout` | `PATCHDAY_RUNBOOKS_<KEY>` | `runbooks`, no pull, `60s` |
@@ -17,6 +20,8 @@
 //! | `[security] link_secret_file, api_tokens_file, link_ttl` | `PATCHDAY_SECURITY_<KEY>` | none, none, `72h` |
 //! | `[audit] checkpoint_key_file, checkpoint_dir, checkpoint_every, origin` | `PATCHDAY_AUDIT_<KEY>` | none (no checkpoints), `checkpoints`, `10m`, `patchday` |
 //! | `[[blackout]] from, to, reason` | — | none |
+//! | `[auth] viewers, operators, admins, sign_in` | — | none: only the local operator signs in; `optional` |
+//! | `[auth.oidc] issuer, client_id, client_secret_file, scopes, email_claim, groups_claim` | — | none: no single sign-on |
 //!
 //! Parsing and resolving do no I/O; [`load`] and [`load_layered`] read the file. Secrets are
 //! never values here: only the names of the files that hold them.
@@ -58,6 +63,10 @@ pub const KEYS: &[&str] = &[
     "server.public_url",
     "server.node_id",
     "server.lease_ttl",
+    "server.header_timeout",
+    "server.metrics_token_file",
+    "server.tls_cert_file",
+    "server.tls_key_file",
     "database.url",
     "smtp.host",
     "smtp.port",
@@ -107,6 +116,13 @@ pub struct Config {
     /// `[ansible] inventory`: Ansible inventories read natively, or through `ansible-inventory`.
     pub ansible_inventories: crate::sources::AnsibleInventories,
     pub security: SecurityConfig,
+    /// `[auth]`: who holds which role (file only).
+    pub roles: crate::auth::Roles,
+    /// `[auth.oidc]`: single sign-on (file only).
+    pub oidc: Option<crate::auth::oidc::OidcConfig>,
+    /// `[auth] sign_in`: whether approval links need their recipient signed in, for approval
+    /// steps that do not say (file only; default `optional`).
+    pub approvals_sign_in: patchday_connectors::inputs::SignIn,
     pub audit: AuditConfig,
 }
 
@@ -122,6 +138,13 @@ pub struct ServerConfig {
     /// How long the leader lease and run claims last without renewal: a dead daemon's work is
     /// taken over after at most this long. Renewed every third of it.
     pub lease_ttl: Duration,
+    /// How long a client may take to send a request's head (and how long a kept-alive
+    /// connection may idle) before it is disconnected.
+    pub header_timeout: Duration,
+    /// The file holding the bearer token `/metrics` requires; `None`: `/metrics` is open.
+    pub metrics_token_file: Option<PathBuf>,
+    /// TLS: the certificate chain and key (PEM), reloaded when they change.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[smtp]`.
@@ -277,6 +300,9 @@ pub struct Layers {
     file: Option<PathBuf>,
     values: BTreeMap<&'static str, Setting>,
     blackouts: Vec<Blackout>,
+    roles: crate::auth::Roles,
+    oidc: Option<crate::auth::oidc::OidcConfig>,
+    approvals_sign_in: patchday_connectors::inputs::SignIn,
 }
 
 impl Layers {
@@ -335,6 +361,33 @@ struct RawConfig {
     security: RawSecurity,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    viewers: Vec<String>,
+    #[serde(default)]
+    operators: Vec<String>,
+    #[serde(default)]
+    admins: Vec<String>,
+    oidc: Option<RawOidc>,
+    #[serde(default)]
+    sign_in: patchday_connectors::inputs::SignIn,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret_file: String,
+    scopes: Option<Vec<String>>,
+    email_claim: Option<String>,
+    groups_claim: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -344,6 +397,10 @@ struct RawServer {
     public_url: Option<String>,
     node_id: Option<String>,
     lease_ttl: Option<String>,
+    header_timeout: Option<String>,
+    metrics_token_file: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -464,12 +521,19 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .blackouts
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
+    layers.roles = roles(&raw.auth).map_err(invalid)?;
+    layers.approvals_sign_in = raw.auth.sign_in;
+    layers.oidc = raw.auth.oidc.map(oidc).transpose().map_err(invalid)?;
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 28] = [
+    let values: [(&str, Option<String>); 32] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
         ("server.node_id", raw.server.node_id),
         ("server.lease_ttl", raw.server.lease_ttl),
+        ("server.header_timeout", raw.server.header_timeout),
+        ("server.metrics_token_file", raw.server.metrics_token_file),
+        ("server.tls_cert_file", raw.server.tls_cert_file),
+        ("server.tls_key_file", raw.server.tls_key_file),
         ("database.url", raw.database.url),
         ("smtp.host", smtp.host),
         ("smtp.port", smtp.port.map(|p| p.to_string())),
@@ -671,6 +735,19 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
             public_url,
             node_id,
             lease_ttl,
+            header_timeout: duration("server.header_timeout")?
+                .unwrap_or(crate::daemon::http::serve::DEFAULT_HEADER_TIMEOUT),
+            metrics_token_file: text("server.metrics_token_file")?.map(PathBuf::from),
+            tls: match (text("server.tls_cert_file")?, text("server.tls_key_file")?) {
+                (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+                (None, None) => None,
+                _ => {
+                    let s = get("server.tls_cert_file")
+                        .or_else(|| get("server.tls_key_file"))
+                        .expect("one is set");
+                    return Err(bad(s, "tls_cert_file and tls_key_file go together".into()));
+                }
+            },
         },
         database_url,
         smtp,
@@ -681,6 +758,48 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         ansible_inventories,
         security,
         audit,
+        roles: layers.roles.clone(),
+        oidc: layers.oidc.clone(),
+        approvals_sign_in: layers.approvals_sign_in,
+    })
+}
+
+/// `[auth.oidc]`: an `http(s)://` issuer, a client id and a secret file; scopes default to
+/// `email`, `profile`; claims to `email`, `groups`.
+fn oidc(raw: RawOidc) -> Result<crate::auth::oidc::OidcConfig, String> {
+    if !(raw.issuer.starts_with("https://") || raw.issuer.starts_with("http://")) {
+        return Err(format!(
+            "[auth.oidc] issuer: `{}` must start with https:// (or http:// on loopback)",
+            raw.issuer
+        ));
+    }
+    if raw.client_id.trim().is_empty() || raw.client_secret_file.trim().is_empty() {
+        return Err("[auth.oidc] client_id and client_secret_file must not be empty".into());
+    }
+    Ok(crate::auth::oidc::OidcConfig {
+        issuer: raw.issuer,
+        client_id: raw.client_id,
+        client_secret_file: PathBuf::from(raw.client_secret_file),
+        scopes: raw
+            .scopes
+            .unwrap_or_else(|| vec!["email".into(), "profile".into()]),
+        email_claim: raw.email_claim.unwrap_or_else(|| "email".into()),
+        groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".into()),
+    })
+}
+
+/// `[auth] viewers, operators, admins`, each entry checked ([`crate::auth::Principal::parse`]).
+fn roles(raw: &RawAuth) -> Result<crate::auth::Roles, String> {
+    let list = |key: &str, items: &[String]| {
+        items
+            .iter()
+            .map(|i| crate::auth::Principal::parse(i).map_err(|e| format!("[auth] {key}: {e}")))
+            .collect::<Result<Vec<_>, String>>()
+    };
+    Ok(crate::auth::Roles {
+        viewers: list("viewers", &raw.viewers)?,
+        operators: list("operators", &raw.operators)?,
+        admins: list("admins", &raw.admins)?,
     })
 }
 

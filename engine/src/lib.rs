@@ -6,6 +6,7 @@
 //! and [`plan`]. ARCHITECTURE.md has the codemap.
 
 pub mod audit;
+pub mod auth;
 pub mod calendar;
 pub mod checkpoint;
 pub mod checkpoints;

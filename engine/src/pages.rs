@@ -11,6 +11,8 @@
 //! per choice, each with the CSRF field, and no link that decides. The HTTP layer should send
 //! [`content_security_policy`] with every page.
 
+pub mod signin;
+
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
@@ -618,6 +620,7 @@ fn status_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         409 => "Conflict",
         410 => "Gone",
+        413 => "Content Too Large",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -633,6 +636,8 @@ fn status_phrase(status: u16) -> &'static str {
 pub struct IndexView {
     pub runbooks: Vec<RunbookRow>,
     pub runs: Vec<RunRow>,
+    /// Who is signed in: the bar with the sign-out form (markup from [`signin::signed_in_bar`]).
+    pub signed_in: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -668,6 +673,7 @@ pub fn index_page(view: &IndexView) -> String {
     body.push_str(&runbooks_section(&view.runbooks));
     body.push_str("<h2>Recent runs</h2>\n");
     body.push_str(&runs_table(&view.runs));
+    body.push_str(&view.signed_in);
     layout("Overview", &body)
 }
 
@@ -1137,6 +1143,7 @@ mod tests {
                 started_at: at(8, 14, 0),
                 finished_at: Some(at(8, 16, 0)),
             }],
+            signed_in: String::new(),
         }
     }
 
@@ -1425,6 +1432,7 @@ mod tests {
                 next_cycles: Vec::new(),
             }],
             runs: Vec::new(),
+            signed_in: String::new(),
         };
         assert!(index_page(&view).contains(
             "no schedule: started by hand (<code>patchday trigger emergency-zero-day</code>) \
@@ -1459,6 +1467,7 @@ mod tests {
                 started_at: at(8, 14, 0),
                 finished_at: Some(at(8, 18, 30)),
             }],
+            signed_in: String::new(),
         };
         let html = index_page(&view);
         for expected in [

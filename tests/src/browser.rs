@@ -147,6 +147,28 @@ impl Browser {
         self.session_command("POST", "/url", Some(json!({ "url": url })));
     }
 
+    /// Carries the session `cookie` (`patchday_session=VALUE`, e.g. [`crate::daemon::Daemon::cookie`])
+    /// on `base` (`http://ADDR`) from now on: as if this browser had signed in.
+    pub fn use_session(&self, base: &str, cookie: &str) {
+        let (name, value) = cookie.split_once('=').expect("NAME=VALUE");
+        self.navigate(&format!("{base}/healthz"));
+        let cookie =
+            json!({ "cookie": { "name": name, "value": value, "path": "/", "httpOnly": true } });
+        self.session_command("POST", "/cookie", Some(cookie));
+    }
+
+    /// Signs in through a sign-in link (`http://ADDR/signin/TOKEN`) as a person does: opens it
+    /// and clicks "Sign in"; waits for the overview.
+    pub fn sign_in(&self, url: &str) {
+        self.navigate(url);
+        self.click(&self.find("form[method=post] button[type=submit]"));
+        crate::daemon::poll(
+            "the overview after signing in",
+            Duration::from_secs(30),
+            || self.title().starts_with("Overview").then_some(()),
+        );
+    }
+
     /// The URL of the current page.
     pub fn current_url(&self) -> String {
         self.string("GET", "/url", None)

@@ -33,6 +33,10 @@ pub struct Daemon {
     pub serving: String,
     /// Where it serves, `127.0.0.1:PORT`.
     pub addr: String,
+    /// The one-time sign-in URL it printed for the local operator (its second line).
+    pub sign_in_url: String,
+    /// The session cookie of [`Daemon::cookie`], once signed in.
+    cookie: std::sync::OnceLock<String>,
 }
 
 impl Daemon {
@@ -55,7 +59,15 @@ impl Daemon {
             .expect("the daemon prints where it serves");
         let addr = serving
             .trim_start_matches("patchday serving http://")
+            .trim_start_matches("patchday serving https://")
             .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        let sign_in_url = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the daemon prints a sign-in URL")
+            .rsplit(' ')
             .next()
             .unwrap()
             .to_string();
@@ -64,7 +76,22 @@ impl Daemon {
             lines,
             serving,
             addr,
+            sign_in_url,
+            cookie: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The `Cookie` header value of a session of the local operator, signed in with the URL the
+    /// daemon printed the first time it is asked for (the URL works once).
+    pub fn cookie(&self) -> &str {
+        self.cookie
+            .get_or_init(|| sign_in(&self.addr, &self.sign_in_url))
+    }
+
+    /// A page as the signed-in local operator sees it: (status, body).
+    pub fn page(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = request(&self.addr, "GET", path, &[("Cookie", self.cookie())], "");
+        (status, body)
     }
 
     /// `http://ADDR`.
@@ -101,6 +128,27 @@ pub fn serve_command(dir: &Path, database: &str, outbox: &Path) -> Command {
         .args(["--outbox", &outbox.display().to_string()])
         .args(["--now", "2026-12-08T09:59:00Z", "--virtual-clock"]);
     cmd
+}
+
+/// Signs in through a sign-in link (`http://ADDR/signin/TOKEN`) as a browser would: its page,
+/// then the form's `POST`. Returns the `Cookie` header value of the new session.
+pub fn sign_in(addr: &str, url: &str) -> String {
+    let path = &url[url.find("/signin/").expect("a sign-in URL")..];
+    let (status, _, page) = request(addr, "GET", path, &[], "");
+    assert_eq!(status, 200, "{page}");
+    let csrf = hidden_field(&page, "csrf");
+    let (status, head, body) = request(addr, "POST", path, &[], &format!("csrf={csrf}"));
+    assert_eq!(status, 303, "{head}\n{body}");
+    session_cookie(&head).expect("the sign-in sets the session cookie")
+}
+
+/// `patchday_session=VALUE` from a response's `Set-Cookie` header, if it sets one.
+pub fn session_cookie(head: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, value)| value.trim().split(';').next().unwrap_or("").to_string())
+        .find(|c| c.starts_with("patchday_session=") && c.len() > "patchday_session=".len())
 }
 
 /// A minimal HTTP/1.1 GET: (status, body).

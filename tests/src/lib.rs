@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod oidc;
 pub mod postgres;
 pub mod smtp;
 pub mod sql;

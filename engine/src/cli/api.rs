@@ -114,6 +114,12 @@ pub struct SettleArgs {
 pub struct TokenArgs {
     /// The token's name: API actions are audited as api:NAME.
     name: String,
+    /// What it may do: read, operate, approve, admin (comma-separated). Without it: admin.
+    #[arg(long, value_name = "LIST")]
+    scopes: Option<String>,
+    /// The person an `approve` token decides as (needed with approve).
+    #[arg(long, value_name = "EMAIL")]
+    owner: Option<String>,
 }
 
 /// A request's outcome: status and JSON body.
@@ -453,7 +459,14 @@ pub fn api_token(args: TokenArgs, globals: &Globals) -> anyhow::Result<ExitCode>
         .into());
     }
     let token = new_token().map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
-    let line = format!("{} {}", args.name, token_hash(&token));
+    let mut line = format!("{} {}", args.name, token_hash(&token));
+    if let Some(scopes) = &args.scopes {
+        line.push_str(&format!(" scopes={scopes}"));
+    }
+    if let Some(owner) = &args.owner {
+        line.push_str(&format!(" owner={owner}"));
+    }
+    crate::daemon::tokens::ApiTokens::parse(&line).map_err(|(_, e)| UsageError(e))?;
     if json {
         super::print_json(&json!({ "name": args.name, "token": token, "line": line }))?;
     } else {
@@ -462,6 +475,41 @@ pub fn api_token(args: TokenArgs, globals: &Globals) -> anyhow::Result<ExitCode>
         outln!("add this line to the [security] api_tokens_file (it holds only the hash):");
         outln!("  {line}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `patchday login-url`.
+#[derive(Debug, clap::Args)]
+pub struct LoginUrlArgs {
+    /// The daemon's base URL (default: `[server] public_url`, else `http://<listen>`).
+    #[arg(long)]
+    url: Option<String>,
+}
+
+/// `patchday login-url`: a one-time sign-in URL for the local operator, signed with the link
+/// secret the daemon reads (`[security] link_secret_file`, or the key next to its SQLite
+/// database).
+pub fn login_url(args: LoginUrlArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let config = globals.configuration()?;
+    if !crate::daemon::link_secret_lasts(&config) {
+        return Err(UsageError(
+            "the daemon signs links with a key of its own process (no [security] \
+             link_secret_file, no SQLite database): use the URL `patchday serve` printed, or \
+             set link_secret_file"
+                .into(),
+        )
+        .into());
+    }
+    let links = crate::daemon::sign_in_links(&config).map_err(|e| UsageError(e.to_string()))?;
+    let nonce = crate::links::new_nonce(&mut crate::daemon::http::auth::os_random);
+    let token = links.mint(
+        crate::auth::LOCAL_OPERATOR,
+        globals.clock.now(),
+        crate::auth::LOCAL_LINK_TTL,
+        nonce,
+    )?;
+    let base = args.url.unwrap_or_else(|| config.public_url());
+    outln!("{}/signin/{token}", base.trim_end_matches('/'));
     Ok(ExitCode::SUCCESS)
 }
 

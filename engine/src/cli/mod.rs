@@ -127,6 +127,8 @@ enum Command {
     ApiToken(api::TokenArgs),
     /// Write a commented starter runbook or inventory that validates.
     New(new::Args),
+    /// Print a one-time sign-in URL for the local operator (an admin; works once, within 24h).
+    LoginUrl(api::LoginUrlArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -215,6 +217,7 @@ pub fn main() -> ExitCode {
         Command::Abort(args) => api::settle(args, "abort", &globals),
         Command::ApiToken(args) => api::api_token(args, &globals),
         Command::New(args) => new::run(args, &globals),
+        Command::LoginUrl(args) => api::login_url(args, &globals),
     };
     match result {
         Ok(code) => code,

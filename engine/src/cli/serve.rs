@@ -85,7 +85,14 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             .map_err(|e| usage(&format!("database: {e}")))?;
         let daemon = Daemon::new(store.clone(), runbooks, options);
         tokio::spawn(on_signal(daemon.shutdown_token()));
-        let result = daemon.run(|ready| outln!("{}", ready.line())).await;
+        let result = daemon
+            .run(|ready| {
+                outln!("{}", ready.line());
+                if let Some(line) = ready.sign_in_line() {
+                    outln!("{line}");
+                }
+            })
+            .await;
         store.close().await;
         match result {
             Ok(()) => Ok(ExitCode::SUCCESS),

@@ -1,21 +1,25 @@
 //! The daemon's HTTP server (DESIGN §7), on axum: `GET /healthz`, `GET /metrics`
 //! (Prometheus text), `GET /` (runbooks, next cycles, recent runs) and `GET /runs/{id}` (a
 //! run's graph, timeline, hosts and audit trail, with its live fragment `/runs/{id}/live`, in
-//! [`dashboard`]), and the email links (`GET`/`HEAD`/`POST /links/{token}`,
-//! in [`links`](mod@links)), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
+//! [`dashboard`]), `GET /calendar` (the month), the email links (`GET`/`HEAD`/`POST /links/{token}`,
+//! in [`links`](mod@links)), the sign-in routes ([`auth`]: every page but `/healthz`, the links
+//! and sign-in needs a signed-in person), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
 //! store and the loaded runbooks and turn them into the pages' view structs.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 
 pub mod api;
+pub mod auth;
 pub mod dashboard;
 pub mod links;
+pub mod serve;
+pub mod tls;
 pub mod waiting;
 
 use super::Shared;
@@ -37,6 +41,17 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/runs/{id}/live", get(dashboard::live::<S>))
         .route("/calendar", get(dashboard::month_page::<S>))
         .route(
+            "/signin",
+            get(auth::form::<S>).post(auth::request_link::<S>),
+        )
+        .route("/signin/oidc", get(auth::oidc_start::<S>))
+        .route("/signin/oidc/callback", get(auth::oidc_callback::<S>))
+        .route(
+            "/signin/{token}",
+            get(auth::confirm::<S>).post(auth::sign_in::<S>),
+        )
+        .route("/signout", post(auth::sign_out::<S>))
+        .route(
             "/links/{token}",
             get(links::show::<S>)
                 .post(links::decide::<S>)
@@ -44,7 +59,59 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         )
         .nest("/api/v1", api::routes::<S>().0)
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_large_bodies))
+        .layer(axum::middleware::map_response_with_state(
+            shared.auth.secure,
+            security_headers,
+        ))
         .with_state(shared)
+}
+
+/// The largest request body read (forms and API requests are a few KB): past it, 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A request that announces a body larger than [`MAX_BODY`] is answered 413 before any of it
+/// is read (a body without a length is cut off at the limit by the extractors).
+async fn refuse_large_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.");
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Headers on every answer: no sniffing, no framing, no referrer; HSTS when the public URL is
+/// `https://` (the pages add their Content-Security-Policy).
+async fn security_headers(State(secure): State<bool>, mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if secure {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 pub(super) fn html(status: StatusCode, body: String) -> Response {
@@ -91,7 +158,16 @@ async fn healthz<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     }
 }
 
-async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
+async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>, headers: HeaderMap) -> Response {
+    if !shared.auth.may_read_metrics(&headers) {
+        let mut response =
+            (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"metrics\""),
+        );
+        return response;
+    }
     match super::metrics::text(&shared).await {
         Ok(text) => (
             StatusCode::OK,
@@ -106,7 +182,10 @@ async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     }
 }
 
-async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
+async fn index<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    signed_in: auth::SignedIn,
+) -> Response {
     let now = shared.clock.now();
     let runbooks = shared
         .runbooks()
@@ -148,6 +227,10 @@ async fn index<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
         .collect();
     html(
         StatusCode::OK,
-        pages::index_page(&pages::IndexView { runbooks, runs }),
+        pages::index_page(&pages::IndexView {
+            runbooks,
+            runs,
+            signed_in: signed_in.bar(&shared),
+        }),
     )
 }

@@ -83,6 +83,10 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error("[auth.oidc]: {0}")]
+    Oidc(String),
+    #[error("[server] tls_cert_file, tls_key_file: {0}")]
+    Tls(String),
     #[error("link secret: {0}")]
     LinkSecret(String),
     #[error(transparent)]
@@ -169,6 +173,9 @@ pub struct Ready {
     pub delivery: String,
     pub runbooks: usize,
     pub rejected: usize,
+    /// The local operator's one-time sign-in URL (like Jupyter's): whoever reads the daemon's
+    /// output may sign in once, as an admin, within 24 hours.
+    pub sign_in: Option<String>,
 }
 
 impl Ready {
@@ -187,6 +194,13 @@ impl Ready {
                 String::new()
             }
         )
+    }
+
+    /// `sign in as the local operator (once, within 24h): URL`, when there is a URL.
+    pub fn sign_in_line(&self) -> Option<String> {
+        self.sign_in
+            .as_ref()
+            .map(|url| format!("sign in as the local operator (once, within 24h): {url}"))
     }
 }
 
@@ -231,6 +245,8 @@ pub struct Shared<S: Store> {
     api_tokens: RwLock<Arc<tokens::ApiTokens>>,
     /// This daemon among the daemons sharing the database: node id, leadership, lease clock.
     pub cluster: cluster::Cluster,
+    /// Sign-in links, roles, session cookies ([`http::auth`]).
+    pub auth: http::auth::AuthState,
 }
 
 /// The driver task of one run.
@@ -555,6 +571,13 @@ impl<S: Store> Daemon<S> {
                 refused.get_or_insert(e);
             }
         }
+        let auth = match auth_state(&options.config, &engine.public_url) {
+            Ok(auth) => auth,
+            Err(e) => {
+                refused.get_or_insert(e);
+                auth_state_unkeyed(&options.config)
+            }
+        };
         let mut options = options;
         if options.config.security.api_tokens_file.is_none() {
             options.config.security.api_tokens_file =
@@ -593,6 +616,7 @@ impl<S: Store> Daemon<S> {
             started_at: options.clock.now(),
             api_tokens: RwLock::new(Arc::new(api_tokens)),
             cluster,
+            auth,
         });
         shared.set_runbooks(runbooks);
         Daemon {
@@ -654,15 +678,30 @@ impl<S: Store> Daemon<S> {
             .api_tokens_file
             .clone()
             .map(|path| tokio::spawn(tokens::watch(shared.clone(), path)));
+        let tls = match &options.config.server.tls {
+            None => None,
+            Some((cert, key)) => {
+                let certificates = Arc::new(
+                    http::tls::Certificates::load(cert, key)
+                        .map_err(|e| DaemonError::Tls(e.to_string()))?,
+                );
+                tokio::spawn(http::tls::watch(
+                    certificates.clone(),
+                    shared.shutdown.clone(),
+                ));
+                let acceptor = http::tls::acceptor(certificates)
+                    .map_err(|e| DaemonError::Tls(e.to_string()))?;
+                Some(acceptor)
+            }
+        };
         let server = {
             let router = http::router(shared.clone());
             let stop = shared.shutdown.clone();
-            tokio::spawn(async move {
-                let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            })
+            let files = http::serve::open_files_limit();
+            let cap = http::serve::connection_cap(files);
+            tracing::info!("http: at most {cap} connections (open-files limit {files})");
+            let limits = (cap, options.config.server.header_timeout);
+            tokio::spawn(http::serve::serve(listener, router, limits, tls, stop))
         };
         ready(&Ready {
             url,
@@ -671,6 +710,13 @@ impl<S: Store> Daemon<S> {
             delivery: options.delivery.describe(),
             runbooks: shared.runbooks().by_name.len(),
             rejected: shared.runbooks().rejected.len(),
+            sign_in: match shared.auth.local_sign_in_path() {
+                Ok(path) => Some(format!("{}{path}", shared.engine.public_url)),
+                Err(e) => {
+                    tracing::warn!("no local sign-in URL: {e}");
+                    None
+                }
+            },
         });
 
         shared.shutdown.cancelled().await;
@@ -703,11 +749,7 @@ impl<S: Store> Daemon<S> {
         cluster::stop(&shared).await;
         // One last pass of the outbox, then stop.
         let _ = mailer.await;
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(DaemonError::Http(e)),
-            Err(_) => {}
-        }
+        let _ = server.await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -723,6 +765,7 @@ fn bind(config: &Config) -> Result<(std::net::TcpListener, String), DaemonError>
     let local = listener.local_addr().map_err(listen)?;
     let url = match &config.server.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
+        None if config.server.tls.is_some() => format!("https://{local}"),
         None => format!("http://{local}"),
     };
     Ok((listener, url))
@@ -735,6 +778,98 @@ fn bind(config: &Config) -> Result<(std::net::TcpListener, String), DaemonError>
 /// process only (logged: its links die with it). Links live `[security] link_ttl` unless a
 /// step sets `expires`; nonces come from the OS.
 pub fn link_minter(config: &Config) -> Result<LinkMinter, DaemonError> {
+    let secret = link_secret(config)?;
+    let signer = LinkSigner::new(&secret).map_err(|e| DaemonError::LinkSecret(e.to_string()))?;
+    let ttl = chrono::Duration::from_std(config.security.link_ttl)
+        .map_err(|e| DaemonError::LinkSecret(format!("link_ttl: {e}")))?;
+    let random = Arc::new(|buf: &mut [u8]| getrandom::fill(buf).expect("OS randomness"));
+    Ok(LinkMinter::new(signer, ttl, random))
+}
+
+/// The sign-in links' signer: keyed from the link secret ([`link_secret`]), so the links
+/// `patchday login-url` makes work on the daemon that shares its secret.
+pub fn sign_in_links(config: &Config) -> Result<crate::auth::SignInLinks, DaemonError> {
+    crate::auth::SignInLinks::new(&link_secret(config)?)
+        .map_err(|e| DaemonError::LinkSecret(e.to_string()))
+}
+
+/// The HTTP server's sign-in state: the sign-in links' key, `[auth]`'s roles, `Secure`
+/// cookies when the public URL is `https://`.
+fn auth_state(config: &Config, public_url: &str) -> Result<http::auth::AuthState, DaemonError> {
+    Ok(http::auth::AuthState {
+        links: sign_in_links(config)?,
+        roles: config.roles.clone(),
+        secure: public_url.starts_with("https://"),
+        clock: Arc::new(crate::clock::SystemClock),
+        refusals: Default::default(),
+        random: http::auth::os_random,
+        oidc: oidc(config, public_url)?,
+        approvals_sign_in: config.approvals_sign_in,
+        metrics_token: metrics_token(config)?,
+    })
+}
+
+/// SHA-256 of the token in `[server] metrics_token_file` (trimmed), if one is configured.
+fn metrics_token(config: &Config) -> Result<Option<[u8; 32]>, DaemonError> {
+    let Some(path) = &config.server.metrics_token_file else {
+        return Ok(None);
+    };
+    let token = std::fs::read_to_string(path).map_err(|source| DaemonError::File {
+        what: "[server] metrics_token_file",
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Some(
+        <sha2::Sha256 as sha2::Digest>::digest(token.trim().as_bytes()).into(),
+    ))
+}
+
+/// The OIDC client of `[auth.oidc]` (its secret read from `client_secret_file`), if configured.
+fn oidc(
+    config: &Config,
+    public_url: &str,
+) -> Result<Option<Arc<crate::auth::oidc::Oidc>>, DaemonError> {
+    let Some(oidc) = &config.oidc else {
+        return Ok(None);
+    };
+    let path = &oidc.client_secret_file;
+    let secret = std::fs::read_to_string(path).map_err(|source| DaemonError::File {
+        what: "[auth.oidc] client_secret_file",
+        path: path.display().to_string(),
+        source,
+    })?;
+    let redirect = format!("{public_url}/signin/oidc/callback");
+    crate::auth::oidc::Oidc::new(oidc.clone(), secret.trim().to_string(), &redirect)
+        .map(|o| Some(Arc::new(o)))
+        .map_err(|e| DaemonError::Oidc(e.to_string()))
+}
+
+/// A stand-in for a daemon that refuses to start anyway (its link secret is unusable).
+fn auth_state_unkeyed(config: &Config) -> http::auth::AuthState {
+    let mut key = [0u8; 32];
+    http::auth::os_random(&mut key);
+    http::auth::AuthState {
+        links: crate::auth::SignInLinks::new(&key).expect("32 bytes"),
+        roles: config.roles.clone(),
+        secure: false,
+        clock: Arc::new(crate::clock::SystemClock),
+        refusals: Default::default(),
+        random: http::auth::os_random,
+        oidc: None,
+        approvals_sign_in: config.approvals_sign_in,
+        metrics_token: Some([0; 32]),
+    }
+}
+
+/// Whether the link secret outlives the daemon's process (a file names it, or the key sits
+/// next to a SQLite database), so that another process (`patchday login-url`) can sign with it.
+pub fn link_secret_lasts(config: &Config) -> bool {
+    config.security.link_secret_file.is_some() || sqlite_file(&config.database_url).is_some()
+}
+
+/// The link secret: `[security] link_secret_file`, else the key file next to a SQLite
+/// database (created if missing), else random for this process (see [`link_minter`]).
+fn link_secret(config: &Config) -> Result<Vec<u8>, DaemonError> {
     let file = |what: &'static str, path: &Path, source: std::io::Error| DaemonError::File {
         what,
         path: path.display().to_string(),
@@ -765,11 +900,7 @@ pub fn link_minter(config: &Config) -> Result<LinkMinter, DaemonError> {
         );
         random_bytes(32)?
     };
-    let signer = LinkSigner::new(&secret).map_err(|e| DaemonError::LinkSecret(e.to_string()))?;
-    let ttl = chrono::Duration::from_std(config.security.link_ttl)
-        .map_err(|e| DaemonError::LinkSecret(format!("link_ttl: {e}")))?;
-    let random = Arc::new(|buf: &mut [u8]| getrandom::fill(buf).expect("OS randomness"));
-    Ok(LinkMinter::new(signer, ttl, random))
+    Ok(secret)
 }
 
 /// With no `[security] api_tokens_file` and a SQLite database file: the tokens file

@@ -9,6 +9,9 @@
 //! ci-bot   6b86b273ff34fce19b44dcec4ca8a1b9b6d2e09d0b05e0a2e5ad0a4b2e3f0c1d
 //! ```
 //!
+//! A line may go on with `scopes=read,operate,approve,admin` (what the token may do, see
+//! [`Scope`]; without it, `admin`: the first format's tokens could do everything) and
+//! `owner=EMAIL` (the person an `approve` token decides as; required with `approve`).
 //! Blank lines and lines starting with `#` are ignored; names are unique and made of letters,
 //! digits and `.`, `_`, `-`, `@`. `patchday api-token NAME` prints a new random token and its
 //! line. A request carries `Authorization: Bearer <token>`; the SHA-256 of the given token is
@@ -44,10 +47,52 @@ pub enum TokensError {
     },
 }
 
-/// The API tokens: names and the SHA-256 of each token.
+/// What a token may do. `read` sees runbooks and runs; `operate` also triggers, cancels and
+/// settles interrupted steps; `approve` decides the approval and task steps its owner is one of
+/// the people of, as that person; `admin` may do all of it and decide any step as itself (an
+/// override, audited as one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Read,
+    Operate,
+    Approve,
+    Admin,
+}
+
+impl Scope {
+    fn parse(word: &str) -> Option<Scope> {
+        match word {
+            "read" => Some(Scope::Read),
+            "operate" => Some(Scope::Operate),
+            "approve" => Some(Scope::Approve),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// One token: its name, scopes and owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// The person the token acts for (`owner=` in the file): an `approve` token decides as them.
+    pub owner: Option<String>,
+}
+
+impl Grant {
+    /// Whether the token holds `scope` (`admin` holds every scope; `operate` includes `read`).
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|s| {
+            *s == scope || *s == Scope::Admin || (*s == Scope::Operate && scope == Scope::Read)
+        })
+    }
+}
+
+/// The API tokens: each one's grant and the SHA-256 of the token.
 #[derive(Debug, Clone, Default)]
 pub struct ApiTokens {
-    entries: Vec<(String, [u8; 32])>,
+    entries: Vec<(Grant, [u8; 32])>,
 }
 
 impl ApiTokens {
@@ -67,33 +112,18 @@ impl ApiTokens {
 
     /// Parses the file's text; an error is (line number, message).
     pub fn parse(text: &str) -> Result<ApiTokens, (usize, String)> {
-        let mut entries: Vec<(String, [u8; 32])> = Vec::new();
+        let mut entries: Vec<(Grant, [u8; 32])> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line_no = i + 1;
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let mut words = line.split_whitespace();
-            let (Some(name), Some(hash), None) = (words.next(), words.next(), words.next()) else {
-                return Err((line_no, "write `NAME SHA256HEX`".into()));
-            };
-            if !valid_name(name) {
-                return Err((
-                    line_no,
-                    format!("`{name}`: a name is letters, digits, `.`, `_`, `-`, `@`"),
-                ));
+            let (grant, digest) = parse_line(line).map_err(|m| (line_no, m))?;
+            if entries.iter().any(|(g, _)| g.name == grant.name) {
+                return Err((line_no, format!("`{}` appears twice", grant.name)));
             }
-            let Some(digest) = parse_hex32(hash) else {
-                return Err((
-                    line_no,
-                    "the hash must be 64 hex digits (the SHA-256 of the token)".into(),
-                ));
-            };
-            if entries.iter().any(|(n, _)| n == name) {
-                return Err((line_no, format!("`{name}` appears twice")));
-            }
-            entries.push((name.to_string(), digest));
+            entries.push((grant, digest));
         }
         Ok(ApiTokens { entries })
     }
@@ -108,21 +138,68 @@ impl ApiTokens {
         self.entries.is_empty()
     }
 
-    /// The name of the token, if it is one of ours. Constant time in the token's content.
-    pub fn check(&self, token: &str) -> Option<&str> {
+    /// The grant of the token, if it is one of ours. Constant time in the token's content.
+    pub fn check(&self, token: &str) -> Option<&Grant> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
-        for (name, stored) in &self.entries {
+        for (grant, stored) in &self.entries {
             let diff = stored
                 .iter()
                 .zip(digest.iter())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b));
             if diff == 0 && found.is_none() {
-                found = Some(name.as_str());
+                found = Some(grant);
             }
         }
         found
     }
+}
+
+/// `NAME SHA256HEX [scopes=a,b] [owner=EMAIL]`; without `scopes=`, `admin` (the file's first
+/// format, whose tokens could do everything).
+fn parse_line(line: &str) -> Result<(Grant, [u8; 32]), String> {
+    let mut words = line.split_whitespace();
+    let (Some(name), Some(hash)) = (words.next(), words.next()) else {
+        return Err(
+            "write `NAME SHA256HEX [scopes=read,operate,approve,admin] [owner=EMAIL]`".into(),
+        );
+    };
+    if !valid_name(name) {
+        return Err(format!(
+            "`{name}`: a name is letters, digits, `.`, `_`, `-`, `@`"
+        ));
+    }
+    let digest =
+        parse_hex32(hash).ok_or("the hash must be 64 hex digits (the SHA-256 of the token)")?;
+    let mut grant = Grant {
+        name: name.to_string(),
+        scopes: vec![Scope::Admin],
+        owner: None,
+    };
+    for word in words {
+        match word.split_once('=') {
+            Some(("scopes", list)) => {
+                grant.scopes = list
+                    .split(',')
+                    .map(|s| {
+                        Scope::parse(s)
+                            .ok_or(format!("`{s}` is not read, operate, approve or admin"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            Some(("owner", email)) => {
+                grant.owner = Some(
+                    crate::auth::normalize_email(email)
+                        .ok_or(format!("owner `{email}` is not an email address"))?,
+                );
+            }
+            _ => return Err(format!("`{word}`: expected scopes=... or owner=...")),
+        }
+    }
+    if grant.scopes.contains(&Scope::Approve) && grant.owner.is_none() {
+        return Err("an `approve` token needs an owner=EMAIL: it decides as that person".into());
+    }
+    Ok((grant, digest))
 }
 
 /// Whether `name` may name a token.
@@ -204,8 +281,8 @@ mod tests {
         );
         let tokens = ApiTokens::parse(&text).unwrap();
         assert_eq!(tokens.len(), 2);
-        assert_eq!(tokens.check(&token), Some("alice"));
-        assert_eq!(tokens.check("other"), Some("bob"));
+        assert_eq!(tokens.check(&token).map(|g| g.name.as_str()), Some("alice"));
+        assert_eq!(tokens.check("other").map(|g| g.name.as_str()), Some("bob"));
         assert_eq!(tokens.check("wrong"), None);
         assert_eq!(tokens.check(""), None);
     }
@@ -223,5 +300,22 @@ mod tests {
         );
         assert!(ApiTokens::parse(&format!("bad/name {hash}\n")).is_err());
         assert!(ApiTokens::parse(&format!("a {hash} extra\n")).is_err());
+        assert!(ApiTokens::parse(&format!("a {hash} scopes=approve\n")).is_err());
+        assert!(ApiTokens::parse(&format!("a {hash} scopes=root\n")).is_err());
+    }
+
+    #[test]
+    fn scopes_and_owners_are_read_and_old_lines_are_admin() {
+        let hash = token_hash("t");
+        let other = token_hash("u");
+        let text =
+            format!("old {hash}\nalice {other} scopes=read,approve owner=Alice@Example.com\n");
+        let tokens = ApiTokens::parse(&text).unwrap();
+        let old = tokens.check("t").unwrap();
+        assert!(old.allows(Scope::Approve) && old.allows(Scope::Operate) && old.owner.is_none());
+        let alice = tokens.check("u").unwrap();
+        assert_eq!(alice.owner.as_deref(), Some("alice@example.com"));
+        assert!(alice.allows(Scope::Read) && alice.allows(Scope::Approve));
+        assert!(!alice.allows(Scope::Operate) && !alice.allows(Scope::Admin));
     }
 }

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use patchday_connectors::inputs::{ApprovalInputs, ManualInputs, OnExpire};
+use patchday_connectors::inputs::{ApprovalInputs, ManualInputs, OnExpire, SignIn};
 use serde_json::{Value, json};
 
 use super::notify::rendered_email;
@@ -84,6 +84,8 @@ pub struct PersonAsk {
     pub expires: Option<chrono::Duration>,
     /// What an expiry does to the step.
     pub on_expire: OnExpire,
+    /// The approval's `sign_in` (`None`: not set, the daemon's default applies; tasks).
+    pub sign_in: Option<SignIn>,
 }
 
 impl PersonAsk {
@@ -142,6 +144,7 @@ impl<S: Store> Engine<S> {
         };
         let context = RunContext::from_run(run, params, run_url).for_step(rows, host_json.as_ref());
         let rendered = render_value(&registry(true), &raw, &context).map_err(bad)?;
+        let mut sign_in = None;
         let (names, choices, quorum, message, expires, on_expire) = match purpose {
             Purpose::Approval => {
                 let inputs: ApprovalInputs =
@@ -150,6 +153,7 @@ impl<S: Store> Engine<S> {
                     .choices
                     .filter(|c| !c.is_empty())
                     .unwrap_or_else(|| vec!["approve".into(), "reject".into()]);
+                sign_in = inputs.sign_in;
                 (
                     inputs.approvers.as_slice().to_vec(),
                     choices,
@@ -192,6 +196,7 @@ impl<S: Store> Engine<S> {
             message,
             expires,
             on_expire,
+            sign_in,
         })
     }
 

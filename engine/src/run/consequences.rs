@@ -155,6 +155,7 @@ mod tests {
             message: None,
             expires: None,
             on_expire: Default::default(),
+            sign_in: None,
         }
     }
 

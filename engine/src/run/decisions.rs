@@ -166,6 +166,9 @@ impl<S: Store> Engine<S> {
                 "quorum": ask.quorum,
             }),
         ));
+        if operator && let Some(details) = change.events.last_mut() {
+            details.details["override"] = json!(true);
+        }
         let settled = settle.as_ref().map(|(new, ..)| new.state);
         let mut progress = None;
         if let Some((new, step_event, email)) = settle {

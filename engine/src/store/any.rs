@@ -11,7 +11,8 @@ use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, StepRow, Store, StoreError,
+    EventRow, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, SessionRow, StepRow, Store,
+    StoreError,
 };
 
 /// A store on either backend.
@@ -151,6 +152,18 @@ impl Store for AnyStore {
         limit: u32,
     ) -> Result<Vec<EmailRow>, StoreError> {
         delegate!(self, s => s.due_emails(now, limit))
+    }
+
+    async fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        delegate!(self, s => s.session(id_hash))
+    }
+
+    async fn touch_session(&self, id_hash: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        delegate!(self, s => s.touch_session(id_hash, at))
+    }
+
+    async fn live_sessions(&self, now: DateTime<Utc>) -> Result<Vec<SessionRow>, StoreError> {
+        delegate!(self, s => s.live_sessions(now))
     }
 
     async fn decisions(

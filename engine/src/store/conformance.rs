@@ -14,7 +14,8 @@ use serde_json::json;
 
 use super::{
     Change, ClaimScope, EmailAttempt, EventFilter, Fence, LEADER, NewDecision, NewEmail, NewEvent,
-    OutboxFigures, RunRow, RunState, StepRow, StepState, StepWrite, Store, StoreError,
+    NewSession, OutboxFigures, RunRow, RunState, SessionWrite, StepRow, StepState, StepWrite,
+    Store, StoreError,
 };
 use crate::audit;
 
@@ -49,6 +50,7 @@ macro_rules! conformance_suite {
             two_claimers_of_outbox_rows_get_disjoint_sets,
             dead_letters_and_the_backlog_after_an_outage,
             a_rerun_shares_its_cycle_and_unfinished_versions_are_listed,
+            sessions_open_once_per_link_and_close_with_their_events,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -183,6 +185,7 @@ fn transition(
         emails: vec![],
         decisions: vec![],
         fence: None,
+        sessions: vec![],
     }
 }
 
@@ -284,6 +287,7 @@ pub(crate) async fn commit_applies_everything_atomically<S: Store>(store: &S) {
         emails: vec![email(Some("r1"), "Run succeeded", t1)],
         decisions: vec![],
         fence: None,
+        sessions: vec![],
     };
     store.commit(vec![change]).await.unwrap();
     let steps = store.steps("r1").await.unwrap();
@@ -2095,4 +2099,102 @@ pub(crate) async fn two_claimers_of_outbox_rows_get_disjoint_sets<S: Store>(stor
         .unwrap();
     assert_eq!(subjects(&later), subjects(&b));
     assert!(later.iter().all(|r| r.attempts == 1));
+}
+
+fn session(id_hash: &str, email: &str, nonce: Option<&str>) -> NewSession {
+    NewSession {
+        id_hash: id_hash.into(),
+        email: email.into(),
+        via: "link".into(),
+        groups: vec!["ops".into(), "cab".into()],
+        created_at: t0(),
+        expires_at: t0() + Duration::hours(12),
+        link_nonce: nonce.map(Into::into),
+    }
+}
+
+fn signed(action: &str, write: SessionWrite) -> Change {
+    Change {
+        events: vec![event(action, None, None, t0())],
+        sessions: vec![write],
+        ..Change::default()
+    }
+}
+
+pub(crate) async fn sessions_open_once_per_link_and_close_with_their_events<S: Store>(store: &S) {
+    assert_eq!(store.session("h1").await.unwrap(), None);
+    let opened = session("h1", "alice@example.com", Some("n-1"));
+    store
+        .commit(vec![signed(
+            "auth.signed_in",
+            SessionWrite::Open(opened.clone()),
+        )])
+        .await
+        .unwrap();
+    let row = store.session("h1").await.unwrap().expect("stored");
+    assert_eq!(row.session, opened);
+    assert_eq!((row.last_seen_at, row.revoked_at), (t0(), None));
+
+    // The same link again (another cookie value): refused whole, no event written.
+    let err = store
+        .commit(vec![signed(
+            "auth.signed_in",
+            SessionWrite::Open(session("h2", "alice@example.com", Some("n-1"))),
+        )])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::LinkUsed { nonce } if nonce == "n-1"),
+        "{err:?}"
+    );
+    assert_eq!(store.session("h2").await.unwrap(), None);
+    assert_eq!(verify_all(store).await, 1);
+
+    // Sessions without a link (OIDC) never collide on the nonce.
+    for id in ["h3", "h4"] {
+        store
+            .commit(vec![signed(
+                "auth.signed_in",
+                SessionWrite::Open(session(id, "bob@example.com", None)),
+            )])
+            .await
+            .unwrap();
+    }
+    let later = t0() + Duration::minutes(5);
+    store.touch_session("h1", later).await.unwrap();
+    assert_eq!(
+        store.session("h1").await.unwrap().unwrap().last_seen_at,
+        later
+    );
+    let live: Vec<String> = (store.live_sessions(later).await.unwrap())
+        .into_iter()
+        .map(|s| s.session.id_hash)
+        .collect();
+    assert_eq!(live.len(), 3, "{live:?}");
+
+    store
+        .commit(vec![signed(
+            "auth.signed_out",
+            SessionWrite::Close {
+                id_hash: "h1".into(),
+                at: later,
+            },
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session("h1").await.unwrap().unwrap().revoked_at,
+        Some(later)
+    );
+    let live = store.live_sessions(later).await.unwrap();
+    assert!(live.iter().all(|s| s.session.id_hash != "h1"), "{live:?}");
+    // Past their absolute end, none is live.
+    assert!(
+        store
+            .live_sessions(t0() + Duration::hours(12))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(verify_all(store).await, 4);
 }

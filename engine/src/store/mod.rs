@@ -244,6 +244,49 @@ pub struct Change {
     /// Whose write this is: checked first; a stale epoch refuses the whole commit
     /// ([`StoreError::Fenced`]). `None`: unfenced (the CLI, decisions, operators).
     pub fence: Option<Fence>,
+    /// Sessions opened (a sign-in) or closed (a sign-out), with the events that record them.
+    /// Opening one with a link nonce that opened another refuses the whole commit
+    /// ([`StoreError::LinkUsed`]): a sign-in link signs in once.
+    pub sessions: Vec<SessionWrite>,
+}
+
+/// A signed-in person's session as it is opened (DESIGN §7; migration `0006_auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// SHA-256 (hex) of the cookie's random value; the value itself is never stored.
+    pub id_hash: String,
+    /// The person's email address (lower case).
+    pub email: String,
+    /// `link`, `local` or `oidc`.
+    pub via: String,
+    /// The identity provider's groups (OIDC), for roles given to groups.
+    pub groups: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    /// The absolute end of the session, whatever its use.
+    pub expires_at: DateTime<Utc>,
+    /// The nonce of the sign-in link that opened it (unique); `None` for OIDC.
+    pub link_nonce: Option<String>,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub session: NewSession,
+    /// The last request that used it (updated at most once a minute).
+    pub last_seen_at: DateTime<Utc>,
+    /// When it was signed out or revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A session change in a [`Change`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionWrite {
+    Open(NewSession),
+    /// Revokes the session (no-op if it is already revoked or unknown).
+    Close {
+        id_hash: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// The epoch a write was made under (DESIGN §5). The store compares it with the current epoch
@@ -437,6 +480,25 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<EmailRow>, StoreError>> + Send;
+
+    /// The session whose cookie value hashes to `id_hash`, live or not.
+    fn session(
+        &self,
+        id_hash: &str,
+    ) -> impl Future<Output = Result<Option<SessionRow>, StoreError>> + Send;
+
+    /// Records that the session was used at `at` (its idle timeout restarts).
+    fn touch_session(
+        &self,
+        id_hash: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The sessions neither revoked nor past `expires_at` at `now`, newest first.
+    fn live_sessions(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<SessionRow>, StoreError>> + Send;
 
     /// The decisions on one step row (`host` "" for the step itself), in insertion order.
     fn decisions(

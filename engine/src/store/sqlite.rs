@@ -35,8 +35,9 @@ use super::codec::{
 };
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, Fence, NewDecision, NewEmail, NewEvent, OutboxFigures, RunClaim, RunId, RunRow,
-    RunState, StepRow, StepState, Store, StoreError, fences, lease_end,
+    EventRow, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures, RunClaim, RunId,
+    RunRow, RunState, SessionRow, SessionWrite, StepRow, StepState, Store, StoreError, fences,
+    lease_end,
 };
 use crate::audit;
 
@@ -68,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "lasting",
         include_str!("../../migrations/sqlite/0005_lasting.sql"),
+    ),
+    (
+        6,
+        "auth",
+        include_str!("../../migrations/sqlite/0006_auth.sql"),
     ),
 ];
 
@@ -396,7 +402,70 @@ fn decision_from(row: &SqliteRow) -> Result<DecisionRow, StoreError> {
     })
 }
 
+const SESSION_COLUMNS: &str = "id_hash, email, via, groups, created_at, last_seen_at, \
+     expires_at, revoked_at, link_nonce";
+
+fn session_from(row: &SqliteRow) -> Result<SessionRow, StoreError> {
+    Ok(SessionRow {
+        session: NewSession {
+            id_hash: get(row, "id_hash")?,
+            email: get(row, "email")?,
+            via: get(row, "via")?,
+            groups: serde_json::from_str(&get::<String>(row, "groups")?)
+                .map_err(|e| StoreError::Database(format!("session groups: {e}")))?,
+            created_at: parse_ts(&get::<String>(row, "created_at")?)?,
+            expires_at: parse_ts(&get::<String>(row, "expires_at")?)?,
+            link_nonce: get(row, "link_nonce")?,
+        },
+        last_seen_at: parse_ts(&get::<String>(row, "last_seen_at")?)?,
+        revoked_at: parse_ts_opt(get(row, "revoked_at")?)?,
+    })
+}
+
 // --- writes (inside a BEGIN IMMEDIATE transaction) -------------------------------------------
+
+/// Opens or closes a session; `LinkUsed` if the link that opens it opened another already.
+async fn write_session(
+    conn: &mut SqliteConnection,
+    write: &SessionWrite,
+) -> Result<(), StoreError> {
+    match write {
+        SessionWrite::Open(s) => {
+            let groups = serde_json::to_string(&s.groups).expect("strings serialize");
+            let done = sqlx::query(
+                "INSERT INTO sessions (id_hash, email, via, groups, created_at, last_seen_at, \
+                 expires_at, link_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&s.id_hash)
+            .bind(&s.email)
+            .bind(&s.via)
+            .bind(groups)
+            .bind(ts(s.created_at))
+            .bind(ts(s.created_at))
+            .bind(ts(s.expires_at))
+            .bind(&s.link_nonce)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("opening a session"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::LinkUsed {
+                    nonce: s.link_nonce.clone().unwrap_or_default(),
+                });
+            }
+        }
+        SessionWrite::Close { id_hash, at } => {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL",
+            )
+            .bind(ts(*at))
+            .bind(id_hash)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("closing a session"))?;
+        }
+    }
+    Ok(())
+}
 
 fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
     err.as_database_error()
@@ -672,6 +741,9 @@ async fn apply(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(), St
         for decision in &change.decisions {
             insert_decision(conn, decision).await?;
         }
+        for session in &change.sessions {
+            write_session(conn, session).await?;
+        }
         for write in &change.steps {
             match write.expect {
                 Some(expect) => update_step(conn, expect, &write.row).await?,
@@ -858,6 +930,9 @@ async fn apply_fast(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(
             Err(StoreError::Database(e)) => return Err(StoreError::Database(e).into()),
             Err(_) => return Err(Fast::Miss),
         }
+    }
+    for session in changes.iter().flat_map(|c| &c.sessions) {
+        write_session(conn, session).await?;
     }
     let mut ops: Vec<StepOp<'_>> = Vec::new();
     for change in changes {
@@ -1270,6 +1345,45 @@ impl Store for SqliteStore {
         .await
         .map_err(db("reading due emails"))?;
         rows.iter().map(email_from).collect()
+    }
+
+    async fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = ?"
+        ))
+        .bind(id_hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db("reading a session"))?;
+        row.as_ref().map(session_from).transpose()
+    }
+
+    async fn touch_session(&self, id_hash: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_string();
+        self.write(|conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?")
+                    .bind(ts(at))
+                    .bind(&id_hash)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("touching a session"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn live_sessions(&self, now: DateTime<Utc>) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE revoked_at IS NULL AND expires_at > ? \
+             ORDER BY created_at DESC"
+        ))
+        .bind(ts(now))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading sessions"))?;
+        rows.iter().map(session_from).collect()
     }
 
     async fn decisions(

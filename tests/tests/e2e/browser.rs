@@ -108,7 +108,7 @@ fn a_headless_browser_opens_the_approval_link_and_a_click_on_approve_decides() {
         .find_map(|l| l.strip_prefix("Run page: "))
         .expect("the run page in the email");
     let run_path = run_url.strip_prefix(&daemon.url()).unwrap().trim();
-    let (status, _, run_page) = request(&addr, "GET", run_path, &[], "");
+    let (status, run_page) = daemon.page(run_path);
     assert_eq!(status, 200, "{run_page}");
     let waiting = run_page
         .split("<h2>Waiting for</h2>")

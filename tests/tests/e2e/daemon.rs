@@ -76,7 +76,7 @@ fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
             .filter(|(s, b)| *s == 200 && b == "ok\n")
     });
 
-    let (status, index) = get(&addr, "/").unwrap();
+    let (status, index) = daemon.page("/");
     assert_eq!(status, 200);
     assert!(index.contains("daemon-demo"), "{index}");
     // January 2027's Patch Tuesday is the 12th: among the next cycles whatever the clock says.
@@ -100,11 +100,11 @@ fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
         "{metrics}"
     );
 
-    let (_, index) = get(&addr, "/").unwrap();
+    let (_, index) = daemon.page("/");
     let start = index.find("href=\"/runs/").expect("the run is listed") + "href=\"".len();
     let path = &index[start..start + index[start..].find('"').unwrap()];
     assert!(path.starts_with("/runs/daemon-demo-"), "{path}");
-    let (status, page) = get(&addr, path).unwrap();
+    let (status, page) = daemon.page(path);
     assert_eq!(status, 200);
     for expected in [
         "2026-12",
@@ -116,7 +116,7 @@ fn the_daemon_fires_a_cycle_serves_its_pages_and_mails_the_outcome() {
     ] {
         assert!(page.contains(expected), "{expected} missing from {page}");
     }
-    assert_eq!(get(&addr, "/runs/nope").unwrap().0, 404);
+    assert_eq!(daemon.page("/runs/nope").0, 404);
 
     let files = poll("the finished email", Duration::from_secs(30), || {
         Some(eml_files(&outbox)).filter(|f| !f.is_empty())

@@ -77,7 +77,18 @@ fn the_run_page_draws_graph_and_timeline_and_follows_the_run_in_place() {
 
     // Without JavaScript the page still works: a <noscript> refresh while the run goes on.
     let page_path = format!("/runs/{run_id}");
-    let (status, head, page) = request(&addr, "GET", &page_path, &[], "");
+    // Nothing of the run, its live section or the month without a session.
+    for path in [
+        page_path.clone(),
+        format!("{page_path}/live"),
+        "/calendar".into(),
+    ] {
+        let (status, head, body) = request(&addr, "GET", &path, &[], "");
+        assert_eq!(status, 303, "{path}: {head}");
+        assert!(!body.contains(&run_id) && !head.contains(&run_id), "{path}");
+    }
+    let (status, head, page) =
+        request(&addr, "GET", &page_path, &[("Cookie", daemon.cookie())], "");
     assert_eq!(status, 200, "{head}");
     assert!(
         page.contains("<noscript><meta http-equiv=\"refresh\""),
@@ -86,6 +97,7 @@ fn the_run_page_draws_graph_and_timeline_and_follows_the_run_in_place() {
     assert!(head.contains("script-src 'sha256-"), "{head}");
 
     let browser = browser.join().expect("chromium and chromedriver start");
+    browser.use_session(&daemon.url(), daemon.cookie());
     browser.navigate(&format!("{}{page_path}", daemon.url()));
     assert_eq!(browser.title(), "Run 2026-12 of dashboard-demo · patchday");
     assert_eq!(count_of(&browser, "svg.dag rect.box"), 2);

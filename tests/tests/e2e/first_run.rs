@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use patchday_tests::browser::Browser;
-use patchday_tests::daemon::{audit_events, get, hidden_field, poll, request};
+use patchday_tests::daemon::{audit_events, hidden_field, poll, request};
 use patchday_tests::{patchday, stderr, stdout};
 use serde_json::{Value, json};
 
@@ -107,7 +107,7 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
         serving.starts_with(&format!("patchday serving {dashboard} (")),
         "{serving}"
     );
-    let (status, index) = get(&served.addr, "/").unwrap();
+    let (status, index) = served.daemon.page("/");
     assert_eq!(status, 200, "{index}");
     for runbook in ["emergency-local", "monthly-local", "local-maintenance"] {
         assert!(
@@ -207,6 +207,8 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
 
     // ---- The security officer opens the link in a browser and clicks patch-now ------------
     let browser = browser.join().expect("chromium and chromedriver start");
+    // Signed in (as the operator is): the run page behind "See the run" needs a session.
+    browser.use_session(&dashboard, served.daemon.cookie());
     browser.navigate(&link);
     // Headed with the security officer's own question, not as a monthly cycle (issue 15).
     let title =

@@ -342,8 +342,7 @@ fn a_run_keeps_its_version_through_edits_and_restarts_and_outlives_its_file() {
         (detail["run"]["state"] != "running").then_some(())
     });
     assert_ran_version_a(&folder, &api, &id);
-    let (status, page) =
-        patchday_tests::daemon::get(&daemon.addr, &format!("/runs/{id}")).expect("the run page");
+    let (status, page) = daemon.page(&format!("/runs/{id}"));
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(&id) && page.contains("succeeded"), "{page}");
     let events = audit_events(&database);

@@ -2,6 +2,7 @@
 //! One test binary (like ripgrep's), one module per area.
 
 mod ansible;
+mod auth;
 mod browser;
 mod cadence;
 mod calendar;
@@ -12,10 +13,12 @@ mod demo;
 mod durability;
 mod evidence;
 mod first_run;
+mod hardening;
 mod lasting;
 mod mailer;
 mod multi;
 mod new;
+mod oidc;
 mod operator;
 mod plan;
 mod recurrence;
@@ -24,5 +27,6 @@ mod runs;
 mod schema;
 mod signals;
 mod soak;
+mod tls;
 mod validate;
 mod xtask;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use patchday_tests::daemon::{Daemon, audit_events, get, metric_is, poll};
+use patchday_tests::daemon::{Daemon, audit_events, metric_is, poll};
 use patchday_tests::smtp::{SmtpOptions, SmtpServer};
 use patchday_tests::{patchday, stderr, stdout};
 
@@ -145,7 +145,7 @@ fn an_interrupted_step_is_told_once_shown_on_its_page_and_settled_with_patchday_
     assert!(text.contains(&format!("/runs/{run}")), "{text}");
 
     // The run page says who is waited on and for what; a manual run shows no cycle.
-    let (status, page) = get(&second.addr, &format!("/runs/{run}")).unwrap();
+    let (status, page) = second.page(&format!("/runs/{run}"));
     assert_eq!(status, 200);
     let waiting = page
         .split("<h2>Waiting for</h2>")

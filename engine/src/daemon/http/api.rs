@@ -13,9 +13,13 @@
 //! | `POST /runs/{id}/steps/{step}/decision` | `{"host"?, "choice", "comment"?}` on a row awaiting input |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document of these routes (no token needed) |
 //!
-//! A decision through the API is the operator path ([`Engine::decide_as_operator`]): the
-//! caller need not be one of the step's approvers, the decision's recipient is its actor
-//! `api:<name>` (so one token decides a row at most once), and it counts towards the quorum
+//! Tokens have scopes ([`crate::daemon::tokens::Scope`]): reads need `read`, triggering,
+//! cancelling and resuming need `operate` (else 403). A decision with an `approve` token is its
+//! owner's: refused (403, an `api.refused` event) unless the owner is one of the step's people,
+//! and counted once per person with their link decision. An `admin` token without an owner takes
+//! the operator path ([`Engine::decide_as_operator`], an override): the caller need not be one of
+//! the step's approvers, the decision's recipient is its actor `api:<name>` (so one token decides
+//! a row at most once), it is audited with `"override": true`, and it counts towards the quorum
 //! like any other. Errors are `{"error": "..."}` with a fitting status: 400 bad request,
 //! 401 no or unknown token, 404 unknown run/runbook/route, 409 the run or step is not in a
 //! state for it, 503 the database does not answer.
@@ -41,6 +45,7 @@ use serde_json::{Value, json};
 use super::Shared;
 use crate::calendar::Cycle;
 use crate::daemon::new_run_id;
+use crate::daemon::tokens::{Grant, Scope};
 use crate::run::{Resolution, RunError, RunSpec};
 use crate::store::{EventFilter, NewDecision, RunRow, RunState, Store, StoreError};
 
@@ -130,8 +135,25 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
     )
 }
 
-/// The authenticated caller: `api:<token name>`.
-pub struct Caller(pub String);
+/// The authenticated caller: `api:<token name>`, and what its token may do.
+pub struct Caller {
+    pub actor: String,
+    pub grant: Grant,
+}
+
+impl Caller {
+    /// A 403 answer unless the token holds `scope`.
+    fn refusal(&self, scope: Scope) -> Option<Response> {
+        if self.grant.allows(scope) {
+            return None;
+        }
+        let name = format!("{scope:?}").to_lowercase();
+        Some(error(
+            StatusCode::FORBIDDEN,
+            format!("this token does not hold the `{name}` scope"),
+        ))
+    }
+}
 
 impl<S: Store> FromRequestParts<St<S>> for Caller {
     type Rejection = Response;
@@ -159,7 +181,10 @@ impl<S: Store> FromRequestParts<St<S>> for Caller {
             ));
         };
         match state.api_tokens().check(token) {
-            Some(name) => Ok(Caller(format!("api:{name}"))),
+            Some(grant) => Ok(Caller {
+                actor: format!("api:{}", grant.name),
+                grant: grant.clone(),
+            }),
             None => Err(refuse("unknown token")),
         }
     }
@@ -181,7 +206,10 @@ pub fn run_json(run: &RunRow) -> Value {
     })
 }
 
-async fn runbooks<S: Store>(State(shared): State<St<S>>, _caller: Caller) -> Response {
+async fn runbooks<S: Store>(State(shared): State<St<S>>, caller: Caller) -> Response {
+    if let Some(refused) = caller.refusal(Scope::Read) {
+        return refused;
+    }
     let now = shared.clock.now();
     let runbooks = shared.runbooks();
     let list: Vec<Value> = runbooks
@@ -234,9 +262,12 @@ struct Limit {
 
 async fn runs<S: Store>(
     State(shared): State<St<S>>,
-    _caller: Caller,
+    caller: Caller,
     query: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if let Some(refused) = caller.refusal(Scope::Read) {
+        return refused;
+    }
     let Ok(Query(Limit { limit })) = query else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -255,9 +286,12 @@ async fn runs<S: Store>(
 
 async fn run_detail<S: Store>(
     State(shared): State<St<S>>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Response {
+    if let Some(refused) = caller.refusal(Scope::Read) {
+        return refused;
+    }
     let store = &shared.engine.store;
     let run = match store.run(&id).await {
         Ok(Some(run)) => run,
@@ -323,9 +357,13 @@ struct TriggerBody {
 
 async fn trigger<S: Store>(
     State(shared): State<St<S>>,
-    Caller(actor): Caller,
+    caller: Caller,
     body: Result<Json<TriggerBody>, JsonRejection>,
 ) -> Response {
+    if let Some(refused) = caller.refusal(Scope::Operate) {
+        return refused;
+    }
+    let actor = caller.actor.clone();
     let body = match body {
         Ok(Json(body)) => body,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
@@ -427,9 +465,13 @@ async fn run_and_runbook<S: Store>(
 
 async fn cancel<S: Store>(
     State(shared): State<St<S>>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Response {
+    if let Some(refused) = caller.refusal(Scope::Operate) {
+        return refused;
+    }
+    let actor = caller.actor.clone();
     let (run, checked) = match run_and_runbook(&shared, &id).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -471,10 +513,14 @@ struct ResumeBody {
 
 async fn resume<S: Store>(
     State(shared): State<St<S>>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path((id, step)): Path<(String, String)>,
     body: Result<Json<ResumeBody>, JsonRejection>,
 ) -> Response {
+    if let Some(refused) = caller.refusal(Scope::Operate) {
+        return refused;
+    }
+    let actor = caller.actor.clone();
     let body = match body {
         Ok(Json(body)) => body,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
@@ -529,11 +575,12 @@ struct DecisionBody {
 
 async fn decision<S: Store>(
     State(shared): State<St<S>>,
-    Caller(actor): Caller,
+    caller: Caller,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((id, step)): Path<(String, String)>,
     body: Result<Json<DecisionBody>, JsonRejection>,
 ) -> Response {
+    let actor = caller.actor.clone();
     let body = match body {
         Ok(Json(body)) => body,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
@@ -555,7 +602,33 @@ async fn decision<S: Store>(
         source_ip: Some(peer.ip().to_string()),
         nonce: None,
     };
-    let decided = match shared.engine.decide_as_operator(&checked, new).await {
+    let decided = match (&caller.grant.owner, caller.grant.allows(Scope::Approve)) {
+        // An approve token decides as its owner, only where they are one of the step's people,
+        // once per person whatever route they take (the store's one decision per recipient).
+        (Some(owner), true) => {
+            let new = NewDecision {
+                recipient: owner.clone(),
+                ..new
+            };
+            match shared.engine.decide(&checked, new).await {
+                Err(RunError::NotARecipient { .. }) => {
+                    return not_an_approver(&shared, &caller, &id, &step, peer).await;
+                }
+                other => other,
+            }
+        }
+        // An admin token without an owner overrides: it decides as itself (audited so).
+        (None, true) if caller.grant.allows(Scope::Admin) => {
+            shared.engine.decide_as_operator(&checked, new).await
+        }
+        _ => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this token does not hold the `approve` scope with an owner, nor `admin`",
+            );
+        }
+    };
+    let decided = match decided {
         Ok(decided) => decided,
         Err(e) => return run_error(e),
     };
@@ -575,6 +648,40 @@ async fn decision<S: Store>(
             "decisions_so_far": decided.decisions_so_far,
             "quorum": decided.quorum,
         }),
+    )
+}
+
+/// Refuses an `approve` token whose owner is not one of the step's people, after an
+/// `api.refused` event.
+async fn not_an_approver<S: Store>(
+    shared: &Shared<S>,
+    caller: &Caller,
+    run_id: &str,
+    step: &str,
+    peer: SocketAddr,
+) -> Response {
+    let event = crate::store::NewEvent {
+        at: shared.clock.now(),
+        actor: caller.actor.clone(),
+        action: "api.refused".into(),
+        run_id: Some(run_id.to_string()),
+        step_id: Some(step.to_string()),
+        details: json!({
+            "reason": "not_an_approver",
+            "owner": caller.grant.owner,
+            "source_ip": peer.ip().to_string(),
+        }),
+    };
+    let change = crate::store::Change {
+        events: vec![event],
+        ..Default::default()
+    };
+    if let Err(e) = shared.engine.store.commit(vec![change]).await {
+        return unavailable(e);
+    }
+    error(
+        StatusCode::FORBIDDEN,
+        "the token's owner is not one of this step's people",
     )
 }
 

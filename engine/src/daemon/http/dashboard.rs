@@ -1,3 +1,5 @@
+//! Every handler here needs a signed-in person ([`SignedIn`]).
+//!
 //! The month calendar (`GET /calendar`, [`crate::dashboard::month`]) and the run page (`GET /runs/{id}`) and its live fragment (`GET /runs/{id}/live`): both read
 //! the run, its step rows, its step-level events (not each host's) and one page of its audit
 //! trail (`LIMIT`/`OFFSET`), and render
@@ -11,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
+use super::auth::SignedIn;
 use super::{error, html, unavailable};
 use crate::calendar::Cycle;
 use crate::daemon::Shared;
@@ -22,6 +25,7 @@ use crate::store::Store;
 /// The run page.
 pub async fn run_page<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
+    _signed_in: SignedIn,
     Path(id): Path<String>,
     Query(query): Query<RunQuery>,
 ) -> Response {
@@ -43,6 +47,7 @@ pub async fn run_page<S: Store>(
 /// The run page's live section alone.
 pub async fn live<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
+    _signed_in: SignedIn,
     Path(id): Path<String>,
     Query(query): Query<RunQuery>,
 ) -> Response {
@@ -64,6 +69,7 @@ pub struct MonthQuery {
 /// The month calendar page.
 pub async fn month_page<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
+    _signed_in: SignedIn,
     Query(query): Query<MonthQuery>,
 ) -> Response {
     let today = shared.clock.now().date_naive();

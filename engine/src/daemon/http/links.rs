@@ -46,6 +46,7 @@ use crate::links::{LinkClaims, LinkError, Purpose};
 use crate::pages;
 use crate::run::{RunError, consequences};
 use crate::store::{Change, NewDecision, NewEvent, StepState, Store, StoreError};
+use patchday_connectors::inputs::SignIn;
 
 /// The longest comment kept, in characters.
 const MAX_COMMENT: usize = 2000;
@@ -69,6 +70,8 @@ enum Refusal {
     CrossSite,
     /// The posted choice is not one the step offers.
     NotAChoice,
+    /// The step has `sign_in: required` and nobody is signed in as the link's recipient.
+    SignInRequired(String),
 }
 
 impl Refusal {
@@ -78,6 +81,7 @@ impl Refusal {
             Refusal::Settled => "not_awaiting_input",
             Refusal::CrossSite => "cross_site",
             Refusal::NotAChoice => "not_a_choice",
+            Refusal::SignInRequired(_) => "sign_in_required",
         }
     }
 
@@ -89,7 +93,8 @@ impl Refusal {
             Refusal::Link(
                 LinkError::BadSignature | LinkError::OtherRecipient | LinkError::BadCsrf,
             )
-            | Refusal::CrossSite => StatusCode::FORBIDDEN,
+            | Refusal::CrossSite
+            | Refusal::SignInRequired(_) => StatusCode::FORBIDDEN,
             Refusal::Link(_) | Refusal::NotAChoice => StatusCode::BAD_REQUEST,
         }
     }
@@ -100,6 +105,7 @@ impl Refusal {
             Refusal::Settled => pages::rejected_link_page(&LinkError::AlreadyUsed),
             Refusal::CrossSite => pages::rejected_link_page(&LinkError::BadCsrf),
             Refusal::NotAChoice => pages::rejected_link_page(&LinkError::Malformed("choice")),
+            Refusal::SignInRequired(recipient) => pages::signin::sign_in_first_page(recipient),
         }
     }
 }
@@ -184,6 +190,18 @@ pub async fn decide<S: Store>(
             .to_string();
         if !target.view.ask.choices.contains(&choice) {
             return Err(refused(Refusal::NotAChoice));
+        }
+        let required = target
+            .view
+            .ask
+            .sign_in
+            .unwrap_or(shared.auth.approvals_sign_in);
+        if required == SignIn::Required && target.view.ask.purpose == Purpose::Approval {
+            let person = super::auth::signed_in(&shared, &headers).await.ok();
+            let recipient = person.filter(|p| claims.check_recipient(&p.person.email).is_ok());
+            if recipient.is_none() {
+                return Err(refused(Refusal::SignInRequired(claims.recipient.clone())));
+            }
         }
         let comment = form
             .get(pages::FIELD_COMMENT)
@@ -470,7 +488,7 @@ fn cross_site<S: Store>(headers: &HeaderMap, shared: &Shared<S>) -> bool {
 /// Our pages say `no-referrer`, so a browser posts their forms with `Origin: null` (the Fetch
 /// standard serialises the origin as `null` under that policy); `null` names no site, and is
 /// taken as this site only when the browser also says `Sec-Fetch-Site: same-origin`.
-fn is_cross_site(headers: &HeaderMap, public: &str) -> bool {
+pub(super) fn is_cross_site(headers: &HeaderMap, public: &str) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let site = text("sec-fetch-site");
     if let Some(site) = site

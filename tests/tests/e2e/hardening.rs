@@ -1,0 +1,129 @@
+//! The HTTP server on the open internet (issue #11): a thousand half-sent requests neither keep
+//! the health probe from answering within a second nor stay open past the header timeout; a
+//! 10 MB body is refused before it is read; every answer carries the security headers; `/metrics`
+//! wants its bearer token when one is configured.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use patchday_tests::daemon::{Daemon, get, request, serve_command};
+
+const RUNBOOK: &str = "name: quiet\ntimezone: UTC\nsteps:\n  hello:\n    uses: command\n    with: { run: \"echo hello\" }\n";
+
+fn serve(name: &str) -> (Daemon, std::path::PathBuf) {
+    let dir = patchday_tests::scratch(name);
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/quiet.yaml"), RUNBOOK).unwrap();
+    std::fs::write(dir.join("metrics-token"), "scrape-me\n").unwrap();
+    std::fs::write(
+        dir.join("patchday.toml"),
+        "[server]\nheader_timeout = \"2s\"\nmetrics_token_file = \"metrics-token\"\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let mut command = serve_command(&dir, &database, &dir.join("outbox"));
+    command.args(["--config", &dir.join("patchday.toml").display().to_string()]);
+    (Daemon::start(command), dir)
+}
+
+#[test]
+fn half_sent_requests_do_not_starve_the_health_probe_and_are_cut_off() {
+    let (daemon, _dir) = serve("hardening-slow");
+    let addr = daemon.addr.clone();
+    let mut slow: Vec<TcpStream> = (0..1000)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).expect("connect");
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: patchday\r\nX-Slow: ")
+                .unwrap();
+            stream
+        })
+        .collect();
+
+    let asked = Instant::now();
+    let (status, body) = get(&addr, "/healthz").unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "/healthz took {:?} beside 1,000 half-sent requests",
+        asked.elapsed()
+    );
+
+    // The header timeout (2 s here) closes every one of them: each read ends (EOF or reset).
+    let started = Instant::now();
+    for stream in &mut slow {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        match stream.read_to_end(&mut Vec::new()) {
+            Ok(_) => {}
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a half-sent request is still open after {:?}",
+                started.elapsed()
+            ),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(&addr, "/healthz").unwrap().0, 200);
+}
+
+#[test]
+fn a_huge_body_is_refused_unread_and_answers_carry_security_headers() {
+    let (daemon, _dir) = serve("hardening-body");
+    let addr = daemon.addr.clone();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /signin HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10485760\r\n\r\n"
+    )
+    .unwrap();
+    stream.write_all(&[b'a'; 4096]).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    for path in ["/healthz", "/", "/signin"] {
+        let (_, head, _) = request(&addr, "GET", path, &[], "");
+        let head = head.to_ascii_lowercase();
+        for expected in [
+            "x-content-type-options: nosniff",
+            "x-frame-options: deny",
+            "referrer-policy: no-referrer",
+        ] {
+            assert!(
+                head.contains(expected),
+                "{path}: {expected} missing in {head}"
+            );
+        }
+        assert!(
+            !head.contains("strict-transport-security"),
+            "plain HTTP: {head}"
+        );
+    }
+    let (_, head, _) = request(&addr, "GET", "/signin", &[], "");
+    assert!(head.contains("frame-ancestors 'none'"), "{head}");
+
+    // `/metrics` wants the bearer token of `[server] metrics_token_file`.
+    let (status, _, body) = request(&addr, "GET", "/metrics", &[], "");
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("patchday_"), "{body}");
+    let wrong = [("Authorization", "Bearer scrape-you")];
+    assert_eq!(request(&addr, "GET", "/metrics", &wrong, "").0, 401);
+    let right = [("Authorization", "Bearer scrape-me")];
+    let (status, _, body) = request(&addr, "GET", "/metrics", &right, "");
+    assert_eq!(status, 200);
+    assert!(body.contains("patchday_runs"), "{body}");
+}
