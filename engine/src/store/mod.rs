@@ -442,8 +442,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- reads in proportion to what is active, not to history (issue 12) ---------------------
 
-    /// (runbook, latest cycle) of every runbook with a run of a cycle (re-runs included): the
-    /// scheduler's last dealt cycle from runs, one indexed read whatever the history.
+    /// (runbook, latest cycle) of every runbook with a run of a cycle (re-runs included), one
+    /// per kind of cycle (months `YYYY-MM`, days `YYYY-MM-DD`): the scheduler's last dealt
+    /// cycles from runs, one indexed read whatever the history.
     fn last_cycles(&self)
     -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 

@@ -300,7 +300,7 @@ const RUN_COLUMNS: &str = "id, runbook, cycle, content_hash, git_commit, snapsho
 
 /// The hot queries (see [`super::HOT_QUERIES`]), shared by their methods and the plans.
 const LAST_CYCLES: &str = "SELECT runbook, MAX(cycle) AS cycle FROM runs \
-    WHERE cycle IS NOT NULL GROUP BY runbook";
+    WHERE cycle IS NOT NULL GROUP BY runbook, length(cycle)";
 const RUN_COUNTS: &str = "SELECT state, COUNT(*) AS n FROM runs GROUP BY state";
 const RUNS_AWAITING_INPUT: &str =
     "SELECT DISTINCT run_id FROM steps WHERE state = 'awaiting_input'";
