@@ -70,7 +70,13 @@ pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
-    Cycle { year, month }.last_day().day()
+    Cycle {
+        year,
+        month,
+        day: None,
+    }
+    .last_day()
+    .day()
 }
 
 #[cfg(test)]

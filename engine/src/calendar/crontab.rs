@@ -15,13 +15,14 @@
 //! Matches are wall-clock times in the runbook's zone, turned into instants by
 //! [`local_to_instant`] (RFC 5545 §3.3.5): a match inside a DST gap fires with the offset from
 //! before the gap (the `cron` crate alone would skip it), a match in an overlap fires once.
-//! The cycle of a cron fire is the month of its wall-clock date, and a cycle fires once: only
-//! the earliest match of each month counts (`0 0 9 * * Tue` fires on the month's first
-//! Tuesday).
+//! The cycle of a cron fire is its wall-clock date ("YYYY-MM-DD"), so `0 0 9 * * Tue` fires
+//! every Tuesday. A cycle fires once: an expression that matches more than once a day is
+//! refused ([`parse_cron`]), and were a day to hold two matches anyway, only the earliest would
+//! count.
 
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeDelta};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta};
 use chrono_tz::Tz;
 
 use super::cycle::Cycle;
@@ -42,7 +43,21 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
     {
         return Err(format!("cron expression `{text}` never matches any date"));
     }
+    check_once_a_day(text, &schedule)?;
     Ok(schedule)
+}
+
+/// A cron fire's cycle is its date, so one time of day: one second, one minute, one hour.
+fn check_once_a_day(text: &str, schedule: &cron::Schedule) -> Result<(), String> {
+    use cron::TimeUnitSpec as _;
+    let per_day =
+        schedule.seconds().count() * schedule.minutes().count() * schedule.hours().count();
+    if per_day == 1 {
+        return Ok(());
+    }
+    Err(format!(
+        "cron expression `{text}` matches {per_day} times a day; a cron entry's cycle is the date of its fire, so it may fire once a day: give one second, one minute and one hour (for several times a day, write one runbook per time)"
+    ))
 }
 
 const FIELDS_HINT: &str =
@@ -82,6 +97,55 @@ fn check_day_of_week(field: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Years in which [`fires_less_often_than_it_reads`] counts months: eight years hold two leap
+/// years and every weekday on every date.
+const SAMPLE_YEARS: std::ops::RangeInclusive<i32> = 2025..=2032;
+
+/// A warning for an expression that names a day of the month but fires in fewer months than
+/// it names: a day that some months lack (`31`, `29 Feb`), or a day-of-month AND day-of-week
+/// pair that rarely meet (`1 * Mon`, which Vixie cron reads as "the 1st or any Monday").
+/// Expressions with a year field are not judged.
+pub fn fires_less_often_than_it_reads(text: &str, schedule: &cron::Schedule) -> Option<String> {
+    use cron::TimeUnitSpec as _;
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    if fields.len() != 6 || fields[3] == "*" {
+        return None;
+    }
+    let (mut named, mut fired) = (0, 0);
+    for year in SAMPLE_YEARS {
+        for month in (1..=12).filter(|m| schedule.months().includes(*m)) {
+            named += 1;
+            let first = NaiveDate::from_ymd_opt(year, month, 1)?;
+            let mut days = first.iter_days().take_while(|d| d.month() == month);
+            fired += usize::from(days.any(|d| date_matches(schedule, d)));
+        }
+    }
+    if fired == named {
+        return None;
+    }
+    let (dom, dow) = (fields[3], fields[5]);
+    let why = if dow == "*" {
+        format!("day {dom} is not in every month it names")
+    } else {
+        format!(
+            "day-of-month `{dom}` AND day-of-week `{dow}` must both match (Vixie cron would fire on either)"
+        )
+    };
+    Some(format!(
+        "cron expression `{text}` fires in only {fired} of the {named} months it names in {}-{}: {why}",
+        SAMPLE_YEARS.start(),
+        SAMPLE_YEARS.end()
+    ))
+}
+
+fn date_matches(schedule: &cron::Schedule, date: NaiveDate) -> bool {
+    use cron::TimeUnitSpec as _;
+    schedule.days_of_month().includes(date.day())
+        && schedule
+            .days_of_week()
+            .includes(date.weekday().number_from_sunday())
+}
+
 /// The first wall-clock match strictly after `after`.
 fn next_match(schedule: &cron::Schedule, after: NaiveDateTime) -> Option<NaiveDateTime> {
     schedule
@@ -90,16 +154,16 @@ fn next_match(schedule: &cron::Schedule, after: NaiveDateTime) -> Option<NaiveDa
         .map(|m| m.naive_utc())
 }
 
-/// The first cycle at or after `cycle` in which the expression matches, with that cycle's fire:
-/// the earliest instant among its matches.
+/// The first date on or after `date` on which the expression matches, as its day cycle, with
+/// that cycle's fire: the earliest instant among the date's matches.
 pub(crate) fn first_fire_from(
     schedule: &cron::Schedule,
     tz: Tz,
-    cycle: Cycle,
+    date: NaiveDate,
 ) -> Option<(Cycle, DateTime<Tz>)> {
-    let before = cycle.first_day().and_time(NaiveTime::MIN) - TimeDelta::seconds(1);
+    let before = date.and_time(NaiveTime::MIN) - TimeDelta::seconds(1);
     let first = next_match(schedule, before)?;
-    let cycle = Cycle::of(first.date());
+    let cycle = Cycle::on(first.date());
     Some((cycle, earliest_in_cycle(schedule, tz, cycle, first)))
 }
 
@@ -118,7 +182,7 @@ fn earliest_in_cycle(
         let Some(next) = next_match(schedule, current) else {
             break;
         };
-        if next >= best.naive_local() || Cycle::of(next.date()) != cycle {
+        if next >= best.naive_local() || Cycle::on(next.date()) != cycle {
             break;
         }
         best = best.min(local_to_instant(tz, next));
@@ -134,12 +198,18 @@ mod tests {
     use chrono::{Datelike, NaiveDate, Utc, Weekday};
 
     fn cycle(year: i32, month: u32) -> Cycle {
-        Cycle { year, month }
+        Cycle::new(year, month).unwrap()
     }
 
-    fn fire(expr: &str, tz: Tz, c: Cycle) -> (Cycle, String) {
-        let (c, at) = first_fire_from(&parse_cron(expr).unwrap(), tz, c).unwrap();
-        (c, at.to_rfc3339())
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    /// The first fire on or after `from` of an expression, bypassing [`parse_cron`]'s checks.
+    fn fire(expr: &str, tz: Tz, from: &str) -> (String, String) {
+        let schedule = cron::Schedule::from_str(expr).unwrap();
+        let (c, at) = first_fire_from(&schedule, tz, day(from)).unwrap();
+        (c.to_string(), at.to_rfc3339())
     }
 
     #[test]
@@ -199,18 +269,66 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_match_of_a_month_fires() {
+    fn each_date_with_a_match_is_its_own_cycle() {
         let ny = chrono_tz::America::New_York;
-        // Every Tuesday at 09:00: the cycle fires on its first Tuesday.
+        // Every Tuesday at 09:00: the next Tuesday is the next cycle, whatever its month.
+        let tue = |from| fire("0 0 9 * * Tue", ny, from);
         assert_eq!(
-            fire("0 0 9 * * Tue", ny, cycle(2026, 9)),
-            (cycle(2026, 9), "2026-09-01T09:00:00-04:00".to_owned())
+            tue("2026-09-01"),
+            ("2026-09-01".into(), "2026-09-01T09:00:00-04:00".into())
+        );
+        assert_eq!(
+            tue("2026-09-02"),
+            ("2026-09-08".into(), "2026-09-08T09:00:00-04:00".into())
+        );
+        assert_eq!(
+            tue("2026-12-30"),
+            ("2027-01-05".into(), "2027-01-05T09:00:00-05:00".into())
         );
         // Only in odd months: asking from an even month jumps to the next odd one.
         assert_eq!(
-            fire("0 0 20 8-14 1/2 Sat", ny, cycle(2026, 12)),
-            (cycle(2027, 1), "2027-01-09T20:00:00-05:00".to_owned())
+            fire("0 0 20 8-14 1/2 Sat", ny, "2026-12-01"),
+            ("2027-01-09".into(), "2027-01-09T20:00:00-05:00".into())
         );
+    }
+
+    #[test]
+    fn expressions_that_fire_less_often_than_they_read_are_named() {
+        let note = |text: &str| fires_less_often_than_it_reads(text, &parse_cron(text).unwrap());
+        let n = note("0 0 9 31 * *").unwrap();
+        assert!(n.contains("fires in only 56 of the 96 months"), "{n}");
+        assert!(n.contains("day 31 is not in every month"), "{n}");
+        let n = note("0 0 9 29 Feb *").unwrap();
+        assert!(n.contains("only 2 of the 8 months"), "{n}");
+        let n = note("0 0 9 1 * Mon").unwrap();
+        assert!(n.contains("AND day-of-week `Mon` must both match"), "{n}");
+        // What reads as it fires: every week, the second Saturday, the 1st of the month.
+        for fine in [
+            "0 0 22 * * Sat",
+            "0 0 22 8-14 * Sat",
+            "0 0 9 1 * *",
+            "0 0 9 28 * *",
+            "@daily",
+        ] {
+            assert_eq!(note(fine), None, "{fine}");
+        }
+    }
+
+    #[test]
+    fn more_than_one_match_a_day_is_refused() {
+        for text in [
+            "0 15,30 2 * * Sun",
+            "0 0 9,21 * * *",
+            "*/30 0 9 * * *",
+            "@hourly",
+        ] {
+            let err = parse_cron(text).unwrap_err();
+            assert!(err.contains("times a day"), "{text}: {err}");
+        }
+        let err = parse_cron("0 0 9-17 * * Mon-Fri").unwrap_err();
+        assert!(err.contains("matches 9 times a day"), "{err}");
+        assert!(parse_cron("@daily").is_ok());
+        assert!(parse_cron("0 0 22 * * Sat").is_ok());
     }
 
     #[test]
@@ -218,7 +336,7 @@ mod tests {
         let ny = chrono_tz::America::New_York;
         // The cron crate alone skips 02:30 on 2026-03-08; we fire at 03:30 EDT.
         assert_eq!(
-            fire("0 30 2 8-14 Mar Sun", ny, cycle(2026, 3)).1,
+            fire("0 30 2 8-14 Mar Sun", ny, "2026-03-01").1,
             "2026-03-08T03:30:00-04:00"
         );
         let alone = parse_cron("0 30 2 8-14 Mar Sun").unwrap();
@@ -231,12 +349,12 @@ mod tests {
         assert!(crate_next.is_none_or(|d| d.year() > 2090), "{crate_next:?}");
         // Overlap: the first 01:30 of 2026-11-01.
         assert_eq!(
-            fire("0 30 1 1-7 Nov Sun", ny, cycle(2026, 11)).1,
+            fire("0 30 1 1-7 Nov Sun", ny, "2026-11-01").1,
             "2026-11-01T01:30:00-04:00"
         );
         let sydney = chrono_tz::Australia::Sydney;
         assert_eq!(
-            fire("0 30 2 1-7 Oct Sun", sydney, cycle(2026, 10)).1,
+            fire("0 30 2 1-7 Oct Sun", sydney, "2026-10-01").1,
             "2026-10-04T03:30:00+11:00"
         );
     }
@@ -244,10 +362,11 @@ mod tests {
     #[test]
     fn a_later_match_after_a_half_hour_gap_can_be_earlier() {
         // Lord Howe Island, 2026-10-04: 02:00 jumps to 02:30. 02:15 is read as 02:45;
-        // the 02:30 match is the earlier instant and is the cycle's fire.
+        // the 02:30 match is the earlier instant and is the cycle's fire. (parse_cron refuses two
+        // matches a day; the expansion still takes the earliest should a day hold two.)
         let lord_howe = chrono_tz::Australia::Lord_Howe;
-        let (c, at) = fire("0 15,30 2 1-7 Oct Sun", lord_howe, cycle(2026, 10));
-        assert_eq!(c, cycle(2026, 10));
+        let (c, at) = fire("0 15,30 2 1-7 Oct Sun", lord_howe, "2026-10-01");
+        assert_eq!(c, "2026-10-04");
         assert_eq!(at, "2026-10-04T02:30:00+11:00");
         let utc_fire = DateTime::parse_from_rfc3339(&at)
             .unwrap()

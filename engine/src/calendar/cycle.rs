@@ -1,8 +1,16 @@
-//! Cycles ("YYYY-MM") and the weekday arithmetic they are keyed to.
+//! Cycles ("YYYY-MM" or "YYYY-MM-DD") and the weekday arithmetic they are keyed to.
 //!
-//! A cycle is one calendar month. Its anchor dates (Patch Tuesday, the n-th weekday, the first
-//! of the month) are pure functions of the cycle, computed here without any time zone: a date
-//! is a date everywhere.
+//! A cycle is the period its schedule entry repeats on:
+//! - a **month cycle** ("YYYY-MM") for anchored entries (`at: patch_tuesday-7d 09:00`), whose
+//!   fire is keyed to the month however far an offset moves it;
+//! - a **day cycle** ("YYYY-MM-DD") for cron and RRULE entries: the local date of the fire, so
+//!   a weekly rule fires every week and a daily one every day. A day is the finest period a
+//!   cycle can have: a rule that matches twice on one date is refused at validation.
+//!
+//! Either way a cycle belongs to a month (`year`, `month`): the month its calendar anchors
+//! (Patch Tuesday, the n-th weekday, the first of the month) are resolved in. Those dates are
+//! pure functions of the month, computed here without any time zone: a date is a date
+//! everywhere.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,51 +23,90 @@ pub const MIN_YEAR: i32 = 1;
 /// The last year a [`Cycle`] can be parsed with; schedules stop iterating after it.
 pub const MAX_YEAR: i32 = 9999;
 
-/// One monthly cycle, identified as "YYYY-MM". Ordered by time.
+/// One cycle: a month ("YYYY-MM") or a day ("YYYY-MM-DD"). Cycles of one kind are ordered by
+/// time; a month sorts before the days in it (one schedule never mixes the kinds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cycle {
     pub year: i32,
     /// 1..=12
     pub month: u32,
+    /// The day of the month (a valid date) for a day cycle; `None` for a month cycle.
+    pub day: Option<u32>,
 }
 
 /// Why a cycle id did not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CycleError {
-    #[error("cycle `{0}` is not of the form YYYY-MM (e.g. 2026-03)")]
+    #[error("cycle `{0}` is not of the form YYYY-MM or YYYY-MM-DD (e.g. 2026-03, 2026-03-04)")]
     Format(String),
     #[error("month {month:02} in cycle `{text}` is out of range (01-12)")]
     Month { text: String, month: u32 },
     #[error("year 0000 in cycle `{0}` is out of range (0001-9999)")]
     Year(String),
+    #[error("cycle `{0}` is not a date")]
+    Day(String),
 }
 
 impl Cycle {
-    /// The cycle, or `None` when the month is not in 1..=12 or the year not in 1..=9999.
+    /// The month cycle, or `None` when the month is not in 1..=12 or the year not in 1..=9999.
     pub fn new(year: i32, month: u32) -> Option<Cycle> {
         let valid = (1..=12).contains(&month) && (MIN_YEAR..=MAX_YEAR).contains(&year);
-        valid.then_some(Cycle { year, month })
+        valid.then_some(Cycle {
+            year,
+            month,
+            day: None,
+        })
     }
 
-    /// The cycle (month) a date belongs to.
+    /// The month cycle a date belongs to.
     pub fn of(date: NaiveDate) -> Cycle {
         Cycle {
             year: date.year(),
             month: date.month(),
+            day: None,
         }
     }
 
-    /// The next month.
+    /// The day cycle of a date (the cycle of a cron or RRULE fire on that local date).
+    pub fn on(date: NaiveDate) -> Cycle {
+        Cycle {
+            day: Some(date.day()),
+            ..Cycle::of(date)
+        }
+    }
+
+    /// The date of a day cycle; `None` for a month cycle.
+    pub fn date(self) -> Option<NaiveDate> {
+        self.day
+            .and_then(|day| NaiveDate::from_ymd_opt(self.year, self.month, day))
+    }
+
+    /// True for a day cycle ("YYYY-MM-DD").
+    pub fn is_day(self) -> bool {
+        self.day.is_some()
+    }
+
+    /// The month cycle this cycle belongs to (itself for a month cycle).
+    pub fn month_cycle(self) -> Cycle {
+        Cycle { day: None, ..self }
+    }
+
+    /// The first date of the cycle: its day, or the first of its month.
+    pub fn start_date(self) -> NaiveDate {
+        self.date().unwrap_or_else(|| self.first_day())
+    }
+
+    /// The next month (as a month cycle).
     pub fn succ(self) -> Cycle {
         Cycle::from_index(self.index() + 1)
     }
 
-    /// The previous month.
+    /// The previous month (as a month cycle).
     pub fn pred(self) -> Cycle {
         Cycle::from_index(self.index() - 1)
     }
 
-    /// The first day of the month.
+    /// The first day of the cycle's month.
     ///
     /// # Panics
     /// If the year is outside chrono's range (about ±262,000) or the month is not 1..=12.
@@ -67,7 +114,7 @@ impl Cycle {
         NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("cycle within chrono's range")
     }
 
-    /// The last day of the month.
+    /// The last day of the cycle's month.
     pub fn last_day(self) -> NaiveDate {
         self.succ()
             .first_day()
@@ -85,13 +132,18 @@ impl Cycle {
         Cycle {
             year: i32::try_from(year).expect("cycle year fits in i32"),
             month: u32::try_from(index.rem_euclid(12)).expect("0..12") + 1,
+            day: None,
         }
     }
 }
 
 impl fmt::Display for Cycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}", self.year, self.month)
+        write!(f, "{:04}-{:02}", self.year, self.month)?;
+        match self.day {
+            Some(day) => write!(f, "-{day:02}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -99,6 +151,10 @@ impl FromStr for Cycle {
     type Err = CycleError;
 
     fn from_str(text: &str) -> Result<Cycle, CycleError> {
+        if text.len() == 10 {
+            let month: Cycle = text[..7].parse()?;
+            return parse_day(text, month);
+        }
         let format_error = || CycleError::Format(text.to_owned());
         let (year, month) = text.split_once('-').ok_or_else(format_error)?;
         let well_formed = year.len() == 4
@@ -120,6 +176,20 @@ impl FromStr for Cycle {
         }
         Cycle::new(year, month).ok_or_else(|| CycleError::Year(text.to_owned()))
     }
+}
+
+/// "YYYY-MM-DD" given its month part, already parsed.
+fn parse_day(text: &str, month: Cycle) -> Result<Cycle, CycleError> {
+    let day = text[7..]
+        .strip_prefix('-')
+        .filter(|d| d.len() == 2 && d.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| CycleError::Format(text.to_owned()))?;
+    let day: u32 = day
+        .parse()
+        .map_err(|_| CycleError::Format(text.to_owned()))?;
+    let date = NaiveDate::from_ymd_opt(month.year, month.month, day)
+        .ok_or_else(|| CycleError::Day(text.to_owned()))?;
+    Ok(Cycle::on(date))
 }
 
 impl Serialize for Cycle {
@@ -245,7 +315,7 @@ mod tests {
         RELEASE_DAYS.into_iter().flat_map(|(year, days)| {
             (1..=12).map(move |month| {
                 let day = days[month as usize - 1];
-                (Cycle { year, month }, date(year, month, day))
+                (Cycle::new(year, month).unwrap(), date(year, month, day))
             })
         })
     }
@@ -265,10 +335,7 @@ mod tests {
             .collect();
         assert_eq!(before.len(), 19, "{before:?}");
         // February 2024: Patch Tuesday is the 13th, the second Saturday the 10th.
-        let feb = Cycle {
-            year: 2024,
-            month: 2,
-        };
+        let feb = Cycle::new(2024, 2).unwrap();
         assert_eq!(
             nth_weekday(feb, Nth::Second, Weekday::Sat),
             date(2024, 2, 10)
@@ -282,10 +349,7 @@ mod tests {
 
     #[test]
     fn nth_weekday_covers_first_to_last() {
-        let march_2026 = Cycle {
-            year: 2026,
-            month: 3,
-        }; // starts on a Sunday, 31 days
+        let march_2026 = Cycle::new(2026, 3).unwrap(); // starts on a Sunday, 31 days
         assert_eq!(
             nth_weekday(march_2026, Nth::First, Weekday::Sun),
             date(2026, 3, 1)
@@ -310,10 +374,7 @@ mod tests {
             nth_weekday(march_2026, Nth::Last, Weekday::Sun),
             date(2026, 3, 29)
         );
-        let feb_2026 = Cycle {
-            year: 2026,
-            month: 2,
-        };
+        let feb_2026 = Cycle::new(2026, 2).unwrap();
         assert_eq!(
             nth_weekday(feb_2026, Nth::Last, Weekday::Sat),
             date(2026, 2, 28)
@@ -326,10 +387,7 @@ mod tests {
 
     #[test]
     fn nth_weekday_agrees_with_counting_days_for_a_century() {
-        let mut cycle = Cycle {
-            year: 2000,
-            month: 1,
-        };
+        let mut cycle = Cycle::new(2000, 1).unwrap();
         while cycle.year < 2100 {
             for weekday in WEEKDAYS {
                 let matching: Vec<NaiveDate> = cycle
@@ -353,66 +411,15 @@ mod tests {
     #[test]
     fn cycle_display_parse_and_order() {
         let cycle: Cycle = "2026-03".parse().unwrap();
-        assert_eq!(
-            cycle,
-            Cycle {
-                year: 2026,
-                month: 3
-            }
-        );
+        assert_eq!(cycle, Cycle::new(2026, 3).unwrap());
         assert_eq!(cycle.to_string(), "2026-03");
-        assert_eq!(
-            Cycle {
-                year: 2026,
-                month: 12
-            }
-            .succ()
-            .to_string(),
-            "2027-01"
-        );
-        assert_eq!(
-            Cycle {
-                year: 2027,
-                month: 1
-            }
-            .pred()
-            .to_string(),
-            "2026-12"
-        );
-        assert!(
-            Cycle {
-                year: 2026,
-                month: 12
-            } < Cycle {
-                year: 2027,
-                month: 1
-            }
-        );
-        assert!(
-            Cycle {
-                year: 2026,
-                month: 2
-            } < Cycle {
-                year: 2026,
-                month: 10
-            }
-        );
+        assert_eq!(Cycle::new(2026, 12).unwrap().succ().to_string(), "2027-01");
+        assert_eq!(Cycle::new(2027, 1).unwrap().pred().to_string(), "2026-12");
+        assert!(Cycle::new(2026, 12).unwrap() < Cycle::new(2027, 1).unwrap());
+        assert!(Cycle::new(2026, 2).unwrap() < Cycle::new(2026, 10).unwrap());
         assert_eq!(cycle.last_day(), date(2026, 3, 31));
-        assert_eq!(
-            Cycle {
-                year: 2024,
-                month: 2
-            }
-            .last_day(),
-            date(2024, 2, 29)
-        );
-        assert_eq!(
-            Cycle::of(date(2026, 7, 31)),
-            Cycle {
-                year: 2026,
-                month: 7
-            }
-        );
+        assert_eq!(Cycle::new(2024, 2).unwrap().last_day(), date(2024, 2, 29));
+        assert_eq!(Cycle::of(date(2026, 7, 31)), Cycle::new(2026, 7).unwrap());
     }
 
     #[test]
@@ -428,8 +435,12 @@ mod tests {
         );
         assert_eq!(
             err("2026-3"),
-            "cycle `2026-3` is not of the form YYYY-MM (e.g. 2026-03)"
+            "cycle `2026-3` is not of the form YYYY-MM or YYYY-MM-DD (e.g. 2026-03, 2026-03-04)"
         );
+        assert_eq!(err("2026-02-30"), "cycle `2026-02-30` is not a date");
+        assert!(err("2026-02-3x").contains("YYYY-MM-DD"));
+        assert!(err("2026-13-01").contains("out of range"));
+        assert!(err("2026-02-003").contains("YYYY-MM-DD"));
         assert!(err("26-03").contains("YYYY-MM"));
         assert!(err("2026/03").contains("YYYY-MM"));
         assert!(err("+026-03").contains("YYYY-MM"));
@@ -438,11 +449,36 @@ mod tests {
     }
 
     #[test]
+    fn day_cycles_display_parse_and_belong_to_their_month() {
+        let day: Cycle = "2026-03-08".parse().unwrap();
+        assert_eq!(day, Cycle::on(date(2026, 3, 8)));
+        assert_eq!(day.to_string(), "2026-03-08");
+        assert!(day.is_day());
+        assert_eq!(day.date(), Some(date(2026, 3, 8)));
+        assert_eq!(day.start_date(), date(2026, 3, 8));
+        assert_eq!(day.month_cycle(), Cycle::new(2026, 3).unwrap());
+        assert_eq!(patch_tuesday(day), date(2026, 3, 10));
+        let month = Cycle::new(2026, 3).unwrap();
+        assert!(!month.is_day());
+        assert_eq!(month.date(), None);
+        assert_eq!(month.start_date(), date(2026, 3, 1));
+        // Days are ordered by date, across month and year ends.
+        let dates = ["2026-12-31", "2027-01-01", "2026-03-09", "2026-03-08"];
+        let mut cycles: Vec<Cycle> = dates.iter().map(|d| d.parse().unwrap()).collect();
+        cycles.sort();
+        let sorted: Vec<String> = cycles.iter().map(Cycle::to_string).collect();
+        assert_eq!(
+            sorted,
+            ["2026-03-08", "2026-03-09", "2026-12-31", "2027-01-01"]
+        );
+        let json = serde_json::to_string(&day).unwrap();
+        assert_eq!(json, "\"2026-03-08\"");
+        assert_eq!(serde_json::from_str::<Cycle>(&json).unwrap(), day);
+    }
+
+    #[test]
     fn cycle_serde_round_trip() {
-        let cycle = Cycle {
-            year: 2026,
-            month: 12,
-        };
+        let cycle = Cycle::new(2026, 12).unwrap();
         let json = serde_json::to_string(&cycle).unwrap();
         assert_eq!(json, "\"2026-12\"");
         assert_eq!(serde_json::from_str::<Cycle>(&json).unwrap(), cycle);

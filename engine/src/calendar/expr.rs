@@ -506,7 +506,7 @@ mod tests {
 
     fn cycle(year: i32, month: u32) -> AnchorContext {
         AnchorContext {
-            cycle: Cycle { year, month },
+            cycle: Cycle::new(year, month).unwrap(),
             start: None,
         }
     }
@@ -751,10 +751,7 @@ mod tests {
         // New York springs forward on 2026-03-08.
         let start = utc("2026-03-07T17:00:00Z"); // 12:00 EST
         let ctx = AnchorContext {
-            cycle: Cycle {
-                year: 2026,
-                month: 3,
-            },
+            cycle: Cycle::new(2026, 3).unwrap(),
             start: Some(start),
         };
         assert_eq!(at("start+1d", NY, ctx), "2026-03-08T12:00:00-04:00");
@@ -776,10 +773,7 @@ mod tests {
         // 01:30 EST, the second 01:30 of 2026-11-01: `start+1h` must not jump back an hour.
         let second = utc("2026-11-01T06:30:00Z");
         let ctx = AnchorContext {
-            cycle: Cycle {
-                year: 2026,
-                month: 11,
-            },
+            cycle: Cycle::new(2026, 11).unwrap(),
             start: Some(second),
         };
         assert_eq!(at("start+1h", NY, ctx), "2026-11-01T02:30:00-05:00");

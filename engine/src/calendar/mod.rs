@@ -7,6 +7,9 @@
 //!   time means its first occurrence).
 //! - [`expr`]: time expressions `ANCHOR[±Nd][±Nh][±Nm][ HH:MM]` and how they resolve.
 //! - [`crontab`]: cron rules (seconds first; day-of-month AND day-of-week must both match).
+//! - [`rrule`]: RFC 5545 recurrence rules (`FREQ=WEEKLY;INTERVAL=2;BYDAY=MO`), expanded to
+//!   dates here, one cycle per date.
+//! - [`ics`]: the fires as an RFC 5545 VCALENDAR, one VEVENT per cycle.
 //! - [`schedule`]: a runbook's rules, zone and blackouts, and the fires they produce; a cycle
 //!   fires exactly once, at the earliest time any rule gives it.
 //! - [`blackout`]: change freezes; a cycle firing inside one is skipped with a reason.
@@ -17,15 +20,19 @@ pub mod catch_up;
 pub mod crontab;
 pub mod cycle;
 pub mod expr;
+pub mod ics;
+pub mod rrule;
 pub mod schedule;
 pub mod zone;
 
 #[cfg(test)]
 mod oracle_tests;
+#[cfg(test)]
+mod rrule_oracle_tests;
 
 pub use blackout::{Blackout, blackout_for, parse_date};
 pub use catch_up::{CatchUp, catch_up};
-pub use crontab::parse_cron;
+pub use crontab::{fires_less_often_than_it_reads, parse_cron};
 pub use cycle::{Cycle, CycleError, Nth, nth_weekday, patch_tuesday};
 pub use expr::{Anchor, AnchorContext, ResolveError, TimeExpr, TimeExprError};
 pub use schedule::{Fire, Fires, RuleError, Schedule, ScheduleRule};

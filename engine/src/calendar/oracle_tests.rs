@@ -8,8 +8,8 @@
 //! counting weekdays, cron matches by testing each field of each minute.
 //!
 //! To stay fast in debug builds the oracle walks only the minutes that can matter: about a day
-//! and a half around each anchored target, and for cron from the month's first matching date
-//! until the earliest fire is certain. `cron_matches_a_full_year_walked_minute_by_minute`
+//! and a half around each anchored target, and for cron around each matching date (a cron
+//! cycle is one date) until the earliest fire is certain. `cron_matches_a_full_year_walked_minute_by_minute`
 //! walks every minute of a year.
 
 use std::collections::BTreeMap;
@@ -181,14 +181,12 @@ fn cron_matches(schedule: &cron::Schedule, wall: NaiveDateTime) -> bool {
         && schedule.seconds().includes(0)
 }
 
-/// The earliest instant any of the cycle's cron matches fires at.
+/// The earliest instant any of the day cycle's cron matches fires at.
 fn cron_fire(schedule: &cron::Schedule, tz: Tz, cycle: Cycle) -> Option<DateTime<Utc>> {
-    let first_date = month_days(cycle).find(|d| cron_date_matches(schedule, *d))?;
-    let from = first_date.and_time(NaiveTime::MIN).and_utc() - TimeDelta::hours(15);
-    let give_up =
-        cycle.succ().first_day().and_time(NaiveTime::MIN).and_utc() + TimeDelta::hours(13);
-    let is_target =
-        |wall: NaiveDateTime| Cycle::of(wall.date()) == cycle && cron_matches(schedule, wall);
+    let date = cycle.date().filter(|d| cron_date_matches(schedule, *d))?;
+    let from = date.and_time(NaiveTime::MIN).and_utc() - TimeDelta::hours(15);
+    let give_up = from + TimeDelta::hours(15 + 24 + 13);
+    let is_target = |wall: NaiveDateTime| wall.date() == date && cron_matches(schedule, wall);
     let mut walker = Walker::new(tz, from, is_target);
     let mut fired = Vec::new();
     let mut best: Option<DateTime<Utc>> = None;
@@ -218,7 +216,8 @@ impl RuleCase {
 
     fn fire(&self, tz: Tz, cycle: Cycle) -> Option<DateTime<Utc>> {
         match self {
-            RuleCase::Anchored(a) => a.fire(tz, cycle),
+            RuleCase::Anchored(a) if !cycle.is_day() => a.fire(tz, cycle),
+            RuleCase::Anchored(_) => None,
             RuleCase::Cron(text) => cron_fire(&parse_cron(text).unwrap(), tz, cycle),
         }
     }
@@ -269,10 +268,18 @@ fn check(rules: &[RuleCase], tz: Tz, first: Cycle, span: i64, from_minute: i64, 
         vec![blackout.clone()],
     );
 
-    // Offsets reach at most 42 days, so three cycles either side cover every fire in range.
-    let cycles: Vec<Cycle> = (first.index() - 3..=last.index() + 3)
+    // Offsets reach at most 42 days, so three months either side cover every anchored fire in
+    // range; a cron fire is within a day of its date.
+    let mut cycles: Vec<Cycle> = (first.index() - 3..=last.index() + 3)
         .map(Cycle::from_index)
         .collect();
+    if rules.iter().any(|r| matches!(r, RuleCase::Cron(_))) {
+        let days = (start(first) - TimeDelta::days(2)).date_naive().iter_days();
+        cycles.extend(
+            days.take_while(|d| *d <= until.date_naive() + TimeDelta::days(2))
+                .map(Cycle::on),
+        );
+    }
     let expected: Vec<Row> = oracle_rows(rules, tz, &blackout, &cycles)
         .into_iter()
         .filter(|row| from <= row.0 && row.0 < until)
@@ -358,8 +365,8 @@ fn anchored_case() -> impl Strategy<Value = AnchoredCase> {
 fn cron_case() -> impl Strategy<Value = String> {
     let pick = |options: &[&'static str]| prop::sample::select(options.to_vec());
     (
-        pick(&["0", "30", "15,45", "15,30", "*/20", "59"]),
-        pick(&["2", "0", "1-3", "*/6", "23", "3"]),
+        pick(&["0", "30", "15", "45", "59"]),
+        pick(&["2", "0", "1", "23", "3"]),
         pick(&["*", "8-14", "1-7", "1", "25-31", "15"]),
         pick(&["*", "1/2", "3,4,9,10,11"]),
         pick(&["*", "Sun", "Tue", "Sat", "Mon-Fri"]),
@@ -368,7 +375,7 @@ fn cron_case() -> impl Strategy<Value = String> {
 }
 
 fn first_cycle() -> impl Strategy<Value = Cycle> {
-    (2000i32..2040, 1u32..=12).prop_map(|(year, month)| Cycle { year, month })
+    (2000i32..2040, 1u32..=12).prop_map(|(year, month)| Cycle::new(year, month).unwrap())
 }
 
 fn config(cases: u32) -> Config {
@@ -393,9 +400,9 @@ proptest! {
     #[test]
     fn cron_schedules_match_the_oracle(
         text in cron_case(), tz in zones(), first in first_cycle(),
-        from_minute in 0i64..44_640, blackout_at in 0i64..600,
+        from_minute in 0i64..44_640, blackout_at in 0i64..120,
     ) {
-        check(&[RuleCase::Cron(text)], tz, first, 36, from_minute, blackout_at);
+        check(&[RuleCase::Cron(text)], tz, first, 4, from_minute, blackout_at);
     }
 }
 
@@ -403,16 +410,24 @@ proptest! {
     #![proptest_config(config(32))]
 
     #[test]
-    fn mixed_schedules_match_the_oracle(
-        a in anchored_case(), b in anchored_case(), text in cron_case(), tz in zones(),
+    fn mixed_anchored_schedules_match_the_oracle(
+        a in anchored_case(), b in anchored_case(), tz in zones(),
         first in first_cycle(), from_minute in 0i64..44_640, blackout_at in 0i64..600,
     ) {
-        let rules = [RuleCase::Anchored(a), RuleCase::Anchored(b), RuleCase::Cron(text)];
+        let rules = [RuleCase::Anchored(a), RuleCase::Anchored(b)];
         check(&rules, tz, first, 24, from_minute, blackout_at);
+    }
+
+    #[test]
+    fn mixed_cron_schedules_match_the_oracle(
+        a in cron_case(), b in cron_case(), tz in zones(),
+        first in first_cycle(), from_minute in 0i64..44_640, blackout_at in 0i64..120,
+    ) {
+        check(&[RuleCase::Cron(a), RuleCase::Cron(b)], tz, first, 3, from_minute, blackout_at);
     }
 }
 
-/// Found by `mixed_schedules_match_the_oracle`: February's `patch_tuesday+28d` and March's cron
+/// Found by the mixed oracle test: February's `patch_tuesday+28d` and March's Patch Tuesday
 /// fire at the same instant (2003-03-11 00:00 New York). Both fire; the oracle agrees, and a
 /// start at that instant sees both, a start one second later neither.
 #[test]
@@ -431,23 +446,18 @@ fn two_cycles_firing_at_one_instant_are_both_fired() {
         days: 0,
         ..a.clone()
     };
+    let c = AnchoredCase {
+        months: Some(vec![3, 5]),
+        days: 0,
+        ..a.clone()
+    };
     let rules = [
         RuleCase::Anchored(a),
         RuleCase::Anchored(b),
-        RuleCase::Cron("0 0 0 8-14 1/2 Tue".into()),
+        RuleCase::Anchored(c),
     ];
     let tz = chrono_tz::America::New_York;
-    check(
-        &rules,
-        tz,
-        Cycle {
-            year: 2002,
-            month: 2,
-        },
-        24,
-        0,
-        0,
-    );
+    check(&rules, tz, Cycle::new(2002, 2).unwrap(), 24, 0, 0);
     let schedule = Schedule::new(rules.iter().map(RuleCase::rule).collect(), tz, vec![]);
     let at = DateTime::parse_from_rfc3339("2003-03-11T05:00:00Z")
         .unwrap()
@@ -496,17 +506,7 @@ fn dst_nights_match_the_oracle_for_eight_years() {
         (America::Santiago, vec![night(0, SUN, (0, 0), &[4, 9])]),
     ];
     for (tz, rules) in cases {
-        check(
-            &rules,
-            tz,
-            Cycle {
-                year: 2020,
-                month: 1,
-            },
-            96,
-            0,
-            10_000,
-        );
+        check(&rules, tz, Cycle::new(2020, 1).unwrap(), 96, 0, 10_000);
     }
 }
 
@@ -515,10 +515,11 @@ fn cron_matches_a_full_year_walked_minute_by_minute() {
     use chrono_tz::{America, Australia};
     let cases = [
         (America::New_York, "0 30 2 * * Sun"),
-        (Australia::Lord_Howe, "0 15,30 2 * * Sun"),
+        (Australia::Lord_Howe, "0 15 2 * * Sun"),
         (America::Santiago, "0 0 0 1-7 * Sun"),
     ];
-    for (tz, text) in cases {
+    // 2026 has 52 Sundays; the first seven days of a month hold one each month.
+    for ((tz, text), cycles) in cases.into_iter().zip([52, 52, 12]) {
         let schedule = parse_cron(text).unwrap();
         let from = NaiveDate::from_ymd_opt(2025, 12, 31)
             .unwrap()
@@ -537,10 +538,10 @@ fn cron_matches_a_full_year_walked_minute_by_minute() {
         }
         let mut earliest: BTreeMap<Cycle, DateTime<Utc>> = BTreeMap::new();
         for (wall, at) in fired {
-            let entry = earliest.entry(Cycle::of(wall.date())).or_insert(at);
+            let entry = earliest.entry(Cycle::on(wall.date())).or_insert(at);
             *entry = (*entry).min(at);
         }
-        assert_eq!(earliest.len(), 12, "{text} in {tz}");
+        assert_eq!(earliest.len(), cycles, "{text} in {tz}");
         let fast = Schedule::new(vec![ScheduleRule::Cron(schedule.clone())], tz, vec![]);
         for (cycle, at) in earliest {
             let fire = fast.fire_for(cycle).unwrap();

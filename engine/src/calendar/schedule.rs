@@ -6,16 +6,21 @@
 //!   resolved for that cycle, even when an offset moves it into the previous or next month
 //!   (`patch_tuesday-10d` of 2026-09 fires on 2026-08-29 as cycle 2026-09). `months` limits
 //!   the cycles (1 = January).
-//! - `Cron`: wall-clock matches in the zone (see [`super::crontab`]); the cycle is the month of
-//!   the match's date.
+//! - `Cron`: wall-clock matches in the zone (see [`super::crontab`]); the cycle is the match's
+//!   local date ("YYYY-MM-DD"), so a weekly expression fires every week and a daily one every
+//!   day.
+//! - `Recurrence`: an RFC 5545 recurrence rule with its start, EXDATEs and RDATEs (see
+//!   [`super::rrule`]); the cycle is each occurrence's local date, as for cron.
 //!
 //! **A cycle fires exactly once**, at the earliest time any rule gives it; later matches of
-//! the same cycle (other rules, further cron matches) are ignored. A fire whose local date is
+//! the same cycle (other rules, further cron matches) are ignored. Validation keeps the two
+//! kinds of cycle apart: a schedule's entries are all anchored (month cycles) or all
+//! cron and RRULE (day cycles). A fire whose local date is
 //! in a blackout is still listed, with the blackout's reason, but never started.
 //!
 //! [`Schedule::fires_from`] yields each cycle's fire that is **at or after** `from`, in time
 //! order (ties by cycle). A cycle whose fire is before `from` is not yielded at all: it already
-//! fired (or was missed), and a later match in the same month does not fire it again.
+//! fired (or was missed), and a later match of the same cycle does not fire it again.
 //!
 //! Iteration walks cycles, not calendar months, so a fire is never skipped or repeated at
 //! month or year ends. Because different rules may move fires by different offsets, fires are
@@ -24,13 +29,15 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use super::blackout::{Blackout, blackout_for};
 use super::crontab::{first_fire_from, parse_cron};
 use super::cycle::{Cycle, MAX_YEAR, MIN_YEAR, patch_tuesday};
 use super::expr::{AnchorContext, TimeExpr};
+use super::rrule::Recurrence;
+use super::zone::local_to_instant;
 
 /// One schedule entry of a runbook.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,8 +47,12 @@ pub enum ScheduleRule {
         expr: TimeExpr,
         months: Option<Vec<u32>>,
     },
-    /// `{ cron: "..." }` in the `cron` crate's syntax, evaluated in the runbook's zone.
+    /// `{ cron: "..." }` in the `cron` crate's syntax, evaluated in the runbook's zone; one
+    /// day cycle per date it matches.
     Cron(cron::Schedule),
+    /// `{ rrule: "...", start: ..., exdates: [...], rdates: [...] }`: one day cycle per
+    /// occurrence date.
+    Recurrence(Box<Recurrence>),
 }
 
 /// Why an anchored rule cannot be a schedule entry.
@@ -85,14 +96,20 @@ impl ScheduleRule {
             ScheduleRule::Anchored { expr, months } => {
                 anchored_fire(expr, months.as_deref(), tz, cycle)
             }
-            ScheduleRule::Cron(schedule) => first_fire_from(schedule, tz, cycle)
+            ScheduleRule::Cron(schedule) => first_fire_from(schedule, tz, cycle.date()?)
                 .filter(|(c, _)| *c == cycle)
                 .map(|(_, at)| at),
+            ScheduleRule::Recurrence(recurrence) => {
+                let date = cycle.date()?;
+                let at = recurrence.occurrences_from(tz, date).next()?;
+                (at.date() == date).then(|| local_to_instant(tz, at))
+            }
         }
     }
 
-    /// Earliest and latest distance of a cycle's fire from the start of its month and the start
-    /// of the next month. Generous: the margin covers UTC offsets and DST gaps.
+    /// Earliest and latest distance of a cycle's fire from the start of its first date (the
+    /// month's first for a month cycle) and from the start of the next month. Generous: the
+    /// margin covers UTC offsets and DST gaps.
     fn reach(&self) -> (TimeDelta, TimeDelta) {
         let margin = TimeDelta::days(3);
         match self {
@@ -100,7 +117,7 @@ impl ScheduleRule {
                 let shift = TimeDelta::days(expr.days()) + expr.duration();
                 (shift - margin, shift + TimeDelta::days(1) + margin)
             }
-            ScheduleRule::Cron(_) => (-margin, margin),
+            ScheduleRule::Cron(_) | ScheduleRule::Recurrence(_) => (-margin, margin),
         }
     }
 }
@@ -111,7 +128,7 @@ fn anchored_fire(
     tz: Tz,
     cycle: Cycle,
 ) -> Option<DateTime<Tz>> {
-    if months.is_some_and(|m| !m.contains(&cycle.month)) {
+    if cycle.is_day() || months.is_some_and(|m| !m.contains(&cycle.month)) {
         return None;
     }
     let ctx = AnchorContext { cycle, start: None };
@@ -160,6 +177,31 @@ impl Schedule {
 
     pub fn blackouts(&self) -> &[Blackout] {
         &self.blackouts
+    }
+
+    /// True when the schedule's cycles are days ("YYYY-MM-DD": cron entries), false when they
+    /// are months ("YYYY-MM": anchored entries). Validation keeps one kind per schedule.
+    pub fn has_day_cycles(&self) -> bool {
+        let day_rule =
+            |r: &ScheduleRule| matches!(r, ScheduleRule::Cron(_) | ScheduleRule::Recurrence(_));
+        self.rules.iter().any(day_rule)
+    }
+
+    /// Why `cycle` cannot be one of this schedule's cycles (a month for a cron schedule, a day
+    /// for an anchored one); `None` when it is of the right kind or there is no schedule.
+    pub fn wrong_kind(&self, cycle: Cycle) -> Option<String> {
+        if self.is_manual() || cycle.is_day() == self.has_day_cycles() {
+            return None;
+        }
+        Some(if self.has_day_cycles() {
+            format!(
+                "cycle {cycle} is a month, but this runbook's cron schedule has one cycle a day: give a date (YYYY-MM-DD)"
+            )
+        } else {
+            format!(
+                "cycle {cycle} is a day, but this runbook's schedule has one cycle a month: give a month (YYYY-MM)"
+            )
+        })
     }
 
     /// True when the runbook has no schedule and only runs when triggered.
@@ -216,16 +258,13 @@ impl Schedule {
 fn first_cycle(from: DateTime<Utc>, latest: TimeDelta) -> Cycle {
     let reach_back = from.checked_sub_signed(latest).unwrap_or(from);
     let cycle = Cycle::of(reach_back.date_naive()).pred();
-    let lowest = Cycle {
-        year: MIN_YEAR,
-        month: 1,
-    };
+    let lowest = Cycle::new(MIN_YEAR, 1).unwrap();
     cycle.max(lowest)
 }
 
-/// Midnight UTC on the first day of the cycle's month.
-fn month_start_utc(cycle: Cycle) -> DateTime<Utc> {
-    cycle.first_day().and_time(NaiveTime::MIN).and_utc()
+/// Midnight UTC on the first date of the cycle (its day, or its month's first).
+fn cycle_start_utc(cycle: Cycle) -> DateTime<Utc> {
+    cycle.start_date().and_time(NaiveTime::MIN).and_utc()
 }
 
 /// Iterator returned by [`Schedule::fires_from`].
@@ -235,7 +274,7 @@ pub struct Fires<'a> {
     /// Fires computed but not yet released, earliest first.
     pending: BinaryHeap<Reverse<(DateTime<Tz>, Cycle)>>,
     from: DateTime<Utc>,
-    /// No cycle fires earlier than this before its month starts.
+    /// No cycle fires earlier than this before its first date starts.
     earliest: TimeDelta,
 }
 
@@ -244,7 +283,7 @@ impl Fires<'_> {
     fn settled(&self, at: DateTime<Tz>) -> bool {
         match self.cycles.next_cycle() {
             None => true,
-            Some(cycle) => at.to_utc() < month_start_utc(cycle) + self.earliest,
+            Some(cycle) => at.to_utc() < cycle_start_utc(cycle) + self.earliest,
         }
     }
 }
@@ -316,16 +355,26 @@ impl Iterator for CycleFires<'_> {
 /// One rule's fires in cycle order, with the next one computed ahead.
 struct RuleFires<'a> {
     rule: &'a ScheduleRule,
-    /// The next cycle to look at.
+    /// The next cycle to look at: a month for an anchored rule, a day for a cron rule.
     next: Cycle,
+    /// A recurrence's occurrences from the first cycle on (one per date, in order).
+    occurrences: Option<Box<dyn Iterator<Item = NaiveDateTime> + 'a>>,
     head: Option<(Cycle, DateTime<Tz>)>,
 }
 
 impl<'a> RuleFires<'a> {
     fn new(rule: &'a ScheduleRule, tz: Tz, first: Cycle) -> RuleFires<'a> {
+        let occurrences = match rule {
+            ScheduleRule::Recurrence(r) => {
+                let from = first.start_date();
+                Some(Box::new(r.occurrences_from(tz, from)) as Box<dyn Iterator<Item = _>>)
+            }
+            _ => None,
+        };
         let mut fires = RuleFires {
             rule,
             next: first,
+            occurrences,
             head: None,
         };
         fires.advance(tz);
@@ -338,6 +387,11 @@ impl<'a> RuleFires<'a> {
                 self.next_anchored(expr, months.as_deref(), tz)
             }
             ScheduleRule::Cron(schedule) => self.next_cron(schedule, tz),
+            ScheduleRule::Recurrence(_) => {
+                let at = self.occurrences.as_mut().and_then(Iterator::next);
+                at.filter(|at| at.year() <= MAX_YEAR)
+                    .map(|at| (Cycle::on(at.date()), local_to_instant(tz, at)))
+            }
         };
     }
 
@@ -366,8 +420,8 @@ impl<'a> RuleFires<'a> {
         if self.next.year > MAX_YEAR {
             return None;
         }
-        let (cycle, at) = first_fire_from(schedule, tz, self.next)?;
-        self.next = cycle.succ();
+        let (cycle, at) = first_fire_from(schedule, tz, self.next.start_date())?;
+        self.next = Cycle::on(cycle.date()?.succ_opt()?);
         Some((cycle, at))
     }
 }
@@ -417,13 +471,7 @@ mod tests {
             .collect();
         assert_eq!(fires.len(), 12);
         for (i, fire) in fires.iter().enumerate() {
-            assert_eq!(
-                fire.cycle,
-                Cycle {
-                    year: 2026,
-                    month: i as u32 + 1
-                }
-            );
+            assert_eq!(fire.cycle, Cycle::new(2026, i as u32 + 1).unwrap());
             assert_eq!(
                 fire.fires_at.date_naive(),
                 fire.patch_tuesday - TimeDelta::days(7)
@@ -505,10 +553,7 @@ mod tests {
         );
         assert_eq!(
             schedule
-                .fire_for(Cycle {
-                    year: 2026,
-                    month: 4
-                })
+                .fire_for(Cycle::new(2026, 4).unwrap())
                 .unwrap()
                 .fires_at
                 .to_rfc3339(),
@@ -535,15 +580,105 @@ mod tests {
     }
 
     #[test]
-    fn cron_and_anchored_rules_mix() {
-        // Second Saturday by cron (both fields must match), Patch Tuesday+4d by anchor.
-        let rules = vec![cron("0 0 20 8-14 * Sat"), at("patch_tuesday+4d 20:00")];
-        let schedule = Schedule::new(rules, NY, vec![]);
-        let fires = listing(&schedule, "2024-02-01T00:00:00Z", 2);
-        // February 2024: second Saturday the 10th comes before Patch Tuesday+4d (17th).
-        assert_eq!(fires[0], "2024-02 2024-02-10T20:00:00-05:00");
-        // March 2024: Patch Tuesday is the 12th, second Saturday the 9th.
-        assert_eq!(fires[1], "2024-03 2024-03-09T20:00:00-05:00");
+    fn a_weekly_cron_fires_every_week_across_both_dst_changes() {
+        // Every Saturday 22:00 in New York, from the last winter Saturday to the first one
+        // after DST ends (2026-03-08 and 2026-11-01): 37 weeks, one fire each.
+        let schedule = Schedule::new(vec![cron("0 0 22 * * Sat")], NY, vec![]);
+        let fires: Vec<Fire> = schedule
+            .fires_from(utc("2026-02-28T00:00:00Z"))
+            .take(37)
+            .collect();
+        let first = fires[0].fires_at.date_naive();
+        for (week, fire) in fires.iter().enumerate() {
+            let date = first + TimeDelta::weeks(week as i64);
+            assert_eq!(fire.cycle, Cycle::on(date));
+            assert_eq!(fire.cycle.to_string(), date.to_string());
+            assert_eq!(
+                fire.fires_at.naive_local(),
+                date.and_hms_opt(22, 0, 0).unwrap()
+            );
+        }
+        assert_eq!(fires[0].fires_at.to_rfc3339(), "2026-02-28T22:00:00-05:00");
+        assert_eq!(fires[1].fires_at.to_rfc3339(), "2026-03-07T22:00:00-05:00");
+        assert_eq!(fires[2].fires_at.to_rfc3339(), "2026-03-14T22:00:00-04:00");
+        assert_eq!(fires[35].fires_at.to_rfc3339(), "2026-10-31T22:00:00-04:00");
+        assert_eq!(fires[36].fires_at.to_rfc3339(), "2026-11-07T22:00:00-05:00");
+        // Patch Tuesday is that of the fire's month.
+        assert_eq!(fires[2].patch_tuesday, parse_date("2026-03-10").unwrap());
+    }
+
+    #[test]
+    fn a_daily_cron_fires_every_day_once_through_the_gap_and_the_overlap() {
+        // 02:30 every night in Berlin: on 2026-03-29 02:30 does not exist (03:30 CEST, the
+        // offset before the gap); on 2026-10-25 it happens twice (the first, CEST).
+        let schedule = Schedule::new(vec![cron("0 30 2 * * *")], BERLIN, vec![]);
+        assert_eq!(
+            listing(&schedule, "2026-03-27T12:00:00Z", 4),
+            [
+                "2026-03-28 2026-03-28T02:30:00+01:00",
+                "2026-03-29 2026-03-29T03:30:00+02:00",
+                "2026-03-30 2026-03-30T02:30:00+02:00",
+                "2026-03-31 2026-03-31T02:30:00+02:00",
+            ]
+        );
+        assert_eq!(
+            listing(&schedule, "2026-10-24T12:00:00Z", 3),
+            [
+                "2026-10-25 2026-10-25T02:30:00+02:00",
+                "2026-10-26 2026-10-26T02:30:00+01:00",
+                "2026-10-27 2026-10-27T02:30:00+01:00",
+            ]
+        );
+        // A whole year: one fire a day, 365 days, no date twice or missing.
+        let year: Vec<Fire> = schedule
+            .fires_from(utc("2025-12-31T12:00:00Z"))
+            .take_while(|f| f.fires_at.year() == 2026)
+            .collect();
+        assert_eq!(year.len(), 365);
+        let first = parse_date("2026-01-01").unwrap();
+        assert!(
+            year.iter()
+                .zip(first.iter_days())
+                .all(|(f, d)| f.cycle == Cycle::on(d))
+        );
+        // Starting after a day's fire skips to the next day, not the next month.
+        assert_eq!(
+            listing(&schedule, "2026-03-30T00:31:00Z", 1),
+            ["2026-03-31 2026-03-31T02:30:00+02:00"]
+        );
+    }
+
+    #[test]
+    fn fire_for_finds_a_day_cycle_of_a_cron_rule_and_not_a_month() {
+        let schedule = Schedule::new(vec![cron("0 0 9 * * Mon")], NY, vec![]);
+        let monday: Cycle = "2026-03-09".parse().unwrap();
+        let fire = schedule.fire_for(monday).unwrap();
+        assert_eq!(fire.fires_at.to_rfc3339(), "2026-03-09T09:00:00-04:00");
+        assert_eq!(schedule.fire_for("2026-03-10".parse().unwrap()), None);
+        assert_eq!(schedule.fire_for(Cycle::new(2026, 3).unwrap()), None);
+        // An anchored rule gives month cycles only.
+        let monthly = Schedule::new(vec![at("patch_tuesday")], NY, vec![]);
+        assert_eq!(monthly.fire_for("2026-03-10".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn weekly_fires_in_a_blackout_are_listed_with_the_reason() {
+        let freeze = Blackout::new(
+            parse_date("2026-12-21").unwrap(),
+            parse_date("2027-01-04").unwrap(),
+            "year-end change freeze",
+        )
+        .unwrap();
+        let schedule = Schedule::new(vec![cron("0 0 22 * * Wed")], BERLIN, vec![freeze]);
+        assert_eq!(
+            listing(&schedule, "2026-12-15T00:00:00Z", 4),
+            [
+                "2026-12-16 2026-12-16T22:00:00+01:00",
+                "2026-12-23 2026-12-23T22:00:00+01:00 [year-end change freeze]",
+                "2026-12-30 2026-12-30T22:00:00+01:00 [year-end change freeze]",
+                "2027-01-06 2027-01-06T22:00:00+01:00",
+            ]
+        );
     }
 
     #[test]
@@ -577,12 +712,7 @@ mod tests {
                 .unwrap(),
             ],
         );
-        let fire = late
-            .fire_for(Cycle {
-                year: 2027,
-                month: 1,
-            })
-            .unwrap();
+        let fire = late.fire_for(Cycle::new(2027, 1).unwrap()).unwrap();
         assert_eq!(
             fire.fires_at.to_utc().to_rfc3339(),
             "2027-01-05T04:30:00+00:00"
@@ -603,7 +733,7 @@ mod tests {
             .map(|f| f.cycle.to_string())
             .collect();
         assert_eq!(cycles, ["2026-02", "2026-04", "2026-06", "2026-08"]);
-        // A cron rule limited to 2026-2027 ends.
+        // A cron rule limited to 2026-2027 ends: the first of each month, 24 days.
         let schedule = Schedule::new(vec![cron("0 0 9 1 * * 2026-2027")], NY, vec![]);
         assert_eq!(schedule.fires_from(utc("2025-06-01T00:00:00Z")).count(), 24);
         // No rules: manual trigger only, nothing fires.

@@ -42,7 +42,7 @@ pub struct TriggerArgs {
     params: Vec<(String, String)>,
     /// The cycle the run belongs to (one run per runbook and cycle). Without it the run is a
     /// manual run: no cycle, and any number of them.
-    #[arg(long, value_name = "YYYY-MM")]
+    #[arg(long, value_name = "CYCLE")]
     cycle: Option<String>,
     /// Run the --cycle again although it has a run already (needs --reason; audited).
     #[arg(long, requires = "cycle", requires = "reason")]

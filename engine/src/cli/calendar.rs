@@ -1,5 +1,6 @@
 //! `patchday calendar RUNBOOK [--from DATE] [--count N]`: the next cycles, when each fires
-//! (local time and UTC), and which a blackout skips.
+//! (local time and UTC), and which a blackout skips; `--format json|ics` for scripts and
+//! calendar programs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,8 +8,8 @@ use std::process::ExitCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::{Globals, UsageError, checked_runbook, print_json, text_or_json};
-use crate::calendar::{Fire, local_to_instant};
+use super::{Format, Globals, UsageError, checked_runbook, print_json};
+use crate::calendar::{Fire, ics, local_to_instant};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,7 +40,11 @@ struct CycleJson {
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let json = text_or_json(globals.format, "calendar")?;
+    let format = globals.format;
+    if !matches!(format, Format::Text | Format::Json | Format::Ics) {
+        let message = format!("`calendar` prints text, json or ics, not {format:?}");
+        return Err(UsageError(message.to_lowercase()).into());
+    }
     let config =
         crate::config::load(globals.config.as_deref()).map_err(|e| UsageError(e.to_string()))?;
     let Some(mut checked) = checked_runbook(&args.runbook, globals)? else {
@@ -56,8 +61,13 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         timezone: checked.tz.name().to_string(),
         cycles: fires.iter().map(cycle_json).collect(),
     };
-    if json {
+    if format == Format::Json {
         print_json(&out)?;
+    } else if format == Format::Ics {
+        out!(
+            "{}",
+            ics::vcalendar(&out.runbook, &fires, globals.clock.now())
+        );
     } else {
         out!(
             "{}",
@@ -95,9 +105,16 @@ fn table(out: &CalendarJson, fires: &[Fire], manual_only: bool) -> String {
         text.push_str("no schedule: this runbook runs only when triggered\n");
         return text;
     }
+    // "YYYY-MM" or "YYYY-MM-DD" (cron schedules: one cycle a day).
+    let width = fires
+        .iter()
+        .map(|f| f.cycle.to_string().len())
+        .max()
+        .unwrap_or(7)
+        .max(8);
     let _ = writeln!(
         text,
-        "\n{:<8}  {:<13}  {:<27}  {:<17}  note",
+        "\n{:<width$}  {:<13}  {:<27}  {:<17}  note",
         "cycle", "patch tuesday", "fires (local)", "fires (UTC)"
     );
     for fire in fires {
@@ -110,7 +127,7 @@ fn table(out: &CalendarJson, fires: &[Fire], manual_only: bool) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             text,
-            "{:<8}  {:<13}  {:<27}  {:<17}  {note}",
+            "{:<width$}  {:<13}  {:<27}  {:<17}  {note}",
             fire.cycle.to_string(),
             fire.patch_tuesday.to_string(),
             local.to_string(),

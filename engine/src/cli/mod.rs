@@ -68,13 +68,15 @@ pub struct Cli {
     ansible_inventory: bool,
 }
 
-/// Output formats; `dot` and `mermaid` only for `plan`.
+/// Output formats; `dot` and `mermaid` only for `plan`, `ics` only for `calendar`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
     Dot,
     Mermaid,
+    /// RFC 5545 (`calendar` only).
+    Ics,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,7 +206,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `--cycle YYYY-MM`.
+/// `--cycle YYYY-MM` (a month cycle) or `--cycle YYYY-MM-DD` (a day cycle: cron schedules).
 fn parse_cycle(text: &str) -> Result<crate::calendar::Cycle, String> {
     text.parse().map_err(|e| format!("{e}"))
 }

@@ -1,4 +1,4 @@
-//! `patchday plan RUNBOOK [--cycle YYYY-MM] [--start RFC3339]`: the resolved DAG with each
+//! `patchday plan RUNBOOK [--cycle YYYY-MM[-DD]] [--start RFC3339]`: the resolved DAG with each
 //! step's wave and planned start; `--format json|dot|mermaid`.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use super::{Format, Globals, checked_runbook, parse_instant, print_json};
+use super::{Format, Globals, UsageError, checked_runbook, parse_instant, print_json};
 use crate::calendar::Cycle;
 use crate::plan::{PlanFor, plan};
 
@@ -15,7 +15,7 @@ pub struct Args {
     /// The runbook file.
     runbook: PathBuf,
     /// The cycle to plan (default: the next one the schedule fires).
-    #[arg(long, value_name = "YYYY-MM", value_parser = super::parse_cycle)]
+    #[arg(long, value_name = "CYCLE", value_parser = super::parse_cycle)]
     cycle: Option<Cycle>,
     /// When the run starts, for `start`-anchored (emergency) runbooks.
     #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
@@ -27,6 +27,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let Some(checked) = checked_runbook(&args.runbook, globals)? else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(why) = cycle.and_then(|c| checked.schedule.wrong_kind(c)) {
+        return Err(UsageError(format!("--cycle: {why}")).into());
+    }
     let cycle = cycle.or_else(|| next_cycle(&checked, globals));
     let planned = plan(
         &checked,
@@ -40,6 +43,11 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         Format::Json => print_json(&planned)?,
         Format::Dot => out!("{}", planned.to_dot()),
         Format::Mermaid => out!("{}", planned.to_mermaid()),
+        Format::Ics => {
+            return Err(
+                UsageError("`plan` prints text, json, dot or mermaid, not ics".into()).into(),
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

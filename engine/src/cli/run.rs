@@ -30,7 +30,7 @@ pub struct RunArgs {
     params: Vec<(String, String)>,
     /// The cycle the run belongs to (one run per runbook and cycle). Without it the run is a
     /// manual run: no cycle, and any number of them.
-    #[arg(long, value_name = "YYYY-MM", value_parser = super::parse_cycle)]
+    #[arg(long, value_name = "CYCLE", value_parser = super::parse_cycle)]
     cycle: Option<Cycle>,
     /// Run the --cycle again although it has a run already (needs --reason; audited).
     #[arg(long, requires = "cycle", requires = "reason")]

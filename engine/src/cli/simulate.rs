@@ -1,4 +1,4 @@
-//! `patchday simulate RUNBOOK [--cycle YYYY-MM] [--reject STEP]...`: the whole cycle on a
+//! `patchday simulate RUNBOOK [--cycle YYYY-MM[-DD]] [--reject STEP]...`: the whole cycle on a
 //! virtual clock, connectors in dry-run mode, approvals granted unless rejected. The same
 //! engine and store code as a real run (an in-memory SQLite database), so what it shows is what
 //! would happen; the output is the same byte for byte on every run.
@@ -25,9 +25,9 @@ pub struct Args {
     /// The runbook file.
     runbook: PathBuf,
     /// The cycle to simulate (default: the next one the schedule fires, else this month).
-    #[arg(long, value_name = "YYYY-MM", value_parser = super::parse_cycle)]
+    #[arg(long, value_name = "CYCLE", value_parser = super::parse_cycle)]
     cycle: Option<Cycle>,
-    /// When the run starts (default: the cycle's fire time, else the first of the month).
+    /// When the run starts (default: the cycle's fire time, else the start of its first day).
     #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
     start: Option<DateTime<Utc>>,
     /// Simulate a rejection of this approval step (repeatable).
@@ -70,6 +70,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             ))
             .into());
         }
+    }
+    if let Some(why) = args.cycle.and_then(|c| checked.schedule.wrong_kind(c)) {
+        return Err(UsageError(format!("--cycle: {why}")).into());
     }
     let cycle = args
         .cycle
@@ -158,7 +161,13 @@ fn default_cycle(checked: &CheckedRunbook, globals: &Globals) -> Cycle {
         .fires_from(now)
         .next()
         .map(|f| f.cycle)
-        .unwrap_or_else(|| Cycle::of(now.with_timezone(&checked.tz).date_naive()))
+        .unwrap_or_else(|| {
+            let today = now.with_timezone(&checked.tz).date_naive();
+            match checked.schedule.has_day_cycles() {
+                true => Cycle::on(today),
+                false => Cycle::of(today),
+            }
+        })
 }
 
 fn start_of(checked: &CheckedRunbook, cycle: Cycle) -> DateTime<Utc> {
@@ -166,7 +175,7 @@ fn start_of(checked: &CheckedRunbook, cycle: Cycle) -> DateTime<Utc> {
         Some(fire) => fire.fires_at.with_timezone(&Utc),
         None => local_to_instant(
             checked.tz,
-            cycle.first_day().and_time(chrono::NaiveTime::MIN),
+            cycle.start_date().and_time(chrono::NaiveTime::MIN),
         )
         .with_timezone(&Utc),
     }

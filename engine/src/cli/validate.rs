@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Globals, UsageError, print_json, text_or_json};
+use crate::calendar::Schedule;
 use crate::diagnostic::Diagnostic;
 use crate::sources::{Checked, check_files_with, expand};
 
@@ -29,7 +31,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         return Err(UsageError("no runbook files (*.yaml, *.yml) found".into()).into());
     }
-    let checked = check_files_with(&files, &globals.ansible_inventories());
+    let mut checked = check_files_with(&files, &globals.ansible_inventories());
+    warn_of_ended_schedules(&mut checked, globals.clock.now());
     if json {
         print_json(&report(&checked))?;
     } else {
@@ -40,6 +43,38 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A warning for each schedule entry of a valid runbook that fires no more after `now` (an
+/// RRULE whose UNTIL or COUNT has passed, a cron year field that ended): validation proper
+/// never reads the clock, so this is the one check made here, with `--now`.
+fn warn_of_ended_schedules(checked: &mut Checked, now: DateTime<Utc>) {
+    let mut warnings = Vec::new();
+    for checked_runbook in checked.runbooks.iter().filter_map(|(_, c)| c.as_ref()) {
+        let schedule = &checked_runbook.schedule;
+        let entries = &checked_runbook.runbook.schedule;
+        // A runbook that validated has one rule per entry, in order.
+        for (entry, rule) in entries.iter().zip(schedule.rules()) {
+            let alone = Schedule::new(vec![rule.clone()], schedule.tz(), Vec::new());
+            if alone.fires_from(now).next().is_some() {
+                continue;
+            }
+            let Some(text) = entry.rrule.as_ref().or(entry.cron.as_ref()) else {
+                continue;
+            };
+            let date = now.with_timezone(&schedule.tz()).date_naive();
+            let message = format!(
+                "`{}` fires no more after {date} (its UNTIL or COUNT has passed, or its years have): this entry will never fire again",
+                text.value
+            );
+            warnings.push(Diagnostic::warning(
+                &checked_runbook.file,
+                text.loc,
+                message,
+            ));
+        }
+    }
+    checked.diagnostics.extend(warnings);
 }
 
 fn report(checked: &Checked) -> serde_json::Value {

@@ -2,7 +2,9 @@
 //!
 //! Each pass asks [`catch_up`] what is due for every scheduled runbook, given the last cycle
 //! already dealt with (the latest of: a run's cycle, a recorded `cycle.missed`,
-//! `cycle.skipped` or `cycle.failed`), then:
+//! `cycle.skipped` or `cycle.failed`, among cycles of the schedule's kind: months for anchored
+//! entries, days for cron entries, so that a runbook edited from monthly to weekly starts
+//! afresh), then:
 //! - fires due cycles (`Engine::start`, actor `scheduler`); the store's unique key on
 //!   (runbook, cycle) makes a second fire of a cycle a [`RunError::CycleTaken`], which is
 //!   fine: it already fired (or was run by hand with `--cycle`);
@@ -113,9 +115,10 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
         if schedule.is_manual() {
             continue;
         }
+        let days = schedule.has_day_cycles();
         let last = dealt
             .iter()
-            .filter(|(n, _)| n == name)
+            .filter(|(n, c)| n == name && c.is_day() == days)
             .map(|(_, c)| *c)
             .max();
         let since = last
@@ -422,6 +425,199 @@ mod tests {
         };
         assert_eq!(count(&again), 2);
         assert_eq!(store.runs(10).await.unwrap().len(), 2);
+        shared.abort_runs();
+    }
+
+    /// A daemon on a manual clock that only moves to the next fire the scheduler asks for.
+    async fn daemon_for(yaml: &str, start: &str) -> (Arc<Shared<SqliteStore>>, Arc<ManualClock>) {
+        let loaded = testing::loaded("weekly.yaml", yaml);
+        let mut runbooks = Runbooks::default();
+        runbooks.by_name.insert("weekly".into(), loaded);
+        let clock = Arc::new(ManualClock::new(t(start)));
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let options = testing::options(clock.clone(), Delivery::Folder("outbox".into()));
+        let daemon = Daemon::new(store, runbooks, options);
+        (daemon.shared.clone(), clock)
+    }
+
+    async fn run_cycles(shared: &Shared<SqliteStore>) -> Vec<String> {
+        let runs = shared.engine.store.runs(u32::MAX).await.unwrap();
+        let mut cycles: Vec<String> = runs.into_iter().filter_map(|r| r.cycle).collect();
+        cycles.sort();
+        cycles
+    }
+
+    async fn cycle_events(shared: &Shared<SqliteStore>) -> Vec<String> {
+        let events = shared.engine.store.events(EventFilter::default()).await;
+        let events = events.unwrap();
+        let cycle_events = events.iter().filter(|e| e.action.starts_with("cycle."));
+        cycle_events
+            .map(|e| format!("{} {}", e.action, e.details["cycle"].as_str().unwrap()))
+            .collect()
+    }
+
+    const WEEKLY: &str = "name: weekly\ntimezone: America/New_York\nschedule:\n  - cron: \"0 30 2 * * Sun\"\ncatch_up: 1h\nblackouts:\n  - { from: 2026-04-01, to: 2026-04-07, reason: easter freeze }\nsteps:\n  a: { uses: noop }\n";
+
+    #[tokio::test]
+    async fn a_weekly_cron_fires_every_week_once_across_both_dst_changes() {
+        // Sundays 02:30 in New York: on 2026-03-08 02:30 does not exist (fires 03:30 EDT); from
+        // 2026-11-01 it is EST again. The clock jumps to each fire the scheduler asks for, and
+        // a second pass at the same instant fires nothing twice. Easter week is frozen.
+        let (shared, clock) = daemon_for(WEEKLY, "2026-02-28T12:00:00Z").await;
+        let mut fired_at = Vec::new();
+        while clock.now() < t("2026-11-16T00:00:00Z") {
+            let next = pass(&shared).await.unwrap().unwrap();
+            pass(&shared).await.unwrap();
+            clock.set(next);
+            fired_at.push(next);
+        }
+        let cycles = run_cycles(&shared).await;
+        let sundays: Vec<String> = (0..38)
+            .map(|w| (parse_date("2026-03-01").unwrap() + TimeDelta::weeks(w)).to_string())
+            .filter(|d| d.as_str() != "2026-04-05")
+            .collect();
+        assert_eq!(cycles, sundays);
+        assert_eq!(cycle_events(&shared).await, ["cycle.skipped 2026-04-05"]);
+        let ny = chrono_tz::America::New_York;
+        let local = |at: DateTime<Utc>| at.with_timezone(&ny).to_rfc3339();
+        assert!(
+            fired_at.contains(&t("2026-03-08T07:30:00Z")),
+            "{fired_at:?}"
+        );
+        assert_eq!(
+            local(t("2026-03-08T07:30:00Z")),
+            "2026-03-08T03:30:00-04:00"
+        );
+        // After DST ends, 02:30 is EST again.
+        assert!(
+            fired_at.contains(&t("2026-11-01T07:30:00Z")),
+            "{fired_at:?}"
+        );
+        assert!(
+            fired_at.contains(&t("2026-11-15T07:30:00Z")),
+            "{fired_at:?}"
+        );
+        shared.abort_runs();
+    }
+
+    const DAILY: &str = "name: weekly\ntimezone: America/New_York\nschedule:\n  - cron: \"0 30 1 * * *\"\ncatch_up: 6h\nsteps:\n  a: { uses: noop }\n";
+
+    #[tokio::test]
+    async fn a_daily_cron_fires_each_day_once_through_the_overlap_and_catches_up() {
+        // 01:30 every night: 2026-11-01 01:30 happens twice in New York; it fires once, the
+        // first time (EDT).
+        let (shared, clock) = daemon_for(DAILY, "2026-10-30T12:00:00Z").await;
+        let mut fired_at = Vec::new();
+        for _ in 0..4 {
+            let next = pass(&shared).await.unwrap().unwrap();
+            clock.set(next);
+            fired_at.push(next);
+        }
+        pass(&shared).await.unwrap();
+        let expected = [
+            "2026-10-31T05:30:00Z",
+            "2026-11-01T05:30:00Z",
+            "2026-11-02T06:30:00Z",
+            "2026-11-03T06:30:00Z",
+        ];
+        assert_eq!(fired_at, expected.map(t));
+        // The overlap's second 01:30 (06:30Z) fires nothing more.
+        clock.set(t("2026-11-01T06:30:00Z"));
+        pass(&shared).await.unwrap();
+        let days = ["2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03"];
+        assert_eq!(run_cycles(&shared).await, days);
+
+        // Down from 2026-11-03 02:00 to 2026-11-07 10:00 local: the fires of the 4th to the
+        // 6th are missed (each recorded once), the 7th's (8.5 h late > 6 h) is missed too, and
+        // the 8th is next.
+        clock.set(t("2026-11-07T15:00:00Z"));
+        let next = pass(&shared).await.unwrap();
+        assert_eq!(next, Some(t("2026-11-08T06:30:00Z")));
+        pass(&shared).await.unwrap();
+        let missed = [
+            "cycle.missed 2026-11-04",
+            "cycle.missed 2026-11-05",
+            "cycle.missed 2026-11-06",
+            "cycle.missed 2026-11-07",
+        ];
+        assert_eq!(cycle_events(&shared).await, missed);
+        // Back within the window: the 8th's fire starts 2 h late.
+        clock.set(t("2026-11-08T08:30:00Z"));
+        pass(&shared).await.unwrap();
+        assert_eq!(run_cycles(&shared).await.last().unwrap(), "2026-11-08");
+        assert_eq!(run_cycles(&shared).await.len(), 5);
+        shared.abort_runs();
+    }
+
+    /// Every cadence of issue 17 as one RRULE entry: on a manual clock that jumps to each
+    /// fire the scheduler asks for, the runs are exactly the schedule's occurrences for a year
+    /// (blackouts and EXDATEs left out), each once.
+    #[tokio::test]
+    async fn each_rrule_cadence_fires_once_per_occurrence_for_a_year() {
+        let cadences = [
+            "{ rrule: \"FREQ=WEEKLY;INTERVAL=2;BYDAY=MO\", start: 2027-01-04 09:00 }",
+            "{ rrule: \"FREQ=MONTHLY;INTERVAL=2;BYDAY=1MO\", start: 2027-01-04 20:00 }",
+            "{ rrule: \"FREQ=MONTHLY;BYDAY=2WE\", start: 2027-01-13 18:00, exdates: [2027-03-10, 2027-06-09] }",
+            "{ rrule: \"FREQ=DAILY;INTERVAL=14\", start: 2027-01-05 02:30 }",
+            "{ rrule: \"FREQ=MONTHLY;INTERVAL=3;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1\", start: 2027-03-01 17:00 }",
+            "{ rrule: \"FREQ=WEEKLY;BYDAY=FR;COUNT=10\", start: 2027-01-01 07:00 }",
+        ];
+        for cadence in cadences {
+            let yaml = format!(
+                "name: weekly\ntimezone: America/New_York\nschedule:\n  - {cadence}\ncatch_up: 1h\nblackouts:\n  - {{ from: 2027-07-01, to: 2027-07-14, reason: summer freeze }}\nsteps:\n  a: {{ uses: noop }}\n"
+            );
+            let (shared, clock) = daemon_for(&yaml, "2027-01-01T00:00:00Z").await;
+            let end = t("2028-01-01T00:00:00Z");
+            while let Some(next) = pass(&shared).await.unwrap()
+                && next < end
+            {
+                clock.set(next);
+            }
+            let runbooks = shared.runbooks();
+            let schedule = &runbooks.by_name["weekly"].checked.schedule;
+            let expected: Vec<String> = schedule
+                .fires_from(t("2027-01-01T00:00:00Z"))
+                .take_while(|f| f.fires_at.to_utc() < end)
+                .filter(|f| f.blackout.is_none())
+                .map(|f| f.cycle.to_string())
+                .collect();
+            assert!(expected.len() >= 4, "{cadence}: {expected:?}");
+            assert_eq!(run_cycles(&shared).await, expected, "{cadence}");
+            let skipped = cycle_events(&shared).await;
+            assert!(
+                skipped
+                    .iter()
+                    .all(|e| e.starts_with("cycle.skipped 2027-07")),
+                "{skipped:?}"
+            );
+            shared.abort_runs();
+        }
+    }
+
+    /// A runbook edited from monthly to weekly: its month cycles already run do not count as
+    /// "the last cycle dealt with" for its day cycles, so this week's fire is not held back by
+    /// a month's run (a month sorts before the days in it, a later month after them).
+    #[tokio::test]
+    async fn a_runbook_edited_from_monthly_to_weekly_fires_its_first_week() {
+        let (shared, clock) = daemon_for(WEEKLY, "2026-03-08T07:00:00Z").await;
+        // The monthly version of the runbook ran April's cycle already (a later month).
+        let monthly = WEEKLY.replace("cron: \"0 30 2 * * Sun\"", "at: patch_tuesday 10:00");
+        let monthly = testing::loaded("weekly.yaml", &monthly).checked;
+        let spec = RunSpec {
+            commit: None,
+            id: "monthly".into(),
+            cycle: "2026-04".parse().ok(),
+            start: t("2026-03-01T10:00:00Z"),
+            params: vec![],
+            rerun: None,
+            actor: "scheduler".into(),
+        };
+        shared.engine.start(&monthly, spec).await.unwrap();
+        // 2026-03-08 02:30 did not exist in New York: the fire was 03:30 EDT (07:30Z), ten
+        // minutes ago, within the hour of catch-up.
+        clock.set(t("2026-03-08T07:40:00Z"));
+        pass(&shared).await.unwrap();
+        assert_eq!(run_cycles(&shared).await, ["2026-03-08", "2026-04"]);
         shared.abort_runs();
     }
 }

@@ -116,6 +116,10 @@ pub enum RunError {
     /// The run's stored rows do not fit its runbook version.
     #[error(transparent)]
     Rows(#[from] RowsError),
+    /// A `--cycle` of the other kind than the schedule's (a month for a cron schedule, a day
+    /// for an anchored one).
+    #[error("{0}")]
+    CycleKind(String),
     /// The run's stored version cannot be used.
     #[error(transparent)]
     Version(#[from] VersionError),
@@ -252,6 +256,9 @@ impl<S: Store> Engine<S> {
     /// stores `checked`'s version (runbook text and every file it read) in its snapshot, and
     /// is bound to it for life.
     pub async fn start(&self, checked: &CheckedRunbook, spec: RunSpec) -> Result<RunRow, RunError> {
+        if let Some(why) = spec.cycle.and_then(|c| checked.schedule.wrong_kind(c)) {
+            return Err(RunError::CycleKind(why));
+        }
         let (params, _) = resolve_params(checked, &spec.params, self.mode)?;
         let now = self.clock.now();
         let version: &Version = &checked.version;

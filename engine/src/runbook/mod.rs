@@ -58,7 +58,8 @@ pub struct Runbook {
     pub steps: IndexMap<Located<String>, Step>,
 }
 
-/// One schedule rule: `{ at: EXPR, months: [...] }` or `{ cron: "..." }`.
+/// One schedule rule: `{ at: EXPR, months: [...] }`, `{ cron: "..." }` or
+/// `{ rrule: "...", start: ..., exdates: [...], rdates: [...] }`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleEntry {
@@ -69,9 +70,24 @@ pub struct ScheduleEntry {
     #[serde(default)]
     pub months: Option<Located<Vec<Located<u32>>>>,
     /// A cron expression in the `cron` crate's syntax (seconds first; day-of-month AND
-    /// day-of-week must both match).
+    /// day-of-week must both match). One cycle per date it fires on.
     #[serde(default)]
     pub cron: Option<Located<String>>,
+    /// An RFC 5545 recurrence rule, e.g. `FREQ=WEEKLY;INTERVAL=2;BYDAY=MO` (every alternate
+    /// Monday). One cycle per date it fires on.
+    #[serde(default)]
+    pub rrule: Option<Located<String>>,
+    /// With `rrule`: the first occurrence (DTSTART), `YYYY-MM-DD HH:MM` in the runbook's zone;
+    /// its time is every occurrence's time. Required with INTERVAL > 1, COUNT or UNTIL.
+    #[serde(default)]
+    pub start: Option<Located<String>>,
+    /// With `rrule`: dates on which it does not fire (EXDATE), `YYYY-MM-DD`.
+    #[serde(default)]
+    pub exdates: Vec<Located<String>>,
+    /// With `rrule`: extra occurrences (RDATE), `YYYY-MM-DD HH:MM` (or `YYYY-MM-DD`, at the
+    /// start's time).
+    #[serde(default)]
+    pub rdates: Vec<Located<String>>,
 }
 
 /// A period in which no cycle fires. Dates are inclusive, in the runbook's time zone.

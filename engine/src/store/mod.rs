@@ -81,7 +81,7 @@ impl StepState {
 pub struct RunRow {
     pub id: RunId,
     pub runbook: String,
-    /// The cycle (`YYYY-MM`) of a scheduled or `--cycle` run. At most one run per runbook and cycle.
+    /// The cycle (`YYYY-MM`, or `YYYY-MM-DD` for cron schedules) of a scheduled or `--cycle` run. At most one run per runbook and cycle.
     pub cycle: Option<String>,
     /// SHA-256 of the runbook text the run pinned.
     pub content_hash: String,

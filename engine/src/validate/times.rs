@@ -4,7 +4,11 @@
 use chrono_tz::Tz;
 
 use super::Ctx;
+use chrono::{NaiveDateTime, NaiveTime};
+
+use crate::calendar::rrule::{self, Recurrence, Rrule};
 use crate::calendar::{self, AnchorContext, Blackout, Cycle, Schedule, ScheduleRule, TimeExpr};
+use crate::runbook::ScheduleEntry;
 use crate::yaml::{Loc, Located};
 
 /// The parsed `at` and `deadline` of one step.
@@ -20,7 +24,7 @@ const REFERENCE_YEARS: std::ops::RangeInclusive<i32> = 2025..=2027;
 
 pub(super) fn check(ctx: &mut Ctx) -> Option<(Tz, Vec<StepTimes>, Schedule)> {
     let tz = check_zone(ctx);
-    let rules = check_schedule(ctx);
+    let rules = check_schedule(ctx, tz.unwrap_or(Tz::UTC));
     let blackouts = check_blackouts(ctx);
     let times = check_steps(ctx);
     let tz = tz?;
@@ -61,45 +65,253 @@ fn parse_expr(ctx: &mut Ctx, text: &Located<String>, field: &str) -> Option<Time
     }
 }
 
-fn check_schedule(ctx: &mut Ctx) -> Vec<ScheduleRule> {
+fn check_schedule(ctx: &mut Ctx, tz: Tz) -> Vec<ScheduleRule> {
     let runbook = ctx.runbook;
     let mut rules = Vec::new();
     for entry in &runbook.schedule {
-        match (&entry.at, &entry.cron) {
-            (Some(at), None) => {
-                if let Some(rule) = anchored_rule(ctx, at, entry.months.as_ref()) {
-                    rules.push(rule);
-                }
-            }
-            (None, Some(cron)) => {
-                if let Some(months) = &entry.months {
-                    ctx.error(
-                        months.loc,
-                        "`months` goes with `at`; a cron expression has its own month field",
-                    );
-                }
-                match calendar::parse_cron(&cron.value) {
-                    Ok(schedule) => rules.push(ScheduleRule::Cron(schedule)),
-                    Err(e) => ctx.error(cron.loc, one_line(&e, &cron.value)),
-                }
-            }
-            (Some(at), Some(_)) => {
-                ctx.error(at.loc, "a schedule entry has `at` or `cron`, not both")
-            }
-            (None, None) => {
-                let loc = entry
-                    .months
-                    .as_ref()
-                    .map(|m| m.loc)
-                    .unwrap_or(runbook.name.loc);
-                ctx.error(
-                    loc,
-                    "a schedule entry needs `at` (a time expression) or `cron`",
-                );
-            }
+        if let Some(rule) = schedule_rule(ctx, tz, entry) {
+            rules.push(rule);
         }
     }
+    check_one_kind_of_cycle(ctx);
     rules
+}
+
+/// One entry: exactly one of `at`, `cron`, `rrule`, and only the fields that go with it.
+fn schedule_rule(ctx: &mut Ctx, tz: Tz, entry: &ScheduleEntry) -> Option<ScheduleRule> {
+    let kinds = [
+        ("at", &entry.at),
+        ("cron", &entry.cron),
+        ("rrule", &entry.rrule),
+    ];
+    let given: Vec<(&str, &Located<String>)> = kinds
+        .iter()
+        .filter_map(|(name, field)| field.as_ref().map(|f| (*name, f)))
+        .collect();
+    match given[..] {
+        [] => {
+            let loc = entry_loc(entry).unwrap_or(ctx.runbook.name.loc);
+            ctx.error(
+                loc,
+                "a schedule entry needs `at` (a time expression), `cron` or `rrule`",
+            );
+            None
+        }
+        [(kind, text)] => {
+            check_fields_of(ctx, kind, entry);
+            match kind {
+                "at" => anchored_rule(ctx, text, entry.months.as_ref()),
+                "cron" => cron_rule(ctx, text),
+                _ => recurrence_rule(ctx, tz, text, entry),
+            }
+        }
+        [(first, text), (second, _), ..] => {
+            ctx.error(text.loc, format!("a schedule entry has one of `at`, `cron` or `rrule`, not both `{first}` and `{second}`"));
+            None
+        }
+    }
+}
+
+/// The location of the first field an entry has, for errors about the entry as a whole.
+fn entry_loc(entry: &ScheduleEntry) -> Option<Loc> {
+    let fields = [
+        &entry.start,
+        &entry.exdates.first().cloned(),
+        &entry.rdates.first().cloned(),
+    ];
+    let months = entry.months.as_ref().map(|m| m.loc);
+    months.or_else(|| fields.iter().find_map(|f| f.as_ref().map(|f| f.loc)))
+}
+
+/// `months` goes with `at`; `start`, `exdates` and `rdates` with `rrule`.
+fn check_fields_of(ctx: &mut Ctx, kind: &str, entry: &ScheduleEntry) {
+    if kind != "at"
+        && let Some(months) = &entry.months
+    {
+        ctx.error(
+            months.loc,
+            format!("`months` goes with `at`; a `{kind}` entry says its months itself"),
+        );
+    }
+    if kind == "rrule" {
+        return;
+    }
+    let rrule_only = [
+        ("start", entry.start.as_ref()),
+        ("exdates", entry.exdates.first()),
+        ("rdates", entry.rdates.first()),
+    ];
+    for (field, value) in rrule_only {
+        if let Some(value) = value {
+            ctx.error(
+                value.loc,
+                format!("`{field}` goes with `rrule`, not with `{kind}`"),
+            );
+        }
+    }
+}
+
+fn cron_rule(ctx: &mut Ctx, cron: &Located<String>) -> Option<ScheduleRule> {
+    match calendar::parse_cron(&cron.value) {
+        Ok(schedule) => {
+            if let Some(note) = calendar::fires_less_often_than_it_reads(&cron.value, &schedule) {
+                ctx.warning(cron.loc, note);
+            }
+            Some(ScheduleRule::Cron(schedule))
+        }
+        Err(e) => {
+            ctx.error(cron.loc, one_line(&e, &cron.value));
+            None
+        }
+    }
+}
+
+/// An `rrule` entry: the rule, its start, EXDATEs and RDATEs; an error for a rule that needs a
+/// start it lacks or never fires, a warning for an EXDATE that is not an occurrence.
+fn recurrence_rule(
+    ctx: &mut Ctx,
+    tz: Tz,
+    text: &Located<String>,
+    entry: &ScheduleEntry,
+) -> Option<ScheduleRule> {
+    let rule = match Rrule::parse(&text.value) {
+        Ok(rule) => rule,
+        Err(e) => {
+            let loc = inside(ctx, text, e.offset);
+            ctx.error(loc, format!("invalid rrule: {e}"));
+            return None;
+        }
+    };
+    let start = match &entry.start {
+        Some(start) => Some(local_time(ctx, start, "start", None)?),
+        None => None,
+    };
+    if start.is_none() && (rule.counts_from_start() || rule.needs_start_for_days()) {
+        let why = if rule.counts_from_start() {
+            "INTERVAL, COUNT and UNTIL count from the first occurrence"
+        } else {
+            "without BYDAY or BYMONTHDAY the rule takes its day from the first occurrence"
+        };
+        ctx.error(
+            text.loc,
+            format!("this rrule needs `start: YYYY-MM-DD HH:MM` (its first occurrence): {why}"),
+        );
+        return None;
+    }
+    let start_time = start.map(|s| s.time());
+    let mut exdates = Vec::new();
+    for exdate in &entry.exdates {
+        exdates.push(date(ctx, exdate)?);
+    }
+    let mut rdates = Vec::new();
+    for rdate in &entry.rdates {
+        rdates.push(local_time(ctx, rdate, "rdates", start_time)?);
+    }
+    rdates.sort();
+    let recurrence = Recurrence {
+        start: start.unwrap_or_else(|| rrule::DEFAULT_START.and_time(NaiveTime::MIN)),
+        rule,
+        exdates,
+        rdates,
+    };
+    check_occurrences(ctx, tz, text, entry, &recurrence)?;
+    Some(ScheduleRule::Recurrence(Box::new(recurrence)))
+}
+
+/// A rule that never fires is an error; an EXDATE on which it would not fire anyway, a warning.
+fn check_occurrences(
+    ctx: &mut Ctx,
+    tz: Tz,
+    text: &Located<String>,
+    entry: &ScheduleEntry,
+    recurrence: &Recurrence,
+) -> Option<()> {
+    let without_exdates = Recurrence {
+        exdates: Vec::new(),
+        ..recurrence.clone()
+    };
+    let from = recurrence.start.date();
+    if recurrence.occurrences_from(tz, from).next().is_none() {
+        ctx.error(
+            text.loc,
+            "this rrule never fires (no date matches it, or every one is in `exdates`)",
+        );
+        return None;
+    }
+    for (exdate, located) in recurrence.exdates.iter().zip(&entry.exdates) {
+        let hit = without_exdates.occurrences_from(tz, *exdate).next();
+        if hit.is_none_or(|at| at.date() != *exdate) {
+            ctx.warning(
+                located.loc,
+                format!(
+                    "{exdate} is not a date this rrule fires on, so leaving it out changes nothing"
+                ),
+            );
+        }
+    }
+    Some(())
+}
+
+/// The location `offset` bytes into a scalar (past its opening quote, if any).
+fn inside(ctx: &Ctx, text: &Located<String>, offset: usize) -> Loc {
+    let quoted = ctx.char_at(text.loc).is_some_and(|c| c == '"' || c == '\'');
+    Loc {
+        line: text.loc.line,
+        column: text.loc.column + u32::from(quoted) + offset as u32,
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` (or `THH:MM`, seconds allowed); a bare date takes `default_time`.
+fn local_time(
+    ctx: &mut Ctx,
+    text: &Located<String>,
+    field: &str,
+    default_time: Option<NaiveTime>,
+) -> Option<NaiveDateTime> {
+    let value = text.value.trim();
+    let formats = [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+    ];
+    if let Some(at) = formats
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(value, f).ok())
+    {
+        return Some(at);
+    }
+    if let (Some(time), Ok(day)) = (default_time, calendar::parse_date(value)) {
+        return Some(day.and_time(time));
+    }
+    ctx.error(text.loc, format!("`{field}`: `{value}` is not a local time of the form YYYY-MM-DD HH:MM (e.g. 2027-01-04 09:00)"));
+    None
+}
+
+/// Anchored entries give month cycles ("YYYY-MM"), cron and rrule entries day cycles
+/// ("YYYY-MM-DD"); one runbook's cycles must be of one kind, or "the last cycle dealt with"
+/// would compare a month with a day, and `{{cycle}}` would change shape from run to run.
+fn check_one_kind_of_cycle(ctx: &mut Ctx) {
+    let runbook = ctx.runbook;
+    // (An entry with several kinds is an error of its own.)
+    let single = |e: &&ScheduleEntry| {
+        [&e.at, &e.cron, &e.rrule]
+            .iter()
+            .filter(|f| f.is_some())
+            .count()
+            == 1
+    };
+    let entries = || runbook.schedule.iter().filter(single);
+    let first_at = entries().find_map(|e| e.at.as_ref());
+    let first_day = entries().find_map(|e| e.cron.as_ref().or(e.rrule.as_ref()));
+    let (Some(at), Some(day)) = (first_at, first_day) else {
+        return;
+    };
+    let later = if at.loc.line > day.loc.line { at } else { day };
+    ctx.error(
+        later.loc,
+        "this schedule mixes `at` entries (one cycle a month, YYYY-MM) with `cron` or `rrule` entries (one cycle a day, YYYY-MM-DD); a runbook's cycles are all of one kind: put them in two runbooks",
+    );
 }
 
 /// The cron crate explains a syntax error on the last of several lines, under a caret.

@@ -107,3 +107,124 @@ fn a_missing_config_file_is_a_usage_error() {
         stderr(&out)
     );
 }
+
+/// A cron runbook's cycle is the local date of each fire: every Wednesday of `linux-weekly`
+/// is its own cycle, across the change to summer time (Berlin, 2027-03-28) and the freeze.
+#[test]
+fn a_weekly_cron_runbook_has_a_cycle_every_week_across_dst() {
+    let out = run(&[
+        "calendar",
+        "runbooks/linux-weekly.yaml",
+        "--from",
+        "2026-12-10",
+        "--count",
+        "20",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cal: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cycles = cal["cycles"].as_array().unwrap();
+    let ids: Vec<&str> = cycles
+        .iter()
+        .map(|c| c["cycle"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &ids[..4],
+        ["2026-12-16", "2026-12-23", "2026-12-30", "2027-01-06"]
+    );
+    assert_eq!(ids.len(), 20);
+    assert_eq!(ids[19], "2027-04-28");
+    assert_eq!(cycles[1]["blackout"], "year-end change freeze");
+    assert_eq!(cycles[2]["blackout"], "year-end change freeze");
+    assert_eq!(cycles[3]["blackout"], Value::Null);
+    assert_eq!(cycles[3]["patch_tuesday"], "2027-01-12");
+    assert_eq!(cycles[14]["fires_at"], "2027-03-24T22:00:00+01:00");
+    assert_eq!(cycles[15]["fires_at"], "2027-03-31T22:00:00+02:00");
+}
+
+/// `simulate` and `plan` take a day cycle for a cron runbook, and refuse a month.
+#[test]
+fn simulate_and_plan_take_a_day_cycle_for_a_cron_runbook() {
+    let out = run(&[
+        "simulate",
+        "runbooks/linux-weekly.yaml",
+        "--cycle",
+        "2027-03-31",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sim: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sim["cycle"], "2027-03-31");
+    assert_eq!(sim["timeline"][0]["at"], "Wed 2027-03-31 22:00 CEST");
+    assert_eq!(sim["outcome"], "succeeded");
+    for command in ["simulate", "plan"] {
+        let out = run(&[command, "runbooks/linux-weekly.yaml", "--cycle", "2027-03"]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = stderr(&out);
+        assert!(err.contains("give a date (YYYY-MM-DD)"), "{command}: {err}");
+    }
+    let out = run(&["plan", "runbooks/monthly.yaml", "--cycle", "2027-03-09"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("give a month (YYYY-MM)"));
+    let out = run(&[
+        "plan",
+        "runbooks/linux-weekly.yaml",
+        "--cycle",
+        "2027-03-31",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["cycle"], "2027-03-31");
+}
+
+/// `calendar --format ics`: one VEVENT per cycle, UTC start, stable UIDs whatever `--now`,
+/// blacked-out cycles cancelled; an RRULE runbook's cycles are its occurrence dates.
+#[test]
+fn calendar_as_ics_for_subscribing() {
+    let ics = |now: &str| {
+        let out = run(&[
+            "calendar",
+            "runbooks/esx-alternate-weeks.yaml",
+            "--now",
+            now,
+            "--from",
+            "2027-12-01",
+            "--count",
+            "4",
+            "--format",
+            "ics",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let text = ics("2027-11-30T08:00:00Z");
+    assert!(text.starts_with("BEGIN:VCALENDAR\r\n"), "{text}");
+    assert!(text.ends_with("END:VCALENDAR\r\n"), "{text}");
+    let unfolded = text.replace("\r\n ", "");
+    let uids: Vec<&str> = unfolded.lines().filter(|l| l.starts_with("UID:")).collect();
+    assert_eq!(
+        uids,
+        [
+            "UID:2027-12-07.esx-alternate-weeks@patchday",
+            "UID:2027-12-21.esx-alternate-weeks@patchday",
+            "UID:2028-01-04.esx-alternate-weeks@patchday",
+            "UID:2028-01-18.esx-alternate-weeks@patchday",
+        ]
+    );
+    assert!(unfolded.contains("DTSTART:20271207T080000Z\r\n"));
+    assert_eq!(
+        unfolded.matches("STATUS:CANCELLED").count(),
+        2,
+        "{unfolded}"
+    );
+    assert!(unfolded.contains("DTSTAMP:20271130T080000Z"));
+    // Another day, the same events (only DTSTAMP moves).
+    let later = ics("2027-12-01T09:00:00Z").replace("20271201T090000Z", "20271130T080000Z");
+    assert_eq!(later, text);
+    let out = run(&["plan", "runbooks/monthly.yaml", "--format", "ics"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -3,6 +3,7 @@
 
 mod ansible;
 mod browser;
+mod cadence;
 mod calendar;
 mod corpus;
 mod daemon;
@@ -14,6 +15,7 @@ mod mailer;
 mod multi;
 mod new;
 mod plan;
+mod recurrence;
 mod reload;
 mod runs;
 mod schema;

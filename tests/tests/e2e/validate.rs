@@ -8,11 +8,12 @@ fn the_example_runbooks_validate_as_a_folder() {
     let out = run(&["validate", "runbooks/"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("ok: 4 runbook(s) valid"), "{text}");
+    assert!(text.starts_with("ok: 5 runbook(s) valid"), "{text}");
     for name in [
         "monthly-windows",
         "emergency-zero-day",
         "esx-bimonthly",
+        "esx-alternate-weeks",
         "linux-weekly",
     ] {
         assert!(text.contains(name), "{name} missing from: {text}");
@@ -60,7 +61,12 @@ fn a_missing_path_is_a_usage_error() {
 
 #[test]
 fn every_example_runbook_starts_with_the_schema_modeline() {
-    for file in ["monthly.yaml", "emergency.yaml", "esx-bimonthly.yaml"] {
+    for file in [
+        "monthly.yaml",
+        "emergency.yaml",
+        "esx-bimonthly.yaml",
+        "esx-alternate-weeks.yaml",
+    ] {
         let text = std::fs::read_to_string(patchday_tests::repo_root().join("runbooks").join(file))
             .unwrap();
         assert!(

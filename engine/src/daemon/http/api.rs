@@ -386,7 +386,8 @@ fn run_error(e: RunError) -> Response {
         | RunError::BadChoice { .. }
         | RunError::MissingSecret(..)
         | RunError::NotAChoice { .. }
-        | RunError::BadInputs { .. } => StatusCode::BAD_REQUEST,
+        | RunError::BadInputs { .. }
+        | RunError::CycleKind(_) => StatusCode::BAD_REQUEST,
         RunError::NoSuchRun(_) => StatusCode::NOT_FOUND,
         RunError::NotInterrupted(..)
         | RunError::CycleTaken { .. }

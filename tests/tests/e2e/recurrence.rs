@@ -1,0 +1,333 @@
+//! RRULE schedules through the binary: `patchday calendar` agrees with python-dateutil's rrule
+//! (the oracle, installed by `.ci/deps-python-cal.sh`) on the corpus in
+//! `tests/fixtures/rrule/corpus.tsv` (DST gaps and overlaps in eight zones, month ends, `-1FR`,
+//! `BYSETPOS=-1`, leap years, weeks across ISO week 53, COUNT, UNTIL), and the daemon fires an
+//! alternate-weeks rule once per occurrence. `calendar --format ics` reads back with python's
+//! icalendar package, an independent RFC 5545 parser.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use patchday_tests::daemon::{Daemon, audit_events, emails_with, poll};
+use patchday_tests::{patchday, repo_root, run, scratch, stderr};
+use serde_json::Value;
+
+/// `$PATCHDAY_TEST_PYTHON`, else `.ci/deps-python-cal.sh`'s virtual environment.
+fn oracle_python() -> PathBuf {
+    let python = std::env::var("PATCHDAY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/opt/patchday-calendar/bin/python"));
+    assert!(
+        python.is_file(),
+        "{} is missing: run .ci/deps-python-cal.sh (as root) or set PATCHDAY_TEST_PYTHON",
+        python.display()
+    );
+    python
+}
+
+struct Case {
+    zone: String,
+    start: String,
+    rule: String,
+    exdates: Vec<String>,
+}
+
+fn corpus(path: &Path) -> Vec<Case> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+    lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let exdates = fields.get(3).copied().unwrap_or_default();
+            Case {
+                zone: fields[0].into(),
+                start: fields[1].into(),
+                rule: fields[2].into(),
+                exdates: exdates
+                    .split(',')
+                    .filter(|d| !d.is_empty())
+                    .map(String::from)
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn runbook(case: &Case) -> String {
+    let exdates = case.exdates.join(", ");
+    format!(
+        "name: oracle\ntimezone: {}\nschedule:\n  - rrule: \"{}\"\n    start: {}\n    exdates: [{exdates}]\nsteps:\n  a: {{ uses: noop }}\n",
+        case.zone, case.rule, case.start
+    )
+}
+
+/// (date, UTC instant) of the first 40 fires `patchday calendar` lists from the start's date.
+fn calendar(file: &Path, case: &Case) -> Vec<(String, String)> {
+    let from = &case.start[..10];
+    let file = file.display().to_string();
+    let args = [
+        "calendar", &file, "--from", from, "--count", "40", "--format", "json",
+    ];
+    let out = run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}: {}",
+        case.rule,
+        stderr(&out)
+    );
+    let cal: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cycles = cal["cycles"].as_array().unwrap();
+    cycles
+        .iter()
+        .map(|c| {
+            let at = chrono::DateTime::parse_from_rfc3339(c["fires_at"].as_str().unwrap()).unwrap();
+            let utc = at.to_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            (c["cycle"].as_str().unwrap().to_string(), utc)
+        })
+        .collect()
+}
+
+#[test]
+fn calendar_agrees_with_python_dateutil_on_the_corpus() {
+    let fixtures = repo_root().join("tests/fixtures/rrule");
+    let cases = corpus(&fixtures.join("corpus.tsv"));
+    assert!(
+        cases.len() >= 50,
+        "the corpus holds {} rules; keep at least 50",
+        cases.len()
+    );
+    let out = Command::new(oracle_python())
+        .arg(fixtures.join("oracle.py"))
+        .arg(fixtures.join("corpus.tsv"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(expected.len(), cases.len());
+    let dir = scratch("rrule-oracle");
+    let mut differ = Vec::new();
+    for (i, (case, want)) in cases.iter().zip(&expected).enumerate() {
+        assert_eq!(want["rule"], case.rule.as_str());
+        let file = dir.join(format!("rule{i}.yaml"));
+        std::fs::write(&file, runbook(case)).unwrap();
+        let want: Vec<(String, String)> = want["occurrences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["date"].as_str().unwrap().into(),
+                    o["utc"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        assert!(
+            !want.is_empty(),
+            "{}: the oracle has no occurrence",
+            case.rule
+        );
+        let got = calendar(&file, case);
+        if got != want {
+            differ.push(format!(
+                "{} {} {}\n want {want:?}\n got  {got:?}",
+                case.zone, case.start, case.rule
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} rule(s) differ:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const ALTERNATE: &str = r#"name: alternate
+timezone: America/New_York
+schedule:
+  - rrule: "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO"
+    start: 2027-01-04 09:00
+    exdates: [2027-03-15]
+catch_up: 1h
+roles:
+  ops: [ops@example.com]
+notify: { on: [finished], to: [ops] }
+steps:
+  patch: { uses: noop }
+"#;
+
+/// The daemon fires an alternate-Monday rule at its occurrence (not on the Monday between, not
+/// on an EXDATE), once, across a restart.
+#[test]
+fn the_daemon_fires_an_alternate_weeks_rule_once_per_occurrence() {
+    let dir = scratch("rrule-daemon");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/alternate.yaml"), ALTERNATE).unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let serve = |now: &str| {
+        let mut cmd = patchday();
+        cmd.current_dir(&dir)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+            .args(["--runbooks", &dir.join("runbooks").display().to_string()])
+            .args(["--outbox", &dir.join("outbox").display().to_string()])
+            .args(["--now", now, "--virtual-clock"]);
+        Daemon::start(cmd)
+    };
+    let finished = |cycle: &str| {
+        let subject = format!("Subject: [patchday] alternate {cycle}: run succeeded");
+        poll(&subject, Duration::from_secs(60), || {
+            (!emails_with(&dir.join("outbox"), &subject).is_empty()).then_some(())
+        });
+    };
+    // Sunday 2027-02-28: the next fire is Monday 2027-03-01 09:00 EST (14:00Z).
+    let mut daemon = serve("2027-02-28T12:00:00Z");
+    finished("2027-03-01");
+    assert_eq!(daemon.terminate().code(), Some(0));
+    // After DST began (2027-03-14): the 15th is an EXDATE, so the next is 2027-03-29 09:00 EDT.
+    let mut daemon = serve("2027-03-08T12:00:00Z");
+    finished("2027-03-29");
+    let events = audit_events(&database);
+    let started: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["action"] == "run.started")
+        .map(|e| {
+            (
+                e["details"]["cycle"].as_str().unwrap().to_string(),
+                e["at"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let cycles: Vec<&str> = started.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(cycles, ["2027-03-01", "2027-03-29"]);
+    assert!(
+        started[1].1.starts_with("2027-03-29T13:00:00"),
+        "{started:?}"
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `validate --now` warns of an RRULE whose UNTIL has passed; before it, nothing to say.
+#[test]
+fn validate_warns_when_an_until_is_in_the_past() {
+    let dir = scratch("rrule-until");
+    let file = dir.join("until.yaml");
+    let yaml = "name: until\ntimezone: Europe/Berlin\nschedule:\n  - { rrule: \"FREQ=WEEKLY;BYDAY=MO;UNTIL=20270301\", start: 2027-01-04 09:00 }\nsteps:\n  a: { uses: noop }\n";
+    std::fs::write(&file, yaml).unwrap();
+    let file = file.display().to_string();
+    let after = run(&["validate", &file, "--now", "2027-03-02T00:00:00Z"]);
+    assert_eq!(after.status.code(), Some(0), "a warning, not an error");
+    let err = stderr(&after);
+    assert!(err.contains("until.yaml:4:14: warning: `FREQ=WEEKLY;BYDAY=MO;UNTIL=20270301` fires no more after 2027-03-02"), "{err}");
+    let before = run(&["validate", &file, "--now", "2027-02-28T00:00:00Z"]);
+    assert_eq!(before.status.code(), Some(0));
+    assert!(!stderr(&before).contains("warning"), "{}", stderr(&before));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `calendar --format ics` read back by an independent RFC 5545 parser (python's icalendar):
+/// the same cycles and instants as `--format json`, cancelled where blacked out, and the
+/// escaped text comes back as written.
+#[test]
+fn the_ics_calendar_reads_back_with_an_independent_parser() {
+    let dir = scratch("rrule-ics");
+    let file = dir.join("lab.yaml");
+    let yaml = "name: lab\ntimezone: America/New_York\nschedule:\n  - { rrule: \"FREQ=DAILY;INTERVAL=14\", start: 2027-01-05 02:30, exdates: [2027-02-02] }\nblackouts:\n  - { from: 2027-03-01, to: 2027-03-20, reason: \"freeze; no changes, please\" }\nsteps:\n  a: { uses: noop }\n";
+    std::fs::write(&file, yaml).unwrap();
+    let file = file.display().to_string();
+    let listing = |format: &str| {
+        let args = [
+            "calendar",
+            &file,
+            "--now",
+            "2027-01-01T00:00:00Z",
+            "--count",
+            "8",
+            "--format",
+            format,
+        ];
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        out.stdout
+    };
+    let json: Value = serde_json::from_slice(&listing("json")).unwrap();
+    let mut reader = Command::new(oracle_python())
+        .arg(repo_root().join("tests/fixtures/rrule/read_ics.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    reader
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&listing("ics"))
+        .unwrap();
+    let out = reader.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ics: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ics["version"], "2.0");
+    let events = ics["events"].as_array().unwrap();
+    let cycles = json["cycles"].as_array().unwrap();
+    assert_eq!(events.len(), 8);
+    assert_eq!(events.len(), cycles.len());
+    for (event, cycle) in events.iter().zip(cycles) {
+        let id = cycle["cycle"].as_str().unwrap();
+        assert_eq!(event["uid"], format!("{id}.lab@patchday"));
+        let at = chrono::DateTime::parse_from_rfc3339(cycle["fires_at"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            event["dtstart"],
+            at.to_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+        );
+        let cancelled = !cycle["blackout"].is_null();
+        assert_eq!(
+            event["status"],
+            if cancelled { "CANCELLED" } else { "CONFIRMED" }
+        );
+    }
+    // Every 14 days from Tuesday 5 January: 2027-02-02 is an EXDATE; 2027-03-02 and 2027-03-16
+    // fall in the freeze (listed, cancelled).
+    let ids: Vec<&str> = cycles
+        .iter()
+        .map(|c| c["cycle"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "2027-01-05",
+            "2027-01-19",
+            "2027-02-16",
+            "2027-03-02",
+            "2027-03-16",
+            "2027-03-30",
+            "2027-04-13",
+            "2027-04-27"
+        ]
+    );
+    assert_eq!(events[3]["status"], "CANCELLED");
+    let description = events[3]["description"].as_str().unwrap();
+    assert!(
+        description.contains("skipped: freeze; no changes, please"),
+        "{description}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
