@@ -6,9 +6,9 @@
 #   HOSTS=5000 bash bench/history.sh       # the issue's size (the build takes a few minutes)
 #   MONTHS="1 12 36" bash bench/history.sh
 #   PATCHDAY_BENCH_BIN=/path/to/patchday bash bench/history.sh   # that binary (A/B); the
-#                                          # history is still built by `cargo bench`
+#                                          # history is still built by this checkout
 #
-# For each length, `cargo bench -p patchday --bench history` builds a SQLite file through the
+# For each length, the history builder (`engine/benches/history.rs`) builds a SQLite file through the
 # store API: per month three monthly runbooks' runs of a cycle, each fanned out over HOSTS hosts
 # (two audit events per host), and 8 emergency runs of 10 hosts. Then `patchday serve` (release
 # build, `--now` just after the last cycle, the three runbooks scheduled on Patch Tuesday) is
@@ -28,6 +28,9 @@ else
   (cd "$ROOT" && cargo build --release -q -p patchday) || exit 2
   BIN=$ROOT/target/release/patchday
 fi
+# The history builder (engine/benches/history.rs), built with the release profile.
+BUILDER=$(cd "$ROOT" && cargo build --release -q -p patchday --bench history --message-format json |
+  jq -r 'select(.executable != null and .target.name == "history") | .executable') || exit 2
 TMP=$(mktemp -d)
 PID=
 cleanup() {
@@ -64,7 +67,7 @@ latency() {
 for months in $MONTHS; do
   db=$TMP/history-$months.db
   echo "== $months month(s) of history, $HOSTS hosts per monthly run"
-  (cd "$ROOT" && cargo bench -q -p patchday --bench history -- "$db" "$months" "$HOSTS") | sed 's/^/  /'
+  "$BUILDER" "$db" "$months" "$HOSTS" | sed 's/^/  /'
   last=$((months - 1))
   now=$(printf '%04d-%02d-28T12:00:00Z' $((2024 + last / 12)) $((last % 12 + 1)))
   latest=$(printf 'monthly-a-%04d-%02d' $((2024 + last / 12)) $((last % 12 + 1)))

@@ -65,7 +65,13 @@ async fn one_run(
     hosts: usize,
 ) -> usize {
     let inventory: String = (0..hosts)
-        .map(|h| format!("  h{h}: {{ address: 10.0.{}.{}, vm: v{h} }}\n", h / 256, h % 256))
+        .map(|h| {
+            format!(
+                "  h{h}: {{ address: 10.0.{}.{}, vm: v{h} }}\n",
+                h / 256,
+                h % 256
+            )
+        })
         .collect();
     let version = json!({
         "file": format!("{runbook}.yaml"), "dir": "", "text": format!("name: {runbook}\n"),

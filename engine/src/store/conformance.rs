@@ -2043,6 +2043,8 @@ pub(crate) async fn aggregates_read_what_is_active_and_hot_queries_use_their_ind
     let rows = vec![step_row("r4", "a", "", StepState::Pending)];
     let started = event("run.started", Some("r4"), None, t0());
     store.create_run(rerun, rows, started).await.unwrap();
+    // A runbook edited from monthly to daily cycles: its last cycle of each kind.
+    create_simple(store, "r5", Some("2026-09-30")).await;
     let asks = transition(
         "r2",
         "a",
@@ -2056,7 +2058,11 @@ pub(crate) async fn aggregates_read_what_is_active_and_hot_queries_use_their_ind
 
     let mut last = store.last_cycles().await.unwrap();
     last.sort();
-    let expected = [("monthly", "2026-11"), ("weekly", "2026-12")];
+    let expected = [
+        ("monthly", "2026-09-30"),
+        ("monthly", "2026-11"),
+        ("weekly", "2026-12"),
+    ];
     let expected: Vec<(String, String)> = expected
         .iter()
         .map(|(r, c)| (r.to_string(), c.to_string()))
