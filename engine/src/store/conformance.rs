@@ -2070,7 +2070,7 @@ pub(crate) async fn aggregates_read_what_is_active_and_hot_queries_use_their_ind
     assert_eq!(last, expected);
     let mut counts = store.run_counts().await.unwrap();
     counts.sort_by_key(|(s, _)| s.as_str());
-    assert_eq!(counts, [(RunState::Running, 3), (RunState::Succeeded, 1)]);
+    assert_eq!(counts, [(RunState::Running, 4), (RunState::Succeeded, 1)]);
     assert_eq!(store.runs_awaiting_input().await.unwrap(), ["r2"]);
 
     let plans = store.hot_query_plans().await.unwrap();
