@@ -23,9 +23,9 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-installed=$("$venv/bin/ansible-playbook" --version 2>/dev/null | head -1 || true)
+installed=$("$venv/bin/ansible-playbook" --version 2>/dev/null | sed -n 1p || true)
 if [[ $installed != *"core $version"* ]]; then
   [[ -x $venv/bin/python ]] || /usr/bin/python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "ansible-core==$version"
 fi
-"$venv/bin/ansible-playbook" --version | head -1
+"$venv/bin/ansible-playbook" --version | sed -n 1p

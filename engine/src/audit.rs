@@ -34,8 +34,8 @@
 //! [`verify`] recomputes every hash and checks that `seq` runs 1, 2, 3, ... without gaps,
 //! duplicates or reordering, that each `prev_hash` is the previous event's hash, and that the
 //! chain head the store recorded with the last append is the last event (a deleted tail shows).
-//! Someone able to rewrite the whole database can rewrite the whole chain and its head too: keep
-//! a copy of the head (`patchday audit verify` prints it) outside the database to rule that out.
+//! Someone able to rewrite the whole database can rewrite the whole chain and its head too: the
+//! signed checkpoints kept outside the database ([`crate::checkpoints`]) rule that out.
 
 use std::fmt::Write as _;
 
@@ -186,15 +186,49 @@ pub struct ChainBroken {
 /// Checks a whole chain, in the order given (the store's `seq` order), against the head the
 /// store recorded. Returns the number of events checked, or the first bad event.
 pub fn verify(events: &[EventRow], head: Option<&ChainHead>) -> Result<usize, ChainBroken> {
-    let mut prev_hash = GENESIS_HASH;
-    for (i, event) in events.iter().enumerate() {
-        let expected = i as i64 + 1;
+    let mut chain = ChainVerifier::new();
+    for event in events {
+        chain.push(event)?;
+    }
+    chain.finish(head)
+}
+
+/// [`verify`] one event at a time: `audit verify` feeds it page by page, so that the memory
+/// it needs does not grow with the log.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    /// Events checked so far.
+    count: i64,
+    /// The seq and hash of the last event checked (`0` and [`GENESIS_HASH`] before the first).
+    last_seq: i64,
+    prev_hash: String,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChainVerifier {
+    pub fn new() -> Self {
+        Self {
+            count: 0,
+            last_seq: 0,
+            prev_hash: GENESIS_HASH.to_string(),
+        }
+    }
+
+    /// Checks the next event: its seq follows, its `prev_hash` links, its hash is its content's.
+    pub fn push(&mut self, event: &EventRow) -> Result<(), ChainBroken> {
+        let expected = self.count + 1;
         if event.seq != expected {
-            let reason = match i.checked_sub(1).map(|p| events[p].seq) {
-                Some(prev) if event.seq == prev => {
+            let prev = self.last_seq;
+            let reason = match () {
+                _ if self.count > 0 && event.seq == prev => {
                     format!("seq {} appears twice", event.seq)
                 }
-                Some(prev) if event.seq < prev => {
+                _ if self.count > 0 && event.seq < prev => {
                     format!("seq {} comes after seq {prev} (reordered)", event.seq)
                 }
                 _ if event.seq > expected => format!(
@@ -208,10 +242,10 @@ pub fn verify(events: &[EventRow], head: Option<&ChainHead>) -> Result<usize, Ch
                 reason,
             });
         }
-        if event.prev_hash != prev_hash {
+        if event.prev_hash != self.prev_hash {
             return Err(ChainBroken {
                 seq: event.seq,
-                reason: if i == 0 {
+                reason: if self.count == 0 {
                     "prev_hash of the first event is not the genesis hash (64 zeros)".into()
                 } else {
                     format!("prev_hash is not the hash of seq {}", event.seq - 1)
@@ -224,20 +258,29 @@ pub fn verify(events: &[EventRow], head: Option<&ChainHead>) -> Result<usize, Ch
                 reason: "hash does not match the event's content".into(),
             });
         }
-        prev_hash = &event.hash;
+        self.count += 1;
+        self.last_seq = event.seq;
+        self.prev_hash.clone_from(&event.hash);
+        Ok(())
     }
-    let last = events.last();
-    match (head, last) {
-        (None, None) => {}
-        (None, Some(last)) => {
-            return Err(ChainBroken {
-                seq: last.seq,
-                reason: "the log has events but no chain head was recorded".into(),
-            });
-        }
-        (Some(head), last) => {
-            let last_seq = last.map_or(0, |e| e.seq);
-            if head.seq > last_seq {
+
+    /// Events checked so far.
+    pub fn count(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Checks the end of the log against the head the store recorded.
+    pub fn finish(self, head: Option<&ChainHead>) -> Result<usize, ChainBroken> {
+        let last_seq = self.last_seq;
+        match head {
+            None if self.count == 0 => {}
+            None => {
+                return Err(ChainBroken {
+                    seq: last_seq,
+                    reason: "the log has events but no chain head was recorded".into(),
+                });
+            }
+            Some(head) if head.seq > last_seq => {
                 return Err(ChainBroken {
                     seq: last_seq + 1,
                     reason: format!(
@@ -246,7 +289,7 @@ pub fn verify(events: &[EventRow], head: Option<&ChainHead>) -> Result<usize, Ch
                     ),
                 });
             }
-            if head.seq < last_seq {
+            Some(head) if head.seq < last_seq => {
                 return Err(ChainBroken {
                     seq: head.seq + 1,
                     reason: format!(
@@ -255,15 +298,16 @@ pub fn verify(events: &[EventRow], head: Option<&ChainHead>) -> Result<usize, Ch
                     ),
                 });
             }
-            if last.is_some_and(|e| e.hash != head.hash) {
+            Some(head) if self.count > 0 && head.hash != self.prev_hash => {
                 return Err(ChainBroken {
                     seq: last_seq,
                     reason: "the last event's hash is not the recorded chain head".into(),
                 });
             }
+            Some(_) => {}
         }
+        Ok(self.count())
     }
-    Ok(events.len())
 }
 
 /// Events as JSON Lines: one object per line with the fields `seq, at, actor, action, run_id,
@@ -271,21 +315,43 @@ pub fn verify(events: &[EventRow], head: Option<&ChainHead>) -> Result<usize, Ch
 pub fn export_jsonl(events: &[EventRow]) -> String {
     let mut out = String::new();
     for event in events {
-        let line = serde_json::json!({
-            "seq": event.seq,
-            "at": format_instant(event.at),
-            "actor": event.actor,
-            "action": event.action,
-            "run_id": event.run_id,
-            "step_id": event.step_id,
-            "details": event.details,
-            "prev_hash": event.prev_hash,
-            "hash": event.hash,
-        });
-        out.push_str(&line.to_string());
+        out.push_str(&event_json(event).to_string());
         out.push('\n');
     }
     out
+}
+
+/// An event as one JSON object, as the JSON Lines export writes it.
+pub fn event_json(event: &EventRow) -> Value {
+    serde_json::json!({
+        "seq": event.seq,
+        "at": format_instant(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "run_id": event.run_id,
+        "step_id": event.step_id,
+        "details": event.details,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    })
+}
+
+/// Reads back what [`event_json`] wrote.
+pub fn event_from_json(value: &Value) -> Option<EventRow> {
+    let text = |key: &str| value.get(key)?.as_str().map(str::to_string);
+    Some(EventRow {
+        seq: value.get("seq")?.as_i64()?,
+        at: DateTime::parse_from_rfc3339(value.get("at")?.as_str()?)
+            .ok()?
+            .with_timezone(&Utc),
+        actor: text("actor")?,
+        action: text("action")?,
+        run_id: text("run_id"),
+        step_id: text("step_id"),
+        details: value.get("details")?.clone(),
+        prev_hash: text("prev_hash")?,
+        hash: text("hash")?,
+    })
 }
 
 /// Events as CSV (RFC 4180): a header `seq,at,actor,action,run_id,step_id,details,prev_hash,hash`,

@@ -15,6 +15,7 @@
 //! | `[ssh] known_hosts, identity, user, port` | `PATCHDAY_SSH_<KEY>` | the OpenSSH client's own |
 //! | `[libvirt] uri` | `PATCHDAY_LIBVIRT_URI` | virsh's default connection |
 //! | `[security] link_secret_file, api_tokens_file, link_ttl` | `PATCHDAY_SECURITY_<KEY>` | none, none, `72h` |
+//! | `[audit] checkpoint_key_file, checkpoint_dir, checkpoint_every, origin` | `PATCHDAY_AUDIT_<KEY>` | none (no checkpoints), `checkpoints`, `10m`, `patchday` |
 //! | `[[blackout]] from, to, reason` | — | none |
 //!
 //! Parsing and resolving do no I/O; [`load`] and [`load_layered`] read the file. Secrets are
@@ -48,6 +49,9 @@ pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[server] lease_ttl` when nothing sets it.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
+/// `[audit] checkpoint_every` when nothing sets it.
+pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(600);
+
 /// Every key a layer may set, as `section.key`.
 pub const KEYS: &[&str] = &[
     "server.listen",
@@ -74,6 +78,10 @@ pub const KEYS: &[&str] = &[
     "security.link_secret_file",
     "security.api_tokens_file",
     "security.link_ttl",
+    "audit.checkpoint_key_file",
+    "audit.checkpoint_dir",
+    "audit.checkpoint_every",
+    "audit.origin",
 ];
 
 /// What the configuration says, every value checked.
@@ -99,6 +107,7 @@ pub struct Config {
     /// `[ansible] inventory`: Ansible inventories read natively, or through `ansible-inventory`.
     pub ansible_inventories: crate::sources::AnsibleInventories,
     pub security: SecurityConfig,
+    pub audit: AuditConfig,
 }
 
 /// `[server]`.
@@ -135,6 +144,19 @@ pub struct RunbooksConfig {
     pub git_pull: Option<Duration>,
     /// How long a `git pull` may take before it is killed.
     pub git_timeout: Duration,
+}
+
+/// `[audit]`: signed checkpoints of the audit log, kept outside the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The Ed25519 signing key (`patchday audit keygen`); no checkpoints without it.
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// Where checkpoints are written, one file each.
+    pub checkpoint_dir: PathBuf,
+    /// How often the daemon writes one when the log grew.
+    pub checkpoint_every: Duration,
+    /// The checkpoints' origin line.
+    pub origin: String,
 }
 
 /// `[security]`.
@@ -311,6 +333,8 @@ struct RawConfig {
     ansible: RawAnsible,
     #[serde(default)]
     security: RawSecurity,
+    #[serde(default)]
+    audit: RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +401,15 @@ struct RawSecurity {
     link_ttl: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoint_key_file: Option<String>,
+    checkpoint_dir: Option<String>,
+    checkpoint_every: Option<String>,
+    origin: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBlackout {
@@ -432,7 +465,7 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
     let smtp = raw.smtp.unwrap_or_default();
-    let values: [(&str, Option<String>); 24] = [
+    let values: [(&str, Option<String>); 28] = [
         ("server.listen", raw.server.listen),
         ("server.public_url", raw.server.public_url),
         ("server.node_id", raw.server.node_id),
@@ -457,6 +490,10 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
         ("security.link_secret_file", raw.security.link_secret_file),
         ("security.api_tokens_file", raw.security.api_tokens_file),
         ("security.link_ttl", raw.security.link_ttl),
+        ("audit.checkpoint_key_file", raw.audit.checkpoint_key_file),
+        ("audit.checkpoint_dir", raw.audit.checkpoint_dir),
+        ("audit.checkpoint_every", raw.audit.checkpoint_every),
+        ("audit.origin", raw.audit.origin),
     ];
     for (key, value) in values {
         if let Some(value) = value {
@@ -610,6 +647,22 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
     if let (Some(s), true) = (get("security.link_ttl"), security.link_ttl.is_zero()) {
         return Err(bad(s, "must be longer than 0s".into()));
     }
+    let audit = AuditConfig {
+        checkpoint_key_file: text("audit.checkpoint_key_file")?.map(PathBuf::from),
+        checkpoint_dir: text("audit.checkpoint_dir")?
+            .map_or_else(|| PathBuf::from("checkpoints"), PathBuf::from),
+        checkpoint_every: duration("audit.checkpoint_every")?.unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+        origin: text("audit.origin")?.unwrap_or_else(|| "patchday".into()),
+    };
+    if let (Some(s), true) = (
+        get("audit.checkpoint_every"),
+        audit.checkpoint_every.is_zero(),
+    ) {
+        return Err(bad(s, "must be longer than 0s".into()));
+    }
+    if let Some(s) = get("audit.origin").filter(|s| s.value.contains('\n')) {
+        return Err(bad(s, "must be one line".into()));
+    }
     Ok(Config {
         file: layers.file.clone(),
         blackouts: layers.blackouts.clone(),
@@ -627,6 +680,7 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         ansible,
         ansible_inventories,
         security,
+        audit,
     })
 }
 

@@ -7,20 +7,26 @@
 
 pub mod audit;
 pub mod calendar;
+pub mod checkpoint;
+pub mod checkpoints;
 pub mod cli;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod daemon;
 pub mod dag;
 pub mod diagnostic;
 pub mod docs;
+pub mod evidence;
 pub mod git;
 pub mod inventory;
 pub mod links;
 pub mod logging;
+pub mod merkle;
 pub mod notification;
 pub mod pages;
 pub mod plan;
+pub mod proof;
 pub mod run;
 pub mod runbook;
 pub mod schema;

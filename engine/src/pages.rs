@@ -220,6 +220,13 @@ pub struct ConfirmationView {
     pub runbook_hash: String,
     /// The approval's or task's message from the runbook, rendered.
     pub message: Option<String>,
+    /// What is asked in the step's own words (its message's first line, else its
+    /// description); `None`: the page is headed "Approve patch cycle … of …?".
+    pub heading: Option<String>,
+    /// The patch window: the steps after this one with a time of their own, and when.
+    pub window: Vec<WindowView>,
+    /// The run's params (never secrets: those are not stored with the run).
+    pub params: Vec<(String, String)>,
     /// Who the link was sent to (who decides).
     pub recipient: String,
     pub expires_at: DateTime<Utc>,
@@ -243,21 +250,35 @@ pub struct DecisionView {
     pub comment: Option<String>,
 }
 
-/// One button: `value` is posted as the `choice` field, `label` is shown.
+/// One button: `value` is posted as the `choice` field, `label` is shown, `leads_to` says
+/// what happens when it is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChoiceView {
     pub value: String,
     pub label: String,
+    pub leads_to: String,
+}
+
+/// A step of the patch window: when it is planned, in the runbook's zone (`local`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowView {
+    pub step: String,
+    pub description: Option<String>,
+    pub at: DateTime<Utc>,
+    /// `Sat 2026-12-12 22:00 EST`.
+    pub local: String,
 }
 
 /// The confirmation page. Opening it changes nothing; only a button (a `POST`) decides.
 pub fn confirmation_page(view: &ConfirmationView) -> String {
     let heading = confirmation_heading(view);
     let mut body = format!("<h1>{}</h1>\n", e(&heading));
-    if let Some(message) = &view.message {
+    if let Some(message) = view.message.as_ref().filter(|m| m.trim() != heading) {
         let _ = writeln!(body, "<p class=\"lead\">{}</p>", e(message));
     }
     body.push_str(&confirmation_facts(view));
+    body.push_str(&window_section(&view.window));
+    body.push_str(&params_section(&view.params));
     body.push_str(&decisions_section(view));
     body.push_str(&choice_forms(view));
     let _ = writeln!(
@@ -288,6 +309,9 @@ fn cycle_html(cycle: &str) -> String {
 }
 
 fn confirmation_heading(view: &ConfirmationView) -> String {
+    if let Some(heading) = &view.heading {
+        return heading.clone();
+    }
     match view.purpose {
         Purpose::Approval => format!("Approve {}?", run_phrase(&view.cycle, &view.runbook)),
         Purpose::Task => format!(
@@ -324,10 +348,65 @@ fn confirmation_facts(view: &ConfirmationView) -> String {
     ])
 }
 
+/// "The patch window": when the steps after this one are planned.
+fn window_section(window: &[WindowView]) -> String {
+    if window.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = window
+        .iter()
+        .map(|w| {
+            vec![
+                format!(
+                    "<time datetime=\"{}\">{}</time>",
+                    w.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    e(&w.local)
+                ),
+                format!("<code>{}</code>", e(&w.step)),
+                e(w.description.as_deref().unwrap_or("")),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>The patch window</h2>\n<p>What follows this decision, as planned:</p>\n{}",
+        data_table(&["When", "Step", "What"], &rows)
+    )
+}
+
+/// The run's params (a KB list, a CVE, …).
+fn params_section(params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<(&str, String)> = params
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str(),
+                format!("<code class=\"wrap\">{}</code>", e(value)),
+            )
+        })
+        .collect();
+    format!("<h2>Params</h2>\n{}", facts_table(&rows))
+}
+
+/// The most decisions that share one choice: how far the quorum is.
+fn quorum_so_far(decisions: &[DecisionView]) -> usize {
+    decisions
+        .iter()
+        .map(|d| decisions.iter().filter(|o| o.choice == d.choice).count())
+        .max()
+        .unwrap_or(0)
+}
+
 fn decisions_section(view: &ConfirmationView) -> String {
     let mut html = String::from("<h2>Decisions so far</h2>\n");
-    if let Some(quorum) = view.quorum.filter(|&q| q > 1) {
-        let _ = writeln!(html, "<p>This needs {quorum} approvals.</p>");
+    if let Some(quorum) = view.quorum {
+        let _ = writeln!(
+            html,
+            "<p class=\"quorum\">{} of {quorum} needed.</p>",
+            quorum_so_far(&view.decisions)
+        );
     }
     if view.decisions.is_empty() {
         html.push_str("<p class=\"muted\">Nobody has decided yet.</p>\n");
@@ -349,7 +428,7 @@ fn decisions_section(view: &ConfirmationView) -> String {
     html
 }
 
-/// One `POST` form per choice, each with the CSRF field (and a comment box for tasks).
+/// One `POST` form per choice, each with the CSRF field, a comment box, and what it leads to.
 fn choice_forms(view: &ConfirmationView) -> String {
     let mut html = String::from("<h2>Your decision</h2>\n<div class=\"choices\">\n");
     for choice in &view.choices {
@@ -360,12 +439,13 @@ fn choice_forms(view: &ConfirmationView) -> String {
 }
 
 fn choice_form(view: &ConfirmationView, choice: &ChoiceView) -> String {
-    let comment = match view.purpose {
-        Purpose::Task => format!(
-            "<label>Comment (optional)<textarea name=\"{FIELD_COMMENT}\" maxlength=\"2000\">\
-             </textarea></label>\n"
-        ),
-        Purpose::Approval => String::new(),
+    let comment = format!(
+        "<label>Comment (optional, recorded with your decision)<textarea \
+         name=\"{FIELD_COMMENT}\" maxlength=\"2000\"></textarea></label>\n"
+    );
+    let leads_to = match choice.leads_to.as_str() {
+        "" => String::new(),
+        text => format!("<p class=\"leads-to\">{}</p>\n", e(text)),
     };
     let class = if is_negative(&choice.value) {
         " class=\"danger\""
@@ -376,7 +456,7 @@ fn choice_form(view: &ConfirmationView, choice: &ChoiceView) -> String {
         "<form method=\"post\" action=\"{action}\">\n\
          <input type=\"hidden\" name=\"{FIELD_CSRF}\" value=\"{csrf}\">\n\
          <input type=\"hidden\" name=\"{FIELD_CHOICE}\" value=\"{value}\">\n\
-         {comment}<button type=\"submit\"{class}>{label}</button>\n</form>\n",
+         {comment}<button type=\"submit\"{class}>{label}</button>\n{leads_to}</form>\n",
         action = e(&view.action),
         csrf = e(&view.csrf),
         value = e(&choice.value),
@@ -406,26 +486,57 @@ pub struct DecidedView {
     pub at: DateTime<Utc>,
     pub comment: Option<String>,
     pub run_id: String,
+    /// Whose decision this is, as the person reading sees it.
+    pub seen: Seen,
 }
 
-/// The page after a decision: "Approved by you at …".
+/// How the person reading a decided page stands to the decision on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// They just took it.
+    Now,
+    /// They took it before, through this link, and opened it again.
+    Earlier,
+    /// Others settled the step (`actor`); their own decision is no longer needed.
+    Others,
+}
+
+/// The page after a decision: "Approved by you at …"; the same, saying so, when its owner
+/// opens a used link again.
 pub fn decided_page(view: &DecidedView) -> String {
-    let title = format!("{} by you", view.outcome);
+    let title = match view.seen {
+        Seen::Earlier => format!("You already decided: {}", view.outcome.to_lowercase()),
+        Seen::Now => format!("{} by you", view.outcome),
+        Seen::Others => "Your decision is no longer needed".to_string(),
+    };
+    let by = match view.seen {
+        Seen::Others => e(&view.actor),
+        _ => format!("you ({})", e(&view.actor)),
+    };
     let mut notice = format!(
-        "<p><strong>{outcome} by you ({actor}) at {at}</strong>: step <code>{step}</code> of \
+        "<p><strong>{outcome} by {by} at {at}</strong>: step <code>{step}</code> of \
          {run}.</p>\n",
         outcome = e(&view.outcome),
-        actor = e(&view.actor),
         at = time_html(&view.at),
         step = e(&view.step),
         run = e(&run_phrase(&view.cycle, &view.runbook)),
     );
-    if let Some(comment) = &view.comment {
-        let _ = writeln!(notice, "<p>Your comment: {}</p>", e(comment));
+    match (&view.comment, view.seen) {
+        (Some(comment), Seen::Others) => {
+            let _ = writeln!(notice, "<p>Their comment: {}</p>", e(comment));
+        }
+        (Some(comment), _) => {
+            let _ = writeln!(notice, "<p>Your comment: {}</p>", e(comment));
+        }
+        (None, _) => {}
     }
+    let closing = match view.seen {
+        Seen::Others => "Nothing more is asked of you for this step.",
+        _ => "This link is now used up.",
+    };
     let body = format!(
         "<h1>{title}</h1>\n<div class=\"notice done\">\n{notice}</div>\n\
-         <p>This link is now used up. <a href=\"{run}\">See the run</a>.</p>\n",
+         <p>{closing} <a href=\"{run}\">See the run</a>.</p>\n",
         title = e(&title),
         run = e(&run_path(&view.run_id)),
     );
@@ -632,7 +743,22 @@ pub struct RunView {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub steps: Vec<StepRow>,
+    /// Who the run waits on, and for what (empty when it waits on nobody).
+    pub waiting: Vec<WaitView>,
     pub audit: Vec<AuditRow>,
+}
+
+/// One row that waits for people: an operator's decision, an approval or a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitView {
+    pub step: String,
+    pub host: String,
+    /// Who: "an operator (told: ops@example.com)", "cab-chair@example.com, it-director@…".
+    pub who: String,
+    /// For what: "retry, skip or abort", "approval (1 of 2 needed)", with how to answer.
+    pub what: String,
+    /// The command that answers it, when there is one (`patchday retry RUN --step …`).
+    pub command: Option<String>,
 }
 
 /// A step, or one host of a fanned-out step (`host` is "" for the step itself).
@@ -666,6 +792,7 @@ pub fn run_page(view: &RunView) -> String {
     };
     let mut body = format!("<h1>{}</h1>\n", e(&title));
     body.push_str(&run_facts(view));
+    body.push_str(&waiting_section(&view.waiting));
     body.push_str("<h2>Steps</h2>\n");
     body.push_str(&steps_table(&view.steps));
     body.push_str("<h2>Audit trail</h2>\n");
@@ -696,6 +823,33 @@ fn run_facts(view: &RunView) -> String {
             format!("<code>{}</code>", e(&view.runbook_hash)),
         ),
     ])
+}
+
+/// "Waiting for": who the run waits on and for what.
+fn waiting_section(waiting: &[WaitView]) -> String {
+    if waiting.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = waiting
+        .iter()
+        .map(|w| {
+            let command = w
+                .command
+                .as_ref()
+                .map(|c| format!("<br><code class=\"wrap\">{}</code>", e(c)))
+                .unwrap_or_default();
+            vec![
+                format!("<code>{}</code>", e(&w.step)),
+                format!("<span class=\"nowrap\">{}</span>", e(&w.host)),
+                e(&w.who),
+                format!("{}{command}", e(&w.what)),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Waiting for</h2>\n{}",
+        data_table(&["Step", "Host", "Who", "For what"], &rows)
+    )
 }
 
 fn steps_table(steps: &[StepRow]) -> String {
@@ -765,6 +919,14 @@ mod tests {
             runbook_commit: Some("4f2a9c1e7b0d3a5f8e6c2b1a9d7f5e3c1b0a8d6f".into()),
             runbook_hash: "9b1e0c7d5a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d".into(),
             message: Some("12 updates, 2 critical (CVE-2026-1234). Snapshots first.".into()),
+            heading: None,
+            window: vec![WindowView {
+                step: "patch-node1".into(),
+                description: Some("Patch node 1".into()),
+                at: at(13, 3, 0),
+                local: "Sat 2026-12-12 22:00 EST".into(),
+            }],
+            params: vec![("kb_list".into(), "KB5048667 KB5048685".into())],
             recipient: "alice.cab@example.com".into(),
             expires_at: at(10, 17, 0),
             quorum: Some(2),
@@ -778,10 +940,12 @@ mod tests {
                 ChoiceView {
                     value: "approve".into(),
                     label: "Approve".into(),
+                    leads_to: "the step succeeds; next: patch".into(),
                 },
                 ChoiceView {
                     value: "reject".into(),
                     label: "Reject".into(),
+                    leads_to: "the step fails: no new step starts, and the run fails".into(),
                 },
             ],
             action: "/l/AQEAAAAAaVn3cBpMDFKRlE".into(),
@@ -800,6 +964,14 @@ mod tests {
             runbook_commit: Some(EVIL.into()),
             runbook_hash: EVIL.into(),
             message: Some(EVIL.into()),
+            heading: Some(EVIL.into()),
+            window: vec![WindowView {
+                step: EVIL.into(),
+                description: Some(EVIL.into()),
+                at: at(13, 3, 0),
+                local: EVIL.into(),
+            }],
+            params: vec![(EVIL.into(), EVIL.into())],
             recipient: EVIL.into(),
             expires_at: at(10, 17, 0),
             quorum: None,
@@ -812,6 +984,7 @@ mod tests {
             choices: vec![ChoiceView {
                 value: EVIL.into(),
                 label: EVIL.into(),
+                leads_to: EVIL.into(),
             }],
             action: EVIL.into(),
             csrf: EVIL.into(),
@@ -861,6 +1034,7 @@ mod tests {
                 step("patch", "web-01.example.com", "running", Some(12), None),
                 step("smoke-test", "", "pending", None, None),
             ],
+            waiting: vec![],
             audit: vec![
                 audit(
                     1,
@@ -926,6 +1100,13 @@ mod tests {
                 finished_at: None,
                 reason: Some(EVIL.into()),
             }],
+            waiting: vec![WaitView {
+                step: EVIL.into(),
+                host: EVIL.into(),
+                who: EVIL.into(),
+                what: EVIL.into(),
+                command: Some(EVIL.into()),
+            }],
             audit: vec![audit(1, 0, EVIL, EVIL, Some(EVIL), EVIL)],
         }
     }
@@ -962,6 +1143,7 @@ mod tests {
             at: at(8, 14, 0),
             comment: Some(EVIL.into()),
             run_id: EVIL.into(),
+            seen: Seen::Now,
         }
     }
 
@@ -1069,7 +1251,7 @@ mod tests {
             "bob@example.com",
             "2026-12-08 14:12 UTC",
             "Looks fine.",
-            "This needs 2 approvals.",
+            "1 of 2 needed.",
             "alice.cab@example.com",
             "2026-12-10 17:00 UTC",
         ] {
@@ -1077,20 +1259,50 @@ mod tests {
         }
     }
 
+    /// Issue 15: what a CAB needs on the page: the patch window, the params, the quorum so far,
+    /// what each choice leads to, a comment with every choice, and the step's own heading.
     #[test]
-    fn task_forms_have_a_comment_box_and_approval_forms_none() {
-        let approval = confirmation_page(&approval_view());
-        assert!(!approval.contains("<textarea"));
+    fn the_confirmation_page_shows_what_a_cab_needs() {
+        let html = confirmation_page(&approval_view());
+        assert!(html.contains("<h2>The patch window</h2>"), "{html}");
+        assert!(html.contains(">Sat 2026-12-12 22:00 EST</time>"), "{html}");
+        assert!(html.contains("<code>patch-node1</code>"));
+        assert!(
+            html.contains("<th>kb_list</th><td><code class=\"wrap\">KB5048667 KB5048685</code>")
+        );
+        assert!(
+            html.contains("<p class=\"quorum\">1 of 2 needed.</p>"),
+            "{html}"
+        );
+        assert!(html.contains("<p class=\"leads-to\">the step succeeds; next: patch</p>"));
+        assert_eq!(html.matches("<textarea name=\"comment\"").count(), 2);
+        let emergency = confirmation_page(&ConfirmationView {
+            heading: Some("CVE-2026-1 (critical): patch tomorrow morning?".into()),
+            message: Some("CVE-2026-1 (critical): patch tomorrow morning?".into()),
+            ..approval_view()
+        });
+        assert!(emergency.contains("<h1>CVE-2026-1 (critical): patch tomorrow morning?</h1>"));
+        assert!(!emergency.contains("Approve patch cycle"), "{emergency}");
+        assert!(
+            !emergency.contains("class=\"lead\""),
+            "the heading is not repeated"
+        );
+    }
+
+    #[test]
+    fn task_forms_have_a_comment_box() {
         let task = ConfirmationView {
             purpose: Purpose::Task,
             choices: vec![
                 ChoiceView {
                     value: "done".into(),
                     label: "Done".into(),
+                    leads_to: String::new(),
                 },
                 ChoiceView {
                     value: "failed".into(),
                     label: "Failed".into(),
+                    leads_to: String::new(),
                 },
             ],
             ..approval_view()
@@ -1126,6 +1338,7 @@ mod tests {
             at: at(8, 15, 3),
             comment: None,
             run_id: "r 1".into(),
+            seen: Seen::Now,
         };
         let html = decided_page(&view);
         let time = "<time datetime=\"2026-12-08T15:03:00Z\">2026-12-08 15:03 UTC</time>";
@@ -1134,6 +1347,31 @@ mod tests {
         )));
         assert!(html.contains("<title>Approved by you · patchday</title>"));
         assert!(html.contains("href=\"/runs/r%201\""));
+        // Opened again by its owner: what they chose and when, and the run, not an error.
+        let again = decided_page(&DecidedView {
+            seen: Seen::Earlier,
+            ..view.clone()
+        });
+        assert!(
+            again.contains("<h1>You already decided: approved</h1>"),
+            "{again}"
+        );
+        assert!(again.contains(&format!(
+            "Approved by you (alice.cab@example.com) at {time}"
+        )));
+        assert!(again.contains("href=\"/runs/r%201\""));
+        assert!(!again.contains("notice error"));
+        // Opened by someone else asked, after others settled the step.
+        let others = decided_page(&DecidedView {
+            seen: Seen::Others,
+            ..view
+        });
+        assert!(
+            others.contains("<h1>Your decision is no longer needed</h1>"),
+            "{others}"
+        );
+        assert!(others.contains(&format!("Approved by alice.cab@example.com at {time}")));
+        assert!(others.contains("Nothing more is asked of you for this step."));
     }
 
     #[test]
@@ -1267,6 +1505,28 @@ mod tests {
     }
 
     #[test]
+    fn a_run_page_says_who_it_waits_on_and_for_what() {
+        assert!(!run_page(&run_view()).contains("Waiting for"));
+        let page = run_page(&RunView {
+            waiting: vec![WaitView {
+                step: "patch".into(),
+                host: "web-01.example.com".into(),
+                who: "an operator (told: ops@example.com)".into(),
+                what: "a decision after an interruption".into(),
+                command: Some("patchday retry R --step patch --reason TEXT".into()),
+            }],
+            ..run_view()
+        });
+        let section = page.split("<h2>Waiting for</h2>").nth(1).expect("section");
+        let section = section.split("<h2>").next().unwrap();
+        assert!(
+            section.contains("an operator (told: ops@example.com)"),
+            "{section}"
+        );
+        assert!(section.contains("patchday retry R --step patch --reason TEXT"));
+    }
+
+    #[test]
     fn state_classes_come_from_a_fixed_list() {
         assert_eq!(
             state_badge("x\" onmouseover=\"y"),
@@ -1310,10 +1570,12 @@ mod tests {
                 ChoiceView {
                     value: "done".into(),
                     label: "Done".into(),
+                    leads_to: String::new(),
                 },
                 ChoiceView {
                     value: "failed".into(),
                     label: "Failed".into(),
+                    leads_to: String::new(),
                 },
             ],
             ..approval_view()

@@ -165,7 +165,7 @@ impl Plan {
         }
         let _ = writeln!(out, "  [{}]", self.timezone);
         if let Some(start) = &self.run_start {
-            let _ = writeln!(out, "run starts {}", local_text(start));
+            let _ = writeln!(out, "run starts {}", local_text(start, &self.timezone));
         }
         let id_width = self
             .steps
@@ -189,7 +189,7 @@ impl Plan {
             let planned = step
                 .planned_start
                 .as_deref()
-                .map(local_text)
+                .map(|t| local_text(t, &self.timezone))
                 .unwrap_or_else(|| "-".into());
             let needs = if step.needs.is_empty() {
                 "-".to_string()
@@ -227,7 +227,12 @@ impl Plan {
             self.runbook
         );
         for step in &self.steps {
-            let _ = writeln!(out, "  \"{}\" [label=\"{}\"];", step.id, label(step, "\\n"));
+            let _ = writeln!(
+                out,
+                "  \"{}\" [label=\"{}\"];",
+                step.id,
+                label(step, "\\n", &self.timezone)
+            );
         }
         for step in &self.steps {
             for need in &step.needs {
@@ -252,7 +257,7 @@ impl Plan {
                 out,
                 "  {}[\"{}\"]",
                 ids[step.id.as_str()],
-                label(step, "<br/>")
+                label(step, "<br/>", &self.timezone)
             );
         }
         for step in &self.steps {
@@ -270,7 +275,7 @@ impl Plan {
 }
 
 /// `id`, connector and planned start, separated by `sep`, with quotes made safe.
-fn label(step: &PlannedStep, sep: &str) -> String {
+fn label(step: &PlannedStep, sep: &str, timezone: &str) -> String {
     let mut text = step.id.clone();
     if let Some(uses) = &step.uses {
         text.push_str(sep);
@@ -281,14 +286,19 @@ fn label(step: &PlannedStep, sep: &str) -> String {
     }
     if let Some(planned) = &step.planned_start {
         text.push_str(sep);
-        text.push_str(&local_text(planned));
+        text.push_str(&local_text(planned, timezone));
     }
     text.replace('"', "'")
 }
 
-/// `2026-12-12 22:00 -05:00` from an RFC 3339 text.
-fn local_text(rfc3339: &str) -> String {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .map(|t| t.format("%a %Y-%m-%d %H:%M %:z").to_string())
-        .unwrap_or_else(|_| rfc3339.to_string())
+/// `Sat 2026-12-12 22:00 EST` from an RFC 3339 text, in the zone named `timezone` (the one
+/// format `simulate`, `calendar` and the emails show).
+fn local_text(rfc3339: &str, timezone: &str) -> String {
+    match (
+        DateTime::parse_from_rfc3339(rfc3339),
+        timezone.parse::<Tz>(),
+    ) {
+        (Ok(t), Ok(tz)) => crate::calendar::wall_clock(&t, tz),
+        _ => rfc3339.to_string(),
+    }
 }

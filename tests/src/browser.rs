@@ -194,6 +194,12 @@ impl Browser {
         self.session_command("POST", &path, Some(json!({})));
     }
 
+    /// Types `text` into `element` (a text field) as a person would (WebDriver Element Send Keys).
+    pub fn type_text(&self, element: &Element, text: &str) {
+        let path = format!("/element/{}/value", element.id);
+        self.session_command("POST", &path, Some(json!({ "text": text })));
+    }
+
     /// The rendered text of `element` (what a person reads, not the markup).
     pub fn text(&self, element: &Element) -> String {
         self.string("GET", &format!("/element/{}/text", element.id), None)

@@ -1,12 +1,13 @@
 //! Helpers for the end-to-end tests: find the built `patchday` binary and run it; start and talk
 //! to `patchday serve` ([`daemon`]); drive a headless Chromium ([`browser`]); give a test its own
 //! PostgreSQL schema ([`postgres`]); run a test SMTP server that can refuse and be down
-//! ([`smtp`]).
+//! ([`smtp`]); tamper with a database behind its back ([`sql`]).
 
 pub mod browser;
 pub mod daemon;
 pub mod postgres;
 pub mod smtp;
+pub mod sql;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -214,8 +214,9 @@ impl CycleReport {
         }
     }
 
-    /// From Patch Tuesday 00:00 (in the offset of the last finish) to the last patched finish.
-    fn time_to_patched(&self, rows: &[&HostRow]) -> Option<chrono::Duration> {
+    /// From Patch Tuesday 00:00 (in the offset of the last finish) to the last patched finish;
+    /// a host patched before Patch Tuesday (an emergency) says how long before, not "0m 0s".
+    fn time_to_patched(&self, rows: &[&HostRow]) -> Option<String> {
         let last = rows
             .iter()
             .filter(|r| r.status == HostStatus::Patched)
@@ -226,7 +227,11 @@ impl CycleReport {
             .and_hms_opt(0, 0, 0)?
             .and_local_timezone(*last.offset())
             .single()?;
-        Some(last - start)
+        Some(if last >= start {
+            human_duration(last - start)
+        } else {
+            format!("{} before Patch Tuesday", human_duration(start - last))
+        })
     }
 
     fn hosts(&self) -> (Vec<HostSummary>, Totals) {
@@ -247,7 +252,7 @@ impl CycleReport {
                 HostStatus::Skipped => totals.skipped += 1,
             }
             let ttp = match status {
-                HostStatus::Patched => self.time_to_patched(&rows).map(human_duration),
+                HostStatus::Patched => self.time_to_patched(&rows),
                 _ => None,
             };
             hosts.push(HostSummary {
@@ -587,5 +592,36 @@ mod tests {
             human_duration(chrono::Duration::seconds(4 * 86_400 + 3_600)),
             "4d 1h 0m"
         );
+    }
+
+    fn patched_at(finished: &str) -> CycleReport {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap();
+        CycleReport {
+            runbook: "emergency".into(),
+            cycle: String::new(),
+            patch_tuesday: NaiveDate::from_ymd_opt(2026, 12, 8).unwrap(),
+            generated_at: at(finished),
+            run_id: None,
+            rows: vec![HostRow {
+                host: "web01".into(),
+                step: "patch".into(),
+                status: HostStatus::Patched,
+                reason: None,
+                approver: None,
+                started: Some(at(finished) - chrono::Duration::minutes(5)),
+                finished: Some(at(finished)),
+            }],
+            approvals: vec![],
+            overdue: vec![],
+        }
+    }
+
+    /// Issue 15: an emergency patched two days before Patch Tuesday said "0m 0s".
+    #[test]
+    fn a_host_patched_before_patch_tuesday_says_how_long_before() {
+        let early = patched_at("2026-12-06T10:00:00-05:00").hosts().0;
+        assert_eq!(early[0].time_to_patched, "1d 14h 0m before Patch Tuesday");
+        let late = patched_at("2026-12-12T23:30:00-05:00").hosts().0;
+        assert_eq!(late[0].time_to_patched, "4d 23h 30m");
     }
 }

@@ -36,4 +36,4 @@ pub use crontab::{fires_less_often_than_it_reads, parse_cron};
 pub use cycle::{Cycle, CycleError, Nth, nth_weekday, patch_tuesday};
 pub use expr::{Anchor, AnchorContext, ResolveError, TimeExpr, TimeExprError};
 pub use schedule::{Fire, Fires, RuleError, Schedule, ScheduleRule};
-pub use zone::{local_to_instant, parse_zone};
+pub use zone::{local_to_instant, parse_zone, wall_clock};

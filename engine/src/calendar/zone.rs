@@ -56,6 +56,14 @@ fn city(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
+/// How every command, page and email shows a time to a person: the wall clock in `tz` with
+/// the zone's abbreviation, `Sat 2026-12-12 22:00 EST` (never a bare `-05:00`).
+pub fn wall_clock<Z: TimeZone>(at: &DateTime<Z>, tz: Tz) -> String {
+    at.with_timezone(&tz)
+        .format("%a %Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
 /// The instant at which the wall clock in `tz` shows `naive`, per RFC 5545 §3.3.5: a time in
 /// a DST gap is read with the offset from before the gap; a repeated time means its first
 /// occurrence. Every calendar computation goes through this function.

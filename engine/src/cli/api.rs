@@ -1,6 +1,7 @@
 //! The commands that operate a running daemon through its JSON API (DESIGN §7, §8):
-//! `trigger`, `runs`, `status`, `cancel`, `approve`; and `api-token`, which makes a new API
-//! token and the line for the tokens file.
+//! `trigger`, `runs`, `status`, `cancel`, `approve`, `retry`, `skip`, `abort` (the operator's
+//! decision on a step that waits for one); and `api-token`, which makes a new API token and
+//! the line for the tokens file.
 //!
 //! `--server` defaults to the configuration's `[server] public_url` (else
 //! `http://<listen>`, i.e. `http://127.0.0.1:8080`); `--token` defaults to the environment
@@ -87,6 +88,24 @@ pub struct ApproveArgs {
     /// A comment recorded with the decision.
     #[arg(long, value_name = "TEXT")]
     comment: Option<String>,
+    #[command(flatten)]
+    server: Server,
+}
+
+/// `retry`, `skip` or `abort` a step that waits for an operator.
+#[derive(Debug, clap::Args)]
+pub struct SettleArgs {
+    /// The run id.
+    run: String,
+    /// The interrupted step.
+    #[arg(long, value_name = "ID")]
+    step: String,
+    /// The host of a fanned-out step.
+    #[arg(long, value_name = "H", default_value = "")]
+    host: String,
+    /// Why (recorded in the audit log with who decided).
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
     #[command(flatten)]
     server: Server,
 }
@@ -206,8 +225,18 @@ fn field<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn or_dash(text: &str) -> &str {
-    if text.is_empty() { "-" } else { text }
+/// A run's cycle as the CLI says it, in the words the pages and emails use: `cycle 2026-12`,
+/// or `(manual run)` for a run without a cycle (issue 15: the CLI said `cycle -`).
+pub(crate) fn cycle_words(cycle: &str) -> String {
+    match cycle {
+        "" => "(manual run)".to_string(),
+        cycle => format!("cycle {cycle}"),
+    }
+}
+
+/// A run's cycle in the `runs` table: the cycle, or `manual`.
+fn cycle_column(cycle: &str) -> &str {
+    if cycle.is_empty() { "manual" } else { cycle }
 }
 
 pub fn trigger(args: TriggerArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -233,10 +262,10 @@ pub fn trigger(args: TriggerArgs, globals: &Globals) -> anyhow::Result<ExitCode>
     } else {
         let run = &answer.body["run"];
         outln!(
-            "run {} started: {} cycle {}",
+            "run {} started: {} {}",
             field(run, "id"),
             field(run, "runbook"),
-            or_dash(field(run, "cycle"))
+            cycle_words(field(run, "cycle"))
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -270,7 +299,7 @@ pub fn runs(args: RunsArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             "{:<52} {:<24} {:<10} {:<10} {}",
             field(run, "id"),
             field(run, "runbook"),
-            or_dash(field(run, "cycle")),
+            cycle_column(field(run, "cycle")),
             field(run, "state"),
             field(run, "started_at")
         );
@@ -291,10 +320,10 @@ pub fn status(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         super::print_json(&answer.body)?;
     } else {
         outln!(
-            "run {}: {} cycle {} {state}",
+            "run {}: {} {} {state}",
             field(run, "id"),
             field(run, "runbook"),
-            or_dash(field(run, "cycle"))
+            cycle_words(field(run, "cycle"))
         );
         outln!("\n{:<28} {:<14} {:<14} note", "step", "host", "state");
         for step in answer.body["steps"].as_array().into_iter().flatten() {
@@ -367,6 +396,48 @@ pub fn approve(args: ApproveArgs, globals: &Globals) -> anyhow::Result<ExitCode>
         args.step,
         field(b, "choice"),
         field(b, "actor")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `retry`, `skip` or `abort` (`decision`): settles an interrupted step through
+/// `POST /runs/{id}/steps/{step}/resume`.
+pub fn settle(args: SettleArgs, decision: &str, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let json = text_or_json(globals.format, decision)?;
+    if args.reason.trim().is_empty() {
+        return Err(
+            UsageError("--reason: say why (it is recorded in the audit log)".into()).into(),
+        );
+    }
+    let path = format!(
+        "/runs/{}/steps/{}/resume",
+        encode(&args.run),
+        encode(&args.step)
+    );
+    let body = json!({ "host": args.host, "decision": decision, "reason": args.reason });
+    let answer = call(globals, &args.server, "POST", &path, Some(body))?;
+    if answer.status != 200 {
+        return refused(&answer, json);
+    }
+    if json {
+        super::print_json(&answer.body)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let host = if args.host.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", args.host)
+    };
+    let done = match decision {
+        "retry" => "runs again",
+        "skip" => "skipped",
+        _ => "aborted: the run is cancelled",
+    };
+    outln!(
+        "run {}: {}{host} {done}; the run is {}",
+        args.run,
+        args.step,
+        field(&answer.body["run"], "state")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -23,6 +23,8 @@ macro_rules! out {
 mod api;
 mod audit;
 mod calendar;
+mod compliance;
+mod evidence;
 mod new;
 mod plan;
 mod run;
@@ -95,8 +97,12 @@ enum Command {
     Resume(run::ResumeArgs),
     /// Play a whole cycle on a virtual clock with connectors in dry-run mode.
     Simulate(simulate::Args),
-    /// Verify or export the hash-chained audit log.
+    /// Verify, export, checkpoint and prove the hash-chained audit log.
     Audit(audit::Args),
+    /// Write the auditor's evidence pack of a run (or verify one offline).
+    Evidence(evidence::Args),
+    /// Patch SLA compliance of the runs started in a period (Markdown, or --format json).
+    Compliance(compliance::Args),
     /// Run the daemon: scheduler, runs, outbox mailer, HTTP server.
     Serve(serve::Args),
     /// Start a run on the daemon (e.g. emergency-zero-day --param cve=CVE-2026-12345).
@@ -109,6 +115,12 @@ enum Command {
     Cancel(api::RunArgs),
     /// Decide an approval or manual step as the operator (api:<token name>).
     Approve(api::ApproveArgs),
+    /// Run an interrupted step again (it waits for an operator after a restart).
+    Retry(api::SettleArgs),
+    /// Skip an interrupted step: the run goes on without it.
+    Skip(api::SettleArgs),
+    /// Abort the run at an interrupted step: the run is cancelled.
+    Abort(api::SettleArgs),
     /// Make a new API token: prints it once, and the line for the tokens file.
     ApiToken(api::TokenArgs),
     /// Write a commented starter runbook or inventory that validates.
@@ -188,12 +200,17 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => run::resume(args, &globals),
         Command::Simulate(args) => simulate::run(args, &globals),
         Command::Audit(args) => audit::run(args, &globals),
+        Command::Evidence(args) => evidence::run(args, &globals),
+        Command::Compliance(args) => compliance::run(args, &globals),
         Command::Serve(args) => serve::run(args, &globals),
         Command::Trigger(args) => api::trigger(args, &globals),
         Command::Runs(args) => api::runs(args, &globals),
         Command::Status(args) => api::status(args, &globals),
         Command::Cancel(args) => api::cancel(args, &globals),
         Command::Approve(args) => api::approve(args, &globals),
+        Command::Retry(args) => api::settle(args, "retry", &globals),
+        Command::Skip(args) => api::settle(args, "skip", &globals),
+        Command::Abort(args) => api::settle(args, "abort", &globals),
         Command::ApiToken(args) => api::api_token(args, &globals),
         Command::New(args) => new::run(args, &globals),
     };

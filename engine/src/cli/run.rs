@@ -84,8 +84,8 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             Err(e @ RunError::CycleTaken { .. }) => return Err(UsageError(e.to_string()).into()),
             Err(e) => return Err(e.into()),
         };
-        let cycle = run.cycle.as_deref().unwrap_or("-");
-        outln!("run {} started: {} cycle {cycle}", run.id, run.runbook);
+        let cycle = super::api::cycle_words(run.cycle.as_deref().unwrap_or(""));
+        outln!("run {} started: {} {cycle}", run.id, run.runbook);
         finish(&engine, &checked, &run.id).await
     })
 }

@@ -118,10 +118,7 @@ async fn simulate(
         if p.state == StepState::Running && !p.note.starts_with("fans out") {
             return; // the start of an attempt: its result line says what happened
         }
-        let at =
-            p.at.with_timezone(&tz)
-                .format("%a %Y-%m-%d %H:%M %Z")
-                .to_string();
+        let at = crate::calendar::wall_clock(&p.at, tz);
         let line = Line {
             at,
             step: p.step.clone(),

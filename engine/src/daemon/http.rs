@@ -14,6 +14,7 @@ use axum::{Extension, Router};
 
 pub mod api;
 pub mod links;
+pub mod waiting;
 
 use super::Shared;
 use crate::pages;
@@ -169,6 +170,10 @@ async fn run_page<S: Store>(
         (Ok(steps), Ok(events)) => (steps, events),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
+    let waiting = match waiting::waiting(&shared, &run, &steps).await {
+        Ok(waiting) => waiting,
+        Err(e) => return unavailable(e),
+    };
     let cycle = crate::run::cycle_shown(&run);
     let view = pages::RunView {
         id: run.id,
@@ -190,6 +195,7 @@ async fn run_page<S: Store>(
                 reason: s.reason,
             })
             .collect(),
+        waiting,
         audit: events
             .into_iter()
             .map(|e| pages::AuditRow {

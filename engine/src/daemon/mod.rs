@@ -24,6 +24,7 @@
 //! runs); every run task claims its run before driving it, and its commits are fenced by the
 //! claim's epoch; every mailer claims the rows it sends.
 
+pub mod checkpointer;
 pub mod cluster;
 pub mod expiry;
 pub mod http;
@@ -220,6 +221,8 @@ pub struct Shared<S: Store> {
     pub mail: Arc<Notify>,
     /// Wakes the expiry task when a run may have started waiting for a person.
     pub inputs: Arc<Notify>,
+    /// Wakes the checkpointer when a run's driver stopped (the run ended or waits).
+    pub checkpoint: Arc<Notify>,
     /// The run tasks, by run id: at most one per run.
     runs: Mutex<BTreeMap<String, RunTask>>,
     pub started_at: DateTime<Utc>,
@@ -401,6 +404,7 @@ impl<S: Store> Shared<S> {
                     }
                 };
                 if ended {
+                    shared.checkpoint.notify_one();
                     shared.prune_versions().await;
                     return;
                 }
@@ -584,6 +588,7 @@ impl<S: Store> Daemon<S> {
             shutdown: CancellationToken::new(),
             mail,
             inputs: Arc::new(Notify::new()),
+            checkpoint: Arc::new(Notify::new()),
             runs: Mutex::new(BTreeMap::new()),
             started_at: options.clock.now(),
             api_tokens: RwLock::new(Arc::new(api_tokens)),
@@ -627,6 +632,12 @@ impl<S: Store> Daemon<S> {
         let scheduler = tokio::spawn(scheduler::run(shared.clone(), options.virtual_clock));
         let mailer = tokio::spawn(mailer::run(shared.clone(), options.delivery.clone()));
         let expiry = tokio::spawn(expiry::run(shared.clone(), options.virtual_clock));
+        let last_checkpoint = CancellationToken::new();
+        let checkpointer = tokio::spawn(checkpointer::run(
+            shared.clone(),
+            options.config.audit.clone(),
+            last_checkpoint.clone(),
+        ));
         let watcher = tokio::spawn(runbooks::watch(
             shared.clone(),
             runbooks::Watch {
@@ -687,6 +698,8 @@ impl<S: Store> Daemon<S> {
             );
         }
         shared.abort_runs();
+        last_checkpoint.cancel();
+        let _ = checkpointer.await;
         cluster::stop(&shared).await;
         // One last pass of the outbox, then stop.
         let _ = mailer.await;

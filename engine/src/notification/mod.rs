@@ -50,6 +50,8 @@ pub fn variables(kind: NoticeKind) -> Vec<&'static str> {
         NoticeKind::Skipped | NoticeKind::Missed => &[&["cycle", "due", "reason"]],
         NoticeKind::Rejected => &[&["file", "errors", "content_hash", "commit"]],
         NoticeKind::Undeliverable => &[RUN, &["to", "subject", "error"]],
+        NoticeKind::Interrupted => &[RUN, &["step", "host", "reason"]],
+        NoticeKind::Moot => &[RUN, &["step", "host", "heading", "why", "recipient"]],
     };
     COMMON
         .iter()
@@ -70,6 +72,8 @@ pub fn default_text(kind: NoticeKind) -> &'static str {
         NoticeKind::Missed => include_str!("defaults/missed.hbs"),
         NoticeKind::Rejected => include_str!("defaults/rejected.hbs"),
         NoticeKind::Undeliverable => include_str!("defaults/undeliverable.hbs"),
+        NoticeKind::Interrupted => include_str!("defaults/interrupted.hbs"),
+        NoticeKind::Moot => include_str!("defaults/moot.hbs"),
     }
 }
 
@@ -221,6 +225,20 @@ pub struct Ask {
     pub recipient: String,
 }
 
+/// A decision that is no longer needed, for one of the people who were asked.
+#[derive(Debug, Clone)]
+pub struct Moot {
+    pub step: String,
+    /// The host of a fanned-out step; empty otherwise.
+    pub host: String,
+    /// What was asked, in the step's own words: its `message` (first line), else its
+    /// `description`, else its id.
+    pub heading: String,
+    /// Why it is no longer needed: `the quorum was reached: approve by alice@example.com`.
+    pub why: String,
+    pub recipient: String,
+}
+
 /// A cycle that did not run.
 #[derive(Debug, Clone)]
 pub struct CycleFacts {
@@ -271,6 +289,15 @@ pub enum Facts {
         /// The server's answer (redacted).
         error: String,
     },
+    /// A step waits for an operator (retry, skip or abort) after an interruption.
+    Interrupted {
+        run: RunFacts,
+        step: String,
+        host: String,
+        reason: String,
+    },
+    /// A person's decision is no longer needed (quorum reached, or the run moved on).
+    Moot(RunFacts, Box<Moot>),
 }
 
 impl Facts {
@@ -285,6 +312,8 @@ impl Facts {
             Facts::Missed(_) => NoticeKind::Missed,
             Facts::Rejected { .. } => NoticeKind::Rejected,
             Facts::Undeliverable { .. } => NoticeKind::Undeliverable,
+            Facts::Interrupted { .. } => NoticeKind::Interrupted,
+            Facts::Moot(..) => NoticeKind::Moot,
         }
     }
 
@@ -310,15 +339,21 @@ impl Facts {
             Facts::Missed(_) => "cycle missed".into(),
             Facts::Rejected { .. } => "change rejected".into(),
             Facts::Undeliverable { .. } => "an email could not be delivered".into(),
+            Facts::Interrupted { step, host, .. } => {
+                format!("step {step}{} waits for an operator", on(host))
+            }
+            Facts::Moot(_, moot) => format!(
+                "your decision on step {}{} is no longer needed",
+                moot.step,
+                on(&moot.host)
+            ),
         }
     }
 }
 
 /// A time as emails show it: in the runbook's zone, `Tue 2026-12-08 10:00 EST`.
 pub fn local_time(at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
-    at.with_timezone(&tz)
-        .format("%a %Y-%m-%d %H:%M %Z")
-        .to_string()
+    crate::calendar::wall_clock(&at, tz)
 }
 
 impl Notification {
@@ -364,6 +399,22 @@ impl Notification {
                 subject,
                 error,
             } => with_run(run, json!({ "to": to, "subject": subject, "error": error })),
+            Facts::Interrupted {
+                run,
+                step,
+                host,
+                reason,
+            } => with_run(run, json!({ "step": step, "host": host, "reason": reason })),
+            Facts::Moot(run, moot) => with_run(
+                run,
+                json!({
+                    "step": moot.step,
+                    "host": moot.host,
+                    "heading": moot.heading,
+                    "why": moot.why,
+                    "recipient": moot.recipient,
+                }),
+            ),
         };
         if let (Some(map), Value::Object(own)) = (context.as_object_mut(), own) {
             map.extend(own);

@@ -71,6 +71,22 @@ fn samples() -> Vec<Notification> {
             subject: "[patchday] Approve monthly-windows 2026-12: cab-approval".into(),
             error: "SMTP: permanent error (550): no such user".into(),
         },
+        Facts::Interrupted {
+            run: run(),
+            step: "patch-node1".into(),
+            host: "sql01a".into(),
+            reason: "found running after a restart".into(),
+        },
+        Facts::Moot(
+            run(),
+            Box::new(Moot {
+                step: "cab-approval".into(),
+                host: String::new(),
+                heading: "Approve patch cycle 2026-12".into(),
+                why: "the quorum was reached: approve by bob@example.com".into(),
+                recipient: "alice@example.com".into(),
+            }),
+        ),
     ];
     facts
         .into_iter()
@@ -110,8 +126,9 @@ fn a_run_without_a_cycle_shows_none_in_its_emails() {
     let templates = Templates::default();
     for mut n in samples() {
         let facts_run = match &mut n.facts {
-            Facts::Approval(run, _) | Facts::Task(run, _) => run,
-            Facts::Failure { run, .. }
+            Facts::Approval(run, _) | Facts::Task(run, _) | Facts::Moot(run, _) => run,
+            Facts::Interrupted { run, .. }
+            | Facts::Failure { run, .. }
             | Facts::Overdue { run, .. }
             | Facts::Finished { run, .. }
             | Facts::Undeliverable { run, .. } => run,

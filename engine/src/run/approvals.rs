@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::notify::rendered_email;
 use super::*;
 use crate::links::{LinkClaims, LinkError, LinkSigner, Purpose, new_nonce};
-use crate::notification::{Ask, Facts, Notification, RunFacts};
+use crate::notification::{Ask, Facts, Moot, Notification, RunFacts};
 use crate::store::NewEmail;
 
 /// A source of randomness for nonces: fills the buffer.
@@ -248,6 +248,107 @@ impl<S: Store> Engine<S> {
         }
         out
     }
+}
+
+impl<S: Store> Engine<S> {
+    /// "No longer needed" emails (kind `moot`) to the people `ask` asked who are not among
+    /// `decided`, because of `why` (`the quorum was reached: approve by bob@example.com`).
+    /// Empty without a [`LinkMinter`] (nobody was asked by email) or with the step's
+    /// `notify_moot: false`.
+    pub(super) fn moot_emails(
+        &self,
+        checked: &CheckedRunbook,
+        run: &RunRow,
+        (row, ask): (&StepRow, &PersonAsk),
+        decided: &[&crate::store::NewDecision],
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<NewEmail> {
+        let step = checked.runbook.steps.get(row.step.as_str());
+        if self.links.is_none()
+            || step
+                .and_then(|s| s.notify_moot.as_ref())
+                .is_some_and(|n| !n.value)
+        {
+            return Vec::new();
+        }
+        let has_decided = |r: &str| decided.iter().any(|d| d.recipient.eq_ignore_ascii_case(r));
+        let run_facts = RunFacts {
+            cycle: super::cycle_shown(run),
+            run_id: run.id.clone(),
+            run_url: self.run_url(&run.id),
+        };
+        ask.recipients
+            .iter()
+            .filter(|r| !has_decided(r))
+            .map(|recipient| {
+                let moot = Moot {
+                    step: row.step.clone(),
+                    host: row.host.clone(),
+                    heading: ask_heading(checked, &row.step, ask),
+                    why: why.to_string(),
+                    recipient: recipient.clone(),
+                };
+                let notification = Notification {
+                    runbook: checked.runbook.name.value.clone(),
+                    at: now,
+                    tz: checked.tz,
+                    dashboard_url: self.dashboard_url(),
+                    facts: Facts::Moot(run_facts.clone(), Box::new(moot)),
+                };
+                rendered_email(
+                    checked,
+                    &notification,
+                    vec![recipient.clone()],
+                    Some(&run.id),
+                    now,
+                )
+            })
+            .collect()
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// "No longer needed" to the people of every row of `rows` still awaiting input when the
+    /// run ends without them (cancelled, failed): `why` says how it ended.
+    pub(super) async fn moot_for_ended_run(
+        &self,
+        checked: &CheckedRunbook,
+        run: &RunRow,
+        rows: &[StepRow],
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<NewEmail>, StoreError> {
+        let mut out = Vec::new();
+        for row in rows.iter().filter(|r| r.state == StepState::AwaitingInput) {
+            let Ok(ask) = self.person_ask(checked, run, rows, &row.step, &row.host) else {
+                continue;
+            };
+            let decided = self.store.decisions(&run.id, &row.step, &row.host).await?;
+            let decided: Vec<&crate::store::NewDecision> =
+                decided.iter().map(|d| &d.decision).collect();
+            out.extend(self.moot_emails(checked, run, (row, &ask), &decided, why, now));
+        }
+        Ok(out)
+    }
+}
+
+/// What a person-step asks, in its own words: the first line of its `message` (an approval's)
+/// or else its `description`, else its id. Pages and emails head the ask with it, so an
+/// emergency approval is not headed as a monthly cycle.
+pub fn ask_heading(checked: &CheckedRunbook, step: &str, ask: &PersonAsk) -> String {
+    let message = (ask.purpose == Purpose::Approval)
+        .then_some(ask.message.as_deref())
+        .flatten()
+        .and_then(|m| m.lines().map(str::trim).find(|l| !l.is_empty()));
+    let description = checked
+        .runbook
+        .steps
+        .get(step)
+        .and_then(|s| s.description.as_deref())
+        .map(str::trim)
+        .filter(|d| !d.is_empty());
+    message.or(description).unwrap_or(step).to_string()
 }
 
 /// The run page and dashboard addresses a person-step's emails point at.

@@ -145,7 +145,7 @@ impl<S: Store> Engine<S> {
         }
         let mut all: Vec<&NewDecision> = previous.iter().map(|d| &d.decision).collect();
         all.push(&decision);
-        let settle = settlement(&ask, &all).map(|s| self.settle(checked, &run, row, &ask, s));
+        let settle = settlement(&ask, &all).map(|s| self.settle(checked, &run, row, &ask, s, &all));
         let decisions_so_far = all.len();
 
         let mut change = Change::default();
@@ -268,6 +268,17 @@ impl<S: Store> Engine<S> {
                     .emails
                     .extend(self.failure_email(checked, &run, &new, why, now));
             }
+            let decided = self.store.decisions(run_id, &row.step, &row.host).await?;
+            let decided: Vec<&NewDecision> = decided.iter().map(|d| &d.decision).collect();
+            let moot = format!("the step {why}");
+            change.emails.extend(self.moot_emails(
+                checked,
+                &run,
+                (row, &ask),
+                &decided,
+                &moot,
+                now,
+            ));
             let progress = self.progress_of(&new, now);
             change.steps.push(StepWrite {
                 expect: Some(StepState::AwaitingInput),
@@ -302,7 +313,7 @@ impl<S: Store> Engine<S> {
         let Some(outcome) = settlement(ask, &all) else {
             return Ok(None);
         };
-        let (new, mut step_event, email) = self.settle(checked, run, row, ask, outcome);
+        let (new, mut step_event, email) = self.settle(checked, run, row, ask, outcome, &all);
         step_event.actor = mine.actor.clone();
         let state = new.state;
         let progress = self.progress_of(&new, mine.at);
@@ -312,7 +323,7 @@ impl<S: Store> Engine<S> {
                 row: new,
             }],
             events: vec![step_event],
-            emails: email.into_iter().collect(),
+            emails: email,
             ..Change::default()
         };
         match self.store.commit(vec![change]).await {
@@ -325,7 +336,9 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// The settled row, its `step.succeeded` / `step.failed` event, and the failure notice.
+    /// The settled row, its `step.succeeded` / `step.failed` event, and its emails: the
+    /// failure notice, and "no longer needed" to the people who did not decide (all of
+    /// `decided`, this decision included, did).
     fn settle(
         &self,
         checked: &CheckedRunbook,
@@ -333,7 +346,8 @@ impl<S: Store> Engine<S> {
         row: &StepRow,
         ask: &PersonAsk,
         outcome: Settlement<'_>,
-    ) -> (StepRow, NewEvent, Option<NewEmail>) {
+        decided: &[&NewDecision],
+    ) -> (StepRow, NewEvent, Vec<NewEmail>) {
         let Settlement { choice, by } = outcome;
         let last = by.last().expect("a settlement has deciders");
         let who: Vec<&str> = by.iter().map(|d| d.recipient.as_str()).collect();
@@ -378,11 +392,18 @@ impl<S: Store> Engine<S> {
             &new,
             json!({ "attempt": new.attempt, "reason": new.reason, "outputs": new.outputs }),
         );
-        let email = match &new.reason {
+        let mut emails: Vec<NewEmail> = match &new.reason {
             Some(reason) if !ok => self.failure_email(checked, run, &new, reason, last.at),
             _ => None,
+        }
+        .into_iter()
+        .collect();
+        let why = match ask.purpose {
+            Purpose::Approval => format!("the quorum was reached: {choice} by {}", who.join(", ")),
+            Purpose::Task => format!("{} marked it {choice}", who.join(", ")),
         };
-        (new, step_event, email)
+        emails.extend(self.moot_emails(checked, run, (row, ask), decided, &why, last.at));
+        (new, step_event, emails)
     }
 
     /// The runbook's failure notification for a failed row (the step itself, as the driver).

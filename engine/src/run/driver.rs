@@ -825,13 +825,19 @@ impl<'a, S: Store> Driver<'a, S> {
     async fn cancel_run(&mut self, why: &str) -> Result<Outcome, RunError> {
         let now = self.engine.clock.now();
         self.flush().await?;
-        let change = ended_change(
+        let mut change = ended_change(
             self.rows.all(),
             &self.run.id,
             now,
             self.cancel_by.actor(),
             why,
             RunState::Cancelled,
+        );
+        let moot = format!("the run was cancelled by {}", self.cancel_by.actor());
+        change.emails.extend(
+            self.engine
+                .moot_for_ended_run(self.checked, &self.run, self.rows.all(), &moot, now)
+                .await?,
         );
         self.stage(change, Vec::new())?;
         self.flush().await?;

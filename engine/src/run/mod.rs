@@ -11,6 +11,7 @@
 
 pub mod approvals;
 mod batch;
+pub mod consequences;
 pub mod decide;
 mod decisions;
 pub mod notify;
@@ -391,6 +392,11 @@ impl<S: Store> Engine<S> {
         let rows = self.store.steps(&run.id).await?;
         let mut change = ended_change(&rows, &run.id, now, "engine", reason, RunState::Failed);
         change.fence = fence;
+        if let Some(checked) = checked {
+            let moot = "the run failed";
+            let moot = self.moot_for_ended_run(checked, run, &rows, moot, now);
+            change.emails.extend(moot.await?);
+        }
         let email = checked.and_then(|c| self.run_failed_email(c, run, reason, now));
         if email.is_none() {
             tracing::error!(run_id = %run.id, "run {} failed and nobody can be mailed: {reason}", run.id);
@@ -461,10 +467,63 @@ impl<S: Store> Engine<S> {
         }
         let recovered: Vec<StepRow> = change.steps.iter().map(|w| w.row.clone()).collect();
         change.fence = fence;
+        change.emails.extend(
+            self.interrupted_emails(checked, run_id, &recovered, now)
+                .await?,
+        );
         if !recovered.is_empty() {
             self.store.commit(vec![change]).await?;
         }
         Ok(recovered)
+    }
+
+    /// One email per step that now waits for an operator (see [`notify::interrupted_email`]),
+    /// committed with the transition: a restart finds the row `interrupted`, not `running`, so
+    /// each wait is told once.
+    async fn interrupted_emails(
+        &self,
+        checked: &CheckedRunbook,
+        run_id: &str,
+        recovered: &[StepRow],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<crate::store::NewEmail>, RunError> {
+        let waiting: Vec<&StepRow> = recovered
+            .iter()
+            .filter(|r| r.state == StepState::Interrupted)
+            .collect();
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(run) = self.store.run(run_id).await? else {
+            return Ok(Vec::new());
+        };
+        let cycle = cycle_shown(&run);
+        let run_url = self.run_url(run_id);
+        let about = notify::About {
+            run_id,
+            cycle: &cycle,
+            run_url: &run_url,
+            dashboard_url: &self.dashboard_url(),
+        };
+        let mut steps: Vec<&str> = Vec::new();
+        for row in &waiting {
+            if !steps.contains(&row.step.as_str()) {
+                steps.push(row.step.as_str());
+            }
+        }
+        Ok(steps
+            .into_iter()
+            .filter_map(|step| {
+                let rows: Vec<&&StepRow> = waiting.iter().filter(|r| r.step == step).collect();
+                let hosts: Vec<&str> = rows
+                    .iter()
+                    .map(|r| r.host.as_str())
+                    .filter(|h| !h.is_empty())
+                    .collect();
+                let reason = rows[0].reason.as_deref().unwrap_or("");
+                notify::interrupted_email(checked, &about, step, &hosts, reason, at)
+            })
+            .collect())
     }
 
     /// The email saying the engine failed `run` (see [`Engine::fail_run`]).
@@ -495,11 +554,14 @@ impl<S: Store> Engine<S> {
         resolution: Resolution,
         operator: &str,
     ) -> Result<(), RunError> {
-        self.resolve_as(run_id, step, host, resolution, &format!("cli:{operator}"))
+        let actor = format!("cli:{operator}");
+        self.resolve_as(run_id, step, host, resolution, &actor, None)
             .await
     }
 
-    /// [`Engine::resolve`] audited as `actor` (`cli:<user>`, `api:<token name>`).
+    /// [`Engine::resolve`] audited as `actor` (`cli:<user>`, `api:<token name>`), with the
+    /// operator's `reason` (recorded in the `step.resolved` / `run.cancelled` event and shown
+    /// as the row's reason).
     pub async fn resolve_as(
         &self,
         run_id: &str,
@@ -507,6 +569,7 @@ impl<S: Store> Engine<S> {
         host: &str,
         resolution: Resolution,
         actor: &str,
+        reason: Option<&str>,
     ) -> Result<(), RunError> {
         let rows = self.store.steps(run_id).await?;
         let row = rows
@@ -516,13 +579,14 @@ impl<S: Store> Engine<S> {
         let now = self.clock.now();
         let operator = actor.strip_prefix("cli:").unwrap_or(actor);
         let actor = actor.to_string();
+        let because = reason.map(|r| format!(": {r}")).unwrap_or_default();
         if resolution == Resolution::Abort {
             let change = ended_change(
                 &rows,
                 run_id,
                 now,
                 &actor,
-                "aborted by the operator",
+                &format!("aborted by {operator} at interrupted step {step}{because}"),
                 RunState::Cancelled,
             );
             self.store.commit(vec![change]).await?;
@@ -532,11 +596,13 @@ impl<S: Store> Engine<S> {
         (new.state, new.reason) = match resolution {
             Resolution::Retry => (
                 StepState::Waiting,
-                Some(format!("retry decided by {operator}")),
+                Some(format!("retry decided by {operator}{because}")),
             ),
             _ => (
                 StepState::Skipped,
-                Some(format!("skipped by {operator} after an interruption")),
+                Some(format!(
+                    "skipped by {operator} after an interruption{because}"
+                )),
             ),
         };
         let decision = if resolution == Resolution::Retry {
@@ -554,7 +620,7 @@ impl<S: Store> Engine<S> {
                 &actor,
                 "step.resolved",
                 row,
-                json!({ "decision": decision }),
+                json!({ "decision": decision, "reason": reason }),
             )],
             ..Change::default()
         };

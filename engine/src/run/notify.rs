@@ -142,6 +142,55 @@ pub fn run_failed_email(
     Some(run_email(checked, about, facts, to, at))
 }
 
+/// The role that hears, besides [`always_told`], that a step waits for an operator.
+pub const OPERATORS_ROLE: &str = "operators";
+
+/// Who is told that a step waits for an operator: [`always_told`] (`notify.to`, else the
+/// `committee`) and the runbook's [`OPERATORS_ROLE`] role, whatever `notify.on` says.
+pub fn operators(checked: &CheckedRunbook) -> Vec<String> {
+    let mut to = always_told(checked);
+    for address in recipients(checked, &[OPERATORS_ROLE.to_string()]) {
+        if !to.contains(&address) {
+            to.push(address);
+        }
+    }
+    to
+}
+
+/// The email saying `step` (on `hosts`, empty for a step as a whole) waits for an operator
+/// because of `reason`, to [`operators`] (`None`: nobody to tell).
+pub fn interrupted_email(
+    checked: &CheckedRunbook,
+    about: &About,
+    step: &str,
+    hosts: &[&str],
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Option<NewEmail> {
+    let to = operators(checked);
+    if to.is_empty() {
+        return None;
+    }
+    let (host, reason) = match hosts {
+        [] => (String::new(), reason.to_string()),
+        [one] => (one.to_string(), reason.to_string()),
+        many => (
+            String::new(),
+            format!(
+                "{reason} (hosts {}: decide for each with --host)",
+                many.join(", ")
+            ),
+        ),
+    };
+    let facts = Facts::Interrupted {
+        run: about.facts(),
+        step: step.to_string(),
+        host,
+        reason,
+    };
+    Some(run_email(checked, about, facts, to, at))
+}
+
 /// An outbox email carrying `notification`, rendered with the runbook's templates.
 pub fn rendered_email(
     checked: &CheckedRunbook,

@@ -284,7 +284,7 @@ async fn cancelling_a_run_kills_what_runs_and_cancels_the_rest() {
 
 #[tokio::test]
 async fn recovery_reruns_idempotent_steps_and_interrupts_the_others() {
-    let yaml = "name: t\nsteps:\n  cmd:\n    uses: command\n    with: { run: \"true\" }\n  probe:\n    uses: check\n    with: { tcp: \"127.0.0.1:1\", within: 1s }\n";
+    let yaml = "name: t\nroles:\n  committee: [c@example.com]\n  operators: [ops@example.com, c@example.com]\nsteps:\n  cmd:\n    uses: command\n    with: { run: \"true\" }\n  probe:\n    uses: check\n    with: { tcp: \"127.0.0.1:1\", within: 1s }\n";
     let checked = checked(yaml);
     let engine = engine(t("2026-12-01T00:00:00Z")).await;
     engine.start(&checked, spec()).await.unwrap();
@@ -303,13 +303,40 @@ async fn recovery_reruns_idempotent_steps_and_interrupts_the_others() {
     assert_eq!(engine.recover(&checked, "r1").await.unwrap().len(), 2);
     assert_eq!(state_of(&engine, "cmd", "").await, StepState::Interrupted);
     assert_eq!(state_of(&engine, "probe", "").await, StepState::Waiting);
+    // The operators hear it once, with the transition: the committee (no `notify.to`) and the
+    // `operators` role; recovering again finds nothing running and writes nothing.
+    let told = outbox(&engine).await;
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert_eq!(told[0].email.to, ["c@example.com", "ops@example.com"]);
+    assert_eq!(
+        told[0].email.subject,
+        "[patchday] t 2026-12: step cmd waits for an operator"
+    );
+    assert!(
+        told[0]
+            .email
+            .body
+            .contains("patchday retry r1 --step cmd --reason"),
+        "{}",
+        told[0].email.body
+    );
+    assert!(engine.recover(&checked, "r1").await.unwrap().is_empty());
+    assert_eq!(outbox(&engine).await.len(), 1);
     engine
-        .resolve("r1", "cmd", "", Resolution::Skip, "alice")
+        .resolve_as(
+            "r1",
+            "cmd",
+            "",
+            Resolution::Skip,
+            "api:ops",
+            Some("done by hand"),
+        )
         .await
         .unwrap();
     let events = engine.store.events(Default::default()).await.unwrap();
     let decided = events.iter().find(|e| e.action == "step.resolved").unwrap();
-    assert_eq!(decided.actor, "cli:alice");
+    assert_eq!(decided.actor, "api:ops");
+    assert_eq!(decided.details["reason"], "done by hand");
     assert_eq!(state_of(&engine, "cmd", "").await, StepState::Skipped);
 }
 
@@ -821,6 +848,98 @@ fn minter() -> (crate::links::LinkSigner, LinkMinter) {
     (signer, minter)
 }
 
+/// Issue 15: when the quorum is reached the others are told their decision is no longer
+/// needed (headed with the step's own message), unless the step says `notify_moot: false`.
+#[tokio::test]
+async fn the_approvers_left_are_told_when_the_quorum_is_reached() {
+    for notify_moot in [true, false] {
+        let yaml = approval_yaml(2).replace(
+            "expires: 2h }",
+            &format!(
+                "expires: 2h, message: \"Emergency patch for CVE-2026-1\" }}\n    notify_moot: {notify_moot}"
+            ),
+        );
+        let checked = checked(&yaml);
+        let mut engine = engine(t("2026-12-01T00:00:00Z")).await;
+        engine.links = Some(Arc::new(minter().1));
+        engine.start(&checked, spec()).await.unwrap();
+        engine
+            .drive(&checked, "r1", CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(outbox(&engine).await.len(), 3, "three asks");
+        for who in ["alice@example.com", "bob@example.com"] {
+            let decided = engine
+                .decide(&checked, by_link(&engine, "cab", who, "approve"))
+                .await
+                .unwrap();
+            assert_eq!(
+                decided.decisions_so_far,
+                if who.starts_with('a') { 1 } else { 2 }
+            );
+        }
+        let emails = outbox(&engine).await;
+        let moot: Vec<_> = emails.iter().skip(3).map(|e| &e.email).collect();
+        if !notify_moot {
+            assert!(moot.is_empty(), "{moot:#?}");
+            continue;
+        }
+        assert_eq!(moot.len(), 1, "{moot:#?}");
+        assert_eq!(moot[0].to, ["carol@example.com"]);
+        assert_eq!(
+            moot[0].subject,
+            "[patchday] t 2026-12: no longer needed: Emergency patch for CVE-2026-1"
+        );
+        assert!(
+            moot[0].body.contains(
+                "is no longer needed: the quorum was reached: approve by alice@example.com, bob@example.com."
+            ),
+            "{}",
+            moot[0].body
+        );
+    }
+}
+
+/// Issue 15: when the run moves on without them (here: it is cancelled), the people asked are
+/// told their decision is no longer needed.
+#[tokio::test]
+async fn a_cancelled_run_tells_the_approvers_they_are_no_longer_needed() {
+    let checked = checked(&approval_yaml(2));
+    let mut engine = engine(t("2026-12-01T00:00:00Z")).await;
+    engine.links = Some(Arc::new(minter().1));
+    engine.start(&checked, spec()).await.unwrap();
+    engine
+        .drive(&checked, "r1", CancellationToken::new())
+        .await
+        .unwrap();
+    engine
+        .decide(
+            &checked,
+            by_link(&engine, "cab", "alice@example.com", "approve"),
+        )
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let outcome = engine.drive(&checked, "r1", cancel).await.unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunState::Cancelled));
+    let moot: Vec<_> = outbox(&engine)
+        .await
+        .into_iter()
+        .skip(3)
+        .map(|e| e.email)
+        .collect();
+    let to: Vec<&str> = moot.iter().map(|e| e.to[0].as_str()).collect();
+    assert_eq!(to, ["bob@example.com", "carol@example.com"], "{moot:#?}");
+    assert!(
+        moot[0]
+            .body
+            .contains("no longer needed: the run was cancelled by"),
+        "{}",
+        moot[0].body
+    );
+}
+
 #[tokio::test]
 async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
     let checked = checked_with(
@@ -862,8 +981,11 @@ async fn a_runbook_s_templates_write_its_approval_and_failure_emails() {
     no.comment = Some("not tonight".into());
     engine.decide(&checked, no).await.unwrap();
     let emails = outbox(&engine).await;
-    let failure = &emails.last().unwrap().email;
-    assert_eq!(failure.to, ["ops@example.com"]);
+    let failure = &emails
+        .iter()
+        .find(|e| e.email.to == ["ops@example.com"])
+        .unwrap()
+        .email;
     // No subject line in the file: the built-in subject stays.
     assert_eq!(failure.subject, "[patchday] t 2026-12: step cab failed");
     assert_eq!(

@@ -54,8 +54,61 @@ pub struct Runbook {
     /// Parameters given when the run starts (`--param k=v`).
     #[serde(default)]
     pub params: IndexMap<Located<String>, Param>,
+    /// Patch SLAs: how soon after the release each severity must be patched (e.g.
+    /// `{ critical: 14d, important: 30d }`), measured from 00:00 on Patch Tuesday of the run's
+    /// cycle in the runbook's time zone, or from a run's `released` param (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub sla: Option<Sla>,
+    /// The severity of this runbook's patches (a run's `severity` param overrides it).
+    #[serde(default)]
+    pub severity: Option<Severity>,
     /// The steps, keyed by id, kept in file order.
     pub steps: IndexMap<Located<String>, Step>,
+}
+
+/// Time allowed from a release to its patch being in, per severity.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sla {
+    #[serde(default)]
+    pub critical: Option<DurationText>,
+    #[serde(default)]
+    pub important: Option<DurationText>,
+    #[serde(default)]
+    pub moderate: Option<DurationText>,
+    #[serde(default)]
+    pub low: Option<DurationText>,
+}
+
+impl Sla {
+    /// The time allowed for `severity`, if the SLA names it.
+    pub fn allowed(&self, severity: Severity) -> Option<std::time::Duration> {
+        let text = match severity {
+            Severity::Critical => &self.critical,
+            Severity::Important => &self.important,
+            Severity::Moderate => &self.moderate,
+            Severity::Low => &self.low,
+        };
+        text.as_ref().map(DurationText::duration)
+    }
+}
+
+/// Microsoft's severity ratings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Important,
+    Moderate,
+    Low,
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(text.to_string()))
+            .map_err(|_| format!("`{text}` is not critical, important, moderate or low"))
+    }
 }
 
 /// One schedule rule: `{ at: EXPR, months: [...] }`, `{ cron: "..." }` or
@@ -154,6 +207,13 @@ pub struct NotifyTemplates {
     /// An email of a run was refused for good by the SMTP server and given up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undeliverable: Option<Located<String>>,
+    /// A step waits for an operator (retry, skip or abort) after an interruption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Located<String>>,
+    /// An approver's or assignee's decision is no longer needed (quorum reached, or the run
+    /// moved on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moot: Option<Located<String>>,
 }
 
 impl NotifyTemplates {
@@ -169,6 +229,8 @@ impl NotifyTemplates {
             (NoticeKind::Missed, &self.missed),
             (NoticeKind::Rejected, &self.rejected),
             (NoticeKind::Undeliverable, &self.undeliverable),
+            (NoticeKind::Interrupted, &self.interrupted),
+            (NoticeKind::Moot, &self.moot),
         ]
         .into_iter()
         .filter_map(|(kind, file)| Some((kind, file.as_ref()?)))
@@ -188,10 +250,12 @@ pub enum NoticeKind {
     Missed,
     Rejected,
     Undeliverable,
+    Interrupted,
+    Moot,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 9] = [
+    pub const ALL: [NoticeKind; 11] = [
         NoticeKind::Approval,
         NoticeKind::Task,
         NoticeKind::Failure,
@@ -201,6 +265,8 @@ impl NoticeKind {
         NoticeKind::Missed,
         NoticeKind::Rejected,
         NoticeKind::Undeliverable,
+        NoticeKind::Interrupted,
+        NoticeKind::Moot,
     ];
 
     /// Its key under `notify.templates`.
@@ -215,6 +281,8 @@ impl NoticeKind {
             NoticeKind::Missed => "missed",
             NoticeKind::Rejected => "rejected",
             NoticeKind::Undeliverable => "undeliverable",
+            NoticeKind::Interrupted => "interrupted",
+            NoticeKind::Moot => "moot",
         }
     }
 }
@@ -310,6 +378,11 @@ pub struct Step {
     /// (`ansible` is not idempotent unless the step says `idempotent: true`.)
     #[serde(default)]
     pub idempotent: Option<bool>,
+    /// For an `approval` or `manual` step: whether the people who were asked and did not
+    /// decide get a short "no longer needed" email when the step is settled without them (the
+    /// quorum reached, or the step expired). Default true.
+    #[serde(default)]
+    pub notify_moot: Option<Located<bool>>,
 }
 
 /// Where a runbook's hosts come from.

@@ -140,6 +140,14 @@ impl Store for AnyStore {
         delegate!(self, s => s.chain_head())
     }
 
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        delegate!(self, s => s.events_after(after, limit))
+    }
+
+    async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
+        delegate!(self, s => s.event_hashes(after, limit))
+    }
+
     async fn due_emails(
         &self,
         now: DateTime<Utc>,

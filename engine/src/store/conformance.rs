@@ -524,6 +524,28 @@ pub(crate) async fn chain_is_contiguous_and_verifies<S: Store>(store: &S) {
     }
     let total = 1 + 3 * hosts as usize;
     assert_eq!(verify_all(store).await, total);
+    let mut paged = Vec::new();
+    while let Some(last) = paged.last().map_or(Some(0), |e: &super::EventRow| {
+        (paged.len() < total).then_some(e.seq)
+    }) {
+        let page = store.events_after(last, 17).await.unwrap();
+        assert!(!page.is_empty() && page.len() <= 17);
+        paged.extend(page);
+    }
+    assert_eq!(paged, store.events(EventFilter::default()).await.unwrap());
+    assert!(
+        store
+            .events_after(total as i64, 17)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let hashes = store.event_hashes(40, 5).await.unwrap();
+    let expected: Vec<(i64, String)> = paged[40..45]
+        .iter()
+        .map(|e| (e.seq, e.hash.clone()))
+        .collect();
+    assert_eq!(hashes, expected);
     let events = store.events(EventFilter::default()).await.unwrap();
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>());

@@ -391,6 +391,22 @@ pub trait Store: Send + Sync + 'static {
     /// The chain head the store recorded with the last event.
     fn chain_head(&self) -> impl Future<Output = Result<Option<ChainHead>, StoreError>> + Send;
 
+    /// Up to `limit` audit events with `seq > after`, in `seq` order: one page of the log, so
+    /// that `audit verify` and the checkpointer walk years of history in constant memory.
+    fn events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
+
+    /// Up to `limit` `(seq, hash)` pairs with `seq > after`, in `seq` order: the leaves of the
+    /// audit log's Merkle tree, without the events' content.
+    fn event_hashes(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(i64, String)>, StoreError>> + Send;
+
     /// Outbox rows not yet sent (nor given up) whose `next_attempt_at` is at or before `now`.
     fn due_emails(
         &self,

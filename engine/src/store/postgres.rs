@@ -1224,6 +1224,27 @@ impl Store for PostgresStore {
         rows.iter().map(event_from).collect()
     }
 
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading a page of audit events"))?;
+        rows.iter().map(event_from).collect()
+    }
+
+    async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
+        sqlx::query_as("SELECT seq, hash FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading audit event hashes"))
+    }
+
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
         // seq 0 is the row the migration seeds: no event yet.
         let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1 AND seq > 0")

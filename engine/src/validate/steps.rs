@@ -26,6 +26,7 @@ pub(super) fn check(ctx: &mut Ctx) {
         check_for_each(ctx, step);
         check_undo(ctx, id, step);
         check_retry(ctx, step);
+        check_notify_moot(ctx, id, step);
     }
     check_roles(ctx);
     check_params(ctx);
@@ -237,6 +238,24 @@ fn check_undo(ctx: &mut Ctx, id: &Located<String>, step: &Step) {
         );
     }
     check_inputs(ctx, &undo.uses, undo.with.as_ref());
+}
+
+/// `notify_moot` only means something on a step that asks people.
+fn check_notify_moot(ctx: &mut Ctx, id: &Located<String>, step: &Step) {
+    let Some(flag) = &step.notify_moot else {
+        return;
+    };
+    let uses = step.uses.as_ref().map(|u| u.value.as_str());
+    if !matches!(uses, Some("approval" | "manual")) {
+        ctx.error(
+            flag.loc,
+            format!(
+                "step `{}`: `notify_moot` is for `approval` and `manual` steps (it tells the \
+                 people asked that their decision is no longer needed)",
+                id.value
+            ),
+        );
+    }
 }
 
 fn check_retry(ctx: &mut Ctx, step: &Step) {

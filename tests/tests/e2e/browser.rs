@@ -6,9 +6,12 @@
 //! (through chromedriver) opens the link, shows the confirmation page (runbook, cycle, step,
 //! who decides, the choices), and a click on Approve decides it: the page's own form `POST`
 //! passes the daemon's same-site and CSRF checks, the run goes on and finishes, and the audit
-//! log has the decision by `link:<email>` with the source IP. Opened again, the link says it
-//! was already used and leaves a `link.rejected` event. Screenshots of the three pages land in
-//! `target/test-artifacts/`. A missing Chromium fails this test; it never skips.
+//! log has the decision by `link:<email>` with the source IP and the comment typed with it.
+//! The page is headed with the step's own message and shows the patch window, the params, the
+//! quorum so far and what each choice leads to (issue 15). Opened again by its owner, the link
+//! shows what she chose and when, with the run's link: not an error, no `link.rejected` event.
+//! The other approver is told his decision is no longer needed. Screenshots of the three pages
+//! land in `target/test-artifacts/`. A missing Chromium fails this test; it never skips.
 
 use std::time::Duration;
 
@@ -26,6 +29,8 @@ schedule:
 catch_up: 1h
 roles:
   cab: [alice@example.com, bob@example.com]
+params:
+  kb_list: { default: "KB5048667 KB5048685", description: KB articles in scope }
 steps:
   cab-approval:
     description: The change advisory board agrees to tonight's window
@@ -35,10 +40,15 @@ steps:
       quorum: 1
       message: "May we patch cycle {{cycle}} tonight?"
   patch:
+    description: Patch the servers
     needs: [cab-approval]
+    at: patch_tuesday+4d 22:00
     uses: command
     with: { run: "echo patched {{cycle}}" }
 "#;
+
+/// The page's heading: the approval's own message, not "Approve patch cycle …".
+const HEADING: &str = "May we patch cycle 2026-12 tonight?";
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
@@ -92,6 +102,28 @@ fn a_headless_browser_opens_the_approval_link_and_a_click_on_approve_decides() {
     };
     assert!(step_waits(), "the approval step is not awaiting input");
 
+    // The run page says who the run waits on and for what.
+    let run_url = alice_email
+        .lines()
+        .find_map(|l| l.strip_prefix("Run page: "))
+        .expect("the run page in the email");
+    let run_path = run_url.strip_prefix(&daemon.url()).unwrap().trim();
+    let (status, _, run_page) = request(&addr, "GET", run_path, &[], "");
+    assert_eq!(status, 200, "{run_page}");
+    let waiting = run_page
+        .split("<h2>Waiting for</h2>")
+        .nth(1)
+        .expect("Waiting for");
+    let waiting = waiting.split("<h2>").next().unwrap();
+    assert!(
+        waiting.contains("alice@example.com, bob@example.com"),
+        "{waiting}"
+    );
+    assert!(
+        waiting.contains("approval: 0 of 1 needed so far"),
+        "{waiting}"
+    );
+
     // Mail scanners fetch links before people do: GETs and HEADs change nothing.
     let before = without_mail(&audit_events(&database));
     for method in ["GET", "HEAD", "GET", "HEAD", "GET", "GET"] {
@@ -108,18 +140,24 @@ fn a_headless_browser_opens_the_approval_link_and_a_click_on_approve_decides() {
     // The browser shows what is being decided and the choices; opening it decides nothing.
     let browser = browser.join().expect("chromium and chromedriver start");
     browser.navigate(&link);
-    assert_eq!(
-        browser.title(),
-        "Approve patch cycle 2026-12 of browser-demo? · patchday"
+    assert_eq!(browser.title(), format!("{HEADING} · patchday"));
+    assert_eq!(text_of(&browser, "h1"), HEADING);
+    assert!(
+        browser.find_all(".lead").is_empty(),
+        "the heading is said once"
     );
-    assert_eq!(
-        text_of(&browser, "h1"),
-        "Approve patch cycle 2026-12 of browser-demo?"
-    );
-    assert_eq!(
-        text_of(&browser, ".lead"),
-        "May we patch cycle 2026-12 tonight?"
-    );
+    let main = text_of(&browser, "main");
+    for expected in [
+        "The patch window",
+        "Sat 2026-12-12 22:00 UTC",
+        "Patch the servers",
+        "KB5048667 KB5048685",
+        "0 of 1 needed.",
+        "the step succeeds; next: patch",
+        "the step fails: no new step starts, and the run fails",
+    ] {
+        assert!(main.contains(expected), "{expected:?} missing:\n{main}");
+    }
     let facts = text_of(&browser, "table.facts");
     for expected in [
         "Runbook\tbrowser-demo",
@@ -154,11 +192,15 @@ fn a_headless_browser_opens_the_approval_link_and_a_click_on_approve_decides() {
         "opening the link in the browser moved the step"
     );
 
-    // A click on Approve: the form's POST, as the browser sends it, decides.
+    // Every choice has a comment box. A comment, then a click on Approve: the form's POST, as
+    // the browser sends it, decides.
+    let comments = browser.find_all("form[method=post] textarea[name=comment]");
+    assert_eq!(comments.len(), 2);
+    browser.type_text(&comments[0], "Snapshots are in place.");
     browser.click(&buttons[0]);
     let title = poll("the decided page", Duration::from_secs(30), || {
         let title = browser.title();
-        (!title.starts_with("Approve patch cycle")).then_some(title)
+        (!title.starts_with(HEADING)).then_some(title)
     });
     assert_eq!(
         title,
@@ -199,33 +241,53 @@ fn a_headless_browser_opens_the_approval_link_and_a_click_on_approve_decides() {
     assert_eq!(decision["details"]["source_ip"], "127.0.0.1");
     assert_eq!(decision["details"]["choice"], "approve");
     assert_eq!(decision["details"]["recipient"], "alice@example.com");
+    assert_eq!(decision["details"]["comment"], "Snapshots are in place.");
     let rejected = count(&events, "link.rejected");
     assert_eq!(
         rejected, 0,
         "the browser's POST was refused first: {events:#?}"
     );
 
-    // Opened again, the link was used: a clear page, and a `link.rejected` event.
+    // Opened again by Alice: what she chose and when, with the run's link; nothing refused.
     browser.navigate(&link);
-    assert_eq!(browser.title(), "This link was already used · patchday");
-    let page = text_of(&browser, "main");
+    assert_eq!(browser.title(), "You already decided: approved · patchday");
+    let notice = text_of(&browser, ".notice.done");
     assert!(
-        page.contains("Each link decides once.") && page.contains("Nothing was changed."),
-        "{page}"
+        notice.starts_with("Approved by you (alice@example.com) at 2026-12-08 "),
+        "{notice}"
     );
-    assert_eq!(text_of(&browser, "main > p.muted code"), "already_used");
-    screenshot(&browser, "approval-replayed.png");
+    assert!(
+        notice.contains("Your comment: Snapshots are in place."),
+        "{notice}"
+    );
+    let run_link = browser.find("main a[href^='/runs/']");
+    assert_eq!(browser.text(&run_link), "See the run");
+    screenshot(&browser, "approval-reopened.png");
     let events = audit_events(&database);
-    assert_eq!(count(&events, "link.rejected"), rejected + 1);
+    assert_eq!(count(&events, "link.rejected"), 0, "{events:#?}");
     assert_eq!(count(&events, "approval.decided"), 1);
-    let refusal = events
-        .iter()
-        .rfind(|e| e["action"] == "link.rejected")
-        .unwrap();
-    assert_eq!(refusal["actor"], "link:alice@example.com");
-    assert_eq!(refusal["details"]["reason"], "already_used");
-    assert_eq!(refusal["details"]["method"], "GET");
-    assert_eq!(refusal["details"]["source_ip"], "127.0.0.1");
+
+    // Bob, who did not decide, is told his decision is no longer needed.
+    let moot = poll(
+        "Bob's no longer needed email",
+        Duration::from_secs(30),
+        || {
+            let moot = emails_with(
+                &outbox,
+                &format!(
+                    "Subject: [patchday] browser-demo 2026-12: no longer needed: {HEADING}\r\n"
+                ),
+            );
+            (!moot.is_empty()).then_some(moot)
+        },
+    );
+    assert_eq!(moot.len(), 1, "{moot:#?}");
+    assert!(moot[0].contains("To: bob@example.com\r\n"), "{}", moot[0]);
+    assert!(
+        moot[0].contains("the quorum was reached: approve by alice@example.com"),
+        "{}",
+        moot[0]
+    );
 
     drop(browser);
     let status = daemon.terminate();

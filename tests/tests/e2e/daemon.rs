@@ -275,8 +275,9 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
             assert!(body.is_empty(), "HEAD has no body");
         }
     }
+    // Headed with the approval's own message (issue 15).
     assert!(
-        page.contains("Approve patch cycle 2026-12 of links-demo?"),
+        page.contains("<h1>May we patch cycle 2026-12 tonight?</h1>"),
         "{page}"
     );
     assert!(page.contains("Nobody has decided yet."), "{page}");
@@ -443,13 +444,29 @@ fn approval_links_decide_once_and_every_bad_link_is_refused_and_audited() {
         attack("replayed", "POST", &alice, &[], &approve, 409),
         "already_used"
     );
-    assert_eq!(
-        attack("replayed GET", "GET", &alice, &[], "", 409),
-        "already_used"
+    // Opened again by Alice: what she chose and when, with the run; not refused, not audited.
+    let (status, _, again) = request(&addr, "GET", &path(&alice), &[], "");
+    assert_eq!(status, 200, "{again}");
+    assert!(
+        again.contains("<h1>You already decided: approved</h1>"),
+        "{again}"
     );
+    assert!(
+        again.contains("Approved by you (alice@example.com) at"),
+        "{again}"
+    );
+    assert!(again.contains("href=\"/runs/"), "{again}");
+    // Bob opens his link after Alice settled the step: what was decided, not an error.
     let (_, bob_after, _) = (0, request(&addr, "GET", &path(&bob), &[], ""), 0);
-    assert_eq!(bob_after.0, 409, "{}", bob_after.2);
-    rejected.set(rejected.get() + 1);
+    assert_eq!(bob_after.0, 200, "{}", bob_after.2);
+    assert!(
+        bob_after
+            .2
+            .contains("<h1>Your decision is no longer needed</h1>")
+            && bob_after.2.contains("Approved by alice@example.com at"),
+        "{}",
+        bob_after.2
+    );
     assert_eq!(
         attack("other approver", "POST", &bob, &[], &bob_form, 409),
         "not_awaiting_input"

@@ -442,7 +442,7 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     browser.navigate(&format!("{}{link}", served.server()));
     assert_eq!(
         browser.text(&browser.find("h1")),
-        "Approve patch cycle 2026-12 of monthly-local?"
+        "Approve patch cycle 2026-12 (change CHG00010001)"
     );
     let buttons = browser.find_all("form[method=post] button[type=submit]");
     let labels: Vec<String> = buttons.iter().map(|b| browser.text(b)).collect();
@@ -453,7 +453,7 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     browser.click(&buttons[0]);
     let decided = poll("the decided page", LIMIT, || {
         let title = browser.title();
-        (!title.starts_with("Approve patch cycle")).then_some(title)
+        title.starts_with("Approved by you").then_some(title)
     });
     assert!(
         decided.starts_with("Approved by you"),
@@ -561,8 +561,13 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
         .expect("approval.decided");
     assert_eq!(decision["actor"], "link:cab-chair@example.com");
 
+    // The chair approved: the IT director is told his decision is no longer needed.
+    hosts.await_mail(
+        "[patchday] monthly-local 2026-12: no longer needed: Approve patch cycle 2026-12 (change CHG00010001)",
+        1,
+    );
     let december = hosts.mail();
-    assert_eq!(december.len(), 5, "{:#?}", subjects(&december));
+    assert_eq!(december.len(), 6, "{:#?}", subjects(&december));
     assert_authenticated_and_unique(&december);
     assert_no_secret_leaked(&hosts, &served);
     assert_eq!(served.daemon.terminate().code(), Some(0));
@@ -621,18 +626,25 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
         (l == format!("run {run} waits for a decision: patch-node1 [node1] interrupted"))
             .then_some(())
     });
-    let bearer = format!("Bearer {}", hosts.env_var("PATCHDAY_API_TOKEN"));
-    let (status, _, body) = request(
-        &served.addr,
-        "POST",
-        &format!("/api/v1/runs/{run}/steps/patch-node1/resume"),
-        &[
-            ("Authorization", &bearer),
-            ("Content-Type", "application/json"),
-        ],
-        r#"{"host": "node1", "decision": "retry"}"#,
+    // The committee is told the step waits for an operator, who retries it with the CLI.
+    hosts.await_mail(
+        "[patchday] monthly-local 2027-01: step patch-node1 on node1 waits for an operator",
+        1,
     );
-    assert_eq!(status, 200, "{body}");
+    let out = served.cli(
+        &hosts,
+        &[
+            "retry",
+            &run,
+            "--step",
+            "patch-node1",
+            "--host",
+            "node1",
+            "--reason",
+            "killed with the daemon",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     served.await_success(&run);
     hosts.await_mail("[patchday] monthly-local 2027-01: run succeeded", 1);
 
@@ -694,6 +706,19 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
             "[patchday] monthly-local 2027-01: run succeeded",
             r#"["patch-committee@example.com"]"#,
         ),
+        (
+            "[patchday] monthly-local 2027-01: step patch-node1 on node1 waits for an operator",
+            r#"["patch-committee@example.com"]"#,
+        ),
+        // The operator approved for the CAB: both members are told it is no longer needed.
+        (
+            "[patchday] monthly-local 2027-01: no longer needed: Approve patch cycle 2027-01 (change CHG00010002)",
+            r#"["cab-chair@example.com"]"#,
+        ),
+        (
+            "[patchday] monthly-local 2027-01: no longer needed: Approve patch cycle 2027-01 (change CHG00010002)",
+            r#"["it-director@example.com"]"#,
+        ),
     ]
     .iter()
     .map(|(s, r)| (s.to_string(), r.to_string()))
@@ -724,6 +749,7 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
         .expect("step.resolved");
     assert_eq!(resolved["actor"], "api:demo");
     assert_eq!(resolved["details"]["decision"], "retry");
+    assert_eq!(resolved["details"]["reason"], "killed with the daemon");
     assert_eq!(count(&events, "run.started"), 2);
 
     assert_no_secret_leaked(&hosts, &served);

@@ -214,7 +214,7 @@ fn trigger(daemon: &Daemon, token: &str) -> String {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.ends_with(" started: lasting cycle -\n"), "{text}");
+    assert!(text.ends_with(" started: lasting (manual run)\n"), "{text}");
     text.split_whitespace().nth(1).unwrap().to_string()
 }
 
@@ -532,8 +532,8 @@ fn manual_runs_of_one_runbook_all_run_and_a_cycle_runs_again_only_on_purpose() {
     };
     let first = started(&run(&[]));
     let second = started(&run(&[]));
-    assert!(first.ends_with(" started: local cycle -"), "{first}");
-    assert!(second.ends_with(" started: local cycle -"), "{second}");
+    assert!(first.ends_with(" started: local (manual run)"), "{first}");
+    assert!(second.ends_with(" started: local (manual run)"), "{second}");
     assert_ne!(first, second, "two runs, two ids");
     // A cycle, by hand: once; a second run of it is refused and says how to re-run it.
     started(&run(&["--cycle", "2026-12"]));

@@ -92,9 +92,7 @@ fn mermaid_draws_the_monthly_dag() {
     let text = stdout(&out);
     assert!(text.starts_with("flowchart TD\n"), "{text}");
     assert!(
-        text.contains(
-            "[\"patch-node1<br/>command × cluster-node1<br/>Sat 2026-12-12 22:00 -05:00\"]"
-        ),
+        text.contains("[\"patch-node1<br/>command × cluster-node1<br/>Sat 2026-12-12 22:00 EST\"]"),
         "{text}"
     );
     let edges = text.lines().filter(|l| l.contains(" --> ")).count();
@@ -124,5 +122,23 @@ fn text_plan_lists_waves_and_the_critical_path() {
     let out = run(&["plan", "runbooks/esx-bimonthly.yaml", "--cycle", "2027-03"]);
     let text = stdout(&out);
     assert!(text.contains("critical path: announce -> cab-approval -> update-hosts -> hosts-answer -> exit-maintenance -> report"), "{text}");
-    assert!(text.contains("Mon 2027-03-01 20:00 +01:00"), "{text}");
+    assert!(text.contains("Mon 2027-03-01 20:00 CET"), "{text}");
+}
+
+/// Issue 15: `plan` printed `-05:00` where `simulate` printed `EST`; both show a time one way.
+#[test]
+fn plan_and_simulate_show_a_time_the_same_way() {
+    let args = ["runbooks/monthly.yaml", "--cycle", "2026-12"];
+    let plan = stdout(&run(&[&["plan"][..], &args].concat()));
+    let simulated = stdout(&run(&[&["simulate"][..], &args].concat()));
+    let planned = plan
+        .lines()
+        .find(|l| l.contains(" patch-node1 "))
+        .expect("patch-node1 in the plan");
+    assert!(planned.contains("Sat 2026-12-12 22:00 EST"), "{plan}");
+    assert!(!plan.contains("-05:00"), "{plan}");
+    assert!(
+        simulated.contains("Sat 2026-12-12 22:00 EST    patch-node1"),
+        "{simulated}"
+    );
 }

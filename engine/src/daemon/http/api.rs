@@ -9,7 +9,7 @@
 //! | `GET /runs/{id}` | a run, its step rows and its audit trail |
 //! | `POST /runs` | `{"runbook", "params": {..}, "cycle"?, "rerun"?}` starts a run; 201 with the run |
 //! | `POST /runs/{id}/cancel` | cancels a running run (its attempts in flight are stopped) |
-//! | `POST /runs/{id}/steps/{step}/resume` | `{"host"?, "decision": "retry"\|"skip"\|"abort"}` on an interrupted row |
+//! | `POST /runs/{id}/steps/{step}/resume` | `{"host"?, "decision": "retry"\|"skip"\|"abort", "reason"?}` on an interrupted row |
 //! | `POST /runs/{id}/steps/{step}/decision` | `{"host"?, "choice", "comment"?}` on a row awaiting input |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document of these routes (no token needed) |
 //!
@@ -464,6 +464,9 @@ struct ResumeBody {
     #[serde(default)]
     host: String,
     decision: String,
+    /// Why (recorded in the audit event and shown as the row's reason).
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 async fn resume<S: Store>(
@@ -491,9 +494,17 @@ async fn resume<S: Store>(
         Ok(found) => found,
         Err(response) => return response,
     };
+    let reason = body.reason.as_deref().and_then(comment_text);
     if let Err(e) = shared
         .engine
-        .resolve_as(&id, &step, &body.host, resolution, &actor)
+        .resolve_as(
+            &id,
+            &step,
+            &body.host,
+            resolution,
+            &actor,
+            reason.as_deref(),
+        )
         .await
     {
         return run_error(e);
@@ -531,10 +542,7 @@ async fn decision<S: Store>(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let comment = body
-        .comment
-        .map(|c| c.trim().chars().take(MAX_COMMENT).collect::<String>())
-        .filter(|c| !c.is_empty());
+    let comment = body.comment.as_deref().and_then(comment_text);
     let new = NewDecision {
         run_id: id.clone(),
         step: step.clone(),
@@ -568,6 +576,11 @@ async fn decision<S: Store>(
             "quorum": decided.quorum,
         }),
     )
+}
+
+/// A comment or reason as kept: trimmed, at most [`MAX_COMMENT`] characters, none if empty.
+fn comment_text(text: &str) -> Option<String> {
+    Some(text.trim().chars().take(MAX_COMMENT).collect::<String>()).filter(|c| !c.is_empty())
 }
 
 async fn openapi_json() -> Response {
@@ -765,7 +778,8 @@ pub fn openapi() -> Value {
                     "additionalProperties": false,
                     "properties": {
                         "host": { "type": "string", "default": "" },
-                        "decision": { "enum": ["retry", "skip", "abort"] }
+                        "decision": { "enum": ["retry", "skip", "abort"] },
+                        "reason": { "type": "string", "description": "Why; recorded in the audit event" }
                     }
                 },
                 "Decision": {

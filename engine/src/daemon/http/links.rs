@@ -9,7 +9,10 @@
 //! the row (still awaiting input). Every refusal renders [`pages::rejected_link_page`] with a
 //! fitting status and is recorded as a `link.rejected` audit event (actor `link:<recipient>`
 //! when the token's signature holds, else `link:unknown`; details: reason code, source IP),
-//! and changes nothing else.
+//! and changes nothing else. A used link opened again (`GET`) is not refused: it shows its
+//! owner what they chose and when, with the run's link ([`pages::decided_page`]), unaudited;
+//! so does the link of someone who did not decide, once others' decisions settled the step.
+//! Only a form posted again, or to a settled step, is refused.
 //!
 //! Refusals are rate limited per source ([`limit`]): past [`limit::PER_SOURCE`] refusals a minute
 //! from one address (or [`limit::OVERALL`] from all together), a refused request is answered
@@ -41,7 +44,7 @@ use self::limit::{RefusalLimit, Report, Scope, Verdict};
 use super::{Shared, error, html, unavailable};
 use crate::links::{LinkClaims, LinkError, Purpose};
 use crate::pages;
-use crate::run::RunError;
+use crate::run::{RunError, consequences};
 use crate::store::{Change, NewDecision, NewEvent, StepState, Store, StoreError};
 
 /// The longest comment kept, in characters.
@@ -113,10 +116,12 @@ struct Target {
     view: Arc<StepView>,
 }
 
-/// Why a handler stopped: a refused link, or the store failing (a 503, not audited).
+/// Why a handler stopped: a refused link, the store failing (a 503, not audited), or a link
+/// its owner already used: the page of what they chose (not a refusal, not audited).
 enum Stop {
     Refused(Option<Box<LinkClaims>>, Refusal),
     Store(String),
+    AlreadyDecided(Box<pages::DecidedView>),
 }
 
 impl From<StoreError> for Stop {
@@ -134,8 +139,13 @@ pub async fn show<S: Store>(
 ) -> Response {
     let now = shared.clock.now();
     let result = async {
-        let claims = verify(&shared, &token, now)?;
-        let target = target(&shared, &routes, claims).await?;
+        let claims = match verify(&shared, &token, now) {
+            Err(Stop::Refused(_, Refusal::Link(LinkError::Expired { at }))) => {
+                return Err(receipt(&shared, &token, at).await);
+            }
+            other => other?,
+        };
+        let target = target(&shared, &routes, claims, true).await?;
         Ok(confirmation(&shared, &token, target))
     }
     .await;
@@ -167,7 +177,7 @@ pub async fn decide<S: Store>(
         signer
             .check_csrf(&token, csrf)
             .map_err(|e| refused(e.into()))?;
-        let target = target(&shared, &routes, claims.clone()).await?;
+        let target = target(&shared, &routes, claims.clone(), false).await?;
         let choice = form
             .get(pages::FIELD_CHOICE)
             .map_or("", String::as_str)
@@ -191,7 +201,11 @@ pub async fn decide<S: Store>(
             source_ip: Some(peer.ip().to_string()),
             nonce: Some(claims.nonce.clone()),
         };
-        let decided = match shared.engine.decide(&target.view.checked, decision).await {
+        let decided = match shared
+            .engine
+            .decide(&target.view.checked, decision.clone())
+            .await
+        {
             Ok(decided) => decided,
             Err(e) => return Err(decide_error(e, &claims)),
         };
@@ -199,22 +213,63 @@ pub async fn decide<S: Store>(
             shared.spawn_run(target.view.checked.clone(), claims.run_id.clone());
         }
         shared.mail.notify_one();
-        let view = pages::DecidedView {
-            runbook: target.view.run.runbook.clone(),
-            cycle: crate::run::cycle_shown(&target.view.run),
-            step: claims.step.clone(),
-            outcome: outcome(target.view.ask.purpose, &choice),
-            actor: claims.recipient.clone(),
-            at: now,
-            comment,
-            run_id: claims.run_id.clone(),
-        };
+        let view = decided_view(&target.view.run, &claims, &decision, pages::Seen::Now);
         Ok(pages::decided_page(&view))
     }
     .await;
     match result {
         Ok(page) => html(StatusCode::OK, page),
         Err(stop) => refuse(&shared, &routes, stop, peer, "POST", now).await,
+    }
+}
+
+/// The page of `decision`, as the link's person sees it (`seen`).
+fn decided_view(
+    run: &crate::store::RunRow,
+    claims: &LinkClaims,
+    decision: &NewDecision,
+    seen: pages::Seen,
+) -> pages::DecidedView {
+    pages::DecidedView {
+        runbook: run.runbook.clone(),
+        cycle: crate::run::cycle_shown(run),
+        step: claims.step.clone(),
+        outcome: outcome(claims.purpose, &decision.choice),
+        actor: decision.recipient.clone(),
+        at: decision.at,
+        comment: decision.comment.clone(),
+        run_id: claims.run_id.clone(),
+        seen,
+    }
+}
+
+/// An expired link opened again: the page of its owner's decision if they took one through
+/// it (a receipt outlives the link), else the expiry refusal.
+async fn receipt<S: Store>(shared: &Shared<S>, token: &str, expired_at: DateTime<Utc>) -> Stop {
+    let expired = || Stop::Refused(None, LinkError::Expired { at: expired_at }.into());
+    let Ok(claims) = verify(shared, token, expired_at - chrono::Duration::seconds(1)) else {
+        return expired();
+    };
+    let store = &shared.engine.store;
+    let (run, decisions) = match (
+        store.run(&claims.run_id).await,
+        store
+            .decisions(&claims.run_id, &claims.step, &claims.host)
+            .await,
+    ) {
+        (Ok(Some(run)), Ok(decisions)) => (run, decisions),
+        (Err(e), _) | (_, Err(e)) => return e.into(),
+        _ => return expired(),
+    };
+    match decisions
+        .iter()
+        .find(|d| d.decision.nonce.as_deref() == Some(claims.nonce.as_str()))
+    {
+        Some(mine) => {
+            let seen = pages::Seen::Earlier;
+            Stop::AlreadyDecided(Box::new(decided_view(&run, &claims, &mine.decision, seen)))
+        }
+        None => expired(),
     }
 }
 
@@ -236,10 +291,12 @@ fn verify<S: Store>(
 /// The run, runbook, step and row the claims name, checked: a person-step of the link's purpose,
 /// the recipient still one of its people, the nonce unused, the row awaiting input. Reads the
 /// chain head, and the rest only when it moved since the row's view was kept ([`cache`]).
+/// A used link that is only `reading` (a `GET`) stops with the page of its decision.
 async fn target<S: Store>(
     shared: &Shared<S>,
     routes: &LinkRoutes,
     claims: LinkClaims,
+    reading: bool,
 ) -> Result<Target, Stop> {
     let refused = |r: Refusal| Stop::Refused(Some(Box::new(claims.clone())), r);
     let other_step = || refused(LinkError::OtherStep.into());
@@ -293,14 +350,26 @@ async fn target<S: Store>(
     {
         return Err(refused(LinkError::OtherRecipient.into()));
     }
-    let used = view.decisions.iter().any(|d| {
+    let mine = view.decisions.iter().find(|d| {
         d.decision.nonce.as_deref() == Some(claims.nonce.as_str())
             || claims.check_recipient(&d.decision.recipient).is_ok()
     });
-    if used {
-        return Err(refused(LinkError::AlreadyUsed.into()));
+    match mine {
+        // Its owner opening it again: what they chose and when (nothing refused).
+        Some(mine) if reading => {
+            let decided = decided_view(&view.run, &claims, &mine.decision, pages::Seen::Earlier);
+            return Err(Stop::AlreadyDecided(Box::new(decided)));
+        }
+        // A form posted again (a replay, or a double click): refused and audited.
+        Some(_) => return Err(refused(LinkError::AlreadyUsed.into())),
+        None => {}
     }
     if view.state != StepState::AwaitingInput {
+        // Settled by others' decisions: a person opening their link sees what was decided.
+        if let (true, Some(last)) = (reading, view.decisions.last()) {
+            let decided = decided_view(&view.run, &claims, &last.decision, pages::Seen::Others);
+            return Err(Stop::AlreadyDecided(Box::new(decided)));
+        }
         return Err(refused(Refusal::Settled));
     }
     Ok(Target { claims, view })
@@ -317,14 +386,43 @@ fn confirmation<S: Store>(shared: &Shared<S>, token: &str, target: Target) -> St
         ..
     } = &*view;
     let signer = &shared.engine.links.as_ref().expect("verified").signer;
+    let leads_to = consequences::leads_to(checked, &claims.step, ask);
     let choices = ask
         .choices
         .iter()
-        .map(|c| pages::ChoiceView {
+        .zip(leads_to)
+        .map(|(c, leads_to)| pages::ChoiceView {
             value: c.clone(),
             label: label(ask.purpose, c),
+            leads_to,
         })
         .collect();
+    let window = consequences::patch_window(checked, run, &claims.step)
+        .into_iter()
+        .map(|p| pages::WindowView {
+            local: crate::calendar::wall_clock(&p.at, checked.tz),
+            step: p.step,
+            description: p.description,
+            at: p.at,
+        })
+        .collect();
+    let heading = crate::run::approvals::ask_heading(checked, &claims.step, ask);
+    let params = run
+        .snapshot
+        .get("params")
+        .and_then(serde_json::Value::as_object)
+        .map(|params| {
+            params
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let page = pages::ConfirmationView {
         purpose: claims.purpose,
         runbook: run.runbook.clone(),
@@ -339,6 +437,9 @@ fn confirmation<S: Store>(shared: &Shared<S>, token: &str, target: Target) -> St
         runbook_commit: run.commit.clone(),
         runbook_hash: run.content_hash.clone(),
         message: ask.message.clone().filter(|m| !m.trim().is_empty()),
+        heading: (heading != claims.step).then_some(heading),
+        window,
+        params,
         recipient: claims.recipient.clone(),
         expires_at: claims.expires_at,
         quorum: (ask.purpose == Purpose::Approval).then_some(ask.quorum),
@@ -428,6 +529,7 @@ async fn refuse<S: Store>(
     let (claims, refusal) = match stop {
         Stop::Refused(claims, refusal) => (claims, refusal),
         Stop::Store(e) => return unavailable(e),
+        Stop::AlreadyDecided(view) => return html(StatusCode::OK, pages::decided_page(&view)),
     };
     shared.counters.link_rejected(refusal.code());
     if let Verdict::Limited { until, report } = routes.refusals.refusal(peer.ip(), now) {

@@ -1,0 +1,392 @@
+//! Patch SLA compliance over a period (issue 14, `patchday compliance --from --to`): for every
+//! run started in the period whose runbook declares an `sla`, each host's time to patch against
+//! the SLA of the run's severity, late hosts with their reason, decisions given after the work
+//! they gated began, and the cycles missed or skipped.
+//!
+//! The clock starts at the release: 00:00 on Patch Tuesday of the run's cycle in the runbook's
+//! time zone, or 00:00 (same zone) of the run's `released` param (`YYYY-MM-DD`), for emergency
+//! runs. The severity is the run's `severity` param, else the runbook's `severity`. A host is
+//! within the SLA when all its rows succeeded (or were skipped on purpose) and the last one
+//! finished by the deadline. A run without host rows counts as one host, `(run)`.
+
+use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
+use serde_json::{Value, json};
+
+use crate::audit::format_instant;
+use crate::runbook::Severity;
+use crate::store::{EventRow, RunRow, StepRow, StepState, Store, StoreError};
+
+/// When the SLA clock of a run starts and stops, and for which severity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub severity: Severity,
+    pub released: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+}
+
+/// Why a run is not measured against an SLA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotMeasured {
+    NoSla,
+    NoSeverity,
+    NoRelease,
+    NoSlaFor(Severity),
+    Invalid(String),
+}
+
+impl std::fmt::Display for NotMeasured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoSla => write!(f, "its runbook declares no sla"),
+            Self::NoSeverity => write!(f, "no severity (runbook `severity` or param)"),
+            Self::NoRelease => write!(f, "no cycle and no `released` param"),
+            Self::NoSlaFor(s) => write!(f, "the sla names no time for {s:?}"),
+            Self::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// The SLA window of `run`, whose checked runbook is `checked`.
+pub fn window(
+    checked: &crate::validate::CheckedRunbook,
+    run: &RunRow,
+) -> Result<Window, NotMeasured> {
+    let sla = checked.runbook.sla.as_ref().ok_or(NotMeasured::NoSla)?;
+    let param = |name: &str| {
+        run.snapshot
+            .get("params")
+            .and_then(|p| p.get(name))
+            .and_then(Value::as_str)
+    };
+    let severity = match param("severity") {
+        Some(text) => text.parse().map_err(NotMeasured::Invalid)?,
+        None => checked.runbook.severity.ok_or(NotMeasured::NoSeverity)?,
+    };
+    let day = match (param("released"), &run.cycle) {
+        (Some(text), _) => NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+            NotMeasured::Invalid(format!("`released` param `{text}` is not YYYY-MM-DD"))
+        })?,
+        (None, Some(cycle)) => crate::calendar::patch_tuesday(
+            cycle
+                .parse()
+                .map_err(|e| NotMeasured::Invalid(format!("cycle {cycle}: {e}")))?,
+        ),
+        (None, None) => return Err(NotMeasured::NoRelease),
+    };
+    let allowed = sla
+        .allowed(severity)
+        .ok_or(NotMeasured::NoSlaFor(severity))?;
+    let released = release_instant(checked.tz, day);
+    let deadline = released
+        + chrono::Duration::from_std(allowed)
+            .map_err(|e| NotMeasured::Invalid(format!("sla: {e}")))?;
+    Ok(Window {
+        severity,
+        released,
+        deadline,
+    })
+}
+
+/// 00:00 of `day` in `tz` (the first instant of the day, whatever DST does).
+pub fn release_instant(tz: chrono_tz::Tz, day: NaiveDate) -> DateTime<Utc> {
+    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    match tz.from_local_datetime(&midnight) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.with_timezone(&Utc)
+        }
+        // A zone that skips midnight: the first instant of the day is 01:00.
+        chrono::LocalResult::None => tz
+            .from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+            .earliest()
+            .expect("an hour after a gap exists")
+            .with_timezone(&Utc),
+    }
+}
+
+/// One host's time to patch against the window.
+pub fn hosts(rows: &[StepRow], window: &Window) -> Vec<Value> {
+    let mut by_host: indexmap::IndexMap<&str, Vec<&StepRow>> = indexmap::IndexMap::new();
+    for row in rows.iter().filter(|r| !r.host.is_empty()) {
+        by_host.entry(&row.host).or_default().push(row);
+    }
+    if by_host.is_empty() {
+        by_host.insert("(run)", rows.iter().collect());
+    }
+    by_host
+        .into_iter()
+        .map(|(host, rows)| host_json(host, &rows, window))
+        .collect()
+}
+
+fn host_json(host: &str, rows: &[&StepRow], window: &Window) -> Value {
+    let failed = rows
+        .iter()
+        .find(|r| !matches!(r.state, StepState::Succeeded | StepState::Skipped));
+    let patched_at = rows.iter().filter_map(|r| r.finished_at).max();
+    let late_reason = match (failed, patched_at) {
+        (Some(row), _) => Some(format!(
+            "step `{}` {:?}{}",
+            row.step,
+            row.state,
+            row.reason
+                .as_deref()
+                .map_or(String::new(), |r| format!(": {r}"))
+        )),
+        (None, Some(at)) if at > window.deadline => Some(format!(
+            "patched {} after the deadline {}",
+            format_instant(at),
+            format_instant(window.deadline)
+        )),
+        (None, None) => Some("not finished".into()),
+        (None, Some(_)) => None,
+    };
+    json!({
+        "host": host,
+        "patched_at": patched_at.map(format_instant),
+        "hours_to_patch": patched_at.map(|at| (at - window.released).num_minutes() as f64 / 60.0),
+        "within_sla": late_reason.is_none(),
+        "late_reason": late_reason,
+    })
+}
+
+/// The compliance report of runs started in `[from, to)`.
+pub async fn report<S: Store>(
+    store: &S,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Value, StoreError> {
+    let mut runs_json = Vec::new();
+    let (mut hosts_total, mut hosts_within) = (0, 0);
+    let mut late = Vec::new();
+    let mut late_approvals = Vec::new();
+    let runs = store.runs(u32::MAX).await?;
+    for run in runs
+        .iter()
+        .filter(|r| r.started_at >= from && r.started_at < to)
+    {
+        let measured = crate::run::version_of(run)
+            .map_err(|e| NotMeasured::Invalid(e.to_string()))
+            .and_then(|v| v.check().map_err(|e| NotMeasured::Invalid(e.to_string())))
+            .and_then(|checked| window(&checked, run));
+        let events = run_events(store, &run.id).await?;
+        let version = crate::run::version_of(run).ok();
+        if let Some(version) = &version {
+            for a in crate::evidence::approvals(version, &events) {
+                if a["before_work"] != true {
+                    late_approvals.push(json!({"run": run.id, "approval": a}));
+                }
+            }
+        }
+        let window = match measured {
+            Ok(window) => window,
+            Err(why) => {
+                runs_json.push(json!({"run": run.id, "runbook": run.runbook, "cycle": run.cycle, "measured": false, "why": why.to_string()}));
+                continue;
+            }
+        };
+        let hosts = hosts(&store.steps(&run.id).await?, &window);
+        for host in &hosts {
+            hosts_total += 1;
+            if host["within_sla"] == true {
+                hosts_within += 1;
+            } else {
+                late.push(json!({"run": run.id, "runbook": run.runbook, "cycle": run.cycle, "host": host["host"], "reason": host["late_reason"]}));
+            }
+        }
+        runs_json.push(json!({
+            "run": run.id,
+            "runbook": run.runbook,
+            "cycle": run.cycle,
+            "measured": true,
+            "severity": window.severity,
+            "released": format_instant(window.released),
+            "deadline": format_instant(window.deadline),
+            "hosts": hosts,
+        }));
+    }
+    let skipped = store
+        .events_by_action(&["cycle.missed", "cycle.skipped"])
+        .await?
+        .into_iter()
+        .filter(|e| e.at >= from && e.at < to)
+        .map(|e| json!({"action": e.action, "at": format_instant(e.at), "details": e.details}))
+        .collect::<Vec<_>>();
+    Ok(json!({
+        "from": format_instant(from),
+        "to": format_instant(to),
+        "hosts": hosts_total,
+        "hosts_within_sla": hosts_within,
+        "percent_within_sla": (hosts_total > 0).then(|| 100.0 * hosts_within as f64 / hosts_total as f64),
+        "late": late,
+        "approvals_after_work_began": late_approvals,
+        "missed_or_skipped_cycles": skipped,
+        "runs": runs_json,
+    }))
+}
+
+async fn run_events<S: Store>(store: &S, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
+    store
+        .events(crate::store::EventFilter {
+            run_id: Some(run_id.to_string()),
+            since: None,
+        })
+        .await
+}
+
+/// The report in Markdown.
+pub fn markdown(report: &Value) -> String {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let mut out = format!(
+        "# Patch SLA compliance {} to {}\n\n{} of {} hosts patched within their SLA ({})\n\n",
+        text(&report["from"]),
+        text(&report["to"]),
+        report["hosts_within_sla"],
+        report["hosts"],
+        report["percent_within_sla"]
+            .as_f64()
+            .map_or("no host measured".into(), |p| format!("{p:.1}%"))
+    );
+    out.push_str("## Late hosts\n\n| runbook | cycle | host | why |\n|---|---|---|---|\n");
+    for late in report["late"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            text(&late["runbook"]),
+            text(&late["cycle"]),
+            text(&late["host"]),
+            text(&late["reason"]).replace(['|', '\n'], " ")
+        ));
+    }
+    out.push_str("\n## Approvals given after work began\n\n");
+    let approvals = report["approvals_after_work_began"].as_array();
+    match approvals.filter(|a| !a.is_empty()) {
+        None => out.push_str("None.\n"),
+        Some(list) => {
+            for a in list {
+                out.push_str(&format!(
+                    "- run {}: `{}` by {} at {}\n",
+                    text(&a["run"]),
+                    text(&a["approval"]["step"]),
+                    text(&a["approval"]["actor"]),
+                    text(&a["approval"]["at"])
+                ));
+            }
+        }
+    }
+    out.push_str("\n## Missed or skipped cycles\n\n");
+    let skipped = report["missed_or_skipped_cycles"].as_array();
+    match skipped.filter(|s| !s.is_empty()) {
+        None => out.push_str("None.\n"),
+        Some(list) => {
+            for s in list {
+                out.push_str(&format!(
+                    "- {} at {}: {}\n",
+                    text(&s["action"]),
+                    text(&s["at"]),
+                    s["details"]
+                ));
+            }
+        }
+    }
+    out.push_str("\n## Runs\n\n| run | runbook | cycle | severity | released | deadline |\n|---|---|---|---|---|---|\n");
+    for run in report["runs"].as_array().into_iter().flatten() {
+        if run["measured"] == true {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                text(&run["run"]),
+                text(&run["runbook"]),
+                text(&run["cycle"]),
+                text(&run["severity"]),
+                text(&run["released"]),
+                text(&run["deadline"])
+            ));
+        } else {
+            out.push_str(&format!(
+                "| {} | {} | {} | not measured: {} | | |\n",
+                text(&run["run"]),
+                text(&run["runbook"]),
+                text(&run["cycle"]),
+                text(&run["why"])
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_is_local_midnight_across_dst_changes() {
+        let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        // March 2026: DST starts on Sunday the 8th; Patch Tuesday is the 10th (EDT, UTC-4).
+        let day = crate::calendar::patch_tuesday("2026-03".parse().unwrap());
+        assert_eq!(day.to_string(), "2026-03-10");
+        assert_eq!(
+            release_instant(ny, day).to_rfc3339(),
+            "2026-03-10T04:00:00+00:00"
+        );
+        // November 2026: DST ends on the 1st; Patch Tuesday is the 10th (EST, UTC-5).
+        let day = crate::calendar::patch_tuesday("2026-11".parse().unwrap());
+        assert_eq!(
+            release_instant(ny, day).to_rfc3339(),
+            "2026-11-10T05:00:00+00:00"
+        );
+        // A zone whose DST starts at midnight (America/Santiago, 2026-09-06): the day starts at 01:00.
+        let santiago: chrono_tz::Tz = "America/Santiago".parse().unwrap();
+        let gap = NaiveDate::from_ymd_opt(2026, 9, 6).unwrap();
+        assert_eq!(
+            release_instant(santiago, gap).to_rfc3339(),
+            "2026-09-06T04:00:00+00:00"
+        );
+    }
+
+    fn window(days: i64) -> Window {
+        let released = Utc.with_ymd_and_hms(2026, 1, 31, 0, 0, 0).unwrap();
+        Window {
+            severity: Severity::Critical,
+            released,
+            deadline: released + chrono::Duration::days(days),
+        }
+    }
+
+    fn row(host: &str, state: StepState, finished: Option<DateTime<Utc>>) -> StepRow {
+        StepRow {
+            run_id: "r".into(),
+            step: "patch".into(),
+            host: host.into(),
+            state,
+            attempt: 1,
+            not_before: None,
+            started_at: None,
+            finished_at: finished,
+            outputs: json!({}),
+            reason: (state == StepState::Failed).then(|| "exit 1".into()),
+        }
+    }
+
+    #[test]
+    fn late_hosts_are_named_with_their_reason_across_month_end() {
+        // Released on January 31st with 30 days: the deadline is March 2nd (February has 28).
+        let w = window(30);
+        assert_eq!(w.deadline.to_rfc3339(), "2026-03-02T00:00:00+00:00");
+        let at = |m, d| Utc.with_ymd_and_hms(2026, m, d, 12, 0, 0).unwrap();
+        let rows = [
+            row("web1", StepState::Succeeded, Some(at(2, 27))),
+            row("web2", StepState::Succeeded, Some(at(3, 2))),
+            row("db1", StepState::Failed, Some(at(2, 3))),
+            row("db2", StepState::Running, None),
+        ];
+        let hosts = hosts(&rows, &w);
+        let within: Vec<bool> = hosts.iter().map(|h| h["within_sla"] == true).collect();
+        assert_eq!(within, [true, false, false, false]);
+        assert!(
+            hosts[1]["late_reason"]
+                .as_str()
+                .unwrap()
+                .contains("after the deadline 2026-03-02T00:00:00.000000Z")
+        );
+        assert_eq!(hosts[2]["late_reason"], "step `patch` Failed: exit 1");
+        assert_eq!(hosts[0]["hours_to_patch"], 27.0 * 24.0 + 12.0);
+    }
+}

@@ -1,0 +1,999 @@
+//! Evidence an auditor can trust (issue 14): signed checkpoints kept outside the database catch
+//! what the hash chain alone cannot. Someone with write access to the database (SQLite file or
+//! PostgreSQL role) truncates the log, deletes or edits an event, rewrites the whole chain
+//! consistently with a new head, or rolls the file back; someone with the checkpoint folder
+//! forges a checkpoint or signs one with another key. `patchday audit verify --checkpoints`
+//! names each, on both backends, and the independent verifier docs/verify_audit.py (Python,
+//! `cryptography`) agrees on every case. Proofs made by `patchday audit prove` check with
+//! `patchday audit check-proof` and with the Python script; altered ones do not.
+
+use std::path::PathBuf;
+
+use patchday_tests::postgres::Schema;
+use patchday_tests::sql::{execute, quote};
+use patchday_tests::{patchday, repo_root, scratch, stderr, stdout};
+
+const RUNBOOK: &str = "name: evidence\nsteps:\n  check:\n    uses: noop\n  patch:\n    needs: [check]\n    uses: command\n    with: { run: \"exit 1\" }\n";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A log of three runs, signed after the first and the second (the third is not signed yet).
+struct Log {
+    dir: PathBuf,
+    database: String,
+    backend: Backend,
+    /// Sizes of checkpoints 1 and 2.
+    signed: [u64; 2],
+    _schema: Option<Schema>,
+}
+
+impl Log {
+    fn build(backend: Backend, name: &str) -> Log {
+        let dir = scratch(&format!("evidence-{name}"));
+        std::fs::write(dir.join("evidence.yaml"), RUNBOOK).unwrap();
+        let schema =
+            (backend == Backend::Postgres).then(|| Schema::create(&name.replace('-', "_")));
+        let database = match &schema {
+            Some(schema) => schema.url.clone(),
+            None => format!("sqlite://{}", dir.join("log.db").display()),
+        };
+        let mut log = Log {
+            dir,
+            database,
+            backend,
+            signed: [0, 0],
+            _schema: schema,
+        };
+        let key = log.path("key");
+        log.ok(&[
+            "audit",
+            "keygen",
+            "--name",
+            "patchday.test/e2e",
+            "--out",
+            &key,
+        ]);
+        for i in 0..2 {
+            log.run();
+            log.checkpoint("key");
+            log.signed[i] = log.checkpoint_size(i + 1);
+        }
+        log.run();
+        assert!(log.signed[0] >= 5 && log.signed[1] > log.signed[0] + 3);
+        log
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn patchday(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = patchday()
+            .args(args)
+            .args(["--database", &self.database])
+            .current_dir(&self.dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!("{}{}", stdout(&out), stderr(&out)),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, text) = self.patchday(args);
+        assert_eq!(code, Some(0), "patchday {args:?}: {text}");
+        text
+    }
+
+    /// One run of the runbook (its `patch` step fails: `step.failed`, `run.failed`).
+    fn run(&self) {
+        let (code, text) = self.patchday(&["run", "evidence.yaml"]);
+        assert_eq!(code, Some(1), "{text}");
+    }
+
+    fn checkpoint(&self, key: &str) -> String {
+        self.ok(&["audit", "checkpoint", "--key", key, "--dir", "checkpoints"])
+    }
+
+    fn checkpoint_file(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("checkpoints/{n:08}.checkpoint"))
+    }
+
+    fn checkpoint_size(&self, n: usize) -> u64 {
+        let note = std::fs::read_to_string(self.checkpoint_file(n)).unwrap();
+        note.lines().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// `patchday audit verify --checkpoints checkpoints --key key.pub`.
+    fn verify(&self) -> (Option<i32>, String) {
+        self.patchday(&[
+            "audit",
+            "verify",
+            "--checkpoints",
+            "checkpoints",
+            "--key",
+            "key.pub",
+        ])
+    }
+
+    /// docs/verify_audit.py on `patchday audit export` and the checkpoint folder.
+    fn python(&self) -> (Option<i32>, String) {
+        let export = self.ok(&["audit", "export"]);
+        std::fs::write(self.dir.join("export.jsonl"), export).unwrap();
+        python(&[
+            &self.path("key.pub"),
+            &self.path("checkpoints"),
+            &self.path("export.jsonl"),
+        ])
+    }
+
+    /// Raw SQL with the append-only triggers dropped first, as a DBA would.
+    fn tamper(&self, sql: &str) {
+        let drop = match self.backend {
+            Backend::Sqlite => "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;",
+            Backend::Postgres => "DROP TRIGGER events_no_update ON events;",
+        };
+        execute(&self.database, &format!("{drop} {sql}"));
+    }
+
+    /// Sets the recorded chain head to the last event, hiding a deleted tail from the chain.
+    fn reset_head(&self) {
+        execute(
+            &self.database,
+            "UPDATE chain_head SET seq = (SELECT MAX(seq) FROM events), \
+             hash = (SELECT hash FROM events WHERE seq = (SELECT MAX(seq) FROM events))",
+        );
+    }
+
+    /// Both verifiers fail, patchday saying `patchday_says`, the script `python_says`.
+    fn assert_caught(&self, patchday_says: &str, python_says: &str) {
+        let (code, text) = self.verify();
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains(patchday_says),
+            "expected `{patchday_says}`: {text}"
+        );
+        let (code, text) = self.python();
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains(python_says),
+            "expected `{python_says}`: {text}"
+        );
+    }
+}
+
+fn python(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new("python3")
+        .arg(repo_root().join("docs/verify_audit.py"))
+        .args(args)
+        .output()
+        .expect("python3 runs (bash .ci/deps-python.sh)");
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+/// Every tampering, each on a fresh log.
+fn tampering_is_caught(backend: Backend, name: &str) {
+    // Untouched: both agree it is sound.
+    let log = Log::build(backend, &format!("{name}-sound"));
+    let (code, text) = log.verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("checkpoints ok: 2 signed checkpoint(s)"),
+        "{text}"
+    );
+    let (code, text) = log.python();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok: "), "{text}");
+
+    // The issue's case: the last three events deleted and the head moved: the chain alone
+    // says ok, the checkpoints do not.
+    let log = Log::build(backend, &format!("{name}-truncated"));
+    let keep = log.signed[1] - 3;
+    log.tamper(&format!("DELETE FROM events WHERE seq > {keep};"));
+    log.reset_head();
+    let (code, text) = log.patchday(&["audit", "verify"]);
+    assert_eq!(code, Some(0), "the chain alone cannot see it: {text}");
+    log.assert_caught(
+        &format!(
+            "truncated: checkpoint 00000002.checkpoint signs {} events but the log has only {keep}",
+            log.signed[1]
+        ),
+        "truncated: 00000002.checkpoint",
+    );
+
+    let log = Log::build(backend, &format!("{name}-middle"));
+    log.tamper("DELETE FROM events WHERE seq = 3;");
+    log.assert_caught("audit chain BROKEN at seq 4", "chain broken at seq 4");
+
+    let log = Log::build(backend, &format!("{name}-edited"));
+    log.tamper("UPDATE events SET actor = 'cli:mallory' WHERE seq = 2;");
+    log.assert_caught("audit chain BROKEN at seq 2", "chain broken at seq 2");
+
+    let log = Log::build(backend, &format!("{name}-rewritten"));
+    rewrite_consistently(&log, 2);
+    let (code, text) = log.patchday(&["audit", "verify"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "a consistent rewrite fools the chain: {text}"
+    );
+    log.assert_caught(
+        &format!("rewritten: the first {} events", log.signed[0]),
+        &format!("rewritten: the first {} events", log.signed[0]),
+    );
+
+    let log = Log::build(backend, &format!("{name}-forged"));
+    let file = log.checkpoint_file(2);
+    let note = std::fs::read_to_string(&file).unwrap();
+    let forged = note.replacen(
+        &format!("\n{}\n", log.signed[1]),
+        &format!("\n{}\n", log.signed[1] - 1),
+        1,
+    );
+    assert_ne!(note, forged);
+    std::fs::write(&file, forged).unwrap();
+    log.assert_caught(
+        "does not verify: the note was altered or forged",
+        "signature:",
+    );
+
+    let log = Log::build(backend, &format!("{name}-other-key"));
+    let other = log.path("other");
+    log.ok(&[
+        "audit",
+        "keygen",
+        "--name",
+        "patchday.test/e2e",
+        "--out",
+        &other,
+    ]);
+    log.ok(&[
+        "audit",
+        "checkpoint",
+        "--key",
+        &other,
+        "--dir",
+        "other-checkpoints",
+    ]);
+    std::fs::copy(
+        log.dir.join("other-checkpoints/00000001.checkpoint"),
+        log.checkpoint_file(1),
+    )
+    .unwrap();
+    log.assert_caught(
+        "no signature by key patchday.test/e2e+",
+        "has no signature by",
+    );
+
+    let log = Log::build(backend, &format!("{name}-removed-checkpoint"));
+    std::fs::remove_file(log.checkpoint_file(1)).unwrap();
+    log.assert_caught("removed, replaced or reordered", "checkpoint chain:");
+}
+
+/// Changes the details of event `seq` and rehashes it and every later event, then moves the
+/// head: a rewrite the hash chain cannot tell from the real thing.
+fn rewrite_consistently(log: &Log, seq: i64) {
+    let export = log.ok(&["audit", "export"]);
+    let mut prev: Option<String> = None;
+    let mut sql = String::new();
+    for line in export.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut event = patchday::audit::event_from_json(&value).unwrap();
+        if event.seq < seq {
+            continue;
+        }
+        if event.seq == seq {
+            event.details = serde_json::json!({"forged": true});
+        }
+        if let Some(prev) = prev {
+            event.prev_hash = prev;
+        }
+        event.hash = patchday::audit::row_hash(&event);
+        sql.push_str(&format!(
+            "UPDATE events SET details = {}, prev_hash = {}, hash = {} WHERE seq = {};\n",
+            quote(&event.details.to_string()),
+            quote(&event.prev_hash),
+            quote(&event.hash),
+            event.seq
+        ));
+        prev = Some(event.hash);
+    }
+    log.tamper(&sql);
+    log.reset_head();
+}
+
+#[test]
+fn checkpoints_catch_every_tampering_on_sqlite() {
+    tampering_is_caught(Backend::Sqlite, "sqlite");
+}
+
+#[test]
+fn checkpoints_catch_every_tampering_on_postgres() {
+    tampering_is_caught(Backend::Postgres, "pg");
+}
+
+/// The database file restored from an old copy: the log is shorter than the last checkpoint;
+/// the checkpointer refuses to sign it; once it grows again, its history differs.
+#[test]
+fn a_rolled_back_database_file_is_caught_and_never_signed() {
+    let log = Log::build(Backend::Sqlite, "rolled-back");
+    let db = log.dir.join("log.db");
+    // An old copy, as a backup restored over the live file would be.
+    let old = scratch("evidence-rolled-back-old").join("old.db");
+    let keep = log.signed[0];
+    execute(
+        &log.database,
+        &format!("VACUUM INTO {}", quote(&old.display().to_string())),
+    );
+    execute(
+        &format!("sqlite://{}", old.display()),
+        &format!(
+            "DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq > {keep}; \
+             UPDATE chain_head SET seq = {keep}, hash = (SELECT hash FROM events WHERE seq = {keep});"
+        ),
+    );
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(log.dir.join(format!("log.db{suffix}")));
+    }
+    std::fs::copy(&old, &db).unwrap();
+    log.assert_caught(
+        &format!(
+            "truncated: checkpoint 00000002.checkpoint signs {}",
+            log.signed[1]
+        ),
+        "truncated: 00000002.checkpoint",
+    );
+
+    let (code, text) = log.patchday(&[
+        "audit",
+        "checkpoint",
+        "--key",
+        "key",
+        "--dir",
+        "checkpoints",
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("no longer matches the last checkpoint 00000002.checkpoint"),
+        "{text}"
+    );
+    assert!(!log.checkpoint_file(3).exists());
+
+    // The rolled-back log grows past the checkpoint again: different history at its size.
+    log.run();
+    log.run();
+    log.assert_caught(
+        &format!("rewritten: the first {} events", log.signed[1]),
+        &format!("rewritten: the first {} events", log.signed[1]),
+    );
+}
+
+#[test]
+fn proofs_check_with_the_key_and_fail_when_altered() {
+    let log = Log::build(Backend::Sqlite, "proofs");
+    let proof = log.ok(&[
+        "audit",
+        "prove",
+        "--seq",
+        "3",
+        "--checkpoints",
+        "checkpoints",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(value["tree_size"], log.signed[1]);
+    assert_eq!(value["event"]["seq"], 3);
+    std::fs::write(log.dir.join("inclusion.json"), &proof).unwrap();
+    let text = log.ok(&["audit", "check-proof", "inclusion.json", "--key", "key.pub"]);
+    assert!(text.contains("proof ok: event 3"), "{text}");
+    let (code, text) = python(&[&log.path("key.pub"), "--proof", &log.path("inclusion.json")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok: event 3 is in the signed log"), "{text}");
+
+    let consistency = log.ok(&[
+        "audit",
+        "prove",
+        "--from",
+        "checkpoints/00000001.checkpoint",
+        "--to",
+        "checkpoints/00000002.checkpoint",
+    ]);
+    std::fs::write(log.dir.join("consistency.json"), consistency).unwrap();
+    let text = log.ok(&[
+        "audit",
+        "check-proof",
+        "consistency.json",
+        "--key",
+        "key.pub",
+    ]);
+    assert!(
+        text.contains(&format!(
+            "the log of {} events extends the log of {} events",
+            log.signed[1], log.signed[0]
+        )),
+        "{text}"
+    );
+
+    // An altered event, a proof for another event, another key: each fails.
+    let mut altered = value.clone();
+    altered["event"]["actor"] = "cli:mallory".into();
+    let mut moved = value.clone();
+    moved["event"] =
+        serde_json::from_str(log.ok(&["audit", "export"]).lines().nth(4).unwrap()).unwrap();
+    for (name, bad) in [("altered", &altered), ("moved", &moved)] {
+        let file = log.path(&format!("{name}.json"));
+        std::fs::write(&file, bad.to_string()).unwrap();
+        let (code, text) = log.patchday(&["audit", "check-proof", &file, "--key", "key.pub"]);
+        assert_eq!(code, Some(1), "{name}: {text}");
+        assert!(text.contains("proof FAILED"), "{text}");
+        let (code, text) = python(&[&log.path("key.pub"), "--proof", &file]);
+        assert_eq!(code, Some(1), "{name}: {text}");
+    }
+    let other = log.path("other");
+    log.ok(&[
+        "audit",
+        "keygen",
+        "--name",
+        "patchday.test/e2e",
+        "--out",
+        &other,
+    ]);
+    let (code, text) = log.patchday(&[
+        "audit",
+        "check-proof",
+        "inclusion.json",
+        "--key",
+        "other.pub",
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no signature by key"), "{text}");
+}
+
+/// `keygen` never replaces a key and writes the private half for its owner only.
+#[test]
+fn keygen_writes_a_private_key_once() {
+    let dir = scratch("evidence-keygen");
+    let key = dir.join("key").display().to_string();
+    let out = patchday()
+        .args([
+            "audit",
+            "keygen",
+            "--name",
+            "patchday.example/prod",
+            "--out",
+            &key,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let public = std::fs::read_to_string(format!("{key}.pub")).unwrap();
+    assert!(public.starts_with("patchday.example/prod+"), "{public}");
+    assert!(stdout(&out).contains(public.trim()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = patchday()
+        .args(["audit", "keygen", "--name", "x", "--out", &key])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("not replacing a key"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{key}.pub")).unwrap(),
+        public
+    );
+}
+
+const SCHEDULED: &str = "name: signed\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nsteps:\n  hello:\n    uses: noop\n  say:\n    needs: [hello]\n    uses: command\n    with: { run: \"echo patched\" }\n";
+
+/// The daemon signs a checkpoint when a run ends and at shutdown, chains them across a restart,
+/// and refuses to sign a log that no longer extends them (recording the gap in the log).
+#[test]
+fn the_daemon_signs_checkpoints_across_restarts_and_refuses_a_rewritten_log() {
+    use patchday_tests::daemon::{Daemon, audit_events, count, poll, serve_command};
+    use std::time::Duration;
+
+    let dir = scratch("evidence-daemon");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/signed.yaml"), SCHEDULED).unwrap();
+    std::fs::write(
+        dir.join("patchday.toml"),
+        "[audit]\ncheckpoint_key_file = \"key\"\ncheckpoint_dir = \"checkpoints\"\ncheckpoint_every = \"1h\"\norigin = \"patchday/e2e\"\n",
+    )
+    .unwrap();
+    let key = dir.join("key").display().to_string();
+    let out = patchday()
+        .args([
+            "audit",
+            "keygen",
+            "--name",
+            "patchday.test/daemon",
+            "--out",
+            &key,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let checkpoint = |n: usize| dir.join(format!("checkpoints/{n:08}.checkpoint"));
+    let serve = || {
+        let mut cmd = serve_command(&dir, &database, &dir.join("outbox"));
+        cmd.args(["--config", "patchday.toml"]);
+        Daemon::start(cmd)
+    };
+    let verify = || {
+        let out = patchday()
+            .current_dir(&dir)
+            .args([
+                "audit",
+                "verify",
+                "--config",
+                "patchday.toml",
+                "--database",
+                &database,
+            ])
+            .output()
+            .unwrap();
+        (out.status.code(), stdout(&out))
+    };
+
+    // The cycle fires at 10:00 (virtual clock); its end is signed.
+    let mut daemon = serve();
+    poll("the run's checkpoint", Duration::from_secs(30), || {
+        let events = audit_events(&database);
+        (count(&events, "run.finished") == 1 && checkpoint(1).exists()).then_some(())
+    });
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let first = std::fs::read_to_string(checkpoint(1)).unwrap();
+    assert!(first.starts_with("patchday/e2e\n"), "{first}");
+    assert!(
+        first.contains("\n\n\u{2014} patchday.test/daemon "),
+        "{first}"
+    );
+
+    // A restart appends (runbook.loaded ...) and signs at shutdown, chained to the last one.
+    let mut daemon = serve();
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let files = std::fs::read_dir(dir.join("checkpoints")).unwrap().count();
+    assert!(files >= 2, "{files} checkpoint(s)");
+    let (code, text) = verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("checkpoints ok: {files} signed")),
+        "{text}"
+    );
+    let signed: usize = std::fs::read_to_string(checkpoint(files))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        signed,
+        audit_events(&database).len(),
+        "the shutdown signed the whole log"
+    );
+
+    // Someone deletes the tail and moves the head: the daemon signs nothing more and records
+    // the gap; `audit verify` (configured: it checks the folder by default) names it.
+    execute(
+        &database,
+        &format!(
+            "DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq > {}; \
+             UPDATE chain_head SET seq = {0}, hash = (SELECT hash FROM events WHERE seq = {0});",
+            signed - 2
+        ),
+    );
+    let mut daemon = serve();
+    let reason = poll("checkpoint.unavailable", Duration::from_secs(30), || {
+        let events = audit_events(&database);
+        events
+            .iter()
+            .find(|e| e["action"] == "checkpoint.unavailable")
+            .map(|e| e["details"]["reason"].as_str().unwrap().to_string())
+    });
+    assert!(
+        reason.contains("no longer matches the last checkpoint"),
+        "{reason}"
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let after = std::fs::read_dir(dir.join("checkpoints")).unwrap().count();
+    assert_eq!(after, files, "nothing signed over a rewritten log");
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    // The daemon appended to the shortened log: at the checkpoint's size its history differs.
+    assert!(
+        text.contains(&format!("rewritten: the first {signed} events")),
+        "{text}"
+    );
+}
+
+const GATED: &str = "name: gated\ntimezone: UTC\nroles:\n  cab: [alice@example.com]\nsteps:\n  prepare:\n    uses: noop\n  cab-approval:\n    needs: [prepare]\n    uses: approval\n    with: { approvers: [cab], quorum: 1 }\n  patch:\n    needs: [cab-approval]\n    uses: command\n    with: { run: \"echo patched\" }\n";
+
+/// A run approved through the daemon is packed with its approval shown before the patch step;
+/// the pack verifies offline; an altered file, a removed approval or a swapped checkpoint
+/// (even a genuine one) fails `evidence verify`.
+#[test]
+fn an_evidence_pack_verifies_offline_and_fails_when_altered() {
+    use patchday_tests::daemon::{Daemon, poll};
+    use std::process::Command;
+    use std::time::Duration;
+
+    let dir = scratch("evidence-pack");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/gated.yaml"), GATED).unwrap();
+    std::fs::write(
+        dir.join("patchday.toml"),
+        "[audit]\ncheckpoint_key_file = \"key\"\ncheckpoint_dir = \"checkpoints\"\n",
+    )
+    .unwrap();
+    let (token, tokens) = patchday_tests::api_token(&dir, "ci");
+    let database = format!("sqlite://{}", dir.join("p.db").display());
+    let pd = |args: &[&str]| {
+        patchday()
+            .current_dir(&dir)
+            .args(args)
+            .args(["--config", "patchday.toml", "--database", &database])
+            .output()
+            .unwrap()
+    };
+    let out = pd(&[
+        "audit",
+        "keygen",
+        "--name",
+        "patchday.test/pack",
+        "--out",
+        "key",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut serve = patchday();
+    serve
+        .current_dir(&dir)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "patchday.toml",
+        ])
+        .args([
+            "--database",
+            &database,
+            "--runbooks",
+            "runbooks",
+            "--outbox",
+            "outbox",
+        ])
+        .env("PATCHDAY_SECURITY_API_TOKENS_FILE", &tokens);
+    let mut daemon = Daemon::start(serve);
+    let server = format!("http://{}", daemon.addr);
+    let cli = |args: &[&str]| {
+        patchday()
+            .args(args)
+            .args(["--server", &server])
+            .env("PATCHDAY_API_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["trigger", "gated"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = stdout(&out).split(' ').nth(1).unwrap().to_string();
+    let state = |step: &str| -> String {
+        let out = cli(&["status", &run, "--format", "json"]);
+        let detail: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        if step == "run" {
+            return detail["run"]["state"].as_str().unwrap().to_string();
+        }
+        detail["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == step)
+            .map(|s| s["state"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    poll("the approval to wait", Duration::from_secs(60), || {
+        (state("cab-approval") == "awaiting_input").then_some(())
+    });
+    let out = cli(&["approve", &run, "--step", "cab-approval", "--comment", "go"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    poll("the run to succeed", Duration::from_secs(60), || {
+        (state("run") == "succeeded").then_some(())
+    });
+    assert_eq!(daemon.terminate().code(), Some(0));
+
+    let out = pd(&["evidence", &run, "--out", "pack.tar"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let verify = |pack: &str| {
+        let out = pd(&["evidence", "verify", pack, "--key", "key.pub"]);
+        (out.status.code(), stdout(&out))
+    };
+    let (code, text) = verify("pack.tar");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("1 decision(s) before the work they gated"),
+        "{text}"
+    );
+
+    // What the pack says, read with the system's tar.
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .args(["-xf", "pack.tar", "-C", "unpacked"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let approvals: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(unpacked.join("approvals.json")).unwrap())
+            .unwrap();
+    assert_eq!(approvals[0]["step"], "cab-approval");
+    assert_eq!(approvals[0]["actor"], "api:ci");
+    assert_eq!(approvals[0]["before_work"], true);
+    let report = std::fs::read_to_string(unpacked.join("report.md")).unwrap();
+    assert!(
+        report.contains("| cab-approval | api:ci | approve |"),
+        "{report}"
+    );
+    assert!(unpacked.join("runbook/gated.yaml").exists());
+    let proofs = std::fs::read_to_string(unpacked.join("proofs.jsonl")).unwrap();
+    let events = std::fs::read_to_string(unpacked.join("audit.jsonl")).unwrap();
+    assert_eq!(proofs.lines().count(), events.lines().count());
+    // One proof checks with the independent script too.
+    std::fs::write(dir.join("one-proof.json"), proofs.lines().nth(1).unwrap()).unwrap();
+    let (code, text) = python(&[
+        &dir.join("key.pub").display().to_string(),
+        "--proof",
+        &dir.join("one-proof.json").display().to_string(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+
+    // Repacked with one file changed: each is caught.
+    let files = [
+        "report.md",
+        "run.json",
+        "steps.json",
+        "approvals.json",
+        "audit.jsonl",
+        "proofs.jsonl",
+        "checkpoint",
+        "runbook/gated.yaml",
+        "MANIFEST",
+    ];
+    let repack = |name: &str, change: &dyn Fn(&str) -> String, expected: &str| {
+        let copy = dir.join(format!("copy-{}", name.replace('/', "-")));
+        let _ = std::fs::remove_dir_all(&copy);
+        std::fs::create_dir_all(copy.join("runbook")).unwrap();
+        for file in files {
+            std::fs::copy(unpacked.join(file), copy.join(file)).unwrap();
+        }
+        let text = std::fs::read_to_string(copy.join(name)).unwrap();
+        std::fs::write(copy.join(name), change(&text)).unwrap();
+        let tar = format!("{}.tar", copy.display());
+        let status = Command::new("tar")
+            .args([
+                "--format=ustar",
+                "-cf",
+                &tar,
+                "-C",
+                &copy.display().to_string(),
+            ])
+            .args(files)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (code, out) = verify(&tar);
+        assert_eq!(code, Some(1), "{name}: {out}");
+        assert!(
+            out.contains(expected),
+            "{name}: expected `{expected}`: {out}"
+        );
+    };
+    repack(
+        "steps.json",
+        &|t| t.replace("\"succeeded\"", "\"failed\""),
+        "steps.json was altered",
+    );
+    repack(
+        "approvals.json",
+        &|_| "[]\n".into(),
+        "approvals.json was altered",
+    );
+    let genuine_older =
+        std::fs::read_to_string(dir.join("checkpoints/00000001.checkpoint")).unwrap();
+    repack(
+        "checkpoint",
+        &|_| genuine_older.clone(),
+        "checkpoint was altered",
+    );
+    repack(
+        "MANIFEST",
+        &|t| t.replacen("approvals.json", "approvals.jsonx", 1),
+        "MANIFEST: the signature by key",
+    );
+    // A file added to the pack.
+    let mut extra = files.to_vec();
+    std::fs::write(unpacked.join("extra.txt"), "x").unwrap();
+    extra.push("extra.txt");
+    let status = Command::new("tar")
+        .args(["--format=ustar", "-cf", "extra.tar", "-C", "unpacked"])
+        .args(&extra)
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, out) = verify("extra.tar");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("files not in MANIFEST"), "{out}");
+}
+
+/// Patch SLAs: a November cycle patched in time and a December one patched after its 14 days
+/// (the deadline at local midnight, New York): the late hosts are named with the deadline; an
+/// emergency run measured from its `released` param, at the severity its param gives.
+#[test]
+fn compliance_names_the_late_hosts_against_the_sla() {
+    let dir = scratch("evidence-sla");
+    std::fs::write(
+        dir.join("hosts.yaml"),
+        "hosts:\n  web1: { address: 10.0.0.1 }\n  web2: { address: 10.0.0.2 }\ngroups:\n  all: [web1, web2]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("monthly.yaml"),
+        "name: monthly-sla\ntimezone: America/New_York\ninventory: hosts.yaml\nsla: { critical: 14d, important: 30d }\nseverity: critical\nsteps:\n  patch:\n    uses: noop\n    for_each: { group: all }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("emergency.yaml"),
+        "name: emergency-sla\ntimezone: UTC\nsla: { critical: 2d, important: 7d }\nparams:\n  released: {}\n  severity: { default: critical }\nsteps:\n  patch: { uses: noop }\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("s.db").display());
+    let pd = |args: &[&str]| {
+        let out = patchday()
+            .current_dir(&dir)
+            .args(args)
+            .args(["--database", &database])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    pd(&[
+        "run",
+        "monthly.yaml",
+        "--cycle",
+        "2026-11",
+        "--now",
+        "2026-11-20T12:00:00Z",
+    ]);
+    pd(&[
+        "run",
+        "monthly.yaml",
+        "--cycle",
+        "2026-12",
+        "--now",
+        "2026-12-30T12:00:00Z",
+    ]);
+    pd(&[
+        "run",
+        "emergency.yaml",
+        "--param",
+        "released=2026-12-01",
+        "--param",
+        "severity=important",
+        "--now",
+        "2026-12-06T12:00:00Z",
+    ]);
+    let text = pd(&["compliance", "--from", "2026-11-01", "--to", "2027-01-01"]);
+    assert!(
+        text.contains("3 of 5 hosts patched within their SLA (60.0%)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| monthly-sla | 2026-12 | web2 | patched 2026-12-30T12:00:00.000000Z after the deadline 2026-12-22T05:00:00.000000Z |"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&pd(&[
+        "compliance",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2027-01-01",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let late: Vec<(&str, &str)> = json["late"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["cycle"].as_str().unwrap(), l["host"].as_str().unwrap()))
+        .collect();
+    assert_eq!(late, [("2026-12", "web1"), ("2026-12", "web2")]);
+    let emergency = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["runbook"] == "emergency-sla")
+        .unwrap();
+    assert_eq!(emergency["severity"], "important");
+    assert_eq!(emergency["deadline"], "2026-12-08T00:00:00.000000Z");
+    assert_eq!(emergency["hosts"][0]["within_sla"], true);
+}
+
+/// A configured key that cannot be read is a gap in the evidence: logged, and recorded in the
+/// audit log as `checkpoint.unavailable` (once), while the daemon goes on.
+#[test]
+fn a_missing_checkpoint_key_is_recorded_as_a_gap() {
+    use patchday_tests::daemon::{Daemon, audit_events, count, poll, serve_command};
+    use std::time::Duration;
+
+    let dir = scratch("evidence-gap");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(
+        dir.join("patchday.toml"),
+        "[audit]\ncheckpoint_key_file = \"missing.key\"\ncheckpoint_every = \"1s\"\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("g.db").display());
+    let mut cmd = serve_command(&dir, &database, &dir.join("outbox"));
+    cmd.args(["--config", "patchday.toml"])
+        .stderr(std::process::Stdio::piped());
+    let mut daemon = Daemon::start(cmd);
+    let passes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stderr_lines = daemon.child.stderr.take().unwrap();
+    let counter = passes.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr_lines)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("no audit checkpoint: ") {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let reason = poll("checkpoint.unavailable", Duration::from_secs(30), || {
+        audit_events(&database)
+            .into_iter()
+            .find(|e| e["action"] == "checkpoint.unavailable")
+            .map(|e| e["details"]["reason"].as_str().unwrap().to_string())
+    });
+    assert!(reason.contains("missing.key"), "{reason}");
+    // Looked at again every second (each pass logs it): still one event for the same problem.
+    poll("three passes", Duration::from_secs(30), || {
+        (passes.load(std::sync::atomic::Ordering::SeqCst) >= 3).then_some(())
+    });
+    assert_eq!(count(&audit_events(&database), "checkpoint.unavailable"), 1);
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert!(!dir.join("checkpoints").exists());
+}
