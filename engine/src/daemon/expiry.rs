@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Shared;
-use crate::store::{StepState, Store, StoreError};
+use crate::store::{RunState, Store, StoreError};
 
 /// Runs passes until shutdown.
 pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
@@ -56,11 +56,15 @@ pub async fn run<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool) {
 pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<Utc>>, StoreError> {
     let store = &shared.engine.store;
     let mut next: Option<DateTime<Utc>> = None;
-    for run in store.unfinished_runs().await? {
-        let rows = store.steps(&run.id).await?;
-        if !rows.iter().any(|r| r.state == StepState::AwaitingInput) {
+    // Only the runs waiting for a person (an indexed query), whatever else runs or ran.
+    for id in store.runs_awaiting_input().await? {
+        let Some(run) = store
+            .run(&id)
+            .await?
+            .filter(|r| r.state == RunState::Running)
+        else {
             continue;
-        }
+        };
         let Some(checked) = shared.checked_for_run(&run) else {
             continue;
         };

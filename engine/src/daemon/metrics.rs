@@ -148,15 +148,14 @@ async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result
     .into_iter()
     .map(|s| (s.as_str(), 0))
     .collect();
-    // Newest first: the step figures take the first METRIC_RUNS of the same read.
-    let all_runs = store.runs(u32::MAX).await?;
-    for run in &all_runs {
-        *runs.entry(run.state.as_str()).or_default() += 1;
+    for (state, count) in store.run_counts().await? {
+        *runs.entry(state.as_str()).or_default() += count;
     }
+    let recent_runs = store.runs(METRIC_RUNS).await?;
     let mut steps: BTreeMap<&str, u64> = BTreeMap::new();
     let mut durations: BTreeMap<String, Histogram> = BTreeMap::new();
     let runbooks = shared.runbooks();
-    for run in all_runs.iter().take(METRIC_RUNS as usize) {
+    for run in &recent_runs {
         let checked = runbooks.get(&run.runbook).map(|l| l.checked.clone());
         for row in store.steps(&run.id).await? {
             *steps.entry(state_word(row.state)).or_default() += 1;

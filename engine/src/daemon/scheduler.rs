@@ -33,7 +33,7 @@ use crate::notification::{CycleFacts, Facts, Notification};
 use crate::run::notify::{recipients, rendered_email};
 use crate::run::{RunError, RunSpec};
 use crate::runbook::NotifyEvent;
-use crate::store::{Change, EventFilter, NewEvent, Store, StoreError};
+use crate::store::{Change, NewEvent, Store, StoreError};
 
 /// The catch-up window of a runbook that does not set `catch_up`.
 pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(24 * 3600);
@@ -305,27 +305,24 @@ fn record(
         .push(rendered_email(checked, &notification, to, None, now));
 }
 
-/// (runbook, cycle) of every cycle already dealt with: runs, and recorded cycle events.
+/// (runbook, cycle) of the cycles already dealt with, at least the last of each runbook: the
+/// latest run of a cycle per runbook (one indexed query) and the recorded cycle events (read
+/// through their action's index). Nothing here grows with the runs' history.
 async fn dealt_cycles<S: Store>(
     shared: &Arc<Shared<S>>,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, Cycle)>, StoreError> {
     let store = &shared.engine.store;
-    let mut dealt = Vec::new();
-    for run in store.runs(u32::MAX).await? {
-        if let Some(cycle) = run.cycle.as_deref().and_then(|c| c.parse().ok()) {
-            dealt.push((run.runbook, cycle));
-        }
-    }
-    let filter = EventFilter {
-        run_id: None,
-        since: Some(now.min(shared.started_at) - EVENT_LOOKBACK),
-    };
-    for event in store.events(filter).await? {
-        if !matches!(
-            event.action.as_str(),
-            "cycle.missed" | "cycle.skipped" | "cycle.failed"
-        ) {
+    let mut dealt: Vec<(String, Cycle)> = store
+        .last_cycles()
+        .await?
+        .into_iter()
+        .filter_map(|(runbook, cycle)| Some((runbook, cycle.parse().ok()?)))
+        .collect();
+    let since = now.min(shared.started_at) - EVENT_LOOKBACK;
+    let actions = ["cycle.missed", "cycle.skipped", "cycle.failed"];
+    for event in store.events_by_action(&actions).await? {
+        if event.at < since {
             continue;
         }
         let runbook = event.details["runbook"].as_str();
@@ -343,6 +340,7 @@ mod tests {
     use crate::calendar::{Blackout, parse_date};
     use crate::clock::{Clock, ManualClock};
     use crate::daemon::{Daemon, Delivery, Runbooks, testing};
+    use crate::store::EventFilter;
     use crate::store::sqlite::SqliteStore;
 
     const YAML: &str = "name: sched\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nroles:\n  committee: [c@example.com]\nnotify: { on: [skipped], to: [committee] }\nsteps:\n  a: { uses: noop }\n";

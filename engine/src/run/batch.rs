@@ -47,7 +47,7 @@ impl<S: Store> Driver<'_, S> {
     }
 
     /// Whether the row's connector settles batches.
-    fn runs_batches(&self, step: &str) -> bool {
+    pub(super) fn runs_batches(&self, step: &str) -> bool {
         connector_of(self.checked, step).is_some_and(|c| c.batch().is_some())
     }
 
@@ -96,22 +96,27 @@ impl<S: Store> Driver<'_, S> {
         tokio::spawn(task.instrument(span));
     }
 
+    /// Executions in flight: rows `running`, where the running hosts of a batch connector's
+    /// step count once. (A fan-out's own row counts too, as it always has.)
+    pub(super) fn executions_running(&self) -> usize {
+        let mut running = self.rows.running();
+        for step in &self.batch_fan_outs {
+            let hosts = self.rows.fan_out(step).map_or(0, |f| f.running);
+            running -= hosts.saturating_sub(1);
+        }
+        running
+    }
+
     /// `actions` with no more starts than the run's parallel limit leaves room for, counting
     /// executions: the rows of a batch step, running or starting, are one execution.
     pub(super) fn within_parallel_limit(&self, mut actions: Vec<Action>) -> Vec<Action> {
-        let mut batch_steps = BTreeSet::new();
-        let mut running = 0;
-        for row in self
-            .rows
-            .all()
+        let mut batch_steps: BTreeSet<String> = self
+            .batch_fan_outs
             .iter()
-            .filter(|r| r.state == StepState::Running)
-        {
-            let batched = !row.host.is_empty() && self.runs_batches(&row.step);
-            if !batched || batch_steps.insert(row.step.clone()) {
-                running += 1;
-            }
-        }
+            .filter(|step| self.rows.fan_out(step).is_some_and(|f| f.running > 0))
+            .cloned()
+            .collect();
+        let running = self.executions_running();
         let mut room = self.engine.max_parallel.saturating_sub(running);
         actions.retain(|action| {
             let Action::Start { step, host } = action else {
@@ -132,6 +137,18 @@ impl<S: Store> Driver<'_, S> {
         });
         actions
     }
+}
+
+/// The fanned-out steps whose connector settles batches.
+pub(super) fn batch_fan_outs(checked: &CheckedRunbook) -> Vec<String> {
+    checked
+        .runbook
+        .steps
+        .iter()
+        .filter(|(_, step)| step.for_each.is_some())
+        .filter(|(id, _)| connector_of(checked, &id.value).is_some_and(|c| c.batch().is_some()))
+        .map(|(id, _)| id.value.clone())
+        .collect()
 }
 
 /// What a dry run (`simulate`) of the batch would do, once for the batch, noted on every row.

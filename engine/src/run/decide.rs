@@ -9,6 +9,12 @@
 //! `if: success` (the default) runs when every need is ok and nothing in the run is bad;
 //! `failure` when some need is bad; `always` once the needs are finished; a template when the
 //! needs are ok and it renders truthy. A step that is not run is `skipped` with the reason.
+//!
+//! Cost: a decision looks only at what may move. [`RunRows`] keeps the active steps (not
+//! finished, and started or with every need finished), the run's counts, and per fan-out the
+//! sets of open, pending, waiting and failed hosts; so one call costs the active steps, the
+//! current wave's starts (at most [`View::room`] of them for a connector that runs one host at a
+//! time) and the steps with a deadline, never every row of the run.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -71,16 +77,18 @@ pub struct View<'a> {
     pub condition: &'a dyn Fn(usize, &str) -> bool,
     /// Steps already reported overdue.
     pub overdue: &'a std::collections::BTreeSet<String>,
+    /// How many more attempts may start now (the run's parallel limit less those in flight):
+    /// a fan-out whose connector runs one host at a time offers no more starts than this.
+    pub room: usize,
 }
 
 /// Decides what to do next. Empty when nothing can happen until a running attempt ends, a
 /// waiting time comes, or a person decides.
 pub fn decide(view: &View) -> Vec<Action> {
     let rows = view.rows;
-    let failing = run_failing(view, rows);
+    let failing = rows.failing();
     let mut actions = Vec::new();
-    let order = view.checked.dag.topological().unwrap_or_default();
-    for &index in order {
+    for index in rows.active() {
         step_actions(view, rows, index, failing, &mut actions);
     }
     actions.extend(undo_starts(rows));
@@ -91,27 +99,6 @@ pub fn decide(view: &View) -> Vec<Action> {
     actions
 }
 
-fn is_bad(view: &View, row: &StepRow) -> bool {
-    match row.state {
-        StepState::Cancelled => true,
-        StepState::Failed => !continues(view, &row.step),
-        _ => false,
-    }
-}
-
-fn continues(view: &View, step: &str) -> bool {
-    view.checked
-        .runbook
-        .steps
-        .get(step)
-        .is_some_and(|s| s.continue_on_failure)
-}
-
-/// Whether a step (its own row) is bad: the run is failing.
-fn run_failing(view: &View, rows: &RunRows) -> bool {
-    (0..view.checked.dag.len()).any(|i| is_bad(view, rows.step(i)))
-}
-
 fn step_actions(view: &View, rows: &RunRows, index: usize, failing: bool, out: &mut Vec<Action>) {
     let row = rows.step(index);
     match row.state {
@@ -119,7 +106,7 @@ fn step_actions(view: &View, rows: &RunRows, index: usize, failing: bool, out: &
         StepState::Waiting if row.not_before.is_none_or(|t| t <= view.now) => {
             start(view, index, out)
         }
-        StepState::Running if is_fan_out(view, index) => child_actions(view, index, out),
+        StepState::Running if is_fan_out(view, index) => child_actions(view, rows, index, out),
         _ => {}
     }
 }
@@ -136,17 +123,11 @@ fn pending_actions(
     out: &mut Vec<Action>,
 ) {
     let id = view.checked.dag.id(index).to_string();
-    let needs: Vec<&StepRow> = view
-        .checked
-        .dag
-        .needs(index)
-        .iter()
-        .map(|&n| rows.step(n))
-        .collect();
-    if !needs.iter().all(|r| r.state.is_terminal()) {
+    let needs = view.checked.dag.needs(index);
+    if !needs.iter().all(|&n| rows.step(n).state.is_terminal()) {
         return;
     }
-    let any_bad = needs.iter().any(|r| is_bad(view, r));
+    let any_bad = needs.iter().any(|&n| rows.is_bad(n));
     let step = &view.checked.runbook.steps[index];
     let condition = step
         .condition
@@ -214,91 +195,94 @@ fn start(view: &View, index: usize, out: &mut Vec<Action>) {
 }
 
 /// Rolling waves: batch k starts only when batches before it are finished and the failures so
-/// far do not exceed `max_failures`; past that, children not started are skipped and the step fails.
-fn child_actions(view: &View, index: usize, out: &mut Vec<Action>) {
+/// far do not exceed `max_failures`; past that, children not started are skipped and the step
+/// fails. Batches before the first open child are finished, so only its batch is looked at.
+fn child_actions(view: &View, rows: &RunRows, index: usize, out: &mut Vec<Action>) {
     let id = view.checked.dag.id(index);
-    let Some(fe) = view.checked.runbook.steps[index].for_each.as_ref() else {
+    let (Some(fe), Some(fan_out)) = (
+        view.checked.runbook.steps[index].for_each.as_ref(),
+        rows.fan_out(id),
+    ) else {
         return;
     };
-    let children: Vec<&StepRow> = view.rows.hosts(id).filter(|r| !excepted(r)).collect();
-    let total = children.len();
+    let total = fan_out.total();
     let batch = fe
         .batch
         .as_ref()
         .map_or(total.max(1), |b| b.value.of(total).max(1));
     let allowed = fe.max_failures.as_ref().map_or(0, |m| m.value.of(total));
-    let mut failures = 0;
-    for wave in children.chunks(batch) {
-        if failures > allowed {
-            for child in wave.iter().filter(|c| c.state == StepState::Pending) {
-                out.push(Action::Skip {
-                    step: id.to_string(),
-                    host: child.host.clone(),
-                    reason: format!(
-                        "not started: {failures} host(s) failed, more than max_failures {allowed}"
-                    ),
-                });
-            }
-            continue;
+    let host = |ordinal: usize| rows.at(fan_out.position(ordinal)).host.clone();
+    let Some(&first_open) = fan_out.open.first() else {
+        return finish_parent(id, fan_out.failed.len(), total, allowed, out);
+    };
+    let wave = (first_open / batch) * batch..(first_open / batch + 1) * batch;
+    let failures = fan_out.failed.range(..wave.start).count();
+    if failures > allowed {
+        for &ordinal in &fan_out.pending {
+            out.push(Action::Skip {
+                step: id.to_string(),
+                host: host(ordinal),
+                reason: format!(
+                    "not started: {failures} host(s) failed, more than max_failures {allowed}"
+                ),
+            });
         }
-        let mut busy = false;
-        for child in wave {
-            match child.state {
-                StepState::Pending => out.push(Action::Start {
-                    step: id.to_string(),
-                    host: child.host.clone(),
-                }),
-                StepState::Waiting if child.not_before.is_none_or(|t| t <= view.now) => {
-                    out.push(Action::Start {
-                        step: id.to_string(),
-                        host: child.host.clone(),
-                    })
-                }
-                s if s.is_terminal() => {
-                    failures += usize::from(s == StepState::Failed || s == StepState::Cancelled)
-                }
-                _ => {}
-            }
-            busy |= !child.state.is_terminal();
-        }
-        if busy {
-            return;
-        }
-    }
-    if !children.iter().all(|c| c.state.is_terminal()) {
         return;
     }
+    let due = fan_out.waiting.range(wave.clone()).copied().filter(|&o| {
+        rows.at(fan_out.position(o))
+            .not_before
+            .is_none_or(|t| t <= view.now)
+    });
+    let limit = if super::connector_of(view.checked, id).is_some_and(|c| c.batch().is_some()) {
+        usize::MAX
+    } else {
+        view.room
+    };
+    for ordinal in merged(fan_out.pending.range(wave).copied(), due).take(limit) {
+        out.push(Action::Start {
+            step: id.to_string(),
+            host: host(ordinal),
+        });
+    }
+}
+
+/// The fan-out's verdict once every child is finished.
+fn finish_parent(id: &str, failures: usize, total: usize, allowed: usize, out: &mut Vec<Action>) {
     let (state, reason) = if failures > allowed {
         (
             StepState::Failed,
-            Some(format!(
-                "{failures} of {total} host(s) failed (max_failures {allowed})"
-            )),
+            format!("{failures} of {total} host(s) failed (max_failures {allowed})"),
         )
     } else {
         let note = match failures {
             0 => format!("{total} host(s) succeeded"),
             _ => format!("{failures} of {total} host(s) failed, within max_failures {allowed}"),
         };
-        (StepState::Succeeded, Some(note))
+        (StepState::Succeeded, note)
     };
     out.push(Action::FinishParent {
         step: id.to_string(),
         state,
-        reason,
+        reason: Some(reason),
     });
 }
 
-fn excepted(row: &StepRow) -> bool {
-    row.state == StepState::Skipped
-        && row
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with("excepted"))
+/// Two ascending sequences merged into one ascending sequence.
+fn merged(
+    a: impl Iterator<Item = usize>,
+    b: impl Iterator<Item = usize>,
+) -> impl Iterator<Item = usize> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y < x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 fn finish_or_rollback(view: &View, rows: &RunRows, failing: bool, out: &mut Vec<Action>) {
-    if !rows.all().iter().all(|r| r.state.is_terminal()) {
+    if !rows.all_finished() {
         return;
     }
     let rolled_back = rows.undo().next().is_some();
@@ -349,12 +333,12 @@ fn rollback_rows(view: &View, rows: &RunRows) -> Vec<(String, String)> {
 /// Steps past their `deadline` and not finished, not reported yet.
 fn overdue(view: &View, rows: &RunRows) -> Vec<Action> {
     let mut out = Vec::new();
-    for (index, times) in view.checked.times.iter().enumerate() {
+    for &index in rows.with_deadline() {
         let id = view.checked.dag.id(index);
-        if view.overdue.contains(id) || rows.step(index).state.is_terminal() {
+        if rows.step(index).state.is_terminal() || view.overdue.contains(id) {
             continue;
         }
-        let deadline = times
+        let deadline = view.checked.times[index]
             .deadline
             .as_ref()
             .and_then(|d| d.resolve(view.checked.tz, view.anchor).ok());
@@ -374,15 +358,14 @@ fn overdue(view: &View, rows: &RunRows) -> Vec<Action> {
 /// The next deadline still to watch: of a step not finished and not reported overdue.
 pub fn next_deadline(view: &View) -> Option<DateTime<Utc>> {
     let rows = view.rows;
-    view.checked
-        .times
+    rows.with_deadline()
         .iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            !view.overdue.contains(view.checked.dag.id(*i)) && !rows.step(*i).state.is_terminal()
+        .filter(|&&i| {
+            !rows.step(i).state.is_terminal() && !view.overdue.contains(view.checked.dag.id(i))
         })
-        .filter_map(|(_, t)| {
-            t.deadline
+        .filter_map(|&i| {
+            view.checked.times[i]
+                .deadline
                 .as_ref()?
                 .resolve(view.checked.tz, view.anchor)
                 .ok()

@@ -81,7 +81,9 @@ impl<'a, S: Store> Driver<'a, S> {
             in_flight: 0,
             files: Arc::new(checked.version.resolved_files()),
             staged: Change::default(),
+            staged_at: Default::default(),
             staged_progress: Vec::new(),
+            batch_fan_outs: super::batch::batch_fan_outs(checked),
             overdue,
             settings: Arc::new(settings),
             cancel_by: CancelBy::default(),
@@ -122,6 +124,10 @@ impl<'a, S: Store> Driver<'a, S> {
             today: now.with_timezone(&self.checked.tz).date_naive(),
             condition: &condition,
             overdue: &self.overdue,
+            room: self
+                .engine
+                .max_parallel
+                .saturating_sub(self.executions_running()),
         };
         f(&view)
     }
@@ -134,19 +140,14 @@ impl<'a, S: Store> Driver<'a, S> {
     fn condition(&self, index: usize, template: &str) -> bool {
         let hb = registry(self.engine.mode == Mode::Live);
         let _ = index;
-        let context = self.context.for_step(self.rows.all(), None);
+        let context = self.context.for_step(self.rows.own_rows(), None);
         hb.render_template(template, &context)
             .map(|t| truthy(&t))
             .unwrap_or(false)
     }
 
     fn next_due(&self) -> Option<DateTime<Utc>> {
-        self.rows
-            .all()
-            .iter()
-            .filter(|r| r.state == StepState::Waiting)
-            .filter_map(|r| r.not_before)
-            .min()
+        self.rows.next_waiting()
     }
 
     fn blocked_rows(&self) -> Vec<(String, String, StepState)> {
@@ -523,7 +524,9 @@ impl<'a, S: Store> Driver<'a, S> {
             None => return Ok(json!({})),
         };
         let host_json = host_value(self.checked.inventory.as_ref(), host);
-        let context = self.context.for_step(self.rows.all(), host_json.as_ref());
+        let context = self
+            .context
+            .for_step(self.rows.own_rows(), host_json.as_ref());
         let mut inputs = render_value(&registry(self.engine.mode == Mode::Live), &raw, &context)?;
         if is_report {
             let report = super::report::cycle_report(
@@ -679,7 +682,7 @@ impl<'a, S: Store> Driver<'a, S> {
             Some("email" | "report")
         ) {
             ctx.vars = self.context.for_step(
-                self.rows.all(),
+                self.rows.own_rows(),
                 ctx.host.clone().map(Value::Object).as_ref(),
             );
         }
@@ -852,14 +855,12 @@ impl<'a, S: Store> Driver<'a, S> {
         for write in change.steps {
             let key = (write.row.step.clone(), write.row.host.clone());
             self.rows.put(self.checked, write.row.clone())?;
-            match self
-                .staged
-                .steps
-                .iter_mut()
-                .find(|w| w.row.step == key.0 && w.row.host == key.1)
-            {
-                Some(earlier) => earlier.row = write.row,
-                None => self.staged.steps.push(write),
+            match self.staged_at.get(&key) {
+                Some(&earlier) => self.staged.steps[earlier].row = write.row,
+                None => {
+                    self.staged_at.insert(key, self.staged.steps.len());
+                    self.staged.steps.push(write);
+                }
             }
         }
         self.staged.events.extend(change.events);
@@ -874,6 +875,7 @@ impl<'a, S: Store> Driver<'a, S> {
     /// Commits what is staged in one transaction, then reports its progress.
     async fn flush(&mut self) -> Result<(), RunError> {
         let mut change = std::mem::take(&mut self.staged);
+        self.staged_at.clear();
         if change.steps.is_empty() && change.events.is_empty() && change.run.is_none() {
             return Ok(());
         }

@@ -883,7 +883,11 @@ struct Driver<'a, S: Store> {
     /// they commit in the same transaction as the starts they allow (one commit per step on a
     /// chain). Nothing is launched before the transaction that starts it has committed.
     staged: Change,
+    /// Where each (step, host) staged is in `staged.steps`.
+    staged_at: std::collections::HashMap<(String, String), usize>,
     staged_progress: Vec<Progress>,
+    /// The fanned-out steps whose connector settles batches (counted once in the limit).
+    batch_fan_outs: Vec<String>,
     /// Steps already reported overdue (read back from the audit log on resume).
     overdue: BTreeSet<String>,
     /// The engine's connector settings with this runbook's roles added.

@@ -21,9 +21,13 @@ pub struct RunContext {
 
 impl RunContext {
     /// The template context for one step (or one host of it).
-    pub fn for_step(&self, rows: &[StepRow], host: Option<&Value>) -> Value {
+    pub fn for_step<'r>(
+        &self,
+        rows: impl IntoIterator<Item = &'r StepRow>,
+        host: Option<&Value>,
+    ) -> Value {
         let mut steps = Map::new();
-        for row in rows.iter().filter(|r| r.host.is_empty()) {
+        for row in rows.into_iter().filter(|r| r.host.is_empty()) {
             steps.insert(
                 row.step.clone(),
                 json!({ "status": status_text(row), "outputs": row.outputs }),

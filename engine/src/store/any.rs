@@ -11,8 +11,8 @@ use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, SessionRow, StepRow, Store,
-    StoreError,
+    EventRow, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow, StepRow,
+    Store, StoreError,
 };
 
 /// A store on either backend.
@@ -111,6 +111,22 @@ impl Store for AnyStore {
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {
         delegate!(self, s => s.unfinished_runs())
+    }
+
+    async fn last_cycles(&self) -> Result<Vec<(String, String)>, StoreError> {
+        delegate!(self, s => s.last_cycles())
+    }
+
+    async fn run_counts(&self) -> Result<Vec<(RunState, u64)>, StoreError> {
+        delegate!(self, s => s.run_counts())
+    }
+
+    async fn runs_awaiting_input(&self) -> Result<Vec<RunId>, StoreError> {
+        delegate!(self, s => s.runs_awaiting_input())
+    }
+
+    async fn hot_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        delegate!(self, s => s.hot_query_plans())
     }
 
     async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {

@@ -13,9 +13,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 
 use super::{
-    Change, ClaimScope, EmailAttempt, EventFilter, Fence, LEADER, NewDecision, NewEmail, NewEvent,
-    NewSession, OutboxFigures, RunRow, RunState, SessionWrite, StepRow, StepState, StepWrite,
-    Store, StoreError,
+    Change, ClaimScope, EmailAttempt, EventFilter, Fence, HOT_QUERIES, LEADER, NewDecision,
+    NewEmail, NewEvent, NewSession, OutboxFigures, RunRow, RunState, SessionWrite, StepRow,
+    StepState, StepWrite, Store, StoreError,
 };
 use crate::audit;
 
@@ -51,6 +51,7 @@ macro_rules! conformance_suite {
             dead_letters_and_the_backlog_after_an_outage,
             a_rerun_shares_its_cycle_and_unfinished_versions_are_listed,
             sessions_open_once_per_link_and_close_with_their_events,
+            aggregates_read_what_is_active_and_hot_queries_use_their_indexes,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -2197,4 +2198,65 @@ pub(crate) async fn sessions_open_once_per_link_and_close_with_their_events<S: S
             .is_empty()
     );
     assert_eq!(verify_all(store).await, 4);
+}
+
+pub(crate) async fn aggregates_read_what_is_active_and_hot_queries_use_their_indexes<S: Store>(
+    store: &S,
+) {
+    create_simple(store, "r1", Some("2026-10")).await;
+    create_simple(store, "r2", Some("2026-11")).await;
+    create_simple(store, "r3", None).await;
+    let mut rerun = run_row("r4", "monthly", Some("2026-12"), t0());
+    rerun.rerun = Some("again".into());
+    rerun.runbook = "weekly".into();
+    let rows = vec![step_row("r4", "a", "", StepState::Pending)];
+    let started = event("run.started", Some("r4"), None, t0());
+    store.create_run(rerun, rows, started).await.unwrap();
+    // A runbook edited from monthly to daily cycles: its last cycle of each kind.
+    create_simple(store, "r5", Some("2026-09-30")).await;
+    let asks = transition(
+        "r2",
+        "a",
+        StepState::Pending,
+        StepState::AwaitingInput,
+        t0(),
+    );
+    let mut finished = transition("r1", "a", StepState::Pending, StepState::Succeeded, t0());
+    finished.run = Some(("r1".into(), RunState::Succeeded, t0()));
+    store.commit(vec![asks, finished]).await.unwrap();
+
+    let mut last = store.last_cycles().await.unwrap();
+    last.sort();
+    let expected = [
+        ("monthly", "2026-09-30"),
+        ("monthly", "2026-11"),
+        ("weekly", "2026-12"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(r, c)| (r.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(last, expected);
+    let mut counts = store.run_counts().await.unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(counts, [(RunState::Running, 4), (RunState::Succeeded, 1)]);
+    assert_eq!(store.runs_awaiting_input().await.unwrap(), ["r2"]);
+
+    let plans = store.hot_query_plans().await.unwrap();
+    let names: Vec<&str> = plans.iter().map(|(n, _)| *n).collect();
+    let expected: Vec<&str> = HOT_QUERIES.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, expected);
+    for ((name, plan), (_, index)) in plans.iter().zip(HOT_QUERIES) {
+        if let Some(index) = index {
+            assert!(plan.contains(index), "{name} does not use {index}:\n{plan}");
+        }
+        // No table read whole: every scan goes through an index (SQLite: `SCAN t USING
+        // INDEX`, `SEARCH`; PostgreSQL: index scans, a bitmap heap scan behind one).
+        for line in plan.to_lowercase().lines().filter(|l| l.contains("scan ")) {
+            assert!(
+                line.contains("index") || line.contains("bitmap heap"),
+                "{name} reads a table whole:\n{plan}"
+            );
+        }
+    }
 }

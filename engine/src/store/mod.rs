@@ -542,6 +542,26 @@ pub trait Store: Send + Sync + 'static {
         actions: &[&str],
     ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
 
+    // --- reads in proportion to what is active, not to history (issue 12) ---------------------
+
+    /// (runbook, latest cycle) of every runbook with a run of a cycle (re-runs included), one
+    /// per kind of cycle (months `YYYY-MM`, days `YYYY-MM-DD`): the scheduler's last dealt
+    /// cycles from runs, one indexed read whatever the history.
+    fn last_cycles(&self)
+    -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+
+    /// How many runs are in each state (an aggregate: no run is read).
+    fn run_counts(&self) -> impl Future<Output = Result<Vec<(RunState, u64)>, StoreError>> + Send;
+
+    /// The ids of the runs with a step row awaiting a person's input (the expiry task's work).
+    fn runs_awaiting_input(&self) -> impl Future<Output = Result<Vec<RunId>, StoreError>> + Send;
+
+    /// The plans of the hot queries, as the database explains them: (query, plan). The
+    /// conformance suite checks that each uses its index ([`HOT_QUERIES`]).
+    fn hot_query_plans(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(&'static str, String)>, StoreError>> + Send;
+
     // --- several daemons on one database (DESIGN §5) ------------------------------------------
 
     /// Takes the lease `name` for `holder` until `now + ttl` if nobody has it, it expired, or
@@ -652,6 +672,17 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<EmailRow>, StoreError>> + Send;
 }
+
+/// The queries run per scheduler pass, per page, per expiry pass and per scrape, with the
+/// index each must use (`None`: the backend's own index on the key, named differently on each).
+pub const HOT_QUERIES: &[(&str, Option<&str>)] = &[
+    ("last cycles (scheduler pass)", Some("runs_cycles")),
+    ("cycle events (scheduler pass)", Some("events_action")),
+    ("runs awaiting input (expiry pass)", Some("steps_awaiting")),
+    ("runs by state (/metrics)", Some("runs_state")),
+    ("recent runs (index page, API list)", Some("runs_started")),
+    ("a run's steps (run page, driver)", None),
+];
 
 /// `now + ttl`, saturating (a lease never ends before it starts).
 pub(crate) fn lease_end(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {

@@ -87,6 +87,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth",
         include_str!("../../migrations/postgres/0006_auth.sql"),
     ),
+    (
+        8,
+        "linear",
+        include_str!("../../migrations/postgres/0008_linear.sql"),
+    ),
 ];
 
 /// Connections per store (per daemon). Writers hold one while they wait for the chain lock.
@@ -298,6 +303,32 @@ fn get_ts_opt(row: &PgRow, column: &'static str) -> Result<Option<DateTime<Utc>>
 
 const RUN_COLUMNS: &str = "id, runbook, cycle, content_hash, git_commit, snapshot, state, started_at, finished_at, \
      rerun_reason";
+
+/// The hot queries (see [`super::HOT_QUERIES`]), shared by their methods and the plans.
+const LAST_CYCLES: &str = "SELECT runbook, MAX(cycle) AS cycle FROM runs \
+    WHERE cycle IS NOT NULL GROUP BY runbook, length(cycle)";
+const RUN_COUNTS: &str = "SELECT state, COUNT(*) AS n FROM runs GROUP BY state";
+const RUNS_AWAITING_INPUT: &str =
+    "SELECT DISTINCT run_id FROM steps WHERE state = 'awaiting_input'";
+const RECENT_RUNS: &str = "FROM runs ORDER BY started_at DESC, position DESC LIMIT $1";
+const EVENTS_BY_ACTION: &str = "FROM events WHERE action = ANY($1) ORDER BY seq";
+
+/// (name, SQL) of every hot query in [`super::HOT_QUERIES`] order, parameters as literals.
+fn hot_queries() -> Vec<(&'static str, String)> {
+    let names: Vec<&str> = super::HOT_QUERIES.iter().map(|(n, _)| *n).collect();
+    let sql = [
+        LAST_CYCLES.to_string(),
+        format!(
+            "SELECT {EVENT_COLUMNS} {}",
+            EVENTS_BY_ACTION.replace("$1", "ARRAY['cycle.missed', 'cycle.skipped']")
+        ),
+        RUNS_AWAITING_INPUT.to_string(),
+        RUN_COUNTS.to_string(),
+        format!("SELECT {RUN_COLUMNS} {}", RECENT_RUNS.replace("$1", "50")),
+        format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = 'r' ORDER BY position"),
+    ];
+    names.into_iter().zip(sql).collect()
+}
 
 fn run_from(row: &PgRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -1153,14 +1184,67 @@ impl Store for PostgresStore {
     }
 
     async fn runs(&self, limit: u32) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, position DESC LIMIT $1"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("reading runs"))?;
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} {RECENT_RUNS}"))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading runs"))?;
         rows.iter().map(run_from).collect()
+    }
+
+    async fn last_cycles(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(LAST_CYCLES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading the last cycles"))?;
+        rows.iter()
+            .map(|row| Ok((get(row, "runbook")?, get(row, "cycle")?)))
+            .collect()
+    }
+
+    async fn run_counts(&self) -> Result<Vec<(RunState, u64)>, StoreError> {
+        let rows = sqlx::query(RUN_COUNTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("counting runs"))?;
+        rows.iter()
+            .map(|row| {
+                let state = parse_run_state(&get::<String>(row, "state")?)?;
+                Ok((state, get::<i64>(row, "n")?.max(0) as u64))
+            })
+            .collect()
+    }
+
+    async fn runs_awaiting_input(&self) -> Result<Vec<RunId>, StoreError> {
+        let rows = sqlx::query(RUNS_AWAITING_INPUT)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading runs awaiting input"))?;
+        rows.iter().map(|row| get(row, "run_id")).collect()
+    }
+
+    async fn hot_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let mut conn = self.pool.begin().await.map_err(db("explaining a query"))?;
+        // A small table is read whole by the planner's choice; what is checked is that the
+        // query can use its index, as it does once the history is long.
+        sqlx::query("SET LOCAL enable_seqscan = off")
+            .execute(&mut *conn)
+            .await
+            .map_err(db("explaining a query"))?;
+        let mut out = Vec::new();
+        for (name, sql) in hot_queries() {
+            let rows = sqlx::query(&format!("EXPLAIN {sql}"))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db("explaining a query"))?;
+            let mut plan = Vec::new();
+            for row in &rows {
+                plan.push(get::<String>(row, "QUERY PLAN")?);
+            }
+            out.push((name, plan.join("\n")));
+        }
+        conn.rollback().await.map_err(db("explaining a query"))?;
+        Ok(out)
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {
@@ -1462,13 +1546,11 @@ impl Store for PostgresStore {
 
     async fn events_by_action(&self, actions: &[&str]) -> Result<Vec<EventRow>, StoreError> {
         let actions: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE action = ANY($1) ORDER BY seq"
-        ))
-        .bind(actions)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("reading events"))?;
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} {EVENTS_BY_ACTION}"))
+            .bind(actions)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading events"))?;
         rows.iter().map(event_from).collect()
     }
 

@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth",
         include_str!("../../migrations/sqlite/0006_auth.sql"),
     ),
+    (
+        8,
+        "linear",
+        include_str!("../../migrations/sqlite/0008_linear.sql"),
+    ),
 ];
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -301,6 +306,32 @@ where
 
 const RUN_COLUMNS: &str = "id, runbook, cycle, content_hash, git_commit, snapshot, state, started_at, finished_at, \
      rerun_reason";
+
+/// The hot queries (see [`super::HOT_QUERIES`]), shared by their methods and the plans.
+const LAST_CYCLES: &str = "SELECT runbook, MAX(cycle) AS cycle FROM runs \
+    WHERE cycle IS NOT NULL GROUP BY runbook, length(cycle)";
+const RUN_COUNTS: &str = "SELECT state, COUNT(*) AS n FROM runs GROUP BY state";
+const RUNS_AWAITING_INPUT: &str =
+    "SELECT DISTINCT run_id FROM steps WHERE state = 'awaiting_input'";
+const RECENT_RUNS: &str = "FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?";
+const EVENTS_BY_ACTION: &str = "FROM events WHERE action IN ({marks}) ORDER BY seq";
+
+/// (name, SQL) of every hot query in [`super::HOT_QUERIES`] order, parameters as `?`.
+fn hot_queries() -> Vec<(&'static str, String)> {
+    let names: Vec<&str> = super::HOT_QUERIES.iter().map(|(n, _)| *n).collect();
+    let sql = [
+        LAST_CYCLES.to_string(),
+        format!(
+            "SELECT {EVENT_COLUMNS} {}",
+            EVENTS_BY_ACTION.replace("{marks}", "?, ?, ?")
+        ),
+        RUNS_AWAITING_INPUT.to_string(),
+        RUN_COUNTS.to_string(),
+        format!("SELECT {RUN_COLUMNS} {RECENT_RUNS}"),
+        format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position"),
+    ];
+    names.into_iter().zip(sql).collect()
+}
 
 fn run_from(row: &SqliteRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -1160,14 +1191,59 @@ impl Store for SqliteStore {
     }
 
     async fn runs(&self, limit: u32) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db("reading runs"))?;
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} {RECENT_RUNS}"))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading runs"))?;
         rows.iter().map(run_from).collect()
+    }
+
+    async fn last_cycles(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(LAST_CYCLES)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading the last cycles"))?;
+        rows.iter()
+            .map(|row| Ok((get(row, "runbook")?, get(row, "cycle")?)))
+            .collect()
+    }
+
+    async fn run_counts(&self) -> Result<Vec<(RunState, u64)>, StoreError> {
+        let rows = sqlx::query(RUN_COUNTS)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("counting runs"))?;
+        rows.iter()
+            .map(|row| {
+                let state = parse_run_state(&get::<String>(row, "state")?)?;
+                Ok((state, get::<i64>(row, "n")?.max(0) as u64))
+            })
+            .collect()
+    }
+
+    async fn runs_awaiting_input(&self) -> Result<Vec<RunId>, StoreError> {
+        let rows = sqlx::query(RUNS_AWAITING_INPUT)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading runs awaiting input"))?;
+        rows.iter().map(|row| get(row, "run_id")).collect()
+    }
+
+    async fn hot_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let mut out = Vec::new();
+        for (name, sql) in hot_queries() {
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db("explaining a query"))?;
+            let mut plan = Vec::new();
+            for row in &rows {
+                plan.push(get::<String>(row, "detail")?);
+            }
+            out.push((name, plan.join("\n")));
+        }
+        Ok(out)
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {
@@ -1521,8 +1597,10 @@ impl Store for SqliteStore {
 
     async fn events_by_action(&self, actions: &[&str]) -> Result<Vec<EventRow>, StoreError> {
         let marks = vec!["?"; actions.len()].join(", ");
-        let sql =
-            format!("SELECT {EVENT_COLUMNS} FROM events WHERE action IN ({marks}) ORDER BY seq");
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} {}",
+            EVENTS_BY_ACTION.replace("{marks}", &marks)
+        );
         let mut query = sqlx::query(&sql);
         for action in actions {
             query = query.bind(*action);
