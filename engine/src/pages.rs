@@ -1,6 +1,7 @@
 //! The server-rendered HTML pages people see (DESIGN §7): the confirmation page behind an email
 //! link, the page after a decision, the page for a refused link, error pages, the index and the
-//! run page.
+//! run page's "Waiting for" section (the run page itself is [`crate::dashboard::run`]'s, in maud;
+//! these pages are still built as strings and move to maud with the dashboard's next pages).
 //!
 //! Pure functions from plain view structs to `String`; no framework, no JavaScript. Every page is
 //! one function that builds its body and hands it to [`layout`], which adds the document shell
@@ -133,9 +134,6 @@ pub fn layout_with_head(title: &str, head: &str, body: &str) -> String {
         title = e(title),
     )
 }
-
-/// How often a run page reloads itself while its run is going, in seconds.
-pub const RUN_PAGE_REFRESH: u32 = 5;
 
 /// An instant as people read it: `2026-12-08 14:03 UTC`.
 fn when(at: &DateTime<Utc>) -> String {
@@ -629,7 +627,7 @@ fn status_phrase(status: u16) -> &'static str {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Index and run pages
+// The index and the run page's waiting section
 
 /// The overview: runbooks with their next cycles, and recent runs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -744,23 +742,6 @@ fn runs_table(runs: &[RunRow]) -> String {
     )
 }
 
-/// One run: its steps per host and its audit trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunView {
-    pub id: String,
-    pub runbook: String,
-    pub cycle: String,
-    pub state: String,
-    pub runbook_hash: String,
-    pub runbook_commit: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub steps: Vec<StepRow>,
-    /// Who the run waits on, and for what (empty when it waits on nobody).
-    pub waiting: Vec<WaitView>,
-    pub audit: Vec<AuditRow>,
-}
-
 /// One row that waits for people: an operator's decision, an approval or a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitView {
@@ -772,70 +753,6 @@ pub struct WaitView {
     pub what: String,
     /// The command that answers it, when there is one (`patchday retry RUN --step …`).
     pub command: Option<String>,
-}
-
-/// A step, or one host of a fanned-out step (`host` is "" for the step itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepRow {
-    pub step: String,
-    pub host: String,
-    pub state: String,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    /// Why it is in its state: an error, a skip reason, who decided.
-    pub reason: Option<String>,
-}
-
-/// One audit event; `details` is shown as text (compact JSON).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRow {
-    pub seq: u64,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub action: String,
-    pub step: Option<String>,
-    pub details: String,
-}
-
-/// The run page.
-pub fn run_page(view: &RunView) -> String {
-    let title = match view.cycle.as_str() {
-        "" => format!("Manual run of {}", view.runbook),
-        cycle => format!("Run {cycle} of {}", view.runbook),
-    };
-    let mut body = format!("<h1>{}</h1>\n", e(&title));
-    body.push_str(&run_facts(view));
-    body.push_str(&waiting_section(&view.waiting));
-    body.push_str("<h2>Steps</h2>\n");
-    body.push_str(&steps_table(&view.steps));
-    body.push_str("<h2>Audit trail</h2>\n");
-    body.push_str(&audit_table(&view.audit));
-    // While the run goes on the page reloads itself, so watching it needs no clicks.
-    if view.state == "running" {
-        body.push_str(&format!(
-            "<p class=\"muted\">This page reloads every {RUN_PAGE_REFRESH} seconds while the run \
-             is going.</p>\n"
-        ));
-        let head = format!("<meta http-equiv=\"refresh\" content=\"{RUN_PAGE_REFRESH}\">\n");
-        return layout_with_head(&title, &head, &body);
-    }
-    layout(&title, &body)
-}
-
-fn run_facts(view: &RunView) -> String {
-    facts_table(&[
-        ("Run", format!("<code>{}</code>", e(&view.id))),
-        ("Runbook", e(&view.runbook)),
-        ("Cycle", cycle_html(&view.cycle)),
-        ("State", state_badge(&view.state)),
-        ("Started", time_html(&view.started_at)),
-        ("Finished", time_opt_html(&view.finished_at)),
-        ("Runbook commit", code_opt(&view.runbook_commit)),
-        (
-            "Runbook content",
-            format!("<code>{}</code>", e(&view.runbook_hash)),
-        ),
-    ])
 }
 
 /// "Waiting for": who the run waits on and for what.
@@ -863,49 +780,6 @@ pub fn waiting_section(waiting: &[WaitView]) -> String {
         "<h2>Waiting for</h2>\n{}",
         data_table(&["Step", "Host", "Who", "For what"], &rows)
     )
-}
-
-fn steps_table(steps: &[StepRow]) -> String {
-    if steps.is_empty() {
-        return "<p class=\"muted\">No steps.</p>\n".to_owned();
-    }
-    let rows: Vec<Vec<String>> = steps
-        .iter()
-        .map(|s| {
-            vec![
-                format!("<code>{}</code>", e(&s.step)),
-                format!("<span class=\"nowrap\">{}</span>", e(&s.host)),
-                state_badge(&s.state),
-                time_opt_html(&s.started_at),
-                time_opt_html(&s.finished_at),
-                e(s.reason.as_deref().unwrap_or("")),
-            ]
-        })
-        .collect();
-    data_table(
-        &["Step", "Host", "State", "Started", "Finished", "Reason"],
-        &rows,
-    )
-}
-
-fn audit_table(events: &[AuditRow]) -> String {
-    if events.is_empty() {
-        return "<p class=\"muted\">No events.</p>\n".to_owned();
-    }
-    let rows: Vec<Vec<String>> = events
-        .iter()
-        .map(|a| {
-            vec![
-                a.seq.to_string(),
-                time_html(&a.at),
-                e(&a.actor),
-                format!("<code>{}</code>", e(&a.action)),
-                format!("<code>{}</code>", e(a.step.as_deref().unwrap_or(""))),
-                format!("<code class=\"wrap\">{}</code>", e(&a.details)),
-            ]
-        })
-        .collect();
-    data_table(&["#", "When", "Actor", "Action", "Step", "Details"], &rows)
 }
 
 #[cfg(test)]
@@ -1004,126 +878,6 @@ mod tests {
         }
     }
 
-    fn run_view() -> RunView {
-        let step =
-            |step: &str, host: &str, state: &str, start: Option<u32>, reason: Option<&str>| {
-                StepRow {
-                    step: step.into(),
-                    host: host.into(),
-                    state: state.into(),
-                    started_at: start.map(|m| at(8, 14, m)),
-                    finished_at: start
-                        .filter(|_| state != "running")
-                        .map(|m| at(8, 14, m + 4)),
-                    reason: reason.map(Into::into),
-                }
-            };
-        RunView {
-            id: "01JFQ3Z8K2M4N6P8R0T2V4X6Z8".into(),
-            runbook: "monthly-windows".into(),
-            cycle: "2026-12".into(),
-            state: "running".into(),
-            runbook_hash: "9b1e0c7d5a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d".into(),
-            runbook_commit: Some("4f2a9c1e7b0d3a5f8e6c2b1a9d7f5e3c1b0a8d6f".into()),
-            started_at: at(8, 14, 0),
-            finished_at: None,
-            steps: vec![
-                step("announce", "", "succeeded", Some(0), None),
-                step(
-                    "cab-approval",
-                    "",
-                    "succeeded",
-                    Some(1),
-                    Some("approved by bob, alice"),
-                ),
-                step("snapshot", "web-01.example.com", "succeeded", Some(6), None),
-                step(
-                    "snapshot",
-                    "web-02.example.com",
-                    "failed",
-                    Some(6),
-                    Some("vCenter: timeout"),
-                ),
-                step("patch", "web-01.example.com", "running", Some(12), None),
-                step("smoke-test", "", "pending", None, None),
-            ],
-            waiting: vec![],
-            audit: vec![
-                audit(
-                    1,
-                    0,
-                    "scheduler",
-                    "run.started",
-                    None,
-                    "{\"cycle\":\"2026-12\"}",
-                ),
-                audit(
-                    2,
-                    1,
-                    "bob@example.com",
-                    "approval.decided",
-                    Some("cab-approval"),
-                    "{\"choice\":\"approve\",\"ip\":\"10.0.0.7\"}",
-                ),
-                audit(
-                    3,
-                    9,
-                    "engine",
-                    "step.failed",
-                    Some("snapshot"),
-                    "{\"host\":\"web-02.example.com\",\"error\":\"timeout\"}",
-                ),
-            ],
-        }
-    }
-
-    fn audit(
-        seq: u64,
-        minute: u32,
-        actor: &str,
-        action: &str,
-        step: Option<&str>,
-        details: &str,
-    ) -> AuditRow {
-        AuditRow {
-            seq,
-            at: at(8, 14, minute),
-            actor: actor.into(),
-            action: action.into(),
-            step: step.map(Into::into),
-            details: details.into(),
-        }
-    }
-
-    fn evil_run() -> RunView {
-        RunView {
-            id: EVIL.into(),
-            runbook: EVIL.into(),
-            cycle: EVIL.into(),
-            state: EVIL.into(),
-            runbook_hash: EVIL.into(),
-            runbook_commit: Some(EVIL.into()),
-            started_at: at(8, 14, 0),
-            finished_at: None,
-            steps: vec![StepRow {
-                step: EVIL.into(),
-                host: EVIL.into(),
-                state: EVIL.into(),
-                started_at: None,
-                finished_at: None,
-                reason: Some(EVIL.into()),
-            }],
-            waiting: vec![WaitView {
-                step: EVIL.into(),
-                host: EVIL.into(),
-                who: EVIL.into(),
-                what: EVIL.into(),
-                command: Some(EVIL.into()),
-            }],
-            audit: vec![audit(1, 0, EVIL, EVIL, Some(EVIL), EVIL)],
-        }
-    }
-
     fn evil_index() -> IndexView {
         IndexView {
             runbooks: vec![RunbookRow {
@@ -1184,7 +938,6 @@ mod tests {
     #[test]
     fn every_page_escapes_every_value() {
         assert_escaped(&confirmation_page(&evil_confirmation()));
-        assert_escaped(&run_page(&evil_run()));
         assert_escaped(&index_page(&evil_index()));
         assert_escaped(&decided_page(&evil_decided()));
         assert_escaped(&error_page(404, EVIL));
@@ -1486,60 +1239,21 @@ mod tests {
     }
 
     #[test]
-    fn run_page_lists_steps_hosts_states_reasons_and_audit() {
-        let html = run_page(&run_view());
-        for expected in [
-            "<h1>Run 2026-12 of monthly-windows</h1>",
-            "web-02.example.com",
-            "<span class=\"badge bad\">failed</span>",
-            "<span class=\"badge busy\">running</span>",
-            "vCenter: timeout",
-            "approval.decided",
-            "10.0.0.7",
-            "4f2a9c1e7b0d3a5f8e6c2b1a9d7f5e3c1b0a8d6f",
-        ] {
-            assert!(html.contains(expected), "missing {expected:?}");
-        }
-    }
-
-    #[test]
-    fn a_run_page_reloads_itself_only_while_the_run_goes_on() {
-        let refresh = "<meta http-equiv=\"refresh\" content=\"5\">";
-        let running = run_page(&run_view());
-        assert!(running.contains(refresh), "{running}");
-        assert!(running.contains("reloads every 5 seconds while the run is going"));
-        let head_end = running.find("</head>").unwrap();
-        assert!(running.find(refresh).unwrap() < head_end);
-        for state in ["succeeded", "failed", "cancelled"] {
-            let finished = run_page(&RunView {
-                state: state.into(),
-                ..run_view()
-            });
-            assert!(!finished.contains("http-equiv"), "{state}");
-            assert!(!finished.contains("reloads every"), "{state}");
-        }
-    }
-
-    #[test]
-    fn a_run_page_says_who_it_waits_on_and_for_what() {
-        assert!(!run_page(&run_view()).contains("Waiting for"));
-        let page = run_page(&RunView {
-            waiting: vec![WaitView {
-                step: "patch".into(),
-                host: "web-01.example.com".into(),
-                who: "an operator (told: ops@example.com)".into(),
-                what: "a decision after an interruption".into(),
-                command: Some("patchday retry R --step patch --reason TEXT".into()),
-            }],
-            ..run_view()
-        });
-        let section = page.split("<h2>Waiting for</h2>").nth(1).expect("section");
-        let section = section.split("<h2>").next().unwrap();
+    fn the_waiting_section_says_who_is_waited_on_and_for_what() {
+        assert_eq!(waiting_section(&[]), "");
+        let section = waiting_section(&[WaitView {
+            step: "patch".into(),
+            host: "web-01.example.com".into(),
+            who: "an operator (told: ops@example.com)".into(),
+            what: "a decision after an interruption".into(),
+            command: Some("patchday retry R --step patch --reason <TEXT>".into()),
+        }]);
+        assert!(section.starts_with("<h2>Waiting for</h2>"), "{section}");
         assert!(
             section.contains("an operator (told: ops@example.com)"),
             "{section}"
         );
-        assert!(section.contains("patchday retry R --step patch --reason TEXT"));
+        assert!(section.contains("patchday retry R --step patch --reason &lt;TEXT&gt;"));
     }
 
     #[test]
@@ -1607,7 +1321,6 @@ mod tests {
         let pages = [
             ("confirmation.html", confirmation_page(&approval_view())),
             ("task.html", confirmation_page(&task)),
-            ("run.html", run_page(&run_view())),
             (
                 "decided.html",
                 decided_page(&DecidedView {
