@@ -1,5 +1,5 @@
-//! RFC 5545 calendar output (`patchday calendar --format ics`, and later the daemon's
-//! `/calendar.ics`): one VEVENT per cycle.
+//! RFC 5545 calendar output (`patchday calendar --format ics`, and the daemon's
+//! `/calendar.ics`, one runbook or all): one VEVENT per cycle.
 //!
 //! - `UID` is `<cycle>.<runbook>@patchday`: stable across runs of the command and edits of the
 //!   runbook (runbook names are unique in a folder), so a subscribed calendar updates an event in
@@ -18,16 +18,23 @@ use super::schedule::Fire;
 
 /// The VCALENDAR of `fires` for `runbook`, made at `now`.
 pub fn vcalendar(runbook: &str, fires: &[Fire], now: DateTime<Utc>) -> String {
+    vcalendar_of(&format!("patchday {runbook}"), &[(runbook, fires)], now)
+}
+
+/// The VCALENDAR named `title` of every runbook's fires, made at `now`.
+pub fn vcalendar_of(title: &str, runbooks: &[(&str, &[Fire])], now: DateTime<Utc>) -> String {
     let mut lines = vec![
         "BEGIN:VCALENDAR".to_string(),
         "VERSION:2.0".to_string(),
         "PRODID:-//patchday//calendar//EN".to_string(),
         "CALSCALE:GREGORIAN".to_string(),
         "METHOD:PUBLISH".to_string(),
-        format!("X-WR-CALNAME:{}", escape(&format!("patchday {runbook}"))),
+        format!("X-WR-CALNAME:{}", escape(title)),
     ];
-    for fire in fires {
-        lines.extend(vevent(runbook, fire, now));
+    for (runbook, fires) in runbooks {
+        for fire in fires.iter() {
+            lines.extend(vevent(runbook, fire, now));
+        }
     }
     lines.push("END:VCALENDAR".to_string());
     let mut out = String::new();

@@ -114,7 +114,8 @@ pub struct SettleArgs {
 pub struct TokenArgs {
     /// The token's name: API actions are audited as api:NAME.
     name: String,
-    /// What it may do: read, operate, approve, admin (comma-separated). Without it: admin.
+    /// What it may do: read, operate, approve, admin, feed (comma-separated; feed: only
+    /// the calendar feed `/calendar.ics?token=...`). Without it: admin.
     #[arg(long, value_name = "LIST")]
     scopes: Option<String>,
     /// The person an `approve` token decides as (needed with approve).

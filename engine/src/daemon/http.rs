@@ -17,6 +17,7 @@ use axum::{Extension, Router};
 pub mod api;
 pub mod auth;
 pub mod dashboard;
+pub mod feed;
 pub mod links;
 pub mod serve;
 pub mod tls;
@@ -40,6 +41,7 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/runs/{id}", get(dashboard::run_page::<S>))
         .route("/runs/{id}/live", get(dashboard::live::<S>))
         .route("/calendar", get(dashboard::month_page::<S>))
+        .route("/calendar.ics", get(feed::calendar_ics::<S>))
         .route(
             "/signin",
             get(auth::form::<S>).post(auth::request_link::<S>),

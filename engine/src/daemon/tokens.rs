@@ -50,13 +50,16 @@ pub enum TokensError {
 /// What a token may do. `read` sees runbooks and runs; `operate` also triggers, cancels and
 /// settles interrupted steps; `approve` decides the approval and task steps its owner is one of
 /// the people of, as that person; `admin` may do all of it and decide any step as itself (an
-/// override, audited as one).
+/// override, audited as one). `feed` reads only the calendar feed (`/calendar.ics?token=...`):
+/// such a token travels in URLs, so it grants nothing else, and no other scope (not even
+/// `admin`) grants the feed, so a powerful token is never pasted into a calendar program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
     Read,
     Operate,
     Approve,
     Admin,
+    Feed,
 }
 
 impl Scope {
@@ -66,6 +69,7 @@ impl Scope {
             "operate" => Some(Scope::Operate),
             "approve" => Some(Scope::Approve),
             "admin" => Some(Scope::Admin),
+            "feed" => Some(Scope::Feed),
             _ => None,
         }
     }
@@ -81,10 +85,13 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whether the token holds `scope` (`admin` holds every scope; `operate` includes `read`).
+    /// Whether the token holds `scope` (`admin` holds every scope but `feed`; `operate`
+    /// includes `read`; `feed` is held only by itself).
     pub fn allows(&self, scope: Scope) -> bool {
         self.scopes.iter().any(|s| {
-            *s == scope || *s == Scope::Admin || (*s == Scope::Operate && scope == Scope::Read)
+            *s == scope
+                || (*s == Scope::Admin && scope != Scope::Feed)
+                || (*s == Scope::Operate && scope == Scope::Read)
         })
     }
 }
@@ -161,7 +168,7 @@ fn parse_line(line: &str) -> Result<(Grant, [u8; 32]), String> {
     let mut words = line.split_whitespace();
     let (Some(name), Some(hash)) = (words.next(), words.next()) else {
         return Err(
-            "write `NAME SHA256HEX [scopes=read,operate,approve,admin] [owner=EMAIL]`".into(),
+            "write `NAME SHA256HEX [scopes=read,operate,approve,admin,feed] [owner=EMAIL]`".into(),
         );
     };
     if !valid_name(name) {
@@ -182,8 +189,9 @@ fn parse_line(line: &str) -> Result<(Grant, [u8; 32]), String> {
                 grant.scopes = list
                     .split(',')
                     .map(|s| {
-                        Scope::parse(s)
-                            .ok_or(format!("`{s}` is not read, operate, approve or admin"))
+                        Scope::parse(s).ok_or(format!(
+                            "`{s}` is not read, operate, approve, admin or feed"
+                        ))
                     })
                     .collect::<Result<_, _>>()?;
             }
@@ -317,5 +325,10 @@ mod tests {
         assert_eq!(alice.owner.as_deref(), Some("alice@example.com"));
         assert!(alice.allows(Scope::Read) && alice.allows(Scope::Approve));
         assert!(!alice.allows(Scope::Operate) && !alice.allows(Scope::Admin));
+        assert!(!old.allows(Scope::Feed), "admin does not grant the feed");
+        let feed = ApiTokens::parse(&format!("cal {hash} scopes=feed\n")).unwrap();
+        let feed = &feed.entries[0].0;
+        assert!(feed.allows(Scope::Feed));
+        assert!(!feed.allows(Scope::Read) && !feed.allows(Scope::Operate));
     }
 }

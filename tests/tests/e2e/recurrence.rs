@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use patchday_tests::daemon::{Daemon, audit_events, emails_with, poll};
+use patchday_tests::daemon::{Daemon, audit_events, emails_with, poll, request};
 use patchday_tests::{patchday, repo_root, run, scratch, stderr};
 use serde_json::Value;
 
@@ -264,27 +264,7 @@ fn the_ics_calendar_reads_back_with_an_independent_parser() {
         out.stdout
     };
     let json: Value = serde_json::from_slice(&listing("json")).unwrap();
-    let mut reader = Command::new(oracle_python())
-        .arg(repo_root().join("tests/fixtures/rrule/read_ics.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    reader
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&listing("ics"))
-        .unwrap();
-    let out = reader.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ics: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ics = read_ics(&listing("ics"));
     assert_eq!(ics["version"], "2.0");
     let events = ics["events"].as_array().unwrap();
     let cycles = json["cycles"].as_array().unwrap();
@@ -330,4 +310,187 @@ fn the_ics_calendar_reads_back_with_an_independent_parser() {
         "{description}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An RFC 5545 text read by python's icalendar (`tests/fixtures/rrule/read_ics.py`):
+/// `{"version", "events": [{"uid", "dtstart", "status", "summary", "description"}]}`.
+fn read_ics(text: &[u8]) -> Value {
+    let mut reader = Command::new(oracle_python())
+        .arg(repo_root().join("tests/fixtures/rrule/read_ics.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    reader.stdin.take().unwrap().write_all(text).unwrap();
+    let out = reader.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `GET /calendar.ics` of a daemon serving the example runbooks: with a `feed` token, every
+/// runbook's (or one runbook's) cycles at the instants `patchday calendar --format json` gives,
+/// blacked-out ones cancelled, read back by python's icalendar; without a token, with a wrong
+/// one, with a `read` token and once the feed token's line is removed: 401 and no runbook
+/// named. The token never reaches the daemon's log.
+#[test]
+fn the_calendar_feed_needs_a_feed_token_and_matches_the_cli() {
+    const NOW: &str = "2026-12-10T00:00:00Z";
+    let dir = scratch("calendar-feed");
+    let minted = |scopes: &str| {
+        let out = run(&["api-token", "cal", "--scopes", scopes, "--format", "json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let minted: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let token = minted["token"].as_str().unwrap().to_string();
+        (token, minted["line"].as_str().unwrap().to_string())
+    };
+    let (feed, feed_line) = minted("feed");
+    let (reader, reader_line) = minted("read");
+    let reader_line = reader_line.replacen("cal", "reader", 1);
+    let tokens = dir.join("api-tokens");
+    std::fs::write(&tokens, format!("{feed_line}\n{reader_line}\n")).unwrap();
+    let config = dir.join("patchday.toml");
+    std::fs::write(&config, "[security]\napi_tokens_file = \"api-tokens\"\n").unwrap();
+    let log = dir.join("daemon.log");
+    let runbooks = repo_root().join("runbooks");
+    let mut cmd = patchday();
+    cmd.current_dir(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--database",
+            &format!("sqlite://{}", dir.join("d.db").display()),
+        ])
+        .args(["--runbooks", &runbooks.display().to_string()])
+        .args(["--outbox", &dir.join("outbox").display().to_string()])
+        .args(["--config", &config.display().to_string()])
+        .args(["--now", NOW])
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut daemon = Daemon::start(cmd);
+    let get = |path: &str| request(&daemon.addr, "GET", path, &[], "");
+
+    let (status, head, body) = get(&format!("/calendar.ics?token={feed}"));
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(
+        head.to_lowercase().contains("content-type: text/calendar"),
+        "{head}"
+    );
+    let all = read_ics(body.as_bytes());
+    let mut expected_all = Vec::new();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&runbooks).unwrap() {
+        let file = entry.unwrap().path();
+        if file.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let args = [
+            "calendar",
+            &file.display().to_string(),
+            "--now",
+            NOW,
+            "--config",
+            &config.display().to_string(),
+            "--format",
+            "json",
+        ];
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let name = json["runbook"].as_str().unwrap().to_string();
+        let expected: Vec<(String, String, String)> = json["cycles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let at = chrono::DateTime::parse_from_rfc3339(c["fires_at"].as_str().unwrap())
+                    .unwrap()
+                    .to_utc()
+                    .format("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string();
+                let status = if c["blackout"].is_null() {
+                    "CONFIRMED"
+                } else {
+                    "CANCELLED"
+                };
+                (
+                    format!("{}.{name}@patchday", c["cycle"].as_str().unwrap()),
+                    at,
+                    status.to_string(),
+                )
+            })
+            .collect();
+        // The feed of this runbook alone.
+        let (status, _, one) = get(&format!("/calendar.ics?runbook={name}&token={feed}"));
+        assert_eq!(status, 200, "{one}");
+        assert_eq!(events(&read_ics(one.as_bytes())), expected, "{name}");
+        expected_all.extend(expected);
+        names.push(name);
+    }
+    assert!(names.len() >= 4, "{names:?}");
+    let mut got = events(&all);
+    got.sort();
+    expected_all.sort();
+    assert_eq!(got, expected_all);
+    assert!(
+        expected_all.iter().any(|(_, _, s)| s == "CANCELLED"),
+        "a blackout is in the window"
+    );
+
+    // Nothing without the feed token; an unknown runbook is 404 with a good one.
+    let refused = |path: &str| {
+        let (status, head, body) = get(path);
+        assert_eq!(status, 401, "{path}: {head}\n{body}");
+        for name in &names {
+            assert!(!body.contains(name.as_str()), "{path}: {body}");
+        }
+    };
+    refused("/calendar.ics");
+    refused("/calendar.ics?token=pdt_wrong");
+    refused(&format!("/calendar.ics?token={reader}"));
+    refused(&format!("/calendar.ics?runbook=monthly&token={reader}"));
+    let (status, _, _) = get(&format!("/calendar.ics?runbook=nope&token={feed}"));
+    assert_eq!(status, 404);
+    // A feed token is no API token.
+    let bearer = format!("Bearer {feed}");
+    let (status, _, _) = request(
+        &daemon.addr,
+        "GET",
+        "/api/v1/runbooks",
+        &[("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(status, 403);
+
+    // Revoked: its line removed, the daemon re-reads the file and the feed stops.
+    std::fs::write(&tokens, format!("{reader_line}\n")).unwrap();
+    poll(
+        "the revoked token to stop working",
+        Duration::from_secs(30),
+        || (get(&format!("/calendar.ics?token={feed}")).0 == 401).then_some(()),
+    );
+    refused(&format!("/calendar.ics?token={feed}"));
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logged.contains(&feed) && !logged.contains(&reader),
+        "{logged}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// (uid, dtstart, status) of every event read by [`read_ics`].
+fn events(ics: &Value) -> Vec<(String, String, String)> {
+    ics["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap().to_string();
+            (text("uid"), text("dtstart"), text("status"))
+        })
+        .collect()
 }
