@@ -9,7 +9,7 @@
 //! ci-bot   6b86b273ff34fce19b44dcec4ca8a1b9b6d2e09d0b05e0a2e5ad0a4b2e3f0c1d
 //! ```
 //!
-//! A line may go on with `scopes=read,operate,approve,admin` (what the token may do, see
+//! A line may go on with `scopes=read,operate,approve,admin,feed` (what the token may do, see
 //! [`Scope`]; without it, `admin`: the first format's tokens could do everything) and
 //! `owner=EMAIL` (the person an `approve` token decides as; required with `approve`).
 //! Blank lines and lines starting with `#` are ignored; names are unique and made of letters,
