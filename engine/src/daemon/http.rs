@@ -18,6 +18,7 @@ pub mod api;
 pub mod auth;
 pub mod dashboard;
 pub mod links;
+pub mod proxy;
 pub mod serve;
 pub mod tls;
 pub mod waiting;
