@@ -12,6 +12,7 @@
 //! | `[server] header_timeout` | `PATCHDAY_SERVER_HEADER_TIMEOUT` | `10s` |
 //! | `[server] tls_cert_file, tls_key_file` | `PATCHDAY_SERVER_TLS_<KEY>` | none: plain HTTP |
 //! | `[server] metrics_token_file` | `PATCHDAY_SERVER_METRICS_TOKEN_FILE` | none: `/metrics` is open |
+//! | `[server] trusted_proxies` | — | none: `X-Forwarded-For` is ignored |
 //! | `[database] url` | `PATCHDAY_DATABASE_URL` | `sqlite://patchday.db` |
 //! | `[smtp] host, port, tls, username, password_file, from` | `PATCHDAY_SMTP_<KEY>` | none: emails go to `outbox/` as files |
 //! | `[runbooks] dir, git_pull, git_timeout` | `PATCHDAY_RUNBOOKS_<KEY>` | `runbooks`, no pull, `60s` |
@@ -145,6 +146,8 @@ pub struct ServerConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// TLS: the certificate chain and key (PEM), reloaded when they change.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The reverse proxies whose `X-Forwarded-For` names the client; none: it is ignored.
+    pub trusted_proxies: crate::daemon::http::proxy::TrustedProxies,
 }
 
 /// `[smtp]`.
@@ -301,6 +304,7 @@ pub struct Layers {
     values: BTreeMap<&'static str, Setting>,
     blackouts: Vec<Blackout>,
     roles: crate::auth::Roles,
+    trusted_proxies: crate::daemon::http::proxy::TrustedProxies,
     oidc: Option<crate::auth::oidc::OidcConfig>,
     approvals_sign_in: patchday_connectors::inputs::SignIn,
 }
@@ -401,6 +405,7 @@ struct RawServer {
     metrics_token_file: Option<String>,
     tls_cert_file: Option<String>,
     tls_key_file: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -522,6 +527,10 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
             .push(Blackout::new(from, to, b.reason).map_err(at)?);
     }
     layers.roles = roles(&raw.auth).map_err(invalid)?;
+    layers.trusted_proxies = crate::daemon::http::proxy::TrustedProxies::parse(
+        raw.server.trusted_proxies.as_deref().unwrap_or_default(),
+    )
+    .map_err(|e| invalid(format!("[server] trusted_proxies: {e}")))?;
     layers.approvals_sign_in = raw.auth.sign_in;
     layers.oidc = raw.auth.oidc.map(oidc).transpose().map_err(invalid)?;
     let smtp = raw.smtp.unwrap_or_default();
@@ -748,6 +757,7 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
                     return Err(bad(s, "tls_cert_file and tls_key_file go together".into()));
                 }
             },
+            trusted_proxies: layers.trusted_proxies.clone(),
         },
         database_url,
         smtp,
@@ -887,6 +897,26 @@ fn origin_key(origin: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_are_checked_and_a_bad_one_named() {
+        let config = parse(
+            "p.toml",
+            "[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let expected =
+            crate::daemon::http::proxy::TrustedProxies::parse(&["127.0.0.1", "10.0.0.0/8"]);
+        assert_eq!(config.server.trusted_proxies, expected.unwrap());
+        let err = parse("p.toml", "[server]\ntrusted_proxies = [\"10.0.0.0/64\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p.toml") && err.contains("[server] trusted_proxies"),
+            "{err}"
+        );
+        assert!(err.contains("`10.0.0.0/64`"), "{err}");
+    }
 
     #[test]
     fn reads_org_wide_blackouts() {

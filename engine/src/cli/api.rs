@@ -88,6 +88,9 @@ pub struct ApproveArgs {
     /// A comment recorded with the decision.
     #[arg(long, value_name = "TEXT")]
     comment: Option<String>,
+    /// Why you decide for the step's people (required with an admin token: an override).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
     #[command(flatten)]
     server: Server,
 }
@@ -376,7 +379,12 @@ pub fn approve(args: ApproveArgs, globals: &Globals) -> anyhow::Result<ExitCode>
         encode(&args.run),
         encode(&args.step)
     );
-    let body = json!({ "host": args.host, "choice": args.choice, "comment": args.comment });
+    let body = json!({
+        "host": args.host,
+        "choice": args.choice,
+        "comment": args.comment,
+        "reason": args.reason,
+    });
     let answer = call(globals, &args.server, "POST", &path, Some(body))?;
     if answer.status != 200 {
         return refused(&answer, json);

@@ -744,7 +744,10 @@ mod tests {
             source_ip: None,
             nonce: None,
         };
-        let decided = y.engine.decide_as_operator(&checked, decision).await;
+        let decided = y
+            .engine
+            .decide_as_operator(&checked, decision, "the CAB met by phone")
+            .await;
         assert!(decided.unwrap().settled.is_some());
         y.spawn_run(checked, "r1".into());
         until("y to give up", || async { y.active_runs().is_empty() }).await;

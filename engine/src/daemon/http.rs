@@ -19,6 +19,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod feed;
 pub mod links;
+pub mod proxy;
 pub mod serve;
 pub mod tls;
 pub mod waiting;

@@ -701,7 +701,10 @@ impl<S: Store> Daemon<S> {
             let cap = http::serve::connection_cap(files);
             tracing::info!("http: at most {cap} connections (open-files limit {files})");
             let limits = (cap, options.config.server.header_timeout);
-            tokio::spawn(http::serve::serve(listener, router, limits, tls, stop))
+            let proxies = options.config.server.trusted_proxies.clone();
+            tokio::spawn(http::serve::serve(
+                listener, router, limits, tls, proxies, stop,
+            ))
         };
         ready(&Ready {
             url,

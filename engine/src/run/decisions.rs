@@ -80,29 +80,32 @@ impl<S: Store> Engine<S> {
         checked: &CheckedRunbook,
         decision: NewDecision,
     ) -> Result<Decided, RunError> {
-        self.decide_checked(checked, decision, false).await
+        self.decide_checked(checked, decision, None).await
     }
 
     /// The operator path (the JSON API, `patchday approve`): like [`Engine::decide`], but the
     /// decider need not be one of the step's people; the caller authenticated them. The
     /// decision's recipient is its actor (`api:<token name>`), so the store's one decision per
     /// (row, recipient) means one decision per operator identity on a row, and an operator
-    /// decision counts towards the quorum like any other.
+    /// decision counts towards the quorum like any other. It is an override: its event says
+    /// so (`"override": true`) and carries the operator's written `reason`.
     pub async fn decide_as_operator(
         &self,
         checked: &CheckedRunbook,
         mut decision: NewDecision,
+        reason: &str,
     ) -> Result<Decided, RunError> {
         decision.recipient = decision.actor.clone();
-        self.decide_checked(checked, decision, true).await
+        self.decide_checked(checked, decision, Some(reason)).await
     }
 
     async fn decide_checked(
         &self,
         checked: &CheckedRunbook,
         mut decision: NewDecision,
-        operator: bool,
+        override_reason: Option<&str>,
     ) -> Result<Decided, RunError> {
+        let operator = override_reason.is_some();
         let (step, host) = (decision.step.clone(), decision.host.clone());
         let rows = self.store.steps(&decision.run_id).await?;
         let row = awaiting_row(&rows, &step, &host)?;
@@ -166,8 +169,9 @@ impl<S: Store> Engine<S> {
                 "quorum": ask.quorum,
             }),
         ));
-        if operator && let Some(details) = change.events.last_mut() {
+        if let (Some(reason), Some(details)) = (override_reason, change.events.last_mut()) {
             details.details["override"] = json!(true);
+            details.details["reason"] = json!(reason);
         }
         let settled = settle.as_ref().map(|(new, ..)| new.state);
         let mut progress = None;

@@ -321,6 +321,7 @@ fn scoped_tokens_do_only_what_they_hold_and_a_person_decides_once_whatever_the_r
         "mallory@example.com",
     ]);
     let (ops, ops_line) = token(&["ops", "--scopes", "operate"]);
+    let (root, root_line) = token(&["root", "--scopes", "admin"]);
     let refused = patchday_tests::run(&["api-token", "x", "--scopes", "approve"]);
     assert_eq!(
         refused.status.code(),
@@ -335,7 +336,7 @@ fn scoped_tokens_do_only_what_they_hold_and_a_person_decides_once_whatever_the_r
     let tokens = dir.join("api-tokens");
     std::fs::write(
         &tokens,
-        format!("{reader_line}\n{alice_line}\n{mallory_line}\n{ops_line}\n"),
+        format!("{reader_line}\n{alice_line}\n{mallory_line}\n{ops_line}\n{root_line}\n"),
     )
     .unwrap();
     // Both approvers must agree: Alice's decision leaves the step waiting for Bob.
@@ -394,16 +395,28 @@ fn scoped_tokens_do_only_what_they_hold_and_a_person_decides_once_whatever_the_r
     assert!(!page.contains("name=\"choice\""), "{page}");
     let (status, _, body) = request_json(&addr, "POST", &decide, &bearer(&alice), &approve);
     assert_eq!(status, 409, "{body}");
+    // An admin token deciding for Bob is an override: not without a written reason.
+    let (status, _, body) = request_json(&addr, "POST", &decide, &bearer(&root), &approve);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`reason`"), "{body}");
+    let reason = "Bob is on leave; the CAB agreed by phone";
+    let overrule = serde_json::json!({"choice": "approve", "reason": reason});
+    let (status, _, body) = request_json(&addr, "POST", &decide, &bearer(&root), &overrule);
+    assert_eq!(status, 200, "{body}");
 
     let events = audit_events(&database);
     let decisions: Vec<_> = events
         .iter()
         .filter(|e| e["action"] == "approval.decided")
         .collect();
-    assert_eq!(decisions.len(), 1, "{events:#?}");
+    assert_eq!(decisions.len(), 2, "{events:#?}");
     assert_eq!(decisions[0]["actor"], "api:alice");
     assert_eq!(decisions[0]["details"]["recipient"], "alice@example.com");
     assert!(decisions[0]["details"].get("override").is_none());
+    assert!(decisions[0]["details"].get("reason").is_none());
+    assert_eq!(decisions[1]["actor"], "api:root");
+    assert_eq!(decisions[1]["details"]["override"], true);
+    assert_eq!(decisions[1]["details"]["reason"], reason);
     let refusal = events
         .iter()
         .find(|e| e["action"] == "api.refused")

@@ -744,6 +744,20 @@ fn the_api_and_the_operator_commands_trigger_list_cancel_and_approve_runs() {
     poll("the approval to wait", Duration::from_secs(60), || {
         (row_state(&status_of(&gated), "cab-approval") == "awaiting_input").then_some(())
     });
+    // api:ci is an admin token, not one of the approvers: an override needs a written reason.
+    let out = cli(&["approve", &gated, "--step", "cab-approval"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("`reason`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("HTTP 400"), "{}", stderr(&out));
+    let blank = cli(&[
+        "approve",
+        &gated,
+        "--step",
+        "cab-approval",
+        "--reason",
+        "  ",
+    ]);
+    assert_eq!(blank.status.code(), Some(2), "a blank reason is none");
     let out = cli(&[
         "approve",
         &gated,
@@ -751,6 +765,8 @@ fn the_api_and_the_operator_commands_trigger_list_cancel_and_approve_runs() {
         "cab-approval",
         "--comment",
         "go ahead",
+        "--reason",
+        "CAB approved by phone; Alice is on leave",
     ]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("api:ci"), "{}", stdout(&out));
@@ -772,11 +788,21 @@ fn the_api_and_the_operator_commands_trigger_list_cancel_and_approve_runs() {
     assert_eq!(decided["actor"], "api:ci");
     assert_eq!(decided["details"]["recipient"], "api:ci");
     assert_eq!(decided["details"]["comment"], "go ahead");
+    assert_eq!(decided["details"]["override"], true);
+    let reason = "CAB approved by phone; Alice is on leave";
+    assert_eq!(decided["details"]["reason"], reason);
     // The step is no longer awaiting a decision: refused (exit 1).
     assert_eq!(
-        cli(&["approve", &gated, "--step", "cab-approval"])
-            .status
-            .code(),
+        cli(&[
+            "approve",
+            &gated,
+            "--step",
+            "cab-approval",
+            "--reason",
+            "again"
+        ])
+        .status
+        .code(),
         Some(1)
     );
 

@@ -580,7 +580,17 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
     let run = served.await_line("January's run to start", |l| started(l, "2027-01"));
     hosts.await_mail("[patchday] Approve monthly-local 2027-01: cab-approval", 2);
     // This time the operator approves with `patchday approve` (the API token of the demo).
-    let out = served.cli(&hosts, &["approve", &run, "--step", "cab-approval"]);
+    let out = served.cli(
+        &hosts,
+        &[
+            "approve",
+            &run,
+            "--step",
+            "cab-approval",
+            "--reason",
+            "the CAB met by phone",
+        ],
+    );
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("api:demo"), "{}", stdout(&out));
 

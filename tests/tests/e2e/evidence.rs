@@ -716,7 +716,16 @@ fn an_evidence_pack_verifies_offline_and_fails_when_altered() {
     poll("the approval to wait", Duration::from_secs(60), || {
         (state("cab-approval") == "awaiting_input").then_some(())
     });
-    let out = cli(&["approve", &run, "--step", "cab-approval", "--comment", "go"]);
+    let out = cli(&[
+        "approve",
+        &run,
+        "--step",
+        "cab-approval",
+        "--comment",
+        "go",
+        "--reason",
+        "the CAB met by phone",
+    ]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     poll("the run to succeed", Duration::from_secs(60), || {
         (state("run") == "succeeded").then_some(())

@@ -127,3 +127,48 @@ fn a_huge_body_is_refused_unread_and_answers_carry_security_headers() {
     assert_eq!(status, 200);
     assert!(body.contains("patchday_runs"), "{body}");
 }
+
+/// A daemon trusting `proxies` to name the client in `X-Forwarded-For`.
+fn behind(name: &str, proxies: &str) -> (Daemon, String) {
+    let dir = patchday_tests::scratch(name);
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/quiet.yaml"), RUNBOOK).unwrap();
+    let config = format!("[server]\ntrusted_proxies = {proxies}\n");
+    std::fs::write(dir.join("patchday.toml"), config).unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let mut command = serve_command(&dir, &database, &dir.join("outbox"));
+    command.args(["--config", &dir.join("patchday.toml").display().to_string()]);
+    (Daemon::start(command), database)
+}
+
+/// The `source_ip` of the sign-in refusal a request forwarded for `forwarded_for` records.
+fn recorded_source(daemon: &Daemon, database: &str, forwarded_for: &str) -> String {
+    let headers = [("X-Forwarded-For", forwarded_for)];
+    let body = "email=nobody%40example.com";
+    let (status, _, page) = request(&daemon.addr, "POST", "/signin", &headers, body);
+    assert_eq!(status, 200, "{page}");
+    let events = patchday_tests::daemon::audit_events(database);
+    let refused = events
+        .iter()
+        .rfind(|e| e["action"] == "auth.refused")
+        .unwrap_or_else(|| panic!("no refusal in {events:#?}"));
+    assert_eq!(refused["details"]["reason"], "no_role");
+    refused["details"]["source_ip"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+    // The tests connect from 127.0.0.1: not a trusted proxy here, so the forged header is ignored.
+    let (direct, database) = behind("hardening-xff-direct", "[\"10.0.0.0/8\"]");
+    let source = recorded_source(&direct, &database, "203.0.113.9");
+    assert_eq!(source, "127.0.0.1");
+
+    // Through a trusted proxy: the right-most address that is not itself a trusted proxy.
+    let (proxied, database) = behind("hardening-xff-proxied", "[\"127.0.0.1\", \"10.0.0.0/8\"]");
+    let source = recorded_source(&proxied, &database, "6.6.6.6, 203.0.113.9, 10.1.2.3");
+    assert_eq!(source, "203.0.113.9");
+    patchday_tests::assert_audit_verifies(&database);
+}

@@ -10,7 +10,7 @@
 //! | `POST /runs` | `{"runbook", "params": {..}, "cycle"?, "rerun"?}` starts a run; 201 with the run |
 //! | `POST /runs/{id}/cancel` | cancels a running run (its attempts in flight are stopped) |
 //! | `POST /runs/{id}/steps/{step}/resume` | `{"host"?, "decision": "retry"\|"skip"\|"abort", "reason"?}` on an interrupted row |
-//! | `POST /runs/{id}/steps/{step}/decision` | `{"host"?, "choice", "comment"?}` on a row awaiting input |
+//! | `POST /runs/{id}/steps/{step}/decision` | `{"host"?, "choice", "comment"?, "reason"?}` on a row awaiting input (`reason`: an override's, required) |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document of these routes (no token needed) |
 //!
 //! Tokens have scopes ([`crate::daemon::tokens::Scope`]): reads need `read`, triggering,
@@ -19,8 +19,8 @@
 //! and counted once per person with their link decision. An `admin` token without an owner takes
 //! the operator path ([`Engine::decide_as_operator`], an override): the caller need not be one of
 //! the step's approvers, the decision's recipient is its actor `api:<name>` (so one token decides
-//! a row at most once), it is audited with `"override": true`, and it counts towards the quorum
-//! like any other. Errors are `{"error": "..."}` with a fitting status: 400 bad request,
+//! a row at most once), it needs a written `"reason"` (else 400 naming the field), it is audited
+//! with `"override": true` and the reason, and it counts towards the quorum like any other. Errors are `{"error": "..."}` with a fitting status: 400 bad request,
 //! 401 no or unknown token, 404 unknown run/runbook/route, 409 the run or step is not in a
 //! state for it, 503 the database does not answer.
 //!
@@ -571,6 +571,9 @@ struct DecisionBody {
     choice: String,
     #[serde(default)]
     comment: Option<String>,
+    /// Why an admin token decides for the step's people (an override needs one).
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 async fn decision<S: Store>(
@@ -619,7 +622,16 @@ async fn decision<S: Store>(
         }
         // An admin token without an owner overrides: it decides as itself (audited so).
         (None, true) if caller.grant.allows(Scope::Admin) => {
-            shared.engine.decide_as_operator(&checked, new).await
+            let Some(reason) = body.reason.as_deref().and_then(comment_text) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "an override (an admin token deciding for the step's people) needs a written `reason`",
+                );
+            };
+            shared
+                .engine
+                .decide_as_operator(&checked, new, &reason)
+                .await
         }
         _ => {
             return error(
@@ -896,7 +908,8 @@ pub fn openapi() -> Value {
                     "properties": {
                         "host": { "type": "string", "default": "" },
                         "choice": { "type": "string", "examples": ["approve"] },
-                        "comment": { "type": ["string", "null"] }
+                        "comment": { "type": ["string", "null"] },
+                        "reason": { "type": ["string", "null"], "description": "Why an admin token decides for the step's people; an override needs one (400 without); recorded in the audit event" }
                     }
                 },
                 "Decided": {

@@ -8,10 +8,12 @@
 //! - A header-read timeout (`[server] header_timeout`, default 10 s): a client that does not
 //!   send a whole request head in time is disconnected. hyper starts the timer when it waits for
 //!   a request's head, so it is also the idle timeout of a kept-alive connection.
-//! - Every request gets its peer address (`ConnectInfo`), as `axum::serve` gives it.
+//! - Every request gets its client's address (`ConnectInfo`): the peer's, or behind a trusted
+//!   reverse proxy the one its `X-Forwarded-For` names ([`super::proxy`]).
 //! - Shutdown: stop accepting; each connection finishes its request in flight and closes.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service as _;
+
+use super::proxy::TrustedProxies;
 
 /// `[server] header_timeout` when nothing sets it.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,8 +66,10 @@ pub async fn serve(
     router: Router,
     limits: (usize, Duration),
     tls: Option<tokio_rustls::TlsAcceptor>,
+    proxies: TrustedProxies,
     stop: CancellationToken,
 ) {
+    let proxies = Arc::new(proxies);
     let (cap, header_timeout) = limits;
     let slots = Arc::new(Semaphore::new(cap));
     let connections = tokio_util::task::TaskTracker::new();
@@ -89,6 +95,10 @@ pub async fn serve(
         let router = router.clone();
         let stop = stop.clone();
         let tls = tls.clone();
+        let peer = Peer {
+            addr: peer,
+            proxies: proxies.clone(),
+        };
         connections.spawn(async move {
             match tls {
                 None => connection(stream, peer, router, header_timeout, stop).await,
@@ -107,10 +117,29 @@ pub async fn serve(
     connections.wait().await;
 }
 
+/// A connection's peer, and whom it is trusted to forward for.
+struct Peer {
+    addr: SocketAddr,
+    proxies: Arc<TrustedProxies>,
+}
+
+impl Peer {
+    /// The client address of `request`, as handlers see it in `ConnectInfo`.
+    fn client(&self, request: &hyper::Request<Incoming>) -> SocketAddr {
+        let forwarded_for = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let ip = self.proxies.client(self.addr.ip(), forwarded_for);
+        SocketAddr::new(ip, self.addr.port())
+    }
+}
+
 /// Serves one connection until it ends or `stop` (then its request in flight finishes).
 async fn connection<IO>(
     io: IO,
-    peer: std::net::SocketAddr,
+    peer: Peer,
     router: Router,
     header_timeout: Duration,
     stop: CancellationToken,
@@ -118,7 +147,8 @@ async fn connection<IO>(
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
+        let client = peer.client(&request);
+        request.extensions_mut().insert(ConnectInfo(client));
         let mut router = router.clone();
         async move { Ok::<_, Infallible>(router.call(request).await.unwrap_or_else(|e| match e {})) }
     });
