@@ -18,13 +18,8 @@
 set -euo pipefail
 
 EVENTS=${EVENTS:-200000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-if [[ -n "${PATCHDAY_BENCH_BIN:-}" ]]; then
-  BIN=$PATCHDAY_BENCH_BIN
-else
-  (cd "$ROOT" && cargo build --release -q -p patchday) || exit 2
-  BIN=$ROOT/target/release/patchday
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 [[ -x /usr/bin/time ]] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

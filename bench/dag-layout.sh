@@ -13,13 +13,8 @@
 # Prints ms per size and the 2,000 / 200 ratio. Exit 2 when the benchmark could not run.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-if [[ -n "${PATCHDAY_BENCH_BIN:-}" ]]; then
-  BIN=$PATCHDAY_BENCH_BIN
-else
-  (cd "$ROOT" && cargo build --release -q -p patchday) || exit 2
-  BIN=$ROOT/target/release/patchday
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 

@@ -21,13 +21,8 @@ set -euo pipefail
 HOSTS=${HOSTS:-500}
 MONTHS=${MONTHS:-1 36}
 REQUESTS=50
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-if [[ -n "${PATCHDAY_BENCH_BIN:-}" ]]; then
-  BIN=$PATCHDAY_BENCH_BIN
-else
-  (cd "$ROOT" && cargo build --release -q -p patchday) || exit 2
-  BIN=$ROOT/target/release/patchday
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 # The history builder (engine/benches/history.rs), built with the release profile.
 BUILDER=$(cd "$ROOT" && cargo build --release -q -p patchday --bench history --message-format json |
   jq -r 'select(.executable != null and .target.name == "history") | .executable') || exit 2

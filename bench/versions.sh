@@ -15,13 +15,8 @@
 set -euo pipefail
 
 STEPS=10000
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-if [[ -n "${PATCHDAY_BENCH_BIN:-}" ]]; then
-  BIN=$PATCHDAY_BENCH_BIN
-else
-  (cd "$ROOT" && cargo build --release -q -p patchday) || exit 2
-  BIN=$ROOT/target/release/patchday
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 TMP=$(mktemp -d)
 PID=
 cleanup() {
