@@ -305,10 +305,13 @@ fn run_phrase(cycle: &str, runbook: &str) -> String {
     }
 }
 
-/// A run's cycle in a table: the cycle, or a muted "none (manual run)".
+/// What a page says for the cycle of a run without one (a manual run).
+pub const NO_CYCLE: &str = "none (manual run)";
+
+/// A run's cycle in a table: the cycle, or a muted [`NO_CYCLE`].
 fn cycle_html(cycle: &str) -> String {
     match cycle {
-        "" => "<span class=\"muted\">none (manual run)</span>".to_owned(),
+        "" => format!("<span class=\"muted\">{NO_CYCLE}</span>"),
         cycle => e(cycle),
     }
 }

@@ -163,7 +163,7 @@ fn facts(run: &RunRow) -> Markup {
             tr { th { "Cycle" } td {
                 @match run.cycle.as_deref().filter(|c| !c.is_empty()) {
                     Some(cycle) => (cycle),
-                    None => span.muted { "none (manual run)" },
+                    None => span.muted { (crate::pages::NO_CYCLE) },
                 }
             } }
             tr { th { "State" } td { span.badge { (run.state.as_str()) } } }
