@@ -316,7 +316,8 @@ fn check(rules: &[RuleCase], tz: Tz, first: Cycle, span: i64, from_minute: i64, 
     }
 }
 
-fn zones() -> impl Strategy<Value = Tz> {
+/// The zones every oracle test draws from (also the RRULE oracle's).
+pub(super) fn zones() -> impl Strategy<Value = Tz> {
     use chrono_tz::{America, Asia, Australia, Europe, Pacific};
     prop::sample::select(vec![
         America::New_York,
@@ -378,7 +379,8 @@ fn first_cycle() -> impl Strategy<Value = Cycle> {
     (2000i32..2040, 1u32..=12).prop_map(|(year, month)| Cycle::new(year, month).unwrap())
 }
 
-fn config(cases: u32) -> Config {
+/// Proptest settings of the oracle tests: `cases` cases, no failure files.
+pub(super) fn config(cases: u32) -> Config {
     Config {
         cases,
         failure_persistence: None,

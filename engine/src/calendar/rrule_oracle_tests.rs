@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 
+use super::oracle_tests::{config, zones};
 use chrono::{
     DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
     TimeZone, Utc, Weekday,
 };
 use chrono_tz::Tz;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 
 use super::cycle::WEEKDAYS;
 use super::rrule::{Freq, Recurrence, Rrule, weekday_code};
@@ -242,20 +242,6 @@ fn oracle_instant(tz: Tz, wall: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
-fn zones() -> impl Strategy<Value = Tz> {
-    use chrono_tz::{America, Asia, Australia, Europe, Pacific};
-    prop::sample::select(vec![
-        America::New_York,
-        Europe::Berlin,
-        Australia::Sydney,
-        Australia::Lord_Howe,
-        America::Santiago,
-        Pacific::Chatham,
-        Asia::Kolkata,
-        chrono_tz::UTC,
-    ])
-}
-
 fn rule_case() -> impl Strategy<Value = RuleCase> {
     let freq = prop::sample::select(vec![Freq::Daily, Freq::Weekly, Freq::Monthly, Freq::Yearly]);
     let interval = prop_oneof![Just(1u32), 1u32..=4];
@@ -319,14 +305,6 @@ fn rule_case() -> impl Strategy<Value = RuleCase> {
                 }
             },
         )
-}
-
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
 }
 
 proptest! {
