@@ -10,7 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::calendar::{AnchorContext, Cycle};
+use crate::calendar::ics::Milestone;
+use crate::calendar::{AnchorContext, Cycle, Fire};
 use crate::validate::CheckedRunbook;
 
 /// How a step without `uses` shows in the text plan.
@@ -116,6 +117,27 @@ pub fn plan(checked: &CheckedRunbook, target: PlanFor) -> Plan {
             .collect(),
         steps,
     }
+}
+
+/// The milestones of the cycle `fire` starts: each step with an `at` (committee email, CAB,
+/// patch night, report), at its planned start for a run starting at the fire, in the
+/// runbook's order. What the month calendar and the calendar feed show of a cycle.
+pub fn milestones(checked: &CheckedRunbook, fire: &Fire) -> Vec<Milestone> {
+    let target = PlanFor {
+        cycle: Some(fire.cycle),
+        start: Some(fire.fires_at.to_utc()),
+    };
+    plan(checked, target)
+        .steps
+        .into_iter()
+        .filter(|s| s.at.is_some())
+        .filter_map(|s| {
+            Some(Milestone {
+                at: s.planned?,
+                step: s.id,
+            })
+        })
+        .collect()
 }
 
 /// The latest of `base` and `times`; unknown (`None`) when any of `times` is unknown, or

@@ -1,6 +1,6 @@
 //! `patchday calendar RUNBOOK [--from DATE] [--count N]`: the next cycles, when each fires
 //! (local time and UTC), and which a blackout skips; `--format json|ics` for scripts and
-//! calendar programs.
+//! calendar programs (`--milestones`: with `ics`, one event per step with an `at` too).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{Format, Globals, UsageError, checked_runbook, print_json};
 use crate::calendar::{Fire, ics, local_to_instant};
+use crate::plan::milestones;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,6 +22,9 @@ pub struct Args {
     /// How many cycles to list.
     #[arg(long, default_value_t = 12)]
     count: usize,
+    /// With `--format ics`: one event per milestone step (a step with an `at`) of each cycle too.
+    #[arg(long)]
+    milestones: bool,
 }
 
 /// `calendar --format json` (DESIGN §8).
@@ -37,6 +41,15 @@ struct CycleJson {
     patch_tuesday: NaiveDate,
     fires_at: String,
     blackout: Option<String>,
+    /// With `--milestones`: each step with an `at` and its planned start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    milestones: Option<Vec<MilestoneJson>>,
+}
+
+#[derive(Debug, Serialize)]
+struct MilestoneJson {
+    step: String,
+    at: String,
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -44,6 +57,10 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if !matches!(format, Format::Text | Format::Json | Format::Ics) {
         let message = format!("`calendar` prints text, json or ics, not {format:?}");
         return Err(UsageError(message.to_lowercase()).into());
+    }
+    if args.milestones && format == Format::Text {
+        let message = "--milestones goes with --format json or ics";
+        return Err(UsageError(message.into()).into());
     }
     let config =
         crate::config::load(globals.config.as_deref()).map_err(|e| UsageError(e.to_string()))?;
@@ -56,18 +73,35 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         None => globals.clock.now(),
     };
     let fires: Vec<Fire> = checked.schedule.fires_from(from).take(args.count).collect();
+    let steps: Vec<Vec<ics::Milestone>> = fires
+        .iter()
+        .map(|fire| {
+            if args.milestones {
+                milestones(&checked, fire)
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
     let out = CalendarJson {
         runbook: checked.runbook.name.value.clone(),
         timezone: checked.tz.name().to_string(),
-        cycles: fires.iter().map(cycle_json).collect(),
+        cycles: fires
+            .iter()
+            .zip(&steps)
+            .map(|(fire, steps)| cycle_json(fire, steps, args.milestones))
+            .collect(),
     };
     if format == Format::Json {
         print_json(&out)?;
     } else if format == Format::Ics {
-        out!(
-            "{}",
-            ics::vcalendar(&out.runbook, &fires, globals.clock.now())
-        );
+        let events: Vec<ics::Event> = fires
+            .iter()
+            .zip(&steps)
+            .flat_map(|(fire, steps)| ics::cycle_events(&out.runbook, fire, steps))
+            .collect();
+        let title = format!("patchday {}", out.runbook);
+        out!("{}", ics::vcalendar(&title, &events, globals.clock.now()));
     } else {
         out!(
             "{}",
@@ -77,12 +111,17 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cycle_json(fire: &Fire) -> CycleJson {
+fn cycle_json(fire: &Fire, steps: &[ics::Milestone], with_steps: bool) -> CycleJson {
+    let milestone = |m: &ics::Milestone| MilestoneJson {
+        step: m.step.clone(),
+        at: m.at.to_rfc3339(),
+    };
     CycleJson {
         cycle: fire.cycle.to_string(),
         patch_tuesday: fire.patch_tuesday,
         fires_at: fire.fires_at.to_rfc3339(),
         blackout: fire.blackout.clone(),
+        milestones: with_steps.then(|| steps.iter().map(milestone).collect()),
     }
 }
 

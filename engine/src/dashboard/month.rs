@@ -2,15 +2,19 @@
 //! of the month with every runbook's cycles (when each fires) and their steps' planned times
 //! (the steps with an `at`: committee email, CAB, patch night, report...), Patch Tuesday
 //! marked, blackout days shaded with their reason (a blacked-out cycle struck through and
-//! said to be skipped), today outlined; links to the previous and next month and a plain
-//! `GET` form to filter by runbook (no JavaScript).
+//! said to be skipped), cycles the scheduler recorded as missed (`cycle.missed`, or
+//! `cycle.failed`: could not start) struck through with why, today outlined; links to the
+//! previous and next month and a plain `GET` form to filter by runbook (no JavaScript).
+//! Each entry carries `data-runbook`, `data-cycle` and `data-state` (`planned`, `skipped`,
+//! `missed`) for scripts and tests; the state is written out, not shown by colour alone.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use maud::{Markup, html};
 
 use crate::calendar::{Cycle, blackout_for, patch_tuesday};
-use crate::plan::{PlanFor, plan};
+use crate::plan::milestones;
+use crate::store::EventRow;
 use crate::validate::CheckedRunbook;
 
 /// One thing on a day.
@@ -20,10 +24,52 @@ pub struct Entry {
     /// Local time in the runbook's zone, with the zone's abbreviation.
     pub time: String,
     pub runbook: String,
+    /// The cycle the entry belongs to.
+    pub cycle: Cycle,
     /// `cycle 2026-12 starts`, or a step id.
     pub what: String,
     /// Why the cycle is skipped, when a blackout skips it.
     pub skipped: Option<String>,
+    /// Why the cycle was missed, when the scheduler recorded it as missed.
+    pub missed: Option<String>,
+}
+
+/// A cycle the scheduler recorded as missed or unable to start, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missed {
+    pub runbook: String,
+    pub cycle: String,
+    pub reason: String,
+}
+
+/// The audit actions that record a cycle as missed ([`missed_of`] reads them).
+pub const MISSED_ACTIONS: [&str; 2] = ["cycle.missed", "cycle.failed"];
+
+/// The missed cycles recorded by `events` (the scheduler's [`MISSED_ACTIONS`] events).
+pub fn missed_of(events: &[EventRow]) -> Vec<Missed> {
+    let text = |e: &EventRow, key: &str| e.details[key].as_str().map(str::to_string);
+    events
+        .iter()
+        .filter(|e| MISSED_ACTIONS.contains(&e.action.as_str()))
+        .filter_map(|e| {
+            Some(Missed {
+                runbook: text(e, "runbook")?,
+                cycle: text(e, "cycle")?,
+                reason: text(e, "reason").unwrap_or_else(|| e.action.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Marks the entries of the `missed` cycles (the cycle's start and its steps) with why.
+pub fn mark_missed(entries: &mut [Entry], missed: &[Missed]) {
+    for entry in entries.iter_mut() {
+        let cycle = entry.cycle.to_string();
+        entry.missed = missed
+            .iter()
+            .find(|m| m.runbook == entry.runbook && m.cycle == cycle)
+            .map(|m| m.reason.clone());
+    }
 }
 
 /// A blackout day and its reason.
@@ -66,33 +112,22 @@ pub fn entries_of(checked: &CheckedRunbook, month: Cycle) -> Vec<Entry> {
             date: fire.fires_at.date_naive(),
             time: local_time(start, tz),
             runbook: name.clone(),
+            cycle: fire.cycle,
             what: format!("cycle {} starts", fire.cycle),
             skipped: fire.blackout.clone(),
+            missed: None,
         });
-        let planned = plan(
-            checked,
-            PlanFor {
-                cycle: Some(fire.cycle),
-                start: Some(start),
-            },
-        );
-        let timed = planned.steps.iter().filter(|s| s.at.is_some());
-        for step in timed {
-            let Some(at) = step
-                .planned_start
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            else {
-                continue;
-            };
-            let date = at.with_timezone(&tz).date_naive();
+        for milestone in milestones(checked, &fire) {
+            let date = milestone.at.date_naive();
             if Cycle::of(date) == month {
                 out.push(Entry {
                     date,
-                    time: local_time(at.to_utc(), tz),
+                    time: local_time(milestone.at.to_utc(), tz),
                     runbook: name.clone(),
-                    what: step.id.clone(),
+                    cycle: fire.cycle,
+                    what: milestone.step,
                     skipped: fire.blackout.clone(),
+                    missed: None,
                 });
             }
         }
@@ -200,16 +235,27 @@ fn day_cell(view: &MonthView, date: NaiveDate, tuesday: NaiveDate) -> Markup {
             @if !outside {
                 ul.entries {
                     @for entry in view.entries.iter().filter(|e| e.date == date) {
-                        li {
-                            @if let Some(reason) = &entry.skipped {
-                                s { (entry.time) " " (entry.runbook) ": " (entry.what) }
-                                " " span.muted { "skipped: " (reason) }
-                            } @else {
-                                (entry.time) " " strong { (entry.runbook) } ": " (entry.what)
-                            }
-                        }
+                        (entry_item(entry))
                     }
                 }
+            }
+        }
+    }
+}
+
+fn entry_item(entry: &Entry) -> Markup {
+    let (state, why) = match (&entry.skipped, &entry.missed) {
+        (Some(reason), _) => ("skipped", Some(reason)),
+        (None, Some(reason)) => ("missed", Some(reason)),
+        (None, None) => ("planned", None),
+    };
+    html! {
+        li data-runbook=(entry.runbook) data-cycle=(entry.cycle.to_string()) data-state=(state) {
+            @if let Some(reason) = why {
+                s { (entry.time) " " (entry.runbook) ": " (entry.what) }
+                " " span.muted { (state) ": " (reason) }
+            } @else {
+                (entry.time) " " strong { (entry.runbook) } ": " (entry.what)
             }
         }
     }
@@ -267,6 +313,41 @@ mod tests {
         assert_eq!(entries[0].skipped.as_deref(), Some("<b>freeze</b> & co"));
         let days = blackouts_of(&checked(), january);
         assert_eq!(days.len(), 6, "January 1 to 6");
+    }
+
+    #[test]
+    fn a_recorded_miss_marks_the_cycle_and_its_steps_with_why() {
+        let event = |action: &str, runbook: &str, cycle: &str| EventRow {
+            seq: 1,
+            at: Utc::now(),
+            actor: "scheduler".into(),
+            action: action.into(),
+            run_id: None,
+            step_id: None,
+            details: serde_json::json!({"runbook": runbook, "cycle": cycle, "reason": "late <3h>"}),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let events = [
+            event("cycle.missed", "monthly", "2026-12"),
+            event("cycle.missed", "other", "2026-11"),
+            event("run.started", "monthly", "2026-11"),
+        ];
+        let missed = missed_of(&events);
+        assert_eq!(missed.len(), 2);
+        let mut entries = entries_of(&checked(), december());
+        mark_missed(&mut entries, &missed);
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.missed.as_deref() == Some("late <3h>"))
+        );
+        let html = entry_item(&entries[0]).into_string();
+        assert!(html.contains("data-state=\"missed\""), "{html}");
+        assert!(html.contains("missed: late &lt;3h&gt;"), "{html}");
+        let mut november = entries_of(&checked(), Cycle::new(2026, 11).unwrap());
+        mark_missed(&mut november, &missed);
+        assert!(november.iter().all(|e| e.missed.is_none()));
     }
 
     #[test]

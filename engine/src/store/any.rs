@@ -11,7 +11,7 @@ use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow, StepRow,
+    EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow, StepRow,
     Store, StoreError,
 };
 
@@ -180,6 +180,10 @@ impl Store for AnyStore {
 
     async fn live_sessions(&self, now: DateTime<Utc>) -> Result<Vec<SessionRow>, StoreError> {
         delegate!(self, s => s.live_sessions(now))
+    }
+
+    async fn feed_sequences(&self, stamps: Vec<FeedStamp>) -> Result<Vec<u32>, StoreError> {
+        delegate!(self, s => s.feed_sequences(stamps))
     }
 
     async fn decisions(

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 
 use super::{
-    Change, ClaimScope, EmailAttempt, EventFilter, Fence, HOT_QUERIES, LEADER, NewDecision,
+    Change, ClaimScope, EmailAttempt, EventFilter, FeedStamp, Fence, HOT_QUERIES, LEADER, NewDecision,
     NewEmail, NewEvent, NewSession, OutboxFigures, RunRow, RunState, SessionWrite, StepRow,
     StepState, StepWrite, Store, StoreError,
 };
@@ -52,6 +52,7 @@ macro_rules! conformance_suite {
             a_rerun_shares_its_cycle_and_unfinished_versions_are_listed,
             sessions_open_once_per_link_and_close_with_their_events,
             aggregates_read_what_is_active_and_hot_queries_use_their_indexes,
+            a_feed_event_s_sequence_moves_only_when_the_event_does,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -1416,6 +1417,39 @@ pub(crate) async fn concurrent_decisions<S: Store + Clone>(stores: &[S]) {
 }
 
 /// Everything committed survives closing and reopening the store (file-backed backends).
+fn stamp(uid: &str, start: DateTime<Utc>, status: &str) -> FeedStamp {
+    FeedStamp {
+        uid: uid.into(),
+        start,
+        status: status.into(),
+    }
+}
+
+/// A UID's SEQUENCE starts at 0, stays while its start and status do, and goes up by one
+/// each time either changes, whichever other UIDs are published beside it.
+pub(crate) async fn a_feed_event_s_sequence_moves_only_when_the_event_does<S: Store>(store: &S) {
+    let t1 = t0() + Duration::days(7);
+    let first = vec![stamp("a", t0(), "CONFIRMED"), stamp("b", t1, "CONFIRMED")];
+    assert_eq!(store.feed_sequences(first.clone()).await.unwrap(), [0, 0]);
+    assert_eq!(store.feed_sequences(first).await.unwrap(), [0, 0]);
+    // `a` moves by a microsecond (exact instants), then is cancelled; `b` stays.
+    let moved = t0() + Duration::microseconds(1);
+    let sequences = |a: FeedStamp| {
+        let published = vec![a, stamp("b", t1, "CONFIRMED")];
+        store.feed_sequences(published)
+    };
+    assert_eq!(sequences(stamp("a", moved, "CONFIRMED")).await.unwrap(), [1, 0]);
+    assert_eq!(sequences(stamp("a", moved, "CANCELLED")).await.unwrap(), [2, 0]);
+    assert_eq!(sequences(stamp("a", moved, "CANCELLED")).await.unwrap(), [2, 0]);
+    // Back where it was first: still a change, so still a new sequence.
+    assert_eq!(sequences(stamp("a", t0(), "CONFIRMED")).await.unwrap(), [3, 0]);
+    // Only `b` published (a one-runbook feed): `a` keeps its number for the next time.
+    let only_b = vec![stamp("b", t1, "CONFIRMED"), stamp("c", t1, "CONFIRMED")];
+    assert_eq!(store.feed_sequences(only_b).await.unwrap(), [0, 0]);
+    assert_eq!(sequences(stamp("a", t0(), "CONFIRMED")).await.unwrap(), [3, 0]);
+    assert!(store.feed_sequences(vec![]).await.unwrap().is_empty());
+}
+
 pub(crate) async fn persists_across_reopen<S, Open, OpenFut, Close, CloseFut>(
     open: Open,
     close: Close,
@@ -1440,6 +1474,9 @@ pub(crate) async fn persists_across_reopen<S, Open, OpenFut, Close, CloseFut>(
     let steps = store.steps("r1").await.unwrap();
     let events = store.events(EventFilter::default()).await.unwrap();
     let emails = store.due_emails(t1, 10).await.unwrap();
+    let moved = vec![stamp("a", t1, "CONFIRMED")];
+    store.feed_sequences(vec![stamp("a", t0(), "CONFIRMED")]).await.unwrap();
+    assert_eq!(store.feed_sequences(moved.clone()).await.unwrap(), [1]);
     close(store).await;
 
     let store = open().await;
@@ -1448,6 +1485,8 @@ pub(crate) async fn persists_across_reopen<S, Open, OpenFut, Close, CloseFut>(
     assert_eq!(store.events(EventFilter::default()).await.unwrap(), events);
     assert_eq!(store.due_emails(t1, 10).await.unwrap(), emails);
     assert_eq!(verify_all(&store).await, 2);
+    // The feed's last published start survives: the same event again is not bumped.
+    assert_eq!(store.feed_sequences(moved).await.unwrap(), [1]);
     // The unique cycle still holds, and the chain continues where it stopped.
     let err = store
         .create_run(

@@ -268,6 +268,15 @@ pub struct NewSession {
     pub link_nonce: Option<String>,
 }
 
+/// A calendar-feed event as about to be published: its UID, start and status
+/// (`CONFIRMED`/`CANCELLED`). [`Store::feed_sequences`] gives its SEQUENCE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedStamp {
+    pub uid: String,
+    pub start: DateTime<Utc>,
+    pub status: String,
+}
+
 /// A session as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
@@ -499,6 +508,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<SessionRow>, StoreError>> + Send;
+
+    /// The SEQUENCE (RFC 5545 §3.8.7.4) of each feed event about to be published, in order,
+    /// recording what is published: 0 for a UID never published, the stored one when its start
+    /// and status are as last published, else the stored one plus 1. One transaction; one row
+    /// per UID ever published.
+    fn feed_sequences(
+        &self,
+        stamps: Vec<FeedStamp>,
+    ) -> impl Future<Output = Result<Vec<u32>, StoreError>> + Send;
 
     /// The decisions on one step row (`host` "" for the step itself), in insertion order.
     fn decisions(

@@ -47,7 +47,7 @@ use super::codec::{
 };
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures, RunClaim, RunId,
+    EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures, RunClaim, RunId,
     RunRow, RunState, SessionRow, SessionWrite, StepRow, StepState, Store, StoreError, fences,
     lease_end,
 };
@@ -91,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "linear",
         include_str!("../../migrations/postgres/0008_linear.sql"),
+    ),
+    (
+        14,
+        "feed",
+        include_str!("../../migrations/postgres/0014_feed.sql"),
     ),
 ];
 
@@ -1106,6 +1111,15 @@ async fn create(
     Ok(chain.append(conn, event).await?)
 }
 
+/// Records a feed event as published: a new UID starts at SEQUENCE 0; a moved or re-statused
+/// one gets the next; an unchanged one is left alone.
+const FEED_UPSERT: &str = "INSERT INTO feed_events (uid, start, status, sequence) VALUES ($1, $2, $3, 0) \
+             ON CONFLICT (uid) DO UPDATE SET start = excluded.start, status = excluded.status, \
+             sequence = feed_events.sequence + 1 \
+             WHERE feed_events.start <> excluded.start OR feed_events.status <> excluded.status";
+
+const FEED_SEQUENCE: &str = "SELECT sequence FROM feed_events WHERE uid = $1";
+
 // --- the trait ------------------------------------------------------------------------------
 
 impl Store for PostgresStore {
@@ -1384,6 +1398,29 @@ impl Store for PostgresStore {
         .await
         .map_err(db("reading due emails"))?;
         rows.iter().map(email_from).collect()
+    }
+
+    async fn feed_sequences(&self, stamps: Vec<FeedStamp>) -> Result<Vec<u32>, StoreError> {
+        // Its own transaction, not the chain's: no audit event is written.
+        let mut tx = self.pool.begin().await.map_err(db("BEGIN"))?;
+        let mut out = Vec::with_capacity(stamps.len());
+        for stamp in &stamps {
+            sqlx::query(FEED_UPSERT)
+                .bind(&stamp.uid)
+                .bind(ts(stamp.start))
+                .bind(&stamp.status)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("recording a feed event"))?;
+            let row = sqlx::query(FEED_SEQUENCE)
+                .bind(&stamp.uid)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("reading a feed event's sequence"))?;
+            out.push(u32::try_from(get::<i64>(&row, "sequence")?).unwrap_or(u32::MAX));
+        }
+        tx.commit().await.map_err(db("COMMIT"))?;
+        Ok(out)
     }
 
     async fn decisions(

@@ -35,7 +35,7 @@ use super::codec::{
 };
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures, RunClaim, RunId,
+    EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures, RunClaim, RunId,
     RunRow, RunState, SessionRow, SessionWrite, StepRow, StepState, Store, StoreError, fences,
     lease_end,
 };
@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "linear",
         include_str!("../../migrations/sqlite/0008_linear.sql"),
+    ),
+    (
+        14,
+        "feed",
+        include_str!("../../migrations/sqlite/0014_feed.sql"),
     ),
 ];
 
@@ -1115,6 +1120,15 @@ async fn create(
     Ok(chain.save(conn).await?)
 }
 
+/// Records a feed event as published: a new UID starts at SEQUENCE 0; a moved or re-statused
+/// one gets the next; an unchanged one is left alone.
+const FEED_UPSERT: &str = "INSERT INTO feed_events (uid, start, status, sequence) VALUES (?, ?, ?, 0) \
+             ON CONFLICT (uid) DO UPDATE SET start = excluded.start, status = excluded.status, \
+             sequence = feed_events.sequence + 1 \
+             WHERE feed_events.start <> excluded.start OR feed_events.status <> excluded.status";
+
+const FEED_SEQUENCE: &str = "SELECT sequence FROM feed_events WHERE uid = ?";
+
 // --- the trait ------------------------------------------------------------------------------
 
 impl Store for SqliteStore {
@@ -1460,6 +1474,31 @@ impl Store for SqliteStore {
         .await
         .map_err(db("reading sessions"))?;
         rows.iter().map(session_from).collect()
+    }
+
+    async fn feed_sequences(&self, stamps: Vec<FeedStamp>) -> Result<Vec<u32>, StoreError> {
+        self.write(|conn| {
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(stamps.len());
+                for stamp in &stamps {
+                    sqlx::query(FEED_UPSERT)
+                        .bind(&stamp.uid)
+                        .bind(ts(stamp.start))
+                        .bind(&stamp.status)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db("recording a feed event"))?;
+                    let row = sqlx::query(FEED_SEQUENCE)
+                        .bind(&stamp.uid)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(db("reading a feed event's sequence"))?;
+                    out.push(u32::try_from(get::<i64>(&row, "sequence")?).unwrap_or(u32::MAX));
+                }
+                Ok(out)
+            })
+        })
+        .await
     }
 
     async fn decisions(

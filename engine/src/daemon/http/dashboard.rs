@@ -93,6 +93,15 @@ pub async fn month_page<S: Store>(
         blackouts.extend(month::blackouts_of(checked, month));
     }
     entries.sort_by(|a, b| (a.date, &a.time, &a.runbook).cmp(&(b.date, &b.time, &b.runbook)));
+    let recorded = shared
+        .engine
+        .store
+        .events_by_action(&month::MISSED_ACTIONS)
+        .await;
+    match recorded {
+        Ok(events) => month::mark_missed(&mut entries, &month::missed_of(&events)),
+        Err(e) => return unavailable(e),
+    }
     let view = month::MonthView {
         month,
         today,

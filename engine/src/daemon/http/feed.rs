@@ -1,5 +1,9 @@
-//! `GET /calendar.ics?token=T[&runbook=NAME]`: the calendar feed (issue 13 item 7) that
-//! Outlook and Google Calendar subscribe to. Calendar programs cannot send headers, so the
+//! `GET /calendar.ics?token=T[&runbook=NAME][&milestones=1]`: the calendar feed (issue 13
+//! item 7) that Outlook and Google Calendar subscribe to: each runbook's next cycles and, with
+//! `milestones=1`, their milestone steps ([`crate::plan::milestones`]). Each event's
+//! `SEQUENCE` comes from the store ([`Store::feed_sequences`]): the last published start and
+//! status per UID, so an event moved or cancelled by a runbook edit, a blackout or a
+//! reschedule is bumped, and nothing else (a restart bumps nothing). Calendar programs cannot send headers, so the
 //! token is in the URL: an API token with the `feed` scope ([`Scope::Feed`]), which grants
 //! nothing else. The token is hashed and compared in constant time
 //! ([`crate::daemon::tokens::ApiTokens::check`]); removing its line from the tokens file
@@ -11,14 +15,17 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::Shared;
-use crate::calendar::{Fire, ics};
+use super::{Shared, unavailable};
+use crate::calendar::ics;
 use crate::daemon::tokens::Scope;
-use crate::store::Store;
+use crate::plan::milestones;
+use crate::store::{FeedStamp, Store};
+use crate::validate::CheckedRunbook;
 
 /// How many cycles of each runbook the feed lists (as `patchday calendar` by default).
 pub const FEED_CYCLES: usize = 12;
@@ -28,6 +35,8 @@ pub const FEED_CYCLES: usize = 12;
 pub struct FeedQuery {
     token: Option<String>,
     runbook: Option<String>,
+    /// `1` (or `true`): one event per milestone step too.
+    milestones: Option<String>,
 }
 
 /// The feed of every runbook, or of `runbook=`, from now on.
@@ -53,19 +62,24 @@ pub async fn calendar_ics<S: Store>(
         },
         None => runbooks.by_name.values().collect(),
     };
-    let fires: Vec<(&str, Vec<Fire>)> = chosen
+    let with_steps = matches!(query.milestones.as_deref(), Some("1" | "true"));
+    let checked: Vec<&CheckedRunbook> = chosen.iter().map(|l| l.checked.as_ref()).collect();
+    let mut events = feed_events(&checked, now, with_steps);
+    let stamps = events
         .iter()
-        .map(|loaded| {
-            let fires = loaded
-                .checked
-                .schedule
-                .fires_from(now)
-                .take(FEED_CYCLES)
-                .collect();
-            (loaded.checked.runbook.name.value.as_str(), fires)
+        .map(|e| FeedStamp {
+            uid: e.uid.clone(),
+            start: e.start,
+            status: e.status().to_string(),
         })
         .collect();
-    let listed: Vec<(&str, &[Fire])> = fires.iter().map(|(n, f)| (*n, f.as_slice())).collect();
+    match shared.engine.store.feed_sequences(stamps).await {
+        Ok(sequences) => events
+            .iter_mut()
+            .zip(sequences)
+            .for_each(|(e, n)| e.sequence = n),
+        Err(e) => return unavailable(e),
+    }
     let title = match &query.runbook {
         Some(name) => format!("patchday {name}"),
         None => "patchday".to_string(),
@@ -76,9 +90,31 @@ pub async fn calendar_ics<S: Store>(
             (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        ics::vcalendar_of(&title, &listed, now),
+        ics::vcalendar(&title, &events, now),
     )
         .into_response()
+}
+
+/// Each runbook's next [`FEED_CYCLES`] cycles from `now` and, `with_steps`, their milestones,
+/// at SEQUENCE 0.
+fn feed_events(
+    runbooks: &[&CheckedRunbook],
+    now: DateTime<Utc>,
+    with_steps: bool,
+) -> Vec<ics::Event> {
+    let mut events = Vec::new();
+    for checked in runbooks {
+        let name = checked.runbook.name.value.as_str();
+        for fire in checked.schedule.fires_from(now).take(FEED_CYCLES) {
+            let steps = if with_steps {
+                milestones(checked, &fire)
+            } else {
+                Vec::new()
+            };
+            events.extend(ics::cycle_events(name, &fire, &steps));
+        }
+    }
+    events
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
