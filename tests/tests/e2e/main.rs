@@ -12,6 +12,7 @@ mod dashboard;
 mod demo;
 mod durability;
 mod evidence;
+mod feed;
 mod first_run;
 mod hardening;
 mod lasting;

@@ -14,7 +14,7 @@ use patchday_tests::{patchday, repo_root, run, scratch, stderr};
 use serde_json::Value;
 
 /// `$PATCHDAY_TEST_PYTHON`, else `.ci/deps-python-cal.sh`'s virtual environment.
-fn oracle_python() -> PathBuf {
+pub(crate) fn oracle_python() -> PathBuf {
     let python = std::env::var("PATCHDAY_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("/opt/patchday-calendar/bin/python"));
@@ -313,8 +313,8 @@ fn the_ics_calendar_reads_back_with_an_independent_parser() {
 }
 
 /// An RFC 5545 text read by python's icalendar (`tests/fixtures/rrule/read_ics.py`):
-/// `{"version", "events": [{"uid", "dtstart", "status", "summary", "description"}]}`.
-fn read_ics(text: &[u8]) -> Value {
+/// `{"version", "events": [{"uid", "dtstart", "status", "sequence", "summary", "description"}]}`.
+pub(crate) fn read_ics(text: &[u8]) -> Value {
     let mut reader = Command::new(oracle_python())
         .arg(repo_root().join("tests/fixtures/rrule/read_ics.py"))
         .stdin(std::process::Stdio::piped())
