@@ -17,6 +17,7 @@ mod first_run;
 mod hardening;
 mod lasting;
 mod mailer;
+mod month;
 mod multi;
 mod new;
 mod oidc;
