@@ -28,7 +28,8 @@ font-size:.9rem}\
 nav.pager{margin:.5rem 0;display:flex;gap:1rem;align-items:center;font-size:.95rem}\
 details.hosts{background:#fff;border:1px solid #d0d7de;margin:.4rem 0;padding:.3rem .6rem}\
 details.hosts summary{cursor:pointer;font-weight:600}\
-table.month{table-layout:fixed}table.month td{height:6.5rem;font-size:.8rem;padding:.25rem .35rem}\
+table.month{table-layout:fixed}table.month td{height:6.5rem;font-size:.8rem;padding:.25rem .35rem;\
+overflow-wrap:anywhere}\
 table.month caption{caption-side:top;text-align:left;padding:.3rem 0;color:#57606a}\
 td.outside{background:#f6f8fa;color:#57606a}\
 td.blackout{background:repeating-linear-gradient(135deg,#eaeef2 0 6px,#fff 6px 12px)}\

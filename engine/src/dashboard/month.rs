@@ -28,6 +28,9 @@ pub struct Entry {
     pub cycle: Cycle,
     /// `cycle 2026-12 starts`, or a step id.
     pub what: String,
+    /// A step of the cycle rather than its start (a step says `missed`/`skipped` without
+    /// repeating why; the reason is its tooltip).
+    pub is_step: bool,
     /// Why the cycle is skipped, when a blackout skips it.
     pub skipped: Option<String>,
     /// Why the cycle was missed, when the scheduler recorded it as missed.
@@ -114,6 +117,7 @@ pub fn entries_of(checked: &CheckedRunbook, month: Cycle) -> Vec<Entry> {
             runbook: name.clone(),
             cycle: fire.cycle,
             what: format!("cycle {} starts", fire.cycle),
+            is_step: false,
             skipped: fire.blackout.clone(),
             missed: None,
         });
@@ -126,6 +130,7 @@ pub fn entries_of(checked: &CheckedRunbook, month: Cycle) -> Vec<Entry> {
                     runbook: name.clone(),
                     cycle: fire.cycle,
                     what: milestone.step,
+                    is_step: true,
                     skipped: fire.blackout.clone(),
                     missed: None,
                 });
@@ -253,7 +258,12 @@ fn entry_item(entry: &Entry) -> Markup {
         li data-runbook=(entry.runbook) data-cycle=(entry.cycle.to_string()) data-state=(state) {
             @if let Some(reason) = why {
                 s { (entry.time) " " (entry.runbook) ": " (entry.what) }
-                " " span.muted { (state) ": " (reason) }
+                " "
+                @if entry.is_step {
+                    span.muted title=(reason) { (state) }
+                } @else {
+                    span.muted { (state) ": " (reason) }
+                }
             } @else {
                 (entry.time) " " strong { (entry.runbook) } ": " (entry.what)
             }
@@ -345,6 +355,8 @@ mod tests {
         let html = entry_item(&entries[0]).into_string();
         assert!(html.contains("data-state=\"missed\""), "{html}");
         assert!(html.contains("missed: late &lt;3h&gt;"), "{html}");
+        let step = entry_item(&entries[1]).into_string();
+        assert!(step.contains("title=\"late &lt;3h&gt;\">missed<"), "{step}");
         let mut november = entries_of(&checked(), Cycle::new(2026, 11).unwrap());
         mark_missed(&mut november, &missed);
         assert!(november.iter().all(|e| e.missed.is_none()));
