@@ -204,7 +204,11 @@ mod tests {
         assert_eq!(open[1].uid, "cab.2026-12-16.linux-weekly@patchday");
         assert_eq!(open[1].start, open[0].start + chrono::Duration::hours(1));
         assert_eq!(open[1].summary, "linux-weekly 2026-12-16: cab");
-        assert!(open[1].description.contains("planned Wed 2026-12-16 23:00 CET"));
+        assert!(
+            open[1]
+                .description
+                .contains("planned Wed 2026-12-16 23:00 CET")
+        );
         assert_eq!(open[1].status(), "CONFIRMED");
         let frozen = cycle_events("linux-weekly", &fires[1], &[milestone(&fires[1])]);
         assert_eq!(frozen[1].status(), "CANCELLED");

@@ -11,8 +11,8 @@ use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow, StepRow,
-    Store, StoreError,
+    EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow,
+    StepRow, Store, StoreError,
 };
 
 /// A store on either backend.

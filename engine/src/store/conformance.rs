@@ -13,9 +13,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 
 use super::{
-    Change, ClaimScope, EmailAttempt, EventFilter, FeedStamp, Fence, HOT_QUERIES, LEADER, NewDecision,
-    NewEmail, NewEvent, NewSession, OutboxFigures, RunRow, RunState, SessionWrite, StepRow,
-    StepState, StepWrite, Store, StoreError,
+    Change, ClaimScope, EmailAttempt, EventFilter, FeedStamp, Fence, HOT_QUERIES, LEADER,
+    NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures, RunRow, RunState, SessionWrite,
+    StepRow, StepState, StepWrite, Store, StoreError,
 };
 use crate::audit;
 
@@ -1438,15 +1438,30 @@ pub(crate) async fn a_feed_event_s_sequence_moves_only_when_the_event_does<S: St
         let published = vec![a, stamp("b", t1, "CONFIRMED")];
         store.feed_sequences(published)
     };
-    assert_eq!(sequences(stamp("a", moved, "CONFIRMED")).await.unwrap(), [1, 0]);
-    assert_eq!(sequences(stamp("a", moved, "CANCELLED")).await.unwrap(), [2, 0]);
-    assert_eq!(sequences(stamp("a", moved, "CANCELLED")).await.unwrap(), [2, 0]);
+    assert_eq!(
+        sequences(stamp("a", moved, "CONFIRMED")).await.unwrap(),
+        [1, 0]
+    );
+    assert_eq!(
+        sequences(stamp("a", moved, "CANCELLED")).await.unwrap(),
+        [2, 0]
+    );
+    assert_eq!(
+        sequences(stamp("a", moved, "CANCELLED")).await.unwrap(),
+        [2, 0]
+    );
     // Back where it was first: still a change, so still a new sequence.
-    assert_eq!(sequences(stamp("a", t0(), "CONFIRMED")).await.unwrap(), [3, 0]);
+    assert_eq!(
+        sequences(stamp("a", t0(), "CONFIRMED")).await.unwrap(),
+        [3, 0]
+    );
     // Only `b` published (a one-runbook feed): `a` keeps its number for the next time.
     let only_b = vec![stamp("b", t1, "CONFIRMED"), stamp("c", t1, "CONFIRMED")];
     assert_eq!(store.feed_sequences(only_b).await.unwrap(), [0, 0]);
-    assert_eq!(sequences(stamp("a", t0(), "CONFIRMED")).await.unwrap(), [3, 0]);
+    assert_eq!(
+        sequences(stamp("a", t0(), "CONFIRMED")).await.unwrap(),
+        [3, 0]
+    );
     assert!(store.feed_sequences(vec![]).await.unwrap().is_empty());
 }
 
@@ -1475,7 +1490,10 @@ pub(crate) async fn persists_across_reopen<S, Open, OpenFut, Close, CloseFut>(
     let events = store.events(EventFilter::default()).await.unwrap();
     let emails = store.due_emails(t1, 10).await.unwrap();
     let moved = vec![stamp("a", t1, "CONFIRMED")];
-    store.feed_sequences(vec![stamp("a", t0(), "CONFIRMED")]).await.unwrap();
+    store
+        .feed_sequences(vec![stamp("a", t0(), "CONFIRMED")])
+        .await
+        .unwrap();
     assert_eq!(store.feed_sequences(moved.clone()).await.unwrap(), [1]);
     close(store).await;
 

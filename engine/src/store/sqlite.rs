@@ -35,9 +35,9 @@ use super::codec::{
 };
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures, RunClaim, RunId,
-    RunRow, RunState, SessionRow, SessionWrite, StepRow, StepState, Store, StoreError, fences,
-    lease_end,
+    EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures,
+    RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite, StepRow, StepState, Store,
+    StoreError, fences, lease_end,
 };
 use crate::audit;
 

@@ -55,7 +55,14 @@ fn count_of(browser: &Browser, selector: &str) -> usize {
 fn run_november(dir: &Path, database: &str) {
     let file = dir.join("runbooks/patch-month.yaml").display().to_string();
     let args = [
-        "run", &file, "--cycle", "2026-11", "--database", database, "--now", NOW,
+        "run",
+        &file,
+        "--cycle",
+        "2026-11",
+        "--database",
+        database,
+        "--now",
+        NOW,
     ];
     let out = run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -92,14 +99,20 @@ fn the_month_shows_cycles_steps_blackouts_missed_and_skipped_and_filters() {
 
     // Today is Patch Tuesday, marked in words.
     let today = text_of(&browser, "td.today[data-date='2026-12-08']");
-    assert!(today.contains("today") && today.contains("Patch Tuesday"), "{today}");
+    assert!(
+        today.contains("today") && today.contains("Patch Tuesday"),
+        "{today}"
+    );
     assert_eq!(count_of(&browser, "td.today"), 1);
     assert_eq!(count_of(&browser, "td .tag.pt"), 1);
 
     // December's patch-month cycle was missed: its start and every step, struck, with why.
     let missed = "li[data-runbook='patch-month'][data-cycle='2026-12'][data-state='missed']";
     assert_eq!(count_of(&browser, missed), 5, "{}", browser.source());
-    let start = text_of(&browser, "td[data-date='2026-12-01'] li[data-state='missed']");
+    let start = text_of(
+        &browser,
+        "td[data-date='2026-12-01'] li[data-state='missed']",
+    );
     assert!(
         start.contains("09:00 UTC patch-month: cycle 2026-12 starts")
             && start.contains("missed: due 2026-12-01T09:00:00+00:00"),
@@ -112,9 +125,8 @@ fn the_month_shows_cycles_steps_blackouts_missed_and_skipped_and_filters() {
     // The freeze: three days shaded, each with its reason; the lab's cycle and step skipped.
     let shaded = browser.find_all("td.blackout");
     assert_eq!(shaded.len(), 3);
-    let background = browser.execute(
-        "return getComputedStyle(document.querySelector('td.blackout')).backgroundImage;",
-    );
+    let background = browser
+        .execute("return getComputedStyle(document.querySelector('td.blackout')).backgroundImage;");
     assert!(
         background.as_str().unwrap_or("").contains("gradient"),
         "{background}"
@@ -148,7 +160,10 @@ fn the_month_shows_cycles_steps_blackouts_missed_and_skipped_and_filters() {
     });
     assert_eq!(count_of(&browser, "li[data-runbook='patch-month']"), 0);
     assert_eq!(count_of(&browser, skipped), 2);
-    assert_eq!(count_of(&browser, "option[value='frozen-lab'][selected]"), 1);
+    assert_eq!(
+        count_of(&browser, "option[value='frozen-lab'][selected]"),
+        1
+    );
 
     // Next month keeps the filter; back to all runbooks, January's cycle is planned.
     browser.click(&browser.find("a[rel=next]"));
@@ -158,7 +173,10 @@ fn the_month_shows_cycles_steps_blackouts_missed_and_skipped_and_filters() {
     let planned = "li[data-runbook='patch-month'][data-cycle='2027-01'][data-state='planned']";
     assert_eq!(count_of(&browser, planned), 5);
     let night = text_of(&browser, "td[data-date='2027-01-16'] li");
-    assert!(night.contains("22:00 UTC patch-month: patch-night"), "{night}");
+    assert!(
+        night.contains("22:00 UTC patch-month: patch-night"),
+        "{night}"
+    );
     assert!(text_of(&browser, "td[data-date='2027-01-12']").contains("Patch Tuesday"));
     assert_eq!(count_of(&browser, "td.today"), 0);
 

@@ -15,9 +15,9 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use chrono::{DateTime, Utc};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{Shared, unavailable};
