@@ -11,14 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use patchday_tests::daemon::{Daemon, poll, request};
 use patchday_tests::{patchday, repo_root, run, scratch, stderr};
 use serde_json::Value;
 
-use crate::recurrence::oracle_python;
+use crate::recurrence::python_json;
 
 /// A daemon serving a runbooks folder at a fixed `--now`, and a `feed`-scoped token.
 struct Feed {
@@ -42,7 +42,7 @@ impl Feed {
         .unwrap();
         let config = dir.join("patchday.toml");
         std::fs::write(&config, "[security]\napi_tokens_file = \"api-tokens\"\n").unwrap();
-        let daemon = serve(dir, runbooks, &config, now);
+        let daemon = serve(dir, runbooks, &config, now, Stdio::null());
         Feed {
             daemon,
             token: minted["token"].as_str().unwrap().to_string(),
@@ -56,7 +56,13 @@ impl Feed {
     /// Stops the daemon and starts it again on the same database.
     fn restart(&mut self) {
         assert_eq!(self.daemon.terminate().code(), Some(0));
-        self.daemon = serve(&self.dir, &self.runbooks, &self.config, &self.now);
+        self.daemon = serve(
+            &self.dir,
+            &self.runbooks,
+            &self.config,
+            &self.now,
+            Stdio::null(),
+        );
     }
 
     /// The feed's text for `query` (`runbook=…&milestones=1`, or "").
@@ -73,8 +79,15 @@ impl Feed {
     }
 }
 
-/// `patchday serve` on `dir`'s database and `runbooks` at the fixed instant `now`.
-fn serve(dir: &Path, runbooks: &Path, config: &Path, now: &str) -> Daemon {
+/// `patchday serve` on `dir`'s database and `runbooks` with `config` at the fixed instant
+/// `now`, its standard error to `stderr`.
+pub(crate) fn serve(
+    dir: &Path,
+    runbooks: &Path,
+    config: &Path,
+    now: &str,
+    stderr: Stdio,
+) -> Daemon {
     let mut cmd = patchday();
     cmd.current_dir(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -86,7 +99,7 @@ fn serve(dir: &Path, runbooks: &Path, config: &Path, now: &str) -> Daemon {
         .args(["--outbox", &dir.join("outbox").display().to_string()])
         .args(["--config", &config.display().to_string()])
         .args(["--now", now])
-        .stderr(Stdio::null());
+        .stderr(stderr);
     Daemon::start(cmd)
 }
 
@@ -104,24 +117,11 @@ struct Occurrence {
 /// The occurrences of an RFC 5545 text from 2000 to 2100, by `recurring-ical-events`
 /// (`tests/fixtures/rrule/occurrences.py`), sorted by UID.
 fn occurrences(ics: &[u8]) -> Vec<Occurrence> {
-    let mut reader = Command::new(oracle_python())
-        .arg(repo_root().join("tests/fixtures/rrule/occurrences.py"))
-        .args(["2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    reader.stdin.take().unwrap().write_all(ics).unwrap();
-    let out = reader.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let window = ["2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"];
+    let json = python_json("occurrences.py", &window, ics);
     let mut all: Vec<Occurrence> = json
+        .as_array()
+        .unwrap()
         .iter()
         .map(|o| Occurrence {
             uid: o["uid"].as_str().unwrap().into(),

@@ -315,15 +315,22 @@ fn the_ics_calendar_reads_back_with_an_independent_parser() {
 /// An RFC 5545 text read by python's icalendar (`tests/fixtures/rrule/read_ics.py`):
 /// `{"version", "events": [{"uid", "dtstart", "status", "sequence", "summary", "description"}]}`.
 pub(crate) fn read_ics(text: &[u8]) -> Value {
+    python_json("read_ics.py", &[], text)
+}
+
+/// The JSON that `tests/fixtures/rrule/SCRIPT ARGS` prints, run by [`oracle_python`] with
+/// `input` on its standard input.
+pub(crate) fn python_json(script: &str, args: &[&str], input: &[u8]) -> Value {
     let mut reader = Command::new(oracle_python())
-        .arg(repo_root().join("tests/fixtures/rrule/read_ics.py"))
+        .arg(repo_root().join("tests/fixtures/rrule").join(script))
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    reader.stdin.take().unwrap().write_all(text).unwrap();
+    reader.stdin.take().unwrap().write_all(input).unwrap();
     let out = reader.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -358,19 +365,8 @@ fn the_calendar_feed_needs_a_feed_token_and_matches_the_cli() {
     std::fs::write(&config, "[security]\napi_tokens_file = \"api-tokens\"\n").unwrap();
     let log = dir.join("daemon.log");
     let runbooks = repo_root().join("runbooks");
-    let mut cmd = patchday();
-    cmd.current_dir(&dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args([
-            "--database",
-            &format!("sqlite://{}", dir.join("d.db").display()),
-        ])
-        .args(["--runbooks", &runbooks.display().to_string()])
-        .args(["--outbox", &dir.join("outbox").display().to_string()])
-        .args(["--config", &config.display().to_string()])
-        .args(["--now", NOW])
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut daemon = Daemon::start(cmd);
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut daemon = crate::feed::serve(&dir, &runbooks, &config, NOW, log_file.into());
     let get = |path: &str| request(&daemon.addr, "GET", path, &[], "");
 
     let (status, head, body) = get(&format!("/calendar.ics?token={feed}"));
