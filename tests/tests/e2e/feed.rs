@@ -300,6 +300,9 @@ fn the_feed_has_the_cli_s_instants_for_the_examples_and_across_dst() {
             .contains("skipped: election day; no changes, please"),
         "{election:?}"
     );
+    let path = format!("/calendar.ics?milestones=yes&token={}", feed.token);
+    let (status, _, body) = request(&feed.daemon.addr, "GET", &path, &[], "");
+    assert_eq!((status, body.as_str()), (400, "milestones= takes 1 or 0\n"));
     let nov7 = event(&all, "2027-11-07.new-york@patchday");
     assert!(nov7.description.contains("01:30 EDT"), "{nov7:?}");
     drop(feed);

@@ -10,7 +10,8 @@
 //! (re-read every second) stops the feed. Nothing here logs the URL or the token.
 //!
 //! Invariant: without a token, or with one that is unknown or lacks `feed`, the answer is 401
-//! and says nothing about runbooks; an unknown `runbook=` with a good token is 404.
+//! and says nothing about runbooks; an unknown `runbook=` with a good token is 404, a
+//! `milestones=` other than 1/true/0/false 400.
 
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ pub const FEED_CYCLES: usize = 12;
 pub struct FeedQuery {
     token: Option<String>,
     runbook: Option<String>,
-    /// `1` (or `true`): one event per milestone step too.
+    /// `1` (or `true`): one event per milestone step too; `0`, `false` or absent: not.
     milestones: Option<String>,
 }
 
@@ -62,7 +63,11 @@ pub async fn calendar_ics<S: Store>(
         },
         None => runbooks.by_name.values().collect(),
     };
-    let with_steps = matches!(query.milestones.as_deref(), Some("1" | "true"));
+    let with_steps = match query.milestones.as_deref() {
+        None | Some("" | "0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(_) => return plain(StatusCode::BAD_REQUEST, "milestones= takes 1 or 0\n"),
+    };
     let checked: Vec<&CheckedRunbook> = chosen.iter().map(|l| l.checked.as_ref()).collect();
     let mut events = feed_events(&checked, now, with_steps);
     let stamps = events
