@@ -300,6 +300,10 @@ fn the_feed_has_the_cli_s_instants_for_the_examples_and_across_dst() {
             .contains("skipped: election day; no changes, please"),
         "{election:?}"
     );
+    let file = runbooks.join("sydney.yaml").display().to_string();
+    let text = run(&["calendar", &file, "--milestones"]);
+    assert_eq!(text.status.code(), Some(2));
+    assert!(stderr(&text).contains("--milestones goes with --format json or ics"));
     let path = format!("/calendar.ics?milestones=yes&token={}", feed.token);
     let (status, _, body) = request(&feed.daemon.addr, "GET", &path, &[], "");
     assert_eq!((status, body.as_str()), (400, "milestones= takes 1 or 0\n"));
