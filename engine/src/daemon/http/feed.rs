@@ -3,9 +3,10 @@
 //! `milestones=1`, their milestone steps ([`crate::plan::milestones`]). Each event's
 //! `SEQUENCE` comes from the store ([`Store::feed_sequences`]): the last published start and
 //! status per UID, so an event moved or cancelled by a runbook edit, a blackout or a
-//! reschedule is bumped, and nothing else (a restart bumps nothing). Calendar programs cannot send headers, so the
-//! token is in the URL: an API token with the `feed` scope ([`Scope::Feed`]), which grants
-//! nothing else. The token is hashed and compared in constant time
+//! reschedule is bumped, and nothing else (a restart bumps nothing).
+//!
+//! Calendar programs cannot send headers, so the token is in the URL: an API token with the
+//! `feed` scope ([`Scope::Feed`]), which grants nothing else. The token is hashed and compared in constant time
 //! ([`crate::daemon::tokens::ApiTokens::check`]); removing its line from the tokens file
 //! (re-read every second) stops the feed. Nothing here logs the URL or the token.
 //!
