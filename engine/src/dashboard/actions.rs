@@ -520,7 +520,10 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("method=\"post\""), "{html}");
         for action in ["decide", "resume", "cancel"] {
-            assert!(html.contains(&format!("action=\"/runs/r-1/{action}\"")), "{html}");
+            assert!(
+                html.contains(&format!("action=\"/runs/r-1/{action}\"")),
+                "{html}"
+            );
         }
         assert!(html.contains("class=\"danger\">Reject…"), "{html}");
     }
@@ -543,7 +546,11 @@ mod tests {
             params: vec![
                 param("cve", None, None),
                 param("change", Some("CHG-1"), None),
-                param("env", Some("test"), Some(vec!["prod".into(), "test".into()])),
+                param(
+                    "env",
+                    Some("test"),
+                    Some(vec!["prod".into(), "test".into()]),
+                ),
                 ParamField {
                     secret: true,
                     env: "PATCHDAY_SECRET_TOKEN".into(),

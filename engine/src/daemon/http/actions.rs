@@ -285,7 +285,10 @@ pub async fn decide_page<S: Store>(
         Err(e) => return unavailable(e),
     };
     let Some(index) = ask.choices.iter().position(|c| *c == query.choice) else {
-        return error(StatusCode::BAD_REQUEST, "That is not a choice of this step.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "That is not a choice of this step.",
+        );
     };
     let leads_to = crate::run::consequences::leads_to(&checked, &row.step, &ask);
     let label = link_routes::label(ask.purpose, &query.choice);
@@ -524,7 +527,10 @@ async fn running<S: Store>(
     if run.state != RunState::Running {
         return Err(error(
             StatusCode::CONFLICT,
-            &format!("This run is {}: there is nothing to cancel.", run.state.as_str()),
+            &format!(
+                "This run is {}: there is nothing to cancel.",
+                run.state.as_str()
+            ),
         ));
     }
     Ok((run, checked))
@@ -545,7 +551,11 @@ pub async fn cancel_page<S: Store>(
                 run: facts(&run),
                 csrf: csrf(&shared, &person),
             };
-            page(StatusCode::OK, "Cancel the run", views::cancel_confirm(&view))
+            page(
+                StatusCode::OK,
+                "Cancel the run",
+                views::cancel_confirm(&view),
+            )
         }
         Err(response) => response,
     }
@@ -579,7 +589,8 @@ pub async fn cancel<S: Store>(
 // ---------------------------------------------------------------------------------------------
 // Triggering a runbook
 
-/// What the trigger form holds: the cycle, the re-run reason and the params given (non-secret).
+/// What the trigger form holds: the cycle, the re-run reason and the params given (a field
+/// left empty is a param not given: its default applies, or it is missing).
 struct Given {
     cycle: String,
     rerun: String,
@@ -593,6 +604,7 @@ impl Given {
             rerun: field(form, FIELD_RERUN).trim().to_string(),
             params: form
                 .iter()
+                .filter(|(_, v)| !v.trim().is_empty())
                 .filter_map(|(n, v)| Some((n.strip_prefix(PARAM_PREFIX)?.to_string(), v.clone())))
                 .collect(),
         }
@@ -749,7 +761,9 @@ fn trigger_review<S: Store>(
         .keys()
         .filter_map(|name| {
             let value = params.get(name.value.as_str())?;
-            let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
             Some((name.value.clone(), text))
         })
         .collect();
@@ -758,11 +772,7 @@ fn trigger_review<S: Store>(
         .filter(|(_, p)| p.secret)
         .map(|(name, _)| (name.value.clone(), secret_env_name(&name.value)))
         .collect();
-    let secret = |name: &str| {
-        declared
-            .iter()
-            .any(|(n, p)| n.value == name && p.secret)
-    };
+    let secret = |name: &str| declared.iter().any(|(n, p)| n.value == name && p.secret);
     views::trigger_confirm(&views::TriggerConfirm {
         runbook: checked.runbook.name.value.clone(),
         cycle: given.cycle.clone(),
