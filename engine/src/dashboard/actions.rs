@@ -380,6 +380,11 @@ fn param_row(param: &ParamField) -> Markup {
     let id = format!("f-param-{}", param.name);
     let name = format!("{PARAM_PREFIX}{}", param.name);
     let help = format!("{id}-help");
+    // What the field holds: the value given, else the default.
+    let current = match (param.value.as_str(), &param.default) {
+        ("", Some(default)) => default.as_str(),
+        (value, _) => value,
+    };
     html! {
         tr {
             th { @if param.secret { (param.name) } @else { label for=(id) { (param.name) } } }
@@ -391,7 +396,7 @@ fn param_row(param: &ParamField) -> Markup {
                     select #(id) name=(name) required[param.default.is_none()] aria-describedby=(help) {
                         @if param.default.is_none() && param.value.is_empty() { option value="" { "— choose —" } }
                         @for choice in choices {
-                            option value=(choice) selected[*choice == param.value] { (choice) }
+                            option value=(choice) selected[*choice == current] { (choice) }
                         }
                     }
                     (param_help(param, &help))
