@@ -413,7 +413,9 @@ fn param_row(param: &ParamField) -> Markup {
 fn param_help(param: &ParamField, id: &str) -> Markup {
     html! {
         p.muted id=(id) {
-            @if let Some(description) = &param.description { (description) " " }
+            @if let Some(description) = &param.description {
+                (description) @if !description.trim_end().ends_with(['.', '!', '?']) { "." } " "
+            }
             @match &param.default {
                 Some(default) => { "Default: " code { (default) } "." }
                 None => "Required.",

@@ -82,28 +82,29 @@ fn not_an_operator(person: &SignedIn) -> Response {
     )
 }
 
-/// A `POST`'s checks: same site, and the CSRF value of the person's session.
-fn check_post<S: Store>(
+/// A `POST`'s checks: same site, and the CSRF value of the person's session. The 403 to
+/// answer when one fails.
+fn refused_post<S: Store>(
     shared: &Shared<S>,
     person: &SignedIn,
     headers: &HeaderMap,
     form: &[(String, String)],
-) -> Result<(), Response> {
+) -> Option<Response> {
     if is_cross_site(headers, shared.engine.base_url()) {
-        return Err(refused(
+        return Some(refused(
             person,
             "This form was sent from another site. Nothing was changed.",
         ));
     }
     let csrf = field(form, FIELD_CSRF);
     if shared.auth.links.check_csrf(&person.cookie, csrf).is_err() {
-        return Err(refused(
+        return Some(refused(
             person,
             "This form has expired or did not come from this site. Open the page again. \
              Nothing was changed.",
         ));
     }
-    Ok(())
+    None
 }
 
 /// The CSRF value of the person's forms.
@@ -345,7 +346,7 @@ pub async fn decide<S: Store>(
     form: Posted,
 ) -> Response {
     let form = form.map(|Form(f)| f).unwrap_or_default();
-    if let Err(response) = check_post(&shared, &person, &headers, &form) {
+    if let Some(response) = refused_post(&shared, &person, &headers, &form) {
         return response;
     }
     let (run, checked) = match run_of(&shared, &id).await {
@@ -471,7 +472,7 @@ pub async fn resume<S: Store>(
     form: Posted,
 ) -> Response {
     let form = form.map(|Form(f)| f).unwrap_or_default();
-    if let Err(response) = check_post(&shared, &person, &headers, &form) {
+    if let Some(response) = refused_post(&shared, &person, &headers, &form) {
         return response;
     }
     if !operates(&person) {
@@ -570,7 +571,7 @@ pub async fn cancel<S: Store>(
     form: Posted,
 ) -> Response {
     let form = form.map(|Form(f)| f).unwrap_or_default();
-    if let Err(response) = check_post(&shared, &person, &headers, &form) {
+    if let Some(response) = refused_post(&shared, &person, &headers, &form) {
         return response;
     }
     if !operates(&person) {
@@ -684,7 +685,7 @@ pub async fn trigger<S: Store>(
     form: Posted,
 ) -> Response {
     let form = form.map(|Form(f)| f).unwrap_or_default();
-    if let Err(response) = check_post(&shared, &person, &headers, &form) {
+    if let Some(response) = refused_post(&shared, &person, &headers, &form) {
         return response;
     }
     if !operates(&person) {
