@@ -140,6 +140,35 @@ fn run_id_of(url: &str) -> String {
     url[at..].split(['?', '#', '/']).next().unwrap().to_string()
 }
 
+/// Waits for the browser to be on a page whose URL ends with `suffix` (after a form's
+/// `POST` and its redirect); panics with the page it is on instead.
+fn await_page(browser: &Browser, suffix: &str) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !browser.current_url().ends_with(suffix) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not on {suffix} but {}: {}",
+            browser.current_url(),
+            browser.source()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for an element matching `selector` on the current page (the next page after a click).
+fn await_selector(browser: &Browser, selector: &str) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while browser.find_all(selector).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {selector} on {}: {}",
+            browser.current_url(),
+            browser.source()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn screenshot(browser: &Browser, name: &str) {
     browser.save_screenshot(&patchday_tests::artifacts_dir().join(format!("actions-{name}.png")));
 }
@@ -157,6 +186,7 @@ fn people_trigger_approve_and_cancel_in_chromium_as_themselves_and_nobody_else_c
     browser.use_session(&base, &ops);
     browser.navigate(&format!("{base}/"));
     browser.click(&browser.find("a[href='/runbooks/emergency/trigger']"));
+    await_selector(&browser, "button[value=review]");
     assert!(
         browser.title().starts_with("Start emergency"),
         "{}",
@@ -171,6 +201,7 @@ fn people_trigger_approve_and_cancel_in_chromium_as_themselves_and_nobody_else_c
     browser.type_text(&browser.find("input[name='param.cve']"), "CVE-2026-0001");
     browser.execute("document.querySelector(\"select[name='param.scope']\").value = 'prod';");
     browser.click(&browser.find("button[value=review]"));
+    await_selector(&browser, "button[value=start]");
 
     // The confirm step shows what will run, the secret masked; nothing has started yet.
     let review = browser.source();
@@ -186,6 +217,7 @@ fn people_trigger_approve_and_cancel_in_chromium_as_themselves_and_nobody_else_c
     assert_eq!(count(&audit_events(&database), "run.started"), 0);
     screenshot(&browser, "trigger-confirm");
     browser.click(&browser.find("button[value=start]"));
+    await_selector(&browser, "section#live");
     let id = run_id_of(&browser.current_url());
     let run_page = browser.source();
     assert!(!run_page.contains(SECRET));
@@ -249,6 +281,7 @@ fn people_trigger_approve_and_cancel_in_chromium_as_themselves_and_nobody_else_c
     assert!(browser.find_all("form[action$='/resume']").is_empty());
     screenshot(&browser, "run-page-approver");
     click_in_form(&browser, "/decide", "input[value=approve]");
+    await_selector(&browser, "textarea[name=comment]");
     assert!(
         browser.title().starts_with("Approve"),
         "{}",
@@ -259,7 +292,7 @@ fn people_trigger_approve_and_cancel_in_chromium_as_themselves_and_nobody_else_c
     assert!(confirm.contains("alice@example.com"), "{confirm}");
     browser.type_text(&browser.find("textarea[name=comment]"), "fine by me");
     click_in_form(&browser, "/decide", "");
-    assert!(browser.current_url().ends_with(&format!("/runs/{id}")));
+    await_page(&browser, &format!("/runs/{id}"));
     assert!(
         browser.find_all("form[action$='/decide']").is_empty(),
         "decided: no more buttons"
@@ -357,12 +390,14 @@ fn people_trigger_approve_and_cancel_in_chromium_as_themselves_and_nobody_else_c
     browser.use_session(&base, &ops);
     browser.navigate(&format!("{base}/runs/{id}"));
     click_in_form(&browser, "/cancel", "");
+    await_selector(&browser, "form[method=post][action$='/cancel']");
     assert!(
         browser.title().starts_with("Cancel the run"),
         "{}",
         browser.title()
     );
     click_in_form(&browser, "/cancel", "");
+    await_selector(&browser, "section#live");
     poll("the run page to say cancelled", LIMIT, || {
         browser.navigate(&format!("{base}/runs/{id}"));
         browser
@@ -482,6 +517,7 @@ fn an_operator_retries_an_interrupted_step_in_chromium_with_a_reason() {
     browser.use_session(&base, &ops);
     browser.navigate(&format!("{base}{run_path}"));
     click_in_form(&browser, "/resume", "input[value=retry]");
+    await_selector(&browser, "textarea[name=reason]");
     assert!(
         browser.title().starts_with("Interrupted step"),
         "{}",
@@ -492,11 +528,7 @@ fn an_operator_retries_an_interrupted_step_in_chromium_with_a_reason() {
     let reason = "the command died with the daemon; safe to run again";
     browser.type_text(&browser.find("textarea[name=reason]"), reason);
     click_in_form(&browser, "/resume", "");
-    assert!(
-        browser.current_url().ends_with(&run_path),
-        "{}",
-        browser.current_url()
-    );
+    await_page(&browser, &run_path);
     poll("the run to succeed", LIMIT, || {
         let (_, page) = page_as(&second, &ops, &run_path);
         page.contains("data-state=\"succeeded\"").then_some(())
