@@ -1,7 +1,7 @@
 //! The dashboard's actions (issue #13 item 6, issue #11 item 2), in headless Chromium against
 //! the real daemon: an operator triggers a runbook from the form generated from its params,
-//! a CAB member approves her own step on the run page, an operator cancels the run and
-//! retries an interrupted step; each reaches the run and the audit log as `web:<email>`. A
+//! a CAB member approves her own step on the run page, an operator cancels the run, retries
+//! an interrupted step and marks their task done; each reaches the run and the audit log as `web:<email>`. A
 //! viewer sees no button; forged posts (no CSRF value, another site, a viewer's session)
 //! are refused with 403 and change nothing; a person approving by link and in the dashboard
 //! counts once.
@@ -428,7 +428,7 @@ fn people_trigger_approve_and_cancel_in_chromium_as_themselves_and_nobody_else_c
 }
 
 /// A non-idempotent step (`command`) that writes its shell's pid, then waits while `hold`
-/// exists, then records that it patched.
+/// exists, then records that it patched; then a manual task for the operator.
 fn held_runbook(dir: &Path) -> String {
     format!(
         r#"name: held
@@ -437,8 +437,14 @@ steps:
   patch:
     uses: command
     with: {{ run: "echo $$ > {pid}; while [ -e {hold} ]; do sleep 0.05; done; echo patched >> {ledger}" }}
-  after:
+  check:
     needs: [patch]
+    uses: manual
+    with:
+      assignee: [ops@example.com]
+      instructions: Check that the service answers after the patch
+  after:
+    needs: [check]
     uses: noop
 "#,
         pid = dir.join("pid").display(),
@@ -448,7 +454,7 @@ steps:
 }
 
 #[test]
-fn an_operator_retries_an_interrupted_step_in_chromium_with_a_reason() {
+fn an_operator_retries_an_interrupted_step_and_marks_a_task_done_in_chromium() {
     let dir = patchday_tests::scratch("actions-retry");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(dir.join("runbooks/held.yaml"), held_runbook(&dir)).unwrap();
@@ -529,6 +535,17 @@ fn an_operator_retries_an_interrupted_step_in_chromium_with_a_reason() {
     browser.type_text(&browser.find("textarea[name=reason]"), reason);
     click_in_form(&browser, "/resume", "");
     await_page(&browser, &run_path);
+
+    // The patch ran again; the task after it waits for the operator, who marks it done here.
+    poll("the task's button", LIMIT, || {
+        browser.navigate(&format!("{base}{run_path}"));
+        (!browser.find_all("form[action$='/decide']").is_empty()).then_some(())
+    });
+    click_in_form(&browser, "/decide", "input[value=done]");
+    await_selector(&browser, "textarea[name=comment]");
+    assert!(browser.source().contains("Check that the service answers"));
+    click_in_form(&browser, "/decide", "");
+    await_page(&browser, &run_path);
     poll("the run to succeed", LIMIT, || {
         let (_, page) = page_as(&second, &ops, &run_path);
         page.contains("data-state=\"succeeded\"").then_some(())
@@ -543,5 +560,11 @@ fn an_operator_retries_an_interrupted_step_in_chromium_with_a_reason() {
     assert_eq!(resolved["actor"], "web:ops@example.com");
     assert_eq!(resolved["details"]["decision"], "retry");
     assert_eq!(resolved["details"]["reason"], reason);
+    let done = events
+        .iter()
+        .find(|e| e["action"] == "task.decided")
+        .expect("task.decided");
+    assert_eq!(done["actor"], "web:ops@example.com");
+    assert_eq!(done["details"]["choice"], "done");
     patchday_tests::assert_audit_verifies(&database);
 }
