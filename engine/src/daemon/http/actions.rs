@@ -294,7 +294,10 @@ pub async fn decide_page<S: Store>(
     let leads_to = crate::run::consequences::leads_to(&checked, &row.step, &ask);
     let label = link_routes::label(ask.purpose, &query.choice);
     let quorum = match ask.purpose {
-        Purpose::Approval => Some((so_far(&shared, row).await, ask.quorum)),
+        Purpose::Approval => match so_far(&shared, row).await {
+            Ok(n) => Some((n, ask.quorum)),
+            Err(e) => return unavailable(e),
+        },
         Purpose::Task => None,
     };
     let view = views::DecideConfirm {
@@ -316,14 +319,13 @@ pub async fn decide_page<S: Store>(
 }
 
 /// The most decisions recorded on `row` that share one choice.
-async fn so_far<S: Store>(shared: &Shared<S>, row: &StepRow) -> usize {
+async fn so_far<S: Store>(shared: &Shared<S>, row: &StepRow) -> Result<usize, StoreError> {
     let decisions = shared
         .engine
         .store
         .decisions(&row.run_id, &row.step, &row.host)
-        .await
-        .unwrap_or_default();
-    decisions
+        .await?;
+    Ok(decisions
         .iter()
         .map(|d| {
             decisions
@@ -332,7 +334,7 @@ async fn so_far<S: Store>(shared: &Shared<S>, row: &StepRow) -> usize {
                 .count()
         })
         .max()
-        .unwrap_or(0)
+        .unwrap_or(0))
 }
 
 /// `POST /runs/{id}/decide`: the person's decision, through [`crate::run::Engine::decide`] as
