@@ -315,6 +315,24 @@ fn people_trigger_approve_and_cancel_in_chromium_as_themselves_and_nobody_else_c
     let (status, body) = post_as(&daemon, &bob, &decide, &[], &bob_form);
     assert_eq!(status, 409, "{body}");
 
+    // Without a session every action route sends to the sign-in and names nothing.
+    for path in [
+        format!("/runs/{id}/decide?step=cab-approval&host=&choice=approve"),
+        format!("/runs/{id}/resume?step=patch&host=&decision=skip"),
+        format!("/runs/{id}/cancel"),
+        "/runbooks/emergency/trigger".into(),
+    ] {
+        for method in ["GET", "POST"] {
+            let (status, head, body) = request(&daemon.addr, method, &path, &[], "");
+            assert_eq!(status, 303, "{method} {path}: {head}");
+            assert!(head.contains("location: /signin"), "{head}");
+            assert!(
+                !body.contains(&id) && !body.contains("CVE-2026-0001"),
+                "{body}"
+            );
+        }
+    }
+
     // A viewer who is none of the step's people sees no button and is refused everything.
     let viewer = sign_in_as(&daemon, &outbox, "viewer@example.com");
     browser.use_session(&base, &viewer);
