@@ -3,7 +3,8 @@
 //! run's graph, timeline, hosts and audit trail, with its live fragment `/runs/{id}/live`, in
 //! [`dashboard`]), `GET /calendar` (the month), the email links (`GET`/`HEAD`/`POST /links/{token}`,
 //! in [`links`](mod@links)), the sign-in routes ([`auth`]: every page but `/healthz`, the links
-//! and sign-in needs a signed-in person), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
+//! and sign-in needs a signed-in person), the dashboard's actions (trigger, decide, retry / skip /
+//! abort, cancel: [`actions`]), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
 //! store and the loaded runbooks and turn them into the pages' view structs.
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod dashboard;
@@ -43,6 +45,22 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/runs/{id}/live", get(dashboard::live::<S>))
         .route("/calendar", get(dashboard::month_page::<S>))
         .route("/calendar.ics", get(feed::calendar_ics::<S>))
+        .route(
+            "/runbooks/{name}/trigger",
+            get(actions::trigger_page::<S>).post(actions::trigger::<S>),
+        )
+        .route(
+            "/runs/{id}/decide",
+            get(actions::decide_page::<S>).post(actions::decide::<S>),
+        )
+        .route(
+            "/runs/{id}/resume",
+            get(actions::resume_page::<S>).post(actions::resume::<S>),
+        )
+        .route(
+            "/runs/{id}/cancel",
+            get(actions::cancel_page::<S>).post(actions::cancel::<S>),
+        )
         .route(
             "/signin",
             get(auth::form::<S>).post(auth::request_link::<S>),
@@ -233,7 +251,7 @@ async fn index<S: Store>(
         pages::index_page(&pages::IndexView {
             runbooks,
             runs,
-            signed_in: signed_in.bar(&shared),
+            signed_in: actions::trigger_links(&shared, &signed_in) + &signed_in.bar(&shared),
         }),
     )
 }

@@ -5,6 +5,8 @@
 //! - [`graph`]: the step graph as inline SVG, boxes coloured and labelled by state;
 //! - [`timeline`]: a run's timeline (Gantt) as inline SVG: planned start against actual,
 //!   waiting, awaiting a person, running, retries and rollback, deadlines and "now";
+//! - [`actions`]: the run page's action buttons, the trigger form and the actions' confirm
+//!   pages (trigger, decide, retry / skip / abort, cancel);
 //! - [`run`]: the run page's live section (graph, timeline, hosts by state, audit trail,
 //!   each paged through query parameters), built from store rows and the run's runbook.
 //!
@@ -12,6 +14,7 @@
 //! Colours come from the fixed palette of [`Look`], never from data, and every state is
 //! also written out in words.
 
+pub mod actions;
 pub mod graph;
 pub mod layout;
 pub mod month;

@@ -110,6 +110,8 @@ pub struct RunSection<'a> {
     pub now: DateTime<Utc>,
     /// Who the run waits on and for what (`daemon::http::waiting`).
     pub waiting: &'a [crate::pages::WaitView],
+    /// What the person looking may do here ([`super::actions::run_actions`]; empty for none).
+    pub actions: Markup,
 }
 
 /// The live section.
@@ -121,6 +123,7 @@ pub fn run_section(view: &RunSection) -> Markup {
             data-every=(POLL_SECONDS) aria-live="polite" {
             (facts(view.run))
             (PreEscaped(crate::pages::waiting_section(view.waiting)))
+            (view.actions)
             @match view.checked {
                 Some(checked) => {
                     h2 { "Steps" }
@@ -491,6 +494,7 @@ mod tests {
             path: "/runs/t-1",
             now: at(30),
             waiting: &[],
+            actions: Markup::default(),
         })
         .into_string()
     }

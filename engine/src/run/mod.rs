@@ -257,10 +257,7 @@ impl<S: Store> Engine<S> {
     /// stores `checked`'s version (runbook text and every file it read) in its snapshot, and
     /// is bound to it for life.
     pub async fn start(&self, checked: &CheckedRunbook, spec: RunSpec) -> Result<RunRow, RunError> {
-        if let Some(why) = spec.cycle.and_then(|c| checked.schedule.wrong_kind(c)) {
-            return Err(RunError::CycleKind(why));
-        }
-        let (params, _) = resolve_params(checked, &spec.params, self.mode)?;
+        let params = self.check_start(checked, &spec)?;
         let now = self.clock.now();
         let version: &Version = &checked.version;
         let run = RunRow {
@@ -300,6 +297,21 @@ impl<S: Store> Engine<S> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// What [`Engine::start`] checks before it writes anything (the cycle's kind; the params:
+    /// none unknown or missing, each one of its `choices`, every secret set): the params the run
+    /// would store (defaults filled in, no secrets). The dashboard's confirm step asks it
+    /// before it shows what will run.
+    pub fn check_start(
+        &self,
+        checked: &CheckedRunbook,
+        spec: &RunSpec,
+    ) -> Result<Map<String, Value>, RunError> {
+        if let Some(why) = spec.cycle.and_then(|c| checked.schedule.wrong_kind(c)) {
+            return Err(RunError::CycleKind(why));
+        }
+        Ok(resolve_params(checked, &spec.params, self.mode)?.0)
     }
 
     /// Drives a run until it finishes, is cancelled, or waits for a person. A cancellation is

@@ -395,30 +395,52 @@ async fn trigger<S: Store>(
         };
         params.push((name, text));
     }
-    let checked = loaded.checked.clone();
-    let now = shared.clock.now();
-    let spec = RunSpec {
-        commit: loaded.commit.clone(),
-        id: new_run_id(&checked.runbook.name.value, now),
-        cycle,
-        start: now,
-        params,
-        actor: actor.clone(),
-        rerun: body.rerun,
-    };
-    match shared.engine.start(&checked, spec).await {
-        Ok(run) => {
-            tracing::info!("run {} started by {actor}: {}", run.id, run.runbook);
-            shared.spawn_run(checked, run.id.clone());
-            ok(StatusCode::CREATED, json!({ "run": run_json(&run) }))
-        }
+    let spec = run_spec(&shared, loaded, cycle, params, &actor, body.rerun);
+    match start_run(&shared, loaded, spec).await {
+        Ok(run) => ok(StatusCode::CREATED, json!({ "run": run_json(&run) })),
         Err(e) => run_error(e),
     }
 }
 
-/// A run error as a status and message.
-fn run_error(e: RunError) -> Response {
-    let status = match &e {
+/// What starting `loaded` now as `actor` asks for (the API's and the dashboard's trigger).
+pub(super) fn run_spec<S: Store>(
+    shared: &Shared<S>,
+    loaded: &crate::daemon::LoadedRunbook,
+    cycle: Option<Cycle>,
+    params: Vec<(String, String)>,
+    actor: &str,
+    rerun: Option<String>,
+) -> RunSpec {
+    let now = shared.clock.now();
+    RunSpec {
+        commit: loaded.commit.clone(),
+        id: new_run_id(&loaded.checked.runbook.name.value, now),
+        cycle,
+        start: now,
+        params,
+        actor: actor.to_string(),
+        rerun,
+    }
+}
+
+/// Starts the run `spec` asks for and its driver (the API's and the dashboard's trigger).
+pub(super) async fn start_run<S: Store>(
+    shared: &Arc<Shared<S>>,
+    loaded: &crate::daemon::LoadedRunbook,
+    spec: RunSpec,
+) -> Result<RunRow, RunError> {
+    let checked = loaded.checked.clone();
+    let actor = spec.actor.clone();
+    let run = shared.engine.start(&checked, spec).await?;
+    tracing::info!("run {} started by {actor}: {}", run.id, run.runbook);
+    shared.spawn_run(checked, run.id.clone());
+    Ok(run)
+}
+
+/// The status a run error answers with (the API's and the dashboard's); `None`: the store
+/// does not answer (a 503).
+pub(super) fn run_error_status(e: &RunError) -> Option<StatusCode> {
+    Some(match e {
         RunError::MissingParam(_)
         | RunError::UnknownParam(_)
         | RunError::BadChoice { .. }
@@ -439,9 +461,16 @@ fn run_error(e: RunError) -> Response {
             | StoreError::AlreadyDecided { .. }
             | StoreError::Conflict { .. },
         ) => StatusCode::CONFLICT,
-        RunError::Store(_) => return unavailable(e),
-    };
-    error(status, e.to_string())
+        RunError::Store(_) => return None,
+    })
+}
+
+/// A run error as a status and message.
+fn run_error(e: RunError) -> Response {
+    match run_error_status(&e) {
+        Some(status) => error(status, e.to_string()),
+        None => unavailable(e),
+    }
 }
 
 /// The run `id` and its loaded runbook, or the error response.
@@ -482,20 +511,34 @@ async fn cancel<S: Store>(
             format!("run {id} is {}, not running", run.state.as_str()),
         );
     }
-    shared.cancel_run(checked, id.clone(), &actor);
+    match cancel_and_wait(&shared, checked, &id, &actor).await {
+        Ok(run) if run.state != RunState::Running => {
+            ok(StatusCode::OK, json!({ "run": run_json(&run) }))
+        }
+        // Still stopping what is in flight: accepted, not done yet.
+        Ok(run) => ok(StatusCode::ACCEPTED, json!({ "run": run_json(&run) })),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Cancels the running run `id` as `actor` and waits (at most [`CANCEL_WAIT`]) for its driver
+/// to commit the cancellation: the run as it is then (still `running` if attempts in flight
+/// take longer to stop). The API's and the dashboard's cancel.
+pub(super) async fn cancel_and_wait<S: Store>(
+    shared: &Arc<Shared<S>>,
+    checked: Arc<crate::validate::CheckedRunbook>,
+    id: &str,
+    actor: &str,
+) -> Result<RunRow, RunError> {
+    shared.cancel_run(checked, id.to_string(), actor);
     tracing::info!("run {id}: cancelled by {actor}");
     let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
     loop {
-        match shared.engine.store.run(&id).await {
-            Ok(Some(run)) if run.state != RunState::Running => {
-                return ok(StatusCode::OK, json!({ "run": run_json(&run) }));
-            }
-            Ok(Some(run)) if tokio::time::Instant::now() >= deadline => {
-                // Still stopping what is in flight: accepted, not done yet.
-                return ok(StatusCode::ACCEPTED, json!({ "run": run_json(&run) }));
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-            Err(e) => return unavailable(e),
+        match shared.engine.store.run(id).await? {
+            Some(run) if run.state != RunState::Running => return Ok(run),
+            Some(run) if tokio::time::Instant::now() >= deadline => return Ok(run),
+            Some(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            None => return Err(RunError::NoSuchRun(id.to_string())),
         }
     }
 }
@@ -698,7 +741,7 @@ async fn not_an_approver<S: Store>(
 }
 
 /// A comment or reason as kept: trimmed, at most [`MAX_COMMENT`] characters, none if empty.
-fn comment_text(text: &str) -> Option<String> {
+pub(super) fn comment_text(text: &str) -> Option<String> {
     Some(text.trim().chars().take(MAX_COMMENT).collect::<String>()).filter(|c| !c.is_empty())
 }
 

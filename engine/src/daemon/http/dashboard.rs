@@ -25,11 +25,11 @@ use crate::store::Store;
 /// The run page.
 pub async fn run_page<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
-    _signed_in: SignedIn,
+    signed_in: SignedIn,
     Path(id): Path<String>,
     Query(query): Query<RunQuery>,
 ) -> Response {
-    let (title, head, section) = match render(&shared, &id, &query).await {
+    let (title, head, section) = match render(&shared, &signed_in, &id, &query).await {
         Ok(parts) => parts,
         Err(response) => return response,
     };
@@ -47,11 +47,11 @@ pub async fn run_page<S: Store>(
 /// The run page's live section alone.
 pub async fn live<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
-    _signed_in: SignedIn,
+    signed_in: SignedIn,
     Path(id): Path<String>,
     Query(query): Query<RunQuery>,
 ) -> Response {
-    match render(&shared, &id, &query).await {
+    match render(&shared, &signed_in, &id, &query).await {
         Ok((_, _, section)) => html(StatusCode::OK, section.into_string()),
         Err(response) => response,
     }
@@ -124,6 +124,7 @@ pub async fn month_page<S: Store>(
 /// The page's title, extra head markup and live section, or the error page to send.
 async fn render<S: Store>(
     shared: &Shared<S>,
+    signed_in: &SignedIn,
     id: &str,
     query: &RunQuery,
 ) -> Result<(String, maud::Markup, maud::Markup), Response> {
@@ -152,6 +153,9 @@ async fn render<S: Store>(
     let waiting = super::waiting::waiting(shared, &run, &steps)
         .await
         .map_err(unavailable)?;
+    let actions = super::actions::run_actions(shared, signed_in, &run, &steps, checked.as_deref())
+        .await
+        .map_err(unavailable)?;
     let path = pages::run_path(&run.id);
     let section = run::run_section(&RunSection {
         run: &run,
@@ -164,6 +168,7 @@ async fn render<S: Store>(
         path: &path,
         now: shared.clock.now(),
         waiting: &waiting,
+        actions,
     });
     let title = match run.cycle.as_deref() {
         None => format!("Manual run of {}", run.runbook),

@@ -646,8 +646,8 @@ async fn too_many<S: Store>(
     response
 }
 
-/// A button's label.
-fn label(purpose: Purpose, choice: &str) -> String {
+/// A button's label (the link page's and the dashboard's).
+pub(super) fn label(purpose: Purpose, choice: &str) -> String {
     match (purpose, choice) {
         (Purpose::Task, "done") => "Done".into(),
         (Purpose::Task, "failed") => "Failed".into(),
