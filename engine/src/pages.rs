@@ -12,6 +12,7 @@
 //! per choice, each with the CSRF field, and no link that decides. The HTTP layer should send
 //! [`content_security_policy`] with every page.
 
+pub mod sessions;
 pub mod signin;
 
 use std::fmt::Write as _;
@@ -136,7 +137,7 @@ pub fn layout_with_head(title: &str, head: &str, body: &str) -> String {
 }
 
 /// An instant as people read it: `2026-12-08 14:03 UTC`.
-fn when(at: &DateTime<Utc>) -> String {
+pub(crate) fn when(at: &DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 

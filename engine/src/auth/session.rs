@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::store::SessionRow;
+use crate::store::{Change, NewEvent, SessionRow, SessionWrite};
 
 /// The cookie's name.
 pub const COOKIE: &str = "patchday_session";
@@ -56,6 +56,54 @@ pub fn id_hash(value: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// How many hex digits of a session's hash name it on `/sessions` and in `patchday sessions`.
+pub const PUBLIC_ID_LEN: usize = 16;
+
+/// A session's public id: the start of its hash (which is itself no secret: it signs nobody
+/// in).
+pub fn public_id(id_hash: &str) -> &str {
+    id_hash.get(..PUBLIC_ID_LEN).unwrap_or(id_hash)
+}
+
+/// The session among `rows` whose public id is `id`.
+pub fn find<'a>(rows: &'a [SessionRow], id: &str) -> Option<&'a SessionRow> {
+    rows.iter().find(|r| public_id(&r.session.id_hash) == id)
+}
+
+/// The commit that revokes `row`: the session closed at `at` (real time) with its
+/// `auth.session_revoked` event by `actor` at `event_at` (the engine clock); `source_ip` is the
+/// actor's address, when they came over HTTP.
+pub fn revocation(
+    row: &SessionRow,
+    actor: String,
+    source_ip: Option<String>,
+    event_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Change {
+    let mut details = serde_json::json!({
+        "session": public_id(&row.session.id_hash),
+        "person": row.session.email,
+    });
+    if let Some(ip) = source_ip {
+        details["source_ip"] = ip.into();
+    }
+    Change {
+        events: vec![NewEvent {
+            at: event_at,
+            actor,
+            action: "auth.session_revoked".into(),
+            run_id: None,
+            step_id: None,
+            details,
+        }],
+        sessions: vec![SessionWrite::Close {
+            id_hash: row.session.id_hash.clone(),
+            at,
+        }],
+        ..Change::default()
+    }
 }
 
 /// Whether `row` (absent: [`Ended::Unknown`]) still signs its person in at `now`.
@@ -122,6 +170,7 @@ mod tests {
                 created_at: t("2026-12-08T10:00:00Z"),
                 expires_at: t("2026-12-08T10:00:00Z") + LIFETIME,
                 link_nonce: None,
+                source_ip: Some("127.0.0.1".into()),
             },
             last_seen_at: t("2026-12-08T10:00:00Z"),
             revoked_at: None,

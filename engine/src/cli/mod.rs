@@ -30,6 +30,7 @@ mod plan;
 mod run;
 mod schema;
 mod serve;
+mod sessions;
 mod simulate;
 mod validate;
 
@@ -129,6 +130,8 @@ enum Command {
     New(new::Args),
     /// Print a one-time sign-in URL for the local operator (an admin; works once, within 24h).
     LoginUrl(api::LoginUrlArgs),
+    /// List the live sign-in sessions, or revoke one.
+    Sessions(sessions::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -218,6 +221,7 @@ pub fn main() -> ExitCode {
         Command::ApiToken(args) => api::api_token(args, &globals),
         Command::New(args) => new::run(args, &globals),
         Command::LoginUrl(args) => api::login_url(args, &globals),
+        Command::Sessions(args) => sessions::run(args, &globals),
     };
     match result {
         Ok(code) => code,

@@ -23,6 +23,7 @@ pub mod feed;
 pub mod links;
 pub mod proxy;
 pub mod serve;
+pub mod sessions;
 pub mod tls;
 pub mod waiting;
 
@@ -35,6 +36,27 @@ const NEXT_CYCLES: usize = 3;
 /// How many recent runs the index shows.
 const RECENT_RUNS: u32 = 50;
 
+/// `POST`: start a run from the trigger form.
+pub const TRIGGER: &str = "/runbooks/{name}/trigger";
+/// `POST`: a person's own decision.
+pub const DECIDE: &str = "/runs/{id}/decide";
+/// `POST`: retry, skip or abort an interrupted step.
+pub const RESUME: &str = "/runs/{id}/resume";
+/// `POST`: cancel a run.
+pub const CANCEL: &str = "/runs/{id}/cancel";
+/// `POST`: sign out.
+pub const SIGN_OUT: &str = "/signout";
+/// `POST`: revoke a session ([`sessions`]).
+pub const REVOKE_SESSION: &str = "/sessions/{id}/revoke";
+/// `POST`: sign in with an emailed or local link (its CSRF value derives from the link).
+pub const SIGN_IN_LINK: &str = "/signin/{token}";
+
+/// Every state-changing form route of a signed-in person: each refuses a cross-site `POST` and
+/// one without the CSRF value of the person's session (403, nothing changed). The router
+/// routes them by these names; the e2e test `csrf` posts to each.
+pub const SESSION_FORM_POSTS: &[&str] =
+    &[TRIGGER, DECIDE, RESUME, CANCEL, SIGN_OUT, REVOKE_SESSION];
+
 /// The routes, over the daemon's shared state.
 pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
     Router::new()
@@ -46,19 +68,19 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/calendar", get(dashboard::month_page::<S>))
         .route("/calendar.ics", get(feed::calendar_ics::<S>))
         .route(
-            "/runbooks/{name}/trigger",
+            TRIGGER,
             get(actions::trigger_page::<S>).post(actions::trigger::<S>),
         )
         .route(
-            "/runs/{id}/decide",
+            DECIDE,
             get(actions::decide_page::<S>).post(actions::decide::<S>),
         )
         .route(
-            "/runs/{id}/resume",
+            RESUME,
             get(actions::resume_page::<S>).post(actions::resume::<S>),
         )
         .route(
-            "/runs/{id}/cancel",
+            CANCEL,
             get(actions::cancel_page::<S>).post(actions::cancel::<S>),
         )
         .route(
@@ -68,10 +90,12 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/signin/oidc", get(auth::oidc_start::<S>))
         .route("/signin/oidc/callback", get(auth::oidc_callback::<S>))
         .route(
-            "/signin/{token}",
+            SIGN_IN_LINK,
             get(auth::confirm::<S>).post(auth::sign_in::<S>),
         )
-        .route("/signout", post(auth::sign_out::<S>))
+        .route(SIGN_OUT, post(auth::sign_out::<S>))
+        .route("/sessions", get(sessions::list::<S>))
+        .route(REVOKE_SESSION, post(sessions::revoke::<S>))
         .route(
             "/links/{token}",
             get(links::show::<S>)

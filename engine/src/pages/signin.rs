@@ -103,6 +103,7 @@ pub fn signed_in_bar(email: &str, role: &str, csrf: &str) -> Markup {
             input type="hidden" name=(FIELD_CSRF) value=(csrf);
             "Signed in as " strong { (email) } " (" (role) "). "
             button.danger type="submit" { "Sign out" }
+            " " a href="/sessions" { "Sessions" }
         }
     }
 }

@@ -2168,6 +2168,7 @@ fn session(id_hash: &str, email: &str, nonce: Option<&str>) -> NewSession {
         created_at: t0(),
         expires_at: t0() + Duration::hours(12),
         link_nonce: nonce.map(Into::into),
+        source_ip: Some("127.0.0.1".into()),
     }
 }
 

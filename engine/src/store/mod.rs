@@ -266,6 +266,8 @@ pub struct NewSession {
     pub expires_at: DateTime<Utc>,
     /// The nonce of the sign-in link that opened it (unique); `None` for OIDC.
     pub link_nonce: Option<String>,
+    /// The client address of the sign-in (migration `0018_session_source`; `None` before it).
+    pub source_ip: Option<String>,
 }
 
 /// A calendar-feed event as about to be published: its UID, start and status

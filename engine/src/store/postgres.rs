@@ -97,6 +97,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "feed",
         include_str!("../../migrations/postgres/0014_feed.sql"),
     ),
+    (
+        18,
+        "session_source",
+        include_str!("../../migrations/postgres/0018_session_source.sql"),
+    ),
 ];
 
 /// Connections per store (per daemon). Writers hold one while they wait for the chain lock.
@@ -436,7 +441,7 @@ fn decision_from(row: &PgRow) -> Result<DecisionRow, StoreError> {
 }
 
 const SESSION_COLUMNS: &str = "id_hash, email, via, groups, created_at, last_seen_at, \
-     expires_at, revoked_at, link_nonce";
+     expires_at, revoked_at, link_nonce, source_ip";
 
 fn session_from(row: &PgRow) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
@@ -449,6 +454,7 @@ fn session_from(row: &PgRow) -> Result<SessionRow, StoreError> {
             created_at: get_ts(row, "created_at")?,
             expires_at: get_ts(row, "expires_at")?,
             link_nonce: get(row, "link_nonce")?,
+            source_ip: get(row, "source_ip")?,
         },
         last_seen_at: get_ts(row, "last_seen_at")?,
         revoked_at: get_ts_opt(row, "revoked_at")?,
@@ -464,7 +470,7 @@ async fn write_session(conn: &mut PgConnection, write: &SessionWrite) -> Result<
             let groups = serde_json::to_string(&s.groups).expect("strings serialize");
             let done = sqlx::query(
                 "INSERT INTO sessions (id_hash, email, via, groups, created_at, last_seen_at, \
-                 expires_at, link_nonce) VALUES ($1, $2, $3, $4, $5, $5, $6, $7) \
+                 expires_at, link_nonce, source_ip) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8) \
                  ON CONFLICT DO NOTHING",
             )
             .bind(&s.id_hash)
@@ -474,6 +480,7 @@ async fn write_session(conn: &mut PgConnection, write: &SessionWrite) -> Result<
             .bind(ts(s.created_at))
             .bind(ts(s.expires_at))
             .bind(&s.link_nonce)
+            .bind(&s.source_ip)
             .execute(&mut *conn)
             .await
             .map_err(db("opening a session"))?;

@@ -85,6 +85,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "feed",
         include_str!("../../migrations/sqlite/0014_feed.sql"),
     ),
+    (
+        18,
+        "session_source",
+        include_str!("../../migrations/sqlite/0018_session_source.sql"),
+    ),
 ];
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -439,7 +444,7 @@ fn decision_from(row: &SqliteRow) -> Result<DecisionRow, StoreError> {
 }
 
 const SESSION_COLUMNS: &str = "id_hash, email, via, groups, created_at, last_seen_at, \
-     expires_at, revoked_at, link_nonce";
+     expires_at, revoked_at, link_nonce, source_ip";
 
 fn session_from(row: &SqliteRow) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
@@ -452,6 +457,7 @@ fn session_from(row: &SqliteRow) -> Result<SessionRow, StoreError> {
             created_at: parse_ts(&get::<String>(row, "created_at")?)?,
             expires_at: parse_ts(&get::<String>(row, "expires_at")?)?,
             link_nonce: get(row, "link_nonce")?,
+            source_ip: get(row, "source_ip")?,
         },
         last_seen_at: parse_ts(&get::<String>(row, "last_seen_at")?)?,
         revoked_at: parse_ts_opt(get(row, "revoked_at")?)?,
@@ -470,7 +476,8 @@ async fn write_session(
             let groups = serde_json::to_string(&s.groups).expect("strings serialize");
             let done = sqlx::query(
                 "INSERT INTO sessions (id_hash, email, via, groups, created_at, last_seen_at, \
-                 expires_at, link_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 expires_at, link_nonce, source_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&s.id_hash)
             .bind(&s.email)
@@ -480,6 +487,7 @@ async fn write_session(
             .bind(ts(s.created_at))
             .bind(ts(s.expires_at))
             .bind(&s.link_nonce)
+            .bind(&s.source_ip)
             .execute(&mut *conn)
             .await
             .map_err(db("opening a session"))?;

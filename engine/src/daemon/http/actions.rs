@@ -54,7 +54,7 @@ use crate::validate::CheckedRunbook;
 
 type St<S> = Arc<Shared<S>>;
 /// A posted form, as (name, value) pairs in order; a body that is not a form reads as empty.
-type Posted = Result<Form<Vec<(String, String)>>, FormRejection>;
+pub(super) type Posted = Result<Form<Vec<(String, String)>>, FormRejection>;
 
 /// The value of field `name` in a posted form (`""` when absent).
 fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
@@ -64,7 +64,7 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 /// The 403 of a refused action (nothing changed).
-fn refused(person: &SignedIn, why: &str) -> Response {
+pub(super) fn refused(person: &SignedIn, why: &str) -> Response {
     tracing::warn!("dashboard action by {} refused: {why}", person.person.email);
     error(StatusCode::FORBIDDEN, why)
 }
@@ -84,7 +84,7 @@ fn not_an_operator(person: &SignedIn) -> Response {
 
 /// A `POST`'s checks: same site, and the CSRF value of the person's session. The 403 to
 /// answer when one fails.
-fn refused_post<S: Store>(
+pub(super) fn refused_post<S: Store>(
     shared: &Shared<S>,
     person: &SignedIn,
     headers: &HeaderMap,
@@ -108,12 +108,12 @@ fn refused_post<S: Store>(
 }
 
 /// The CSRF value of the person's forms.
-fn csrf<S: Store>(shared: &Shared<S>, person: &SignedIn) -> String {
+pub(super) fn csrf<S: Store>(shared: &Shared<S>, person: &SignedIn) -> String {
     shared.auth.links.csrf(&person.cookie)
 }
 
 /// `303 See Other` to `path` (after an action: the run page shows its result).
-fn see_other(path: &str) -> Response {
+pub(super) fn see_other(path: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, path)]).into_response()
 }
 

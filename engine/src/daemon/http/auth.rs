@@ -534,6 +534,7 @@ pub async fn open_session<S: Store>(
         created_at: real_now,
         expires_at: real_now + session::LIFETIME,
         link_nonce,
+        source_ip: Some(peer.ip().to_string()),
     };
     let change = Change {
         events: vec![event(
