@@ -40,7 +40,7 @@ const SIGN_IN_SUBJECT: &str = "Subject: [patchday] Your sign-in link\r\n";
 
 /// A folder with the runbook and a configuration giving the runbook's `cab` the viewer role;
 /// `extra` is appended to the configuration.
-fn folder(name: &str, extra: &str) -> (std::path::PathBuf, String) {
+pub(crate) fn folder(name: &str, extra: &str) -> (std::path::PathBuf, String) {
     let dir = patchday_tests::scratch(name);
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(dir.join("runbooks/secret-demo.yaml"), RUNBOOK).unwrap();
@@ -54,7 +54,7 @@ fn folder(name: &str, extra: &str) -> (std::path::PathBuf, String) {
     (dir, database)
 }
 
-fn serve(dir: &Path, database: &str) -> Daemon {
+pub(crate) fn serve(dir: &Path, database: &str) -> Daemon {
     let mut command = serve_command(dir, database, &dir.join("outbox"));
     command.args(["--config", &dir.join("patchday.toml").display().to_string()]);
     Daemon::start(command)
@@ -427,7 +427,7 @@ fn scoped_tokens_do_only_what_they_hold_and_a_person_decides_once_whatever_the_r
 }
 
 /// Signs `email` in through an emailed sign-in link read from the outbox: the `Cookie` value.
-fn sign_in_by_email(addr: &str, outbox: &Path, email: &str) -> String {
+pub(crate) fn sign_in_by_email(addr: &str, outbox: &Path, email: &str) -> String {
     let (status, _, body) = request(addr, "POST", "/signin", &[], &format!("email={email}"));
     assert_eq!(status, 200, "{body}");
     let to = format!("To: {email}\r\n");

@@ -28,6 +28,7 @@ mod recurrence;
 mod reload;
 mod runs;
 mod schema;
+mod sessions;
 mod signals;
 mod soak;
 mod tls;
