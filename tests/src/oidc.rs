@@ -2,13 +2,14 @@
 //! `oidc-provider`, installed by `.ci/deps-oidc.sh`) run by node, with one client. Its login
 //! form takes any login and password; the login is the account's `email`. Stopped on drop.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// A running provider.
 pub struct OidcProvider {
     child: Child,
-    _stdin: ChildStdin,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
     /// `http://127.0.0.1:PORT`, the issuer.
     pub issuer: String,
 }
@@ -57,12 +58,30 @@ impl OidcProvider {
             line.clear();
         }
         assert_eq!(line.trim(), "READY", "the OpenID provider did not start");
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         OidcProvider {
             child,
-            _stdin: stdin,
+            stdin,
+            stdout: out,
             issuer: format!("http://127.0.0.1:{port}"),
         }
+    }
+}
+
+impl OidcProvider {
+    /// Changes one of the provider's settings (`id-token-ttl`, `id-token-audience`,
+    /// `token-delay-ms`; see `provider.mjs`) for what it issues next; returns once applied.
+    pub fn set(&mut self, key: &str, value: &str) {
+        writeln!(self.stdin, "set {key} {value}").expect("the provider reads its input");
+        let mut line = String::new();
+        while !matches!(line.trim(), "OK") && !line.starts_with("ERROR") {
+            line.clear();
+            let read = self
+                .stdout
+                .read_line(&mut line)
+                .expect("the provider answers");
+            assert!(read > 0, "the provider stopped");
+        }
+        assert_eq!(line.trim(), "OK", "set {key} {value}");
     }
 }
 

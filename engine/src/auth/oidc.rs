@@ -21,8 +21,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
 };
 
 /// How long a started sign-in may take at the provider.
@@ -59,6 +59,10 @@ pub enum OidcError {
     Exchange(String),
     #[error("the ID token: {0}")]
     IdToken(String),
+    #[error("the ID token is for another client: {0}")]
+    WrongAudience(String),
+    #[error("the ID token has expired: {0}")]
+    ExpiredIdToken(String),
     #[error("the ID token has no address in `{0}`")]
     NoEmail(String),
     #[error("{0}")]
@@ -74,6 +78,8 @@ impl OidcError {
             OidcError::Provider(_) => "oidc_provider_error",
             OidcError::Exchange(_) => "oidc_exchange",
             OidcError::IdToken(_) => "oidc_bad_id_token",
+            OidcError::WrongAudience(_) => "oidc_wrong_audience",
+            OidcError::ExpiredIdToken(_) => "oidc_expired_id_token",
             OidcError::NoEmail(_) => "oidc_no_email",
             OidcError::Config(_) => "oidc_config",
         }
@@ -226,7 +232,7 @@ impl Oidc {
             .ok_or_else(|| OidcError::IdToken("the provider sent none".into()))?;
         id_token
             .claims(&client.id_token_verifier(), &Nonce::new(pending.nonce))
-            .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+            .map_err(id_token_error)?;
         // Verified above: read the configured claims from its payload.
         let claims = payload(&id_token.to_string())?;
         let email = claims
@@ -243,6 +249,16 @@ impl Oidc {
             _ => Vec::new(),
         };
         Ok(Identity { email, groups })
+    }
+}
+
+/// Why the ID token was refused: a wrong audience and an expired token by name.
+fn id_token_error(e: ClaimsVerificationError) -> OidcError {
+    let text = error_chain(&e);
+    match e {
+        ClaimsVerificationError::InvalidAudience(_) => OidcError::WrongAudience(text),
+        ClaimsVerificationError::Expired(_) => OidcError::ExpiredIdToken(text),
+        _ => OidcError::IdToken(text),
     }
 }
 

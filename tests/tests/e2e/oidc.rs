@@ -1,8 +1,9 @@
 //! Single sign-on with a real OpenID provider (issue #11): `oidc-provider` from npm on loopback
 //! (`tests/oidc/provider.mjs`), headless Chromium through its login and consent forms, the
 //! authorization code flow with PKCE; the provider's groups give the role. A callback whose
-//! state this browser did not start, a code the provider never issued, and a state used twice
-//! are refused and audited.
+//! state this browser did not start, a code the provider never issued, a state used twice, an
+//! ID token the provider signed for another client, an expired ID token and a replayed code are
+//! refused and audited (the provider is told to misbehave through its standard input).
 
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ fn chromium_signs_in_through_a_real_openid_provider_and_bad_callbacks_are_refuse
     serve.args(["--config", &config.display().to_string()]);
     let daemon = Daemon::start(serve);
     let base = daemon.url();
-    let _provider = OidcProvider::start(
+    let mut provider = OidcProvider::start(
         port,
         "patchday",
         "s3cret-of-the-client",
@@ -101,14 +102,7 @@ fn chromium_signs_in_through_a_real_openid_provider_and_bad_callbacks_are_refuse
     assert_eq!(request(addr, "GET", forged, &with_cookie, "").0, 403);
     // A real start, then a code the provider never issued: the provider refuses the exchange;
     // the same state again is unknown (a state, and its code, work once).
-    let (status, head, _) = request(addr, "GET", "/signin/oidc", &[], "");
-    assert_eq!(status, 303, "{head}");
-    let state = head
-        .lines()
-        .find_map(|l| l.split_once("patchday_oidc_state="))
-        .map(|(_, rest)| rest.split(';').next().unwrap().to_string())
-        .expect("the state cookie");
-    let cookie = format!("patchday_oidc_state={state}");
+    let (state, cookie) = started(addr);
     let callback = format!("/signin/oidc/callback?code=never-issued&state={state}");
     let (status, _, body) = request(addr, "GET", &callback, &[("Cookie", &cookie)], "");
     assert_eq!(status, 403, "{body}");
@@ -133,4 +127,77 @@ fn chromium_signs_in_through_a_real_openid_provider_and_bad_callbacks_are_refuse
         ]
     );
     assert_eq!(count(&events, "auth.signed_in"), 1);
+
+    // The provider signs the next ID token for another client: refused.
+    provider.set("id-token-audience", "another-client");
+    let (callback, page) = refused_in_browser(&browser, &base);
+    assert!(page.contains("oidc_wrong_audience"), "{page}");
+    provider.set("id-token-audience", "");
+    // An ID token that expired before it arrived (one second of life, held back longer).
+    provider.set("id-token-ttl", "1");
+    provider.set("token-delay-ms", "2500");
+    let (_, page) = refused_in_browser(&browser, &base);
+    assert!(page.contains("oidc_expired_id_token"), "{page}");
+    provider.set("token-delay-ms", "0");
+    provider.set("id-token-ttl", "3600");
+    // The code the provider issued for the refused sign-in, replayed in a new one: refused.
+    let code = callback
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .expect("the callback carried a code")
+        .to_string();
+    let (state, cookie) = started(addr);
+    let replay = format!("/signin/oidc/callback?code={code}&state={state}");
+    let (status, _, body) = request(addr, "GET", &replay, &[("Cookie", &cookie)], "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("oidc_exchange"), "{body}");
+
+    let events = audit_events(&database);
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter(|e| e["action"] == "auth.refused")
+        .skip(4)
+        .map(|e| e["details"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "oidc_wrong_audience",
+            "oidc_expired_id_token",
+            "oidc_exchange"
+        ]
+    );
+    assert_eq!(count(&events, "auth.signed_in"), 1, "nobody else signed in");
+}
+
+/// A single sign-on in the browser (already signed in at the provider) that the daemon
+/// refuses: (the callback URL the provider sent the browser to, the refusal page).
+fn refused_in_browser(browser: &Browser, base: &str) -> (String, String) {
+    browser.navigate(&format!("{base}/signin/oidc"));
+    let callback = format!("{base}/signin/oidc/callback");
+    poll("the refused callback", LIMIT, || {
+        let url = browser.current_url();
+        if url.starts_with(&callback) && browser.source().contains("Reason code") {
+            return Some((url, browser.source()));
+        }
+        if !url.starts_with(base) {
+            if let Some(allow) = browser.find_all("button[type=submit]").pop() {
+                browser.click(&allow);
+            }
+        }
+        None
+    })
+}
+
+/// A sign-in started with a plain request: (its state, the `Cookie` value that binds it).
+fn started(addr: &str) -> (String, String) {
+    let (status, head, _) = request(addr, "GET", "/signin/oidc", &[], "");
+    assert_eq!(status, 303, "{head}");
+    let state = head
+        .lines()
+        .find_map(|l| l.split_once("patchday_oidc_state="))
+        .map(|(_, rest)| rest.split(';').next().unwrap().to_string())
+        .expect("the state cookie");
+    let cookie = format!("patchday_oidc_state={state}");
+    (state, cookie)
 }
