@@ -529,3 +529,89 @@ fn patchday_login_url_makes_another_one_time_sign_in_for_the_local_operator() {
         patchday_tests::stdout(&out)
     );
 }
+
+/// Refused sign-ins from one address: past its quota in the window ([`PER_SOURCE`]) bad sign-in
+/// links and bad single sign-on callbacks alike are answered 429 with a Retry-After, and the
+/// window records one `auth.rate_limited`, not one event per request; another address is
+/// answered as usual and signs in.
+///
+/// [`PER_SOURCE`]: patchday::daemon::http::links::limit::PER_SOURCE
+#[test]
+fn repeated_failed_sign_ins_from_one_address_are_rate_limited_and_audited_once() {
+    use patchday::daemon::http::links::limit::PER_SOURCE;
+    use patchday_tests::daemon::request_from;
+
+    // Single sign-on against a port nobody listens on: a forged callback is refused before the
+    // provider would be asked anything.
+    let closed = patchday_tests::oidc::free_port();
+    let secret = patchday_tests::scratch("auth-limit-secret").join("oidc-secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let extra = format!(
+        "\n[auth.oidc]\nissuer = \"http://127.0.0.1:{closed}\"\nclient_id = \"patchday\"\n\
+         client_secret_file = \"{}\"\n",
+        secret.display()
+    );
+    let (dir, database) = folder("auth-limit", &extra);
+    let daemon = serve(&dir, &database);
+    let addr = daemon.addr.clone();
+    let flood = Some("127.0.0.3");
+    let mut answers = Vec::new();
+    for i in 0..PER_SOURCE + 10 {
+        let path = if i % 2 == 0 {
+            format!("/signin/forged-token-{i}")
+        } else {
+            format!("/signin/oidc/callback?code=c{i}&state=forged-{i}")
+        };
+        let (status, head, _) = request_from(flood, &addr, "GET", &path, &[], "");
+        answers.push((status, head));
+    }
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    let refused = PER_SOURCE as usize;
+    assert!(
+        statuses[..refused].iter().all(|s| *s == 403),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[refused..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        answers[refused]
+            .1
+            .to_ascii_lowercase()
+            .contains("retry-after:"),
+        "{}",
+        answers[refused].1
+    );
+
+    // Another address: refused as usual (not 429), and its good sign-in link signs in.
+    let other = Some("127.0.0.4");
+    let (status, _, _) = request_from(other, &addr, "GET", "/signin/forged", &[], "");
+    assert_eq!(status, 403);
+    let path = &daemon.sign_in_url[daemon.sign_in_url.find("/signin/").unwrap()..];
+    let (status, _, page) = request_from(other, &addr, "GET", path, &[], "");
+    assert_eq!(status, 200, "{page}");
+    let csrf = format!("csrf={}", hidden_field(&page, "csrf"));
+    let (status, head, _) = request_from(other, &addr, "POST", path, &[], &csrf);
+    assert_eq!(status, 303, "{head}");
+    assert!(session_cookie(&head).is_some(), "{head}");
+
+    let events = audit_events(&database);
+    let from = |action: &str, ip: &str| {
+        events
+            .iter()
+            .filter(|e| e["action"] == action && e["details"]["source_ip"] == ip)
+            .count()
+    };
+    assert_eq!(from("auth.refused", "127.0.0.3"), refused, "{events:#?}");
+    assert_eq!(from("auth.rate_limited", "127.0.0.3"), 1, "{events:#?}");
+    assert_eq!(from("auth.refused", "127.0.0.4"), 1);
+    assert_eq!(from("auth.rate_limited", "127.0.0.4"), 0);
+    let reasons: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["action"] == "auth.refused")
+        .filter_map(|e| e["details"]["reason"].as_str())
+        .collect();
+    assert!(reasons.contains("oidc_bad_state"), "{reasons:?}");
+    assert_eq!(count(&events, "auth.signed_in"), 1);
+}
