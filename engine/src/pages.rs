@@ -1,6 +1,6 @@
 //! The server-rendered HTML pages people see (DESIGN §7): the confirmation page behind an email
-//! link, the page after a decision, the page for a refused link, error pages, the index and the
-//! run page's "Waiting for" section (the run page itself is [`crate::dashboard::run`]'s, in maud;
+//! link, the page after a decision, the page for a refused link, error pages and the
+//! run page's "Waiting for" section (the overview and the run page are [`crate::dashboard`]'s, in maud;
 //! these pages are still built as strings and move to maud with the dashboard's next pages).
 //!
 //! Pure functions from plain view structs to `String`; no framework, no JavaScript. Every page is
@@ -147,25 +147,9 @@ fn time_html(at: &DateTime<Utc>) -> String {
     format!("<time datetime=\"{machine}\">{}</time>", e(&when(at)))
 }
 
-fn time_opt_html(at: &Option<DateTime<Utc>>) -> String {
-    at.as_ref().map(time_html).unwrap_or_else(|| "—".to_owned())
-}
-
 /// A hash or commit id, allowed to break anywhere.
 fn hash_html(text: &str) -> String {
     format!("<code class=\"hash\">{}</code>", e(text))
-}
-
-/// A state as a coloured badge; the CSS class comes from a fixed list, never from the data.
-fn state_badge(state: &str) -> String {
-    let class = match state {
-        "succeeded" | "done" | "approved" => "ok",
-        "failed" | "cancelled" | "interrupted" | "rejected" => "bad",
-        "running" => "busy",
-        "waiting" | "awaiting_input" | "pending" => "wait",
-        _ => "",
-    };
-    format!("<span class=\"badge {class}\">{}</span>", e(state))
 }
 
 /// A two-column table of label / markup rows.
@@ -631,120 +615,7 @@ fn status_phrase(status: u16) -> &'static str {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The index and the run page's waiting section
-
-/// The overview: runbooks with their next cycles, and recent runs.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct IndexView {
-    pub runbooks: Vec<RunbookRow>,
-    pub runs: Vec<RunRow>,
-    /// Who is signed in: the bar with the sign-out form (markup from [`signin::signed_in_bar`]).
-    pub signed_in: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunbookRow {
-    pub name: String,
-    pub description: Option<String>,
-    pub next_cycles: Vec<NextCycle>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NextCycle {
-    pub cycle: String,
-    pub at: DateTime<Utc>,
-    /// The blackout that skips it, if one does (shown, not hidden).
-    pub blackout: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRow {
-    pub id: String,
-    pub runbook: String,
-    pub cycle: String,
-    pub state: String,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-/// The index page.
-pub fn index_page(view: &IndexView) -> String {
-    let mut body = String::from(
-        "<h1>Patch runbooks</h1>\n<p><a href=\"/calendar\">The month's patch calendar</a></p>\n",
-    );
-    body.push_str(&runbooks_section(&view.runbooks));
-    body.push_str("<h2>Recent runs</h2>\n");
-    body.push_str(&runs_table(&view.runs));
-    body.push_str(&view.signed_in);
-    layout("Overview", &body)
-}
-
-fn runbooks_section(runbooks: &[RunbookRow]) -> String {
-    if runbooks.is_empty() {
-        return "<p class=\"muted\">No runbooks loaded.</p>\n".to_owned();
-    }
-    let rows: Vec<Vec<String>> = runbooks
-        .iter()
-        .map(|r| {
-            let cycles: Vec<String> = r
-                .next_cycles
-                .iter()
-                .map(|c| match &c.blackout {
-                    None => format!("{} — {}", e(&c.cycle), when(&c.at)),
-                    Some(reason) => format!(
-                        "<s>{} — {}</s> <span class=\"muted\">skipped: {}</span>",
-                        e(&c.cycle),
-                        when(&c.at),
-                        e(reason)
-                    ),
-                })
-                .collect();
-            let next = if cycles.is_empty() {
-                format!(
-                    "<span class=\"muted\">no schedule: started by hand \
-                     (<code>patchday trigger {}</code>) or through the API</span>",
-                    e(&r.name)
-                )
-            } else {
-                let items: String = cycles.iter().map(|c| format!("<li>{c}</li>")).collect();
-                format!("<ul class=\"plain\">{items}</ul>")
-            };
-            vec![
-                format!("<strong>{}</strong>", e(&r.name)),
-                e(r.description.as_deref().unwrap_or("")),
-                next,
-            ]
-        })
-        .collect();
-    data_table(&["Runbook", "Description", "Next cycles"], &rows)
-}
-
-fn runs_table(runs: &[RunRow]) -> String {
-    if runs.is_empty() {
-        return "<p class=\"muted\">No runs yet.</p>\n".to_owned();
-    }
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|r| {
-            vec![
-                format!(
-                    "<a href=\"{}\"><code>{}</code></a>",
-                    e(&run_path(&r.id)),
-                    e(&r.id)
-                ),
-                e(&r.runbook),
-                cycle_html(&r.cycle),
-                state_badge(&r.state),
-                time_html(&r.started_at),
-                time_opt_html(&r.finished_at),
-            ]
-        })
-        .collect();
-    data_table(
-        &["Run", "Runbook", "Cycle", "State", "Started", "Finished"],
-        &rows,
-    )
-}
+// The run page's waiting section
 
 /// One row that waits for people: an operator's decision, an approval or a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -757,6 +628,10 @@ pub struct WaitView {
     pub what: String,
     /// The command that answers it, when there is one (`patchday retry RUN --step …`).
     pub command: Option<String>,
+    /// An interrupted row (an operator retries, skips or aborts), not a person-step.
+    pub interrupted: bool,
+    /// When an approval or task expires (its `expires` from the row's start), if it does.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// "Waiting for": who the run waits on and for what.
@@ -882,29 +757,6 @@ mod tests {
         }
     }
 
-    fn evil_index() -> IndexView {
-        IndexView {
-            runbooks: vec![RunbookRow {
-                name: EVIL.into(),
-                description: Some(EVIL.into()),
-                next_cycles: vec![NextCycle {
-                    cycle: EVIL.into(),
-                    at: at(8, 14, 0),
-                    blackout: Some(EVIL.into()),
-                }],
-            }],
-            runs: vec![RunRow {
-                id: EVIL.into(),
-                runbook: EVIL.into(),
-                cycle: EVIL.into(),
-                state: EVIL.into(),
-                started_at: at(8, 14, 0),
-                finished_at: Some(at(8, 16, 0)),
-            }],
-            signed_in: String::new(),
-        }
-    }
-
     fn evil_decided() -> DecidedView {
         DecidedView {
             runbook: EVIL.into(),
@@ -942,7 +794,6 @@ mod tests {
     #[test]
     fn every_page_escapes_every_value() {
         assert_escaped(&confirmation_page(&evil_confirmation()));
-        assert_escaped(&index_page(&evil_index()));
         assert_escaped(&decided_page(&evil_decided()));
         assert_escaped(&error_page(404, EVIL));
     }
@@ -1181,68 +1032,6 @@ mod tests {
     }
 
     #[test]
-    fn a_runbook_without_a_schedule_says_how_it_starts() {
-        let view = IndexView {
-            runbooks: vec![RunbookRow {
-                name: "emergency-zero-day".into(),
-                description: None,
-                next_cycles: Vec::new(),
-            }],
-            runs: Vec::new(),
-            signed_in: String::new(),
-        };
-        assert!(index_page(&view).contains(
-            "no schedule: started by hand (<code>patchday trigger emergency-zero-day</code>) \
-             or through the API"
-        ));
-    }
-
-    #[test]
-    fn index_page_lists_runbooks_cycles_and_runs() {
-        let view = IndexView {
-            runbooks: vec![RunbookRow {
-                name: "monthly-windows".into(),
-                description: Some("Patch Tuesday for the Windows fleet".into()),
-                next_cycles: vec![
-                    NextCycle {
-                        cycle: "2027-01".into(),
-                        at: at(8, 14, 0),
-                        blackout: None,
-                    },
-                    NextCycle {
-                        cycle: "2027-02".into(),
-                        at: at(8, 14, 0),
-                        blackout: Some("year-end freeze".into()),
-                    },
-                ],
-            }],
-            runs: vec![RunRow {
-                id: "run/1".into(),
-                runbook: "monthly-windows".into(),
-                cycle: "2026-12".into(),
-                state: "succeeded".into(),
-                started_at: at(8, 14, 0),
-                finished_at: Some(at(8, 18, 30)),
-            }],
-            signed_in: String::new(),
-        };
-        let html = index_page(&view);
-        for expected in [
-            "monthly-windows",
-            "Patch Tuesday for the Windows fleet",
-            "2027-01 — 2026-12-08 14:00 UTC",
-            "<s>2027-02 — 2026-12-08 14:00 UTC</s> <span class=\"muted\">skipped: year-end freeze</span>",
-            "href=\"/runs/run%2F1\"",
-            "<span class=\"badge ok\">succeeded</span>",
-            "2026-12-08 18:30 UTC",
-        ] {
-            assert!(html.contains(expected), "missing {expected:?}");
-        }
-        let empty = index_page(&IndexView::default());
-        assert!(empty.contains("No runbooks loaded.") && empty.contains("No runs yet."));
-    }
-
-    #[test]
     fn the_waiting_section_says_who_is_waited_on_and_for_what() {
         assert_eq!(waiting_section(&[]), "");
         let section = waiting_section(&[WaitView {
@@ -1251,6 +1040,8 @@ mod tests {
             who: "an operator (told: ops@example.com)".into(),
             what: "a decision after an interruption".into(),
             command: Some("patchday retry R --step patch --reason <TEXT>".into()),
+            interrupted: true,
+            expires_at: None,
         }]);
         assert!(section.starts_with("<h2>Waiting for</h2>"), "{section}");
         assert!(
@@ -1258,14 +1049,6 @@ mod tests {
             "{section}"
         );
         assert!(section.contains("patchday retry R --step patch --reason &lt;TEXT&gt;"));
-    }
-
-    #[test]
-    fn state_classes_come_from_a_fixed_list() {
-        assert_eq!(
-            state_badge("x\" onmouseover=\"y"),
-            "<span class=\"badge \">x&quot; onmouseover=&quot;y</span>"
-        );
     }
 
     #[test]

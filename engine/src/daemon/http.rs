@@ -1,5 +1,6 @@
 //! The daemon's HTTP server (DESIGN §7), on axum: `GET /healthz`, `GET /metrics`
-//! (Prometheus text), `GET /` (runbooks, next cycles, recent runs) and `GET /runs/{id}` (a
+//! (Prometheus text), `GET /` (the overview: what needs attention, running runs, next cycles,
+//! recent runs: [`overview`]), `GET /runbooks/{name}` (a runbook's page) and `GET /runs/{id}` (a
 //! run's graph, timeline, hosts and audit trail, with its live fragment `/runs/{id}/live`, in
 //! [`dashboard`]), `GET /calendar` (the month), the email links (`GET`/`HEAD`/`POST /links/{token}`,
 //! in [`links`](mod@links)), the sign-in routes ([`auth`]: every page but `/healthz`, the links
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod feed;
 pub mod links;
+pub mod overview;
 pub mod proxy;
 pub mod serve;
 pub mod sessions;
@@ -30,11 +32,6 @@ pub mod waiting;
 use super::Shared;
 use crate::pages;
 use crate::store::Store;
-
-/// How many next cycles the index shows per runbook.
-const NEXT_CYCLES: usize = 3;
-/// How many recent runs the index shows.
-const RECENT_RUNS: u32 = 50;
 
 /// `POST`: start a run from the trigger form.
 pub const TRIGGER: &str = "/runbooks/{name}/trigger";
@@ -62,7 +59,7 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
     Router::new()
         .route("/healthz", get(healthz::<S>))
         .route("/metrics", get(metrics::<S>))
-        .route("/", get(index::<S>))
+        .route("/", get(overview::index::<S>))
         .route("/runs/{id}", get(dashboard::run_page::<S>))
         .route("/runs/{id}/live", get(dashboard::live::<S>))
         .route("/calendar", get(dashboard::month_page::<S>))
@@ -225,57 +222,4 @@ async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>, headers: Header
             .into_response(),
         Err(e) => unavailable(e),
     }
-}
-
-async fn index<S: Store>(
-    State(shared): State<Arc<Shared<S>>>,
-    signed_in: auth::SignedIn,
-) -> Response {
-    let now = shared.clock.now();
-    let runbooks = shared
-        .runbooks()
-        .by_name
-        .values()
-        .map(|loaded| {
-            let checked = &loaded.checked;
-            let next_cycles = checked
-                .schedule
-                .fires_from(now)
-                .take(NEXT_CYCLES)
-                .map(|f| pages::NextCycle {
-                    cycle: f.cycle.to_string(),
-                    at: f.fires_at.to_utc(),
-                    blackout: f.blackout,
-                })
-                .collect();
-            pages::RunbookRow {
-                name: checked.runbook.name.value.clone(),
-                description: checked.runbook.description.clone(),
-                next_cycles,
-            }
-        })
-        .collect();
-    let runs = match shared.engine.store.runs(RECENT_RUNS).await {
-        Ok(runs) => runs,
-        Err(e) => return unavailable(e),
-    };
-    let runs = runs
-        .into_iter()
-        .map(|r| pages::RunRow {
-            cycle: crate::run::cycle_shown(&r),
-            id: r.id,
-            runbook: r.runbook,
-            state: r.state.as_str().into(),
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-        })
-        .collect();
-    html(
-        StatusCode::OK,
-        pages::index_page(&pages::IndexView {
-            runbooks,
-            runs,
-            signed_in: actions::trigger_links(&shared, &signed_in) + &signed_in.bar(&shared),
-        }),
-    )
 }

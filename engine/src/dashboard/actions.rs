@@ -333,9 +333,14 @@ pub struct TriggerForm {
     pub csrf: String,
 }
 
+/// The runbook page of `runbook` (`/runbooks/{name}`, the name percent-encoded).
+pub fn runbook_path(runbook: &str) -> String {
+    format!("/runbooks/{}", super::run::query_value(runbook))
+}
+
 /// Where the trigger form of `runbook` lives (and posts).
 pub fn trigger_path(runbook: &str) -> String {
-    format!("/runbooks/{}/trigger", super::run::query_value(runbook))
+    format!("{}/trigger", runbook_path(runbook))
 }
 
 /// The form generated from the runbook's `params`: a select for a param with `choices`, a

@@ -7,6 +7,7 @@
 //!   waiting, awaiting a person, running, retries and rollback, deadlines and "now";
 //! - [`actions`]: the run page's action buttons, the trigger form and the actions' confirm
 //!   pages (trigger, decide, retry / skip / abort, cancel);
+//! - [`overview`]: the overview at `/`: what needs attention, running runs, next cycles;
 //! - [`run`]: the run page's live section (graph, timeline, hosts by state, audit trail,
 //!   each paged through query parameters), built from store rows and the run's runbook.
 //!
@@ -18,6 +19,7 @@ pub mod actions;
 pub mod graph;
 pub mod layout;
 pub mod month;
+pub mod overview;
 pub mod run;
 pub mod timeline;
 

@@ -125,6 +125,14 @@ impl Store for AnyStore {
         delegate!(self, s => s.runs_awaiting_input())
     }
 
+    async fn runs_of_runbook(&self, runbook: &str, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        delegate!(self, s => s.runs_of_runbook(runbook, limit))
+    }
+
+    async fn runs_in_state(&self, state: RunState, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        delegate!(self, s => s.runs_in_state(state, limit))
+    }
+
     async fn hot_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
         delegate!(self, s => s.hot_query_plans())
     }

@@ -2300,6 +2300,34 @@ pub(crate) async fn aggregates_read_what_is_active_and_hot_queries_use_their_ind
     assert_eq!(counts, [(RunState::Running, 4), (RunState::Succeeded, 1)]);
     assert_eq!(store.runs_awaiting_input().await.unwrap(), ["r2"]);
 
+    // A runbook's runs and the runs in one state: the most recent first (by start, then by
+    // insertion), limited; an older run inserted last comes last.
+    let older = run_row("r6", "monthly", None, t0() - Duration::days(1));
+    let rows = vec![step_row("r6", "a", "", StepState::Pending)];
+    let started = event("run.started", Some("r6"), None, t0());
+    store.create_run(older, rows, started).await.unwrap();
+    let ids = |runs: Vec<RunRow>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let monthly = store.runs_of_runbook("monthly", 10).await.unwrap();
+    assert_eq!(ids(monthly), ["r5", "r3", "r2", "r1", "r6"]);
+    let limited = store.runs_of_runbook("monthly", 2).await.unwrap();
+    assert_eq!(ids(limited), ["r5", "r3"]);
+    assert_eq!(
+        ids(store.runs_of_runbook("weekly", 10).await.unwrap()),
+        ["r4"]
+    );
+    assert!(store.runs_of_runbook("none", 10).await.unwrap().is_empty());
+    let running = store.runs_in_state(RunState::Running, 3).await.unwrap();
+    assert_eq!(ids(running), ["r5", "r4", "r3"]);
+    let succeeded = store.runs_in_state(RunState::Succeeded, 10).await.unwrap();
+    assert_eq!(ids(succeeded), ["r1"]);
+    assert!(
+        store
+            .runs_in_state(RunState::Failed, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     let plans = store.hot_query_plans().await.unwrap();
     let names: Vec<&str> = plans.iter().map(|(n, _)| *n).collect();
     let expected: Vec<&str> = HOT_QUERIES.iter().map(|(n, _)| *n).collect();

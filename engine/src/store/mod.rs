@@ -576,6 +576,22 @@ pub trait Store: Send + Sync + 'static {
     /// The ids of the runs with a step row awaiting a person's input (the expiry task's work).
     fn runs_awaiting_input(&self) -> impl Future<Output = Result<Vec<RunId>, StoreError>> + Send;
 
+    /// Up to `limit` runs of `runbook` (manual runs and re-runs included), the most recent
+    /// first: the runbook page's recent runs, on the `runs_runbook_started` index.
+    fn runs_of_runbook(
+        &self,
+        runbook: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
+
+    /// Up to `limit` runs in `state`, the most recent first: the overview's failed runs, on
+    /// the `runs_state_started` index.
+    fn runs_in_state(
+        &self,
+        state: RunState,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
+
     /// The plans of the hot queries, as the database explains them: (query, plan). The
     /// conformance suite checks that each uses its index ([`HOT_QUERIES`]).
     fn hot_query_plans(
@@ -702,6 +718,14 @@ pub const HOT_QUERIES: &[(&str, Option<&str>)] = &[
     ("runs by state (/metrics)", Some("runs_state")),
     ("recent runs (index page, API list)", Some("runs_started")),
     ("a run's steps (run page, driver)", None),
+    (
+        "a runbook's recent runs (runbook page)",
+        Some("runs_runbook_started"),
+    ),
+    (
+        "recent runs in a state (overview)",
+        Some("runs_state_started"),
+    ),
 ];
 
 /// `now + ttl`, saturating (a lease never ends before it starts).

@@ -98,6 +98,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0014_feed.sql"),
     ),
     (
+        15,
+        "overview",
+        include_str!("../../migrations/postgres/0015_overview.sql"),
+    ),
+    (
         18,
         "session_source",
         include_str!("../../migrations/postgres/0018_session_source.sql"),
@@ -320,6 +325,10 @@ const LAST_CYCLES: &str = "SELECT runbook, MAX(cycle) AS cycle FROM runs \
 const RUN_COUNTS: &str = "SELECT state, COUNT(*) AS n FROM runs GROUP BY state";
 const RUNS_AWAITING_INPUT: &str =
     "SELECT DISTINCT run_id FROM steps WHERE state = 'awaiting_input'";
+const RUNBOOK_RUNS: &str =
+    "FROM runs WHERE runbook = $1 ORDER BY started_at DESC, position DESC LIMIT $2";
+const STATE_RUNS: &str =
+    "FROM runs WHERE state = $1 ORDER BY started_at DESC, position DESC LIMIT $2";
 const RECENT_RUNS: &str = "FROM runs ORDER BY started_at DESC, position DESC LIMIT $1";
 const EVENTS_BY_ACTION: &str = "FROM events WHERE action = ANY($1) ORDER BY seq";
 
@@ -336,6 +345,14 @@ fn hot_queries() -> Vec<(&'static str, String)> {
         RUN_COUNTS.to_string(),
         format!("SELECT {RUN_COLUMNS} {}", RECENT_RUNS.replace("$1", "50")),
         format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = 'r' ORDER BY position"),
+        format!(
+            "SELECT {RUN_COLUMNS} {}",
+            RUNBOOK_RUNS.replace("$1", "'r'").replace("$2", "20")
+        ),
+        format!(
+            "SELECT {RUN_COLUMNS} {}",
+            STATE_RUNS.replace("$1", "'failed'").replace("$2", "20")
+        ),
     ];
     names.into_iter().zip(sql).collect()
 }
@@ -1234,6 +1251,26 @@ impl Store for PostgresStore {
                 Ok((state, get::<i64>(row, "n")?.max(0) as u64))
             })
             .collect()
+    }
+
+    async fn runs_of_runbook(&self, runbook: &str, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} {RUNBOOK_RUNS}"))
+            .bind(runbook)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading a runbook's runs"))?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn runs_in_state(&self, state: RunState, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} {STATE_RUNS}"))
+            .bind(state.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading runs by state"))?;
+        rows.iter().map(run_from).collect()
     }
 
     async fn runs_awaiting_input(&self) -> Result<Vec<RunId>, StoreError> {

@@ -86,6 +86,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0014_feed.sql"),
     ),
     (
+        15,
+        "overview",
+        include_str!("../../migrations/sqlite/0015_overview.sql"),
+    ),
+    (
         18,
         "session_source",
         include_str!("../../migrations/sqlite/0018_session_source.sql"),
@@ -323,6 +328,9 @@ const LAST_CYCLES: &str = "SELECT runbook, MAX(cycle) AS cycle FROM runs \
 const RUN_COUNTS: &str = "SELECT state, COUNT(*) AS n FROM runs GROUP BY state";
 const RUNS_AWAITING_INPUT: &str =
     "SELECT DISTINCT run_id FROM steps WHERE state = 'awaiting_input'";
+const RUNBOOK_RUNS: &str =
+    "FROM runs WHERE runbook = ? ORDER BY started_at DESC, rowid DESC LIMIT ?";
+const STATE_RUNS: &str = "FROM runs WHERE state = ? ORDER BY started_at DESC, rowid DESC LIMIT ?";
 const RECENT_RUNS: &str = "FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?";
 const EVENTS_BY_ACTION: &str = "FROM events WHERE action IN ({marks}) ORDER BY seq";
 
@@ -339,6 +347,8 @@ fn hot_queries() -> Vec<(&'static str, String)> {
         RUN_COUNTS.to_string(),
         format!("SELECT {RUN_COLUMNS} {RECENT_RUNS}"),
         format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position"),
+        format!("SELECT {RUN_COLUMNS} {RUNBOOK_RUNS}"),
+        format!("SELECT {RUN_COLUMNS} {STATE_RUNS}"),
     ];
     names.into_iter().zip(sql).collect()
 }
@@ -1242,6 +1252,26 @@ impl Store for SqliteStore {
                 Ok((state, get::<i64>(row, "n")?.max(0) as u64))
             })
             .collect()
+    }
+
+    async fn runs_of_runbook(&self, runbook: &str, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} {RUNBOOK_RUNS}"))
+            .bind(runbook)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a runbook's runs"))?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn runs_in_state(&self, state: RunState, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} {STATE_RUNS}"))
+            .bind(state.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading runs by state"))?;
+        rows.iter().map(run_from).collect()
     }
 
     async fn runs_awaiting_input(&self) -> Result<Vec<RunId>, StoreError> {

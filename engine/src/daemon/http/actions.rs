@@ -70,7 +70,7 @@ pub(super) fn refused(person: &SignedIn, why: &str) -> Response {
 }
 
 /// Whether `person` operates (operators and admins).
-fn operates(person: &SignedIn) -> bool {
+pub fn operates(person: &SignedIn) -> bool {
     person.person.role >= Role::Operator
 }
 

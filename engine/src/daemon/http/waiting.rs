@@ -58,6 +58,8 @@ fn interrupted(checked: &CheckedRunbook, run: &RunRow, row: &StepRow) -> WaitVie
             "patchday retry {} --step {}{host} --reason TEXT",
             run.id, row.step
         )),
+        interrupted: true,
+        expires_at: None,
     }
 }
 
@@ -106,5 +108,10 @@ async fn awaiting<S: Store>(
         who: pending.join(", "),
         what,
         command: None,
+        interrupted: false,
+        expires_at: ask
+            .expires
+            .zip(row.started_at)
+            .and_then(|(e, at)| at.checked_add_signed(e)),
     }))
 }
