@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow,
-    StepRow, Store, StoreError,
+    AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow,
+    EventFilter, EventPage, EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow,
+    RunState, SessionRow, StepRow, Store, StoreError,
 };
 
 /// A store on either backend.
@@ -143,6 +143,10 @@ impl Store for AnyStore {
 
     async fn events(&self, filter: EventFilter) -> Result<Vec<EventRow>, StoreError> {
         delegate!(self, s => s.events(filter))
+    }
+
+    async fn audit_events(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
+        delegate!(self, s => s.audit_events(query))
     }
 
     async fn run_events_page(

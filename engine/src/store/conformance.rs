@@ -13,9 +13,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 
 use super::{
-    Change, ClaimScope, EmailAttempt, EventFilter, FeedStamp, Fence, HOT_QUERIES, LEADER,
-    NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures, RunRow, RunState, SessionWrite,
-    StepRow, StepState, StepWrite, Store, StoreError,
+    AuditCursor, AuditQuery, Change, ClaimScope, EmailAttempt, EventFilter, FeedStamp, Fence,
+    HOT_QUERIES, LEADER, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures, RunRow,
+    RunState, SessionWrite, StepRow, StepState, StepWrite, Store, StoreError,
 };
 use crate::audit;
 
@@ -53,6 +53,7 @@ macro_rules! conformance_suite {
             sessions_open_once_per_link_and_close_with_their_events,
             aggregates_read_what_is_active_and_hot_queries_use_their_indexes,
             a_feed_event_s_sequence_moves_only_when_the_event_does,
+            the_audit_browser_filters_and_pages_by_seq_newest_first,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -2345,4 +2346,127 @@ pub(crate) async fn aggregates_read_what_is_active_and_hot_queries_use_their_ind
             );
         }
     }
+}
+
+/// The audit browser's query (`GET /audit`): newest first, every filter (time, runbook through
+/// its runs and the events about it, run, actor, action), and keyset pages both ways.
+pub(crate) async fn the_audit_browser_filters_and_pages_by_seq_newest_first<S: Store>(store: &S) {
+    let t = |m: i64| t0() + Duration::minutes(m);
+    create_simple(store, "r1", None).await; // seq 1, runbook monthly
+    store
+        .create_run(
+            run_row("w1", "weekly", None, t(1)),
+            vec![step_row("w1", "a", "", StepState::Pending)],
+            event("run.started", Some("w1"), None, t(1)),
+        )
+        .await
+        .unwrap(); // seq 2
+    let about = |action: &str, runbook: &str, actor: &str, at| NewEvent {
+        actor: actor.into(),
+        details: json!({"runbook": runbook}),
+        ..event(action, None, None, at)
+    };
+    let events = vec![
+        about("runbook.loaded", "monthly", "engine", t(2)), // 3
+        event("step.running", Some("w1"), Some("a"), t(3)), // 4
+        about("auth.signed_in", "", "web:ann@example.com", t(4)), // 5
+        event("step.succeeded", Some("r1"), Some("a"), t(5)), // 6
+        about("cycle.missed", "weekly", "scheduler", t(6)), // 7
+    ];
+    let changes = events
+        .into_iter()
+        .map(|e| Change {
+            events: vec![e],
+            ..Change::default()
+        })
+        .collect();
+    store.commit(changes).await.unwrap();
+    let read = |query: AuditQuery| async move {
+        let page = store.audit_events(query).await.unwrap();
+        (
+            page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            page.more,
+        )
+    };
+    let all = AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    assert_eq!(read(all.clone()).await, (vec![7, 6, 5, 4, 3, 2, 1], false));
+    let monthly = AuditQuery {
+        runbook: Some("monthly".into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        read(monthly).await,
+        (vec![6, 3, 1], false),
+        "its runs and the events about it"
+    );
+    let weekly_run = AuditQuery {
+        run_id: Some("w1".into()),
+        ..all.clone()
+    };
+    assert_eq!(read(weekly_run).await, (vec![4, 2], false));
+    let person = AuditQuery {
+        actor: Some("web:ann@example.com".into()),
+        ..all.clone()
+    };
+    assert_eq!(read(person).await, (vec![5], false));
+    let action = AuditQuery {
+        action: Some("step.running".into()),
+        ..all.clone()
+    };
+    assert_eq!(read(action).await, (vec![4], false));
+    let window = AuditQuery {
+        since: Some(t(3)),
+        until: Some(t(5)),
+        ..all.clone()
+    };
+    assert_eq!(
+        read(window).await,
+        (vec![5, 4], false),
+        "since inclusive, until exclusive"
+    );
+    let combined = AuditQuery {
+        runbook: Some("weekly".into()),
+        actor: Some("scheduler".into()),
+        since: Some(t(2)),
+        ..all.clone()
+    };
+    assert_eq!(read(combined).await, (vec![7, 4], false));
+    let nobody = AuditQuery {
+        actor: Some("nobody".into()),
+        ..all.clone()
+    };
+    assert_eq!(read(nobody).await, (vec![], false));
+
+    // Pages of three: newest, then older by the last seq shown, then newer by the first.
+    let page = |cursor| AuditQuery {
+        limit: 3,
+        cursor,
+        ..AuditQuery::default()
+    };
+    assert_eq!(read(page(AuditCursor::Newest)).await, (vec![7, 6, 5], true));
+    assert_eq!(
+        read(page(AuditCursor::Before(5))).await,
+        (vec![4, 3, 2], true)
+    );
+    assert_eq!(read(page(AuditCursor::Before(2))).await, (vec![1], false));
+    assert_eq!(
+        read(page(AuditCursor::After(1))).await,
+        (vec![4, 3, 2], true)
+    );
+    assert_eq!(
+        read(page(AuditCursor::After(4))).await,
+        (vec![7, 6, 5], false)
+    );
+    let monthly_pages = AuditQuery {
+        runbook: Some("monthly".into()),
+        ..page(AuditCursor::Before(6))
+    };
+    assert_eq!(
+        read(monthly_pages).await,
+        (vec![3, 1], false),
+        "filters hold across pages"
+    );
 }

@@ -377,6 +377,125 @@ pub struct EventPage {
     pub total: u64,
 }
 
+/// What the audit browser asks for (`GET /audit`): every filter optional, newest first, one
+/// page at a time by a keyset cursor on `seq` (never `OFFSET`: a page costs the same at seq 10
+/// and at seq 2,000,000).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditQuery {
+    /// Events at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Events before this instant.
+    pub until: Option<DateTime<Utc>>,
+    /// Events of this runbook's runs, and events about the runbook itself (`details.runbook`:
+    /// `runbook.loaded`, `cycle.missed`, ...).
+    pub runbook: Option<String>,
+    pub run_id: Option<RunId>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub cursor: AuditCursor,
+    /// Events per page.
+    pub limit: u32,
+}
+
+/// Where a page of the audit browser starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditCursor {
+    /// The newest events.
+    #[default]
+    Newest,
+    /// The events just older than this seq ("older").
+    Before(i64),
+    /// The events just newer than this seq ("newer").
+    After(i64),
+}
+
+/// One page of the audit browser, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    pub events: Vec<EventRow>,
+    /// Whether events past the page exist in the direction it was read (older for
+    /// [`AuditCursor::Newest`] and [`AuditCursor::Before`], newer for [`AuditCursor::After`]).
+    pub more: bool,
+}
+
+/// A value [`audit_query_sql`] binds, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AuditBind {
+    Text(String),
+    Int(i64),
+    At(DateTime<Utc>),
+}
+
+/// The audit browser's one query, for either backend: the filters present become conditions
+/// (so each backend's planner sees the indexes of migration `0016_audit`), then the cursor;
+/// `mark(n)` writes the n-th placeholder (`?` or `$n`), `of_runbook(a, b)` the runbook
+/// condition given its two placeholders (the runbook's runs' events, or the details' `runbook`
+/// that the `events_runbook` index is on). Reads `limit + 1` rows to know whether there are
+/// more; `After` reads oldest first (the caller reverses the page).
+pub(crate) fn audit_query_sql(
+    query: &AuditQuery,
+    columns: &str,
+    mark: impl Fn(usize) -> String,
+    of_runbook: impl Fn(&str, &str) -> String,
+) -> (String, Vec<AuditBind>) {
+    let mut conditions = Vec::new();
+    let mut binds = Vec::new();
+    let bind = |binds: &mut Vec<AuditBind>, value: AuditBind| {
+        binds.push(value);
+        mark(binds.len())
+    };
+    if let Some(since) = query.since {
+        conditions.push(format!("at >= {}", bind(&mut binds, AuditBind::At(since))));
+    }
+    if let Some(until) = query.until {
+        conditions.push(format!("at < {}", bind(&mut binds, AuditBind::At(until))));
+    }
+    if let Some(runbook) = &query.runbook {
+        let a = bind(&mut binds, AuditBind::Text(runbook.clone()));
+        let b = bind(&mut binds, AuditBind::Text(runbook.clone()));
+        conditions.push(of_runbook(&a, &b));
+    }
+    for (column, value) in [
+        ("run_id", &query.run_id),
+        ("actor", &query.actor),
+        ("action", &query.action),
+    ] {
+        if let Some(value) = value {
+            let m = bind(&mut binds, AuditBind::Text(value.clone()));
+            conditions.push(format!("{column} = {m}"));
+        }
+    }
+    let order = match query.cursor {
+        AuditCursor::Newest => "DESC",
+        AuditCursor::Before(seq) => {
+            conditions.push(format!("seq < {}", bind(&mut binds, AuditBind::Int(seq))));
+            "DESC"
+        }
+        AuditCursor::After(seq) => {
+            conditions.push(format!("seq > {}", bind(&mut binds, AuditBind::Int(seq))));
+            "ASC"
+        }
+    };
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let limit = bind(&mut binds, AuditBind::Int(i64::from(query.limit) + 1));
+    let sql = format!("SELECT {columns} FROM events{filter} ORDER BY seq {order} LIMIT {limit}");
+    (sql, binds)
+}
+
+/// Turns the `limit + 1` rows [`audit_query_sql`] read into a page, newest first.
+pub(crate) fn audit_page(query: &AuditQuery, mut events: Vec<EventRow>) -> AuditPage {
+    let more = events.len() > query.limit as usize;
+    events.truncate(query.limit as usize);
+    if matches!(query.cursor, AuditCursor::After(_)) {
+        events.reverse();
+    }
+    AuditPage { events, more }
+}
+
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -562,6 +681,13 @@ pub trait Store: Send + Sync + 'static {
         actions: &[&str],
     ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
 
+    /// One page of the audit browser ([`AuditQuery`]): the filtered events, newest first, by a
+    /// keyset cursor on `seq` (migration `0016_audit`'s indexes).
+    fn audit_events(
+        &self,
+        query: AuditQuery,
+    ) -> impl Future<Output = Result<AuditPage, StoreError>> + Send;
+
     // --- reads in proportion to what is active, not to history (issue 12) ---------------------
 
     /// (runbook, latest cycle) of every runbook with a run of a cycle (re-runs included), one
@@ -726,7 +852,35 @@ pub const HOT_QUERIES: &[(&str, Option<&str>)] = &[
         "recent runs in a state (overview)",
         Some("runs_state_started"),
     ),
+    (
+    ("audit browser, older page (audit page)", None),
+    ("audit browser by actor (audit page)", Some("events_actor")),
+    (
+        "audit browser by runbook (audit page)",
+        Some("runs_runbook"),
+    ),
 ];
+
+/// The audit browser's queries whose plans [`HOT_QUERIES`] checks: a page of every event, of
+/// one actor's, of one runbook's (each an older page, as after a click on "older"; the newest
+/// page is the same backwards walk of the key from its end, which a plan shows as a scan).
+pub(crate) static AUDIT_PLAN_QUERIES: std::sync::LazyLock<[AuditQuery; 3]> =
+    std::sync::LazyLock::new(|| {
+        let page = |f: fn(&mut AuditQuery)| {
+            let mut query = AuditQuery {
+                limit: 50,
+                cursor: AuditCursor::Before(1_000),
+                ..AuditQuery::default()
+            };
+            f(&mut query);
+            query
+        };
+        [
+            page(|_| {}),
+            page(|q| q.actor = Some("scheduler".into())),
+            page(|q| q.runbook = Some("monthly".into())),
+        ]
+    });
 
 /// `now + ttl`, saturating (a lease never ends before it starts).
 pub(crate) fn lease_end(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {

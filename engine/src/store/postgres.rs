@@ -46,10 +46,10 @@ use super::codec::{
     json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
 };
 use super::{
-    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures,
-    RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite, StepRow, StepState, Store,
-    StoreError, fences, lease_end,
+    AuditBind, AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt,
+    EmailRow, EventFilter, EventPage, EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent,
+    NewSession, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite,
+    StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -101,6 +101,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "overview",
         include_str!("../../migrations/postgres/0015_overview.sql"),
+    ),
+    (
+        16,
+        "audit",
+        include_str!("../../migrations/postgres/0016_audit.sql"),
     ),
     (
         18,
@@ -353,8 +358,42 @@ fn hot_queries() -> Vec<(&'static str, String)> {
             "SELECT {RUN_COLUMNS} {}",
             STATE_RUNS.replace("$1", "'failed'").replace("$2", "20")
         ),
+        explainable(audit_sql(&super::AUDIT_PLAN_QUERIES[0])),
+        explainable(audit_sql(&super::AUDIT_PLAN_QUERIES[1])),
+        explainable(audit_sql(&super::AUDIT_PLAN_QUERIES[2])),
     ];
     names.into_iter().zip(sql).collect()
+}
+
+/// The audit browser's query on this backend ([`super::audit_query_sql`]).
+fn audit_sql(query: &AuditQuery) -> (String, Vec<AuditBind>) {
+    super::audit_query_sql(
+        query,
+        EVENT_COLUMNS,
+        |n| format!("${n}"),
+        |a, b| {
+            // `= ANY(ARRAY(...))`: the runs' ids as one value, so that the planner can OR the
+            // two indexes (an `IN` subquery is a filter it runs per row).
+            format!(
+                "(run_id = ANY(ARRAY(SELECT id FROM runs WHERE runbook = {a})) \
+                 OR (details::jsonb ->> 'runbook') = {b})"
+            )
+        },
+    )
+}
+
+/// `sql` with its placeholders replaced by the values as literals, for `EXPLAIN` (which takes
+/// no parameters). The values are the fixed ones of [`super::AUDIT_PLAN_QUERIES`].
+fn explainable((mut sql, binds): (String, Vec<AuditBind>)) -> String {
+    for (n, value) in binds.iter().enumerate().rev() {
+        let literal = match value {
+            AuditBind::Text(text) => format!("'{}'", text.replace('\'', "''")),
+            AuditBind::Int(n) => n.to_string(),
+            AuditBind::At(at) => format!("'{}'::timestamptz", at.to_rfc3339()),
+        };
+        sql = sql.replace(&format!("${}", n + 1), &literal);
+    }
+    sql
 }
 
 fn run_from(row: &PgRow) -> Result<RunRow, StoreError> {
@@ -1373,6 +1412,24 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading audit event hashes"))
+    }
+
+    async fn audit_events(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
+        let (sql, binds) = audit_sql(&query);
+        let mut statement = sqlx::query(&sql);
+        for value in binds {
+            statement = match value {
+                AuditBind::Text(text) => statement.bind(text),
+                AuditBind::Int(n) => statement.bind(n),
+                AuditBind::At(at) => statement.bind(ts(at)),
+            };
+        }
+        let rows = statement
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading a page of the audit browser"))?;
+        let events = rows.iter().map(event_from).collect::<Result<_, _>>()?;
+        Ok(super::audit_page(&query, events))
     }
 
     async fn run_events_page(

@@ -34,10 +34,10 @@ use super::codec::{
     json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
 };
 use super::{
-    ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
-    EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures,
-    RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite, StepRow, StepState, Store,
-    StoreError, fences, lease_end,
+    AuditBind, AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt,
+    EmailRow, EventFilter, EventPage, EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent,
+    NewSession, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite,
+    StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -89,6 +89,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "overview",
         include_str!("../../migrations/sqlite/0015_overview.sql"),
+    ),
+    (
+        16,
+        "audit",
+        include_str!("../../migrations/sqlite/0016_audit.sql"),
     ),
     (
         18,
@@ -349,8 +354,26 @@ fn hot_queries() -> Vec<(&'static str, String)> {
         format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position"),
         format!("SELECT {RUN_COLUMNS} {RUNBOOK_RUNS}"),
         format!("SELECT {RUN_COLUMNS} {STATE_RUNS}"),
+        audit_sql(&super::AUDIT_PLAN_QUERIES[0]).0,
+        audit_sql(&super::AUDIT_PLAN_QUERIES[1]).0,
+        audit_sql(&super::AUDIT_PLAN_QUERIES[2]).0,
     ];
     names.into_iter().zip(sql).collect()
+}
+
+/// The audit browser's query on this backend ([`super::audit_query_sql`]).
+fn audit_sql(query: &AuditQuery) -> (String, Vec<AuditBind>) {
+    super::audit_query_sql(
+        query,
+        EVENT_COLUMNS,
+        |_| "?".to_string(),
+        |a, b| {
+            format!(
+                "(run_id IN (SELECT id FROM runs WHERE runbook = {a}) \
+                 OR json_extract(details, '$.runbook') = {b})"
+            )
+        },
+    )
 }
 
 fn run_from(row: &SqliteRow) -> Result<RunRow, StoreError> {
@@ -1405,6 +1428,24 @@ impl Store for SqliteStore {
         .map_err(db("reading audit event hashes"))?;
         serde_json::from_str(&page)
             .map_err(|e| StoreError::Database(format!("a page of audit event hashes: {e}")))
+    }
+
+    async fn audit_events(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
+        let (sql, binds) = audit_sql(&query);
+        let mut statement = sqlx::query(&sql);
+        for value in binds {
+            statement = match value {
+                AuditBind::Text(text) => statement.bind(text),
+                AuditBind::Int(n) => statement.bind(n),
+                AuditBind::At(at) => statement.bind(ts(at)),
+            };
+        }
+        let rows = statement
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a page of the audit browser"))?;
+        let events = rows.iter().map(event_from).collect::<Result<_, _>>()?;
+        Ok(super::audit_page(&query, events))
     }
 
     async fn run_events_page(
