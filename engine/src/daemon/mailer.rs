@@ -39,13 +39,17 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, TimeDelta, Utc};
-use patchday_connectors::builtin::email::{OutgoingEmail, Undelivered, deliver as send};
+use patchday_connectors::builtin::email::{
+    Attachment, OutgoingEmail, Undelivered, deliver as send,
+};
 use serde_json::json;
 
 use super::{Delivery, Shared};
 use crate::notification::Facts;
 use crate::run::notify::{About, always_told, run_email};
-use crate::store::{EmailAttempt, EmailRow, NewEmail, NewEvent, Store, StoreError};
+use crate::store::{
+    EmailAttachment, EmailAttempt, EmailRow, NewEmail, NewEvent, Store, StoreError,
+};
 
 /// Rows claimed per query.
 const BATCH: u32 = 10;
@@ -264,6 +268,9 @@ fn event(
     mut details: serde_json::Value,
 ) -> NewEvent {
     details["email"] = row.id.into();
+    if let Some(key) = &row.email.key {
+        details["key"] = key.as_str().into();
+    }
     NewEvent {
         at,
         actor: "mailer".into(),
@@ -287,6 +294,7 @@ async fn deliver(
                 subject: row.email.subject.clone(),
                 text: row.email.body.clone(),
                 html: row.email.html.clone(),
+                attachments: row.email.attachments.iter().map(attachment).collect(),
                 message_id: Some(message_key(row.id)),
                 ..OutgoingEmail::default()
             };
@@ -296,6 +304,15 @@ async fn deliver(
             message: e.to_string(),
             permanent: false,
         }),
+    }
+}
+
+/// An outbox attachment as the SMTP connector sends it.
+fn attachment(file: &EmailAttachment) -> Attachment {
+    Attachment {
+        filename: file.filename.clone(),
+        content_type: file.content_type.clone(),
+        content: file.content.clone().into_bytes(),
     }
 }
 
@@ -329,6 +346,37 @@ pub fn eml(row: &EmailRow, now: DateTime<Utc>) -> String {
         out.push_str(&format!("X-Patchday-Run: {}\r\n", header_text(run)));
     }
     out.push_str("MIME-Version: 1.0\r\n");
+    if email.attachments.is_empty() {
+        out.push_str(&eml_body(row));
+    } else {
+        let boundary = format!("patchday-mixed-{}", row.id);
+        out.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n"
+        ));
+        out.push_str(&eml_body(row));
+        for file in &email.attachments {
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(file.content.as_bytes())
+                .as_bytes()
+                .chunks(76)
+                .map(|line| String::from_utf8_lossy(line).into_owned())
+                .collect::<Vec<_>>()
+                .join("\r\n");
+            out.push_str(&format!(
+                "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Disposition: attachment; filename=\"{}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n",
+                header_text(&file.content_type),
+                header_text(&file.filename).replace('"', "'"),
+            ));
+        }
+        out.push_str(&format!("--{boundary}--\r\n"));
+    }
+    out
+}
+
+/// The body's headers and text: plain, or plain and HTML alternatives.
+fn eml_body(row: &EmailRow) -> String {
+    let email = &row.email;
+    let mut out = String::new();
     let text = |body: &str| body.replace("\r\n", "\n").replace('\n', "\r\n");
     match &email.html {
         None => {
@@ -382,6 +430,8 @@ mod tests {
                 body: "line 1\nline 2\n".into(),
                 html: html.map(str::to_string),
                 created_at: at,
+                attachments: Vec::new(),
+                key: None,
             },
             attempts: 0,
             next_attempt_at: at,
@@ -461,6 +511,24 @@ mod tests {
             text.ends_with("\r\n\r\nline 1\r\nline 2\r\n\r\n"),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn an_eml_carries_its_attachments_after_the_body() {
+        let mut with_file = row("checkpoint", None);
+        with_file.email.attachments = vec![EmailAttachment {
+            filename: "00000001.checkpoint.txt".into(),
+            content_type: "text/plain; charset=utf-8".into(),
+            content: "note\n".into(),
+        }];
+        let text = eml(&with_file, Utc::now());
+        assert!(text.contains("multipart/mixed"), "{text}");
+        assert!(text.contains("\r\n\r\nline 1\r\nline 2\r\n"), "{text}");
+        assert!(
+            text.contains("filename=\"00000001.checkpoint.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\nbm90ZQo=\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("--patchday-mixed-7--\r\n"), "{text}");
     }
 
     #[test]

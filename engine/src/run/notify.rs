@@ -207,6 +207,8 @@ pub fn rendered_email(
         body: rendered.body,
         html: None,
         created_at: at,
+        attachments: Vec::new(),
+        key: None,
     }
 }
 

@@ -54,6 +54,7 @@ macro_rules! conformance_suite {
             aggregates_read_what_is_active_and_hot_queries_use_their_indexes,
             a_feed_event_s_sequence_moves_only_when_the_event_does,
             the_audit_browser_filters_and_pages_by_seq_newest_first,
+            a_keyed_email_is_queued_once_with_its_attachments,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -145,6 +146,8 @@ pub(crate) fn email(run_id: Option<&str>, subject: &str, at: DateTime<Utc>) -> N
         body: "Please approve.".into(),
         html: Some("<p>Please approve.</p>".into()),
         created_at: at,
+        attachments: Vec::new(),
+        key: None,
     }
 }
 
@@ -2469,4 +2472,37 @@ pub(crate) async fn the_audit_browser_filters_and_pages_by_seq_newest_first<S: S
         (vec![3, 1], false),
         "filters hold across pages"
     );
+}
+
+/// An email with a once-only key is queued once, whether the second copy comes in the same
+/// commit or a later one; unkeyed emails are all queued; attachments round-trip.
+pub(crate) async fn a_keyed_email_is_queued_once_with_its_attachments<S: Store>(store: &S) {
+    let keyed = |subject: &str| NewEmail {
+        key: Some("checkpoint:patchday/test:1".into()),
+        attachments: vec![super::EmailAttachment {
+            filename: "00000001.checkpoint.txt".into(),
+            content_type: "text/plain; charset=utf-8".into(),
+            content: "patchday/test\n1\nroot=\n\n\u{2014} k sig\n".into(),
+        }],
+        ..email(None, subject, t0())
+    };
+    let change = Change {
+        emails: vec![
+            keyed("first"),
+            keyed("same commit"),
+            email(None, "plain", t0()),
+        ],
+        ..Change::default()
+    };
+    store.commit(vec![change]).await.unwrap();
+    let again = Change {
+        emails: vec![keyed("later commit"), email(None, "plain", t0())],
+        ..Change::default()
+    };
+    store.commit(vec![again]).await.unwrap();
+    let due = store.due_emails(t0(), 10).await.unwrap();
+    let subjects: Vec<&str> = due.iter().map(|r| r.email.subject.as_str()).collect();
+    assert_eq!(subjects, ["first", "plain", "plain"]);
+    assert_eq!(due[0].email, keyed("first"));
+    assert!(due[1].email.attachments.is_empty() && due[1].email.key.is_none());
 }

@@ -163,6 +163,36 @@ pub struct NewEmail {
     pub body: String,
     pub html: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Text files sent with it (a witnessed checkpoint, the monthly compliance report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<EmailAttachment>,
+    /// Once-only key: an email queued under a key already in the outbox is not queued again,
+    /// whichever daemon, restart or retry writes it (migration 0020).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// The `attachments` column: a JSON array, NULL for none.
+pub(crate) fn attachments_column(email: &NewEmail) -> Option<String> {
+    (!email.attachments.is_empty())
+        .then(|| serde_json::to_string(&email.attachments).expect("strings serialize"))
+}
+
+/// Reads the `attachments` column.
+pub(crate) fn attachments_from(column: Option<String>) -> Result<Vec<EmailAttachment>, StoreError> {
+    column.map_or(Ok(Vec::new()), |text| {
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Database(format!("bad attachments in the outbox: {e}")))
+    })
+}
+
+/// A text file attached to an outbox email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAttachment {
+    pub filename: String,
+    /// e.g. `text/plain; charset=utf-8`.
+    pub content_type: String,
+    pub content: String,
 }
 
 /// An outbox row.

@@ -112,6 +112,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_source",
         include_str!("../../migrations/postgres/0018_session_source.sql"),
     ),
+    (
+        20,
+        "outbox_keys",
+        include_str!("../../migrations/postgres/0020_outbox_keys.sql"),
+    ),
 ];
 
 /// Connections per store (per daemon). Writers hold one while they wait for the chain lock.
@@ -448,7 +453,7 @@ fn event_from(row: &PgRow) -> Result<EventRow, StoreError> {
 }
 
 const EMAIL_COLUMNS: &str = "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at, \
-     delivering_since, dead_at, last_error, notice_of";
+     delivering_since, dead_at, last_error, notice_of, attachments, idempotency_key";
 
 fn email_from(row: &PgRow) -> Result<EmailRow, StoreError> {
     let to: Vec<String> = serde_json::from_str(&get::<String>(row, "recipients")?)
@@ -462,6 +467,8 @@ fn email_from(row: &PgRow) -> Result<EmailRow, StoreError> {
             body: get(row, "body")?,
             html: get(row, "html")?,
             created_at: get_ts(row, "created_at")?,
+            attachments: super::attachments_from(get(row, "attachments")?)?,
+            key: get(row, "idempotency_key")?,
         },
         attempts: get::<i64>(row, "attempts")?
             .try_into()
@@ -810,7 +817,8 @@ async fn insert_email(conn: &mut PgConnection, email: &NewEmail) -> Result<(), S
     let to = serde_json::to_string(&email.to).expect("strings serialize");
     sqlx::query(
         "INSERT INTO outbox (run_id, recipients, subject, body, html, created_at, \
-         next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         next_attempt_at, attachments, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(&email.run_id)
     .bind(to)
@@ -819,6 +827,8 @@ async fn insert_email(conn: &mut PgConnection, email: &NewEmail) -> Result<(), S
     .bind(&email.html)
     .bind(ts(email.created_at))
     .bind(ts(email.created_at))
+    .bind(super::attachments_column(email))
+    .bind(&email.key)
     .execute(&mut *conn)
     .await
     .map_err(db("queueing an email"))?;
@@ -979,7 +989,8 @@ const UPDATE_STEPS_TAIL: &str = ") UPDATE steps SET state = v.state, attempt = v
 const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (seq, at, actor, action, run_id, step_id, \
     details, prev_hash, hash) VALUES ";
 const INSERT_EMAILS_HEAD: &str = "INSERT INTO outbox (run_id, recipients, subject, body, html, \
-    created_at, next_attempt_at) VALUES ";
+    created_at, next_attempt_at, attachments, idempotency_key) VALUES ";
+const INSERT_EMAILS_TAIL: &str = " ON CONFLICT (idempotency_key) DO NOTHING";
 
 /// A step write: `None` inserts, `Some(expected state)` updates.
 type StepOp<'a> = (Option<StepState>, &'a StepRow);
@@ -1111,7 +1122,7 @@ async fn apply_fast(
 
     let emails: Vec<&NewEmail> = changes.iter().flat_map(|c| &c.emails).collect();
     for chunk in chunks(&emails) {
-        let sql = multi_row_sql(INSERT_EMAILS_HEAD, 7, chunk.len(), "");
+        let sql = multi_row_sql(INSERT_EMAILS_HEAD, 9, chunk.len(), INSERT_EMAILS_TAIL);
         let mut query = sqlx::query(&sql);
         for email in chunk {
             query = query
@@ -1121,7 +1132,9 @@ async fn apply_fast(
                 .bind(&email.body)
                 .bind(&email.html)
                 .bind(ts(email.created_at))
-                .bind(ts(email.created_at));
+                .bind(ts(email.created_at))
+                .bind(super::attachments_column(email))
+                .bind(&email.key);
         }
         query
             .execute(&mut *conn)

@@ -100,6 +100,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_source",
         include_str!("../../migrations/sqlite/0018_session_source.sql"),
     ),
+    (
+        20,
+        "outbox_keys",
+        include_str!("../../migrations/sqlite/0020_outbox_keys.sql"),
+    ),
 ];
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -428,7 +433,7 @@ fn event_from(row: &SqliteRow) -> Result<EventRow, StoreError> {
 }
 
 const EMAIL_COLUMNS: &str = "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at, \
-     delivering_since, dead_at, last_error, notice_of";
+     delivering_since, dead_at, last_error, notice_of, attachments, idempotency_key";
 
 fn email_from(row: &SqliteRow) -> Result<EmailRow, StoreError> {
     let to: Vec<String> = serde_json::from_str(&get::<String>(row, "recipients")?)
@@ -442,6 +447,8 @@ fn email_from(row: &SqliteRow) -> Result<EmailRow, StoreError> {
             body: get(row, "body")?,
             html: get(row, "html")?,
             created_at: parse_ts(&get::<String>(row, "created_at")?)?,
+            attachments: super::attachments_from(get(row, "attachments")?)?,
+            key: get(row, "idempotency_key")?,
         },
         attempts: get::<i64>(row, "attempts")?
             .try_into()
@@ -760,7 +767,8 @@ async fn insert_email(conn: &mut SqliteConnection, email: &NewEmail) -> Result<(
     let created = ts(email.created_at);
     sqlx::query(
         "INSERT INTO outbox (run_id, recipients, subject, body, html, created_at, attempts, \
-         next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+         next_attempt_at, attachments, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) \
+         ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(&email.run_id)
     .bind(to)
@@ -769,6 +777,8 @@ async fn insert_email(conn: &mut SqliteConnection, email: &NewEmail) -> Result<(
     .bind(&email.html)
     .bind(&created)
     .bind(&created)
+    .bind(super::attachments_column(email))
+    .bind(&email.key)
     .execute(&mut *conn)
     .await
     .map_err(db("queueing an email"))?;
@@ -931,7 +941,8 @@ const UPDATE_STEPS_TAIL: &str = ") UPDATE steps SET state = v.state, attempt = v
 const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (seq, at, actor, action, run_id, step_id, \
     details, prev_hash, hash) VALUES ";
 const INSERT_EMAILS_HEAD: &str = "INSERT INTO outbox (run_id, recipients, subject, body, html, \
-    created_at, attempts, next_attempt_at) VALUES ";
+    created_at, attempts, next_attempt_at, attachments, idempotency_key) VALUES ";
+const INSERT_EMAILS_TAIL: &str = " ON CONFLICT (idempotency_key) DO NOTHING";
 
 /// A step write: `None` inserts, `Some(expected state)` updates.
 type StepOp<'a> = (Option<StepState>, &'a StepRow);
@@ -1082,9 +1093,9 @@ async fn apply_fast(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(
     for chunk in chunks(&emails) {
         let sql = multi_row_sql(
             INSERT_EMAILS_HEAD,
-            "(?, ?, ?, ?, ?, ?, 0, ?)",
+            "(?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
             chunk.len(),
-            "",
+            INSERT_EMAILS_TAIL,
         );
         let mut query = sqlx::query(&sql);
         for email in chunk {
@@ -1096,7 +1107,9 @@ async fn apply_fast(conn: &mut SqliteConnection, changes: &[Change]) -> Result<(
                 .bind(&email.body)
                 .bind(&email.html)
                 .bind(created.clone())
-                .bind(created);
+                .bind(created)
+                .bind(super::attachments_column(email))
+                .bind(&email.key);
         }
         query
             .execute(&mut *conn)

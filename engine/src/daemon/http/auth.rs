@@ -429,6 +429,8 @@ pub async fn request_link<S: Store>(
         ),
         html: None,
         created_at: now,
+        attachments: Vec::new(),
+        key: None,
     };
     let change = Change {
         events: vec![event(Some(&email), "auth.link_sent", json!({}), peer, now)],
