@@ -882,7 +882,6 @@ pub const HOT_QUERIES: &[(&str, Option<&str>)] = &[
         "recent runs in a state (overview)",
         Some("runs_state_started"),
     ),
-    (
     ("audit browser, older page (audit page)", None),
     ("audit browser by actor (audit page)", Some("events_actor")),
     (
