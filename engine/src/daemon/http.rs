@@ -5,7 +5,7 @@
 //! [`dashboard`]), `GET /calendar` (the month), the email links (`GET`/`HEAD`/`POST /links/{token}`,
 //! in [`links`](mod@links)), the sign-in routes ([`auth`]: every page but `/healthz`, the links
 //! and sign-in needs a signed-in person), the dashboard's actions (trigger, decide, retry / skip /
-//! abort, cancel: [`actions`]), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
+//! abort, cancel: [`actions`]), the live sessions (`/sessions`, [`sessions`]), and the JSON API under `/api/v1` ([`api`]). Pages are built by [`crate::pages`]; handlers only read the
 //! store and the loaded runbooks and turn them into the pages' view structs.
 
 use std::sync::Arc;

@@ -325,6 +325,21 @@ fn process_figures<S: Store>(shared: &Shared<S>, out: &mut String) {
     );
     let lag = lock(&counters.scheduler_lag).clone();
     lag.write(out, "patchday_scheduler_lag_seconds", "", LAG_BUCKETS);
+    for (name, help, counter) in [
+        (
+            "patchday_http_connections_evicted_total",
+            "Idle HTTP connections closed to make room for a new one at the connection cap.",
+            &super::http::serve::EVICTED_CONNECTIONS,
+        ),
+        (
+            "patchday_http_connections_refused_total",
+            "New HTTP connections closed at the cap because every open one was busy.",
+            &super::http::serve::REFUSED_CONNECTIONS,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+    }
     header(
         out,
         "patchday_link_rejections_total",

@@ -180,3 +180,106 @@ fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     assert_eq!(source, "203.0.113.9");
     patchday_tests::assert_audit_verifies(&database);
 }
+
+/// `patchday serve` under systemd's default open-files limit (`prlimit --nofile=1024:1024`),
+/// with a header timeout long enough (60 s) that only the connection cap can close anything:
+/// 1,100 idle connections take the places of the oldest ones, so `/healthz` still answers, a
+/// runbook edit is still reloaded (`runbook.updated`), and the daemon keeps running.
+#[test]
+fn eleven_hundred_idle_connections_under_1024_open_files_leave_the_daemon_on_the_air() {
+    const IDLE: usize = 1100;
+    let dir = patchday_tests::scratch("hardening-nofile");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/quiet.yaml"), RUNBOOK).unwrap();
+    std::fs::write(
+        dir.join("patchday.toml"),
+        "[server]\nheader_timeout = \"60s\"\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("d.db").display());
+    let mut inner = serve_command(&dir, &database, &dir.join("outbox"));
+    inner.args(["--config", &dir.join("patchday.toml").display().to_string()]);
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .arg("--nofile=1024:1024")
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(inner.get_current_dir().unwrap());
+    let mut daemon = Daemon::start(command);
+    let pid = daemon.child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert!(
+        nofile.split_whitespace().filter(|w| *w == "1024").count() == 2,
+        "{nofile}"
+    );
+    let addr = daemon.addr.clone();
+
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .map(|_| {
+            TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(10))
+                .expect("connect")
+        })
+        .collect();
+    // The health probe gets an answer (generous bound: get's 10 s read timeout).
+    let started = Instant::now();
+    let (status, body) = get(&addr, "/healthz").expect("/healthz answers");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let healthz = started.elapsed();
+    let open_files = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(open_files < 1024, "{open_files} open files");
+
+    // The oldest idle connection was closed by the daemon (the header timeout is 60 s); the
+    // newest is still open.
+    let mut oldest = &idle[0];
+    oldest
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(
+        matches!(oldest.read(&mut [0u8; 1]), Ok(0)),
+        "the oldest idle connection was closed"
+    );
+    let newest = idle.last().unwrap();
+    newest.set_nonblocking(true).unwrap();
+    assert!(
+        matches!(newest.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the newest connection is still open"
+    );
+
+    // A runbook edit is reloaded: the daemon could still open the file.
+    let edited = RUNBOOK.replace("echo hello", "echo hello again");
+    std::fs::write(dir.join("runbooks/quiet.yaml"), edited).unwrap();
+    patchday_tests::daemon::poll("runbook.updated", Duration::from_secs(30), || {
+        let events = patchday_tests::daemon::audit_events(&database);
+        (patchday_tests::daemon::count(&events, "runbook.updated") == 1).then_some(())
+    });
+    let (status, _) = get(&addr, "/healthz").expect("/healthz answers");
+    assert_eq!(status, 200);
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon runs"
+    );
+    let metrics = request(&addr, "GET", "/metrics", &[], "").2;
+    let evicted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("patchday_http_connections_evicted_total "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("the evicted connections counter");
+    let cap = patchday::daemon::http::serve::connection_cap(1024);
+    assert!(
+        evicted as usize > IDLE - cap,
+        "{evicted} evicted, cap {cap}"
+    );
+    println!(
+        "{IDLE} idle connections under nofile 1024: /healthz in {healthz:?}, {open_files} open \
+         files, {evicted} idle connections closed for newer ones"
+    );
+    drop(idle);
+    daemon.terminate();
+}

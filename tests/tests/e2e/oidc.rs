@@ -180,10 +180,10 @@ fn refused_in_browser(browser: &Browser, base: &str) -> (String, String) {
         if url.starts_with(&callback) && browser.source().contains("Reason code") {
             return Some((url, browser.source()));
         }
-        if !url.starts_with(base) {
-            if let Some(allow) = browser.find_all("button[type=submit]").pop() {
-                browser.click(&allow);
-            }
+        if !url.starts_with(base)
+            && let Some(allow) = browser.find_all("button[type=submit]").pop()
+        {
+            browser.click(&allow);
         }
         None
     })

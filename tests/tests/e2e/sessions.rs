@@ -1,8 +1,8 @@
 //! Sessions listed and revoked (issue #11): `/sessions` shows an admin every live session and
 //! anyone else their own; a revoke button (`POST` with the CSRF value) signs a session out at
 //! its next request, audited `auth.session_revoked` with the actor; a viewer cannot revoke
-//! another person's session (403). `patchday sessions list|revoke` does the same on the
-//! database. Sessions past their idle or absolute timeout are refused: the rows are aged in the
+//! another person's session (403); an admin revokes one with a click in Chromium.
+//! `patchday sessions list|revoke` does the same on the database. Sessions past their idle or absolute timeout are refused: the rows are aged in the
 //! database (sessions run on real time, not the virtual clock, so the test moves their times
 //! back instead of waiting 12 hours).
 
@@ -194,4 +194,46 @@ fn local_session(database: &str, addr: &str) -> (String, String) {
         .collect();
     assert_eq!(new.len(), 1, "{new:?}");
     (new[0].clone(), cookie)
+}
+
+/// The page as people use it: the admin, in Chromium, follows **Sessions** from the overview
+/// and clicks **Revoke** on alice's row; the row is gone and alice's next request is sent to
+/// sign in.
+#[test]
+fn an_admin_revokes_a_session_with_a_click_in_chromium() {
+    let browser = std::thread::spawn(patchday_tests::browser::Browser::start);
+    let (dir, database) = folder("sessions-browser", "");
+    let daemon = serve(&dir, &database);
+    let addr = daemon.addr.clone();
+    let base = daemon.url();
+    let alice = sign_in_by_email(&addr, &dir.join("outbox"), "alice@example.com");
+    let alice_id = id_of(&database, "alice@example.com");
+    let browser = browser.join().expect("chromium and chromedriver start");
+    browser.use_session(&base, daemon.cookie());
+
+    browser.navigate(&format!("{base}/"));
+    browser.click(&browser.find("a[href=\"/sessions\"]"));
+    let row = format!("#session-{alice_id}");
+    patchday_tests::daemon::poll(
+        "the sessions page",
+        std::time::Duration::from_secs(30),
+        || {
+            (browser.title() == "Sessions · patchday" && !browser.find_all(&row).is_empty())
+                .then_some(())
+        },
+    );
+    assert!(
+        browser
+            .text(&browser.find(&row))
+            .contains("alice@example.com")
+    );
+    browser.click(&browser.find(&format!("{row} button")));
+    patchday_tests::daemon::poll("the row gone", std::time::Duration::from_secs(30), || {
+        (browser.title() == "Sessions · patchday" && browser.find_all(&row).is_empty())
+            .then_some(())
+    });
+    let (status, head, _) = request(&addr, "GET", "/", &[("Cookie", &alice)], "");
+    assert_eq!(status, 303, "{head}");
+    let events = audit_events(&database);
+    assert_eq!(count(&events, "auth.session_revoked"), 1, "{events:#?}");
 }
