@@ -8,6 +8,8 @@
 //! - [`actions`]: the run page's action buttons, the trigger form and the actions' confirm
 //!   pages (trigger, decide, retry / skip / abort, cancel);
 //! - [`overview`]: the overview at `/`: what needs attention, running runs, next cycles;
+//! - [`runbook`]: a runbook's page: schedule in words, graph, next cycles, recent runs,
+//!   version and validation;
 //! - [`run`]: the run page's live section (graph, timeline, hosts by state, audit trail,
 //!   each paged through query parameters), built from store rows and the run's runbook.
 //!
@@ -21,6 +23,7 @@ pub mod layout;
 pub mod month;
 pub mod overview;
 pub mod run;
+pub mod runbook;
 pub mod timeline;
 
 /// The dashboard's stylesheet: a second `<style>` after the pages' own, allowed by its hash

@@ -162,7 +162,7 @@ fn facts(run: &RunRow) -> Markup {
     html! {
         table.facts {
             tr { th { "Run" } td { code { (run.id) } } }
-            tr { th { "Runbook" } td { (run.runbook) } }
+            tr { th { "Runbook" } td { a href=(super::actions::runbook_path(&run.runbook)) { (run.runbook) } } }
             tr { th { "Cycle" } td {
                 @match run.cycle.as_deref().filter(|c| !c.is_empty()) {
                     Some(cycle) => (cycle),
