@@ -46,6 +46,9 @@ td.today{outline:3px solid #0969da;outline-offset:-3px}\
 background:#ddf4ff;color:#0550ae}.tag.pt{background:#fff8c5;color:#6a4300}\
 .day .reason{color:#a40e26;font-weight:600}ul.entries{margin:.2rem 0 0;padding-left:.9rem}\
 form.filter{margin:.5rem 0}\
+ul.errors{padding-left:1rem;margin:.4rem 0 0}pre.error{white-space:pre-wrap;overflow-wrap:anywhere;\
+margin:.2rem 0;font-size:.85rem}.notice.rejected{margin-top:1rem}h3{font-size:1rem;margin:1.2rem 0 .4rem}\
+form.trigger{margin:.5rem 0 1rem}.countdown{color:#57606a}\
 ";
 
 use crate::store::StepState;
