@@ -122,7 +122,7 @@ pub fn run_section(view: &RunSection) -> Markup {
         section #live data-state=(view.run.state.as_str()) data-src=(src)
             data-every=(POLL_SECONDS) aria-live="polite" {
             (facts(view.run))
-            (PreEscaped(crate::pages::waiting_section(view.waiting)))
+            (crate::pages::waiting_section(view.waiting))
             (view.actions)
             @match view.checked {
                 Some(checked) => {
