@@ -1,12 +1,11 @@
-//! The server-rendered HTML pages people see (DESIGN §7): the confirmation page behind an email
-//! link, the page after a decision, the page for a refused link, error pages and the
-//! run page's "Waiting for" section (the overview and the run page are [`crate::dashboard`]'s, in maud;
-//! these pages are still built as strings and move to maud with the dashboard's next pages).
+//! The server-rendered HTML pages people see (DESIGN §7): the document shell every page shares
+//! ([`layout`]), the confirmation page behind an email link, the page after a decision, the
+//! page for a refused link, error pages and the run page's "Waiting for" section (the
+//! overview, the run page and the others are [`crate::dashboard`]'s).
 //!
-//! Pure functions from plain view structs to `String`; no framework, no JavaScript. Every page is
-//! one function that builds its body and hands it to [`layout`], which adds the document shell
-//! and the inline CSS. Every interpolated value goes through [`escape_html`] (the `e` helper);
-//! links to runs are built here from ids ([`run_path`]), never taken from data.
+//! Pure functions from plain view structs to markup, built with maud: every interpolated value
+//! is escaped by the template, checked at compile time; no JavaScript. Links to runs are built
+//! here from ids ([`run_path`]), never taken from data.
 //!
 //! Only a `POST` of a confirmation-page form decides: the page has one `<form method="post">`
 //! per choice, each with the CSRF field, and no link that decides. The HTTP layer should send
@@ -20,6 +19,7 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use sha2::{Digest, Sha256};
 
 use crate::links::{LinkError, Purpose};
@@ -64,28 +64,6 @@ button.danger{background:#fff;color:#cf222e;border-color:#cf222e}\
 ul.plain{margin:0;padding-left:1.1rem}\
 ";
 
-/// `text` with `&`, `<`, `>`, `"` and `'` replaced by entities: safe in element content and in
-/// quoted attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// Short alias for [`escape_html`], used at every interpolation.
-fn e(text: &str) -> String {
-    escape_html(text)
-}
-
 /// The path of a run's page, the id percent-encoded as one path segment.
 pub fn run_path(run_id: &str) -> String {
     let mut path = String::from("/runs/");
@@ -117,23 +95,38 @@ pub fn content_security_policy() -> &'static str {
     })
 }
 
-/// The document shell around `body` (markup, already escaped): title, no referrer, no
-/// indexing, the inline CSS and a header linking to the index.
+/// The document shell around `body` (markup from a template): title, no referrer, no
+/// indexing, the inline CSS and a header linking to the overview.
 pub fn layout(title: &str, body: &str) -> String {
     layout_with_head(title, "", body)
 }
 
-/// [`layout`] with `head` (markup) added to the document's head.
+/// [`layout`] with `head` (markup from a template) added to the document's head.
 pub fn layout_with_head(title: &str, head: &str, body: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n{head}\
-         <title>{title} · patchday</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <header><a href=\"/\">patchday</a></header>\n<main>\n{body}</main>\n</body>\n</html>\n",
-        title = e(title),
-    )
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                meta name="robots" content="noindex, nofollow";
+                (PreEscaped(head))
+                title { (title) " · patchday" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header { a href="/" { "patchday" } }
+                main { (PreEscaped(body)) }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// [`layout`] over a template's markup.
+fn page(title: &str, body: Markup) -> String {
+    layout(title, &body.into_string())
 }
 
 /// An instant as people read it: `2026-12-08 14:03 UTC`.
@@ -142,53 +135,37 @@ pub(crate) fn when(at: &DateTime<Utc>) -> String {
 }
 
 /// An instant as markup: a `<time>` element (kept on one line by the CSS).
-fn time_html(at: &DateTime<Utc>) -> String {
+fn time_html(at: &DateTime<Utc>) -> Markup {
     let machine = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    format!("<time datetime=\"{machine}\">{}</time>", e(&when(at)))
+    html! { time datetime=(machine) { (when(at)) } }
 }
 
 /// A hash or commit id, allowed to break anywhere.
-fn hash_html(text: &str) -> String {
-    format!("<code class=\"hash\">{}</code>", e(text))
+fn hash_html(text: &str) -> Markup {
+    html! { code.hash { (text) } }
 }
 
 /// A two-column table of label / markup rows.
-fn facts_table(rows: &[(&str, String)]) -> String {
-    let mut html = String::from("<table class=\"facts\">\n");
-    for (label, value) in rows {
-        let _ = writeln!(html, "<tr><th>{}</th><td>{value}</td></tr>", e(label));
+fn facts_table(rows: &[(&str, Markup)]) -> Markup {
+    html! {
+        table.facts { @for (label, value) in rows { tr { th { (label) } td { (value) } } } }
     }
-    html.push_str("</table>\n");
-    html
 }
 
-/// A table with a header row; every cell is markup, already escaped.
-fn data_table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut html = String::from("<table>\n<thead><tr>");
-    for header in headers {
-        let _ = write!(html, "<th>{}</th>", e(header));
-    }
-    html.push_str("</tr></thead>\n<tbody>\n");
-    for row in rows {
-        html.push_str("<tr>");
-        for cell in row {
-            let _ = write!(html, "<td>{cell}</td>");
+/// A table with a header row; every cell is a template's markup.
+fn data_table(headers: &[&str], rows: &[Vec<Markup>]) -> Markup {
+    html! {
+        table {
+            thead { tr { @for header in headers { th { (header) } } } }
+            tbody { @for row in rows { tr { @for cell in row { td { (cell) } } } } }
         }
-        html.push_str("</tr>\n");
     }
-    html.push_str("</tbody>\n</table>\n");
-    html
 }
 
-fn list(items: &[String]) -> String {
-    let items: String = items.iter().map(|i| format!("<li>{}</li>", e(i))).collect();
-    format!("<ul class=\"plain\">{items}</ul>")
-}
-
-fn code_opt(text: &Option<String>) -> String {
+fn code_opt(text: &Option<String>) -> Markup {
     match text {
         Some(text) => hash_html(text),
-        None => "<span class=\"muted\">not a git work tree</span>".to_owned(),
+        None => html! { span.muted { "not a git work tree" } },
     }
 }
 
@@ -262,23 +239,21 @@ pub struct WindowView {
 /// The confirmation page. Opening it changes nothing; only a button (a `POST`) decides.
 pub fn confirmation_page(view: &ConfirmationView) -> String {
     let heading = confirmation_heading(view);
-    let mut body = format!("<h1>{}</h1>\n", e(&heading));
-    if let Some(message) = view.message.as_ref().filter(|m| m.trim() != heading) {
-        let _ = writeln!(body, "<p class=\"lead\">{}</p>", e(message));
-    }
-    body.push_str(&confirmation_facts(view));
-    body.push_str(&window_section(&view.window));
-    body.push_str(&params_section(&view.params));
-    body.push_str(&decisions_section(view));
-    body.push_str(&choice_forms(view));
-    let _ = writeln!(
-        body,
-        "<p class=\"muted\">Opening this page changed nothing: only a button decides. \
-         The link works once, for {recipient}, until {expiry}.</p>",
-        recipient = e(&view.recipient),
-        expiry = time_html(&view.expires_at),
-    );
-    layout(&heading, &body)
+    let lead = view.message.as_ref().filter(|m| m.trim() != heading);
+    let body = html! {
+        h1 { (heading) }
+        @if let Some(message) = lead { p.lead { (message) } }
+        (confirmation_facts(view))
+        (window_section(&view.window))
+        (params_section(&view.params))
+        (decisions_section(view))
+        (choice_forms(view))
+        p.muted {
+            "Opening this page changed nothing: only a button decides. The link works once, for "
+            (view.recipient) ", until " (time_html(&view.expires_at)) "."
+        }
+    };
+    page(&heading, body)
 }
 
 /// "patch cycle 2026-12 of monthly", or "a manual run of emergency" for a run without a
@@ -294,10 +269,12 @@ fn run_phrase(cycle: &str, runbook: &str) -> String {
 pub const NO_CYCLE: &str = "none (manual run)";
 
 /// A run's cycle in a table: the cycle, or a muted [`NO_CYCLE`].
-fn cycle_html(cycle: &str) -> String {
-    match cycle {
-        "" => format!("<span class=\"muted\">{NO_CYCLE}</span>"),
-        cycle => e(cycle),
+fn cycle_html(cycle: &str) -> Markup {
+    html! {
+        @match cycle {
+            "" => span.muted { (NO_CYCLE) },
+            cycle => (cycle),
+        }
     }
 }
 
@@ -315,72 +292,66 @@ fn confirmation_heading(view: &ConfirmationView) -> String {
     }
 }
 
-fn confirmation_facts(view: &ConfirmationView) -> String {
-    let step = match &view.step_description {
-        Some(text) => format!("<code>{}</code> — {}", e(&view.step), e(text)),
-        None => format!("<code>{}</code>", e(&view.step)),
+fn confirmation_facts(view: &ConfirmationView) -> Markup {
+    let step = html! {
+        code { (view.step) }
+        @if let Some(text) = &view.step_description { " — " (text) }
     };
-    let hosts = if view.hosts.is_empty() {
-        "<span class=\"muted\">none</span>".to_owned()
-    } else {
-        list(&view.hosts)
+    let hosts = html! {
+        @if view.hosts.is_empty() {
+            span.muted { "none" }
+        } @else {
+            ul.plain { @for host in &view.hosts { li { (host) } } }
+        }
     };
-    let version = format!(
-        "commit {}<br>content {}",
-        code_opt(&view.runbook_commit),
-        hash_html(&view.runbook_hash)
-    );
+    let version = html! {
+        "commit " (code_opt(&view.runbook_commit)) br; "content " (hash_html(&view.runbook_hash))
+    };
     facts_table(&[
-        ("Runbook", e(&view.runbook)),
+        ("Runbook", html! { (view.runbook) }),
         ("Cycle", cycle_html(&view.cycle)),
         ("Step", step),
         ("Hosts", hosts),
         ("Runbook version", version),
-        ("Deciding as", e(&view.recipient)),
+        ("Deciding as", html! { (view.recipient) }),
         ("Link expires", time_html(&view.expires_at)),
     ])
 }
 
 /// "The patch window": when the steps after this one are planned.
-fn window_section(window: &[WindowView]) -> String {
-    if window.is_empty() {
-        return String::new();
-    }
-    let rows: Vec<Vec<String>> = window
+fn window_section(window: &[WindowView]) -> Markup {
+    let rows: Vec<Vec<Markup>> = window
         .iter()
         .map(|w| {
+            let machine = w.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             vec![
-                format!(
-                    "<time datetime=\"{}\">{}</time>",
-                    w.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    e(&w.local)
-                ),
-                format!("<code>{}</code>", e(&w.step)),
-                e(w.description.as_deref().unwrap_or("")),
+                html! { time datetime=(machine) { (w.local) } },
+                html! { code { (w.step) } },
+                html! { (w.description.as_deref().unwrap_or("")) },
             ]
         })
         .collect();
-    format!(
-        "<h2>The patch window</h2>\n<p>What follows this decision, as planned:</p>\n{}",
-        data_table(&["When", "Step", "What"], &rows)
-    )
+    html! {
+        @if !window.is_empty() {
+            h2 { "The patch window" }
+            p { "What follows this decision, as planned:" }
+            (data_table(&["When", "Step", "What"], &rows))
+        }
+    }
 }
 
 /// The run's params (a KB list, a CVE, …).
-fn params_section(params: &[(String, String)]) -> String {
-    if params.is_empty() {
-        return String::new();
-    }
-    let rows: Vec<(&str, String)> = params
+fn params_section(params: &[(String, String)]) -> Markup {
+    let rows: Vec<(&str, Markup)> = params
         .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str(),
-                format!("<code class=\"wrap\">{}</code>", e(value)),
-            )
-        })
+        .map(|(name, value)| (name.as_str(), html! { code.wrap { (value) } }))
         .collect();
-    format!("<h2>Params</h2>\n{}", facts_table(&rows))
+    html! {
+        @if !params.is_empty() {
+            h2 { "Params" }
+            (facts_table(&rows))
+        }
+    }
 }
 
 /// The most decisions that share one choice: how far the quorum is.
@@ -392,69 +363,54 @@ fn quorum_so_far(decisions: &[DecisionView]) -> usize {
         .unwrap_or(0)
 }
 
-fn decisions_section(view: &ConfirmationView) -> String {
-    let mut html = String::from("<h2>Decisions so far</h2>\n");
-    if let Some(quorum) = view.quorum {
-        let _ = writeln!(
-            html,
-            "<p class=\"quorum\">{} of {quorum} needed.</p>",
-            quorum_so_far(&view.decisions)
-        );
-    }
-    if view.decisions.is_empty() {
-        html.push_str("<p class=\"muted\">Nobody has decided yet.</p>\n");
-        return html;
-    }
-    let rows: Vec<Vec<String>> = view
+fn decisions_section(view: &ConfirmationView) -> Markup {
+    let rows: Vec<Vec<Markup>> = view
         .decisions
         .iter()
         .map(|d| {
             vec![
-                e(&d.name),
-                e(&d.choice),
+                html! { (d.name) },
+                html! { (d.choice) },
                 time_html(&d.at),
-                e(d.comment.as_deref().unwrap_or("")),
+                html! { (d.comment.as_deref().unwrap_or("")) },
             ]
         })
         .collect();
-    html.push_str(&data_table(&["Who", "Choice", "When", "Comment"], &rows));
-    html
+    html! {
+        h2 { "Decisions so far" }
+        @if let Some(quorum) = view.quorum {
+            p.quorum { (quorum_so_far(&view.decisions)) " of " (quorum) " needed." }
+        }
+        @if view.decisions.is_empty() {
+            p.muted { "Nobody has decided yet." }
+        } @else {
+            (data_table(&["Who", "Choice", "When", "Comment"], &rows))
+        }
+    }
 }
 
 /// One `POST` form per choice, each with the CSRF field, a comment box, and what it leads to.
-fn choice_forms(view: &ConfirmationView) -> String {
-    let mut html = String::from("<h2>Your decision</h2>\n<div class=\"choices\">\n");
-    for choice in &view.choices {
-        html.push_str(&choice_form(view, choice));
+fn choice_forms(view: &ConfirmationView) -> Markup {
+    html! {
+        h2 { "Your decision" }
+        div.choices { @for choice in &view.choices { (choice_form(view, choice)) } }
     }
-    html.push_str("</div>\n");
-    html
 }
 
-fn choice_form(view: &ConfirmationView, choice: &ChoiceView) -> String {
-    let comment = format!(
-        "<label>Comment (optional, recorded with your decision)<textarea \
-         name=\"{FIELD_COMMENT}\" maxlength=\"2000\"></textarea></label>\n"
-    );
-    let leads_to = match choice.leads_to.as_str() {
-        "" => String::new(),
-        text => format!("<p class=\"leads-to\">{}</p>\n", e(text)),
-    };
-    let class = if is_negative(&choice.value) {
-        " class=\"danger\""
-    } else {
-        ""
-    };
-    format!(
-        "<form method=\"post\" action=\"{action}\">\n\
-         <input type=\"hidden\" name=\"{FIELD_CSRF}\" value=\"{csrf}\">\n\
-         <input type=\"hidden\" name=\"{FIELD_CHOICE}\" value=\"{value}\">\n\
-         {comment}<button type=\"submit\"{class}>{label}</button>\n{leads_to}</form>\n",
-        action = e(&view.action),
-        csrf = e(&view.csrf),
-        value = e(&choice.value),
-        label = e(&choice.label),
-    )
+fn choice_form(view: &ConfirmationView, choice: &ChoiceView) -> Markup {
+    let danger = is_negative(&choice.value).then_some("danger");
+    html! {
+        form method="post" action=(view.action) {
+            input type="hidden" name=(FIELD_CSRF) value=(view.csrf);
+            input type="hidden" name=(FIELD_CHOICE) value=(choice.value);
+            label {
+                "Comment (optional, recorded with your decision)"
+                textarea name=(FIELD_COMMENT) maxlength="2000" {}
+            }
+            button type="submit" class=[danger] { (choice.label) }
+            @if !choice.leads_to.is_empty() { p.leads-to { (choice.leads_to) } }
+        }
+    }
 }
 
 fn is_negative(choice: &str) -> bool {
@@ -502,38 +458,32 @@ pub fn decided_page(view: &DecidedView) -> String {
         Seen::Now => format!("{} by you", view.outcome),
         Seen::Others => "Your decision is no longer needed".to_string(),
     };
-    let by = match view.seen {
-        Seen::Others => e(&view.actor),
-        _ => format!("you ({})", e(&view.actor)),
+    let (whose, closing) = match view.seen {
+        Seen::Others => (
+            "Their comment: ",
+            "Nothing more is asked of you for this step.",
+        ),
+        _ => ("Your comment: ", "This link is now used up."),
     };
-    let mut notice = format!(
-        "<p><strong>{outcome} by {by} at {at}</strong>: step <code>{step}</code> of \
-         {run}.</p>\n",
-        outcome = e(&view.outcome),
-        at = time_html(&view.at),
-        step = e(&view.step),
-        run = e(&run_phrase(&view.cycle, &view.runbook)),
-    );
-    match (&view.comment, view.seen) {
-        (Some(comment), Seen::Others) => {
-            let _ = writeln!(notice, "<p>Their comment: {}</p>", e(comment));
+    let body = html! {
+        h1 { (title) }
+        div.notice.done {
+            p {
+                strong {
+                    (view.outcome) " by "
+                    @match view.seen {
+                        Seen::Others => (view.actor),
+                        _ => { "you (" (view.actor) ")" }
+                    }
+                    " at " (time_html(&view.at))
+                }
+                ": step " code { (view.step) } " of " (run_phrase(&view.cycle, &view.runbook)) "."
+            }
+            @if let Some(comment) = &view.comment { p { (whose) (comment) } }
         }
-        (Some(comment), _) => {
-            let _ = writeln!(notice, "<p>Your comment: {}</p>", e(comment));
-        }
-        (None, _) => {}
-    }
-    let closing = match view.seen {
-        Seen::Others => "Nothing more is asked of you for this step.",
-        _ => "This link is now used up.",
+        p { (closing) " " a href=(run_path(&view.run_id)) { "See the run" } "." }
     };
-    let body = format!(
-        "<h1>{title}</h1>\n<div class=\"notice done\">\n{notice}</div>\n\
-         <p>{closing} <a href=\"{run}\">See the run</a>.</p>\n",
-        title = e(&title),
-        run = e(&run_path(&view.run_id)),
-    );
-    layout(&title, &body)
+    page(&title, body)
 }
 
 /// The page for a link that cannot decide: what happened and what to do.
@@ -543,16 +493,19 @@ pub fn rejected_link_page(reason: &LinkError) -> String {
         LinkError::Expired { at } => format!("{explanation} It expired at {}.", when(at)),
         _ => explanation.to_owned(),
     };
-    let body = format!(
-        "<h1>{title}</h1>\n<div class=\"notice error\">\n<p>{explanation}</p>\n\
-         <p><strong>Nothing was changed.</strong> Ask the person or team who runs patchday for a \
-         new link, or decide from the dashboard.</p>\n</div>\n\
-         <p class=\"muted\">Reason code: <code>{code}</code></p>\n",
-        title = e(title),
-        explanation = e(&explanation),
-        code = e(reason.code()),
-    );
-    layout(title, &body)
+    let body = html! {
+        h1 { (title) }
+        div.notice.error {
+            p { (explanation) }
+            p {
+                strong { "Nothing was changed." }
+                " Ask the person or team who runs patchday for a new link, or decide from the \
+                 dashboard."
+            }
+        }
+        p.muted { "Reason code: " code { (reason.code()) } }
+    };
+    page(title, body)
 }
 
 fn rejection_text(reason: &LinkError) -> (&'static str, &'static str) {
@@ -588,13 +541,12 @@ fn rejection_text(reason: &LinkError) -> (&'static str, &'static str) {
 /// A plain error page for `status` (e.g. 404) with an explanation.
 pub fn error_page(status: u16, text: &str) -> String {
     let title = format!("{status} {}", status_phrase(status));
-    let body = format!(
-        "<h1>{title}</h1>\n<div class=\"notice error\"><p>{text}</p></div>\n\
-         <p><a href=\"/\">Back to the overview</a></p>\n",
-        title = e(&title),
-        text = e(text),
-    );
-    layout(&title, &body)
+    let body = html! {
+        h1 { (title) }
+        div.notice.error { p { (text) } }
+        p { a href="/" { "Back to the overview" } }
+    };
+    page(&title, body)
 }
 
 fn status_phrase(status: u16) -> &'static str {
@@ -634,31 +586,28 @@ pub struct WaitView {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// "Waiting for": who the run waits on and for what.
-pub fn waiting_section(waiting: &[WaitView]) -> String {
-    if waiting.is_empty() {
-        return String::new();
-    }
-    let rows: Vec<Vec<String>> = waiting
+/// "Waiting for": who the run waits on and for what (nothing when nobody is waited on).
+pub fn waiting_section(waiting: &[WaitView]) -> Markup {
+    let rows: Vec<Vec<Markup>> = waiting
         .iter()
         .map(|w| {
-            let command = w
-                .command
-                .as_ref()
-                .map(|c| format!("<br><code class=\"wrap\">{}</code>", e(c)))
-                .unwrap_or_default();
             vec![
-                format!("<code>{}</code>", e(&w.step)),
-                format!("<span class=\"nowrap\">{}</span>", e(&w.host)),
-                e(&w.who),
-                format!("{}{command}", e(&w.what)),
+                html! { code { (w.step) } },
+                html! { span.nowrap { (w.host) } },
+                html! { (w.who) },
+                html! {
+                    (w.what)
+                    @if let Some(command) = &w.command { br; code.wrap { (command) } }
+                },
             ]
         })
         .collect();
-    format!(
-        "<h2>Waiting for</h2>\n{}",
-        data_table(&["Step", "Host", "Who", "For what"], &rows)
-    )
+    html! {
+        @if !waiting.is_empty() {
+            h2 { "Waiting for" }
+            (data_table(&["Step", "Host", "Who", "For what"], &rows))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -777,18 +726,7 @@ mod tests {
         assert!(!html.contains("alert(\""), "raw quote in:\n{html}");
         assert!(!html.contains("y\")"), "raw quote in:\n{html}");
         assert!(!html.contains("</script>'"), "raw apostrophe in:\n{html}");
-        assert!(html.contains("&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt;&#39;"));
-    }
-
-    #[test]
-    fn escape_html_escapes_the_five_characters() {
-        assert_eq!(
-            escape_html("<script>a & \"b\" 'c'</script>"),
-            "&lt;script&gt;a &amp; &quot;b&quot; &#39;c&#39;&lt;/script&gt;"
-        );
-        assert_eq!(escape_html("&amp;"), "&amp;amp;");
-        assert_eq!(escape_html("plain — ünïcode"), "plain — ünïcode");
-        assert_eq!(escape_html(""), "");
+        assert!(html.contains("&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt;'"));
     }
 
     #[test]
@@ -1033,7 +971,7 @@ mod tests {
 
     #[test]
     fn the_waiting_section_says_who_is_waited_on_and_for_what() {
-        assert_eq!(waiting_section(&[]), "");
+        assert_eq!(waiting_section(&[]).into_string(), "");
         let section = waiting_section(&[WaitView {
             step: "patch".into(),
             host: "web-01.example.com".into(),
@@ -1042,7 +980,8 @@ mod tests {
             command: Some("patchday retry R --step patch --reason <TEXT>".into()),
             interrupted: true,
             expires_at: None,
-        }]);
+        }])
+        .into_string();
         assert!(section.starts_with("<h2>Waiting for</h2>"), "{section}");
         assert!(
             section.contains("an operator (told: ops@example.com)"),

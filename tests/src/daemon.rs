@@ -121,12 +121,20 @@ impl Drop for Daemon {
 /// `dir/runbooks`, emails to the `outbox` folder, and a virtual clock starting at
 /// 2026-12-08 09:59 UTC: one minute before December 2026's Patch Tuesday 10:00.
 pub fn serve_command(dir: &Path, database: &str, outbox: &Path) -> Command {
+    let mut cmd = serve_command_frozen(dir, database, outbox);
+    cmd.arg("--virtual-clock");
+    cmd
+}
+
+/// [`serve_command`] with the clock frozen at 2026-12-08 09:59 UTC (`--now` alone): nothing
+/// scheduled fires and nothing expires while a test looks at the pages.
+pub fn serve_command_frozen(dir: &Path, database: &str, outbox: &Path) -> Command {
     let mut cmd = patchday();
     cmd.current_dir(dir)
         .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
         .args(["--runbooks", &dir.join("runbooks").display().to_string()])
         .args(["--outbox", &outbox.display().to_string()])
-        .args(["--now", "2026-12-08T09:59:00Z", "--virtual-clock"]);
+        .args(["--now", "2026-12-08T09:59:00Z"]);
     cmd
 }
 

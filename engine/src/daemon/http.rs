@@ -64,6 +64,7 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/runs/{id}/live", get(dashboard::live::<S>))
         .route("/calendar", get(dashboard::month_page::<S>))
         .route("/calendar.ics", get(feed::calendar_ics::<S>))
+        .route("/runbooks/{name}", get(overview::runbook_page::<S>))
         .route(
             TRIGGER,
             get(actions::trigger_page::<S>).post(actions::trigger::<S>),

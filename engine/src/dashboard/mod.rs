@@ -8,6 +8,8 @@
 //! - [`actions`]: the run page's action buttons, the trigger form and the actions' confirm
 //!   pages (trigger, decide, retry / skip / abort, cancel);
 //! - [`overview`]: the overview at `/`: what needs attention, running runs, next cycles;
+//! - [`runbook`]: a runbook's page: schedule in words, graph, next cycles, recent runs,
+//!   version and validation;
 //! - [`run`]: the run page's live section (graph, timeline, hosts by state, audit trail,
 //!   each paged through query parameters), built from store rows and the run's runbook.
 //!
@@ -21,6 +23,7 @@ pub mod layout;
 pub mod month;
 pub mod overview;
 pub mod run;
+pub mod runbook;
 pub mod timeline;
 
 /// The dashboard's stylesheet: a second `<style>` after the pages' own, allowed by its hash
@@ -43,6 +46,9 @@ td.today{outline:3px solid #0969da;outline-offset:-3px}\
 background:#ddf4ff;color:#0550ae}.tag.pt{background:#fff8c5;color:#6a4300}\
 .day .reason{color:#a40e26;font-weight:600}ul.entries{margin:.2rem 0 0;padding-left:.9rem}\
 form.filter{margin:.5rem 0}\
+ul.errors{padding-left:1rem;margin:.4rem 0 0}pre.error{white-space:pre-wrap;overflow-wrap:anywhere;\
+margin:.2rem 0;font-size:.85rem}.notice.rejected{margin-top:1rem}h3{font-size:1rem;margin:1.2rem 0 .4rem}\
+form.trigger{margin:.5rem 0 1rem}.countdown{color:#57606a}\
 ";
 
 use crate::store::StepState;

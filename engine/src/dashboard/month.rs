@@ -265,7 +265,7 @@ fn entry_item(entry: &Entry) -> Markup {
                     span.muted { (state) ": " (reason) }
                 }
             } @else {
-                (entry.time) " " strong { (entry.runbook) } ": " (entry.what)
+                (entry.time) " " a href=(super::actions::runbook_path(&entry.runbook)) { strong { (entry.runbook) } } ": " (entry.what)
             }
         }
     }

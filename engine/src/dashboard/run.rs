@@ -122,7 +122,7 @@ pub fn run_section(view: &RunSection) -> Markup {
         section #live data-state=(view.run.state.as_str()) data-src=(src)
             data-every=(POLL_SECONDS) aria-live="polite" {
             (facts(view.run))
-            (PreEscaped(crate::pages::waiting_section(view.waiting)))
+            (crate::pages::waiting_section(view.waiting))
             (view.actions)
             @match view.checked {
                 Some(checked) => {
@@ -162,7 +162,7 @@ fn facts(run: &RunRow) -> Markup {
     html! {
         table.facts {
             tr { th { "Run" } td { code { (run.id) } } }
-            tr { th { "Runbook" } td { (run.runbook) } }
+            tr { th { "Runbook" } td { a href=(super::actions::runbook_path(&run.runbook)) { (run.runbook) } } }
             tr { th { "Cycle" } td {
                 @match run.cycle.as_deref().filter(|c| !c.is_empty()) {
                     Some(cycle) => (cycle),

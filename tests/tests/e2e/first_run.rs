@@ -124,7 +124,7 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
     let expected = monthly_local_cycles();
     let shown: Vec<&String> = expected
         .iter()
-        .filter(|c| index.contains(&format!("<li>{c}</li>")))
+        .filter(|c| index.contains(&format!("<li>{c} <span class=\"countdown\">(in ")))
         .collect();
     assert!(
         shown.len() == 3 && (shown[0] == &expected[0] || shown[0] == &expected[1]),

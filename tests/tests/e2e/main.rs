@@ -24,6 +24,7 @@ mod multi;
 mod new;
 mod oidc;
 mod operator;
+mod overview;
 mod plan;
 mod recurrence;
 mod reload;

@@ -1,4 +1,5 @@
-//! The overview at `/` ([`crate::dashboard::overview`]); a signed-in person only.
+//! The overview at `/` ([`crate::dashboard::overview`]) and the runbook pages
+//! `/runbooks/{name}` ([`crate::dashboard::runbook`]); a signed-in person only.
 //!
 //! Every read is bounded by what is active, not by history: the unfinished runs
 //! (`runs_unfinished` index) and their step rows, the decisions of the rows awaiting a person,
@@ -21,6 +22,7 @@ use crate::daemon::runbooks::Runbooks;
 use crate::dashboard::overview::{
     self, NextFire, OverviewView, Progress, RejectedFile, RunWait, RunbookNext,
 };
+use crate::dashboard::runbook;
 use crate::pages;
 use crate::store::{EventRow, RunState, Store, StoreError};
 
@@ -157,4 +159,52 @@ pub fn rejected_files(runbooks: &Runbooks, events: &[EventRow]) -> Vec<RejectedF
             }
         })
         .collect()
+}
+
+/// How many runs the runbook page lists.
+const RUNBOOK_RUNS: u32 = 20;
+/// How many next cycles the runbook page lists.
+const RUNBOOK_CYCLES: usize = 6;
+
+/// `GET /runbooks/{name}`: a loaded runbook's page ([`crate::dashboard::runbook`]); 404 for a
+/// name no loaded runbook has.
+pub async fn runbook_page<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    signed_in: SignedIn,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let runbooks = shared.runbooks();
+    let Some(loaded) = runbooks.by_name.get(&name) else {
+        return super::error(StatusCode::NOT_FOUND, "There is no such runbook.");
+    };
+    let store = &shared.engine.store;
+    let runs = match store.runs_of_runbook(&name, RUNBOOK_RUNS).await {
+        Ok(runs) => runs,
+        Err(e) => return unavailable(e),
+    };
+    let events = match rejection_events(&shared, &runbooks).await {
+        Ok(events) => events,
+        Err(e) => return unavailable(e),
+    };
+    let rejected = rejected_files(&runbooks, &events)
+        .into_iter()
+        .find(|r| r.kept.as_deref() == Some(name.as_str()));
+    let now = shared.clock.now();
+    let view = runbook::RunbookView {
+        checked: &loaded.checked,
+        file: loaded.file.display().to_string(),
+        content_hash: loaded.content_hash.clone(),
+        commit: loaded.commit.clone(),
+        now,
+        next: next_fires(&loaded.checked, now, RUNBOOK_CYCLES),
+        runs,
+        rejected,
+        operates: super::actions::operates(&signed_in),
+    };
+    let head = html! { style { (maud::PreEscaped(crate::dashboard::STYLE)) } };
+    let body = runbook::runbook_body(&view).into_string();
+    html(
+        StatusCode::OK,
+        pages::layout_with_head(&format!("Runbook {name}"), &head.into_string(), &body),
+    )
 }
