@@ -35,7 +35,7 @@ body{font:16px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;\
 color:#1f2328;background:#f6f8fa}\
 main{max-width:62rem;margin:0 auto;padding:1.5rem 1.25rem 3rem}\
 header{background:#24292f;color:#fff;padding:.6rem 1.25rem}\
-header a{color:#fff;text-decoration:none;font-weight:600}\
+header a{color:#fff;text-decoration:none;font-weight:600}header a.nav{margin-left:1.5rem;font-weight:400}\
 h1{font-size:1.55rem;margin:.4rem 0 1rem}h2{font-size:1.15rem;margin:1.75rem 0 .5rem}\
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de}\
 th,td{text-align:left;vertical-align:top;padding:.4rem .6rem;border-bottom:1px solid #d0d7de}\
@@ -130,7 +130,7 @@ pub fn layout_with_head(title: &str, head: &str, body: &str) -> String {
          <meta name=\"referrer\" content=\"no-referrer\">\n\
          <meta name=\"robots\" content=\"noindex, nofollow\">\n{head}\
          <title>{title} · patchday</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <header><a href=\"/\">patchday</a></header>\n<main>\n{body}</main>\n</body>\n</html>\n",
+         <header><a href=\"/\">patchday</a> <a class=\"nav\" href=\"/audit\">Audit log</a></header>\n<main>\n{body}</main>\n</body>\n</html>\n",
         title = e(title),
     )
 }
@@ -998,7 +998,7 @@ mod tests {
             .skip(1)
             .map(|h| &h[..h.find('"').unwrap()])
             .collect();
-        assert_eq!(hrefs, ["/"], "only the header link to the index");
+        assert_eq!(hrefs, ["/", "/audit"], "only the header's links");
         assert!(
             !hrefs
                 .iter()

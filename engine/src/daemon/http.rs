@@ -45,6 +45,7 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/runs/{id}/live", get(dashboard::live::<S>))
         .route("/calendar", get(dashboard::month_page::<S>))
         .route("/calendar.ics", get(feed::calendar_ics::<S>))
+        .route("/audit", get(dashboard::audit_page::<S>))
         .route(
             "/runbooks/{name}/trigger",
             get(actions::trigger_page::<S>).post(actions::trigger::<S>),

@@ -7,6 +7,7 @@
 //!   waiting, awaiting a person, running, retries and rollback, deadlines and "now";
 //! - [`actions`]: the run page's action buttons, the trigger form and the actions' confirm
 //!   pages (trigger, decide, retry / skip / abort, cancel);
+//! - [`audit`]: the audit browser (every event, filtered, keyset-paged, the chain's state);
 //! - [`run`]: the run page's live section (graph, timeline, hosts by state, audit trail,
 //!   each paged through query parameters), built from store rows and the run's runbook.
 //!
@@ -15,6 +16,7 @@
 //! also written out in words.
 
 pub mod actions;
+pub mod audit;
 pub mod graph;
 pub mod layout;
 pub mod month;
@@ -41,6 +43,9 @@ td.today{outline:3px solid #0969da;outline-offset:-3px}\
 background:#ddf4ff;color:#0550ae}.tag.pt{background:#fff8c5;color:#6a4300}\
 .day .reason{color:#a40e26;font-weight:600}ul.entries{margin:.2rem 0 0;padding-left:.9rem}\
 form.filter{margin:.5rem 0}\
+form.audit{display:flex;flex-wrap:wrap;gap:.4rem .8rem;align-items:center}\
+form.audit input{font:inherit;padding:.2rem .35rem;max-width:12rem}\
+table.audit td{font-size:.85rem}\
 ";
 
 use crate::store::StepState;

@@ -3,6 +3,7 @@
 
 mod actions;
 mod ansible;
+mod audit_browser;
 mod auth;
 mod browser;
 mod cadence;
