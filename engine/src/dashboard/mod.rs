@@ -45,7 +45,7 @@ background:#ddf4ff;color:#0550ae}.tag.pt{background:#fff8c5;color:#6a4300}\
 form.filter{margin:.5rem 0}\
 form.audit{display:flex;flex-wrap:wrap;gap:.4rem .8rem;align-items:center}\
 form.audit input{font:inherit;padding:.2rem .35rem;max-width:12rem}\
-table.audit td{font-size:.85rem}\
+table.audit td{font-size:.85rem}table.audit td:nth-child(2){white-space:nowrap}\
 ";
 
 use crate::store::StepState;

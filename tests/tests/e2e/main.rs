@@ -1,6 +1,7 @@
 //! End-to-end tests: drive the built `patchday` binary as a user would.
 //! One test binary (like ripgrep's), one module per area.
 
+mod accessibility;
 mod actions;
 mod ansible;
 mod audit_browser;
