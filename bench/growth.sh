@@ -21,31 +21,6 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 cd "$TMP"
 
-inventory() { # N hosts in group `all`, a few variables each
-  python3 - "$1" >"inv-$1.yaml" <<'EOF'
-import sys
-n = int(sys.argv[1])
-print("hosts:")
-for i in range(n):
-    print(f"  h{i}: {{ address: 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}, vm: v{i}, vars: {{ site: s{i % 7} }} }}")
-print("groups:")
-print("  all:")
-for i in range(n):
-    print(f"    - h{i}")
-EOF
-}
-fanout() { # a noop before, one fanned out over N hosts in one wave, a noop after
-  inventory "$1"
-  cat >"fan-$1.yaml" <<EOF
-name: fan-$1
-timezone: UTC
-inventory: inv-$1.yaml
-steps:
-  before: { uses: noop }
-  patch: { needs: [before], uses: noop, for_each: { group: all } }
-  after: { needs: [patch], uses: noop }
-EOF
-}
 chain() { # N milestones, each needing the one before
   { echo "name: chain-$1"; echo "timezone: UTC"; echo "steps:"; echo "  s0: {}"
     for ((i = 1; i < $1; i++)); do echo "  s$i: { needs: [s$((i - 1))] }"; done; } >"chain-$1.yaml"

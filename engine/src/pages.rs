@@ -36,7 +36,7 @@ body{font:16px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;\
 color:#1f2328;background:#f6f8fa}\
 main{max-width:62rem;margin:0 auto;padding:1.5rem 1.25rem 3rem}\
 header{background:#24292f;color:#fff;padding:.6rem 1.25rem}\
-header a{color:#fff;text-decoration:none;font-weight:600}\
+header a{color:#fff;text-decoration:none;font-weight:600}header a.nav{margin-left:1.5rem;font-weight:400}\
 h1{font-size:1.55rem;margin:.4rem 0 1rem}h2{font-size:1.15rem;margin:1.75rem 0 .5rem}\
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de}\
 th,td{text-align:left;vertical-align:top;padding:.4rem .6rem;border-bottom:1px solid #d0d7de}\
@@ -116,7 +116,11 @@ pub fn layout_with_head(title: &str, head: &str, body: &str) -> String {
                 style { (PreEscaped(STYLE)) }
             }
             body {
-                header { a href="/" { "patchday" } }
+                header {
+                    a href="/" { "patchday" }
+                    " "
+                    a.nav href="/audit" { "Audit log" }
+                }
                 main { (PreEscaped(body)) }
             }
         }
@@ -788,7 +792,7 @@ mod tests {
             .skip(1)
             .map(|h| &h[..h.find('"').unwrap()])
             .collect();
-        assert_eq!(hrefs, ["/"], "only the header link to the index");
+        assert_eq!(hrefs, ["/", "/audit"], "only the header's links");
         assert!(
             !hrefs
                 .iter()

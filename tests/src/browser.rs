@@ -39,6 +39,16 @@ pub struct Element {
     id: String,
 }
 
+/// Runs axe-core on the document (WCAG 2.x A and AA rules and best practices) and answers the
+/// serious and critical violations.
+const AXE_RUN: &str = "const done = arguments[arguments.length - 1];\
+    window.axe.run(document, { resultTypes: ['violations'] })\
+      .then(r => done(r.violations\
+        .filter(v => v.impact === 'serious' || v.impact === 'critical')\
+        .map(v => ({ id: v.id, impact: v.impact, help: v.help,\
+          nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary) }))))\
+      .catch(e => done({ error: String(e) }));";
+
 /// An executable on `PATH`.
 fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
@@ -234,6 +244,39 @@ impl Browser {
             "/execute/sync",
             Some(json!({ "script": script, "args": [] })),
         )
+    }
+
+    /// Runs `script` (a function body) in the page as an asynchronous script: it calls its last
+    /// argument with the value to return.
+    pub fn execute_async(&self, script: &str) -> Value {
+        self.session_command(
+            "POST",
+            "/execute/async",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// The current page's accessibility violations of impact `serious` or `critical`, as
+    /// axe-core finds them: axe.min.js (`tests/axe/node_modules`, installed by
+    /// `.ci/deps-axe.sh`) is injected through WebDriver's execute script, which the page's
+    /// Content-Security-Policy does not govern (the page itself still runs no inline script).
+    /// Each violation is `{id, impact, help, nodes: ["selector: why", ...]}`.
+    pub fn axe_violations(&self) -> Vec<Value> {
+        let file = crate::repo_root().join("tests/axe/node_modules/axe-core/axe.min.js");
+        let axe = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (install axe-core: bash .ci/deps-axe.sh)",
+                file.display()
+            )
+        });
+        let loaded = self.execute(&format!("{axe}\n;return typeof window.axe;"));
+        assert_eq!(loaded, "object", "axe-core did not load in the page");
+        let found = self.execute_async(AXE_RUN);
+        assert!(found["error"].is_null(), "axe-core failed: {found}");
+        found
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list of violations: {found}"))
+            .clone()
     }
 
     /// A screenshot of the viewport, as PNG bytes.

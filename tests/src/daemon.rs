@@ -150,6 +150,30 @@ pub fn sign_in(addr: &str, url: &str) -> String {
     session_cookie(&head).expect("the sign-in sets the session cookie")
 }
 
+/// Signs `email` in through the emailed sign-in link: the `Cookie` value of the session.
+pub fn sign_in_as(daemon: &Daemon, outbox: &Path, email: &str) -> String {
+    let (status, _, body) = request(
+        &daemon.addr,
+        "POST",
+        "/signin",
+        &[],
+        &format!("email={email}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let to = format!("To: {email}\r\n");
+    let text = poll("the sign-in email", Duration::from_secs(60), || {
+        emails_with(outbox, "Subject: [patchday] Your sign-in link\r\n")
+            .into_iter()
+            .find(|t| t.contains(&to))
+    });
+    let at = text.find("/signin/").unwrap();
+    let end = at + text[at..].find(char::is_whitespace).unwrap();
+    sign_in(
+        &daemon.addr,
+        &format!("http://{}{}", daemon.addr, &text[at..end]),
+    )
+}
+
 /// `patchday_session=VALUE` from a response's `Set-Cookie` header, if it sets one.
 pub fn session_cookie(head: &str) -> Option<String> {
     head.lines()

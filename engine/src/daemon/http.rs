@@ -65,6 +65,7 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .route("/calendar", get(dashboard::month_page::<S>))
         .route("/calendar.ics", get(feed::calendar_ics::<S>))
         .route("/runbooks/{name}", get(overview::runbook_page::<S>))
+        .route("/audit", get(dashboard::audit_page::<S>))
         .route(
             TRIGGER,
             get(actions::trigger_page::<S>).post(actions::trigger::<S>),

@@ -24,6 +24,7 @@
 //! runs); every run task claims its run before driving it, and its commits are fenced by the
 //! claim's epoch; every mailer claims the rows it sends.
 
+pub mod chain;
 pub mod checkpointer;
 pub mod cluster;
 pub mod expiry;
@@ -247,6 +248,8 @@ pub struct Shared<S: Store> {
     pub cluster: cluster::Cluster,
     /// Sign-in links, roles, session cookies ([`http::auth`]).
     pub auth: http::auth::AuthState,
+    /// The audit chain as last verified, for the audit browser ([`chain`]).
+    pub chain: chain::ChainWatch,
 }
 
 /// The driver task of one run.
@@ -617,6 +620,7 @@ impl<S: Store> Daemon<S> {
             api_tokens: RwLock::new(Arc::new(api_tokens)),
             cluster,
             auth,
+            chain: chain::ChainWatch::default(),
         });
         shared.set_runbooks(runbooks);
         Daemon {
@@ -662,6 +666,7 @@ impl<S: Store> Daemon<S> {
             options.config.audit.clone(),
             last_checkpoint.clone(),
         ));
+        let chain_watch = tokio::spawn(chain::run(shared.clone()));
         let watcher = tokio::spawn(runbooks::watch(
             shared.clone(),
             runbooks::Watch {
@@ -728,6 +733,7 @@ impl<S: Store> Daemon<S> {
         let _ = scheduler.await;
         let _ = expiry.await;
         let _ = watcher.await;
+        let _ = chain_watch.await;
         if let Some(task) = tokens_watcher {
             let _ = task.await;
         }

@@ -10,6 +10,7 @@
 //! - [`overview`]: the overview at `/`: what needs attention, running runs, next cycles;
 //! - [`runbook`]: a runbook's page: schedule in words, graph, next cycles, recent runs,
 //!   version and validation;
+//! - [`audit`]: the audit browser (every event, filtered, keyset-paged, the chain's state);
 //! - [`run`]: the run page's live section (graph, timeline, hosts by state, audit trail,
 //!   each paged through query parameters), built from store rows and the run's runbook.
 //!
@@ -18,6 +19,7 @@
 //! also written out in words.
 
 pub mod actions;
+pub mod audit;
 pub mod graph;
 pub mod layout;
 pub mod month;
@@ -49,6 +51,9 @@ form.filter{margin:.5rem 0}\
 ul.errors{padding-left:1rem;margin:.4rem 0 0}pre.error{white-space:pre-wrap;overflow-wrap:anywhere;\
 margin:.2rem 0;font-size:.85rem}.notice.rejected{margin-top:1rem}h3{font-size:1rem;margin:1.2rem 0 .4rem}\
 form.trigger{margin:.5rem 0 1rem}.countdown{color:#57606a}\
+form.audit{display:flex;flex-wrap:wrap;gap:.4rem .8rem;align-items:center}\
+form.audit input{font:inherit;padding:.2rem .35rem;max-width:12rem}\
+table.audit td{font-size:.85rem}table.audit td:nth-child(2){white-space:nowrap}\
 ";
 
 use crate::store::StepState;

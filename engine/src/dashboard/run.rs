@@ -356,6 +356,7 @@ fn audit_trail(view: &RunSection) -> Markup {
             }
         }
         (pager(page, pages, "audit events", link))
+        p { a href=(format!("/audit?run={}", query_value(&view.run.id))) { "All events of this run in the audit log" } }
     }
 }
 

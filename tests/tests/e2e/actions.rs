@@ -12,7 +12,7 @@ use std::time::Duration;
 use patchday_tests::browser::Browser;
 use patchday_tests::daemon::{
     Daemon, audit_events, count, emails_with, hidden_field, link_url, poll, request, serve_command,
-    sign_in,
+    sign_in_as,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -61,30 +61,6 @@ fn serve(dir: &Path, database: &str) -> Daemon {
         .args(["--config", &dir.join("patchday.toml").display().to_string()])
         .env("PATCHDAY_SECRET_API_KEY", SECRET);
     Daemon::start(command)
-}
-
-/// Signs `email` in through the emailed sign-in link: the `Cookie` value of the session.
-fn sign_in_as(daemon: &Daemon, outbox: &Path, email: &str) -> String {
-    let (status, _, body) = request(
-        &daemon.addr,
-        "POST",
-        "/signin",
-        &[],
-        &format!("email={email}"),
-    );
-    assert_eq!(status, 200, "{body}");
-    let to = format!("To: {email}\r\n");
-    let text = poll("the sign-in email", LIMIT, || {
-        emails_with(outbox, "Subject: [patchday] Your sign-in link\r\n")
-            .into_iter()
-            .find(|t| t.contains(&to))
-    });
-    let at = text.find("/signin/").unwrap();
-    let end = at + text[at..].find(char::is_whitespace).unwrap();
-    sign_in(
-        &daemon.addr,
-        &format!("http://{}{}", daemon.addr, &text[at..end]),
-    )
 }
 
 /// A page as the session `cookie` sees it: (status, body).

@@ -1,8 +1,10 @@
 //! End-to-end tests: drive the built `patchday` binary as a user would.
 //! One test binary (like ripgrep's), one module per area.
 
+mod accessibility;
 mod actions;
 mod ansible;
+mod audit_browser;
 mod auth;
 mod browser;
 mod cadence;

@@ -1,5 +1,8 @@
 //! Every handler here needs a signed-in person ([`SignedIn`]).
 //!
+//! The audit browser (`GET /audit`, [`crate::dashboard::audit`]): one keyset page of the
+//! store's filtered events ([`crate::store::Store::audit_events`]) and the chain's state.
+//!
 //! The month calendar (`GET /calendar`, [`crate::dashboard::month`]) and the run page (`GET /runs/{id}`) and its live fragment (`GET /runs/{id}/live`): both read
 //! the run, its step rows, its step-level events (not each host's) and one page of its audit
 //! trail (`LIMIT`/`OFFSET`), and render
@@ -17,6 +20,7 @@ use super::auth::SignedIn;
 use super::{error, html, unavailable};
 use crate::calendar::Cycle;
 use crate::daemon::Shared;
+use crate::dashboard::audit::{self, AuditParams};
 use crate::dashboard::month;
 use crate::dashboard::run::{self, EVENTS_PER_PAGE, RunQuery, RunSection};
 use crate::pages;
@@ -175,4 +179,35 @@ async fn render<S: Store>(
         Some(cycle) => format!("Run {cycle} of {}", run.runbook),
     };
     Ok((title, run::run_head(&run), section))
+}
+
+/// The audit browser (`GET /audit`): one keyset page of the filtered events and the chain's
+/// state as the daemon last verified it ([`crate::daemon::chain`]).
+pub async fn audit_page<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    _signed_in: SignedIn,
+    Query(params): Query<AuditParams>,
+) -> Response {
+    let query = match params.query() {
+        Ok(query) => query,
+        Err(bad) => return error(StatusCode::BAD_REQUEST, &bad.to_string()),
+    };
+    let cursor = query.cursor;
+    let page = match shared.engine.store.audit_events(query).await {
+        Ok(page) => page,
+        Err(e) => return unavailable(e),
+    };
+    let runbooks: Vec<String> = shared.runbooks().by_name.keys().cloned().collect();
+    let body = audit::audit_body(&audit::AuditView {
+        params: &params,
+        cursor,
+        page: &page,
+        chain: &shared.chain.state(),
+        runbooks: &runbooks,
+    });
+    let head = html! { style { (maud::PreEscaped(crate::dashboard::STYLE)) } };
+    html(
+        StatusCode::OK,
+        pages::layout_with_head("Audit log", &head.into_string(), &body.into_string()),
+    )
 }
