@@ -12,7 +12,7 @@ use super::sqlite::SqliteStore;
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
     EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow,
-    StepRow, Store, StoreError,
+    StepFigure, StepRow, Store, StoreError,
 };
 
 /// A store on either backend.
@@ -123,6 +123,10 @@ impl Store for AnyStore {
 
     async fn runs_awaiting_input(&self) -> Result<Vec<RunId>, StoreError> {
         delegate!(self, s => s.runs_awaiting_input())
+    }
+
+    async fn step_figures(&self, runs: u32) -> Result<Vec<StepFigure>, StoreError> {
+        delegate!(self, s => s.step_figures(runs))
     }
 
     async fn hot_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {

@@ -375,6 +375,30 @@ pub struct EventPage {
     pub total: u64,
 }
 
+/// Upper bounds (milliseconds) of the step-duration buckets that migration `0017_figures`'s
+/// triggers sort finished step rows into (`step_figures.bucket`): a second to a day. The
+/// migrations write the same numbers; the conformance suite checks a row at each bound.
+pub const STEP_DURATION_BUCKETS_MS: [u64; 9] = [
+    1_000, 5_000, 15_000, 60_000, 300_000, 900_000, 3_600_000, 14_400_000, 86_400_000,
+];
+
+/// Step rows of recent runs summed by runbook, step, state and duration bucket: what
+/// `/metrics` shows, read from the `step_figures` aggregate ([`Store::step_figures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFigure {
+    pub runbook: String,
+    pub step: String,
+    pub state: StepState,
+    /// `None`: rows not timed (not succeeded or failed, or without both times). Else the index
+    /// of the first bound of [`STEP_DURATION_BUCKETS_MS`] their duration is at or below, or
+    /// the bounds' length for longer ones.
+    pub bucket: Option<usize>,
+    /// How many rows.
+    pub rows: u64,
+    /// The sum of their durations, in whole milliseconds.
+    pub millis: u64,
+}
+
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -574,6 +598,14 @@ pub trait Store: Send + Sync + 'static {
     /// The ids of the runs with a step row awaiting a person's input (the expiry task's work).
     fn runs_awaiting_input(&self) -> impl Future<Output = Result<Vec<RunId>, StoreError>> + Send;
 
+    /// The step rows of the `runs` most recent runs summed by runbook, step, state and
+    /// duration bucket (only sums that are not zero): read from the `step_figures` aggregate
+    /// the step writes keep (migration `0017_figures`), never from the step rows.
+    fn step_figures(
+        &self,
+        runs: u32,
+    ) -> impl Future<Output = Result<Vec<StepFigure>, StoreError>> + Send;
+
     /// The plans of the hot queries, as the database explains them: (query, plan). The
     /// conformance suite checks that each uses its index ([`HOT_QUERIES`]).
     fn hot_query_plans(
@@ -700,6 +732,7 @@ pub const HOT_QUERIES: &[(&str, Option<&str>)] = &[
     ("runs by state (/metrics)", Some("runs_state")),
     ("recent runs (index page, API list)", Some("runs_started")),
     ("a run's steps (run page, driver)", None),
+    ("step figures of recent runs (/metrics)", None),
 ];
 
 /// `now + ttl`, saturating (a lease never ends before it starts).

@@ -36,8 +36,8 @@ use super::codec::{
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
     EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent, NewSession, OutboxFigures,
-    RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite, StepRow, StepState, Store,
-    StoreError, fences, lease_end,
+    RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite, StepFigure, StepRow, StepState,
+    Store, StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -84,6 +84,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "feed",
         include_str!("../../migrations/sqlite/0014_feed.sql"),
+    ),
+    (
+        17,
+        "figures",
+        include_str!("../../migrations/sqlite/0017_figures.sql"),
     ),
 ];
 
@@ -321,6 +326,12 @@ const RUNS_AWAITING_INPUT: &str =
 const RECENT_RUNS: &str = "FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?";
 const EVENTS_BY_ACTION: &str = "FROM events WHERE action IN ({marks}) ORDER BY seq";
 
+const STEP_FIGURES: &str = "SELECT r.runbook, f.step, f.state, f.bucket AS bucket, \
+    SUM(f.row_count) AS n, SUM(f.millis) AS millis \
+    FROM runs AS r JOIN step_figures AS f ON f.run_id = r.id \
+    WHERE r.id IN (SELECT id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?) \
+    GROUP BY r.runbook, f.step, f.state, f.bucket HAVING SUM(f.row_count) > 0";
+
 /// (name, SQL) of every hot query in [`super::HOT_QUERIES`] order, parameters as `?`.
 fn hot_queries() -> Vec<(&'static str, String)> {
     let names: Vec<&str> = super::HOT_QUERIES.iter().map(|(n, _)| *n).collect();
@@ -334,6 +345,7 @@ fn hot_queries() -> Vec<(&'static str, String)> {
         RUN_COUNTS.to_string(),
         format!("SELECT {RUN_COLUMNS} {RECENT_RUNS}"),
         format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position"),
+        STEP_FIGURES.to_string(),
     ];
     names.into_iter().zip(sql).collect()
 }
@@ -1242,6 +1254,27 @@ impl Store for SqliteStore {
             .await
             .map_err(db("reading runs awaiting input"))?;
         rows.iter().map(|row| get(row, "run_id")).collect()
+    }
+
+    async fn step_figures(&self, runs: u32) -> Result<Vec<StepFigure>, StoreError> {
+        let rows = sqlx::query(STEP_FIGURES)
+            .bind(i64::from(runs))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading the step figures"))?;
+        rows.iter()
+            .map(|row| {
+                let bucket: i64 = get(row, "bucket")?;
+                Ok(StepFigure {
+                    runbook: get(row, "runbook")?,
+                    step: get(row, "step")?,
+                    state: parse_step_state(&get::<String>(row, "state")?)?,
+                    bucket: usize::try_from(bucket).ok(),
+                    rows: get::<i64>(row, "n")?.max(0) as u64,
+                    millis: get::<i64>(row, "millis")?.max(0) as u64,
+                })
+            })
+            .collect()
     }
 
     async fn hot_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
