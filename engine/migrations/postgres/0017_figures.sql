@@ -78,3 +78,11 @@ END
 $$;
 CREATE TRIGGER steps_figures AFTER INSERT OR UPDATE ON steps
     FOR EACH ROW EXECUTE FUNCTION steps_figures();
+
+-- The run page reads in proportion to the screen (issue 12 item 3): the run's own step rows
+-- (not its hosts'), one page of its hosts in one state, and its step-level events (the
+-- timeline), each through its index.
+CREATE INDEX steps_own ON steps (run_id, position) WHERE host = '';
+CREATE INDEX steps_hosts ON steps (run_id, state, position) WHERE host <> '';
+CREATE INDEX events_run_steps ON events (run_id, seq)
+    WHERE run_id IS NOT NULL AND (details::jsonb -> 'host') IS NULL;

@@ -83,3 +83,11 @@ BEGIN
     ON CONFLICT (run_id, step, state, bucket)
     DO UPDATE SET row_count = row_count + 1, millis = millis + excluded.millis;
 END;
+
+-- The run page reads in proportion to the screen (issue 12 item 3): the run's own step rows
+-- (not its hosts'), one page of its hosts in one state, and its step-level events (the
+-- timeline), each through its index.
+CREATE INDEX steps_own ON steps (run_id, position) WHERE host = '';
+CREATE INDEX steps_hosts ON steps (run_id, state, position) WHERE host <> '';
+CREATE INDEX events_run_steps ON events (run_id, seq)
+    WHERE run_id IS NOT NULL AND json_type(details, '$.host') IS NULL;

@@ -12,7 +12,7 @@ use super::sqlite::SqliteStore;
 use super::{
     ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow, EventFilter, EventPage,
     EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow,
-    StepFigure, StepRow, Store, StoreError,
+    StepFigure, StepRow, StepState, Store, StoreError,
 };
 
 /// A store on either backend.
@@ -144,10 +144,31 @@ impl Store for AnyStore {
     async fn run_events_page(
         &self,
         run_id: &str,
+        page: Option<u64>,
+        per_page: u32,
+    ) -> Result<EventPage, StoreError> {
+        delegate!(self, s => s.run_events_page(run_id, page, per_page))
+    }
+
+    async fn run_step_rows(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        delegate!(self, s => s.run_step_rows(run_id))
+    }
+
+    async fn run_host_rows(
+        &self,
+        run_id: &str,
+        state: StepState,
         offset: u64,
         limit: u32,
-    ) -> Result<EventPage, StoreError> {
-        delegate!(self, s => s.run_events_page(run_id, offset, limit))
+    ) -> Result<Vec<StepRow>, StoreError> {
+        delegate!(self, s => s.run_host_rows(run_id, state, offset, limit))
+    }
+
+    async fn run_row_counts(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, StepState, u64)>, StoreError> {
+        delegate!(self, s => s.run_row_counts(run_id))
     }
 
     async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {

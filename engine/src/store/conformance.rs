@@ -54,6 +54,7 @@ macro_rules! conformance_suite {
             aggregates_read_what_is_active_and_hot_queries_use_their_indexes,
             a_feed_event_s_sequence_moves_only_when_the_event_does,
             step_figures_follow_every_step_write,
+            the_run_page_reads_own_rows_one_page_of_hosts_and_counts,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -690,14 +691,20 @@ pub(crate) async fn a_run_s_events_come_in_pages<S: Store>(store: &S) {
     store.commit(changes).await.unwrap();
     let seqs = |page: &super::EventPage| page.events.iter().map(|e| e.seq).collect::<Vec<_>>();
     // r1: its run.started (seq 1), then seqs 3..=7 (r2 started at seq 2).
-    let first = store.run_events_page("r1", 0, 4).await.unwrap();
-    assert_eq!((seqs(&first), first.total), (vec![1, 3, 4, 5], 6));
-    let second = store.run_events_page("r1", 4, 4).await.unwrap();
-    assert_eq!((seqs(&second), second.total), (vec![6, 7], 6));
-    let past = store.run_events_page("r1", 40, 4).await.unwrap();
-    assert_eq!((seqs(&past), past.total), (vec![], 6));
-    let other = store.run_events_page("r2", 0, 10).await.unwrap();
-    assert_eq!((seqs(&other), other.total), (vec![2], 1));
+    let page = |p: &super::EventPage| (seqs(p), p.total, p.offset);
+    let first = store.run_events_page("r1", Some(1), 4).await.unwrap();
+    assert_eq!(page(&first), (vec![1, 3, 4, 5], 6, 0));
+    let second = store.run_events_page("r1", Some(2), 4).await.unwrap();
+    assert_eq!(page(&second), (vec![6, 7], 6, 4));
+    // The last page when none is asked for, and for a page past the end.
+    let last = store.run_events_page("r1", None, 4).await.unwrap();
+    assert_eq!(page(&last), (vec![6, 7], 6, 4));
+    let past = store.run_events_page("r1", Some(40), 4).await.unwrap();
+    assert_eq!(page(&past), (vec![6, 7], 6, 4));
+    let other = store.run_events_page("r2", None, 10).await.unwrap();
+    assert_eq!(page(&other), (vec![2], 1, 0));
+    let none = store.run_events_page("r9", None, 10).await.unwrap();
+    assert_eq!(page(&none), (vec![], 0, 0));
 }
 
 pub(crate) async fn a_run_s_step_events_leave_out_each_host_s<S: Store>(store: &S) {
@@ -2418,4 +2425,63 @@ pub(crate) async fn step_figures_follow_every_step_write<S: Store>(store: &S) {
     );
     // The most recent run only, then both: the window is counted in runs.
     assert_eq!(figures_of(store, 2).await.len(), 4 + 18);
+}
+
+pub(crate) async fn the_run_page_reads_own_rows_one_page_of_hosts_and_counts<S: Store>(store: &S) {
+    let mut rows = vec![
+        step_row("r1", "a", "", StepState::Succeeded),
+        step_row("r1", "fan", "", StepState::Running),
+    ];
+    rows.extend((0..7).map(|h| {
+        let state = if h % 2 == 0 {
+            StepState::Failed
+        } else {
+            StepState::Succeeded
+        };
+        step_row("r1", "fan", &format!("h{h}"), state)
+    }));
+    rows.push(step_row("r1", "b", "", StepState::Pending));
+    let started = event("run.started", Some("r1"), None, t0());
+    let run = run_row("r1", "monthly", None, t0());
+    store.create_run(run, rows, started).await.unwrap();
+    create_simple(store, "r2", None).await;
+
+    let own: Vec<String> = (store.run_step_rows("r1").await.unwrap())
+        .into_iter()
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(own, ["a", "fan", "b"]);
+    let hosts = |rows: Vec<StepRow>| rows.into_iter().map(|r| r.host).collect::<Vec<_>>();
+    let failed = store
+        .run_host_rows("r1", StepState::Failed, 1, 2)
+        .await
+        .unwrap();
+    assert_eq!(hosts(failed), ["h2", "h4"]);
+    let rest = store
+        .run_host_rows("r1", StepState::Failed, 3, 2)
+        .await
+        .unwrap();
+    assert_eq!(hosts(rest), ["h6"]);
+    let none = store
+        .run_host_rows("r1", StepState::Running, 0, 50)
+        .await
+        .unwrap();
+    assert!(
+        none.is_empty(),
+        "the step's own row is not a host: {none:?}"
+    );
+
+    let mut counts = store.run_row_counts("r1").await.unwrap();
+    counts.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    let c = |step: &str, state, n| (step.to_string(), state, n);
+    assert_eq!(
+        counts,
+        [
+            c("a", StepState::Succeeded, 1),
+            c("b", StepState::Pending, 1),
+            c("fan", StepState::Failed, 4),
+            c("fan", StepState::Running, 1),
+            c("fan", StepState::Succeeded, 3),
+        ]
+    );
 }

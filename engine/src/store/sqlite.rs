@@ -332,6 +332,16 @@ const STEP_FIGURES: &str = "SELECT r.runbook, f.step, f.state, f.bucket AS bucke
     WHERE r.id IN (SELECT id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?) \
     GROUP BY r.runbook, f.step, f.state, f.bucket HAVING SUM(f.row_count) > 0";
 
+const RUN_STEP_ROWS: &str = "WHERE run_id = ? AND host = '' ORDER BY position";
+const RUN_HOST_ROWS: &str =
+    "WHERE run_id = ? AND host <> '' AND state = ? ORDER BY position LIMIT ? OFFSET ?";
+const RUN_ROW_COUNTS: &str = "SELECT step, state, SUM(row_count) AS n FROM step_figures \
+    WHERE run_id = ? GROUP BY step, state HAVING SUM(row_count) > 0";
+const RUN_EVENT_COUNT: &str = "SELECT COUNT(*) FROM events WHERE run_id = ?";
+const RUN_EVENTS_PAGE: &str = "FROM events WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?";
+const RUN_STEP_EVENTS: &str =
+    "FROM events WHERE run_id = ? AND json_type(details, '$.host') IS NULL ORDER BY seq";
+
 /// (name, SQL) of every hot query in [`super::HOT_QUERIES`] order, parameters as `?`.
 fn hot_queries() -> Vec<(&'static str, String)> {
     let names: Vec<&str> = super::HOT_QUERIES.iter().map(|(n, _)| *n).collect();
@@ -346,6 +356,12 @@ fn hot_queries() -> Vec<(&'static str, String)> {
         format!("SELECT {RUN_COLUMNS} {RECENT_RUNS}"),
         format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position"),
         STEP_FIGURES.to_string(),
+        format!("SELECT {STEP_COLUMNS} FROM steps {RUN_STEP_ROWS}"),
+        format!("SELECT {STEP_COLUMNS} FROM steps {RUN_HOST_ROWS}"),
+        RUN_ROW_COUNTS.to_string(),
+        RUN_EVENT_COUNT.to_string(),
+        format!("SELECT {EVENT_COLUMNS} {RUN_EVENTS_PAGE}"),
+        format!("SELECT {EVENT_COLUMNS} {RUN_STEP_EVENTS}"),
     ];
     names.into_iter().zip(sql).collect()
 }
@@ -1405,38 +1421,85 @@ impl Store for SqliteStore {
     async fn run_events_page(
         &self,
         run_id: &str,
-        offset: u64,
-        limit: u32,
+        page: Option<u64>,
+        per_page: u32,
     ) -> Result<EventPage, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?"
-        ))
-        .bind(run_id)
-        .bind(i64::from(limit))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db("reading a page of audit events"))?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE run_id = ?")
+        let total: i64 = sqlx::query_scalar(RUN_EVENT_COUNT)
             .bind(run_id)
             .fetch_one(&self.reader)
             .await
             .map_err(db("counting audit events"))?;
+        let total = u64::try_from(total).unwrap_or_default();
+        let offset = super::page_offset(total, page, per_page);
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} {RUN_EVENTS_PAGE}"))
+            .bind(run_id)
+            .bind(i64::from(per_page))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a page of audit events"))?;
         Ok(EventPage {
             events: rows.iter().map(event_from).collect::<Result<_, _>>()?,
-            total: u64::try_from(total).unwrap_or_default(),
+            total,
+            offset,
         })
     }
 
     async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND json_type(details, '$.host') IS NULL ORDER BY seq"
-        ))
-        .bind(run_id)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db("reading a run's step events"))?;
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} {RUN_STEP_EVENTS}"))
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a run's step events"))?;
         rows.iter().map(event_from).collect()
+    }
+
+    async fn run_step_rows(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {STEP_COLUMNS} FROM steps {RUN_STEP_ROWS}"))
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a run's step rows"))?;
+        rows.iter().map(step_from).collect()
+    }
+
+    async fn run_host_rows(
+        &self,
+        run_id: &str,
+        state: StepState,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {STEP_COLUMNS} FROM steps {RUN_HOST_ROWS}"))
+            .bind(run_id)
+            .bind(step_state_str(state))
+            .bind(i64::from(limit))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a page of a run's hosts"))?;
+        rows.iter().map(step_from).collect()
+    }
+
+    async fn run_row_counts(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, StepState, u64)>, StoreError> {
+        let rows = sqlx::query(RUN_ROW_COUNTS)
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("counting a run's rows"))?;
+        rows.iter()
+            .map(|row| {
+                let state = parse_step_state(&get::<String>(row, "state")?)?;
+                Ok((
+                    get(row, "step")?,
+                    state,
+                    get::<i64>(row, "n")?.max(0) as u64,
+                ))
+            })
+            .collect()
     }
 
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
