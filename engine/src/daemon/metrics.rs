@@ -1,6 +1,6 @@
 //! `/metrics` (Prometheus text format 0.0.4, DESIGN §7): what the store says (runs by state,
 //! step rows by state, step durations by connector, outbox depth) read at scrape time, plus
-//! what only this process sees, counted in [`Counters`]: scheduler lag, rejected links,
+//! what only this process sees, counted in [`Counters`]: scheduler lag and pass times, rejected links,
 //! runbook reloads; and panics caught, runbook versions in memory.
 //!
 //! Store-derived figures survive restarts and agree between daemons sharing a database;
@@ -94,6 +94,8 @@ impl Histogram {
 pub struct Counters {
     /// Due time of a cycle to the start of its run, in seconds.
     scheduler_lag: Mutex<Histogram>,
+    /// How long each scheduler pass took (real time), in seconds.
+    scheduler_pass: Mutex<Histogram>,
     /// Refused link requests by reason (`expired`, `used`, `forged`, ...).
     link_rejections: Mutex<BTreeMap<String, u64>>,
     /// Runbook folder reloads, by outcome.
@@ -107,6 +109,11 @@ impl Counters {
     /// A cycle due at some time started `lag_seconds` later.
     pub fn scheduler_lag(&self, lag_seconds: f64) {
         lock(&self.scheduler_lag).observe(LAG_BUCKETS, lag_seconds.max(0.0));
+    }
+
+    /// A scheduler pass took `seconds` (real time, not the engine's clock).
+    pub fn scheduler_pass(&self, seconds: f64) {
+        lock(&self.scheduler_pass).observe(LAG_BUCKETS, seconds.max(0.0));
     }
 
     /// A link request was refused for `reason`.
@@ -338,6 +345,14 @@ fn process_figures<S: Store>(shared: &Shared<S>, out: &mut String) {
     );
     let lag = lock(&counters.scheduler_lag).clone();
     lag.write(out, "patchday_scheduler_lag_seconds", "", LAG_BUCKETS);
+    header(
+        out,
+        "patchday_scheduler_pass_seconds",
+        "histogram",
+        "How long each scheduler pass took (real time): what it reads grows with what is active, not with history.",
+    );
+    let passes = lock(&counters.scheduler_pass).clone();
+    passes.write(out, "patchday_scheduler_pass_seconds", "", LAG_BUCKETS);
     header(
         out,
         "patchday_link_rejections_total",
