@@ -1,7 +1,8 @@
 //! Builds a patchday database of months of history through the store API, for
 //! `bench/history.sh` (issue 12), which then measures the daemon over it through the binary.
 //!
-//! `cargo bench -p patchday --bench history -- DB MONTHS HOSTS`: a fresh SQLite file `DB` with
+//! `cargo bench -p patchday --bench history -- URL MONTHS HOSTS`: a fresh database at `URL`
+//! (`sqlite://FILE`, removed first; or `postgres://…`, an empty database) with
 //! MONTHS monthly cycles (from 2024-01) of three runbooks (`monthly-a`, `-b`, `-c`), each run
 //! fanning one step out over HOSTS hosts (every row finished, two audit events per host), and
 //! about eight emergency runs a month (manual, 10 hosts). Each run stores a version whose
@@ -11,23 +12,26 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use patchday::store::sqlite::SqliteStore;
+use patchday::store::any::AnyStore;
 use patchday::store::{Change, NewEvent, RunRow, RunState, StepRow, StepState, Store};
 use serde_json::json;
 
 fn main() {
     let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
-    let (Some(db), Some(months), Some(hosts)) = (args.get(1), args.get(2), args.get(3)) else {
-        eprintln!("usage: history DB MONTHS HOSTS");
+    let (Some(url), Some(months), Some(hosts)) = (args.get(1), args.get(2), args.get(3)) else {
+        eprintln!("usage: history URL MONTHS HOSTS");
         std::process::exit(2);
     };
     let months: u32 = months.parse().expect("MONTHS is a number");
     let hosts: usize = hosts.parse().expect("HOSTS is a number");
-    let _ = std::fs::remove_file(db);
+    let file = url.strip_prefix("sqlite://");
+    if let Some(file) = file {
+        let _ = std::fs::remove_file(file);
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let started = Instant::now();
-        let store = SqliteStore::open(&format!("sqlite://{db}")).await.unwrap();
+        let store = AnyStore::open(url).await.unwrap();
         let (mut runs, mut events) = (0, 0);
         for month in 0..months {
             let cycle = format!("{}-{:02}", 2024 + month / 12, month % 12 + 1);
@@ -47,9 +51,11 @@ fn main() {
             }
         }
         store.close().await;
+        let size = file
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map_or(String::new(), |m| format!(", {} MB", m.len() / 1_000_000));
         println!(
-            "{months} months: {runs} runs, {events} audit events, {} MB, built in {:.1} s",
-            std::fs::metadata(db).map_or(0, |m| m.len()) / 1_000_000,
+            "{months} months: {runs} runs, {events} audit events{size}, built in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     });
@@ -57,7 +63,7 @@ fn main() {
 
 /// One finished run: its rows, `run.started`, two events per host and `run.finished`.
 async fn one_run(
-    store: &SqliteStore,
+    store: &AnyStore,
     id: &str,
     runbook: &str,
     cycle: Option<&str>,

@@ -1,6 +1,6 @@
 //! `/metrics` (Prometheus text format 0.0.4, DESIGN §7): what the store says (runs by state,
 //! step rows by state, step durations by connector, outbox depth) read at scrape time, plus
-//! what only this process sees, counted in [`Counters`]: scheduler lag, rejected links,
+//! what only this process sees, counted in [`Counters`]: scheduler lag and pass times, rejected links,
 //! runbook reloads; and panics caught, runbook versions in memory.
 //!
 //! Store-derived figures survive restarts and agree between daemons sharing a database;
@@ -13,25 +13,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Shared;
 use crate::run::state_word;
-use crate::store::{RunState, StepState, Store, StoreError};
+use crate::store::{RunState, STEP_DURATION_BUCKETS_MS, StepState, Store, StoreError};
 
 /// How many recent runs the step figures cover.
 const METRIC_RUNS: u32 = 1000;
 
 /// Upper bounds (seconds) of the scheduler lag buckets.
 const LAG_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 60.0];
-/// Upper bounds (seconds) of the step duration buckets: a second to a day.
-const DURATION_BUCKETS: &[f64] = &[
-    1.0,
-    5.0,
-    15.0,
-    60.0,
-    300.0,
-    900.0,
-    3600.0,
-    4.0 * 3600.0,
-    86400.0,
-];
+/// Upper bounds (seconds) of the step duration buckets: the store's, a second to a day (its
+/// aggregate counts rows per bucket, migration `0017_figures`).
+fn duration_bounds() -> Vec<f64> {
+    STEP_DURATION_BUCKETS_MS
+        .iter()
+        .map(|ms| *ms as f64 / 1000.0)
+        .collect()
+}
 
 /// A Prometheus histogram with fixed buckets.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +48,19 @@ impl Histogram {
         }
         self.sum += value;
         self.count += 1;
+    }
+
+    /// Adds `count` observations of bucket `bucket` (past the last bound: +Inf only) whose
+    /// values sum to `sum`.
+    fn add(&mut self, bounds: &[f64], bucket: usize, count: u64, sum: f64) {
+        if self.counts.len() != bounds.len() {
+            self.counts = vec![0; bounds.len()];
+        }
+        if let Some(slot) = self.counts.get_mut(bucket) {
+            *slot += count;
+        }
+        self.sum += sum;
+        self.count += count;
     }
 
     /// Writes `name_bucket{labels,le=..}`, `name_sum`, `name_count`.
@@ -85,6 +94,8 @@ impl Histogram {
 pub struct Counters {
     /// Due time of a cycle to the start of its run, in seconds.
     scheduler_lag: Mutex<Histogram>,
+    /// How long each scheduler pass took (real time), in seconds.
+    scheduler_pass: Mutex<Histogram>,
     /// Refused link requests by reason (`expired`, `used`, `forged`, ...).
     link_rejections: Mutex<BTreeMap<String, u64>>,
     /// Runbook folder reloads, by outcome.
@@ -98,6 +109,11 @@ impl Counters {
     /// A cycle due at some time started `lag_seconds` later.
     pub fn scheduler_lag(&self, lag_seconds: f64) {
         lock(&self.scheduler_lag).observe(LAG_BUCKETS, lag_seconds.max(0.0));
+    }
+
+    /// A scheduler pass took `seconds` (real time, not the engine's clock).
+    pub fn scheduler_pass(&self, seconds: f64) {
+        lock(&self.scheduler_pass).observe(LAG_BUCKETS, seconds.max(0.0));
     }
 
     /// A link request was refused for `reason`.
@@ -151,31 +167,7 @@ async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result
     for (state, count) in store.run_counts().await? {
         *runs.entry(state.as_str()).or_default() += count;
     }
-    let recent_runs = store.runs(METRIC_RUNS).await?;
-    let mut steps: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut durations: BTreeMap<String, Histogram> = BTreeMap::new();
-    let runbooks = shared.runbooks();
-    for run in &recent_runs {
-        let checked = runbooks.get(&run.runbook).map(|l| l.checked.clone());
-        for row in store.steps(&run.id).await? {
-            *steps.entry(state_word(row.state)).or_default() += 1;
-            let (Some(start), Some(end)) = (row.started_at, row.finished_at) else {
-                continue;
-            };
-            if !matches!(row.state, StepState::Succeeded | StepState::Failed) {
-                continue;
-            }
-            let uses = checked
-                .as_ref()
-                .and_then(|c| crate::run::uses_of(c, &row.step))
-                .unwrap_or_else(|| "milestone".into());
-            let seconds = (end - start).num_milliseconds().max(0) as f64 / 1000.0;
-            durations
-                .entry(uses)
-                .or_default()
-                .observe(DURATION_BUCKETS, seconds);
-        }
-    }
+    let (steps, durations) = step_figures(shared, &duration_bounds()).await?;
     let outbox = store.outbox_figures(shared.clock.now()).await?;
 
     header(out, "patchday_runs", "gauge", "Runs by state.");
@@ -199,14 +191,10 @@ async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result
             "Duration of the last attempt of finished step rows, by connector (the {METRIC_RUNS} most recent runs)."
         ),
     );
+    let bounds = duration_bounds();
     for (uses, histogram) in &durations {
         let labels = format!("uses=\"{uses}\"");
-        histogram.write(
-            out,
-            "patchday_step_duration_seconds",
-            &labels,
-            DURATION_BUCKETS,
-        );
+        histogram.write(out, "patchday_step_duration_seconds", &labels, &bounds);
     }
     header(
         out,
@@ -230,6 +218,38 @@ async fn store_figures<S: Store>(shared: &Shared<S>, out: &mut String) -> Result
     );
     let _ = writeln!(out, "patchday_emails_dead_letters {}", outbox.dead);
     Ok(())
+}
+
+/// Step rows by state and step durations by connector over the [`METRIC_RUNS`] most recent
+/// runs, from the store's aggregate (a few rows per step of each run, whatever its hosts). A
+/// step's connector is read from the runbook in force (`milestone` for a step it no longer has).
+async fn step_figures<S: Store>(
+    shared: &Shared<S>,
+    bounds: &[f64],
+) -> Result<(BTreeMap<&'static str, u64>, BTreeMap<String, Histogram>), StoreError> {
+    let mut steps: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut durations: BTreeMap<String, Histogram> = BTreeMap::new();
+    let runbooks = shared.runbooks();
+    for figure in shared.engine.store.step_figures(METRIC_RUNS).await? {
+        *steps.entry(state_word(figure.state)).or_default() += figure.rows;
+        let Some(bucket) = figure.bucket else {
+            continue;
+        };
+        if !matches!(figure.state, StepState::Succeeded | StepState::Failed) {
+            continue;
+        }
+        let uses = runbooks
+            .get(&figure.runbook)
+            .and_then(|loaded| crate::run::uses_of(&loaded.checked, &figure.step))
+            .unwrap_or_else(|| "milestone".into());
+        durations.entry(uses).or_default().add(
+            bounds,
+            bucket,
+            figure.rows,
+            figure.millis as f64 / 1000.0,
+        );
+    }
+    Ok((steps, durations))
 }
 
 fn process_figures<S: Store>(shared: &Shared<S>, out: &mut String) {
@@ -340,6 +360,14 @@ fn process_figures<S: Store>(shared: &Shared<S>, out: &mut String) {
         header(out, name, "counter", help);
         let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
     }
+    header(
+        out,
+        "patchday_scheduler_pass_seconds",
+        "histogram",
+        "How long each scheduler pass took (real time): what it reads grows with what is active, not with history.",
+    );
+    let passes = lock(&counters.scheduler_pass).clone();
+    passes.write(out, "patchday_scheduler_pass_seconds", "", LAG_BUCKETS);
     header(
         out,
         "patchday_link_rejections_total",

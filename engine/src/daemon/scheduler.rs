@@ -70,7 +70,12 @@ pub async fn run_waking<S: Store>(shared: Arc<Shared<S>>, virtual_clock: bool, w
                 _ = shared.cluster.until_leader() => continue,
             }
         }
-        let next = match pass(&shared).await {
+        let began = std::time::Instant::now();
+        let passed = pass(&shared).await;
+        shared
+            .counters
+            .scheduler_pass(began.elapsed().as_secs_f64());
+        let next = match passed {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!("scheduler: {e}; retrying in a minute");

@@ -24,7 +24,7 @@ use crate::store::{EventPage, EventRow, RunRow, RunState, StepRow, StepState};
 use crate::validate::CheckedRunbook;
 
 /// Hosts shown per state and page.
-pub const HOSTS_PER_PAGE: usize = 50;
+pub const HOSTS_PER_PAGE: u32 = 50;
 /// Audit events shown per page.
 pub const EVENTS_PER_PAGE: u32 = 50;
 /// How often the page asks for a fresh section while the run goes on, in seconds.
@@ -69,12 +69,46 @@ impl RunQuery {
         parts.join("&")
     }
 
-    /// The audit page to read: `audit_page`, else the last.
-    pub fn audit_offset(&self, total: u64) -> u64 {
-        let pages = total.div_ceil(u64::from(EVENTS_PER_PAGE)).max(1);
-        let page = self.audit_page.unwrap_or(pages).clamp(1, pages);
-        (page - 1) * u64::from(EVENTS_PER_PAGE)
+    /// The page of `state`'s `count` hosts to show: the one asked for when the query pages
+    /// that state, else the first; within the pages there are.
+    pub fn hosts_page_of(&self, state: StepState, count: u64) -> u64 {
+        let pages = count.div_ceil(u64::from(HOSTS_PER_PAGE)).max(1);
+        (self.hosts_state.as_deref() == Some(Look::of(state).word))
+            .then_some(self.hosts_page)
+            .flatten()
+            .unwrap_or(1)
+            .clamp(1, pages)
     }
+}
+
+/// The hosts of one state as the run page shows them: how many, and the page read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostGroup {
+    pub state: StepState,
+    /// Hosts of the run in this state, on all pages.
+    pub count: u64,
+    /// The page shown, from 1 ([`RunQuery::hosts_page_of`]).
+    pub page: u64,
+    /// That page's rows.
+    pub rows: Vec<StepRow>,
+}
+
+/// The run's hosts counted by (step, state): the store's counts of every row
+/// (`Store::run_row_counts`) less each step's own row (`own`).
+pub fn host_counts(
+    own: &[StepRow],
+    counts: &[(String, StepState, u64)],
+) -> Vec<(String, StepState, u64)> {
+    counts
+        .iter()
+        .map(|(step, state, n)| {
+            let own_row = own
+                .iter()
+                .any(|r| r.step == *step && r.state == *state && r.host.is_empty());
+            (step.clone(), *state, n - u64::from(own_row).min(*n))
+        })
+        .filter(|(_, _, n)| *n > 0)
+        .collect()
 }
 
 /// A query value percent-encoded (state words are plain, but the parameter is user input).
@@ -96,13 +130,16 @@ pub struct RunSection<'a> {
     /// The runbook version the run is bound to; `None` when it cannot be rebuilt (the graph
     /// and timeline are then left out, with a note).
     pub checked: Option<&'a CheckedRunbook>,
+    /// The run's own step rows (`host` ""), not its hosts'.
     pub steps: &'a [StepRow],
+    /// Its hosts counted by (step, state) ([`host_counts`]).
+    pub host_counts: &'a [(String, StepState, u64)],
+    /// Its hosts by state, most urgent first, one page each (states with hosts only).
+    pub host_groups: &'a [HostGroup],
     /// The run's events (for the timeline).
     pub events: &'a [EventRow],
     /// The page of the audit trail asked for.
     pub audit: &'a EventPage,
-    /// The offset `audit` starts at.
-    pub audit_offset: u64,
     pub query: &'a RunQuery,
     /// The run page's path (`/runs/<id>`), built from the id.
     pub path: &'a str,
@@ -127,7 +164,7 @@ pub fn run_section(view: &RunSection) -> Markup {
             @match view.checked {
                 Some(checked) => {
                     h2 { "Steps" }
-                    div.drawing { (graph_svg(&graph_nodes(checked, view.steps), &needs_of(&checked.dag))) }
+                    div.drawing { (graph_svg(&graph_nodes(checked, view.steps, view.host_counts), &needs_of(&checked.dag))) }
                     h2 { "Timeline" }
                     div.drawing { (timeline_svg(&timeline_view(view, checked))) }
                     (timeline::legend())
@@ -183,8 +220,13 @@ pub fn needs_of(dag: &Dag) -> Vec<Vec<usize>> {
     (0..dag.len()).map(|i| dag.needs(i).to_vec()).collect()
 }
 
-/// The graph's boxes: each step's own state, and its hosts counted per state.
-pub fn graph_nodes(checked: &CheckedRunbook, rows: &[StepRow]) -> Vec<GraphNode> {
+/// The graph's boxes: each step's own state (from its own row), and its hosts counted per
+/// state (from `host_counts`, [`host_counts`]).
+pub fn graph_nodes(
+    checked: &CheckedRunbook,
+    rows: &[StepRow],
+    host_counts: &[(String, StepState, u64)],
+) -> Vec<GraphNode> {
     let dag = &checked.dag;
     (0..dag.len())
         .map(|i| {
@@ -194,8 +236,8 @@ pub fn graph_nodes(checked: &CheckedRunbook, rows: &[StepRow]) -> Vec<GraphNode>
                 .find(|r| r.step == id && r.host.is_empty())
                 .map_or(StepState::Pending, |r| r.state);
             let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
-            for row in rows.iter().filter(|r| r.step == id && !r.host.is_empty()) {
-                *counts.entry(state_rank(row.state)).or_default() += 1;
+            for (_, state, n) in host_counts.iter().filter(|(step, _, _)| step == id) {
+                *counts.entry(state_rank(*state)).or_default() += *n as usize;
             }
             GraphNode {
                 id: id.to_string(),
@@ -268,30 +310,20 @@ fn timeline_view(view: &RunSection, checked: &CheckedRunbook) -> TimelineView {
 
 /// Hosts of fanned-out steps, one group per state (most urgent first), each paged.
 fn hosts_by_state(view: &RunSection) -> Markup {
-    let hosts: Vec<&StepRow> = view.steps.iter().filter(|r| !r.host.is_empty()).collect();
-    if hosts.is_empty() {
+    if view.host_groups.is_empty() {
         return html! { p.muted { "No step of this run fans out over hosts." } };
     }
     html! {
-        @for state in STATES {
-            @let group: Vec<&StepRow> = hosts.iter().copied().filter(|r| r.state == state).collect();
-            @if !group.is_empty() {
-                (host_group(view, state, &group))
-            }
+        @for group in view.host_groups {
+            (host_group(view, group))
         }
     }
 }
 
-fn host_group(view: &RunSection, state: StepState, group: &[&StepRow]) -> Markup {
+fn host_group(view: &RunSection, group: &HostGroup) -> Markup {
+    let state = group.state;
     let look = Look::of(state);
-    let pages = group.len().div_ceil(HOSTS_PER_PAGE).max(1) as u64;
-    let asked = (view.query.hosts_state.as_deref() == Some(look.word))
-        .then_some(view.query.hosts_page)
-        .flatten()
-        .unwrap_or(1)
-        .clamp(1, pages);
-    let first = (asked as usize - 1) * HOSTS_PER_PAGE;
-    let shown = &group[first..(first + HOSTS_PER_PAGE).min(group.len())];
+    let pages = group.count.div_ceil(u64::from(HOSTS_PER_PAGE)).max(1);
     let anchor = format!("hosts-{}", look.word.replace(' ', "-"));
     let link = |page: u64| {
         let query = RunQuery {
@@ -303,11 +335,11 @@ fn host_group(view: &RunSection, state: StepState, group: &[&StepRow]) -> Markup
     };
     html! {
         details.hosts #(anchor) open[state != StepState::Succeeded && state != StepState::Skipped] {
-            summary { (look.mark) " " (look.word) " (" (group.len()) ")" }
+            summary { (look.mark) " " (look.word) " (" (group.count) ")" }
             table {
                 thead { tr { th { "Step" } th { "Host" } th { "Started" } th { "Finished" } th { "Reason" } } }
                 tbody {
-                    @for row in shown {
+                    @for row in &group.rows {
                         tr {
                             td { code { (row.step) } }
                             td { (row.host) }
@@ -318,7 +350,7 @@ fn host_group(view: &RunSection, state: StepState, group: &[&StepRow]) -> Markup
                     }
                 }
             }
-            (pager(asked, pages, &format!("{} hosts", look.word), link))
+            (pager(group.page, pages, &format!("{} hosts", look.word), link))
         }
     }
 }
@@ -327,7 +359,7 @@ fn host_group(view: &RunSection, state: StepState, group: &[&StepRow]) -> Markup
 fn audit_trail(view: &RunSection) -> Markup {
     let per_page = u64::from(EVENTS_PER_PAGE);
     let pages = view.audit.total.div_ceil(per_page).max(1);
-    let page = view.audit_offset / per_page + 1;
+    let page = view.audit.offset / per_page + 1;
     let link = |page: u64| {
         let query = RunQuery {
             audit_page: Some(page),
@@ -471,26 +503,68 @@ mod tests {
         }
     }
 
+    /// The hosts counted by (step, state), as the store and [`host_counts`] give them.
+    fn counts_of(rows: &[StepRow]) -> Vec<(String, StepState, u64)> {
+        let mut counts: BTreeMap<(String, usize), u64> = BTreeMap::new();
+        for row in rows {
+            *counts
+                .entry((row.step.clone(), state_rank(row.state)))
+                .or_default() += 1;
+        }
+        let all: Vec<_> = counts
+            .into_iter()
+            .map(|((step, rank), n)| (step, STATES[rank], n))
+            .collect();
+        host_counts(rows, &all)
+    }
+
+    /// The page of each state's hosts the query asks for, as the daemon reads them.
+    fn groups_of(rows: &[StepRow], query: &RunQuery) -> Vec<HostGroup> {
+        let per_page = HOSTS_PER_PAGE as usize;
+        STATES
+            .into_iter()
+            .filter_map(|state| {
+                let hosts: Vec<&StepRow> = rows
+                    .iter()
+                    .filter(|r| !r.host.is_empty() && r.state == state)
+                    .collect();
+                let count = hosts.len() as u64;
+                let page = query.hosts_page_of(state, count);
+                let first = (page as usize - 1) * per_page;
+                let rows = hosts.into_iter().skip(first).take(per_page).cloned();
+                (count > 0).then(|| HostGroup {
+                    state,
+                    count,
+                    page,
+                    rows: rows.collect(),
+                })
+            })
+            .collect()
+    }
+
     fn section(query: &RunQuery, checked: Option<&CheckedRunbook>) -> String {
         let run = run();
         let rows = rows();
+        let own: Vec<StepRow> = rows.iter().filter(|r| r.host.is_empty()).cloned().collect();
         let events: Vec<EventRow> = (1..=120).map(event).collect();
-        let audit_offset = query.audit_offset(120);
+        let offset = crate::store::page_offset(120, query.audit_page, EVENTS_PER_PAGE);
         let page = EventPage {
-            events: events[audit_offset as usize..]
+            events: events[offset as usize..]
                 .iter()
                 .take(EVENTS_PER_PAGE as usize)
                 .cloned()
                 .collect(),
             total: 120,
+            offset,
         };
         run_section(&RunSection {
             run: &run,
             checked,
-            steps: &rows,
+            steps: &own,
+            host_counts: &counts_of(&rows),
+            host_groups: &groups_of(&rows, query),
             events: &events,
             audit: &page,
-            audit_offset,
             query,
             path: "/runs/t-1",
             now: at(30),
@@ -554,12 +628,8 @@ mod tests {
             None,
         );
         assert!(first.contains("<td>1</td>") && !first.contains("<td>51</td>"));
-        let past = RunQuery {
-            audit_page: Some(99),
-            ..RunQuery::default()
-        };
         assert_eq!(
-            past.audit_offset(120),
+            crate::store::page_offset(120, Some(99), EVENTS_PER_PAGE),
             100,
             "a page past the end shows the last"
         );
@@ -591,7 +661,8 @@ mod tests {
 
     #[test]
     fn the_graph_counts_the_hosts_of_a_fanned_out_step() {
-        let nodes = graph_nodes(&checked(), &rows());
+        let rows = rows();
+        let nodes = graph_nodes(&checked(), &rows, &counts_of(&rows));
         assert_eq!(nodes[0].state, StepState::Succeeded);
         assert_eq!(
             nodes[1].hosts,

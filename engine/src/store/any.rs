@@ -12,7 +12,7 @@ use super::sqlite::SqliteStore;
 use super::{
     AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow,
     EventFilter, EventPage, EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow,
-    RunState, SessionRow, StepRow, Store, StoreError,
+    RunState, SessionRow, StepFigure, StepRow, StepState, Store, StoreError,
 };
 
 /// A store on either backend.
@@ -133,6 +133,10 @@ impl Store for AnyStore {
         delegate!(self, s => s.runs_in_state(state, limit))
     }
 
+    async fn step_figures(&self, runs: u32) -> Result<Vec<StepFigure>, StoreError> {
+        delegate!(self, s => s.step_figures(runs))
+    }
+
     async fn hot_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
         delegate!(self, s => s.hot_query_plans())
     }
@@ -152,10 +156,31 @@ impl Store for AnyStore {
     async fn run_events_page(
         &self,
         run_id: &str,
+        page: Option<u64>,
+        per_page: u32,
+    ) -> Result<EventPage, StoreError> {
+        delegate!(self, s => s.run_events_page(run_id, page, per_page))
+    }
+
+    async fn run_step_rows(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        delegate!(self, s => s.run_step_rows(run_id))
+    }
+
+    async fn run_host_rows(
+        &self,
+        run_id: &str,
+        state: StepState,
         offset: u64,
         limit: u32,
-    ) -> Result<EventPage, StoreError> {
-        delegate!(self, s => s.run_events_page(run_id, offset, limit))
+    ) -> Result<Vec<StepRow>, StoreError> {
+        delegate!(self, s => s.run_host_rows(run_id, state, offset, limit))
+    }
+
+    async fn run_row_counts(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, StepState, u64)>, StoreError> {
+        delegate!(self, s => s.run_row_counts(run_id))
     }
 
     async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {

@@ -405,6 +405,40 @@ pub struct EventFilter {
 pub struct EventPage {
     pub events: Vec<EventRow>,
     pub total: u64,
+    /// How many events come before this page.
+    pub offset: u64,
+}
+
+/// Where page `page` (from 1; `None`: the last) of `per_page` items starts among `total`: a
+/// page past either end is the nearest one there is.
+pub fn page_offset(total: u64, page: Option<u64>, per_page: u32) -> u64 {
+    let per_page = u64::from(per_page.max(1));
+    let pages = total.div_ceil(per_page).max(1);
+    (page.unwrap_or(pages).clamp(1, pages) - 1) * per_page
+}
+
+/// Upper bounds (milliseconds) of the step-duration buckets that migration `0017_figures`'s
+/// triggers sort finished step rows into (`step_figures.bucket`): a second to a day. The
+/// migrations write the same numbers; the conformance suite checks a row at each bound.
+pub const STEP_DURATION_BUCKETS_MS: [u64; 9] = [
+    1_000, 5_000, 15_000, 60_000, 300_000, 900_000, 3_600_000, 14_400_000, 86_400_000,
+];
+
+/// Step rows of recent runs summed by runbook, step, state and duration bucket: what
+/// `/metrics` shows, read from the `step_figures` aggregate ([`Store::step_figures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFigure {
+    pub runbook: String,
+    pub step: String,
+    pub state: StepState,
+    /// `None`: rows not timed (not succeeded or failed, or without both times). Else the index
+    /// of the first bound of [`STEP_DURATION_BUCKETS_MS`] their duration is at or below, or
+    /// the bounds' length for longer ones.
+    pub bucket: Option<usize>,
+    /// How many rows.
+    pub rows: u64,
+    /// The sum of their durations, in whole milliseconds.
+    pub millis: u64,
 }
 
 /// What the audit browser asks for (`GET /audit`): every filter optional, newest first, one
@@ -598,14 +632,39 @@ pub trait Store: Send + Sync + 'static {
         filter: EventFilter,
     ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
 
-    /// One page of a run's audit events in `seq` order (`LIMIT`/`OFFSET` in the database),
-    /// and how many the run has in all: what the run page shows.
+    /// Page `page` (from 1; `None`: the last, as the run page opens) of a run's audit events
+    /// in `seq` order, `per_page` a page (`LIMIT`/`OFFSET` in the database), with how many the
+    /// run has in all: counted once, then that page read ([`page_offset`]).
     fn run_events_page(
         &self,
         run_id: &str,
+        page: Option<u64>,
+        per_page: u32,
+    ) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
+
+    /// A run's own step rows (`host` ""), in insertion order, without its hosts' rows (index
+    /// `steps_own`): what the run page's graph, timeline and buttons read.
+    fn run_step_rows(
+        &self,
+        run_id: &str,
+    ) -> impl Future<Output = Result<Vec<StepRow>, StoreError>> + Send;
+
+    /// Up to `limit` host rows of a run in `state`, in insertion order, after the first
+    /// `offset` (index `steps_hosts`): one page of the run page's hosts of one state.
+    fn run_host_rows(
+        &self,
+        run_id: &str,
+        state: StepState,
         offset: u64,
         limit: u32,
-    ) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<StepRow>, StoreError>> + Send;
+
+    /// How many rows of each step of a run are in each state (the step's own row included;
+    /// only counts that are not zero), from the `step_figures` aggregate: no row is read.
+    fn run_row_counts(
+        &self,
+        run_id: &str,
+    ) -> impl Future<Output = Result<Vec<(String, StepState, u64)>, StoreError>> + Send;
 
     /// A run's events about the run and its steps as a whole (none with a `host` in its
     /// details), in `seq` order: what a run's timeline is drawn from, without the events of
@@ -748,6 +807,14 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
 
+    /// The step rows of the `runs` most recent runs summed by runbook, step, state and
+    /// duration bucket (only sums that are not zero): read from the `step_figures` aggregate
+    /// the step writes keep (migration `0017_figures`), never from the step rows.
+    fn step_figures(
+        &self,
+        runs: u32,
+    ) -> impl Future<Output = Result<Vec<StepFigure>, StoreError>> + Send;
+
     /// The plans of the hot queries, as the database explains them: (query, plan). The
     /// conformance suite checks that each uses its index ([`HOT_QUERIES`]).
     fn hot_query_plans(
@@ -887,6 +954,19 @@ pub const HOT_QUERIES: &[(&str, Option<&str>)] = &[
     (
         "audit browser by runbook (audit page)",
         Some("runs_runbook"),
+    ),
+    ("step figures of recent runs (/metrics)", None),
+    ("a run's own step rows (run page)", Some("steps_own")),
+    (
+        "a page of a run's hosts in one state (run page)",
+        Some("steps_hosts"),
+    ),
+    ("a run's rows counted by step and state (run page)", None),
+    ("a run's event count (run page)", Some("events_run")),
+    ("a page of a run's events (run page)", Some("events_run")),
+    (
+        "a run's step events (run page timeline)",
+        Some("events_run_steps"),
     ),
 ];
 

@@ -49,7 +49,7 @@ use super::{
     AuditBind, AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt,
     EmailRow, EventFilter, EventPage, EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent,
     NewSession, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite,
-    StepRow, StepState, Store, StoreError, fences, lease_end,
+    StepFigure, StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -106,6 +106,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "audit",
         include_str!("../../migrations/postgres/0016_audit.sql"),
+    ),
+    (
+        17,
+        "figures",
+        include_str!("../../migrations/postgres/0017_figures.sql"),
     ),
     (
         18,
@@ -342,6 +347,22 @@ const STATE_RUNS: &str =
 const RECENT_RUNS: &str = "FROM runs ORDER BY started_at DESC, position DESC LIMIT $1";
 const EVENTS_BY_ACTION: &str = "FROM events WHERE action = ANY($1) ORDER BY seq";
 
+const STEP_FIGURES: &str = "SELECT r.runbook, f.step, f.state, f.bucket::BIGINT AS bucket, \
+    SUM(f.row_count)::BIGINT AS n, SUM(f.millis)::BIGINT AS millis \
+    FROM runs AS r JOIN step_figures AS f ON f.run_id = r.id \
+    WHERE r.id IN (SELECT id FROM runs ORDER BY started_at DESC, position DESC LIMIT $1) \
+    GROUP BY r.runbook, f.step, f.state, f.bucket HAVING SUM(f.row_count) > 0";
+
+const RUN_STEP_ROWS: &str = "WHERE run_id = $1 AND host = '' ORDER BY position";
+const RUN_HOST_ROWS: &str =
+    "WHERE run_id = $1 AND host <> '' AND state = $2 ORDER BY position LIMIT $3 OFFSET $4";
+const RUN_ROW_COUNTS: &str = "SELECT step, state, SUM(row_count)::BIGINT AS n FROM step_figures \
+    WHERE run_id = $1 GROUP BY step, state HAVING SUM(row_count) > 0";
+const RUN_EVENT_COUNT: &str = "SELECT COUNT(*) FROM events WHERE run_id = $1";
+const RUN_EVENTS_PAGE: &str = "FROM events WHERE run_id = $1 ORDER BY seq LIMIT $2 OFFSET $3";
+const RUN_STEP_EVENTS: &str =
+    "FROM events WHERE run_id = $1 AND details::jsonb -> 'host' IS NULL ORDER BY seq";
+
 /// (name, SQL) of every hot query in [`super::HOT_QUERIES`] order, parameters as literals.
 fn hot_queries() -> Vec<(&'static str, String)> {
     let names: Vec<&str> = super::HOT_QUERIES.iter().map(|(n, _)| *n).collect();
@@ -366,6 +387,32 @@ fn hot_queries() -> Vec<(&'static str, String)> {
         explainable(audit_sql(&super::AUDIT_PLAN_QUERIES[0])),
         explainable(audit_sql(&super::AUDIT_PLAN_QUERIES[1])),
         explainable(audit_sql(&super::AUDIT_PLAN_QUERIES[2])),
+        STEP_FIGURES.replace("$1", "1000"),
+        format!(
+            "SELECT {STEP_COLUMNS} FROM steps {}",
+            RUN_STEP_ROWS.replace("$1", "'r'")
+        ),
+        format!(
+            "SELECT {STEP_COLUMNS} FROM steps {}",
+            RUN_HOST_ROWS
+                .replace("$1", "'r'")
+                .replace("$2", "'failed'")
+                .replace("$3", "50")
+                .replace("$4", "0")
+        ),
+        RUN_ROW_COUNTS.replace("$1", "'r'"),
+        RUN_EVENT_COUNT.replace("$1", "'r'"),
+        format!(
+            "SELECT {EVENT_COLUMNS} {}",
+            RUN_EVENTS_PAGE
+                .replace("$1", "'r'")
+                .replace("$2", "50")
+                .replace("$3", "0")
+        ),
+        format!(
+            "SELECT {EVENT_COLUMNS} {}",
+            RUN_STEP_EVENTS.replace("$1", "'r'")
+        ),
     ];
     names.into_iter().zip(sql).collect()
 }
@@ -1333,6 +1380,27 @@ impl Store for PostgresStore {
         rows.iter().map(|row| get(row, "run_id")).collect()
     }
 
+    async fn step_figures(&self, runs: u32) -> Result<Vec<StepFigure>, StoreError> {
+        let rows = sqlx::query(STEP_FIGURES)
+            .bind(i64::from(runs))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading the step figures"))?;
+        rows.iter()
+            .map(|row| {
+                let bucket: i64 = get(row, "bucket")?;
+                Ok(StepFigure {
+                    runbook: get(row, "runbook")?,
+                    step: get(row, "step")?,
+                    state: parse_step_state(&get::<String>(row, "state")?)?,
+                    bucket: usize::try_from(bucket).ok(),
+                    rows: get::<i64>(row, "n")?.max(0) as u64,
+                    millis: get::<i64>(row, "millis")?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
     async fn hot_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
         let mut conn = self.pool.begin().await.map_err(db("explaining a query"))?;
         // A small table is read whole by the planner's choice; what is checked is that the
@@ -1448,38 +1516,85 @@ impl Store for PostgresStore {
     async fn run_events_page(
         &self,
         run_id: &str,
-        offset: u64,
-        limit: u32,
+        page: Option<u64>,
+        per_page: u32,
     ) -> Result<EventPage, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 ORDER BY seq LIMIT $2 OFFSET $3"
-        ))
-        .bind(run_id)
-        .bind(i64::from(limit))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("reading a page of audit events"))?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE run_id = $1")
+        let total: i64 = sqlx::query_scalar(RUN_EVENT_COUNT)
             .bind(run_id)
             .fetch_one(&self.pool)
             .await
             .map_err(db("counting audit events"))?;
+        let total = u64::try_from(total).unwrap_or_default();
+        let offset = super::page_offset(total, page, per_page);
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} {RUN_EVENTS_PAGE}"))
+            .bind(run_id)
+            .bind(i64::from(per_page))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading a page of audit events"))?;
         Ok(EventPage {
             events: rows.iter().map(event_from).collect::<Result<_, _>>()?,
-            total: u64::try_from(total).unwrap_or_default(),
+            total,
+            offset,
         })
     }
 
     async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 AND details::jsonb -> 'host' IS NULL ORDER BY seq"
-        ))
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("reading a run's step events"))?;
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} {RUN_STEP_EVENTS}"))
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading a run's step events"))?;
         rows.iter().map(event_from).collect()
+    }
+
+    async fn run_step_rows(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {STEP_COLUMNS} FROM steps {RUN_STEP_ROWS}"))
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading a run's step rows"))?;
+        rows.iter().map(step_from).collect()
+    }
+
+    async fn run_host_rows(
+        &self,
+        run_id: &str,
+        state: StepState,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {STEP_COLUMNS} FROM steps {RUN_HOST_ROWS}"))
+            .bind(run_id)
+            .bind(step_state_str(state))
+            .bind(i64::from(limit))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading a page of a run's hosts"))?;
+        rows.iter().map(step_from).collect()
+    }
+
+    async fn run_row_counts(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, StepState, u64)>, StoreError> {
+        let rows = sqlx::query(RUN_ROW_COUNTS)
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("counting a run's rows"))?;
+        rows.iter()
+            .map(|row| {
+                let state = parse_step_state(&get::<String>(row, "state")?)?;
+                Ok((
+                    get(row, "step")?,
+                    state,
+                    get::<i64>(row, "n")?.max(0) as u64,
+                ))
+            })
+            .collect()
     }
 
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {

@@ -37,7 +37,7 @@ use super::{
     AuditBind, AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt,
     EmailRow, EventFilter, EventPage, EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent,
     NewSession, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite,
-    StepRow, StepState, Store, StoreError, fences, lease_end,
+    StepFigure, StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
 
@@ -94,6 +94,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "audit",
         include_str!("../../migrations/sqlite/0016_audit.sql"),
+    ),
+    (
+        17,
+        "figures",
+        include_str!("../../migrations/sqlite/0017_figures.sql"),
     ),
     (
         18,
@@ -344,6 +349,22 @@ const STATE_RUNS: &str = "FROM runs WHERE state = ? ORDER BY started_at DESC, ro
 const RECENT_RUNS: &str = "FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?";
 const EVENTS_BY_ACTION: &str = "FROM events WHERE action IN ({marks}) ORDER BY seq";
 
+const STEP_FIGURES: &str = "SELECT r.runbook, f.step, f.state, f.bucket AS bucket, \
+    SUM(f.row_count) AS n, SUM(f.millis) AS millis \
+    FROM runs AS r JOIN step_figures AS f ON f.run_id = r.id \
+    WHERE r.id IN (SELECT id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?) \
+    GROUP BY r.runbook, f.step, f.state, f.bucket HAVING SUM(f.row_count) > 0";
+
+const RUN_STEP_ROWS: &str = "WHERE run_id = ? AND host = '' ORDER BY position";
+const RUN_HOST_ROWS: &str =
+    "WHERE run_id = ? AND host <> '' AND state = ? ORDER BY position LIMIT ? OFFSET ?";
+const RUN_ROW_COUNTS: &str = "SELECT step, state, SUM(row_count) AS n FROM step_figures \
+    WHERE run_id = ? GROUP BY step, state HAVING SUM(row_count) > 0";
+const RUN_EVENT_COUNT: &str = "SELECT COUNT(*) FROM events WHERE run_id = ?";
+const RUN_EVENTS_PAGE: &str = "FROM events WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?";
+const RUN_STEP_EVENTS: &str =
+    "FROM events WHERE run_id = ? AND json_type(details, '$.host') IS NULL ORDER BY seq";
+
 /// (name, SQL) of every hot query in [`super::HOT_QUERIES`] order, parameters as `?`.
 fn hot_queries() -> Vec<(&'static str, String)> {
     let names: Vec<&str> = super::HOT_QUERIES.iter().map(|(n, _)| *n).collect();
@@ -362,6 +383,13 @@ fn hot_queries() -> Vec<(&'static str, String)> {
         audit_sql(&super::AUDIT_PLAN_QUERIES[0]).0,
         audit_sql(&super::AUDIT_PLAN_QUERIES[1]).0,
         audit_sql(&super::AUDIT_PLAN_QUERIES[2]).0,
+        STEP_FIGURES.to_string(),
+        format!("SELECT {STEP_COLUMNS} FROM steps {RUN_STEP_ROWS}"),
+        format!("SELECT {STEP_COLUMNS} FROM steps {RUN_HOST_ROWS}"),
+        RUN_ROW_COUNTS.to_string(),
+        RUN_EVENT_COUNT.to_string(),
+        format!("SELECT {EVENT_COLUMNS} {RUN_EVENTS_PAGE}"),
+        format!("SELECT {EVENT_COLUMNS} {RUN_STEP_EVENTS}"),
     ];
     names.into_iter().zip(sql).collect()
 }
@@ -1318,6 +1346,27 @@ impl Store for SqliteStore {
         rows.iter().map(|row| get(row, "run_id")).collect()
     }
 
+    async fn step_figures(&self, runs: u32) -> Result<Vec<StepFigure>, StoreError> {
+        let rows = sqlx::query(STEP_FIGURES)
+            .bind(i64::from(runs))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading the step figures"))?;
+        rows.iter()
+            .map(|row| {
+                let bucket: i64 = get(row, "bucket")?;
+                Ok(StepFigure {
+                    runbook: get(row, "runbook")?,
+                    step: get(row, "step")?,
+                    state: parse_step_state(&get::<String>(row, "state")?)?,
+                    bucket: usize::try_from(bucket).ok(),
+                    rows: get::<i64>(row, "n")?.max(0) as u64,
+                    millis: get::<i64>(row, "millis")?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
     async fn hot_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
         let mut out = Vec::new();
         for (name, sql) in hot_queries() {
@@ -1464,38 +1513,85 @@ impl Store for SqliteStore {
     async fn run_events_page(
         &self,
         run_id: &str,
-        offset: u64,
-        limit: u32,
+        page: Option<u64>,
+        per_page: u32,
     ) -> Result<EventPage, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?"
-        ))
-        .bind(run_id)
-        .bind(i64::from(limit))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db("reading a page of audit events"))?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE run_id = ?")
+        let total: i64 = sqlx::query_scalar(RUN_EVENT_COUNT)
             .bind(run_id)
             .fetch_one(&self.reader)
             .await
             .map_err(db("counting audit events"))?;
+        let total = u64::try_from(total).unwrap_or_default();
+        let offset = super::page_offset(total, page, per_page);
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} {RUN_EVENTS_PAGE}"))
+            .bind(run_id)
+            .bind(i64::from(per_page))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a page of audit events"))?;
         Ok(EventPage {
             events: rows.iter().map(event_from).collect::<Result<_, _>>()?,
-            total: u64::try_from(total).unwrap_or_default(),
+            total,
+            offset,
         })
     }
 
     async fn run_step_events(&self, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND json_type(details, '$.host') IS NULL ORDER BY seq"
-        ))
-        .bind(run_id)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db("reading a run's step events"))?;
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} {RUN_STEP_EVENTS}"))
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a run's step events"))?;
         rows.iter().map(event_from).collect()
+    }
+
+    async fn run_step_rows(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {STEP_COLUMNS} FROM steps {RUN_STEP_ROWS}"))
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a run's step rows"))?;
+        rows.iter().map(step_from).collect()
+    }
+
+    async fn run_host_rows(
+        &self,
+        run_id: &str,
+        state: StepState,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {STEP_COLUMNS} FROM steps {RUN_HOST_ROWS}"))
+            .bind(run_id)
+            .bind(step_state_str(state))
+            .bind(i64::from(limit))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a page of a run's hosts"))?;
+        rows.iter().map(step_from).collect()
+    }
+
+    async fn run_row_counts(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, StepState, u64)>, StoreError> {
+        let rows = sqlx::query(RUN_ROW_COUNTS)
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("counting a run's rows"))?;
+        rows.iter()
+            .map(|row| {
+                let state = parse_step_state(&get::<String>(row, "state")?)?;
+                Ok((
+                    get(row, "step")?,
+                    state,
+                    get::<i64>(row, "n")?.max(0) as u64,
+                ))
+            })
+            .collect()
     }
 
     async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {

@@ -4,8 +4,10 @@
 //! store's filtered events ([`crate::store::Store::audit_events`]) and the chain's state.
 //!
 //! The month calendar (`GET /calendar`, [`crate::dashboard::month`]) and the run page (`GET /runs/{id}`) and its live fragment (`GET /runs/{id}/live`): both read
-//! the run, its step rows, its step-level events (not each host's) and one page of its audit
-//! trail (`LIMIT`/`OFFSET`), and render
+//! the run, its own step rows (not its hosts'), its rows counted by step and state (an
+//! aggregate), one page of hosts per state it has hosts in, its hosts waiting for people, its
+//! step-level events (not each host's) and one page of its audit trail (counted once), each
+//! an indexed query, and render
 //! [`crate::dashboard::run`]'s section; the page wraps it in the document shell with the
 //! live script, the fragment is the section alone (what the script swaps in).
 
@@ -20,11 +22,18 @@ use super::auth::SignedIn;
 use super::{error, html, unavailable};
 use crate::calendar::Cycle;
 use crate::daemon::Shared;
+use crate::dashboard::STATES;
 use crate::dashboard::audit::{self, AuditParams};
 use crate::dashboard::month;
-use crate::dashboard::run::{self, EVENTS_PER_PAGE, RunQuery, RunSection};
+use crate::dashboard::run::{
+    self, EVENTS_PER_PAGE, HOSTS_PER_PAGE, HostGroup, RunQuery, RunSection,
+};
 use crate::pages;
-use crate::store::Store;
+use crate::store::{StepState, Store, StoreError};
+
+/// At most this many hosts awaiting input (and as many interrupted) are read for the run's
+/// "waiting on" list and buttons.
+const OPEN_HOSTS_READ: u32 = 500;
 
 /// The run page.
 pub async fn run_page<S: Store>(
@@ -138,21 +147,25 @@ async fn render<S: Store>(
         Ok(None) => return Err(error(StatusCode::NOT_FOUND, "There is no such run.")),
         Err(e) => return Err(unavailable(e)),
     };
-    let (steps, events) = match (store.steps(id).await, store.run_step_events(id).await) {
-        (Ok(steps), Ok(events)) => (steps, events),
-        (Err(e), _) | (_, Err(e)) => return Err(unavailable(e)),
-    };
-    // The page asked for, else the last, within the pages there are: the count comes first.
-    let total = store
-        .run_events_page(id, 0, 0)
-        .await
-        .map_err(unavailable)?
-        .total;
-    let audit_offset = query.audit_offset(total);
-    let audit = store
-        .run_events_page(id, audit_offset, EVENTS_PER_PAGE)
+    let own = store.run_step_rows(id).await.map_err(unavailable)?;
+    let counts = store.run_row_counts(id).await.map_err(unavailable)?;
+    let host_counts = run::host_counts(&own, &counts);
+    let host_groups = host_groups(store.as_ref(), id, query, &host_counts)
         .await
         .map_err(unavailable)?;
+    let events = store.run_step_events(id).await.map_err(unavailable)?;
+    let audit = store
+        .run_events_page(id, query.audit_page, EVENTS_PER_PAGE)
+        .await
+        .map_err(unavailable)?;
+    // What waits for people: the own rows, and the hosts awaiting input or interrupted.
+    let mut steps = own.clone();
+    for state in [StepState::AwaitingInput, StepState::Interrupted] {
+        if host_counts.iter().any(|(_, s, _)| *s == state) {
+            let open = store.run_host_rows(id, state, 0, OPEN_HOSTS_READ).await;
+            steps.extend(open.map_err(unavailable)?);
+        }
+    }
     let checked = shared.checked_for_run(&run);
     let waiting = super::waiting::waiting(shared, &run, &steps)
         .await
@@ -164,10 +177,11 @@ async fn render<S: Store>(
     let section = run::run_section(&RunSection {
         run: &run,
         checked: checked.as_deref(),
-        steps: &steps,
+        steps: &own,
+        host_counts: &host_counts,
+        host_groups: &host_groups,
         events: &events,
         audit: &audit,
-        audit_offset,
         query,
         path: &path,
         now: shared.clock.now(),
@@ -210,4 +224,37 @@ pub async fn audit_page<S: Store>(
         StatusCode::OK,
         pages::layout_with_head("Audit log", &head.into_string(), &body.into_string()),
     )
+}
+
+/// One page of hosts for each state the run has hosts in (the page the query asks for): at
+/// most one indexed query per state.
+async fn host_groups<S: Store>(
+    store: &S,
+    id: &str,
+    query: &RunQuery,
+    host_counts: &[(String, StepState, u64)],
+) -> Result<Vec<HostGroup>, StoreError> {
+    let mut groups = Vec::new();
+    for state in STATES {
+        let count: u64 = host_counts
+            .iter()
+            .filter(|(_, s, _)| *s == state)
+            .map(|(_, _, n)| n)
+            .sum();
+        if count == 0 {
+            continue;
+        }
+        let page = query.hosts_page_of(state, count);
+        let offset = (page - 1) * u64::from(HOSTS_PER_PAGE);
+        let rows = store
+            .run_host_rows(id, state, offset, HOSTS_PER_PAGE)
+            .await?;
+        groups.push(HostGroup {
+            state,
+            count,
+            page,
+            rows,
+        });
+    }
+    Ok(groups)
 }
