@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The audit log at scale (issues 12 and 14): `patchday audit verify --checkpoints` walks the log
 # page by page, so its time grows with the log and its memory does not; a checkpoint and a proof
-# over the whole log.
+# over the whole log read the stored Merkle nodes (migration 0019), so they do not grow with it.
 #
 #   bash bench/audit.sh               # 1x = 200,000 events, 10x = 2,000,000 (a few minutes)
 #   EVENTS=20000 bash bench/audit.sh  # a smaller 1x
@@ -10,11 +10,16 @@
 # For each size a fresh SQLite file is made by the binary (`patchday run` of a one-step
 # runbook: the migrations and the first events), then grown to the size with events appended
 # by Python's sqlite3 (correct hashes, chained, the head updated: what years of runs would
-# leave). Then, through the binary: `audit keygen`, `audit checkpoint` (a first checkpoint: the
-# whole tree built once), `audit verify --checkpoints` (chain + Merkle root at the checkpoint),
-# and `audit prove --seq` (inclusion proof of an event). Wall time and peak RSS from
-# /usr/bin/time. Prints each figure and the 10x/1x ratios; exit 0 when verify's peak RSS at 10x
-# is within 1.5x of 1x (constant memory), 1 otherwise, 2 when the benchmark could not run.
+# leave). Then, through the binary: `audit keygen`; `audit checkpoint` (the first one over a log
+# without stored nodes: the whole tree built once and its nodes stored); 1,000 more events and
+# `audit checkpoint` again (incremental: the tree resumed from the nodes, the new events
+# added); `audit verify --checkpoints` (chain + Merkle root at both checkpoints: every event
+# read and hashed, the nodes not trusted); `audit prove --seq` (an inclusion proof from the
+# nodes). Wall time and peak RSS from /usr/bin/time. The proof's time is given without process
+# start: the mean of 20 runs minus the mean of 20 runs of `audit prove --seq 0` (the same
+# start, database opening and checkpoint reading, refused before any proof work). Prints each
+# figure and the 10x/1x ratios; exit 0 when verify's peak RSS at 10x is within 1.5x of 1x
+# (constant memory), 1 otherwise, 2 when the benchmark could not run.
 set -euo pipefail
 
 EVENTS=${EVENTS:-200000}
@@ -67,6 +72,15 @@ measure() {
   RSS_MB=$(awk -v k="$KB" 'BEGIN { printf "%.1f", k / 1024 }')
 }
 
+# mean_ms CMD...: the mean wall time of 20 runs of CMD, in milliseconds (its exit code ignored).
+mean_ms() {
+  local start end
+  start=$(date +%s%N)
+  for _ in $(seq 20); do "$@" >/dev/null 2>&1 || true; done
+  end=$(date +%s%N)
+  awk -v ns=$((end - start)) 'BEGIN { printf "%.2f", ns / 20 / 1e6 }'
+}
+
 declare -A FIG
 for scale in 1 10; do
   n=$((EVENTS * scale))
@@ -78,19 +92,27 @@ for scale in 1 10; do
   grow "$dir/log.db" "$n"
   "$BIN" audit keygen --name bench/audit --out "$dir/key" >/dev/null
   measure checkpoint "$BIN" audit checkpoint --key "$dir/key" --dir "$dir/cps" --database "$db"
+  FIG[first.$scale]="$SECS s, $RSS_MB MB"
+  grow "$dir/log.db" $((n + 1000))
+  measure checkpoint "$BIN" audit checkpoint --key "$dir/key" --dir "$dir/cps" --database "$db"
   FIG[checkpoint.$scale]="$SECS s, $RSS_MB MB"
   FIG[checkpoint_s.$scale]=$SECS
+  n=$((n + 1000))
   measure verify "$BIN" audit verify --checkpoints "$dir/cps" --key "$dir/key.pub" --database "$db"
-  grep -q "checkpoints ok: 1 signed" "$TMP/out.verify" || { cat "$TMP/out.verify" >&2; exit 2; }
+  grep -q "checkpoints ok: 2 signed" "$TMP/out.verify" || { cat "$TMP/out.verify" >&2; exit 2; }
   FIG[verify_s.$scale]=$SECS
   FIG[verify_mb.$scale]=$RSS_MB
   FIG[verify_rate.$scale]=$(awk -v n="$n" -v s="$SECS" 'BEGIN { printf "%.0f", n / (s > 0 ? s : 0.01) }')
   measure prove "$BIN" audit prove --seq $((n / 2)) --checkpoints "$dir/cps" --database "$db"
-  FIG[prove.$scale]="$SECS s, $RSS_MB MB"
-  echo "$n events: audit checkpoint ${FIG[checkpoint.$scale]}; audit verify --checkpoints ${FIG[verify_s.$scale]} s (${FIG[verify_rate.$scale]} events/s), peak RSS ${FIG[verify_mb.$scale]} MB; audit prove ${FIG[prove.$scale]}"
+  "$BIN" audit check-proof "$TMP/out.prove" --key "$dir/key.pub" >/dev/null || { echo "the proof does not check" >&2; exit 2; }
+  prove_ms=$(mean_ms "$BIN" audit prove --seq $((n / 2)) --checkpoints "$dir/cps" --database "$db")
+  start_ms=$(mean_ms "$BIN" audit prove --seq 0 --checkpoints "$dir/cps" --database "$db")
+  FIG[prove.$scale]=$(awk -v a="$prove_ms" -v b="$start_ms" 'BEGIN { printf "%.2f ms (%.2f ms with process start)", a - b, a }')
+  FIG[prove_ms.$scale]=$(awk -v a="$prove_ms" -v b="$start_ms" 'BEGIN { printf "%.3f", a - b }')
+  echo "$n events: first audit checkpoint ${FIG[first.$scale]}; audit checkpoint after 1,000 more (incremental) ${FIG[checkpoint.$scale]}; audit verify --checkpoints ${FIG[verify_s.$scale]} s (${FIG[verify_rate.$scale]} events/s), peak RSS ${FIG[verify_mb.$scale]} MB; inclusion proof ${FIG[prove.$scale]}, peak RSS $RSS_MB MB"
   rm -rf "$dir"
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }'; }
-echo "10x/1x: verify time $(ratio "${FIG[verify_s.10]}" "${FIG[verify_s.1]}")x, verify peak RSS $(ratio "${FIG[verify_mb.10]}" "${FIG[verify_mb.1]}")x, checkpoint time $(ratio "${FIG[checkpoint_s.10]}" "${FIG[checkpoint_s.1]}")x"
+echo "10x/1x: verify time $(ratio "${FIG[verify_s.10]}" "${FIG[verify_s.1]}")x, verify peak RSS $(ratio "${FIG[verify_mb.10]}" "${FIG[verify_mb.1]}")x, incremental checkpoint time $(ratio "${FIG[checkpoint_s.10]}" "${FIG[checkpoint_s.1]}")x, proof time $(ratio "${FIG[prove_ms.10]}" "${FIG[prove_ms.1]}")x"
 awk -v a="${FIG[verify_mb.10]}" -v b="${FIG[verify_mb.1]}" 'BEGIN { exit (a <= 1.5 * b) ? 0 : 1 }'

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{self, ChainBroken, ChainVerifier};
 use crate::checkpoint::{Checkpoint, NoteError, SigningKey, VerifierKey, encode_hash, note_hash};
 use crate::merkle::{Hash, Tree};
+use crate::merkle_nodes::{self, NodeBatch};
 use crate::store::{ChainHead, Store, StoreError};
 
 /// Events read per page while walking the log.
@@ -275,8 +276,10 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Reads the directory (checking every signature and the chain of checkpoints), then the
-    /// log's hashes; refuses if the log does not extend the last checkpoint.
+    /// Reads the directory (checking every signature and the chain of checkpoints), resumes the
+    /// tree at the last checkpoint from the stored Merkle nodes when they lead to its signed
+    /// root, else rebuilds it from the log's hashes (storing the nodes) and refuses if the log
+    /// does not extend the last checkpoint; then reads the events appended since.
     pub async fn open<S: Store>(
         store: &S,
         dir: &Path,
@@ -292,6 +295,10 @@ impl Checkpointer {
             tree: Tree::new(),
             last,
         };
+        if this.resume_from_nodes(store).await? {
+            this.catch_up(store, None).await?;
+            return Ok(this);
+        }
         let target = this.last.as_ref().map_or(0, |l| l.checkpoint.size);
         this.catch_up(store, Some(target)).await?;
         if let Some(last) = &this.last {
@@ -314,7 +321,24 @@ impl Checkpointer {
         Ok(this)
     }
 
-    /// Appends the hashes of events past the tree, up to `until` events if given.
+    /// Resumes the tree at the last checkpoint from the stored Merkle nodes, in O(log n) reads,
+    /// if they are there and lead to its signed root ([`crate::merkle_nodes`]: never trusted
+    /// otherwise). False when the tree must be rebuilt from the events.
+    async fn resume_from_nodes<S: Store>(&mut self, store: &S) -> Result<bool, Problem> {
+        let Some(last) = &self.last else {
+            return Ok(false);
+        };
+        match merkle_nodes::tree_at(store, last.checkpoint.size).await? {
+            Some(tree) if tree.root() == last.checkpoint.root => {
+                self.tree = tree;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Appends the hashes of events past the tree, up to `until` events if given, storing the
+    /// Merkle nodes they complete.
     async fn catch_up<S: Store>(&mut self, store: &S, until: Option<u64>) -> Result<(), Problem> {
         loop {
             let wanted = until.map_or(PAGE as u64, |u| u.saturating_sub(self.tree.size()));
@@ -323,6 +347,7 @@ impl Checkpointer {
             }
             let limit = wanted.min(PAGE as u64) as u32;
             let page = store.event_hashes(self.tree.size() as i64, limit).await?;
+            let mut nodes = NodeBatch::default();
             for (seq, hash) in &page {
                 if *seq != self.tree.size() as i64 + 1 {
                     return Err(Problem::Chain(ChainBroken {
@@ -336,8 +361,9 @@ impl Checkpointer {
                         reason: "the stored hash is not 64 hex digits".into(),
                     })
                 })?;
-                self.tree.push(&leaf);
+                nodes.push(&mut self.tree, crate::merkle::leaf_hash(&leaf));
             }
+            nodes.flush(store).await?;
             if (page.len() as u32) < limit {
                 return Ok(());
             }

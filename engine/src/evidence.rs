@@ -3,11 +3,17 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `report.md` | the run for people: runbook, cycle, state, hosts, approvals |
+//! | `report.md` | the run for people: runbook, cycle, state, hosts, approvals, findings |
+//! | `cycle-report.json`, `.md`, `.html` | the cycle report (what the `report` connector renders): per host and step, decisions, overdue steps |
+//! | `plan.json` | the plan of the runbook version for the run's cycle and start |
 //! | `run.json` | the run: id, runbook, cycle, state, times, version hash, commit |
 //! | `runbook/<file>` | the runbook version the run executed, and every file it read |
-//! | `steps.json` | every step row: host, state, attempts, start and end, outputs (redacted), reason |
+//! | `steps.json` | every step row: host, state, attempts, start and end, outputs (redacted, each text cut at 4 KiB), reason |
 //! | `approvals.json` | every `approval.decided` / `task.decided`: who, when, from where, and whether it came before the first step that depended on it started |
+//! | `exceptions.json` | the inventory's exceptions: host, until, reason, approver, applied in this run or not |
+//! | `snapshots.json` | the snapshots the run's `snapshot` steps made (vm, name, action, when) |
+//! | `tickets.json` | the change ticket ids the steps returned ([`record::TICKET_FIELDS`]) |
+//! | `findings.json` | what an auditor should look at: decisions given after the work they gated |
 //! | `audit.jsonl` | the run's audit events, as `patchday audit export` writes them |
 //! | `proofs.jsonl` | one inclusion proof per event against `checkpoint` ([`crate::proof`]) |
 //! | `checkpoint` | the signed checkpoint the proofs lead to |
@@ -15,6 +21,7 @@
 //!
 //! The archive is POSIX ustar with regular files only ([`tar`]), written and read here.
 
+pub mod record;
 pub mod tar;
 
 use std::collections::BTreeMap;
@@ -25,6 +32,22 @@ use sha2::{Digest, Sha256};
 use crate::audit;
 use crate::checkpoint::{Checkpoint, SigningKey, VerifierKey};
 use crate::store::{EventRow, RunRow, StepRow, Store, StoreError};
+
+/// The files every pack holds (besides `runbook/` and the cycle report, which need a runbook
+/// version that still checks).
+pub const REQUIRED: [&str; 11] = [
+    "report.md",
+    "run.json",
+    "steps.json",
+    "approvals.json",
+    "exceptions.json",
+    "snapshots.json",
+    "tickets.json",
+    "findings.json",
+    "audit.jsonl",
+    "proofs.jsonl",
+    "checkpoint",
+];
 
 /// The first line of a manifest.
 const MANIFEST_HEADER: &str = "patchday-evidence/1";
@@ -56,14 +79,29 @@ pub async fn pack<S: Store>(
     let version = crate::run::version_of(run).map_err(|e| invalid(e.to_string()))?;
     let proofs = crate::proof::prove_inclusions(store, &events, note).await?;
     let approvals = approvals(&version, &events);
+    let checked = version.check().ok();
+    let findings = record::findings(&approvals);
     let mut files: Vec<(String, Vec<u8>)> = vec![
         (
             "report.md".into(),
-            report(run, &steps, &approvals).into_bytes(),
+            report(run, &steps, &approvals, &findings).into_bytes(),
         ),
         ("run.json".into(), pretty(&run_json(run))),
-        ("steps.json".into(), pretty(&json!(steps))),
+        (
+            "steps.json".into(),
+            pretty(&steps.iter().map(record::bounded_row).collect()),
+        ),
         ("approvals.json".into(), pretty(&json!(approvals))),
+        (
+            "exceptions.json".into(),
+            pretty(&record::exceptions(checked.as_ref(), &steps)),
+        ),
+        (
+            "snapshots.json".into(),
+            pretty(&record::snapshots(checked.as_ref(), &steps)),
+        ),
+        ("tickets.json".into(), pretty(&record::tickets(&steps))),
+        ("findings.json".into(), pretty(&findings)),
         (
             "audit.jsonl".into(),
             audit::export_jsonl(&events).into_bytes(),
@@ -71,6 +109,11 @@ pub async fn pack<S: Store>(
         ("proofs.jsonl".into(), jsonl(&proofs)),
         ("checkpoint".into(), note.as_bytes().to_vec()),
     ];
+    if let Some(checked) = &checked {
+        let decisions = crate::run::report::run_decisions(store, checked, &run.id, &steps).await?;
+        let at = events.last().map_or(run.started_at, |e| e.at);
+        files.extend(record::report_files(checked, run, &steps, &decisions, at)?);
+    }
     files.push((
         format!("runbook/{}", base_name(&version.file)),
         version.text.into_bytes(),
@@ -163,7 +206,7 @@ pub fn approvals(version: &crate::version::Version, events: &[EventRow]) -> Vec<
         .collect()
 }
 
-fn report(run: &RunRow, steps: &[StepRow], approvals: &[Value]) -> String {
+fn report(run: &RunRow, steps: &[StepRow], approvals: &[Value], findings: &Value) -> String {
     let mut out = format!(
         "# Evidence: run {}\n\n- runbook: {}\n- cycle: {}\n- state: {}\n- started: {}\n- finished: {}\n- runbook version: {}{}\n\n## Steps and hosts\n\n| step | host | state | attempts | started | finished | reason |\n|---|---|---|---|---|---|---|\n",
         run.id,
@@ -210,6 +253,18 @@ fn report(run: &RunRow, steps: &[StepRow], approvals: &[Value]) -> String {
                 "NO"
             }
         ));
+    }
+    out.push_str("\n## Findings\n\n");
+    match findings.as_array().filter(|f| !f.is_empty()) {
+        None => out.push_str("None: every decision came before the work it gated.\n"),
+        Some(list) => {
+            for finding in list {
+                out.push_str(&format!(
+                    "- FINDING: {}\n",
+                    finding["text"].as_str().unwrap_or("")
+                ));
+            }
+        }
     }
     out.push_str(
         "\nEvery file of this pack is listed with its SHA-256 in MANIFEST, signed with the \
@@ -288,6 +343,12 @@ pub fn verify(
             .filter(|n| *n != "MANIFEST" && !manifest.contains(&format!("  {n}\n")))
             .collect();
         return Err(invalid(format!("files not in MANIFEST: {extra:?}")));
+    }
+    if let Some(missing) = REQUIRED.iter().find(|name| !files.contains_key(**name)) {
+        return Err(invalid(format!(
+            "{missing} is missing: a pack holds {}",
+            REQUIRED.join(", ")
+        )));
     }
     let note = text("checkpoint")?;
     let checkpoint = Checkpoint::parse(

@@ -25,6 +25,7 @@ pub mod inventory;
 pub mod links;
 pub mod logging;
 pub mod merkle;
+pub mod merkle_nodes;
 pub mod notification;
 pub mod pages;
 pub mod plan;

@@ -9,6 +9,11 @@
 //! - [`inclusion_proof`] / [`consistency_proof`] build the audit paths of RFC 6962 §2.1.1 and
 //!   §2.1.2 from the leaf hashes; [`verify_inclusion`] / [`verify_consistency`] check them as
 //!   RFC 9162 §2.1.3.2 and §2.1.4.2 describe.
+//! - [`inclusion_ranges`] / [`consistency_ranges`] say which leaf ranges those paths hash, and
+//!   [`perfect_subtrees`] splits a range into the perfect subtrees whose roots the store keeps
+//!   ([`crate::merkle_nodes`]), so a proof over millions of leaves reads O(log n) hashes.
+
+use std::ops::Range;
 
 use sha2::{Digest, Sha256};
 
@@ -56,14 +61,30 @@ impl Tree {
         self.size
     }
 
+    /// The tree of `size` leaves whose perfect subtrees ([`perfect_subtrees`]`(0, size)`) have
+    /// the roots `peaks`, largest first; `None` when their number does not fit the size.
+    pub fn from_peaks(size: u64, peaks: Vec<Hash>) -> Option<Self> {
+        (peaks.len() == size.count_ones() as usize).then_some(Self { size, peaks })
+    }
+
     /// Appends a leaf given its leaf hash ([`leaf_hash`] of the leaf data).
     pub fn push_leaf_hash(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_, _| {});
+    }
+
+    /// Appends a leaf hash and tells `completed` about every perfect subtree it completes
+    /// (the leaf itself first, then each larger one up to the new peak).
+    pub fn push_reporting(&mut self, leaf: Hash, mut completed: impl FnMut(Subtree, &Hash)) {
         let mut hash = leaf;
         let mut size = self.size;
+        let mut level = 0;
+        completed(Subtree::new(0, self.size), &hash);
         while size & 1 == 1 {
             let left = self.peaks.pop().expect("one peak per set bit");
             hash = node_hash(&left, &hash);
             size >>= 1;
+            level += 1;
+            completed(Subtree::new(level, self.size >> level), &hash);
         }
         self.peaks.push(hash);
         self.size += 1;
@@ -76,11 +97,7 @@ impl Tree {
 
     /// The Merkle tree hash of the leaves so far (RFC 6962 MTH).
     pub fn root(&self) -> Hash {
-        let mut peaks = self.peaks.iter().rev();
-        let Some(last) = peaks.next() else {
-            return empty_root();
-        };
-        peaks.fold(*last, |right, left| node_hash(left, &right))
+        root_of_subtrees(&self.peaks)
     }
 }
 
@@ -93,65 +110,129 @@ pub fn root_of(leaves: &[Hash]) -> Hash {
     tree.root()
 }
 
+/// A perfect subtree: the `2^level` leaves from `index * 2^level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subtree {
+    pub level: u32,
+    pub index: u64,
+}
+
+impl Subtree {
+    pub fn new(level: u32, index: u64) -> Self {
+        Self { level, index }
+    }
+
+    /// Its leaves.
+    pub fn leaves(&self) -> Range<u64> {
+        let start = self.index << self.level;
+        start..start + (1 << self.level)
+    }
+}
+
+/// The perfect subtrees that make up the leaves `range`, left to right, each as large as the
+/// alignment allows. For the ranges of a proof (and `0..n`) the range's Merkle tree hash is
+/// [`root_of_subtrees`] of their roots.
+pub fn perfect_subtrees(range: Range<u64>) -> Vec<Subtree> {
+    let mut out = Vec::new();
+    let mut at = range.start;
+    while at < range.end {
+        let aligned = if at == 0 { 63 } else { at.trailing_zeros() };
+        let fits = 63 - (range.end - at).leading_zeros();
+        let level = aligned.min(fits);
+        out.push(Subtree::new(level, at >> level));
+        at += 1 << level;
+    }
+    out
+}
+
+/// The Merkle tree hash of consecutive perfect subtrees' roots, left to right.
+pub fn root_of_subtrees(roots: &[Hash]) -> Hash {
+    let mut roots = roots.iter().rev();
+    let Some(last) = roots.next() else {
+        return empty_root();
+    };
+    roots.fold(*last, |right, left| node_hash(left, &right))
+}
+
 /// The largest power of two smaller than `n` (n ≥ 2).
-fn split(n: usize) -> usize {
+fn split(n: u64) -> u64 {
     debug_assert!(n >= 2);
-    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// The leaf ranges whose Merkle tree hashes make the audit path of leaf `index` in a tree of
+/// `size` leaves (RFC 6962 §2.1.1), leaf to root.
+pub fn inclusion_ranges(index: u64, size: u64) -> Vec<Range<u64>> {
+    assert!(index < size, "leaf {index} is not in a tree of {size}");
+    let mut ranges = Vec::new();
+    inclusion_path(index, 0..size, &mut ranges);
+    ranges
+}
+
+fn inclusion_path(index: u64, tree: Range<u64>, ranges: &mut Vec<Range<u64>>) {
+    let n = tree.end - tree.start;
+    if n <= 1 {
+        return;
+    }
+    let mid = tree.start + split(n);
+    if index < mid {
+        inclusion_path(index, tree.start..mid, ranges);
+        ranges.push(mid..tree.end);
+    } else {
+        inclusion_path(index, mid..tree.end, ranges);
+        ranges.push(tree.start..mid);
+    }
+}
+
+/// The leaf ranges whose Merkle tree hashes make the consistency proof between the first
+/// `old_size` leaves and `size` leaves (RFC 6962 §2.1.2). Empty when the sizes are equal or
+/// `old_size` is 0.
+pub fn consistency_ranges(old_size: u64, size: u64) -> Vec<Range<u64>> {
+    assert!(old_size <= size, "old size past the tree");
+    let mut ranges = Vec::new();
+    if old_size > 0 {
+        subproof(old_size, 0..size, true, &mut ranges);
+    }
+    ranges
+}
+
+fn subproof(m: u64, tree: Range<u64>, complete: bool, ranges: &mut Vec<Range<u64>>) {
+    let n = tree.end - tree.start;
+    if m == n {
+        if !complete {
+            ranges.push(tree);
+        }
+        return;
+    }
+    let mid = tree.start + split(n);
+    if m <= mid - tree.start {
+        subproof(m, tree.start..mid, complete, ranges);
+        ranges.push(mid..tree.end);
+    } else {
+        subproof(m - (mid - tree.start), mid..tree.end, false, ranges);
+        ranges.push(tree.start..mid);
+    }
+}
+
+fn slice(leaves: &[Hash], range: Range<u64>) -> &[Hash] {
+    &leaves[range.start as usize..range.end as usize]
 }
 
 /// The audit path of leaf `index` in the tree of `leaves` (RFC 6962 §2.1.1), leaf to root.
 pub fn inclusion_proof(index: usize, leaves: &[Hash]) -> Vec<Hash> {
-    assert!(
-        index < leaves.len(),
-        "leaf {index} is not in a tree of {}",
-        leaves.len()
-    );
-    let mut proof = Vec::new();
-    inclusion_path(index, leaves, &mut proof);
-    proof
-}
-
-fn inclusion_path(index: usize, leaves: &[Hash], proof: &mut Vec<Hash>) {
-    if leaves.len() <= 1 {
-        return;
-    }
-    let k = split(leaves.len());
-    if index < k {
-        inclusion_path(index, &leaves[..k], proof);
-        proof.push(root_of(&leaves[k..]));
-    } else {
-        inclusion_path(index - k, &leaves[k..], proof);
-        proof.push(root_of(&leaves[..k]));
-    }
+    inclusion_ranges(index as u64, leaves.len() as u64)
+        .into_iter()
+        .map(|r| root_of(slice(leaves, r)))
+        .collect()
 }
 
 /// The consistency proof between the first `old_size` leaves and all of `leaves`
 /// (RFC 6962 §2.1.2). Empty when the sizes are equal or `old_size` is 0.
 pub fn consistency_proof(old_size: usize, leaves: &[Hash]) -> Vec<Hash> {
-    assert!(old_size <= leaves.len(), "old size past the tree");
-    let mut proof = Vec::new();
-    if old_size > 0 {
-        subproof(old_size, leaves, true, &mut proof);
-    }
-    proof
-}
-
-fn subproof(m: usize, leaves: &[Hash], complete: bool, proof: &mut Vec<Hash>) {
-    let n = leaves.len();
-    if m == n {
-        if !complete {
-            proof.push(root_of(leaves));
-        }
-        return;
-    }
-    let k = split(n);
-    if m <= k {
-        subproof(m, &leaves[..k], complete, proof);
-        proof.push(root_of(&leaves[k..]));
-    } else {
-        subproof(m - k, &leaves[k..], false, proof);
-        proof.push(root_of(&leaves[..k]));
-    }
+    consistency_ranges(old_size as u64, leaves.len() as u64)
+        .into_iter()
+        .map(|r| root_of(slice(leaves, r)))
+        .collect()
 }
 
 /// Why a proof does not hold.
@@ -283,7 +364,7 @@ mod tests {
             0 => empty_root(),
             1 => leaves[0],
             n => {
-                let k = split(n);
+                let k = split(n as u64) as usize;
                 node_hash(&mth(&leaves[..k]), &mth(&leaves[k..]))
             }
         }
@@ -356,6 +437,50 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn proof_ranges_are_made_of_perfect_subtrees_with_the_same_root() {
+        let all = leaves(45);
+        let subtree_root = |t: Subtree| mth(slice(&all, t.leaves()));
+        for n in 1..=all.len() as u64 {
+            let peaks: Vec<Hash> = perfect_subtrees(0..n)
+                .into_iter()
+                .map(subtree_root)
+                .collect();
+            assert_eq!(root_of_subtrees(&peaks), mth(slice(&all, 0..n)));
+            let from_peaks = Tree::from_peaks(n, peaks).expect("one peak per set bit");
+            assert_eq!(from_peaks.root(), root_of(slice(&all, 0..n)));
+            let ranges = (0..n)
+                .flat_map(|i| inclusion_ranges(i, n))
+                .chain((0..=n).flat_map(|m| consistency_ranges(m, n)));
+            for range in ranges {
+                let roots: Vec<Hash> = perfect_subtrees(range.clone())
+                    .into_iter()
+                    .map(subtree_root)
+                    .collect();
+                assert_eq!(
+                    root_of_subtrees(&roots),
+                    mth(slice(&all, range.clone())),
+                    "{range:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pushing_reports_every_completed_subtree() {
+        let all = leaves(37);
+        let mut tree = Tree::new();
+        let mut reported = Vec::new();
+        for leaf in &all {
+            tree.push_reporting(*leaf, |t, h| reported.push((t, *h)));
+        }
+        let expected: usize = (0..6).map(|level| 37 >> level).sum();
+        assert_eq!(reported.len(), expected);
+        for (subtree, hash) in reported {
+            assert_eq!(hash, mth(slice(&all, subtree.leaves())), "{subtree:?}");
         }
     }
 }

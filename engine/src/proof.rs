@@ -18,6 +18,7 @@ use crate::audit;
 use crate::checkpoint::{Checkpoint, NoteError, VerifierKey, decode_hash, encode_hash};
 use crate::checkpoints::{PAGE, hex_hash};
 use crate::merkle::{self, Hash, ProofError};
+use crate::merkle_nodes;
 use crate::store::{Store, StoreError};
 
 pub const INCLUSION: &str = "patchday-inclusion-proof/1";
@@ -84,14 +85,43 @@ pub async fn prove_inclusion<S: Store>(store: &S, seq: i64, note: &str) -> Resul
             checkpoint.size
         )));
     }
-    let leaves = checked_leaves(store, &checkpoint).await?;
     let event = store
         .events_after(seq - 1, 1)
         .await?
         .pop()
         .filter(|e| e.seq == seq)
         .ok_or_else(|| Error::Invalid(format!("no event {seq}")))?;
-    Ok(inclusion_json(&event, &leaves, &checkpoint, note))
+    let path = match stored_inclusion_path(store, &event, &checkpoint).await? {
+        Some(path) => path,
+        None => {
+            let leaves = checked_leaves(store, &checkpoint).await?;
+            merkle::inclusion_proof(seq as usize - 1, &leaves)
+        }
+    };
+    Ok(inclusion_json(&event, &path, &checkpoint, note))
+}
+
+/// The leaf hash of an event as stored.
+fn event_leaf(event: &crate::store::EventRow) -> Result<Hash, Error> {
+    let raw = hex_hash(&event.hash)
+        .ok_or_else(|| Error::Invalid(format!("event {}: stored hash is not hex", event.seq)))?;
+    Ok(merkle::leaf_hash(&raw))
+}
+
+/// The audit path of `event` from the stored Merkle nodes, if they are there and the path
+/// leads to the checkpoint's root (the nodes are never trusted: [`crate::merkle_nodes`]).
+async fn stored_inclusion_path<S: Store>(
+    store: &S,
+    event: &crate::store::EventRow,
+    checkpoint: &Checkpoint,
+) -> Result<Option<Vec<Hash>>, Error> {
+    let index = event.seq as u64 - 1;
+    let Some(path) = merkle_nodes::inclusion_path(store, index, checkpoint.size).await? else {
+        return Ok(None);
+    };
+    let leaf = event_leaf(event)?;
+    let holds = merkle::verify_inclusion(&leaf, index, checkpoint.size, &path, &checkpoint.root);
+    Ok(holds.is_ok().then_some(path))
 }
 
 /// Inclusion proofs of each of `events` against the checkpoint `note`, reading the log once.
@@ -110,20 +140,33 @@ pub async fn prove_inclusions<S: Store>(
             late.seq, checkpoint.size
         )));
     }
-    let leaves = checked_leaves(store, &checkpoint).await?;
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        match stored_inclusion_path(store, event, &checkpoint).await? {
+            Some(path) => stored.push(path),
+            None => break,
+        }
+    }
+    if stored.len() < events.len() {
+        let leaves = checked_leaves(store, &checkpoint).await?;
+        stored = events
+            .iter()
+            .map(|e| merkle::inclusion_proof(e.seq as usize - 1, &leaves))
+            .collect();
+    }
     Ok(events
         .iter()
-        .map(|event| inclusion_json(event, &leaves, &checkpoint, note))
+        .zip(&stored)
+        .map(|(event, path)| inclusion_json(event, path, &checkpoint, note))
         .collect())
 }
 
 fn inclusion_json(
     event: &crate::store::EventRow,
-    leaves: &[Hash],
+    path: &[Hash],
     checkpoint: &Checkpoint,
     note: &str,
 ) -> Value {
-    let path = merkle::inclusion_proof(event.seq as usize - 1, leaves);
     json!({
         "format": INCLUSION,
         "event": audit::event_json(event),
@@ -148,8 +191,18 @@ pub async fn prove_consistency<S: Store>(
             old.size, new.size
         )));
     }
-    let leaves = checked_leaves(store, &new).await?;
-    let path = merkle::consistency_proof(old.size as usize, &leaves);
+    let stored = merkle_nodes::consistency_path(store, old.size, new.size)
+        .await?
+        .filter(|path| {
+            merkle::verify_consistency(old.size, &old.root, new.size, &new.root, path).is_ok()
+        });
+    let path = match stored {
+        Some(path) => path,
+        None => {
+            let leaves = checked_leaves(store, &new).await?;
+            merkle::consistency_proof(old.size as usize, &leaves)
+        }
+    };
     Ok(json!({
         "format": CONSISTENCY,
         "old_checkpoint": old_note,

@@ -432,18 +432,13 @@ impl<'a, S: Store> Driver<'a, S> {
 
     /// Reads the decisions on every approval and task row of the run (for the report).
     async fn read_decisions(&mut self) -> Result<(), RunError> {
-        let mut decisions = Vec::new();
-        for row in self.rows.all() {
-            if matches!(
-                uses_of(self.checked, &row.step).as_deref(),
-                Some("approval" | "manual")
-            ) {
-                let store = &self.engine.store;
-                decisions.extend(store.decisions(&self.run.id, &row.step, &row.host).await?);
-            }
-        }
-        decisions.sort_by_key(|d| d.seq);
-        self.decisions = decisions;
+        self.decisions = super::report::run_decisions(
+            self.engine.store.as_ref(),
+            self.checked,
+            &self.run.id,
+            self.rows.all(),
+        )
+        .await?;
         Ok(())
     }
 

@@ -7,10 +7,30 @@ use patchday_connectors::CycleReport;
 use patchday_connectors::builtin::report::{ApprovalRecord, HostRow, HostStatus, OverdueStep};
 
 use crate::calendar::AnchorContext;
-use crate::store::{DecisionRow, StepRow, StepState};
+use crate::store::{DecisionRow, StepRow, StepState, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
 use super::UNDO_PREFIX;
+
+/// The decisions on every approval and task row of a run, in the order they were made.
+pub async fn run_decisions<S: Store>(
+    store: &S,
+    checked: &CheckedRunbook,
+    run_id: &str,
+    rows: &[StepRow],
+) -> Result<Vec<DecisionRow>, StoreError> {
+    let mut decisions = Vec::new();
+    for row in rows {
+        if matches!(
+            super::uses_of(checked, &row.step).as_deref(),
+            Some("approval" | "manual")
+        ) {
+            decisions.extend(store.decisions(run_id, &row.step, &row.host).await?);
+        }
+    }
+    decisions.sort_by_key(|d| d.seq);
+    Ok(decisions)
+}
 
 /// Builds the report of a run as it stands at `now`.
 pub fn cycle_report(

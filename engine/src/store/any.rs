@@ -14,6 +14,7 @@ use super::{
     EventFilter, EventPage, EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow,
     RunState, SessionRow, StepFigure, StepRow, StepState, Store, StoreError,
 };
+use crate::merkle::{Hash, Subtree};
 
 /// A store on either backend.
 #[derive(Debug, Clone)]
@@ -197,6 +198,17 @@ impl Store for AnyStore {
 
     async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
         delegate!(self, s => s.event_hashes(after, limit))
+    }
+
+    async fn merkle_nodes(
+        &self,
+        subtrees: Vec<Subtree>,
+    ) -> Result<Vec<(Subtree, Hash)>, StoreError> {
+        delegate!(self, s => s.merkle_nodes(subtrees))
+    }
+
+    async fn put_merkle_nodes(&self, nodes: Vec<(Subtree, Hash)>) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_merkle_nodes(nodes))
     }
 
     async fn due_emails(

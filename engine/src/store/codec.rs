@@ -63,3 +63,22 @@ pub(super) fn parse_step_state(text: &str) -> Result<StepState, StoreError> {
         }
     })
 }
+
+/// A Merkle node's index as stored (a signed 64-bit column).
+pub(super) fn node_index(subtree: &crate::merkle::Subtree) -> Result<i64, StoreError> {
+    i64::try_from(subtree.index)
+        .map_err(|_| StoreError::Database(format!("Merkle node index {} too large", subtree.index)))
+}
+
+/// A stored Merkle node read back: its level, index and 32-byte hash.
+pub(super) fn node_from(
+    level: i64,
+    index: i64,
+    hash: &[u8],
+) -> Result<(crate::merkle::Subtree, crate::merkle::Hash), StoreError> {
+    let bad = || StoreError::Database(format!("bad Merkle node ({level}, {index})"));
+    let level = u32::try_from(level).map_err(|_| bad())?;
+    let index = u64::try_from(index).map_err(|_| bad())?;
+    let hash = crate::merkle::Hash::try_from(hash).map_err(|_| bad())?;
+    Ok((crate::merkle::Subtree::new(level, index), hash))
+}

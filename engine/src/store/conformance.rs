@@ -58,6 +58,7 @@ macro_rules! conformance_suite {
             a_keyed_email_is_queued_once_with_its_attachments,
             step_figures_follow_every_step_write,
             the_run_page_reads_own_rows_one_page_of_hosts_and_counts,
+            stored_merkle_nodes_are_the_tree_of_the_events,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -2674,4 +2675,116 @@ pub(crate) async fn the_run_page_reads_own_rows_one_page_of_hosts_and_counts<S: 
             c("fan", StepState::Succeeded, 3),
         ]
     );
+}
+
+/// Appends `n` events without a run.
+async fn append_events<S: Store>(store: &S, n: usize) {
+    let changes = (0..n)
+        .map(|i| Change {
+            events: vec![event(
+                "test.event",
+                None,
+                None,
+                t0() + Duration::seconds(i as i64),
+            )],
+            ..Change::default()
+        })
+        .collect();
+    store.commit(changes).await.unwrap();
+}
+
+/// Every stored node (migration 0019) against the tree recomputed by `merkle.rs` from the
+/// events: each perfect subtree of 16 leaves and up that the log completes, and none beyond.
+async fn assert_nodes_are_the_events_tree<S: Store>(store: &S) {
+    use crate::merkle::{self, Subtree};
+    let events = store.events(EventFilter::default()).await.unwrap();
+    let leaves: Vec<merkle::Hash> = events
+        .iter()
+        .map(|e| merkle::leaf_hash(&crate::checkpoints::hex_hash(&e.hash).unwrap()))
+        .collect();
+    let n = leaves.len() as u64;
+    let mut wanted = Vec::new();
+    for level in crate::merkle_nodes::STORED_LEVEL..10 {
+        for index in 0..=(n >> level) {
+            wanted.push(Subtree::new(level, index));
+        }
+    }
+    let mut stored = store.merkle_nodes(wanted).await.unwrap();
+    stored.sort();
+    let mut expected: Vec<(Subtree, merkle::Hash)> = Vec::new();
+    for level in crate::merkle_nodes::STORED_LEVEL..10 {
+        for index in 0..(n >> level) {
+            let t = Subtree::new(level, index);
+            let range = t.leaves();
+            expected.push((
+                t,
+                merkle::root_of(&leaves[range.start as usize..range.end as usize]),
+            ));
+        }
+    }
+    expected.sort();
+    assert!(expected.len() > 10, "the case must complete several levels");
+    assert_eq!(stored, expected);
+    let size = n;
+    for index in [0, 1, 17, n / 2, n - 1] {
+        let path = crate::merkle_nodes::inclusion_path(store, index, size)
+            .await
+            .unwrap()
+            .expect("nodes cover the log");
+        assert_eq!(
+            path,
+            merkle::inclusion_proof(index as usize, &leaves),
+            "leaf {index}"
+        );
+    }
+    for old in [1, 16, 33, n - 5] {
+        let path = crate::merkle_nodes::consistency_path(store, old, size)
+            .await
+            .unwrap()
+            .expect("nodes cover the log");
+        assert_eq!(
+            path,
+            merkle::consistency_proof(old as usize, &leaves),
+            "old size {old}"
+        );
+    }
+}
+
+pub(crate) async fn stored_merkle_nodes_are_the_tree_of_the_events<S: Store>(store: &S) {
+    use crate::checkpoints::Checkpointer;
+    let dir = tempfile::tempdir().unwrap();
+    let key = || crate::checkpoint::SigningKey::from_seed("test/nodes", [7; 32]).unwrap();
+    append_events(store, 150).await;
+    // First pass: the tree rebuilt from the events, its nodes stored.
+    let mut checkpointer = Checkpointer::open(store, dir.path(), key(), "patchday/test")
+        .await
+        .unwrap();
+    checkpointer.checkpoint(store, t0(), false).await.unwrap();
+    assert_nodes_are_the_events_tree(store).await;
+    // Later passes resume from the nodes and store only what the new events complete.
+    append_events(store, 83).await;
+    let mut checkpointer = Checkpointer::open(store, dir.path(), key(), "patchday/test")
+        .await
+        .unwrap();
+    assert_eq!(checkpointer.size(), 233);
+    checkpointer.checkpoint(store, t0(), false).await.unwrap();
+    assert_nodes_are_the_events_tree(store).await;
+    let last = checkpointer.last().unwrap().checkpoint.clone();
+    assert_eq!(last.size, 233);
+    // A node that lies is not used: the proof is rebuilt from the events, and the next
+    // checkpointer rebuilds the tree from them and rewrites the node.
+    let peak = crate::merkle::Subtree::new(7, 0);
+    store.put_merkle_nodes(vec![(peak, [9; 32])]).await.unwrap();
+    let event = store.events_after(99, 1).await.unwrap();
+    let note = checkpointer.last().unwrap().note.clone();
+    let proof = crate::proof::prove_inclusions(store, &event, &note)
+        .await
+        .unwrap();
+    let verifier = key().verifier();
+    crate::proof::check(&proof[0], &verifier).expect("rebuilt from the events, not the lying node");
+    let checkpointer = Checkpointer::open(store, dir.path(), key(), "patchday/test")
+        .await
+        .unwrap();
+    assert_eq!(checkpointer.size(), 233);
+    assert_nodes_are_the_events_tree(store).await;
 }

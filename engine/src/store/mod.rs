@@ -30,6 +30,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::merkle::{Hash, Subtree};
+
 /// Identifier of a run (unique, time-ordered text).
 pub type RunId = String;
 
@@ -692,6 +694,21 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(i64, String)>, StoreError>> + Send;
+
+    /// The stored roots of those of `subtrees` the store has (migration 0019, written by the
+    /// checkpointer through [`Store::put_merkle_nodes`]), in any order. Never trusted for
+    /// verification: see [`crate::merkle_nodes`].
+    fn merkle_nodes(
+        &self,
+        subtrees: Vec<Subtree>,
+    ) -> impl Future<Output = Result<Vec<(Subtree, Hash)>, StoreError>> + Send;
+
+    /// Stores the roots of perfect subtrees of the audit log's Merkle tree, replacing any
+    /// stored for the same subtree. One transaction.
+    fn put_merkle_nodes(
+        &self,
+        nodes: Vec<(Subtree, Hash)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Outbox rows not yet sent (nor given up) whose `next_attempt_at` is at or before `now`.
     fn due_emails(

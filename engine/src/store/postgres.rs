@@ -43,7 +43,8 @@ use sqlx::postgres::{
 use sqlx::{Connection as _, Row as _};
 
 use super::codec::{
-    json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
+    json_text, node_from, node_index, parse_json, parse_run_state, parse_step_state, run_state_str,
+    step_state_str,
 };
 use super::{
     AuditBind, AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt,
@@ -52,6 +53,7 @@ use super::{
     StepFigure, StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
+use crate::merkle::{Hash, Subtree};
 
 /// The migrations, embedded in the binary: (version, description, SQL), in order. Each file in
 /// `engine/migrations/postgres/` is named `<version>_<description>.sql` and listed here (a test
@@ -116,6 +118,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         18,
         "session_source",
         include_str!("../../migrations/postgres/0018_session_source.sql"),
+    ),
+    (
+        19,
+        "merkle",
+        include_str!("../../migrations/postgres/0019_merkle.sql"),
     ),
     (
         20,
@@ -1511,6 +1518,56 @@ impl Store for PostgresStore {
             .map_err(db("reading a page of the audit browser"))?;
         let events = rows.iter().map(event_from).collect::<Result<_, _>>()?;
         Ok(super::audit_page(&query, events))
+    }
+
+    async fn merkle_nodes(
+        &self,
+        subtrees: Vec<Subtree>,
+    ) -> Result<Vec<(Subtree, Hash)>, StoreError> {
+        let levels: Vec<i64> = subtrees.iter().map(|t| i64::from(t.level)).collect();
+        let indexes = subtrees
+            .iter()
+            .map(node_index)
+            .collect::<Result<Vec<i64>, _>>()?;
+        let rows = sqlx::query(
+            "SELECT level, idx, hash FROM merkle_nodes \
+             WHERE (level, idx) IN (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))",
+        )
+        .bind(levels)
+        .bind(indexes)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading Merkle nodes"))?;
+        rows.iter()
+            .map(|row| {
+                node_from(
+                    get::<i64>(row, "level")?,
+                    get::<i64>(row, "idx")?,
+                    &get::<Vec<u8>>(row, "hash")?,
+                )
+            })
+            .collect()
+    }
+
+    async fn put_merkle_nodes(&self, nodes: Vec<(Subtree, Hash)>) -> Result<(), StoreError> {
+        let levels: Vec<i64> = nodes.iter().map(|(t, _)| i64::from(t.level)).collect();
+        let indexes = nodes
+            .iter()
+            .map(|(t, _)| node_index(t))
+            .collect::<Result<Vec<i64>, _>>()?;
+        let hashes: Vec<Vec<u8>> = nodes.iter().map(|(_, h)| h.to_vec()).collect();
+        sqlx::query(
+            "INSERT INTO merkle_nodes (level, idx, hash) \
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[]) \
+             ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash",
+        )
+        .bind(levels)
+        .bind(indexes)
+        .bind(hashes)
+        .execute(&self.pool)
+        .await
+        .map_err(db("writing Merkle nodes"))?;
+        Ok(())
     }
 
     async fn run_events_page(

@@ -31,7 +31,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, Row as _};
 
 use super::codec::{
-    json_text, parse_json, parse_run_state, parse_step_state, run_state_str, step_state_str,
+    json_text, node_from, node_index, parse_json, parse_run_state, parse_step_state, run_state_str,
+    step_state_str,
 };
 use super::{
     AuditBind, AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt,
@@ -40,6 +41,7 @@ use super::{
     StepFigure, StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
+use crate::merkle::{Hash, Subtree};
 
 /// The migrations, embedded in the binary: (version, description, SQL), in order. Each file in
 /// `engine/migrations/sqlite/` is named `<version>_<description>.sql` and listed here (a test
@@ -106,11 +108,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0018_session_source.sql"),
     ),
     (
+        19,
+        "merkle",
+        include_str!("../../migrations/sqlite/0019_merkle.sql"),
+    ),
+    (
         20,
         "outbox_keys",
         include_str!("../../migrations/sqlite/0020_outbox_keys.sql"),
     ),
 ];
+
+/// Merkle nodes per statement (three bound values each, well under SQLite's limit).
+const NODE_ROWS: usize = 300;
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1508,6 +1518,64 @@ impl Store for SqliteStore {
             .map_err(db("reading a page of the audit browser"))?;
         let events = rows.iter().map(event_from).collect::<Result<_, _>>()?;
         Ok(super::audit_page(&query, events))
+    }
+
+    async fn merkle_nodes(
+        &self,
+        subtrees: Vec<Subtree>,
+    ) -> Result<Vec<(Subtree, Hash)>, StoreError> {
+        let mut found = Vec::with_capacity(subtrees.len());
+        for chunk in subtrees.chunks(NODE_ROWS) {
+            let sql = format!(
+                "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN (VALUES {})",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for subtree in chunk {
+                query = query
+                    .bind(i64::from(subtree.level))
+                    .bind(node_index(subtree)?);
+            }
+            let rows = query
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db("reading Merkle nodes"))?;
+            for row in &rows {
+                found.push(node_from(
+                    get::<i64>(row, "level")?,
+                    get::<i64>(row, "idx")?,
+                    &get::<Vec<u8>>(row, "hash")?,
+                )?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn put_merkle_nodes(&self, nodes: Vec<(Subtree, Hash)>) -> Result<(), StoreError> {
+        self.write(|conn| {
+            Box::pin(async move {
+                for chunk in nodes.chunks(NODE_ROWS) {
+                    let sql = format!(
+                        "INSERT INTO merkle_nodes (level, idx, hash) VALUES {} \
+                         ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash",
+                        vec!["(?, ?, ?)"; chunk.len()].join(", ")
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for (subtree, hash) in chunk {
+                        query = query
+                            .bind(i64::from(subtree.level))
+                            .bind(node_index(subtree)?)
+                            .bind(hash.as_slice());
+                    }
+                    query
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db("writing Merkle nodes"))?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn run_events_page(

@@ -379,3 +379,67 @@ async fn the_engine_cannot_update_or_delete_events() {
         Ok(1)
     );
 }
+
+/// The stored Merkle nodes (migration 0019) are never trusted: a consistent rewrite of the log's
+/// tail, with the head and every node rewritten to agree with it, still fails `verify_log`
+/// against the signed checkpoint, and no inclusion proof of the forged event is made.
+#[tokio::test]
+async fn a_node_table_rewritten_with_the_log_does_not_make_it_verify() {
+    use crate::checkpoints::{self, Checkpointer, Problem};
+    use crate::merkle_nodes::NodeBatch;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    let events = build_chain(&path, 100).await;
+    let n = events.len() as i64;
+    let store = SqliteStore::open(&url(&path)).await.unwrap();
+    let key = crate::checkpoint::SigningKey::from_seed("test/tamper", [3; 32]).unwrap();
+    let cps = dir.path().join("cps");
+    let mut checkpointer = Checkpointer::open(&store, &cps, key.clone(), "patchday/test")
+        .await
+        .unwrap();
+    checkpointer.checkpoint(&store, t0(), true).await.unwrap();
+    let note = checkpointer.last().unwrap().note.clone();
+
+    let last = &events[(n - 1) as usize];
+    let sql = format!(
+        "DELETE FROM events WHERE seq = {n}; {}",
+        forged(n, &last.prev_hash, last.at)
+    );
+    store
+        .execute_raw(&format!(
+            "BEGIN; DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete; {sql} \
+             UPDATE chain_head SET hash = (SELECT hash FROM events WHERE seq = {n}); \
+             DELETE FROM merkle_nodes; COMMIT;"
+        ))
+        .await
+        .unwrap();
+    let mut tree = crate::merkle::Tree::new();
+    let mut nodes = NodeBatch::default();
+    for (_, hash) in store.event_hashes(0, 1_000).await.unwrap() {
+        let raw = checkpoints::hex_hash(&hash).unwrap();
+        nodes.push(&mut tree, crate::merkle::leaf_hash(&raw));
+    }
+    nodes.flush(&store).await.unwrap();
+
+    let read = store.events(EventFilter::default()).await.unwrap();
+    let head = store.chain_head().await.unwrap();
+    assert_eq!(
+        audit::verify(&read, head.as_ref()),
+        Ok(n as usize),
+        "a consistent rewrite"
+    );
+    let signed = checkpoints::read_dir(&cps, &key.verifier()).unwrap();
+    match checkpoints::verify_log(&store, &signed).await {
+        Err(Problem::Rewritten { size, .. }) => assert_eq!(size, n as u64),
+        other => panic!("expected a rewrite to be named, got {other:?}"),
+    }
+    let proof = crate::proof::prove_inclusion(&store, n, &note).await;
+    let error = proof.expect_err("no proof of a forged event").to_string();
+    assert!(error.contains("history was rewritten"), "{error}");
+    assert!(
+        Checkpointer::open(&store, &cps, key, "patchday/test")
+            .await
+            .is_err(),
+        "the checkpointer refuses to sign over the rewrite"
+    );
+}

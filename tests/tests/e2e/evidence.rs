@@ -790,6 +790,14 @@ fn an_evidence_pack_verifies_offline_and_fails_when_altered() {
         "run.json",
         "steps.json",
         "approvals.json",
+        "exceptions.json",
+        "snapshots.json",
+        "tickets.json",
+        "findings.json",
+        "cycle-report.json",
+        "cycle-report.md",
+        "cycle-report.html",
+        "plan.json",
         "audit.jsonl",
         "proofs.jsonl",
         "checkpoint",
@@ -1011,4 +1019,190 @@ fn a_missing_checkpoint_key_is_recorded_as_a_gap() {
     assert_eq!(count(&audit_events(&database), "checkpoint.unavailable"), 1);
     assert_eq!(daemon.terminate().code(), Some(0));
     assert!(!dir.join("checkpoints").exists());
+}
+
+/// Answers each HTTP request on a loopback port with a ServiceNow-shaped change (`201`,
+/// `{"result": {"number": ...}}`) until the test ends. Returns the port.
+fn change_api(number: &'static str) -> u16 {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let reply = format!("{{\"result\":{{\"number\":\"{number}\",\"sys_id\":\"abc123\"}}}}");
+            let _ = write!(
+                reader.get_mut(),
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    port
+}
+
+/// The pack of a run with an exception (one host left out), a snapshot step (libvirt's test
+/// driver through virsh) and a change ticket (an HTTP step against a loopback change API)
+/// holds each, with the cycle report in three formats, the plan and bounded outputs; it
+/// verifies, and a pack missing a required file fails naming it.
+#[test]
+fn an_evidence_pack_holds_exceptions_snapshots_tickets_reports_and_the_plan() {
+    use std::process::Command;
+    let dir = scratch("evidence-complete");
+    let port = change_api("CHG0042");
+    std::fs::write(
+        dir.join("hosts.yaml"),
+        "hosts:\n  web1: { address: 127.0.0.1 }\n  web2: { address: 127.0.0.1 }\n\
+         groups:\n  web: [web1, web2]\n\
+         exceptions:\n  - { host: web2, until: 2099-01-31, reason: vendor freeze, approved_by: ciso@example.com }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("r.yaml"),
+        format!(
+            "name: complete\ninventory: hosts.yaml\nsteps:\n\
+             \x20 open-change:\n    uses: http\n    with: {{ method: POST, url: \"http://127.0.0.1:{port}/api/now/table/change_request\", json: {{ short_description: patch }}, expect: {{ status: [201] }} }}\n\
+             \x20 snap:\n    needs: [open-change]\n    uses: snapshot\n    with: {{ provider: libvirt, uri: \"test:///default\", action: create, vm: test, name: pre-patch }}\n\
+             \x20 patch:\n    needs: [snap]\n    for_each: {{ group: web }}\n    uses: command\n    with: {{ run: \"head -c 10000 /dev/zero | tr '\\\\0' x\" }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("patchday.toml"),
+        "[audit]\ncheckpoint_key_file = \"key\"\ncheckpoint_dir = \"checkpoints\"\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("p.db").display());
+    let pd = |args: &[&str]| {
+        patchday()
+            .current_dir(&dir)
+            .args(args)
+            .args(["--config", "patchday.toml", "--database", &database])
+            .output()
+            .unwrap()
+    };
+    let out = pd(&[
+        "audit",
+        "keygen",
+        "--name",
+        "patchday.test/complete",
+        "--out",
+        "key",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = pd(&["run", "r.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let export = stdout(&pd(&["audit", "export"]));
+    let first: serde_json::Value = serde_json::from_str(export.lines().next().unwrap()).unwrap();
+    let run = first["run_id"].as_str().unwrap().to_string();
+    let out = pd(&["evidence", &run, "--out", "pack.tar"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = pd(&["evidence", "verify", "pack.tar", "--key", "key.pub"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .args(["-xf", "pack.tar", "-C", "unpacked"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = |name: &str| std::fs::read_to_string(unpacked.join(name)).unwrap();
+    let json = |name: &str| -> serde_json::Value { serde_json::from_str(&read(name)).unwrap() };
+    let exceptions = json("exceptions.json");
+    assert_eq!(exceptions[0]["host"], "web2");
+    assert_eq!(exceptions[0]["approved_by"], "ciso@example.com");
+    assert_eq!(exceptions[0]["until"], "2099-01-31");
+    assert_eq!(exceptions[0]["applied_in_this_run"], true);
+    let snapshots = json("snapshots.json");
+    assert_eq!(snapshots[0]["name"], "pre-patch", "{snapshots}");
+    assert_eq!(snapshots[0]["vm"], "test");
+    let tickets = json("tickets.json");
+    assert_eq!(tickets[0]["id"], "CHG0042", "{tickets}");
+    assert_eq!(tickets[0]["step"], "open-change");
+    let report = json("cycle-report.json");
+    assert_eq!(report["run_id"], run.as_str());
+    assert!(
+        read("cycle-report.md").contains("web1"),
+        "{}",
+        read("cycle-report.md")
+    );
+    assert!(
+        read("cycle-report.html").contains("<table"),
+        "{}",
+        read("cycle-report.html")
+    );
+    let plan = json("plan.json");
+    assert_eq!(
+        plan["critical_path"],
+        serde_json::json!(["open-change", "snap", "patch"])
+    );
+    let steps = json("steps.json");
+    let patched = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "patch" && s["host"] == "web1")
+        .unwrap();
+    let output = patched["outputs"]["stdout"].as_str().unwrap();
+    assert!(
+        output.len() < 4_200 && output.contains("more bytes not kept"),
+        "{}",
+        output.len()
+    );
+    assert_eq!(json("findings.json"), serde_json::json!([]));
+    assert!(read("report.md").contains("None: every decision came before the work it gated."));
+    assert!(
+        unpacked.join("runbook/r.yaml").exists() && unpacked.join("runbook/hosts.yaml").exists()
+    );
+
+    // A pack without one of the files it must hold (the manifest re-signed cannot be made
+    // without the key, so the file is dropped from both): named.
+    let files: Vec<String> = read("MANIFEST")
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once("  ").map(|(_, n)| n.to_string()))
+        .filter(|n| n != "exceptions.json")
+        .collect();
+    let status = Command::new("tar")
+        .args(["--format=ustar", "-cf", "short.tar", "-C", "unpacked"])
+        .args(&files)
+        .arg("MANIFEST")
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = pd(&["evidence", "verify", "short.tar", "--key", "key.pub"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("exceptions.json is listed in MANIFEST but missing"),
+        "{}",
+        stdout(&out)
+    );
 }
