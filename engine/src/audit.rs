@@ -166,7 +166,7 @@ fn push_opt(out: &mut String, s: Option<&str>) {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         write!(out, "{b:02x}").expect("writing to a String");

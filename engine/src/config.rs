@@ -20,6 +20,8 @@
 //! | `[libvirt] uri` | `PATCHDAY_LIBVIRT_URI` | virsh's default connection |
 //! | `[security] link_secret_file, api_tokens_file, link_ttl` | `PATCHDAY_SECURITY_<KEY>` | none, none, `72h` |
 //! | `[audit] checkpoint_key_file, checkpoint_dir, checkpoint_every, origin` | `PATCHDAY_AUDIT_<KEY>` | none (no checkpoints), `checkpoints`, `10m`, `patchday` |
+//! | `[audit] witnesses` | — | none: checkpoints are not mailed |
+//! | `[compliance] to, day` | — | none: no monthly compliance email; day `1` |
 //! | `[[blackout]] from, to, reason` | — | none |
 //! | `[auth] viewers, operators, admins, sign_in` | — | none: only the local operator signs in; `optional` |
 //! | `[auth.oidc] issuer, client_id, client_secret_file, scopes, email_claim, groups_claim` | — | none: no single sign-on |
@@ -125,6 +127,17 @@ pub struct Config {
     /// steps that do not say (file only; default `optional`).
     pub approvals_sign_in: patchday_connectors::inputs::SignIn,
     pub audit: AuditConfig,
+    /// `[compliance]`: the monthly compliance email (file only); `None`: not mailed.
+    pub compliance: Option<ComplianceConfig>,
+}
+
+/// `[compliance]`: the daemon mails `patchday compliance` for the previous month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComplianceConfig {
+    /// Recipients (normalized addresses).
+    pub to: Vec<String>,
+    /// Day of the month (1-28, in UTC) from which last month's report is mailed.
+    pub day: u32,
 }
 
 /// `[server]`.
@@ -183,6 +196,8 @@ pub struct AuditConfig {
     pub checkpoint_every: Duration,
     /// The checkpoints' origin line.
     pub origin: String,
+    /// `[audit] witnesses`: addresses every checkpoint the daemon writes is mailed to (file only).
+    pub witnesses: Vec<String>,
 }
 
 /// `[security]`.
@@ -307,6 +322,8 @@ pub struct Layers {
     trusted_proxies: crate::daemon::http::proxy::TrustedProxies,
     oidc: Option<crate::auth::oidc::OidcConfig>,
     approvals_sign_in: patchday_connectors::inputs::SignIn,
+    witnesses: Vec<String>,
+    compliance: Option<ComplianceConfig>,
 }
 
 impl Layers {
@@ -367,6 +384,15 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    compliance: Option<RawCompliance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompliance {
+    to: Vec<String>,
+    day: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -470,6 +496,8 @@ struct RawAudit {
     checkpoint_dir: Option<String>,
     checkpoint_every: Option<String>,
     origin: Option<String>,
+    #[serde(default)]
+    witnesses: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -532,6 +560,12 @@ pub fn parse_layers(file: &str, text: &str) -> Result<Layers, ConfigError> {
     )
     .map_err(|e| invalid(format!("[server] trusted_proxies: {e}")))?;
     layers.approvals_sign_in = raw.auth.sign_in;
+    layers.witnesses = addresses("[audit] witnesses", &raw.audit.witnesses).map_err(invalid)?;
+    layers.compliance = raw
+        .compliance
+        .map(compliance)
+        .transpose()
+        .map_err(invalid)?;
     layers.oidc = raw.auth.oidc.map(oidc).transpose().map_err(invalid)?;
     let smtp = raw.smtp.unwrap_or_default();
     let values: [(&str, Option<String>); 32] = [
@@ -726,6 +760,7 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
             .map_or_else(|| PathBuf::from("checkpoints"), PathBuf::from),
         checkpoint_every: duration("audit.checkpoint_every")?.unwrap_or(DEFAULT_CHECKPOINT_EVERY),
         origin: text("audit.origin")?.unwrap_or_else(|| "patchday".into()),
+        witnesses: layers.witnesses.clone(),
     };
     if let (Some(s), true) = (
         get("audit.checkpoint_every"),
@@ -768,6 +803,7 @@ pub fn resolve(layers: Layers) -> Result<Config, ConfigError> {
         ansible_inventories,
         security,
         audit,
+        compliance: layers.compliance.clone(),
         roles: layers.roles.clone(),
         oidc: layers.oidc.clone(),
         approvals_sign_in: layers.approvals_sign_in,
@@ -799,6 +835,32 @@ fn oidc(raw: RawOidc) -> Result<crate::auth::oidc::OidcConfig, String> {
 }
 
 /// `[auth] viewers, operators, admins`, each entry checked ([`crate::auth::Principal::parse`]).
+/// Email addresses, normalized; a bad one is named with its key.
+fn addresses(key: &str, items: &[String]) -> Result<Vec<String>, String> {
+    items
+        .iter()
+        .map(|a| {
+            crate::auth::normalize_email(a)
+                .ok_or_else(|| format!("{key}: `{a}` is not an email address"))
+        })
+        .collect()
+}
+
+/// `[compliance]`: `to` (at least one address) and `day` (1-28, default 1).
+fn compliance(raw: RawCompliance) -> Result<ComplianceConfig, String> {
+    let to = addresses("[compliance] to", &raw.to)?;
+    if to.is_empty() {
+        return Err("[compliance] to: names nobody".into());
+    }
+    let day = raw.day.unwrap_or(1);
+    if !(1..=28).contains(&day) {
+        return Err(format!(
+            "[compliance] day: {day} is not a day of every month (1-28)"
+        ));
+    }
+    Ok(ComplianceConfig { to, day })
+}
+
 fn roles(raw: &RawAuth) -> Result<crate::auth::Roles, String> {
     let list = |key: &str, items: &[String]| {
         items
@@ -916,6 +978,36 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("`10.0.0.0/64`"), "{err}");
+    }
+
+    #[test]
+    fn witnesses_and_the_compliance_email_are_read_and_bad_values_named() {
+        let config = parse(
+            "p.toml",
+            "[audit]\nwitnesses = [\"Auditor@Example.com\"]\n[compliance]\nto = [\"cab@example.com\"]\nday = 3\n",
+        )
+        .unwrap();
+        assert_eq!(config.audit.witnesses, ["auditor@example.com"]);
+        let compliance = config.compliance.unwrap();
+        assert_eq!(
+            (compliance.to, compliance.day),
+            (vec!["cab@example.com".into()], 3)
+        );
+        assert_eq!(parse("p.toml", "").unwrap().compliance, None);
+        for (text, says) in [
+            (
+                "[audit]\nwitnesses = [\"nobody\"]\n",
+                "[audit] witnesses: `nobody` is not an email address",
+            ),
+            ("[compliance]\nto = []\n", "[compliance] to: names nobody"),
+            (
+                "[compliance]\nto = [\"a@example.com\"]\nday = 31\n",
+                "[compliance] day: 31 is not a day of every month",
+            ),
+        ] {
+            let err = parse("p.toml", text).unwrap_err().to_string();
+            assert!(err.contains("p.toml") && err.contains(says), "{err}");
+        }
     }
 
     #[test]

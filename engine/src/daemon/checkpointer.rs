@@ -8,13 +8,25 @@
 //! cannot be written, or a log that no longer extends the last checkpoint (a rolled-back or
 //! rewritten database) is logged and recorded once as a `checkpoint.unavailable` audit event, and
 //! nothing is signed until it is fixed.
+//!
+//! Witnesses (`[audit] witnesses`): every checkpoint the daemon writes is also queued in the
+//! outbox to those addresses ([`witness_email`]: the note verbatim as the body and as a `.txt`
+//! attachment), under the once-only key `checkpoint:<SHA-256 of the note>`, so a restart or
+//! another daemon queuing it again adds nothing. The last checkpoint is queued before the next
+//! one is signed (and again after a start), so a crash between writing a file and queuing its
+//! email loses no email. Delivering a witness email appends `email.sent` to the log; a log that
+//! grew by nothing else is not checkpointed again (else every witness email would cause the
+//! next one): those events are covered by the next checkpoint that something else causes.
 
 use std::sync::Arc;
 
 use super::Shared;
-use crate::checkpoints::{self, Checkpointer};
+use crate::checkpoints::{self, Checkpointer, StoredCheckpoint};
 use crate::config::AuditConfig;
-use crate::store::{Change, NewEvent, Store};
+use crate::store::{Change, EmailAttachment, NewEmail, NewEvent, Store, StoreError};
+
+/// The key prefix of witness emails (their delivery events carry the key).
+const WITNESS_KEY: &str = "checkpoint:";
 
 /// Runs until shutdown.
 pub async fn run<S: Store>(
@@ -33,6 +45,7 @@ pub async fn run<S: Store>(
     let mut state = State {
         checkpointer: None,
         gap: None,
+        mailed: None,
     };
     loop {
         if last_call.is_cancelled() {
@@ -60,6 +73,8 @@ struct State {
     checkpointer: Option<Checkpointer>,
     /// The problem last recorded as `checkpoint.unavailable` (recorded once until it changes).
     gap: Option<String>,
+    /// The number of the last checkpoint queued to the witnesses by this process.
+    mailed: Option<u64>,
 }
 
 impl State {
@@ -78,11 +93,28 @@ impl State {
                 Err(e) => Err(e),
             };
             match opened {
-                Ok(c) => self.checkpointer = Some(c),
+                Ok(c) => {
+                    self.checkpointer = Some(c);
+                    self.mailed = None;
+                }
                 Err(problem) => return self.record_gap(shared, problem).await,
             }
         }
+        if let Err(e) = self.mail_last(shared, &audit.witnesses).await {
+            return tracing::warn!("queuing the last checkpoint to the witnesses: {e}");
+        }
         let checkpointer = self.checkpointer.as_mut().expect("opened above");
+        let last_size = checkpointer.last().map(|l| l.checkpoint.size);
+        match last_size {
+            Some(size) if !audit.witnesses.is_empty() => {
+                match only_witness_deliveries(store, size).await {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    Err(e) => return tracing::warn!("reading the audit log: {e}"),
+                }
+            }
+            _ => {}
+        }
         match checkpointer
             .checkpoint(store, shared.clock.now(), false)
             .await
@@ -98,9 +130,33 @@ impl State {
             Ok(None) => {}
             Err(e) => {
                 self.checkpointer = None;
-                self.record_gap(shared, e.to_string()).await;
+                return self.record_gap(shared, e.to_string()).await;
             }
         }
+        if let Err(e) = self.mail_last(shared, &audit.witnesses).await {
+            tracing::warn!("queuing a checkpoint to the witnesses (tried again next time): {e}");
+        }
+    }
+
+    /// Queues the last checkpoint to the witnesses unless this process did already.
+    async fn mail_last<S: Store>(
+        &mut self,
+        shared: &Arc<Shared<S>>,
+        witnesses: &[String],
+    ) -> Result<(), StoreError> {
+        let last = self.checkpointer.as_ref().and_then(Checkpointer::last);
+        let Some(last) = last.filter(|l| !witnesses.is_empty() && self.mailed != Some(l.number))
+        else {
+            return Ok(());
+        };
+        let change = Change {
+            emails: vec![witness_email(last, witnesses, shared.clock.now())],
+            ..Change::default()
+        };
+        shared.engine.store.commit(vec![change]).await?;
+        self.mailed = Some(last.number);
+        shared.mail.notify_one();
+        Ok(())
     }
 
     async fn record_gap<S: Store>(&mut self, shared: &Arc<Shared<S>>, problem: String) {
@@ -125,4 +181,55 @@ impl State {
         }
         self.gap = Some(problem);
     }
+}
+
+/// The email that hands `checkpoint` to the witnesses: the note verbatim, as the body and as
+/// `<file name>.txt`; the subject names the origin and the tree size.
+pub fn witness_email(
+    checkpoint: &StoredCheckpoint,
+    witnesses: &[String],
+    now: chrono::DateTime<chrono::Utc>,
+) -> NewEmail {
+    let name = checkpoint.file.file_name().map_or_else(
+        || format!("{:08}.checkpoint", checkpoint.number),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    NewEmail {
+        run_id: None,
+        to: witnesses.to_vec(),
+        subject: format!(
+            "[patchday] audit checkpoint {}: tree size {}",
+            checkpoint.checkpoint.origin, checkpoint.checkpoint.size
+        ),
+        body: checkpoint.note.clone(),
+        html: None,
+        created_at: now,
+        attachments: vec![EmailAttachment {
+            filename: format!("{name}.txt"),
+            content_type: "text/plain; charset=utf-8".into(),
+            content: checkpoint.note.clone(),
+        }],
+        key: Some(format!(
+            "{WITNESS_KEY}{}",
+            crate::audit::hex(&crate::checkpoint::note_hash(&checkpoint.note))
+        )),
+    }
+}
+
+/// Events past `size` read to decide whether the log grew by more than witness deliveries.
+const LOOK_AHEAD: u32 = 64;
+
+/// True when every event after seq `size` is the mailer's record of a witness email (and
+/// there is at least one): the log grew only because the last checkpoint was mailed.
+async fn only_witness_deliveries<S: Store>(store: &S, size: u64) -> Result<bool, StoreError> {
+    let after = i64::try_from(size).unwrap_or(i64::MAX);
+    let events = store.events_after(after, LOOK_AHEAD).await?;
+    Ok(!events.is_empty()
+        && (events.len() as u32) < LOOK_AHEAD
+        && events.iter().all(|e| {
+            e.actor == "mailer"
+                && e.details["key"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with(WITNESS_KEY))
+        }))
 }

@@ -37,4 +37,5 @@ mod signals;
 mod soak;
 mod tls;
 mod validate;
+mod witnesses;
 mod xtask;
