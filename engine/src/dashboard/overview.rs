@@ -551,4 +551,53 @@ mod tests {
         .into_string();
         assert!(!viewer.contains("/resume?"), "{viewer}");
     }
+
+    #[test]
+    fn a_step_past_its_deadline_and_unfinished_is_overdue() {
+        use std::path::Path;
+
+        use crate::runbook::load_runbook;
+        use crate::store::StepState::*;
+        use crate::validate::{Sources, check};
+        let yaml = "name: m\ntimezone: UTC\nsteps:\n  patch: { uses: noop, deadline: start+4h }\n  \
+                    report: { uses: noop, needs: [patch], deadline: start+8h }\n  free: { uses: noop }\n";
+        let mut sources = Sources::default();
+        sources.insert("m.yaml".into(), Ok(yaml.into()));
+        let (checked, diags) = check(&load_runbook("m.yaml", yaml), Path::new(""), &sources);
+        let checked = checked.unwrap_or_else(|| panic!("{diags:#?}"));
+        let row = |step: &str, state| StepRow {
+            run_id: "r".into(),
+            step: step.into(),
+            host: String::new(),
+            state,
+            attempt: 0,
+            not_before: None,
+            started_at: None,
+            finished_at: None,
+            outputs: serde_json::json!({}),
+            reason: None,
+        };
+        let run = run("r", RunState::Running);
+        let rows = [
+            row("patch", Running),
+            row("report", Pending),
+            row("free", Pending),
+        ];
+        let steps = |now| {
+            overdue_steps(&checked, &run, &rows, now)
+                .into_iter()
+                .map(|o| (o.step, o.deadline))
+                .collect::<Vec<_>>()
+        };
+        assert!(steps(at(8, 13, 59)).is_empty());
+        assert_eq!(steps(at(8, 14, 0)), [("patch".to_string(), at(8, 14, 0))]);
+        assert_eq!(steps(at(8, 18, 0)).len(), 2);
+        let done = [
+            row("patch", Succeeded),
+            row("report", Running),
+            row("free", Pending),
+        ];
+        let overdue = overdue_steps(&checked, &run, &done, at(8, 15, 0));
+        assert!(overdue.is_empty(), "{overdue:?}");
+    }
 }

@@ -47,8 +47,9 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// One schedule rule in words: "at `patch_tuesday 10:00` every month", "at `first_monday
-/// 09:00` in January and July", "when cron `0 0 22 * * Sat` matches", "on RRULE `…` from …".
-pub fn rule_in_words(rule: &ScheduleRule) -> String {
+/// 09:00` in January and July", "whenever cron `0 0 22 * * Sat` matches", "on RRULE `…` from
+/// …" (the rule's own text in `<code>`).
+pub fn rule_in_words(rule: &ScheduleRule) -> Markup {
     match rule {
         ScheduleRule::Anchored { expr, months } => {
             let when = match months {
@@ -61,18 +62,14 @@ pub fn rule_in_words(rule: &ScheduleRule) -> String {
                     format!("in {}", and_list(&names))
                 }
             };
-            format!("at `{expr}` {when}")
+            html! { "at " code { (expr.to_string()) } " " (when) }
         }
         ScheduleRule::Cron(schedule) => {
-            format!("whenever cron `{schedule}` matches (at most once a day)")
+            html! { "whenever cron " code { (schedule.to_string()) } " matches (at most once a day)" }
         }
-        ScheduleRule::Recurrence(r) => {
-            format!(
-                "on RRULE `{}` from {}",
-                r.rule,
-                r.start.format("%Y-%m-%d %H:%M")
-            )
-        }
+        ScheduleRule::Recurrence(r) => html! {
+            "on RRULE " code { (r.rule.to_string()) } " from " (r.start.format("%Y-%m-%d %H:%M").to_string())
+        },
     }
 }
 
@@ -180,19 +177,20 @@ mod tests {
     fn rules_read_in_words() {
         let expr: TimeExpr = "patch_tuesday 10:00".parse().unwrap();
         let every = ScheduleRule::anchored(expr.clone(), None).unwrap();
+        let words = |rule: &ScheduleRule| rule_in_words(rule).into_string();
         assert_eq!(
-            rule_in_words(&every),
-            "at `patch_tuesday 10:00` every month"
+            words(&every),
+            "at <code>patch_tuesday 10:00</code> every month"
         );
         let some = ScheduleRule::anchored(expr, Some(vec![1, 4, 7])).unwrap();
         assert_eq!(
-            rule_in_words(&some),
-            "at `patch_tuesday 10:00` in January, April and July"
+            words(&some),
+            "at <code>patch_tuesday 10:00</code> in January, April and July"
         );
         let cron = ScheduleRule::cron("0 0 22 * * Sat").unwrap();
         assert_eq!(
-            rule_in_words(&cron),
-            "whenever cron `0 0 22 * * Sat` matches (at most once a day)"
+            words(&cron),
+            "whenever cron <code>0 0 22 * * Sat</code> matches (at most once a day)"
         );
     }
 }

@@ -275,7 +275,7 @@ fn the_overview_shows_what_needs_whom_and_the_runbook_page_its_rejected_edit() {
     assert!(error.contains("colour"), "{error}");
     let rules = browser.text(&browser.find("ul.rules"));
     assert!(
-        rules.contains("first_monday 09:00` in January, April, July and October"),
+        rules.contains("at first_monday 09:00 in January, April, July and October"),
         "{rules}"
     );
     assert!(!browser.find_all("svg.dag rect.box").is_empty());
