@@ -6,9 +6,11 @@
 //! README's tour.
 //!
 //! The pages: the sign-in page, the overview, the month calendar, the run page of a run in each
-//! state (waiting for an approval, running, failed, succeeded, cancelled), the trigger form, the
-//! decide and cancel confirm pages, the email link's confirmation page, and the audit browser.
+//! state (waiting for an approval, running, failed, succeeded, cancelled, and interrupted after
+//! the daemon was killed during a command), the trigger form, the decide, cancel and resume
+//! confirm pages, the email link's confirmation page, and the audit browser.
 
+use std::path::Path;
 use std::time::Duration;
 
 use patchday_tests::browser::Browser;
@@ -27,10 +29,6 @@ const RUNBOOKS: &[(&str, &str)] = &[
         "name: approve\ndescription: The CAB agrees first\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nroles:\n  cab: [alice@example.com]\nsteps:\n  cab-approval:\n    uses: approval\n    with: { approvers: [cab], quorum: 1, message: \"May we patch {{cycle}}?\" }\n  patch:\n    needs: [cab-approval]\n    uses: noop\n",
     ),
     (
-        "long",
-        "name: long\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nsteps:\n  patch:\n    uses: command\n    with: { run: \"sleep 600\" }\n",
-    ),
-    (
         "stopped",
         "name: stopped\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nsteps:\n  patch:\n    uses: command\n    with: { run: \"sleep 600\" }\n",
     ),
@@ -47,6 +45,22 @@ const RUNBOOKS: &[(&str, &str)] = &[
         "name: emergency\ndescription: Patch a zero-day now\ntimezone: UTC\nparams:\n  cve: { description: The CVE to patch }\n  scope: { default: test, choices: [test, prod] }\nsteps:\n  patch:\n    uses: noop\n",
     ),
 ];
+
+/// A runbook whose command runs until killed, writing its process id to `dir/pid` first.
+fn long_runbook(dir: &Path) -> String {
+    format!(
+        "name: long\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nsteps:\n  \
+         patch:\n    uses: command\n    with: {{ run: \"echo $$ > {pid}; exec sleep 600\" }}\n",
+        pid = dir.join("pid").display()
+    )
+}
+
+/// `patchday serve` on the test's folder and database, with its roles.
+fn serve(dir: &Path, database: &str) -> Daemon {
+    let mut command = serve_command(dir, database, &dir.join("outbox"));
+    command.args(["--config", &dir.join("patchday.toml").display().to_string()]);
+    Daemon::start(command)
+}
 
 const ROLES: &str = "[auth]\nviewers = [\"alice@example.com\"]\n";
 
@@ -108,12 +122,11 @@ fn every_page_has_no_serious_or_critical_accessibility_violation() {
     for (name, text) in RUNBOOKS {
         std::fs::write(dir.join("runbooks").join(format!("{name}.yaml")), text).unwrap();
     }
+    std::fs::write(dir.join("runbooks/long.yaml"), long_runbook(&dir)).unwrap();
     std::fs::write(dir.join("patchday.toml"), ROLES).unwrap();
     let database = format!("sqlite://{}", dir.join("d.db").display());
     let outbox = dir.join("outbox");
-    let mut command = serve_command(&dir, &database, &outbox);
-    command.args(["--config", &dir.join("patchday.toml").display().to_string()]);
-    let daemon = Daemon::start(command);
+    let daemon = serve(&dir, &database);
     let base = daemon.url();
 
     let email = poll("the approval email", LIMIT, || {
@@ -169,6 +182,39 @@ fn every_page_has_no_serious_or_critical_accessibility_violation() {
     assert!(
         browser.source().contains("cab-approval"),
         "the decide page is the real one: {}",
+        browser.source()
+    );
+
+    // The daemon dies while `long` runs its command: after a restart the step is interrupted
+    // and the resume page asks an operator what to do.
+    let pid = poll("the command's pid", LIMIT, || {
+        std::fs::read_to_string(dir.join("pid"))
+            .ok()
+            .filter(|p| p.ends_with('\n'))
+    });
+    drop(daemon);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let daemon = serve(&dir, &database);
+    let long = format!("/runs/{}", id("long"));
+    poll("the step to wait for an operator", LIMIT, || {
+        let (_, page) = daemon.page(&long);
+        page.contains("was interrupted").then_some(())
+    });
+    let base = daemon.url();
+    browser.use_session(&base, daemon.cookie());
+    found.extend(check(&browser, "run-interrupted", &format!("{base}{long}")));
+    let resume = format!("{base}{long}/resume?step=patch&host=&decision=retry");
+    found.extend(check(&browser, "resume-confirm", &resume));
+    assert!(
+        browser
+            .find_all("form[method=post][action$='/resume']")
+            .len()
+            == 1,
+        "the resume page is the real one: {}",
         browser.source()
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
