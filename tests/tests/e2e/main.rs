@@ -8,6 +8,7 @@ mod browser;
 mod cadence;
 mod calendar;
 mod corpus;
+mod cursors;
 mod daemon;
 mod dashboard;
 mod demo;
