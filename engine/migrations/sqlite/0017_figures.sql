@@ -91,3 +91,7 @@ CREATE INDEX steps_own ON steps (run_id, position) WHERE host = '';
 CREATE INDEX steps_hosts ON steps (run_id, state, position) WHERE host <> '';
 CREATE INDEX events_run_steps ON events (run_id, seq)
     WHERE run_id IS NOT NULL AND json_type(details, '$.host') IS NULL;
+
+-- The API's pages of a run's rows: keyset on insertion order within the run (PostgreSQL has
+-- this index, `steps_run`, since 0001).
+CREATE INDEX steps_run ON steps (run_id, position);

@@ -110,6 +110,28 @@ impl Store for AnyStore {
         delegate!(self, s => s.runs(limit))
     }
 
+    async fn runs_after(&self, after: &str, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        delegate!(self, s => s.runs_after(after, limit))
+    }
+
+    async fn run_steps_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, StepRow)>, StoreError> {
+        delegate!(self, s => s.run_steps_after(run_id, after, limit))
+    }
+
+    async fn run_events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        delegate!(self, s => s.run_events_after(run_id, after, limit))
+    }
+
     async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {
         delegate!(self, s => s.unfinished_runs())
     }

@@ -59,6 +59,7 @@ macro_rules! conformance_suite {
             step_figures_follow_every_step_write,
             the_run_page_reads_own_rows_one_page_of_hosts_and_counts,
             stored_merkle_nodes_are_the_tree_of_the_events,
+            keyset_pages_walk_runs_rows_and_events_once_in_order,
         );
         $crate::store::conformance::conformance_suite!(@threaded $factory;
             concurrent_commits_of_one_decision_record_it_once,
@@ -2787,4 +2788,60 @@ pub(crate) async fn stored_merkle_nodes_are_the_tree_of_the_events<S: Store>(sto
         .unwrap();
     assert_eq!(checkpointer.size(), 233);
     assert_nodes_are_the_events_tree(store).await;
+}
+
+pub(crate) async fn keyset_pages_walk_runs_rows_and_events_once_in_order<S: Store>(store: &S) {
+    // Five runs, two of them started at the same instant (insertion order breaks the tie).
+    for (id, minutes) in [("r1", 0), ("r2", 1), ("r3", 1), ("r4", 2), ("r5", 3)] {
+        let at = t0() + Duration::minutes(minutes);
+        let rows = vec![step_row(id, "a", "", StepState::Pending)];
+        let started = event("run.started", Some(id), None, at);
+        let run = run_row(id, "monthly", None, at);
+        store.create_run(run, rows, started).await.unwrap();
+    }
+    let ids = |runs: Vec<RunRow>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.runs(2).await.unwrap()), ["r5", "r4"]);
+    assert_eq!(ids(store.runs_after("r4", 2).await.unwrap()), ["r3", "r2"]);
+    assert_eq!(ids(store.runs_after("r2", 2).await.unwrap()), ["r1"]);
+    assert!(store.runs_after("r1", 2).await.unwrap().is_empty());
+    assert!(store.runs_after("nope", 2).await.unwrap().is_empty());
+
+    let hosts: Vec<StepRow> = (0..5)
+        .map(|h| step_row("r1", "fan", &format!("h{h}"), StepState::Pending))
+        .collect();
+    let inserts = hosts
+        .into_iter()
+        .map(|row| StepWrite { expect: None, row })
+        .collect();
+    let change = Change {
+        steps: inserts,
+        events: (0..3)
+            .map(|_| event("step.running", Some("r1"), Some("fan"), t0()))
+            .collect(),
+        ..Change::default()
+    };
+    store.commit(vec![change]).await.unwrap();
+    let (mut after, mut seen) = (0, Vec::new());
+    loop {
+        let page = store.run_steps_after("r1", after, 2).await.unwrap();
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        seen.extend(
+            page.into_iter()
+                .map(|(_, r)| format!("{}/{}", r.step, r.host)),
+        );
+    }
+    assert_eq!(
+        seen,
+        ["a/", "fan/h0", "fan/h1", "fan/h2", "fan/h3", "fan/h4"]
+    );
+    let (mut after, mut seqs) = (0, Vec::new());
+    loop {
+        let page = store.run_events_after("r1", after, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        seqs.extend(page.iter().map(|e| e.seq));
+    }
+    // r1's run.started (seq 1), then the three events after every run started (6..=8).
+    assert_eq!(seqs, [1, 6, 7, 8]);
 }

@@ -622,6 +622,34 @@ pub trait Store: Send + Sync + 'static {
     /// The most recent runs first.
     fn runs(&self, limit: u32) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
 
+    /// Up to `limit` runs that come after run `after` in [`Store::runs`]' order (newest first;
+    /// keyset on (started_at, insertion order), index `runs_started`): the API's next page.
+    /// Empty when `after` is no run.
+    fn runs_after(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
+
+    /// Up to `limit` of a run's step rows (hosts' included) whose position (insertion order) is
+    /// after `after`, in that order, each with its position: the API's pages of a run's rows
+    /// (keyset on the position, index `steps_run`).
+    fn run_steps_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(i64, StepRow)>, StoreError>> + Send;
+
+    /// Up to `limit` of a run's audit events with `seq > after`, in `seq` order: the API's
+    /// pages of a run's events (keyset on `seq`, index `events_run`).
+    fn run_events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
+
     /// Runs in state `running`, oldest first (crash recovery resumes them).
     fn unfinished_runs(&self) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
 
@@ -985,6 +1013,9 @@ pub const HOT_QUERIES: &[(&str, Option<&str>)] = &[
         "a run's step events (run page timeline)",
         Some("events_run_steps"),
     ),
+    ("the next page of runs (API)", Some("runs_started")),
+    ("the next page of a run's rows (API)", Some("steps_run")),
+    ("the next page of a run's events (API)", Some("events_run")),
 ];
 
 /// The audit browser's queries whose plans [`HOT_QUERIES`] checks: a page of every event, of

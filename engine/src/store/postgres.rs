@@ -370,6 +370,13 @@ const RUN_EVENTS_PAGE: &str = "FROM events WHERE run_id = $1 ORDER BY seq LIMIT 
 const RUN_STEP_EVENTS: &str =
     "FROM events WHERE run_id = $1 AND details::jsonb -> 'host' IS NULL ORDER BY seq";
 
+const RUNS_AFTER: &str = "FROM runs WHERE (started_at, position) < \
+    (SELECT started_at, position FROM runs WHERE id = $1) \
+    ORDER BY started_at DESC, position DESC LIMIT $2";
+const RUN_STEPS_AFTER: &str =
+    "FROM steps WHERE run_id = $1 AND position > $2 ORDER BY position LIMIT $3";
+const RUN_EVENTS_AFTER: &str = "FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
 /// (name, SQL) of every hot query in [`super::HOT_QUERIES`] order, parameters as literals.
 fn hot_queries() -> Vec<(&'static str, String)> {
     let names: Vec<&str> = super::HOT_QUERIES.iter().map(|(n, _)| *n).collect();
@@ -419,6 +426,24 @@ fn hot_queries() -> Vec<(&'static str, String)> {
         format!(
             "SELECT {EVENT_COLUMNS} {}",
             RUN_STEP_EVENTS.replace("$1", "'r'")
+        ),
+        format!(
+            "SELECT {RUN_COLUMNS} {}",
+            RUNS_AFTER.replace("$1", "'r'").replace("$2", "50")
+        ),
+        format!(
+            "SELECT position, {STEP_COLUMNS} {}",
+            RUN_STEPS_AFTER
+                .replace("$1", "'r'")
+                .replace("$2", "0")
+                .replace("$3", "50")
+        ),
+        format!(
+            "SELECT {EVENT_COLUMNS} {}",
+            RUN_EVENTS_AFTER
+                .replace("$1", "'r'")
+                .replace("$2", "0")
+                .replace("$3", "50")
         ),
     ];
     names.into_iter().zip(sql).collect()
@@ -1430,6 +1455,52 @@ impl Store for PostgresStore {
         }
         conn.rollback().await.map_err(db("explaining a query"))?;
         Ok(out)
+    }
+
+    async fn runs_after(&self, after: &str, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} {RUNS_AFTER}"))
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading runs"))?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn run_steps_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, StepRow)>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT position, {STEP_COLUMNS} {RUN_STEPS_AFTER}"
+        ))
+        .bind(run_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading a page of a run's rows"))?;
+        rows.iter()
+            .map(|row| Ok((get::<i64>(row, "position")?, step_from(row)?)))
+            .collect()
+    }
+
+    async fn run_events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} {RUN_EVENTS_AFTER}"))
+            .bind(run_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading a page of a run's events"))?;
+        rows.iter().map(event_from).collect()
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {

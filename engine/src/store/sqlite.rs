@@ -365,7 +365,8 @@ const STEP_FIGURES: &str = "SELECT r.runbook, f.step, f.state, f.bucket AS bucke
     WHERE r.id IN (SELECT id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?) \
     GROUP BY r.runbook, f.step, f.state, f.bucket HAVING SUM(f.row_count) > 0";
 
-const RUN_STEP_ROWS: &str = "WHERE run_id = ? AND host = '' ORDER BY position";
+// (Without statistics SQLite would take `steps_run` and skip every host row of the run.)
+const RUN_STEP_ROWS: &str = "INDEXED BY steps_own WHERE run_id = ? AND host = '' ORDER BY position";
 const RUN_HOST_ROWS: &str =
     "WHERE run_id = ? AND host <> '' AND state = ? ORDER BY position LIMIT ? OFFSET ?";
 const RUN_ROW_COUNTS: &str = "SELECT step, state, SUM(row_count) AS n FROM step_figures \
@@ -374,6 +375,12 @@ const RUN_EVENT_COUNT: &str = "SELECT COUNT(*) FROM events WHERE run_id = ?";
 const RUN_EVENTS_PAGE: &str = "FROM events WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?";
 const RUN_STEP_EVENTS: &str =
     "FROM events WHERE run_id = ? AND json_type(details, '$.host') IS NULL ORDER BY seq";
+
+const RUNS_AFTER: &str = "FROM runs WHERE (started_at, rowid) < \
+    (SELECT started_at, rowid FROM runs WHERE id = ?) ORDER BY started_at DESC, rowid DESC LIMIT ?";
+const RUN_STEPS_AFTER: &str =
+    "FROM steps WHERE run_id = ? AND position > ? ORDER BY position LIMIT ?";
+const RUN_EVENTS_AFTER: &str = "FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?";
 
 /// (name, SQL) of every hot query in [`super::HOT_QUERIES`] order, parameters as `?`.
 fn hot_queries() -> Vec<(&'static str, String)> {
@@ -400,6 +407,9 @@ fn hot_queries() -> Vec<(&'static str, String)> {
         RUN_EVENT_COUNT.to_string(),
         format!("SELECT {EVENT_COLUMNS} {RUN_EVENTS_PAGE}"),
         format!("SELECT {EVENT_COLUMNS} {RUN_STEP_EVENTS}"),
+        format!("SELECT {RUN_COLUMNS} {RUNS_AFTER}"),
+        format!("SELECT position, {STEP_COLUMNS} {RUN_STEPS_AFTER}"),
+        format!("SELECT {EVENT_COLUMNS} {RUN_EVENTS_AFTER}"),
     ];
     names.into_iter().zip(sql).collect()
 }
@@ -1391,6 +1401,52 @@ impl Store for SqliteStore {
             out.push((name, plan.join("\n")));
         }
         Ok(out)
+    }
+
+    async fn runs_after(&self, after: &str, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} {RUNS_AFTER}"))
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading runs"))?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn run_steps_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, StepRow)>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT position, {STEP_COLUMNS} {RUN_STEPS_AFTER}"
+        ))
+        .bind(run_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("reading a page of a run's rows"))?;
+        rows.iter()
+            .map(|row| Ok((get::<i64>(row, "position")?, step_from(row)?)))
+            .collect()
+    }
+
+    async fn run_events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} {RUN_EVENTS_AFTER}"))
+            .bind(run_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("reading a page of a run's events"))?;
+        rows.iter().map(event_from).collect()
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRow>, StoreError> {

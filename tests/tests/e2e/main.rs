@@ -11,6 +11,7 @@ mod cadence;
 mod calendar;
 mod corpus;
 mod csrf;
+mod cursors;
 mod daemon;
 mod dashboard;
 mod demo;

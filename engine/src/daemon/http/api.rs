@@ -5,8 +5,10 @@
 //! | route | does |
 //! |---|---|
 //! | `GET /runbooks` | loaded runbooks: name, description, timezone, params, next cycles |
-//! | `GET /runs?limit=N` | recent runs, newest first (default 50, at most 1000) |
+//! | `GET /runs?limit=N&after=ID` | recent runs, newest first (default 50, at most 1000); `next` names the cursor of the next page |
 //! | `GET /runs/{id}` | a run, its step rows and its audit trail |
+//! | `GET /runs/{id}/steps?limit=N&after=C` | one page of a run's step rows (hosts' included) in insertion order, with `next` |
+//! | `GET /runs/{id}/events?limit=N&after=SEQ` | one page of a run's audit events in `seq` order, with `next` |
 //! | `POST /runs` | `{"runbook", "params": {..}, "cycle"?, "rerun"?}` starts a run; 201 with the run |
 //! | `POST /runs/{id}/cancel` | cancels a running run (its attempts in flight are stopped) |
 //! | `POST /runs/{id}/steps/{step}/resume` | `{"host"?, "decision": "retry"\|"skip"\|"abort", "reason"?}` on an interrupted row |
@@ -23,6 +25,10 @@
 //! with `"override": true` and the reason, and it counts towards the quorum like any other. Errors are `{"error": "..."}` with a fitting status: 400 bad request,
 //! 401 no or unknown token, 404 unknown run/runbook/route, 409 the run or step is not in a
 //! state for it, 503 the database does not answer.
+//!
+//! Lists come in bounded pages (keyset cursors, each page one indexed query): a page that is
+//! full carries `"next"`, the `after` of the page that follows; the last page has `"next":
+//! null`. A page is at most 1,000 items, so no list is built whole in memory whatever the run.
 //!
 //! [`Engine::decide_as_operator`]: crate::run::Engine::decide_as_operator
 
@@ -47,7 +53,9 @@ use crate::calendar::Cycle;
 use crate::daemon::new_run_id;
 use crate::daemon::tokens::{Grant, Scope};
 use crate::run::{Resolution, RunError, RunSpec};
-use crate::store::{EventFilter, NewDecision, RunRow, RunState, Store, StoreError};
+use crate::store::{
+    EventFilter, EventRow, NewDecision, RunRow, RunState, StepRow, Store, StoreError,
+};
 
 /// How many next cycles `GET /runbooks` gives per runbook.
 const NEXT_CYCLES: usize = 3;
@@ -70,6 +78,8 @@ pub fn routes<S: Store>() -> (Router<St<S>>, Vec<(&'static str, &'static str)>) 
         .add("get", "/runs", runs::<S>)
         .add("post", "/runs", trigger::<S>)
         .add("get", "/runs/{id}", run_detail::<S>)
+        .add("get", "/runs/{id}/steps", run_steps::<S>)
+        .add("get", "/runs/{id}/events", run_events::<S>)
         .add("post", "/runs/{id}/cancel", cancel::<S>)
         .add("post", "/runs/{id}/steps/{step}/resume", resume::<S>)
         .add("post", "/runs/{id}/steps/{step}/decision", decision::<S>);
@@ -255,33 +265,166 @@ async fn runbooks<S: Store>(State(shared): State<St<S>>, caller: Caller) -> Resp
     ok(StatusCode::OK, json!({ "runbooks": list }))
 }
 
+/// A list's page: how many, and the cursor (`next` of the page before) it comes after.
 #[derive(Deserialize)]
-struct Limit {
+struct Page<C> {
     limit: Option<u32>,
+    after: Option<C>,
+}
+
+impl<C> Page<C> {
+    /// The page size asked for, within the bounds.
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+    }
+}
+
+type PageQuery<C> = Result<Query<Page<C>>, axum::extract::rejection::QueryRejection>;
+
+fn bad_page() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "`limit` must be a positive integer and `after` the `next` of a page",
+    )
+}
+
+/// `"next"`: the cursor of the last item when the page is full, else null.
+fn next_of<T>(page: &[T], limit: u32, cursor: impl Fn(&T) -> Value) -> Value {
+    match page.last() {
+        Some(last) if page.len() >= limit as usize => cursor(last),
+        _ => Value::Null,
+    }
 }
 
 async fn runs<S: Store>(
     State(shared): State<St<S>>,
     caller: Caller,
-    query: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
+    query: PageQuery<String>,
 ) -> Response {
     if let Some(refused) = caller.refusal(Scope::Read) {
         return refused;
     }
-    let Ok(Query(Limit { limit })) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "`limit` must be a positive integer",
-        );
+    let Ok(Query(page)) = query else {
+        return bad_page();
     };
-    let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    match shared.engine.store.runs(limit).await {
+    let limit = page.limit();
+    let store = &shared.engine.store;
+    let runs = match &page.after {
+        None => store.runs(limit).await,
+        Some(after) => match store.run(after).await {
+            Ok(Some(_)) => store.runs_after(after, limit).await,
+            Ok(None) => return bad_page(),
+            Err(e) => Err(e),
+        },
+    };
+    match runs {
         Ok(runs) => ok(
             StatusCode::OK,
-            json!({ "runs": runs.iter().map(run_json).collect::<Vec<_>>() }),
+            json!({
+                "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
+                "next": next_of(&runs, limit, |r| json!(r.id)),
+            }),
         ),
         Err(e) => unavailable(e),
     }
+}
+
+/// The run `id` exists: `None`, else the response to send (404, 503).
+async fn no_run<S: Store>(shared: &Shared<S>, id: &str) -> Option<Response> {
+    match shared.engine.store.run(id).await {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(error(StatusCode::NOT_FOUND, format!("no run {id}"))),
+        Err(e) => Some(unavailable(e)),
+    }
+}
+
+async fn run_steps<S: Store>(
+    State(shared): State<St<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: PageQuery<i64>,
+) -> Response {
+    if let Some(refused) = caller.refusal(Scope::Read) {
+        return refused;
+    }
+    let Ok(Query(page)) = query else {
+        return bad_page();
+    };
+    if let Some(response) = no_run(&shared, &id).await {
+        return response;
+    }
+    let limit = page.limit();
+    let after = page.after.unwrap_or(0);
+    match shared.engine.store.run_steps_after(&id, after, limit).await {
+        Ok(rows) => ok(
+            StatusCode::OK,
+            json!({
+                "steps": rows.iter().map(|(_, row)| step_json(row)).collect::<Vec<_>>(),
+                "next": next_of(&rows, limit, |(position, _)| json!(position)),
+            }),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn run_events<S: Store>(
+    State(shared): State<St<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: PageQuery<i64>,
+) -> Response {
+    if let Some(refused) = caller.refusal(Scope::Read) {
+        return refused;
+    }
+    let Ok(Query(page)) = query else {
+        return bad_page();
+    };
+    if let Some(response) = no_run(&shared, &id).await {
+        return response;
+    }
+    let limit = page.limit();
+    let after = page.after.unwrap_or(0);
+    match shared
+        .engine
+        .store
+        .run_events_after(&id, after, limit)
+        .await
+    {
+        Ok(events) => ok(
+            StatusCode::OK,
+            json!({
+                "events": events.iter().map(event_json).collect::<Vec<_>>(),
+                "next": next_of(&events, limit, |e| json!(e.seq)),
+            }),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+fn step_json(s: &StepRow) -> Value {
+    json!({
+        "step": s.step,
+        "host": s.host,
+        "state": s.state,
+        "attempt": s.attempt,
+        "not_before": s.not_before,
+        "started_at": s.started_at,
+        "finished_at": s.finished_at,
+        "outputs": s.outputs,
+        "reason": s.reason,
+    })
+}
+
+fn event_json(e: &EventRow) -> Value {
+    json!({
+        "seq": e.seq,
+        "at": e.at,
+        "actor": e.actor,
+        "action": e.action,
+        "step": e.step_id,
+        "details": e.details,
+        "hash": e.hash,
+    })
 }
 
 async fn run_detail<S: Store>(
@@ -306,36 +449,8 @@ async fn run_detail<S: Store>(
         (Ok(steps), Ok(events)) => (steps, events),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
-    let steps: Vec<Value> = steps
-        .iter()
-        .map(|s| {
-            json!({
-                "step": s.step,
-                "host": s.host,
-                "state": s.state,
-                "attempt": s.attempt,
-                "not_before": s.not_before,
-                "started_at": s.started_at,
-                "finished_at": s.finished_at,
-                "outputs": s.outputs,
-                "reason": s.reason,
-            })
-        })
-        .collect();
-    let audit: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            json!({
-                "seq": e.seq,
-                "at": e.at,
-                "actor": e.actor,
-                "action": e.action,
-                "step": e.step_id,
-                "details": e.details,
-                "hash": e.hash,
-            })
-        })
-        .collect();
+    let steps: Vec<Value> = steps.iter().map(step_json).collect();
+    let audit: Vec<Value> = events.iter().map(event_json).collect();
     ok(
         StatusCode::OK,
         json!({ "run": run_json(&run), "steps": steps, "audit": audit }),
@@ -772,6 +887,8 @@ pub fn openapi() -> Value {
         json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
     let step_param =
         json!({ "name": "step", "in": "path", "required": true, "schema": { "type": "string" } });
+    let limit_param = json!({ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT } });
+    let after_param = json!({ "name": "after", "in": "query", "required": false, "schema": { "type": "integer" } });
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -798,7 +915,7 @@ pub fn openapi() -> Value {
             "/runs": {
                 "get": {
                     "summary": "Recent runs, newest first",
-                    "parameters": [{ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT } }],
+                    "parameters": [limit_param.clone(), with(after_param.clone(), json!({ "schema": { "type": "string" }, "description": "The `next` of the page before: the id of its last run" }))],
                     "responses": with(json!({ "200": with(json!({ "description": "The runs" }), body_of("RunList")) }), errors(&["400", "401", "503"]))
                 },
                 "post": {
@@ -812,6 +929,20 @@ pub fn openapi() -> Value {
                     "summary": "A run, its step rows and its audit trail",
                     "parameters": [id_param.clone()],
                     "responses": with(json!({ "200": with(json!({ "description": "The run" }), body_of("RunDetail")) }), errors(&["401", "404", "503"]))
+                }
+            },
+            "/runs/{id}/steps": {
+                "get": {
+                    "summary": "One page of a run's step rows (hosts' included), in insertion order",
+                    "parameters": [id_param.clone(), limit_param.clone(), with(after_param.clone(), json!({ "description": "The `next` of the page before" }))],
+                    "responses": with(json!({ "200": with(json!({ "description": "The page" }), body_of("StepPage")) }), errors(&["400", "401", "404", "503"]))
+                }
+            },
+            "/runs/{id}/events": {
+                "get": {
+                    "summary": "One page of a run's audit events, in seq order",
+                    "parameters": [id_param.clone(), limit_param.clone(), with(after_param.clone(), json!({ "description": "The `next` of the page before: the seq of its last event" }))],
+                    "responses": with(json!({ "200": with(json!({ "description": "The page" }), body_of("EventPage")) }), errors(&["400", "401", "404", "503"]))
                 }
             },
             "/runs/{id}/cancel": {
@@ -888,7 +1019,9 @@ pub fn openapi() -> Value {
                     }
                 },
                 "RunEnvelope": { "type": "object", "properties": { "run": { "$ref": "#/components/schemas/Run" } } },
-                "RunList": { "type": "object", "properties": { "runs": { "type": "array", "items": { "$ref": "#/components/schemas/Run" } } } },
+                "RunList": { "type": "object", "properties": { "runs": { "type": "array", "items": { "$ref": "#/components/schemas/Run" } }, "next": { "type": ["string", "null"], "description": "`after` of the next page; null on the last" } } },
+                "StepPage": { "type": "object", "properties": { "steps": { "type": "array", "items": { "$ref": "#/components/schemas/Step" } }, "next": { "type": ["integer", "null"], "description": "`after` of the next page; null on the last" } } },
+                "EventPage": { "type": "object", "properties": { "events": { "type": "array", "items": { "$ref": "#/components/schemas/AuditEvent" } }, "next": { "type": ["integer", "null"], "description": "`after` of the next page; null on the last" } } },
                 "Step": {
                     "type": "object",
                     "properties": {
