@@ -156,7 +156,14 @@ fn push_canonical(out: &mut String, value: &Value) {
 }
 
 fn push_str(out: &mut String, s: &str) {
-    out.push_str(&serde_json::to_string(s).expect("a string serializes"));
+    // Most strings need no escaping: written as they are, without serde_json's allocation.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).expect("a string serializes"));
+    }
 }
 
 fn push_opt(out: &mut String, s: Option<&str>) {
@@ -167,9 +174,11 @@ fn push_opt(out: &mut String, s: Option<&str>) {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        write!(out, "{b:02x}").expect("writing to a String");
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
     }
     out
 }

@@ -1500,10 +1500,12 @@ impl Store for SqliteStore {
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
         // One row per page (a JSON array of the events): sqlx hands SQLite rows over one at a
-        // time through a channel, which cost more than checking them (`bench/audit.sh`).
+        // time through a channel, which cost more than checking them (`bench/audit.sh`). The
+        // page is sorted here, not by the aggregate's `ORDER BY`, whose sorter cost a fifth of
+        // `audit verify` (perf); the subquery's `ORDER BY … LIMIT` decides which rows.
         let (page,): (String,) = sqlx::query_as(
             "SELECT json_group_array(json_array(seq, at, actor, action, run_id, step_id, \
-             details, prev_hash, hash) ORDER BY seq) FROM \
+             details, prev_hash, hash)) FROM \
              (SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
         )
         .bind(after)
@@ -1522,8 +1524,9 @@ impl Store for SqliteStore {
             String,
             String,
         );
-        let rows: Vec<Columns> = serde_json::from_str(&page)
+        let mut rows: Vec<Columns> = serde_json::from_str(&page)
             .map_err(|e| StoreError::Database(format!("a page of audit events: {e}")))?;
+        rows.sort_by_key(|row| row.0);
         rows.into_iter()
             .map(
                 |(seq, at, actor, action, run_id, step_id, details, prev_hash, hash)| {
@@ -1546,7 +1549,7 @@ impl Store for SqliteStore {
     async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
         // One row per page, as in `events_after`.
         let (page,): (String,) = sqlx::query_as(
-            "SELECT json_group_array(json_array(seq, hash) ORDER BY seq) FROM \
+            "SELECT json_group_array(json_array(seq, hash)) FROM \
              (SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
         )
         .bind(after)
@@ -1554,8 +1557,10 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await
         .map_err(db("reading audit event hashes"))?;
-        serde_json::from_str(&page)
-            .map_err(|e| StoreError::Database(format!("a page of audit event hashes: {e}")))
+        let mut hashes: Vec<(i64, String)> = serde_json::from_str(&page)
+            .map_err(|e| StoreError::Database(format!("a page of audit event hashes: {e}")))?;
+        hashes.sort_by_key(|(seq, _)| *seq);
+        Ok(hashes)
     }
 
     async fn audit_events(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
@@ -1582,8 +1587,10 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(Subtree, Hash)>, StoreError> {
         let mut found = Vec::with_capacity(subtrees.len());
         for chunk in subtrees.chunks(NODE_ROWS) {
+            // A join, not `(level, idx) IN (VALUES …)`, which SQLite answers with a full scan.
             let sql = format!(
-                "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN (VALUES {})",
+                "SELECT m.level, m.idx, m.hash FROM (VALUES {}) AS wanted \
+                 JOIN merkle_nodes AS m ON m.level = wanted.column1 AND m.idx = wanted.column2",
                 vec!["(?, ?)"; chunk.len()].join(", ")
             );
             let mut query = sqlx::query(&sql);
