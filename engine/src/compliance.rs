@@ -5,7 +5,9 @@
 //!
 //! The clock starts at the release: 00:00 on Patch Tuesday of the run's cycle in the runbook's
 //! time zone, or 00:00 (same zone) of the run's `released` param (`YYYY-MM-DD`), for emergency
-//! runs. The severity is the run's `severity` param, else the runbook's `severity`. A host is
+//! runs. The deadline is that many days later at 00:00 on the calendar (a DST change does not
+//! move it off midnight, as `±Nd` in time expressions), plus any hours and minutes exactly
+//! ([`deadline`]). The severity is the run's `severity` param, else the runbook's `severity`. A host is
 //! within the SLA when all its rows succeeded (or were skipped on purpose) and the last one
 //! finished by the deadline. A run without host rows counts as one host, `(run)`.
 
@@ -76,15 +78,25 @@ pub fn window(
     let allowed = sla
         .allowed(severity)
         .ok_or(NotMeasured::NoSlaFor(severity))?;
-    let released = release_instant(checked.tz, day);
-    let deadline = released
-        + chrono::Duration::from_std(allowed)
-            .map_err(|e| NotMeasured::Invalid(format!("sla: {e}")))?;
     Ok(Window {
         severity,
-        released,
-        deadline,
+        released: release_instant(checked.tz, day),
+        deadline: deadline(checked.tz, day, allowed),
     })
+}
+
+/// The SLA deadline: `allowed` after 00:00 of `day` in `tz`, its whole days counted on the
+/// calendar (00:00 of the day that many days later, whatever DST does between), the rest
+/// added exactly.
+pub fn deadline(tz: chrono_tz::Tz, day: NaiveDate, allowed: std::time::Duration) -> DateTime<Utc> {
+    const DAY: u64 = 86_400;
+    let days = allowed.as_secs() / DAY;
+    let rest = allowed - std::time::Duration::from_secs(days * DAY);
+    let last_day = day.checked_add_days(chrono::Days::new(days));
+    let Some(last_day) = last_day.filter(|d| chrono::Datelike::year(d) < 10_000) else {
+        return DateTime::<Utc>::MAX_UTC; // an SLA of millennia: never late
+    };
+    release_instant(tz, last_day) + chrono::Duration::from_std(rest).unwrap_or_default()
 }
 
 /// 00:00 of `day` in `tz` (the first instant of the day, whatever DST does).

@@ -29,6 +29,7 @@ mod reload;
 mod runs;
 mod schema;
 mod signals;
+mod sla;
 mod soak;
 mod tls;
 mod validate;
