@@ -115,8 +115,18 @@ pub fn release_instant(tz: chrono_tz::Tz, day: NaiveDate) -> DateTime<Utc> {
     }
 }
 
-/// One host's time to patch against the window.
-pub fn hosts(rows: &[StepRow], window: &Window) -> Vec<Value> {
+/// One host's time to patch against an SLA window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSla {
+    pub host: String,
+    /// When its last row finished.
+    pub patched_at: Option<DateTime<Utc>>,
+    /// Why it is not within the SLA; `None` when it is.
+    pub late_reason: Option<String>,
+}
+
+/// Each host's time to patch against the window (a run without host rows: one host, `(run)`).
+pub fn host_slas(rows: &[StepRow], window: &Window) -> Vec<HostSla> {
     let mut by_host: indexmap::IndexMap<&str, Vec<&StepRow>> = indexmap::IndexMap::new();
     for row in rows.iter().filter(|r| !r.host.is_empty()) {
         by_host.entry(&row.host).or_default().push(row);
@@ -126,11 +136,27 @@ pub fn hosts(rows: &[StepRow], window: &Window) -> Vec<Value> {
     }
     by_host
         .into_iter()
-        .map(|(host, rows)| host_json(host, &rows, window))
+        .map(|(host, rows)| host_sla(host, &rows, window))
         .collect()
 }
 
-fn host_json(host: &str, rows: &[&StepRow], window: &Window) -> Value {
+/// [`host_slas`] as the compliance report's JSON.
+pub fn hosts(rows: &[StepRow], window: &Window) -> Vec<Value> {
+    host_slas(rows, window)
+        .into_iter()
+        .map(|h| {
+            json!({
+                "host": h.host,
+                "patched_at": h.patched_at.map(format_instant),
+                "hours_to_patch": h.patched_at.map(|at| (at - window.released).num_minutes() as f64 / 60.0),
+                "within_sla": h.late_reason.is_none(),
+                "late_reason": h.late_reason,
+            })
+        })
+        .collect()
+}
+
+fn host_sla(host: &str, rows: &[&StepRow], window: &Window) -> HostSla {
     let failed = rows
         .iter()
         .find(|r| !matches!(r.state, StepState::Succeeded | StepState::Skipped));
@@ -152,13 +178,11 @@ fn host_json(host: &str, rows: &[&StepRow], window: &Window) -> Value {
         (None, None) => Some("not finished".into()),
         (None, Some(_)) => None,
     };
-    json!({
-        "host": host,
-        "patched_at": patched_at.map(format_instant),
-        "hours_to_patch": patched_at.map(|at| (at - window.released).num_minutes() as f64 / 60.0),
-        "within_sla": late_reason.is_none(),
-        "late_reason": late_reason,
-    })
+    HostSla {
+        host: host.to_string(),
+        patched_at,
+        late_reason,
+    }
 }
 
 /// The compliance report of runs started in `[from, to)`.

@@ -256,3 +256,85 @@ fn validate_strict_names_the_late_step_and_the_sla_line() {
     // One warning per cycle checked (a year of them), each at the `sla:` line.
     assert_eq!(err.matches(": warning: cycle ").count(), 12, "{err}");
 }
+
+/// The cycle report gives each host's time to patch against the SLA and names the late ones,
+/// in its Markdown, HTML and JSON: November patched in time but for a host that failed;
+/// December patched after its 14 days (deadline 2026-12-22 00:00 New York).
+#[test]
+fn the_cycle_report_names_late_hosts_against_the_sla() {
+    let dir = scratch("sla-report");
+    std::fs::write(
+        dir.join("hosts.yaml"),
+        inventory(&["web1".into(), "web2".into(), "web3".into()]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("monthly.yaml"),
+        "name: monthly-sla\ntimezone: America/New_York\ninventory: hosts.yaml\n\
+         sla: { critical: 14d }\nseverity: critical\nsteps:\n  patch:\n    uses: command\n\
+         \x20   for_each: { group: all }\n    with: { run: \"test {{host.name}} != web2\" }\n\
+         \x20 report:\n    needs: [patch]\n    if: always\n    uses: report\n\
+         \x20   with: { format: both, output: \"report-{{cycle}}.md\" }\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("r.db").display());
+    for (cycle, now) in [
+        ("2026-11", "2026-11-20T12:00:00Z"),
+        ("2026-12", "2026-12-30T12:00:00Z"),
+    ] {
+        let out = patchday()
+            .current_dir(&dir)
+            .args(["run", "monthly.yaml", "--cycle", cycle, "--now", now])
+            .args(["--database", &database])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "web2 fails: {}", stderr(&out));
+    }
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+
+    let november = read("report-2026-11.md");
+    assert!(
+        november.contains("Severity critical: released 2026-11-10 00:00 -05:00, deadline 2026-11-24 00:00 -05:00. Late hosts (1): web2."),
+        "{november}"
+    );
+    assert!(
+        november.contains("| web1 | 2026-11-20 07:00 -05:00 | 10d 7h 0m | yes | — |"),
+        "{november}"
+    );
+    assert!(november.contains("| web2 | "), "{november}");
+    assert!(
+        november.contains("| LATE | step `patch` Failed"),
+        "{november}"
+    );
+
+    let december = read("report-2026-12.html");
+    assert!(
+        december
+            .contains("deadline 2026-12-22 00:00 -05:00. Late hosts (3): web1, web2, web3.</p>"),
+        "{december}"
+    );
+    assert!(
+        december.contains("<tr><td>web1</td><td>2026-12-30 07:00 -05:00</td><td>22d 7h 0m</td><td class=\"LATE\">LATE</td><td>patched 2026-12-30T12:00:00.000000Z after the deadline 2026-12-22T05:00:00.000000Z</td></tr>"),
+        "{december}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&read("report-2026-12.json")).unwrap();
+    let sla = &json["sla"];
+    assert_eq!(sla["severity"], "critical");
+    assert_eq!(sla["deadline"], "2026-12-22T00:00:00-05:00");
+    let late: Vec<(&str, bool)> = sla["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["host"].as_str().unwrap(), h["late_reason"].is_string()))
+        .collect();
+    assert_eq!(late, [("web1", true), ("web2", true), ("web3", true)]);
+    let november: serde_json::Value = serde_json::from_str(&read("report-2026-11.json")).unwrap();
+    let within: Vec<bool> = november["sla"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["late_reason"].is_null())
+        .collect();
+    assert_eq!(within, [true, false, true]);
+}
