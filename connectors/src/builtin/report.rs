@@ -543,13 +543,9 @@ fn write(path: &Path, content: &str) -> Result<(), ConnectorError> {
         .map_err(|e| ConnectorError::Fatal(format!("cannot write {}: {e}", path.display())))
 }
 
-fn attachments(report: &CycleReport, rendered: &RenderedReport) -> Vec<Attachment> {
+fn attachments(report: &CycleReport, rendered: &RenderedReport, json: &str) -> Vec<Attachment> {
     let stem = format!("patch-report-{}", report.label()).replace(' ', "-");
-    let mut out = vec![Attachment {
-        filename: format!("{stem}.json"),
-        content_type: "application/json".into(),
-        content: report_json(report).into_bytes(),
-    }];
+    let mut out = Vec::new();
     if let Some(md) = &rendered.markdown {
         out.push(Attachment {
             filename: format!("{stem}.md"),
@@ -564,6 +560,11 @@ fn attachments(report: &CycleReport, rendered: &RenderedReport) -> Vec<Attachmen
             content: html.clone().into_bytes(),
         });
     }
+    out.push(Attachment {
+        filename: format!("{stem}.json"),
+        content_type: "application/json".into(),
+        content: json.as_bytes().to_vec(),
+    });
     out
 }
 
@@ -593,6 +594,7 @@ async fn execute(inputs: serde_json::Value, ctx: &Context) -> Result<Outputs, Co
         markdown: rendered.markdown.map(|s| ctx.secrets.redact(&s)),
         html: rendered.html.map(|s| ctx.secrets.redact(&s)),
     };
+    let json = ctx.secrets.redact(&report_json(&report));
     let mut out = Outputs::new();
     out.insert(
         "totals".into(),
@@ -613,7 +615,7 @@ async fn execute(inputs: serde_json::Value, ctx: &Context) -> Result<Outputs, Co
             }
         }
         let json_path = ctx.resolve_path(output).with_extension("json");
-        write(&json_path, &ctx.secrets.redact(&report_json(&report)))?;
+        write(&json_path, &json)?;
         out.insert("json_path".into(), json_path.display().to_string().into());
     }
     if let Some(to) = &inputs.to {
@@ -629,7 +631,7 @@ async fn execute(inputs: serde_json::Value, ctx: &Context) -> Result<Outputs, Co
                 .clone()
                 .unwrap_or_else(|| summary_line(&report)),
             html: rendered.html.clone(),
-            attachments: attachments(&report, &rendered),
+            attachments: attachments(&report, &rendered, &json),
             message_id: Some(format!("{}.report", message_key(ctx))),
             ..OutgoingEmail::default()
         };
@@ -724,6 +726,7 @@ mod tests {
             }],
             approvals: vec![],
             overdue: vec![],
+            sla: None,
         }
     }
 
