@@ -348,6 +348,67 @@ pub fn markdown(report: &Value) -> String {
     out
 }
 
+/// The report as a standalone HTML document (maud: every value escaped): the same sections as
+/// [`markdown`].
+pub fn html(report: &Value) -> String {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let title = format!(
+        "Patch SLA compliance {} to {}",
+        text(&report["from"]),
+        text(&report["to"])
+    );
+    let percent = report["percent_within_sla"]
+        .as_f64()
+        .map_or("no host measured".into(), |p| format!("{p:.1}%"));
+    maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { (title) } }
+            body {
+                h1 { (title) }
+                p { (report["hosts_within_sla"]) " of " (report["hosts"]) " hosts patched within their SLA (" (percent) ")" }
+                h2 { "Late hosts" }
+                table {
+                    tr { th { "runbook" } th { "cycle" } th { "host" } th { "why" } }
+                    @for late in list("late") {
+                        tr { td { (text(&late["runbook"])) } td { (text(&late["cycle"])) } td { (text(&late["host"])) } td { (text(&late["reason"])) } }
+                    }
+                }
+                h2 { "Approvals given after work began" }
+                @if list("approvals_after_work_began").is_empty() { p { "None." } }
+                ul {
+                    @for a in list("approvals_after_work_began") {
+                        li { "run " (text(&a["run"])) ": " (text(&a["approval"]["step"])) " by " (text(&a["approval"]["actor"])) " at " (text(&a["approval"]["at"])) }
+                    }
+                }
+                h2 { "Missed or skipped cycles" }
+                @if list("missed_or_skipped_cycles").is_empty() { p { "None." } }
+                ul {
+                    @for c in list("missed_or_skipped_cycles") {
+                        li { (text(&c["action"])) " at " (text(&c["at"])) ": " (c["details"].to_string()) }
+                    }
+                }
+                h2 { "Runs" }
+                table {
+                    tr { th { "run" } th { "runbook" } th { "cycle" } th { "severity" } th { "released" } th { "deadline" } }
+                    @for run in list("runs") {
+                        tr {
+                            td { (text(&run["run"])) } td { (text(&run["runbook"])) } td { (text(&run["cycle"])) }
+                            @if run["measured"] == true {
+                                td { (text(&run["severity"])) } td { (text(&run["released"])) } td { (text(&run["deadline"])) }
+                            } @else {
+                                td colspan="3" { "not measured: " (text(&run["why"])) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

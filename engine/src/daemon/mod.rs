@@ -26,6 +26,7 @@
 
 pub mod checkpointer;
 pub mod cluster;
+pub mod compliance_mail;
 pub mod expiry;
 pub mod http;
 pub mod mailer;
@@ -247,6 +248,8 @@ pub struct Shared<S: Store> {
     pub cluster: cluster::Cluster,
     /// Sign-in links, roles, session cookies ([`http::auth`]).
     pub auth: http::auth::AuthState,
+    /// `[compliance]`: the monthly compliance email ([`compliance_mail`]).
+    pub compliance: Option<crate::config::ComplianceConfig>,
 }
 
 /// The driver task of one run.
@@ -617,6 +620,7 @@ impl<S: Store> Daemon<S> {
             api_tokens: RwLock::new(Arc::new(api_tokens)),
             cluster,
             auth,
+            compliance: options.config.compliance.clone(),
         });
         shared.set_runbooks(runbooks);
         Daemon {

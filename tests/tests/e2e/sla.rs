@@ -3,7 +3,7 @@
 //! (Patch Tuesday 00:00 in the runbook's zone plus the severity's days on the calendar), naming
 //! the runbook file, the cycle, the step, the planned time and the deadline. DST changes in New
 //! York, Berlin and Sydney and month ends, each just met and just missed; a December cycle a
-//! freeze skips.
+//! freeze skips. The cycle report names late hosts; the monthly compliance email goes once.
 
 use std::path::{Path, PathBuf};
 
@@ -337,4 +337,129 @@ fn the_cycle_report_names_late_hosts_against_the_sla() {
         .map(|h| h["late_reason"].is_null())
         .collect();
     assert_eq!(within, [true, false, true]);
+}
+
+/// `[compliance]`: the leader mails last month's compliance report once its day comes, through
+/// the real SMTP server: the virtual clock crosses from November into December, one email
+/// (Markdown body, HTML and JSON attached); a restart in December sends no second one.
+#[test]
+fn the_monthly_compliance_email_goes_once_across_a_month_boundary_and_a_restart() {
+    use patchday_tests::daemon::{Daemon, audit_events, count, poll};
+    use patchday_tests::smtp::{SmtpOptions, SmtpServer};
+    use std::time::Duration;
+
+    let dir = scratch("sla-monthly-mail");
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(
+        dir.join("runbooks/hosts.yaml"),
+        inventory(&["web1".into(), "web2".into()]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("runbooks/monthly.yaml"),
+        "name: monthly-mail\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\n\
+         inventory: hosts.yaml\nsla: { critical: 14d }\nseverity: critical\nsteps:\n  patch:\n\
+         \x20   uses: noop\n    for_each: { group: all }\n",
+    )
+    .unwrap();
+    let smtp = SmtpServer::start(&dir.join("mail"), &SmtpOptions::default());
+    std::fs::write(
+        dir.join("patchday.toml"),
+        format!(
+            "{}[compliance]\nto = [\"cab@example.com\"]\nday = 1\n",
+            smtp.config()
+        ),
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.join("m.db").display());
+    // November's cycle, patched on the 20th (within 14 days of the 10th).
+    let out = patchday()
+        .current_dir(&dir)
+        .args(["run", "runbooks/monthly.yaml", "--cycle", "2026-11"])
+        .args(["--now", "2026-11-20T12:00:00Z", "--database", &database])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let serve = |now: &str| {
+        let mut cmd = patchday();
+        cmd.current_dir(&dir)
+            .args(["--config", "patchday.toml"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+            .args(["--runbooks", "runbooks", "--now", now, "--virtual-clock"]);
+        Daemon::start(cmd)
+    };
+    let compliance_mail = || -> Vec<serde_json::Value> {
+        smtp.messages()
+            .into_iter()
+            .filter(|m| {
+                m["subject"]
+                    .as_str()
+                    .unwrap()
+                    .contains("patch SLA compliance")
+            })
+            .collect()
+    };
+
+    // Two minutes before December: October's report is due already (its day, November 1st,
+    // has come and November is not over), then the clock jumps to December 1st: November's.
+    let mut daemon = serve("2026-11-30T23:58:00Z");
+    let mail = poll(
+        "November's compliance email",
+        Duration::from_secs(30),
+        || compliance_mail().into_iter().nth(1),
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert_eq!(
+        compliance_mail()[0]["subject"],
+        "[patchday] patch SLA compliance 2026-10: 0 of 0 hosts within SLA"
+    );
+    assert_eq!(mail["rcpt_tos"], serde_json::json!(["cab@example.com"]));
+    assert_eq!(
+        mail["subject"],
+        "[patchday] patch SLA compliance 2026-11: 2 of 2 hosts within SLA"
+    );
+    let body = mail["text"].as_str().unwrap();
+    assert!(
+        body.contains(
+            "# Patch SLA compliance 2026-11-01T00:00:00.000000Z to 2026-12-01T00:00:00.000000Z"
+        ) && body.contains("2 of 2 hosts patched within their SLA (100.0%)"),
+        "{body}"
+    );
+    let names: Vec<&str> = mail["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "patch-sla-compliance-2026-11.html",
+            "patch-sla-compliance-2026-11.json"
+        ]
+    );
+    let html = mail["attachments"][0]["content"].as_str().unwrap();
+    assert!(
+        html.contains("<h1>Patch SLA compliance 2026-11-01"),
+        "{html}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(mail["attachments"][1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(json["hosts_within_sla"], 2);
+
+    // Restarted in December: its first pass finds November mailed; then December's cycle runs.
+    let mut daemon = serve("2026-12-01T00:30:00Z");
+    poll("December's run", Duration::from_secs(30), || {
+        (count(&audit_events(&database), "run.finished") == 2).then_some(())
+    });
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let subjects: Vec<String> = compliance_mail()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        subjects.len(),
+        2,
+        "one email a month, not two: {subjects:?}"
+    );
 }
