@@ -5,7 +5,9 @@
 //!
 //! The clock starts at the release: 00:00 on Patch Tuesday of the run's cycle in the runbook's
 //! time zone, or 00:00 (same zone) of the run's `released` param (`YYYY-MM-DD`), for emergency
-//! runs. The severity is the run's `severity` param, else the runbook's `severity`. A host is
+//! runs. The deadline is that many days later at 00:00 on the calendar (a DST change does not
+//! move it off midnight, as `±Nd` in time expressions), plus any hours and minutes exactly
+//! ([`deadline`]). The severity is the run's `severity` param, else the runbook's `severity`. A host is
 //! within the SLA when all its rows succeeded (or were skipped on purpose) and the last one
 //! finished by the deadline. A run without host rows counts as one host, `(run)`.
 
@@ -76,15 +78,25 @@ pub fn window(
     let allowed = sla
         .allowed(severity)
         .ok_or(NotMeasured::NoSlaFor(severity))?;
-    let released = release_instant(checked.tz, day);
-    let deadline = released
-        + chrono::Duration::from_std(allowed)
-            .map_err(|e| NotMeasured::Invalid(format!("sla: {e}")))?;
     Ok(Window {
         severity,
-        released,
-        deadline,
+        released: release_instant(checked.tz, day),
+        deadline: deadline(checked.tz, day, allowed),
     })
+}
+
+/// The SLA deadline: `allowed` after 00:00 of `day` in `tz`, its whole days counted on the
+/// calendar (00:00 of the day that many days later, whatever DST does between), the rest
+/// added exactly.
+pub fn deadline(tz: chrono_tz::Tz, day: NaiveDate, allowed: std::time::Duration) -> DateTime<Utc> {
+    const DAY: u64 = 86_400;
+    let days = allowed.as_secs() / DAY;
+    let rest = allowed - std::time::Duration::from_secs(days * DAY);
+    let last_day = day.checked_add_days(chrono::Days::new(days));
+    let Some(last_day) = last_day.filter(|d| chrono::Datelike::year(d) < 10_000) else {
+        return DateTime::<Utc>::MAX_UTC; // an SLA of millennia: never late
+    };
+    release_instant(tz, last_day) + chrono::Duration::from_std(rest).unwrap_or_default()
 }
 
 /// 00:00 of `day` in `tz` (the first instant of the day, whatever DST does).
@@ -103,8 +115,18 @@ pub fn release_instant(tz: chrono_tz::Tz, day: NaiveDate) -> DateTime<Utc> {
     }
 }
 
-/// One host's time to patch against the window.
-pub fn hosts(rows: &[StepRow], window: &Window) -> Vec<Value> {
+/// One host's time to patch against an SLA window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSla {
+    pub host: String,
+    /// When its last row finished.
+    pub patched_at: Option<DateTime<Utc>>,
+    /// Why it is not within the SLA; `None` when it is.
+    pub late_reason: Option<String>,
+}
+
+/// Each host's time to patch against the window (a run without host rows: one host, `(run)`).
+pub fn host_slas(rows: &[StepRow], window: &Window) -> Vec<HostSla> {
     let mut by_host: indexmap::IndexMap<&str, Vec<&StepRow>> = indexmap::IndexMap::new();
     for row in rows.iter().filter(|r| !r.host.is_empty()) {
         by_host.entry(&row.host).or_default().push(row);
@@ -114,11 +136,27 @@ pub fn hosts(rows: &[StepRow], window: &Window) -> Vec<Value> {
     }
     by_host
         .into_iter()
-        .map(|(host, rows)| host_json(host, &rows, window))
+        .map(|(host, rows)| host_sla(host, &rows, window))
         .collect()
 }
 
-fn host_json(host: &str, rows: &[&StepRow], window: &Window) -> Value {
+/// [`host_slas`] as the compliance report's JSON.
+pub fn hosts(rows: &[StepRow], window: &Window) -> Vec<Value> {
+    host_slas(rows, window)
+        .into_iter()
+        .map(|h| {
+            json!({
+                "host": h.host,
+                "patched_at": h.patched_at.map(format_instant),
+                "hours_to_patch": h.patched_at.map(|at| (at - window.released).num_minutes() as f64 / 60.0),
+                "within_sla": h.late_reason.is_none(),
+                "late_reason": h.late_reason,
+            })
+        })
+        .collect()
+}
+
+fn host_sla(host: &str, rows: &[&StepRow], window: &Window) -> HostSla {
     let failed = rows
         .iter()
         .find(|r| !matches!(r.state, StepState::Succeeded | StepState::Skipped));
@@ -140,13 +178,11 @@ fn host_json(host: &str, rows: &[&StepRow], window: &Window) -> Value {
         (None, None) => Some("not finished".into()),
         (None, Some(_)) => None,
     };
-    json!({
-        "host": host,
-        "patched_at": patched_at.map(format_instant),
-        "hours_to_patch": patched_at.map(|at| (at - window.released).num_minutes() as f64 / 60.0),
-        "within_sla": late_reason.is_none(),
-        "late_reason": late_reason,
-    })
+    HostSla {
+        host: host.to_string(),
+        patched_at,
+        late_reason,
+    }
 }
 
 /// The compliance report of runs started in `[from, to)`.
@@ -310,6 +346,67 @@ pub fn markdown(report: &Value) -> String {
         }
     }
     out
+}
+
+/// The report as a standalone HTML document (maud: every value escaped): the same sections as
+/// [`markdown`].
+pub fn html(report: &Value) -> String {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let title = format!(
+        "Patch SLA compliance {} to {}",
+        text(&report["from"]),
+        text(&report["to"])
+    );
+    let percent = report["percent_within_sla"]
+        .as_f64()
+        .map_or("no host measured".into(), |p| format!("{p:.1}%"));
+    maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { (title) } }
+            body {
+                h1 { (title) }
+                p { (report["hosts_within_sla"]) " of " (report["hosts"]) " hosts patched within their SLA (" (percent) ")" }
+                h2 { "Late hosts" }
+                table {
+                    tr { th { "runbook" } th { "cycle" } th { "host" } th { "why" } }
+                    @for late in list("late") {
+                        tr { td { (text(&late["runbook"])) } td { (text(&late["cycle"])) } td { (text(&late["host"])) } td { (text(&late["reason"])) } }
+                    }
+                }
+                h2 { "Approvals given after work began" }
+                @if list("approvals_after_work_began").is_empty() { p { "None." } }
+                ul {
+                    @for a in list("approvals_after_work_began") {
+                        li { "run " (text(&a["run"])) ": " (text(&a["approval"]["step"])) " by " (text(&a["approval"]["actor"])) " at " (text(&a["approval"]["at"])) }
+                    }
+                }
+                h2 { "Missed or skipped cycles" }
+                @if list("missed_or_skipped_cycles").is_empty() { p { "None." } }
+                ul {
+                    @for c in list("missed_or_skipped_cycles") {
+                        li { (text(&c["action"])) " at " (text(&c["at"])) ": " (c["details"].to_string()) }
+                    }
+                }
+                h2 { "Runs" }
+                table {
+                    tr { th { "run" } th { "runbook" } th { "cycle" } th { "severity" } th { "released" } th { "deadline" } }
+                    @for run in list("runs") {
+                        tr {
+                            td { (text(&run["run"])) } td { (text(&run["runbook"])) } td { (text(&run["cycle"])) }
+                            @if run["measured"] == true {
+                                td { (text(&run["severity"])) } td { (text(&run["released"])) } td { (text(&run["deadline"])) }
+                            } @else {
+                                td colspan="3" { "not measured: " (text(&run["why"])) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
 }
 
 #[cfg(test)]

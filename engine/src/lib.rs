@@ -33,6 +33,7 @@ pub mod proof;
 pub mod run;
 pub mod runbook;
 pub mod schema;
+pub mod sla;
 pub mod sources;
 pub mod store;
 pub mod template;

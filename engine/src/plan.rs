@@ -159,7 +159,11 @@ fn run_start(checked: &CheckedRunbook, target: PlanFor) -> Option<DateTime<Utc>>
     if target.start.is_some() {
         return target.start;
     }
-    let cycle = target.cycle?;
+    fire_of(checked, target.cycle?).map(|f| f.fires_at.with_timezone(&Utc))
+}
+
+/// The schedule's fire of `cycle` (with its blackout, if one skips it), if it fires one.
+pub fn fire_of(checked: &CheckedRunbook, cycle: Cycle) -> Option<Fire> {
     let from = cycle
         .first_day()
         .pred_opt()?
@@ -171,7 +175,13 @@ fn run_start(checked: &CheckedRunbook, target: PlanFor) -> Option<DateTime<Utc>>
         .fires_from(from)
         .take_while(|f| f.cycle <= cycle)
         .find(|f| f.cycle == cycle)
-        .map(|f| f.fires_at.with_timezone(&Utc))
+}
+
+impl PlannedStep {
+    /// The planned start, when it can be known.
+    pub fn planned(&self) -> Option<DateTime<Tz>> {
+        self.planned
+    }
 }
 
 impl Plan {

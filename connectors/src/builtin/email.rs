@@ -227,9 +227,15 @@ fn body(message: &OutgoingEmail, secrets: &Secrets) -> Result<Body, ConnectorErr
     for a in &message.attachments {
         let content_type = ContentType::parse(&a.content_type)
             .map_err(|e| ConnectorError::Fatal(format!("content type of {}: {e}", a.filename)))?;
+        // Base64 always: content with bare LF line ends would otherwise go as 7bit, which SMTP
+        // reads as one long line.
+        let content = lettre::message::Body::new_with_encoding(
+            a.content.clone(),
+            lettre::message::header::ContentTransferEncoding::Base64,
+        )
+        .map_err(|_| ConnectorError::Fatal(format!("cannot encode {}", a.filename)))?;
         mixed = mixed.singlepart(
-            lettre::message::Attachment::new(a.filename.clone())
-                .body(a.content.clone(), content_type),
+            lettre::message::Attachment::new(a.filename.clone()).body(content, content_type),
         );
     }
     Ok(Body::Multi(mixed))

@@ -9,10 +9,14 @@
 //! see the fields of the report view: `runbook`, `cycle`, `patch_tuesday`, `generated_at`,
 //! `run_id`, `hosts[]` (`host`, `status`, `time_to_patched`), `rows[]` (`host`, `step`,
 //! `status`, `reason`, `approver`, `started`, `finished`, `duration`), `approvals[]` (`step`,
-//! `who`, `decision`, `when`, `from_ip`), `overdue[]` (`step`, `host`, `deadline`, `finished`)
-//! and `totals` (`hosts`, `patched`, `failed`, `excepted`, `skipped`).
+//! `who`, `decision`, `when`, `from_ip`), `overdue[]` (`step`, `host`, `deadline`, `finished`),
+//! `totals` (`hosts`, `patched`, `failed`, `excepted`, `skipped`) and `sla` (null without a
+//! patch SLA; else `severity`, `released`, `deadline`, `late` (names), `late_count`, `hosts[]`
+//! (`host`, `patched_at`, `time_to_patch`, `within`, `reason`)).
 //!
-//! Outputs `totals`, `markdown_path` / `html_path` (when written) and `emailed_to`.
+//! With `output`, the report's data is also written as JSON beside it (`<stem>.json`), and the
+//! email attaches it. Outputs `totals`, `sla` (when declared), `markdown_path` / `html_path` /
+//! `json_path` (when written) and `emailed_to`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -114,6 +118,32 @@ pub struct CycleReport {
     pub approvals: Vec<ApprovalRecord>,
     #[serde(default)]
     pub overdue: Vec<OverdueStep>,
+    /// Each host's time to patch against the runbook's patch SLA, when it declares one.
+    #[serde(default)]
+    pub sla: Option<SlaReport>,
+}
+
+/// The patch SLA of the run: its window and each host against it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlaReport {
+    /// `critical`, `important`, …
+    pub severity: String,
+    /// The release the clock starts at (Patch Tuesday 00:00, or the `released` param).
+    pub released: DateTime<FixedOffset>,
+    pub deadline: DateTime<FixedOffset>,
+    pub hosts: Vec<SlaHost>,
+}
+
+/// One host against the SLA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlaHost {
+    pub host: String,
+    /// When its last step finished.
+    #[serde(default)]
+    pub patched_at: Option<DateTime<FixedOffset>>,
+    /// Why it is late (patched after the deadline, a step failed, not finished); `None`: within.
+    #[serde(default)]
+    pub late_reason: Option<String>,
 }
 
 impl CycleReport {
@@ -171,6 +201,71 @@ struct ReportView {
     approvals: Vec<BTreeMap<&'static str, String>>,
     overdue: Vec<BTreeMap<&'static str, String>>,
     totals: Totals,
+    sla: Option<SlaView>,
+}
+
+/// The SLA section as the templates see it.
+#[derive(Debug, Clone, Serialize)]
+struct SlaView {
+    severity: String,
+    released: String,
+    deadline: String,
+    /// `host`, `patched_at`, `time_to_patch` (from the release), `within` (`yes` / `LATE`),
+    /// `reason`.
+    hosts: Vec<BTreeMap<&'static str, String>>,
+    /// The late hosts' names, comma-separated ("none" when none is).
+    late: String,
+    late_count: usize,
+}
+
+fn sla_view(sla: &SlaReport) -> SlaView {
+    let late: Vec<&str> = sla
+        .hosts
+        .iter()
+        .filter(|h| h.late_reason.is_some())
+        .map(|h| h.host.as_str())
+        .collect();
+    let hosts = sla
+        .hosts
+        .iter()
+        .map(|h| {
+            let to_patch = h
+                .patched_at
+                .filter(|_| {
+                    h.late_reason
+                        .as_deref()
+                        .is_none_or(|r| r.starts_with("patched"))
+                })
+                .map(|at| human_duration(at - sla.released));
+            BTreeMap::from([
+                ("host", h.host.clone()),
+                ("patched_at", time(&h.patched_at)),
+                ("time_to_patch", text(&to_patch)),
+                (
+                    "within",
+                    if h.late_reason.is_some() {
+                        "LATE"
+                    } else {
+                        "yes"
+                    }
+                    .to_string(),
+                ),
+                ("reason", text(&h.late_reason)),
+            ])
+        })
+        .collect();
+    SlaView {
+        severity: sla.severity.clone(),
+        released: time(&Some(sla.released)),
+        deadline: time(&Some(sla.deadline)),
+        hosts,
+        late: if late.is_empty() {
+            "none".into()
+        } else {
+            late.join(", ")
+        },
+        late_count: late.len(),
+    }
 }
 
 const NONE: &str = "—";
@@ -277,6 +372,7 @@ impl CycleReport {
             approvals: self.approvals.iter().map(approval_view).collect(),
             overdue: self.overdue.iter().map(overdue_view).collect(),
             totals,
+            sla: self.sla.as_ref().map(sla_view),
         }
     }
 
@@ -447,7 +543,7 @@ fn write(path: &Path, content: &str) -> Result<(), ConnectorError> {
         .map_err(|e| ConnectorError::Fatal(format!("cannot write {}: {e}", path.display())))
 }
 
-fn attachments(report: &CycleReport, rendered: &RenderedReport) -> Vec<Attachment> {
+fn attachments(report: &CycleReport, rendered: &RenderedReport, json: &str) -> Vec<Attachment> {
     let stem = format!("patch-report-{}", report.label()).replace(' ', "-");
     let mut out = Vec::new();
     if let Some(md) = &rendered.markdown {
@@ -464,7 +560,17 @@ fn attachments(report: &CycleReport, rendered: &RenderedReport) -> Vec<Attachmen
             content: html.clone().into_bytes(),
         });
     }
+    out.push(Attachment {
+        filename: format!("{stem}.json"),
+        content_type: "application/json".into(),
+        content: json.as_bytes().to_vec(),
+    });
     out
+}
+
+/// The report's data as JSON (what the templates render, with the SLA section).
+pub fn report_json(report: &CycleReport) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_default()
 }
 
 fn summary_line(report: &CycleReport) -> String {
@@ -488,11 +594,15 @@ async fn execute(inputs: serde_json::Value, ctx: &Context) -> Result<Outputs, Co
         markdown: rendered.markdown.map(|s| ctx.secrets.redact(&s)),
         html: rendered.html.map(|s| ctx.secrets.redact(&s)),
     };
+    let json = ctx.secrets.redact(&report_json(&report));
     let mut out = Outputs::new();
     out.insert(
         "totals".into(),
         serde_json::to_value(report.totals()).unwrap_or_default(),
     );
+    if let Some(sla) = &report.sla {
+        out.insert("sla".into(), serde_json::to_value(sla).unwrap_or_default());
+    }
     if let Some(output) = &inputs.output {
         let (md_path, html_path) = output_paths(&ctx.resolve_path(output), inputs.format);
         for (key, path, content) in [
@@ -504,6 +614,9 @@ async fn execute(inputs: serde_json::Value, ctx: &Context) -> Result<Outputs, Co
                 out.insert(key.into(), path.display().to_string().into());
             }
         }
+        let json_path = ctx.resolve_path(output).with_extension("json");
+        write(&json_path, &json)?;
+        out.insert("json_path".into(), json_path.display().to_string().into());
     }
     if let Some(to) = &inputs.to {
         let recipients = ctx
@@ -518,7 +631,7 @@ async fn execute(inputs: serde_json::Value, ctx: &Context) -> Result<Outputs, Co
                 .clone()
                 .unwrap_or_else(|| summary_line(&report)),
             html: rendered.html.clone(),
-            attachments: attachments(&report, &rendered),
+            attachments: attachments(&report, &rendered, &json),
             message_id: Some(format!("{}.report", message_key(ctx))),
             ..OutgoingEmail::default()
         };
@@ -613,6 +726,7 @@ mod tests {
             }],
             approvals: vec![],
             overdue: vec![],
+            sla: None,
         }
     }
 

@@ -136,7 +136,8 @@ async fn report_is_written_and_emailed_with_attachments() {
         names,
         [
             "patch-report-monthly-windows-2026-12.md",
-            "patch-report-monthly-windows-2026-12.html"
+            "patch-report-monthly-windows-2026-12.html",
+            "patch-report-monthly-windows-2026-12.json"
         ]
     );
     assert_eq!(

@@ -1,6 +1,7 @@
 //! `patchday calendar RUNBOOK [--from DATE] [--count N]`: the next cycles, when each fires
 //! (local time and UTC), and which a blackout skips; `--format json|ics` for scripts and
-//! calendar programs (`--milestones`: with `ics`, one event per step with an `at` too).
+//! calendar programs (`--milestones`: with `ics`, one event per step with an `at` too). A
+//! warning on stderr for each listed cycle whose patching misses the patch SLA ([`crate::sla`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +74,16 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         None => globals.clock.now(),
     };
     let fires: Vec<Fire> = checked.schedule.fires_from(from).take(args.count).collect();
+    for miss in fires
+        .iter()
+        .flat_map(|f| crate::sla::check_fire(&checked, f))
+    {
+        errln!(
+            "warning: {}: {}",
+            args.runbook.display(),
+            miss.message(checked.tz)
+        );
+    }
     let steps: Vec<Vec<ics::Milestone>> = fires
         .iter()
         .map(|fire| {

@@ -1,5 +1,7 @@
 //! `patchday plan RUNBOOK [--cycle YYYY-MM[-DD]] [--start RFC3339]`: the resolved DAG with each
-//! step's wave and planned start; `--format json|dot|mermaid|svg`.
+//! step's wave and planned start; `--format json|dot|mermaid|svg`. A warning on stderr for each
+//! patching step planned after the patch SLA's deadline, or a cycle a blackout skips
+//! ([`crate::sla`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Format, Globals, UsageError, checked_runbook, parse_instant, print_json};
 use crate::calendar::Cycle;
-use crate::plan::{PlanFor, plan};
+use crate::plan::{PlanFor, fire_of, plan};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,14 +32,30 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if let Some(why) = cycle.and_then(|c| checked.schedule.wrong_kind(c)) {
         return Err(UsageError(format!("--cycle: {why}")).into());
     }
+    let config =
+        crate::config::load(globals.config.as_deref()).map_err(|e| UsageError(e.to_string()))?;
+    let mut checked = checked;
+    checked.schedule.add_blackouts(config.blackouts);
     let cycle = cycle.or_else(|| next_cycle(&checked, globals));
-    let planned = plan(
-        &checked,
-        PlanFor {
-            cycle,
-            start: args.start,
-        },
-    );
+    let target = PlanFor {
+        cycle,
+        start: args.start,
+    };
+    let planned = plan(&checked, target);
+    let fire = cycle
+        .filter(|_| args.start.is_none())
+        .and_then(|c| fire_of(&checked, c));
+    let misses = match &fire {
+        Some(fire) => crate::sla::check_fire(&checked, fire),
+        None => crate::sla::check_plan(&checked, target),
+    };
+    for miss in &misses {
+        errln!(
+            "warning: {}: {}",
+            args.runbook.display(),
+            miss.message(checked.tz)
+        );
+    }
     match globals.format {
         Format::Text => out!("{}", planned.to_text()),
         Format::Json => print_json(&planned)?,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Globals, UsageError, print_json, text_or_json};
-use crate::calendar::Schedule;
+use crate::calendar::{Blackout, Schedule};
 use crate::diagnostic::Diagnostic;
 use crate::sources::{Checked, check_files_with, expand};
 
@@ -18,7 +18,14 @@ pub struct Args {
     /// checked as an inventory).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// Fail (exit 1) on warnings too: a timeline that cannot hold, a schedule that ended, a
+    /// cycle whose patching misses the patch SLA.
+    #[arg(long)]
+    strict: bool,
 }
+
+/// Cycles from now that `validate` checks against the patch SLA (a year of monthly cycles).
+const SLA_CYCLES: usize = 12;
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let json = text_or_json(globals.format, "validate")?;
@@ -31,14 +38,18 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         return Err(UsageError("no runbook files (*.yaml, *.yml) found".into()).into());
     }
+    let config =
+        crate::config::load(globals.config.as_deref()).map_err(|e| UsageError(e.to_string()))?;
     let mut checked = check_files_with(&files, &globals.ansible_inventories());
     warn_of_ended_schedules(&mut checked, globals.clock.now());
+    warn_of_sla_misses(&mut checked, globals.clock.now(), &config.blackouts);
     if json {
         print_json(&report(&checked))?;
     } else {
         print_diagnostics(&checked, true);
     }
-    Ok(if checked.is_valid() {
+    let warned = checked.diagnostics.iter().any(|d| !d.is_error());
+    Ok(if checked.is_valid() && !(args.strict && warned) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -70,6 +81,32 @@ fn warn_of_ended_schedules(checked: &mut Checked, now: DateTime<Utc>) {
             warnings.push(Diagnostic::warning(
                 &checked_runbook.file,
                 text.loc,
+                message,
+            ));
+        }
+    }
+    checked.diagnostics.extend(warnings);
+}
+
+/// A warning at the `sla:` entry for each of the next [`SLA_CYCLES`] cycles from `now` whose
+/// patching steps are planned after the SLA deadline or that a blackout (the runbook's or the
+/// configuration's) skips ([`crate::sla`]). Like the ended schedules, made here with `--now`.
+fn warn_of_sla_misses(checked: &mut Checked, now: DateTime<Utc>, blackouts: &[Blackout]) {
+    let mut warnings = Vec::new();
+    let with_sla = checked.runbooks.iter().filter_map(|(_, c)| c.as_ref());
+    for checked_runbook in with_sla.filter(|c| c.runbook.sla.is_some()) {
+        let mut with_freezes = checked_runbook.clone();
+        with_freezes.schedule.add_blackouts(blackouts.to_vec());
+        for miss in crate::sla::check_cycles(&with_freezes, now, SLA_CYCLES) {
+            let field = miss.deadline.field;
+            let message = format!(
+                "{} (`sla.{}`)",
+                miss.message(with_freezes.tz),
+                crate::sla::severity_name(miss.deadline.severity)
+            );
+            warnings.push(Diagnostic::warning(
+                &checked_runbook.file,
+                field.loc,
                 message,
             ));
         }

@@ -27,6 +27,7 @@
 pub mod chain;
 pub mod checkpointer;
 pub mod cluster;
+pub mod compliance_mail;
 pub mod expiry;
 pub mod http;
 pub mod mailer;
@@ -250,6 +251,8 @@ pub struct Shared<S: Store> {
     pub auth: http::auth::AuthState,
     /// The audit chain as last verified, for the audit browser ([`chain`]).
     pub chain: chain::ChainWatch,
+    /// `[compliance]`: the monthly compliance email ([`compliance_mail`]).
+    pub compliance: Option<crate::config::ComplianceConfig>,
 }
 
 /// The driver task of one run.
@@ -621,6 +624,7 @@ impl<S: Store> Daemon<S> {
             cluster,
             auth,
             chain: chain::ChainWatch::default(),
+            compliance: options.config.compliance.clone(),
         });
         shared.set_runbooks(runbooks);
         Daemon {

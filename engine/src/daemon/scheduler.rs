@@ -199,6 +199,10 @@ pub async fn pass<S: Store>(shared: &Arc<Shared<S>>) -> Result<Option<DateTime<U
             next = Some(next.map_or(at, |n| n.min(at)));
         }
     }
+    // The monthly compliance email is the leader's too, and due on the same clock.
+    if let Some(at) = super::compliance_mail::pass(shared).await? {
+        next = Some(next.map_or(at, |n| n.min(at)));
+    }
     Ok(next)
 }
 

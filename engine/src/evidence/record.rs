@@ -35,9 +35,7 @@ pub fn report_files(
         cycle: crate::run::anchor_cycle(run, checked.tz),
         start: Some(crate::run::run_start(run)),
     };
-    let cycle = crate::run::cycle_shown(run);
-    let report =
-        crate::run::report::cycle_report(checked, &run.id, &cycle, &anchor, steps, decisions, at);
+    let report = crate::run::report::cycle_report(checked, run, &anchor, steps, decisions, at);
     let rendered = render_report(&report, ReportFormat::Both, None)
         .map_err(|e| super::invalid(format!("rendering the cycle report: {e}")))?;
     let planned = plan(

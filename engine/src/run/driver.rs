@@ -526,8 +526,7 @@ impl<'a, S: Store> Driver<'a, S> {
         if is_report {
             let report = super::report::cycle_report(
                 self.checked,
-                &self.run.id,
-                &super::cycle_shown(&self.run),
+                &self.run,
                 &self.anchor,
                 self.rows.all(),
                 &self.decisions,

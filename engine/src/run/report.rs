@@ -4,10 +4,12 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 use patchday_connectors::CycleReport;
-use patchday_connectors::builtin::report::{ApprovalRecord, HostRow, HostStatus, OverdueStep};
+use patchday_connectors::builtin::report::{
+    ApprovalRecord, HostRow, HostStatus, OverdueStep, SlaHost, SlaReport,
+};
 
 use crate::calendar::AnchorContext;
-use crate::store::{DecisionRow, StepRow, StepState, Store, StoreError};
+use crate::store::{DecisionRow, RunRow, StepRow, StepState, Store, StoreError};
 use crate::validate::CheckedRunbook;
 
 use super::UNDO_PREFIX;
@@ -35,8 +37,7 @@ pub async fn run_decisions<S: Store>(
 /// Builds the report of a run as it stands at `now`.
 pub fn cycle_report(
     checked: &CheckedRunbook,
-    run_id: &str,
-    cycle: &str,
+    run: &RunRow,
     anchor: &AnchorContext,
     rows: &[StepRow],
     decisions: &[DecisionRow],
@@ -51,10 +52,10 @@ pub fn cycle_report(
         .collect();
     CycleReport {
         runbook: checked.runbook.name.value.clone(),
-        cycle: cycle.to_string(),
+        cycle: super::cycle_shown(run),
         patch_tuesday: crate::calendar::patch_tuesday(anchor.cycle),
         generated_at: local(now),
-        run_id: Some(run_id.to_string()),
+        run_id: Some(run.id.clone()),
         rows: host_rows,
         approvals: decisions
             .iter()
@@ -75,7 +76,44 @@ pub fn cycle_report(
             })
             .collect(),
         overdue: overdue(checked, anchor, rows, now, &local),
+        sla: sla(checked, run, rows, &local),
     }
+}
+
+/// Each host's time to patch against the run's SLA window (as `patchday compliance` measures
+/// it), when the runbook declares one for the run's severity.
+fn sla(
+    checked: &CheckedRunbook,
+    run: &RunRow,
+    rows: &[StepRow],
+    local: &impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>,
+) -> Option<SlaReport> {
+    let window = crate::compliance::window(checked, run).ok()?;
+    let rows: Vec<StepRow> = rows
+        .iter()
+        .filter(|r| !r.step.starts_with(UNDO_PREFIX) && measured(checked, r))
+        .cloned()
+        .collect();
+    let hosts = crate::compliance::host_slas(&rows, &window)
+        .into_iter()
+        .map(|h| SlaHost {
+            host: h.host,
+            patched_at: h.patched_at.map(local),
+            late_reason: h.late_reason,
+        })
+        .collect();
+    Some(SlaReport {
+        severity: crate::sla::severity_name(window.severity).to_string(),
+        released: local(window.released),
+        deadline: local(window.deadline),
+        hosts,
+    })
+}
+
+/// Whether a row counts for the SLA in the report: not the report step itself, which is
+/// running while it is made.
+fn measured(checked: &CheckedRunbook, row: &StepRow) -> bool {
+    super::uses_of(checked, &row.step).as_deref() != Some("report")
 }
 
 fn host_row(

@@ -71,25 +71,29 @@ pub struct Runbook {
 #[serde(deny_unknown_fields)]
 pub struct Sla {
     #[serde(default)]
-    pub critical: Option<DurationText>,
+    pub critical: Option<Located<DurationText>>,
     #[serde(default)]
-    pub important: Option<DurationText>,
+    pub important: Option<Located<DurationText>>,
     #[serde(default)]
-    pub moderate: Option<DurationText>,
+    pub moderate: Option<Located<DurationText>>,
     #[serde(default)]
-    pub low: Option<DurationText>,
+    pub low: Option<Located<DurationText>>,
 }
 
 impl Sla {
     /// The time allowed for `severity`, if the SLA names it.
     pub fn allowed(&self, severity: Severity) -> Option<std::time::Duration> {
-        let text = match severity {
-            Severity::Critical => &self.critical,
-            Severity::Important => &self.important,
-            Severity::Moderate => &self.moderate,
-            Severity::Low => &self.low,
-        };
-        text.as_ref().map(DurationText::duration)
+        self.field(severity).map(|text| text.value.duration())
+    }
+
+    /// The `sla:` entry for `severity` as written (with its place in the file).
+    pub fn field(&self, severity: Severity) -> Option<&Located<DurationText>> {
+        match severity {
+            Severity::Critical => self.critical.as_ref(),
+            Severity::Important => self.important.as_ref(),
+            Severity::Moderate => self.moderate.as_ref(),
+            Severity::Low => self.low.as_ref(),
+        }
     }
 }
 

@@ -35,6 +35,7 @@ mod runs;
 mod schema;
 mod sessions;
 mod signals;
+mod sla;
 mod soak;
 mod tls;
 mod validate;
