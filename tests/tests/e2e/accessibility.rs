@@ -73,6 +73,7 @@ const TOUR: &[&str] = &[
     "trigger-form",
     "link-confirmation",
     "audit",
+    "runbook",
 ];
 
 /// Opens `url`, runs axe-core, saves the screenshot; the serious or critical violations found,
@@ -169,6 +170,8 @@ fn every_page_has_no_serious_or_critical_accessibility_violation() {
         ("trigger-form", "/runbooks/emergency/trigger".into()),
         ("cancel-confirm", format!("/runs/{}/cancel", id("long"))),
         ("audit", "/audit".into()),
+        ("runbook", "/runbooks/emergency".into()),
+        ("sessions", "/sessions".into()),
     ];
     for (name, path) in &pages {
         found.extend(check(&browser, name, &format!("{base}{path}")));
