@@ -95,15 +95,16 @@ fn check(browser: &Browser, name: &str, url: &str) -> Vec<String> {
         .collect()
 }
 
-/// The id of the run of `runbook` (from its `run.started` event).
+/// The id of the run of `runbook` (from its `run.started` event), once it has started.
 fn run_of(database: &str, runbook: &str) -> String {
-    audit_events(database)
-        .iter()
-        .filter(|e| e["action"] == "run.started")
-        .filter_map(|e| e["run_id"].as_str())
-        .find(|id| id.starts_with(&format!("{runbook}-")))
-        .unwrap_or_else(|| panic!("no run of {runbook}"))
-        .to_string()
+    poll(&format!("the run of {runbook}"), LIMIT, || {
+        audit_events(database)
+            .iter()
+            .filter(|e| e["action"] == "run.started")
+            .filter_map(|e| e["run_id"].as_str())
+            .find(|id| id.starts_with(&format!("{runbook}-")))
+            .map(str::to_string)
+    })
 }
 
 /// Waits until the run page of `id` says the run is in `state`.
