@@ -438,6 +438,34 @@ mod tests {
         );
     }
 
+    #[test]
+    fn sla_days_are_calendar_days_across_dst_and_hours_are_exact() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let days = |n: u64| std::time::Duration::from_secs(n * 86_400);
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        // DST starts on 2026-03-29: 20 days after 03-10 00:00 CET is 03-30 00:00 CEST, one
+        // hour fewer than 480 hours.
+        assert_eq!(
+            deadline(berlin, day(2026, 3, 10), days(20)).to_rfc3339(),
+            "2026-03-29T22:00:00+00:00"
+        );
+        let sydney: chrono_tz::Tz = "Australia/Sydney".parse().unwrap();
+        assert_eq!(
+            deadline(
+                sydney,
+                day(2026, 9, 8),
+                days(30) + std::time::Duration::from_secs(3_600)
+            )
+            .to_rfc3339(),
+            "2026-10-07T14:00:00+00:00"
+        );
+        // An SLA of millennia never ends (no overflow, no panic).
+        assert_eq!(
+            deadline(berlin, day(2026, 3, 10), days(9_999_999)),
+            DateTime::<Utc>::MAX_UTC
+        );
+    }
+
     fn window(days: i64) -> Window {
         let released = Utc.with_ymd_and_hms(2026, 1, 31, 0, 0, 0).unwrap();
         Window {
