@@ -476,12 +476,16 @@ fn the_readme_walkthrough_runs_the_monthly_cycle_against_local_test_hosts() {
         .iter()
         .map(|a| (a["filename"].as_str().unwrap(), a["size"].as_u64().unwrap()))
         .collect();
-    assert_eq!(attached.len(), 2, "{attached:?}");
-    assert!(
-        attached.iter().any(|(f, n)| f.ends_with(".md") && *n > 0)
-            && attached.iter().any(|(f, n)| f.ends_with(".html") && *n > 0),
-        "{attached:?}"
-    );
+    // The report as Markdown, HTML and JSON (the last with each host's time to patch).
+    assert_eq!(attached.len(), 3, "{attached:?}");
+    for extension in [".md", ".html", ".json"] {
+        assert!(
+            attached
+                .iter()
+                .any(|(f, n)| f.ends_with(extension) && *n > 0),
+            "{extension}: {attached:?}"
+        );
+    }
     let text = report[0]["text"].as_str().unwrap();
     assert!(text.contains("| node2 | patch-node2 | patched |"), "{text}");
     // A snapshot is not a patch; the CAB's decision is in the report, with where it came from.
