@@ -329,12 +329,24 @@ async fn runs<S: Store>(
     }
 }
 
-/// The run `id` exists: `None`, else the response to send (404, 503).
-async fn no_run<S: Store>(shared: &Shared<S>, id: &str) -> Option<Response> {
+/// A request for a page of run `id`'s rows or events: its `limit` and `after` cursor, or the
+/// response to send (the caller may not read, a bad query, no such run, the store down).
+async fn run_page_request<S: Store>(
+    shared: &Shared<S>,
+    caller: &Caller,
+    id: &str,
+    query: PageQuery<i64>,
+) -> Result<(u32, i64), Response> {
+    if let Some(refused) = caller.refusal(Scope::Read) {
+        return Err(refused);
+    }
+    let Ok(Query(page)) = query else {
+        return Err(bad_page());
+    };
     match shared.engine.store.run(id).await {
-        Ok(Some(_)) => None,
-        Ok(None) => Some(error(StatusCode::NOT_FOUND, format!("no run {id}"))),
-        Err(e) => Some(unavailable(e)),
+        Ok(Some(_)) => Ok((page.limit(), page.after.unwrap_or(0))),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("no run {id}"))),
+        Err(e) => Err(unavailable(e)),
     }
 }
 
@@ -344,17 +356,10 @@ async fn run_steps<S: Store>(
     Path(id): Path<String>,
     query: PageQuery<i64>,
 ) -> Response {
-    if let Some(refused) = caller.refusal(Scope::Read) {
-        return refused;
-    }
-    let Ok(Query(page)) = query else {
-        return bad_page();
+    let (limit, after) = match run_page_request(&shared, &caller, &id, query).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
     };
-    if let Some(response) = no_run(&shared, &id).await {
-        return response;
-    }
-    let limit = page.limit();
-    let after = page.after.unwrap_or(0);
     match shared.engine.store.run_steps_after(&id, after, limit).await {
         Ok(rows) => ok(
             StatusCode::OK,
@@ -373,17 +378,10 @@ async fn run_events<S: Store>(
     Path(id): Path<String>,
     query: PageQuery<i64>,
 ) -> Response {
-    if let Some(refused) = caller.refusal(Scope::Read) {
-        return refused;
-    }
-    let Ok(Query(page)) = query else {
-        return bad_page();
+    let (limit, after) = match run_page_request(&shared, &caller, &id, query).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
     };
-    if let Some(response) = no_run(&shared, &id).await {
-        return response;
-    }
-    let limit = page.limit();
-    let after = page.after.unwrap_or(0);
     match shared
         .engine
         .store
