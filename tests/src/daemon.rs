@@ -371,6 +371,40 @@ pub fn audit_events(database: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// How long a run or a step's command may take to start under a loaded test machine.
+const STARTS_WITHIN: Duration = Duration::from_secs(60);
+
+/// The id of the run of `runbook` (from its `run.started` event), once it has started.
+pub fn run_of(database: &str, runbook: &str) -> String {
+    poll(&format!("the run of {runbook}"), STARTS_WITHIN, || {
+        audit_events(database)
+            .iter()
+            .filter(|e| e["action"] == "run.started")
+            .filter_map(|e| e["run_id"].as_str())
+            .find(|id| id.starts_with(&format!("{runbook}-")))
+            .map(str::to_string)
+    })
+}
+
+/// Kills `daemon` with SIGKILL while a step's command runs, as a crash of the machine would:
+/// waits for the command to write its pid to `dir/pid` (the test runbooks' held command), kills
+/// the daemon, then the command, and removes `dir/hold` so the command, run again, ends at once.
+pub fn kill_during_command(daemon: &mut Daemon, dir: &Path) {
+    let pid = poll("the command to start", STARTS_WITHIN, || {
+        std::fs::read_to_string(dir.join("pid"))
+            .ok()
+            .filter(|p| p.ends_with('\n'))
+    });
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::fs::remove_file(dir.join("hold")).unwrap();
+}
+
 /// How many `events` have `action`.
 pub fn count(events: &[serde_json::Value], action: &str) -> usize {
     events.iter().filter(|e| e["action"] == action).count()

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use patchday_tests::browser::Browser;
 use patchday_tests::daemon::{
-    Daemon, audit_events, emails_with, hidden_field, link_url, poll, request, serve_command,
-    sign_in_as,
+    Daemon, emails_with, hidden_field, link_url, poll, request, run_of, serve_command, sign_in_as,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -93,18 +92,6 @@ fn check(browser: &Browser, name: &str, url: &str) -> Vec<String> {
         .iter()
         .map(|v| format!("{name} ({url}): {v}"))
         .collect()
-}
-
-/// The id of the run of `runbook` (from its `run.started` event), once it has started.
-fn run_of(database: &str, runbook: &str) -> String {
-    poll(&format!("the run of {runbook}"), LIMIT, || {
-        audit_events(database)
-            .iter()
-            .filter(|e| e["action"] == "run.started")
-            .filter_map(|e| e["run_id"].as_str())
-            .find(|id| id.starts_with(&format!("{runbook}-")))
-            .map(str::to_string)
-    })
 }
 
 /// Waits until the run page of `id` says the run is in `state`.

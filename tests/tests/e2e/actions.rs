@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use patchday_tests::browser::Browser;
 use patchday_tests::daemon::{
-    Daemon, audit_events, count, emails_with, hidden_field, link_url, poll, request, serve_command,
-    sign_in_as,
+    Daemon, audit_events, count, emails_with, hidden_field, kill_during_command, link_url, poll,
+    request, serve_command, sign_in_as,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -472,19 +472,7 @@ fn an_operator_retries_an_interrupted_step_and_marks_a_task_done_in_chromium() {
 
     // The daemon dies while the step runs (and its command with it): after a restart the
     // step is interrupted and waits for an operator.
-    let pid = poll("the command to start", LIMIT, || {
-        std::fs::read_to_string(dir.join("pid"))
-            .ok()
-            .filter(|p| p.ends_with('\n'))
-    });
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    std::fs::remove_file(dir.join("hold")).unwrap();
+    kill_during_command(&mut first, &dir);
     let second = serve(&dir, &database);
     let events = audit_events(&database);
     let id = events

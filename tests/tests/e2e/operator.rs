@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use patchday_tests::daemon::{Daemon, audit_events, metric_is, poll};
+use patchday_tests::daemon::{Daemon, audit_events, kill_during_command, metric_is, poll};
 use patchday_tests::smtp::{SmtpOptions, SmtpServer};
 use patchday_tests::{patchday, stderr, stdout};
 
@@ -108,19 +108,7 @@ fn an_interrupted_step_is_told_once_shown_on_its_page_and_settled_with_patchday_
     assert!(listed.contains(" manual "), "{runs}");
 
     // The daemon dies while the step runs (and its command with it).
-    let pid = poll("the command to start", LIMIT, || {
-        std::fs::read_to_string(dir.join("pid"))
-            .ok()
-            .filter(|p| p.ends_with('\n'))
-    });
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    std::fs::remove_file(dir.join("hold")).unwrap();
+    kill_during_command(&mut first, &dir);
 
     // Restarted: the step is interrupted; the operators hear it once, with the commands.
     let (mut second, log) = serve(&dir, &database, "second");

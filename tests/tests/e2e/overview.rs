@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use patchday_tests::browser::Browser;
 use patchday_tests::daemon::{
-    Daemon, audit_events, hidden_field, poll, request, serve_command_frozen,
+    Daemon, audit_events, hidden_field, kill_during_command, poll, request, run_of,
+    serve_command_frozen,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -104,18 +105,6 @@ fn trigger(daemon: &Daemon, runbook: &str) {
     assert_eq!(status, 303, "{runbook}: {body}");
 }
 
-/// The id of the run of `runbook`, from its `run.started` event.
-fn run_of(database: &str, runbook: &str) -> String {
-    poll("the run's start", LIMIT, || {
-        audit_events(database)
-            .iter()
-            .filter(|e| e["action"] == "run.started")
-            .filter_map(|e| e["run_id"].as_str())
-            .find(|id| id.starts_with(&format!("{runbook}-")))
-            .map(str::to_string)
-    })
-}
-
 /// The text between `<table class="{class}"` and its `</table>`.
 fn table<'a>(page: &'a str, class: &str) -> &'a str {
     let start = page
@@ -149,11 +138,6 @@ fn the_overview_shows_what_needs_whom_and_the_runbook_page_its_rejected_edit() {
     trigger(&first, "cab");
     trigger(&first, "broken");
     trigger(&first, "held");
-    let pid = poll("the command to start", LIMIT, || {
-        std::fs::read_to_string(dir.join("pid"))
-            .ok()
-            .filter(|p| p.ends_with('\n'))
-    });
     let failed = run_of(&database, "broken");
     poll("the broken run to fail", LIMIT, || {
         audit_events(&database)
@@ -161,14 +145,7 @@ fn the_overview_shows_what_needs_whom_and_the_runbook_page_its_rejected_edit() {
             .any(|e| e["action"] == "run.finished" && e["run_id"] == failed.as_str())
             .then_some(())
     });
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    std::fs::remove_file(dir.join("hold")).unwrap();
+    kill_during_command(&mut first, &dir);
 
     let daemon = Daemon::start(serve_command_frozen(&dir, &database, &outbox));
     let cookie = daemon.cookie().to_string();
