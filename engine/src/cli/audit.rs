@@ -118,15 +118,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     // `PATCHDAY_DATABASE_URL`), else sqlite://patchday.db: the daemon's database.
     let config = globals.configuration()?;
     let url = &config.database_url;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let store = AnyStore::open_existing(url)
-            .await
-            .map_err(|e| UsageError(format!("cannot open the audit log: {e}")))?;
-        let code = match args.command {
+    super::on_existing_store(url, async |store| {
+        match args.command {
             AuditCommand::Verify { checkpoints, key } => {
                 // The configured folder is checked by default once a key is configured.
                 let dir = checkpoints.or_else(|| {
@@ -138,10 +131,10 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                     Some(dir) => Some(read_checkpoints(dir, key.as_deref(), &config.audit)?),
                     None => None,
                 };
-                verify(&store, json, verifier).await
+                verify(store, json, verifier).await
             }
             AuditCommand::Checkpoint { key, dir } => {
-                checkpoint(&store, globals, &config.audit, key, dir).await
+                checkpoint(store, globals, &config.audit, key, dir).await
             }
             AuditCommand::Prove {
                 seq,
@@ -151,7 +144,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 to,
             } => {
                 let dir = checkpoints.unwrap_or_else(|| config.audit.checkpoint_dir.clone());
-                prove(&store, seq, checkpoint, &dir, from.zip(to)).await
+                prove(store, seq, checkpoint, &dir, from.zip(to)).await
             }
             AuditCommand::Keygen { .. } | AuditCommand::CheckProof { .. } => {
                 unreachable!("handled above")
@@ -160,10 +153,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 run,
                 since,
                 export_as,
-            } => export(&store, EventFilter { run_id: run, since }, export_as).await,
-        };
-        store.close().await;
-        code
+            } => export(store, EventFilter { run_id: run, since }, export_as).await,
+        }
     })
 }
 

@@ -3,11 +3,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
 use super::{Globals, UsageError};
-use crate::store::any::AnyStore;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,22 +23,13 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         return Err(UsageError("--to must be after --from".into()).into());
     }
     let url = globals.configuration()?.database_url;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let store = AnyStore::open_existing(&url)
-            .await
-            .map_err(|e| UsageError(format!("cannot open the database: {e}")))?;
-        let report = crate::compliance::report(&store, args.from, args.to).await;
-        store.close().await;
-        let report = report?;
-        if json {
-            super::print_json(&report)?;
-        } else {
-            outln!("{}", crate::compliance::markdown(&report));
-        }
-        Ok(ExitCode::SUCCESS)
-    })
+    let report = super::on_existing_store(&url, async |store| {
+        Ok(crate::compliance::report(store, args.from, args.to).await?)
+    })?;
+    if json {
+        super::print_json(&report)?;
+    } else {
+        outln!("{}", crate::compliance::markdown(&report));
+    }
+    Ok(ExitCode::SUCCESS)
 }

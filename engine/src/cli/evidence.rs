@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use super::{Globals, UsageError};
 use crate::checkpoints::{self, Checkpointer};
 use crate::store::any::AnyStore;
@@ -58,17 +56,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             UsageError("no signing key: --key FILE or [audit] checkpoint_key_file".into())
         })?;
     let key = checkpoints::read_signing_key(&key).map_err(UsageError)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let store = AnyStore::open_existing(&config.database_url)
-            .await
-            .map_err(|e| UsageError(format!("cannot open the database: {e}")))?;
-        let code = pack(&store, &args, key, &config.audit, globals).await;
-        store.close().await;
-        code
+    super::on_existing_store(&config.database_url, async |store| {
+        pack(store, &args, key, &config.audit, globals).await
     })
 }
 

@@ -269,6 +269,27 @@ pub(crate) fn checked_runbook(
 }
 
 /// Rejects formats a command does not produce.
+/// Runs `work` on the existing database at `url` (a missing one is a usage error: nothing is
+/// created), on a one-thread runtime, and closes the store after it.
+pub(crate) fn on_existing_store<T>(
+    url: &str,
+    work: impl AsyncFnOnce(&crate::store::any::AnyStore) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use anyhow::Context as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = crate::store::any::AnyStore::open_existing(url)
+            .await
+            .map_err(|e| UsageError(format!("cannot open the database: {e}")))?;
+        let result = work(&store).await;
+        store.close().await;
+        result
+    })
+}
+
 pub(crate) fn text_or_json(format: Format, command: &str) -> anyhow::Result<bool> {
     match format {
         Format::Text => Ok(false),

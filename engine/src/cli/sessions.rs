@@ -4,12 +4,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use super::{Globals, UsageError};
 use crate::auth::session;
 use crate::store::Store as _;
-use crate::store::any::AnyStore;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,14 +30,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let json = matches!(args.command, SessionsCommand::List)
         && super::text_or_json(globals.format, "sessions list")?;
     let config = globals.configuration()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let store = AnyStore::open_existing(&config.database_url)
-            .await
-            .map_err(|e| UsageError(format!("cannot open the database: {e}")))?;
+    super::on_existing_store(&config.database_url, async |store| {
         let now = globals.clock.now();
         let live = store.live_sessions(now).await?;
         match args.command {
