@@ -62,6 +62,17 @@ pub fn run(args: &[&str]) -> Output {
     patchday().args(args).output().expect("patchday runs")
 }
 
+/// Asserts that a command exited with `code`, showing its output when it did not.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
 /// Standard output as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

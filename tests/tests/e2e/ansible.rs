@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use patchday_tests::daemon::{audit_events, poll};
-use patchday_tests::{patchday, stderr, stdout};
+use patchday_tests::{assert_exit, patchday, stderr, stdout};
 use serde_json::Value;
 
 use crate::demo::{Hosts, LIMIT, Served, demo_lock};
@@ -41,13 +41,7 @@ fn the_weekly_linux_example_runs_through_the_daemon_against_the_local_hosts() {
     let served = Served::start(&hosts, None, false);
 
     let out = served.cli(&hosts, &["trigger", "linux-weekly-local"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let said = stdout(&out);
     let run = said
         .strip_prefix("run ")
@@ -337,13 +331,7 @@ fn a_folder_with_group_vars_is_read_through_ansible_inventory_when_asked() {
         .env("PATCHDAY_ANSIBLE_BIN_DIR", ansible_bin())
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let timeline = stdout(&out);
     for host in ["web1", "web2"] {
         assert!(

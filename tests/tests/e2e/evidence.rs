@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use patchday_tests::postgres::Schema;
 use patchday_tests::sql::{execute, quote};
-use patchday_tests::{patchday, repo_root, scratch, stderr, stdout};
+use patchday_tests::{assert_exit, patchday, repo_root, scratch, stderr, stdout};
 
 const RUNBOOK: &str = "name: evidence\nsteps:\n  check:\n    uses: noop\n  patch:\n    needs: [check]\n    uses: command\n    with: { run: \"exit 1\" }\n";
 
@@ -733,13 +733,7 @@ fn an_evidence_pack_verifies_offline_and_fails_when_altered() {
     assert_eq!(daemon.terminate().code(), Some(0));
 
     let out = pd(&["evidence", &run, "--out", "pack.tar"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let verify = |pack: &str| {
         let out = pd(&["evidence", "verify", pack, "--key", "key.pub"]);
         (out.status.code(), stdout(&out))
@@ -1103,24 +1097,12 @@ fn an_evidence_pack_holds_exceptions_snapshots_tickets_reports_and_the_plan() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = pd(&["run", "r.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let export = stdout(&pd(&["audit", "export"]));
     let first: serde_json::Value = serde_json::from_str(export.lines().next().unwrap()).unwrap();
     let run = first["run_id"].as_str().unwrap().to_string();
     let out = pd(&["evidence", &run, "--out", "pack.tar"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let out = pd(&["evidence", "verify", "pack.tar", "--key", "key.pub"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 

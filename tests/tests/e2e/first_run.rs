@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use patchday_tests::browser::Browser;
 use patchday_tests::daemon::{audit_events, hidden_field, poll, request};
-use patchday_tests::{patchday, stderr, stdout};
+use patchday_tests::{assert_exit, patchday, stderr, stdout};
 use serde_json::{Value, json};
 
 use crate::demo::{
@@ -141,13 +141,7 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
             &format!("cve={CVE}"),
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let said = stdout(&out);
     let run = said
         .strip_prefix("run ")
@@ -393,13 +387,7 @@ fn a_newcomer_triggers_the_emergency_runbook_approves_in_a_browser_and_watches_i
         .args(["audit", "verify", "--config", &hosts.config()])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert!(stdout(&out).contains("integrity ok"), "{}", stdout(&out));
 
     drop(browser);

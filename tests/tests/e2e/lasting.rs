@@ -18,7 +18,7 @@ use patchday_tests::daemon::{
     Daemon, audit_events, count, emails_with, hidden_field, link_token, poll, request,
 };
 use patchday_tests::postgres::Schema;
-use patchday_tests::{patchday, stderr, stdout};
+use patchday_tests::{assert_exit, patchday, stderr, stdout};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -476,13 +476,7 @@ fn patchday_run_sends_an_email_step_through_the_configured_smtp() {
             &config.display().to_string(),
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let messages = smtp.messages();
     assert_eq!(messages.len(), 1, "{messages:#?}");
     assert_eq!(
@@ -628,13 +622,7 @@ fn resume_uses_the_stored_version_and_refuses_a_different_file() {
         stdout(&waiting)
     );
     let done = resume(&["--step", "a", "--skip"]);
-    assert_eq!(
-        done.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&done),
-        stderr(&done)
-    );
+    assert_exit(&done, 0);
     assert_eq!(
         std::fs::read_to_string(&ledger).unwrap(),
         "A a\nA b\n",

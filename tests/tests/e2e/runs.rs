@@ -1,6 +1,6 @@
 //! `patchday run`, `simulate` and `audit` from the command line.
 
-use patchday_tests::{patchday, run, stderr, stdout};
+use patchday_tests::{assert_exit, patchday, run, stderr, stdout};
 
 #[test]
 fn simulate_is_the_same_byte_for_byte_every_time() {
@@ -98,13 +98,7 @@ fn a_foreground_run_records_an_audit_trail_that_verifies_and_exports() {
         .env("PATCHDAY_SECRET_TOKEN", "hunter2")
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "hello\n");
     patchday_tests::assert_audit_verifies(&database);
     let export = run(&["audit", "export", "--database", &database]);
@@ -146,13 +140,7 @@ fn the_local_demo_runbook_runs_on_this_machine() {
         "--database",
         &database,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert!(
         stdout(&out).contains("done  succeeded  maintenance finished (cycle "),
         "{}",

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use patchday_tests::daemon::{Daemon, audit_events, count, poll, serve_command};
 use patchday_tests::smtp::{SmtpOptions, SmtpServer};
-use patchday_tests::{patchday, scratch, stderr, stdout};
+use patchday_tests::{assert_exit, patchday, scratch, stderr, stdout};
 
 const SCHEDULED: &str = "name: witnessed\ntimezone: UTC\nschedule:\n  - at: patch_tuesday 10:00\ncatch_up: 1h\nsteps:\n  hello:\n    uses: noop\n";
 
@@ -164,13 +164,7 @@ fn checkpoints_are_mailed_to_the_witnesses_once_and_verify_the_log() {
         .args(["--checkpoints", "auditor", "--key", "key.pub"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert!(
         stdout(&out).contains(&format!("checkpoints ok: {} signed", all.len())),
         "{}",
