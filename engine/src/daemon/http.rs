@@ -101,9 +101,14 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
                 .post(links::decide::<S>)
                 .layer(Extension(Arc::new(links::LinkRoutes::default()))),
         )
-        .nest("/api/v1", api::routes::<S>().0)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
+        .nest(
+            API,
+            api::routes::<S>()
+                .0
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
+        )
         .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(refuse_large_bodies))
         .layer(axum::middleware::map_response_with_state(
             shared.auth.secure,
@@ -112,11 +117,28 @@ pub fn router<S: Store>(shared: Arc<Shared<S>>) -> Router {
         .with_state(shared)
 }
 
-/// The largest request body read (forms and API requests are a few KB): past it, 413.
+/// Where the JSON API is nested.
+const API: &str = "/api/v1";
+
+/// The largest API request body read (a trigger's params, a decision): past it, 413.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// A request that announces a body larger than [`MAX_BODY`] is answered 413 before any of it
-/// is read (a body without a length is cut off at the limit by the extractors).
+/// The largest form body read on the pages (sign-in, links, the dashboard's actions, whose
+/// fields are a few hundred bytes; a trigger form's params a few KB): past it, 413.
+pub const MAX_FORM_BODY: usize = 16 * 1024;
+
+/// The body limit of the route at `path`: the API's, else the forms'.
+fn body_limit(path: &str) -> usize {
+    if path.starts_with(API) {
+        MAX_BODY
+    } else {
+        MAX_FORM_BODY
+    }
+}
+
+/// A request that announces a body larger than its route's limit ([`MAX_FORM_BODY`],
+/// [`MAX_BODY`] under the API) is answered 413 before any of it is read (a body without a
+/// length is cut off at the limit by the extractors).
 async fn refuse_large_bodies(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -126,7 +148,8 @@ async fn refuse_large_bodies(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+    let limit = body_limit(request.uri().path()) as u64;
+    if announced.is_some_and(|n| n > limit) {
         let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.");
         response
             .headers_mut()
