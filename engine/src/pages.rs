@@ -119,6 +119,8 @@ pub fn layout_with_head(title: &str, head: &str, body: &str) -> String {
                 header {
                     a href="/" { "patchday" }
                     " "
+                    a.nav href="/calendar" { "Month" }
+                    " "
                     a.nav href="/audit" { "Audit log" }
                 }
                 main { (PreEscaped(body)) }
@@ -792,7 +794,11 @@ mod tests {
             .skip(1)
             .map(|h| &h[..h.find('"').unwrap()])
             .collect();
-        assert_eq!(hrefs, ["/", "/audit"], "only the header's links");
+        assert_eq!(
+            hrefs,
+            ["/", "/calendar", "/audit"],
+            "only the header's links"
+        );
         assert!(
             !hrefs
                 .iter()

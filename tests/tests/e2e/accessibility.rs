@@ -73,6 +73,8 @@ const TOUR: &[&str] = &[
     "link-confirmation",
     "audit",
     "runbook",
+    "sessions",
+    "decide-confirm",
 ];
 
 /// Opens `url`, runs axe-core, saves the screenshot; the serious or critical violations found,
