@@ -82,3 +82,39 @@ pub(super) fn node_from(
     let hash = crate::merkle::Hash::try_from(hash).map_err(|_| bad())?;
     Ok((crate::merkle::Subtree::new(level, index), hash))
 }
+
+/// A row's conversion error carried through sqlx's `try_map` (which wants a `sqlx::Error`), so
+/// that rows are converted one by one as they stream in, never all held twice (raw and
+/// converted): a 100,000-host run's rows are read that way.
+pub(super) fn through_sqlx(error: StoreError) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(error))
+}
+
+/// The inverse of [`through_sqlx`]: a carried conversion error comes back as it was; any
+/// other error is a database error with `context`.
+pub(super) fn from_sqlx(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| match error {
+        sqlx::Error::Decode(inner) => match inner.downcast::<StoreError>() {
+            Ok(carried) => *carried,
+            Err(inner) => {
+                StoreError::Database(format!("{context}: {}", sqlx::Error::Decode(inner)))
+            }
+        },
+        other => StoreError::Database(format!("{context}: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conversion_error_comes_back_through_sqlx_as_it_was() {
+        let bad = parse_step_state("sleeping").unwrap_err();
+        let shown = bad.to_string();
+        let back = from_sqlx("reading steps")(through_sqlx(bad));
+        assert_eq!(back.to_string(), shown);
+        let other = from_sqlx("reading steps")(sqlx::Error::RowNotFound);
+        assert!(other.to_string().contains("reading steps: "), "{other}");
+    }
+}

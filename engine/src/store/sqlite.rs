@@ -31,8 +31,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, Row as _};
 
 use super::codec::{
-    json_text, node_from, node_index, parse_json, parse_run_state, parse_step_state, run_state_str,
-    step_state_str,
+    from_sqlx, json_text, node_from, node_index, parse_json, parse_run_state, parse_step_state,
+    run_state_str, step_state_str, through_sqlx,
 };
 use super::{
     AuditBind, AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt,
@@ -1460,14 +1460,14 @@ impl Store for SqliteStore {
     }
 
     async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
-        let rows = sqlx::query(&format!(
+        sqlx::query(&format!(
             "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position"
         ))
         .bind(run_id)
+        .try_map(|row| step_from(&row).map_err(through_sqlx))
         .fetch_all(&self.reader)
         .await
-        .map_err(db("reading steps"))?;
-        rows.iter().map(step_from).collect()
+        .map_err(from_sqlx("reading steps"))
     }
 
     async fn events(&self, filter: EventFilter) -> Result<Vec<EventRow>, StoreError> {
