@@ -195,15 +195,23 @@ pub async fn report<S: Store>(
     let (mut hosts_total, mut hosts_within) = (0, 0);
     let mut late = Vec::new();
     let mut late_approvals = Vec::new();
+    let mut exceptions = Exceptions::default();
     let runs = store.runs(u32::MAX).await?;
     for run in runs
         .iter()
         .filter(|r| r.started_at >= from && r.started_at < to)
     {
-        let measured = crate::run::version_of(run)
+        let checked = crate::run::version_of(run)
             .map_err(|e| NotMeasured::Invalid(e.to_string()))
-            .and_then(|v| v.check().map_err(|e| NotMeasured::Invalid(e.to_string())))
-            .and_then(|checked| window(&checked, run));
+            .and_then(|v| v.check().map_err(|e| NotMeasured::Invalid(e.to_string())));
+        let steps = store.steps(&run.id).await?;
+        if let Ok(checked) = &checked {
+            exceptions.add(
+                run,
+                crate::evidence::record::exceptions(Some(checked), &steps),
+            );
+        }
+        let measured = checked.and_then(|checked| window(&checked, run));
         let events = run_events(store, &run.id).await?;
         let version = crate::run::version_of(run).ok();
         if let Some(version) = &version {
@@ -220,7 +228,7 @@ pub async fn report<S: Store>(
                 continue;
             }
         };
-        let hosts = hosts(&store.steps(&run.id).await?, &window);
+        let hosts = hosts(&steps, &window);
         for host in &hosts {
             hosts_total += 1;
             if host["within_sla"] == true {
@@ -256,8 +264,56 @@ pub async fn report<S: Store>(
         "late": late,
         "approvals_after_work_began": late_approvals,
         "missed_or_skipped_cycles": skipped,
+        "exceptions": exceptions.json(to),
         "runs": runs_json,
     }))
+}
+
+/// The inventory exceptions of the period's runs, each once (by host, end, reason and
+/// approver), with the runs that left the host out because of it.
+#[derive(Debug, Default)]
+struct Exceptions {
+    seen: Vec<(Value, Vec<String>)>,
+}
+
+impl Exceptions {
+    /// Adds the exceptions of `run`'s inventory (as [`crate::evidence::record::exceptions`]
+    /// lists them).
+    fn add(&mut self, run: &crate::store::RunRow, listed: Value) {
+        for mut exception in listed.as_array().cloned().unwrap_or_default() {
+            let applied = exception["applied_in_this_run"] == true;
+            if let Some(fields) = exception.as_object_mut() {
+                fields.remove("applied_in_this_run");
+            }
+            let index = match self.seen.iter().position(|(e, _)| *e == exception) {
+                Some(index) => index,
+                None => {
+                    self.seen.push((exception, Vec::new()));
+                    self.seen.len() - 1
+                }
+            };
+            if applied {
+                self.seen[index].1.push(run.id.clone());
+            }
+        }
+    }
+
+    /// Each exception with `status`: `open` while it is in force on the period's last day,
+    /// else `expired`, and the runs it left a host out of.
+    fn json(self, to: DateTime<Utc>) -> Vec<Value> {
+        let last_day = (to - chrono::Duration::seconds(1)).date_naive().to_string();
+        self.seen
+            .into_iter()
+            .map(|(mut exception, runs)| {
+                let open = exception["until"]
+                    .as_str()
+                    .is_some_and(|until| until >= last_day.as_str());
+                exception["status"] = json!(if open { "open" } else { "expired" });
+                exception["left_out_in_runs"] = json!(runs);
+                exception
+            })
+            .collect()
+    }
 }
 
 async fn run_events<S: Store>(store: &S, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
@@ -319,6 +375,31 @@ pub fn markdown(report: &Value) -> String {
                     text(&s["action"]),
                     text(&s["at"]),
                     s["details"]
+                ));
+            }
+        }
+    }
+    out.push_str("\n## Exceptions\n\n");
+    let exceptions = report["exceptions"].as_array();
+    match exceptions.filter(|e| !e.is_empty()) {
+        None => out.push_str("None.\n"),
+        Some(list) => {
+            out.push_str("| host | until | status | reason | approved by | left out in runs |\n|---|---|---|---|---|---|\n");
+            for e in list {
+                let runs: Vec<String> = e["left_out_in_runs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect();
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} |\n",
+                    text(&e["host"]),
+                    text(&e["until"]),
+                    text(&e["status"]),
+                    text(&e["reason"]).replace(['|', '\n'], " "),
+                    text(&e["approved_by"]),
+                    runs.join(", ")
                 ));
             }
         }
@@ -387,6 +468,20 @@ pub fn html(report: &Value) -> String {
                 ul {
                     @for c in list("missed_or_skipped_cycles") {
                         li { (text(&c["action"])) " at " (text(&c["at"])) ": " (c["details"].to_string()) }
+                    }
+                }
+                h2 { "Exceptions" }
+                @if list("exceptions").is_empty() { p { "None." } }
+                @else {
+                    table {
+                        tr { th { "host" } th { "until" } th { "status" } th { "reason" } th { "approved by" } th { "left out in runs" } }
+                        @for e in list("exceptions") {
+                            tr {
+                                td { (text(&e["host"])) } td { (text(&e["until"])) } td { (text(&e["status"])) }
+                                td { (text(&e["reason"])) } td { (text(&e["approved_by"])) }
+                                td { @for run in e["left_out_in_runs"].as_array().into_iter().flatten() { (text(run)) " " } }
+                            }
+                        }
                     }
                 }
                 h2 { "Runs" }

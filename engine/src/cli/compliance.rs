@@ -1,11 +1,12 @@
 //! `patchday compliance --from DATE --to DATE`: patch SLA compliance of the runs started in a
-//! period ([`crate::compliance`]), as Markdown (default) or JSON (`--format json`).
+//! period ([`crate::compliance`]), as Markdown (default), JSON (`--format json`) or an HTML
+//! document (`--format html`).
 
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use super::{Globals, UsageError};
+use super::{Format, Globals, UsageError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,7 +19,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let json = super::text_or_json(globals.format, "compliance")?;
+    let format = globals.format;
+    if !matches!(format, Format::Text | Format::Json | Format::Html) {
+        let refused = format!("`compliance` prints text, json or html, not {format:?}");
+        return Err(UsageError(refused.to_lowercase()).into());
+    }
     if args.to <= args.from {
         return Err(UsageError("--to must be after --from".into()).into());
     }
@@ -26,10 +31,10 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let report = super::on_existing_store(&url, async |store| {
         Ok(crate::compliance::report(store, args.from, args.to).await?)
     })?;
-    if json {
-        super::print_json(&report)?;
-    } else {
-        outln!("{}", crate::compliance::markdown(&report));
+    match format {
+        Format::Json => super::print_json(&report)?,
+        Format::Html => outln!("{}", crate::compliance::html(&report)),
+        _ => outln!("{}", crate::compliance::markdown(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -82,6 +82,8 @@ pub enum Format {
     Svg,
     /// RFC 5545 (`calendar` only).
     Ics,
+    /// A standalone HTML document (`compliance` only).
+    Html,
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,7 +270,6 @@ pub(crate) fn checked_runbook(
     Ok(runbook)
 }
 
-/// Rejects formats a command does not produce.
 /// Runs `work` on the existing database at `url` (a missing one is a usage error: nothing is
 /// created), on a one-thread runtime, and closes the store after it.
 pub(crate) fn on_existing_store<T>(
@@ -290,6 +291,7 @@ pub(crate) fn on_existing_store<T>(
     })
 }
 
+/// Rejects formats a command does not produce.
 pub(crate) fn text_or_json(format: Format, command: &str) -> anyhow::Result<bool> {
     match format {
         Format::Text => Ok(false),

@@ -65,11 +65,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             "{}",
             crate::dashboard::graph::plan_svg(&checked).into_string()
         ),
-        Format::Ics => {
-            return Err(UsageError(
-                "`plan` prints text, json, dot, mermaid or svg, not ics".into(),
-            )
-            .into());
+        other @ (Format::Ics | Format::Html) => {
+            let refused = format!("`plan` prints text, json, dot, mermaid or svg, not {other:?}");
+            return Err(UsageError(refused.to_lowercase()).into());
         }
     }
     Ok(ExitCode::SUCCESS)

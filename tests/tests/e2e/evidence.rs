@@ -873,7 +873,7 @@ fn compliance_names_the_late_hosts_against_the_sla() {
     let dir = scratch("evidence-sla");
     std::fs::write(
         dir.join("hosts.yaml"),
-        "hosts:\n  web1: { address: 10.0.0.1 }\n  web2: { address: 10.0.0.2 }\ngroups:\n  all: [web1, web2]\n",
+        "hosts:\n  web1: { address: 10.0.0.1 }\n  web2: { address: 10.0.0.2 }\n  db1: { address: 10.0.0.3 }\ngroups:\n  all: [web1, web2]\nexceptions:\n  - { host: web1, until: 2026-11-10, reason: change freeze, approved_by: ciso@example.com }\n  - { host: db1, until: 2027-03-31, reason: vendor | support, approved_by: ciso@example.com }\n",
     )
     .unwrap();
     std::fs::write(
@@ -964,6 +964,39 @@ fn compliance_names_the_late_hosts_against_the_sla() {
     assert_eq!(emergency["severity"], "important");
     assert_eq!(emergency["deadline"], "2026-12-08T00:00:00.000000Z");
     assert_eq!(emergency["hosts"][0]["within_sla"], true);
+
+    // The inventory's exceptions, once each: the one that ended in November expired, the one
+    // until March still open at the period's end; neither left a host out of these runs.
+    let exceptions: Vec<(&str, &str)> = json["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["host"].as_str().unwrap(), e["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(exceptions, [("web1", "expired"), ("db1", "open")]);
+    assert_eq!(
+        json["exceptions"][1]["left_out_in_runs"],
+        serde_json::json!([])
+    );
+    assert!(
+        text.contains("| db1 | 2027-03-31 | open | vendor   support | ciso@example.com |  |"),
+        "{text}"
+    );
+    let html = pd(&[
+        "compliance",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2027-01-01",
+        "--format",
+        "html",
+    ]);
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(
+        html.contains("<h2>Exceptions</h2>") && html.contains("<td>vendor | support</td>"),
+        "{html}"
+    );
+    assert!(html.contains("web2"), "the late host is named: {html}");
 }
 
 /// A configured key that cannot be read is a gap in the evidence: logged, and recorded in the
