@@ -9,7 +9,8 @@
 # release binary (`patchday run`, as bench/growth.sh does) into a fresh SQLite file; then
 # `patchday serve` is started on that database and signed in as the local operator (the
 # one-time sign-in URL it prints, as `patchday login-url` gives: its page, then the form's POST).
-# Measured with curl, 50 requests each: the run page, the month calendar and the audit browser
+# Measured with curl, 50 requests each: the run page, the month calendar, the audit browser, the
+# overview and the runbook page
 # (byte size, p50 and p99 of time_total). The last lines give the 10x/1x ratios and check the
 # issue's goals: the run page of the 10,000-host run under 300 KB, every page under 100 ms p99.
 # Exit 0 when the goals hold, 1 when one does not, 2 when the benchmark could not run.
@@ -68,6 +69,8 @@ for n in "${SIZES[@]}"; do
   measure "run page" "$n" "/runs/$run_id"
   measure "month calendar" "$n" "/calendar"
   measure "audit browser" "$n" "/audit"
+  measure "overview" "$n" "/"
+  measure "runbook page" "$n" "/runbooks/fan-$n"
   kill "$PID"
   wait "$PID" 2>/dev/null || true
   PID=
@@ -76,14 +79,15 @@ done
 small=${SIZES[0]} big=${SIZES[1]}
 echo "== ratios, $big hosts to $small"
 ratio() { echo "scale=2; $1 / $2" | bc; }
-for name in "run page" "month calendar" "audit browser"; do
+PAGES=("run page" "month calendar" "audit browser" "overview" "runbook page")
+for name in "${PAGES[@]}"; do
   printf "  %-16s bytes %sx  p99 %sx\n" "$name" "$(ratio "${BYTES[$name-$big]}" "${BYTES[$name-$small]}")" \
     "$(ratio "${P99[$name-$big]}" "${P99[$name-$small]}")"
 done
 ok=0
 goal() { if [[ $(echo "$2" | bc) == 1 ]]; then echo "goal met: $1"; else echo "GOAL MISSED: $1"; ok=1; fi; }
 goal "run page of the $big-host run < 300 KB (${BYTES[run page-$big]} bytes)" "${BYTES[run page-$big]} < 300 * 1024"
-for name in "run page" "month calendar" "audit browser"; do
+for name in "${PAGES[@]}"; do
   goal "$name < 100 ms p99 at $big hosts (${P99[$name-$big]} ms)" "${P99[$name-$big]} < 100"
 done
 exit $ok
