@@ -20,7 +20,7 @@ use super::run::query_value;
 use crate::calendar::AnchorContext;
 use crate::pages::{NO_CYCLE, WaitView, run_path};
 use crate::run::{anchor_cycle, run_start};
-use crate::store::{RunRow, RunState, StepRow};
+use crate::store::{RunRow, RunState, StepRow, StepState};
 use crate::validate::CheckedRunbook;
 
 /// Everything the overview shows.
@@ -85,21 +85,21 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// The progress of `run` from its rows.
-    pub fn of(run: RunRow, rows: &[StepRow]) -> Progress {
-        let count = |hosts: bool| {
-            let rows = rows.iter().filter(|r| r.host.is_empty() != hosts);
-            let (mut done, mut all) = (0, 0);
-            for row in rows {
-                all += 1;
-                done += usize::from(row.state.is_terminal());
-            }
-            (done, all)
-        };
+    /// The progress of `run` from its own step rows and its hosts counted by (step, state)
+    /// ([`crate::dashboard::run::host_counts`]).
+    pub fn of(run: RunRow, own: &[StepRow], host_counts: &[(String, StepState, u64)]) -> Progress {
+        let steps = own.iter().filter(|r| r.host.is_empty());
+        let done_steps = steps.clone().filter(|r| r.state.is_terminal()).count();
+        let hosts = host_counts
+            .iter()
+            .fold((0, 0), |(done, all), (_, state, n)| {
+                let n = *n as usize;
+                (done + if state.is_terminal() { n } else { 0 }, all + n)
+            });
         Progress {
             run,
-            steps: count(false),
-            hosts: count(true),
+            steps: (done_steps, steps.count()),
+            hosts,
         }
     }
 }
@@ -502,7 +502,11 @@ mod tests {
             row("b", "h2", Failed),
             row("b", "h3", Running),
         ];
-        let p = Progress::of(run("r", RunState::Running), &rows);
+        let (own, hosts): (Vec<StepRow>, Vec<StepRow>) =
+            rows.into_iter().partition(|r| r.host.is_empty());
+        let host_counts: Vec<(String, StepState, u64)> =
+            hosts.iter().map(|r| (r.step.clone(), r.state, 1)).collect();
+        let p = Progress::of(run("r", RunState::Running), &own, &host_counts);
         assert_eq!((p.steps, p.hosts), ((1, 2), (2, 3)));
     }
 

@@ -29,7 +29,7 @@ use crate::dashboard::run::{
     self, EVENTS_PER_PAGE, HOSTS_PER_PAGE, HostGroup, RunQuery, RunSection,
 };
 use crate::pages;
-use crate::store::{StepState, Store, StoreError};
+use crate::store::{StepRow, StepState, Store, StoreError};
 
 /// At most this many hosts awaiting input (and as many interrupted) are read for the run's
 /// "waiting on" list and buttons.
@@ -147,9 +147,11 @@ async fn render<S: Store>(
         Ok(None) => return Err(error(StatusCode::NOT_FOUND, "There is no such run.")),
         Err(e) => return Err(unavailable(e)),
     };
-    let own = store.run_step_rows(id).await.map_err(unavailable)?;
-    let counts = store.run_row_counts(id).await.map_err(unavailable)?;
-    let host_counts = run::host_counts(&own, &counts);
+    let OpenRows {
+        own,
+        host_counts,
+        open: steps,
+    } = open_rows(store.as_ref(), id).await.map_err(unavailable)?;
     let host_groups = host_groups(store.as_ref(), id, query, &host_counts)
         .await
         .map_err(unavailable)?;
@@ -158,14 +160,6 @@ async fn render<S: Store>(
         .run_events_page(id, query.audit_page, EVENTS_PER_PAGE)
         .await
         .map_err(unavailable)?;
-    // What waits for people: the own rows, and the hosts awaiting input or interrupted.
-    let mut steps = own.clone();
-    for state in [StepState::AwaitingInput, StepState::Interrupted] {
-        if host_counts.iter().any(|(_, s, _)| *s == state) {
-            let open = store.run_host_rows(id, state, 0, OPEN_HOSTS_READ).await;
-            steps.extend(open.map_err(unavailable)?);
-        }
-    }
     let checked = shared.checked_for_run(&run);
     let waiting = super::waiting::waiting(shared, &run, &steps)
         .await
@@ -193,6 +187,33 @@ async fn render<S: Store>(
         Some(cycle) => format!("Run {cycle} of {}", run.runbook),
     };
     Ok((title, run::run_head(&run), section))
+}
+
+/// What a view of a run reads of its rows, in a bounded number of indexed queries however many
+/// hosts it has: its own step rows, its hosts counted by (step, state), and the rows that may
+/// wait for people (the own rows and up to [`OPEN_HOSTS_READ`] hosts of each of the states
+/// awaiting input and interrupted).
+pub struct OpenRows {
+    pub own: Vec<StepRow>,
+    pub host_counts: Vec<(String, StepState, u64)>,
+    pub open: Vec<StepRow>,
+}
+
+/// Reads the [`OpenRows`] of run `id` (the run page and the overview).
+pub async fn open_rows<S: Store>(store: &S, id: &str) -> Result<OpenRows, StoreError> {
+    let own = store.run_step_rows(id).await?;
+    let host_counts = run::host_counts(&own, &store.run_row_counts(id).await?);
+    let mut open = own.clone();
+    for state in [StepState::AwaitingInput, StepState::Interrupted] {
+        if host_counts.iter().any(|(_, s, _)| *s == state) {
+            open.extend(store.run_host_rows(id, state, 0, OPEN_HOSTS_READ).await?);
+        }
+    }
+    Ok(OpenRows {
+        own,
+        host_counts,
+        open,
+    })
 }
 
 /// The audit browser (`GET /audit`): one keyset page of the filtered events and the chain's

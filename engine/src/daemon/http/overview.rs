@@ -66,17 +66,18 @@ async fn view<S: Store>(
         ..OverviewView::default()
     };
     for run in store.unfinished_runs().await? {
-        let rows = store.steps(&run.id).await?;
-        let waiting = super::waiting::waiting(shared, &run, &rows).await?;
+        let rows = super::dashboard::open_rows(store.as_ref(), &run.id).await?;
+        let waiting = super::waiting::waiting(shared, &run, &rows.open).await?;
         view.waiting.extend(waiting.into_iter().map(|wait| RunWait {
             run: run.clone(),
             wait,
         }));
         if let Some(checked) = shared.checked_for_run(&run) {
             view.overdue
-                .extend(overview::overdue_steps(&checked, &run, &rows, now));
+                .extend(overview::overdue_steps(&checked, &run, &rows.own, now));
         }
-        view.running.push(Progress::of(run, &rows));
+        view.running
+            .push(Progress::of(run, &rows.own, &rows.host_counts));
     }
     view.failed = store.runs_in_state(RunState::Failed, FAILED_RUNS).await?;
     view.recent = store.runs(RECENT_RUNS).await?;
