@@ -80,15 +80,6 @@ latency() {
   printf "  %-28s p50 %7s ms  p99 %7s ms\n" "$name" "$p50" "$p99"
 }
 
-# sign_in: the local operator's session cookie, from the sign-in link the daemon printed.
-sign_in() {
-  local link csrf
-  link=$(sed -n 's|^sign in as the local operator.*: \(http[^ ]*\)$|\1|p' "$TMP/out")
-  csrf=$(curl -sf "$link" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)
-  curl -s -o /dev/null -D - --data "csrf=$csrf" "$link" |
-    sed -n 's/^[Ss]et-[Cc]ookie: \(patchday_session=[^;]*\).*/\1/p' | tr -d '\r'
-}
-
 for months in $MONTHS; do
   if [[ "$BACKEND" == postgres ]]; then
     PGDB=patchday_history_$$_$months
@@ -107,12 +98,11 @@ for months in $MONTHS; do
     --database "$db" --runbooks "$TMP/runbooks" --outbox "$TMP/outbox" --now "$now" \
     >"$TMP/out" 2>"$TMP/log" &
   PID=$!
-  for _ in $(seq 3000); do grep -q "patchday serving" "$TMP/out" 2>/dev/null && break; sleep 0.01; done
-  ADDR=$(sed -n 's|patchday serving http://\([^ ]*\) .*|\1|p' "$TMP/out")
+  ADDR=$(await_serving "$TMP/out")
   [[ -n "$ADDR" ]] || { echo "the daemon did not start:" >&2; cat "$TMP/log" >&2; exit 2; }
   FIG[start-$months]=$(echo "($(date +%s.%N) - $begin) * 1000" | bc | xargs printf "%.0f")
   echo "  start to serving             ${FIG[start-$months]} ms"
-  COOKIE=$(sign_in)
+  COOKIE=$(sign_in "$TMP/out")
   [[ -n "$COOKIE" ]] || { echo "could not sign in as the local operator" >&2; exit 2; }
   latency "index page" "$months" "http://$ADDR/" -H "Cookie: $COOKIE"
   latency "calendar page" "$months" "http://$ADDR/calendar?month=${now:0:7}" -H "Cookie: $COOKIE"

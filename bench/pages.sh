@@ -58,13 +58,9 @@ for n in "${SIZES[@]}"; do
   "$BIN" serve --listen 127.0.0.1:0 --database "sqlite://$db" --runbooks "runbooks-$n" \
     --outbox "$TMP/outbox" >"$TMP/out" 2>"$TMP/log" &
   PID=$!
-  for _ in $(seq 3000); do [[ $(wc -l <"$TMP/out") -ge 2 ]] && break; sleep 0.01; done
-  ADDR=$(sed -n 's|patchday serving http://\([^ ]*\) .*|\1|p' "$TMP/out")
-  signin=$(sed -n '2p' "$TMP/out" | awk '{ print $NF }')
-  [[ -n "$ADDR" && "$signin" == http* ]] || { echo "the daemon did not start:" >&2; cat "$TMP/log" >&2; exit 2; }
-  csrf=$(curl -sf "$signin" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)
-  COOKIE=$(curl -s -D - -o /dev/null --data-urlencode "csrf=$csrf" "$signin" |
-    sed -n 's/^[Ss]et-[Cc]ookie: \(patchday_session=[^;]*\).*/\1/p')
+  ADDR=$(await_serving "$TMP/out")
+  [[ -n "$ADDR" ]] || { echo "the daemon did not start:" >&2; cat "$TMP/log" >&2; exit 2; }
+  COOKIE=$(sign_in "$TMP/out")
   [[ -n "$COOKIE" ]] || { echo "could not sign in" >&2; exit 2; }
   measure "run page" "$n" "/runs/$run_id"
   measure "month calendar" "$n" "/calendar"

@@ -40,8 +40,7 @@ EOF
 "$BIN" serve --listen 127.0.0.1:0 --database "sqlite://$TMP/p.db" --runbooks "$TMP/runbooks" \
   --outbox "$TMP/outbox" --now 2026-12-08T10:00:00Z >"$TMP/out" 2>"$TMP/log" &
 PID=$!
-for _ in $(seq 600); do grep -q "patchday serving" "$TMP/out" 2>/dev/null && break; sleep 0.1; done
-ADDR=$(sed -n 's|patchday serving http://\([^ ]*\) .*|\1|p' "$TMP/out")
+ADDR=$(await_serving "$TMP/out")
 [[ -n "$ADDR" ]] || { echo "the daemon did not start:" >&2; cat "$TMP/log" >&2; exit 2; }
 
 metric() { curl -sf "http://$ADDR/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
