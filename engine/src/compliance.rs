@@ -196,11 +196,7 @@ pub async fn report<S: Store>(
     let mut late = Vec::new();
     let mut late_approvals = Vec::new();
     let mut exceptions = Exceptions::default();
-    let runs = store.runs(u32::MAX).await?;
-    for run in runs
-        .iter()
-        .filter(|r| r.started_at >= from && r.started_at < to)
-    {
+    for run in &runs_started_in(store, from, to).await? {
         let checked = crate::run::version_of(run)
             .map_err(|e| NotMeasured::Invalid(e.to_string()))
             .and_then(|v| v.check().map_err(|e| NotMeasured::Invalid(e.to_string())));
@@ -314,6 +310,31 @@ impl Exceptions {
             })
             .collect()
     }
+}
+
+/// The runs started in `[from, to)`, newest first: read in keyset pages from the newest and
+/// no further than the first run started before `from`, so a period costs the runs since it
+/// began, not the whole history.
+async fn runs_started_in<S: Store>(
+    store: &S,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<crate::store::RunRow>, StoreError> {
+    const PAGE: u32 = 200;
+    let mut found = Vec::new();
+    let mut page = store.runs(PAGE).await?;
+    while let Some(last) = page.last().map(|r| (r.id.clone(), r.started_at)) {
+        let full = page.len() == PAGE as usize;
+        found.extend(
+            page.into_iter()
+                .filter(|r| r.started_at >= from && r.started_at < to),
+        );
+        if !full || last.1 < from {
+            break;
+        }
+        page = store.runs_after(&last.0, PAGE).await?;
+    }
+    Ok(found)
 }
 
 async fn run_events<S: Store>(store: &S, run_id: &str) -> Result<Vec<EventRow>, StoreError> {
@@ -507,6 +528,29 @@ pub fn html(report: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs of a period read page by page: every run started in it once, none outside, from a
+    /// history longer than a page on both sides of it.
+    #[tokio::test]
+    async fn the_period_s_runs_are_read_in_pages_up_to_its_start() {
+        use crate::store::conformance::{event, run_row, step_row};
+        use crate::store::{StepState, sqlite::SqliteStore};
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let day = |n: i64| {
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::hours(n)
+        };
+        for n in 0..900 {
+            let id = format!("r{n:03}");
+            let run = run_row(&id, "monthly", None, day(n));
+            let rows = vec![step_row(&id, "a", "", StepState::Pending)];
+            let started = event("run.started", Some(&id), None, day(n));
+            store.create_run(run, rows, started).await.unwrap();
+        }
+        let found = runs_started_in(&store, day(250), day(650)).await.unwrap();
+        let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
+        let expected: Vec<String> = (250..650).rev().map(|n| format!("r{n:03}")).collect();
+        assert_eq!(ids, expected);
+    }
 
     #[test]
     fn the_release_is_local_midnight_across_dst_changes() {
