@@ -72,6 +72,19 @@ pub struct RunArgs {
     server: Server,
 }
 
+/// `patchday status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The run id.
+    run: String,
+    /// List every row of a large run (text), not only those that are not succeeded, pending
+    /// or waiting; a small run's rows are all listed anyway.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    server: Server,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
     /// The run id.
@@ -317,39 +330,134 @@ pub fn runs(args: RunsArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn status(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+pub fn status(args: StatusArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let json = text_or_json(globals.format, "status")?;
     let path = format!("/runs/{}", encode(&args.run));
     let answer = call(globals, &args.server, "GET", &path, None)?;
     if answer.status != 200 {
         return refused(&answer, json);
     }
-    let run = &answer.body["run"];
-    let state = field(run, "state");
+    let state = field(&answer.body["run"], "state").to_string();
     if json {
         super::print_json(&answer.body)?;
     } else {
-        outln!(
-            "run {}: {} {} {state}",
-            field(run, "id"),
-            field(run, "runbook"),
-            cycle_words(field(run, "cycle"))
-        );
-        outln!("\n{:<28} {:<14} {:<14} note", "step", "host", "state");
-        for step in answer.body["steps"].as_array().into_iter().flatten() {
-            outln!(
-                "{:<28} {:<14} {:<14} {}",
-                field(step, "step"),
-                field(step, "host"),
-                field(step, "state"),
-                field(step, "reason")
-            );
-        }
+        print_status(globals, &args, answer.body)?;
     }
-    Ok(match state {
+    Ok(match state.as_str() {
         "failed" | "cancelled" => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// The text of `patchday status`: the run's line, then every row of a run whose rows fit the
+/// answer's first page; for a larger run its rows counted by step and state, then (streamed
+/// through the paged route, page by page) the rows an operator may act on, or every row with
+/// `--all`.
+fn print_status(globals: &Globals, args: &StatusArgs, detail: Value) -> anyhow::Result<()> {
+    let run = &detail["run"];
+    outln!(
+        "run {}: {} {} {}",
+        field(run, "id"),
+        field(run, "runbook"),
+        cycle_words(field(run, "cycle")),
+        field(run, "state")
+    );
+    let complete = detail["steps_next"].is_null();
+    if !complete {
+        print_counts(&detail["counts"]);
+    }
+    let all = args.all || complete;
+    if !all {
+        outln!("\nthe rows not {QUIET_WORDS} (--all lists every row):");
+    }
+    outln!("\n{:<28} {:<14} {:<14} note", "step", "host", "state");
+    let shown = |row: &Value| all || !QUIET_STATES.contains(&field(row, "state"));
+    let (listed, left_out) = stream_rows(globals, args, detail, shown)?;
+    if listed == 0 {
+        outln!("(none)");
+    }
+    if left_out > 0 {
+        outln!("({left_out} rows {QUIET_WORDS} not listed)");
+    }
+    Ok(())
+}
+
+/// The states of rows `patchday status` leaves out of a large run's listing (the counts give
+/// them): done as planned, or not started yet.
+const QUIET_STATES: [&str; 3] = ["succeeded", "pending", "waiting"];
+const QUIET_WORDS: &str = "succeeded, pending or waiting";
+
+/// How many rows `patchday status` asks for a page when it follows `steps_next`.
+const STATUS_PAGE: u32 = 1000;
+
+/// A run's rows counted: in all and by state, then by step and state.
+fn print_counts(counts: &Value) {
+    let by_state: Vec<String> = counts["by_state"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect();
+    outln!("\n{} rows: {}", counts["rows"], by_state.join(", "));
+    outln!("\n{:<28} {:<14} {:>10}", "step", "state", "rows");
+    for count in counts["by_step"].as_array().into_iter().flatten() {
+        outln!(
+            "{:<28} {:<14} {:>10}",
+            field(count, "step"),
+            field(count, "state"),
+            count["rows"].as_u64().unwrap_or(0)
+        );
+    }
+}
+
+/// Prints the rows of the detail's first page, then of each page `steps_next` leads to through
+/// `GET /runs/{id}/steps` (one page in memory at a time), each that `shown` keeps; how many it
+/// listed and how many it left out.
+fn stream_rows(
+    globals: &Globals,
+    args: &StatusArgs,
+    mut detail: Value,
+    shown: impl Fn(&Value) -> bool,
+) -> anyhow::Result<(u64, u64)> {
+    let (mut rows, mut next) = (detail["steps"].take(), detail["steps_next"].take());
+    let (mut listed, mut left_out) = (0, 0);
+    loop {
+        for row in rows.as_array().into_iter().flatten() {
+            if shown(row) {
+                print_row(row);
+                listed += 1;
+            } else {
+                left_out += 1;
+            }
+        }
+        let Some(after) = next.as_i64() else {
+            return Ok((listed, left_out));
+        };
+        let path = format!(
+            "/runs/{}/steps?limit={STATUS_PAGE}&after={after}",
+            encode(&args.run)
+        );
+        let mut answer = call(globals, &args.server, "GET", &path, None)?;
+        if answer.status != 200 {
+            let text = answer.error_text();
+            return Err(UsageError(format!("{path}: {text} (HTTP {})", answer.status)).into());
+        }
+        (rows, next) = (answer.body["steps"].take(), answer.body["next"].take());
+        if next.as_i64().is_some_and(|n| n <= after) {
+            return Err(UsageError(format!("{path}: the cursor did not move on")).into());
+        }
+    }
+}
+
+/// One step row of `patchday status`.
+fn print_row(row: &Value) {
+    outln!(
+        "{:<28} {:<14} {:<14} {}",
+        field(row, "step"),
+        field(row, "host"),
+        field(row, "state"),
+        field(row, "reason")
+    );
 }
 
 pub fn cancel(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {

@@ -115,7 +115,7 @@ enum Command {
     /// List the daemon's recent runs.
     Runs(api::RunsArgs),
     /// Show a run's state and steps; exit 1 if it failed or was cancelled.
-    Status(api::RunArgs),
+    Status(api::StatusArgs),
     /// Cancel a running run on the daemon.
     Cancel(api::RunArgs),
     /// Decide an approval or manual step as the operator (api:<token name>).

@@ -54,7 +54,7 @@ use crate::daemon::new_run_id;
 use crate::daemon::tokens::{Grant, Scope};
 use crate::run::{Resolution, RunError, RunSpec};
 use crate::store::{
-    EventFilter, EventRow, NewDecision, RunRow, RunState, StepRow, Store, StoreError,
+    EventRow, NewDecision, RunRow, RunState, StepRow, StepState, Store, StoreError,
 };
 
 /// How many next cycles `GET /runbooks` gives per runbook.
@@ -62,6 +62,8 @@ const NEXT_CYCLES: usize = 3;
 /// `GET /runs` without `limit`, and its largest `limit`.
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
+/// How many step rows and audit events `GET /runs/{id}` gives: the paged routes' default page.
+const DETAIL_PAGE: u32 = DEFAULT_LIMIT;
 /// How long `POST /runs/{id}/cancel` waits for the driver to commit the cancellation.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
 /// The longest comment kept, in characters.
@@ -425,6 +427,10 @@ fn event_json(e: &EventRow) -> Value {
     })
 }
 
+/// `GET /runs/{id}`: the run, its rows counted by step and state (the `step_figures`
+/// aggregate, no row read), and the first page of its step rows and of its audit events with
+/// the cursors of the paged routes (`steps_next`, `audit_next`: null when the page holds them
+/// all). Four indexed queries, each bounded, however many hosts the run has.
 async fn run_detail<S: Store>(
     State(shared): State<St<S>>,
     caller: Caller,
@@ -439,20 +445,66 @@ async fn run_detail<S: Store>(
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no run {id}")),
         Err(e) => return unavailable(e),
     };
-    let filter = EventFilter {
-        run_id: Some(id.clone()),
-        since: None,
-    };
-    let (steps, events) = match (store.steps(&id).await, store.events(filter).await) {
-        (Ok(steps), Ok(events)) => (steps, events),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
-    };
-    let steps: Vec<Value> = steps.iter().map(step_json).collect();
-    let audit: Vec<Value> = events.iter().map(event_json).collect();
-    ok(
-        StatusCode::OK,
-        json!({ "run": run_json(&run), "steps": steps, "audit": audit }),
-    )
+    match detail_of(store.as_ref(), &run).await {
+        Ok(detail) => ok(StatusCode::OK, detail),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The body of `GET /runs/{id}` for `run`.
+async fn detail_of<S: Store>(store: &S, run: &RunRow) -> Result<Value, StoreError> {
+    let counts = store.run_row_counts(&run.id).await?;
+    let steps = store.run_steps_after(&run.id, 0, DETAIL_PAGE + 1).await?;
+    let events = store.run_events_after(&run.id, 0, DETAIL_PAGE + 1).await?;
+    let (steps, steps_next) = first_page(steps, |(position, _)| json!(position));
+    let (events, audit_next) = first_page(events, |e| json!(e.seq));
+    Ok(json!({
+        "run": run_json(run),
+        "counts": counts_json(counts),
+        "steps": steps.iter().map(|(_, row)| step_json(row)).collect::<Vec<_>>(),
+        "steps_next": steps_next,
+        "audit": events.iter().map(event_json).collect::<Vec<_>>(),
+        "audit_next": audit_next,
+    }))
+}
+
+/// The first [`DETAIL_PAGE`] of `items` (read one more than a page) and the cursor of the page
+/// that follows: the last item's when there are more, else null.
+fn first_page<T>(mut items: Vec<T>, cursor: impl Fn(&T) -> Value) -> (Vec<T>, Value) {
+    if items.len() <= DETAIL_PAGE as usize {
+        return (items, Value::Null);
+    }
+    items.truncate(DETAIL_PAGE as usize);
+    let next = items.last().map_or(Value::Null, cursor);
+    (items, next)
+}
+
+/// A run's rows counted: in all, by state, and by step and state (steps in name order).
+fn counts_json(counts: Vec<(String, StepState, u64)>) -> Value {
+    let mut counts: Vec<(String, String, u64)> = counts
+        .into_iter()
+        .map(|(step, state, n)| (step, state_word(state), n))
+        .collect();
+    counts.sort();
+    let mut by_state = serde_json::Map::new();
+    for (_, state, n) in &counts {
+        let total = by_state.entry(state.clone()).or_insert_with(|| json!(0u64));
+        *total = json!(total.as_u64().unwrap_or(0) + n);
+    }
+    let by_step: Vec<Value> = counts
+        .iter()
+        .map(|(step, state, n)| json!({ "step": step, "state": state, "rows": n }))
+        .collect();
+    json!({
+        "rows": counts.iter().map(|(_, _, n)| n).sum::<u64>(),
+        "by_state": by_state,
+        "by_step": by_step,
+    })
+}
+
+/// A step state as the API writes it (`awaiting_input`).
+fn state_word(state: StepState) -> String {
+    json!(state).as_str().unwrap_or_default().to_string()
 }
 
 #[derive(Deserialize)]
