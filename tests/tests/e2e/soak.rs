@@ -197,8 +197,11 @@ impl Soak {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Every step row of `run` (`"steps"`): 75 rows, one page of the paged route (the run's
+    /// detail holds the first 50 only).
     fn detail(&self, run: &str) -> Value {
-        let (status, detail) = self.api("GET", &format!("/runs/{run}"), None);
+        let path = format!("/runs/{run}/steps?limit=1000");
+        let (status, detail) = self.api("GET", &path, None);
         assert_eq!(status, 200, "{detail}");
         detail
     }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /runbooks` | loaded runbooks: name, description, timezone, params, next cycles |
 //! | `GET /runs?limit=N&after=ID` | recent runs, newest first (default 50, at most 1000); `next` names the cursor of the next page |
-//! | `GET /runs/{id}` | a run, its step rows and its audit trail |
+//! | `GET /runs/{id}` | a run, its rows counted by step and state, and the first page (50) of its step rows and of its audit trail with `steps_next` / `audit_next` |
 //! | `GET /runs/{id}/steps?limit=N&after=C` | one page of a run's step rows (hosts' included) in insertion order, with `next` |
 //! | `GET /runs/{id}/events?limit=N&after=SEQ` | one page of a run's audit events in `seq` order, with `next` |
 //! | `POST /runs` | `{"runbook", "params": {..}, "cycle"?, "rerun"?}` starts a run; 201 with the run |
@@ -976,7 +976,8 @@ pub fn openapi() -> Value {
             },
             "/runs/{id}": {
                 "get": {
-                    "summary": "A run, its step rows and its audit trail",
+                    "summary": "A run, its rows counted, and the first page of its step rows and of its audit trail",
+                    "description": "Bounded whatever the run's size: `counts` from an aggregate, at most 50 step rows (`steps`) and 50 audit events (`audit`), each in the order of the paged routes. `steps_next` and `audit_next` are the `after` of `/runs/{id}/steps` and `/runs/{id}/events` that continue them; null when the page holds them all (a small run's whole lists).",
                     "parameters": [id_param.clone()],
                     "responses": with(json!({ "200": with(json!({ "description": "The run" }), body_of("RunDetail")) }), errors(&["401", "404", "503"]))
                 }
@@ -1098,12 +1099,23 @@ pub fn openapi() -> Value {
                         "hash": { "type": "string" }
                     }
                 },
+                "RunCounts": {
+                    "type": "object",
+                    "properties": {
+                        "rows": { "type": "integer", "description": "The run's step rows, its steps' own and its hosts'" },
+                        "by_state": { "type": "object", "additionalProperties": { "type": "integer" }, "examples": [{ "succeeded": 19990, "failed": 13 }] },
+                        "by_step": { "type": "array", "items": { "type": "object", "properties": { "step": { "type": "string" }, "state": { "type": "string" }, "rows": { "type": "integer" } } }, "description": "By step (in name order) and state; only counts that are not zero" }
+                    }
+                },
                 "RunDetail": {
                     "type": "object",
                     "properties": {
                         "run": { "$ref": "#/components/schemas/Run" },
-                        "steps": { "type": "array", "items": { "$ref": "#/components/schemas/Step" } },
-                        "audit": { "type": "array", "items": { "$ref": "#/components/schemas/AuditEvent" } }
+                        "counts": { "$ref": "#/components/schemas/RunCounts" },
+                        "steps": { "type": "array", "items": { "$ref": "#/components/schemas/Step" }, "description": "The first page of step rows, in insertion order" },
+                        "steps_next": { "type": ["integer", "null"], "description": "`after` of `/runs/{id}/steps` for the rows that follow; null when `steps` holds them all" },
+                        "audit": { "type": "array", "items": { "$ref": "#/components/schemas/AuditEvent" }, "description": "The first page of audit events, in seq order" },
+                        "audit_next": { "type": ["integer", "null"], "description": "`after` of `/runs/{id}/events` for the events that follow; null when `audit` holds them all" }
                     }
                 },
                 "Trigger": {
