@@ -297,11 +297,15 @@ pub struct Verified {
     pub events: usize,
     pub approvals: usize,
     pub checkpoint_size: u64,
+    /// Compliance findings (as the pack's `findings.json` words them): decisions that came
+    /// after work that depended on them began. A genuine pack may hold some.
+    pub findings: Vec<Value>,
 }
 
-/// Checks a pack's files offline: the signed manifest lists exactly the files with their
-/// hashes; the checkpoint is signed; every audit event has a proof that holds against it; every
-/// approval is an event of the log and came before the work that depended on it.
+/// Checks that a pack is genuine, offline: the signed manifest lists exactly the files with
+/// their hashes; the checkpoint is signed; every audit event has a proof that holds against it;
+/// approvals.json lists exactly the decision events. A decision that came after work that
+/// depended on it began is a compliance finding ([`Verified::findings`]), not a failure.
 pub fn verify(
     files: &BTreeMap<String, Vec<u8>>,
     key: &VerifierKey,
@@ -365,7 +369,7 @@ pub fn verify(
             proofs.len()
         )));
     }
-    let mut seqs = Vec::new();
+    let mut decided = Vec::new();
     for (event, proof) in events.iter().zip(&proofs) {
         let proof: Value =
             serde_json::from_str(proof).map_err(|e| invalid(format!("proofs.jsonl: {e}")))?;
@@ -379,33 +383,48 @@ pub fn verify(
         }
         crate::proof::check(&proof, key)
             .map_err(|e| invalid(format!("event {}: {e}", event["seq"])))?;
-        seqs.push((event["seq"].as_i64(), event["action"].clone()));
+        if event["action"] == "approval.decided" || event["action"] == "task.decided" {
+            decided.push(event);
+        }
     }
     let approvals: Vec<Value> = serde_json::from_str(text("approvals.json")?)
         .map_err(|e| invalid(format!("approvals.json: {e}")))?;
-    let decided = seqs
-        .iter()
-        .filter(|(_, action)| action == "approval.decided" || action == "task.decided")
-        .count();
-    if decided != approvals.len() {
-        return Err(invalid(format!(
-            "approvals.json lists {} decisions, the audit events hold {decided}",
-            approvals.len()
-        )));
-    }
-    if let Some(late) = approvals.iter().find(|a| a["before_work"] != true) {
-        return Err(invalid(format!(
-            "the decision on `{}` (event {}) came after work that depended on it began (event {})",
-            late["step"].as_str().unwrap_or("?"),
-            late["seq"],
-            late["first_dependent_start"]
-        )));
-    }
+    check_approvals(&approvals, &decided)?;
+    let findings = record::findings(&approvals)
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     Ok(Verified {
         run_id,
         files: files.len(),
         events: events.len(),
         approvals: approvals.len(),
         checkpoint_size: checkpoint.size,
+        findings,
     })
+}
+
+/// approvals.json against the pack's decision events (`decided`, in `seq` order): one entry
+/// per event, in the same order, with its `seq` and step.
+fn check_approvals(approvals: &[Value], decided: &[Value]) -> Result<(), EvidenceError> {
+    if decided.len() != approvals.len() {
+        return Err(invalid(format!(
+            "approvals.json lists {} decisions, the audit events hold {}",
+            approvals.len(),
+            decided.len()
+        )));
+    }
+    let step = |v: &Value| v.as_str().unwrap_or("").to_string();
+    for (approval, event) in approvals.iter().zip(decided) {
+        if approval["seq"] != event["seq"] || step(&approval["step"]) != step(&event["step_id"]) {
+            return Err(invalid(format!(
+                "approvals.json: its decision {} on `{}` is not the audit event {} on `{}`",
+                approval["seq"],
+                step(&approval["step"]),
+                event["seq"],
+                step(&event["step_id"])
+            )));
+        }
+    }
+    Ok(())
 }

@@ -36,16 +36,22 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum EvidenceCommand {
     /// Check a pack offline: signed manifest, file hashes, checkpoint, proofs, approvals.
+    /// Exit 0 when it is genuine (its compliance findings printed), 1 when not.
     Verify {
         pack: PathBuf,
         #[arg(long, value_name = "FILE.pub")]
         key: PathBuf,
+        /// Exit 1 also when the genuine pack holds compliance findings (a decision given
+        /// after work that depended on it began).
+        #[arg(long)]
+        strict: bool,
     },
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
-    if let Some(EvidenceCommand::Verify { pack, key }) = &args.command {
-        return verify(pack, key);
+    if let Some(EvidenceCommand::Verify { pack, key, strict }) = &args.command {
+        let json = super::text_or_json(globals.format, "evidence verify")?;
+        return verify(pack, key, *strict, json);
     }
     let config = globals.configuration()?;
     let key = args
@@ -135,29 +141,99 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify(pack: &Path, key: &Path) -> anyhow::Result<ExitCode> {
+fn verify(pack: &Path, key: &Path, strict: bool, json: bool) -> anyhow::Result<ExitCode> {
     let key = checkpoints::read_verifier_key(key).map_err(UsageError)?;
     let archive =
         std::fs::read(pack).map_err(|e| UsageError(format!("{}: {e}", pack.display())))?;
     let result = crate::evidence::tar::read(&archive)
         .map_err(crate::evidence::EvidenceError::Invalid)
         .and_then(|files| crate::evidence::verify(&files, &key));
+    let passed = result
+        .as_ref()
+        .is_ok_and(|v| !strict || v.findings.is_empty());
+    if json {
+        super::print_json(&verify_json(&result, strict, passed, &key))?;
+    } else {
+        print_verified(pack, &result, strict, &key);
+    }
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+type Checked = Result<crate::evidence::Verified, crate::evidence::EvidenceError>;
+
+/// `evidence verify --format json`: `genuine` (and `reason` when not), the pack's figures,
+/// its `findings` (as its findings.json words them), and `ok`: whether it passed.
+fn verify_json(
+    result: &Checked,
+    strict: bool,
+    passed: bool,
+    key: &crate::checkpoint::VerifierKey,
+) -> serde_json::Value {
     match result {
-        Ok(v) => {
-            outln!(
-                "evidence ok: run {}, {} files, {} audit events proven in a log of {} events, {} decision(s) before the work they gated, signed by {}",
-                v.run_id,
-                v.files,
-                v.events,
-                v.checkpoint_size,
-                v.approvals,
-                key.name()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(v) => serde_json::json!({
+            "ok": passed,
+            "genuine": true,
+            "strict": strict,
+            "run": v.run_id,
+            "files": v.files,
+            "events": v.events,
+            "log_size": v.checkpoint_size,
+            "decisions": v.approvals,
+            "signed_by": key.name(),
+            "findings": v.findings,
+        }),
+        Err(e) => serde_json::json!({
+            "ok": false,
+            "genuine": false,
+            "strict": strict,
+            "reason": e.to_string(),
+            "findings": [],
+        }),
+    }
+}
+
+/// `evidence verify`'s text: whether the pack is genuine, then each finding; with `--strict`
+/// a failure naming how many findings there are.
+fn print_verified(
+    pack: &Path,
+    result: &Checked,
+    strict: bool,
+    key: &crate::checkpoint::VerifierKey,
+) {
+    let v = match result {
+        Ok(v) => v,
         Err(e) => {
             outln!("evidence FAILED: {}: {e}", pack.display());
-            Ok(ExitCode::from(1))
+            return;
         }
+    };
+    let late = v.findings.len();
+    let decisions = match late {
+        0 => format!("{} decision(s) before the work they gated", v.approvals),
+        late => format!(
+            "{} decision(s), {late} after work that depended on it began",
+            v.approvals
+        ),
+    };
+    outln!(
+        "evidence ok: run {}, {} files, {} audit events proven in a log of {} events, {decisions}, signed by {}",
+        v.run_id,
+        v.files,
+        v.events,
+        v.checkpoint_size,
+        key.name()
+    );
+    for finding in &v.findings {
+        outln!("finding: {}", finding["text"].as_str().unwrap_or(""));
+    }
+    if strict && late > 0 {
+        outln!(
+            "evidence FAILED (--strict): {}: {late} compliance finding(s)",
+            pack.display()
+        );
     }
 }

@@ -633,7 +633,9 @@ const GATED: &str = "name: gated\ntimezone: UTC\nroles:\n  cab: [alice@example.c
 
 /// A run approved through the daemon is packed with its approval shown before the patch step;
 /// the pack verifies offline; an altered file, a removed approval or a swapped checkpoint
-/// (even a genuine one) fails `evidence verify`.
+/// (even a genuine one) fails `evidence verify`. A genuine pack whose decision came after work
+/// that depended on it began verifies with the finding printed (and in `--format json`), and
+/// fails `--strict`.
 #[test]
 fn an_evidence_pack_verifies_offline_and_fails_when_altered() {
     use patchday_tests::daemon::{Daemon, poll};
@@ -863,6 +865,160 @@ fn an_evidence_pack_verifies_offline_and_fails_when_altered() {
     let (code, out) = verify("extra.tar");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("files not in MANIFEST"), "{out}");
+    let out = pd(&[
+        "evidence", "verify", "pack.tar", "--key", "key.pub", "--strict",
+    ]);
+    assert_exit(&out, 0);
+
+    // A late decision. The engine starts a step only once its needs finished, so the log is
+    // rewritten before it is packed: prepare's `step.started` (before the approval) becomes
+    // patch's, the chain rehashed from there, packed against checkpoints of its own. The pack
+    // is genuine (it holds what the database holds, signed); its decision came after work that
+    // depended on it began: a compliance finding, printed, failing only `--strict`.
+    let (moved, decided) = start_patch_before_the_approval(&dir, &database);
+    std::fs::write(
+        dir.join("late.toml"),
+        "[audit]\ncheckpoint_key_file = \"key\"\ncheckpoint_dir = \"late-checkpoints\"\n",
+    )
+    .unwrap();
+    let out = patchday()
+        .current_dir(&dir)
+        .args(["evidence", &run, "--out", "late.tar"])
+        .args(["--config", "late.toml", "--database", &database])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let finding = format!(
+        "the decision on `cab-approval` (event {decided}) came after work that depended on it began (event {moved})"
+    );
+    let (code, text) = verify("late.tar");
+    assert_eq!(code, Some(0), "genuine: {text}");
+    assert!(text.contains(&format!("finding: {finding}")), "{text}");
+    assert!(text.contains("1 decision(s), 1 after work"), "{text}");
+    let out = pd(&[
+        "evidence", "verify", "late.tar", "--key", "key.pub", "--strict",
+    ]);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains(&finding), "named: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAILED (--strict)"),
+        "{}",
+        stdout(&out)
+    );
+    let as_json = |strict: &[&str]| -> serde_json::Value {
+        let out = pd(&[
+            &[
+                "evidence", "verify", "late.tar", "--key", "key.pub", "--format", "json",
+            ],
+            strict,
+        ]
+        .concat());
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+    };
+    let checked = as_json(&[]);
+    assert_eq!(checked["ok"], true, "{checked}");
+    assert_eq!(checked["genuine"], true);
+    assert_eq!(
+        checked["findings"][0]["text"],
+        finding.as_str(),
+        "{checked}"
+    );
+    assert_eq!(checked["findings"].as_array().unwrap().len(), 1);
+    let checked = as_json(&["--strict"]);
+    assert_eq!(
+        (&checked["ok"], &checked["genuine"]),
+        (&false.into(), &true.into())
+    );
+    // The pack's own findings say it too; hiding it is tampering.
+    let late = dir.join("late-unpacked");
+    std::fs::create_dir_all(&late).unwrap();
+    let status = Command::new("tar")
+        .args(["-xf", "late.tar", "-C", "late-unpacked"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let findings = std::fs::read_to_string(late.join("findings.json")).unwrap();
+    assert!(findings.contains(&finding), "{findings}");
+    let approvals = std::fs::read_to_string(late.join("approvals.json")).unwrap();
+    assert!(approvals.contains("\"before_work\": false"), "{approvals}");
+    std::fs::write(
+        late.join("approvals.json"),
+        approvals.replace("\"before_work\": false", "\"before_work\": true"),
+    )
+    .unwrap();
+    let status = Command::new("tar")
+        .args([
+            "--format=ustar",
+            "-cf",
+            "late-hidden.tar",
+            "-C",
+            "late-unpacked",
+        ])
+        .args(files)
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, out) = verify("late-hidden.tar");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("approvals.json was altered"), "{out}");
+}
+
+/// Rewrites the SQLite log at `database` so that the run's `step.started` of `prepare` is
+/// `patch`'s, rehashing the chain from it and moving the head (as `rewrite_consistently`):
+/// the seq of that event and of the `approval.decided` it now comes before.
+fn start_patch_before_the_approval(dir: &std::path::Path, database: &str) -> (i64, i64) {
+    let out = patchday()
+        .current_dir(dir)
+        .args(["audit", "export", "--database", database])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seq_of = |action: &str, step: &str| {
+        let found = events
+            .iter()
+            .find(|e| e["action"] == action && (step.is_empty() || e["step_id"] == step));
+        found.expect(action)["seq"].as_i64().unwrap()
+    };
+    let (moved, decided) = (
+        seq_of("step.started", "prepare"),
+        seq_of("approval.decided", ""),
+    );
+    assert!(moved < decided);
+    let mut sql = String::from("DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;\n");
+    let mut prev: Option<String> = None;
+    for value in &events {
+        let mut event = patchday::audit::event_from_json(value).unwrap();
+        if event.seq < moved {
+            continue;
+        }
+        if event.seq == moved {
+            event.step_id = Some("patch".into());
+        }
+        if let Some(prev) = prev {
+            event.prev_hash = prev;
+        }
+        event.hash = patchday::audit::row_hash(&event);
+        sql.push_str(&format!(
+            "UPDATE events SET step_id = {}, prev_hash = {}, hash = {} WHERE seq = {};\n",
+            event.step_id.as_deref().map_or("NULL".into(), quote),
+            quote(&event.prev_hash),
+            quote(&event.hash),
+            event.seq
+        ));
+        prev = Some(event.hash);
+    }
+    sql.push_str(
+        "UPDATE chain_head SET seq = (SELECT MAX(seq) FROM events), \
+         hash = (SELECT hash FROM events WHERE seq = (SELECT MAX(seq) FROM events));",
+    );
+    execute(database, &sql);
+    (moved, decided)
 }
 
 /// Patch SLAs: a November cycle patched in time and a December one patched after its 14 days
