@@ -428,3 +428,49 @@ fn check_approvals(approvals: &[Value], decided: &[Value]) -> Result<(), Evidenc
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decided(seq: i64, step: &str) -> Value {
+        json!({ "seq": seq, "action": "approval.decided", "step_id": step })
+    }
+
+    fn approval(seq: i64, step: &str, before_work: bool) -> Value {
+        json!({ "seq": seq, "step": step, "before_work": before_work, "first_dependent_start": 3 })
+    }
+
+    #[test]
+    fn approvals_must_be_the_decision_events_late_or_not() {
+        let events = [decided(5, "cab"), decided(9, "change")];
+        let late = [approval(5, "cab", false), approval(9, "change", true)];
+        assert!(
+            check_approvals(&late, &events).is_ok(),
+            "late is no forgery"
+        );
+        let findings = record::findings(&late);
+        assert_eq!(findings.as_array().unwrap().len(), 1);
+        assert!(
+            findings[0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("the decision on `cab` (event 5) came after work"),
+            "{findings}"
+        );
+        let removed = [approval(5, "cab", true)];
+        let e = check_approvals(&removed, &events).unwrap_err().to_string();
+        assert!(
+            e.contains("lists 1 decisions, the audit events hold 2"),
+            "{e}"
+        );
+        let moved = [approval(5, "cab", true), approval(8, "change", true)];
+        let e = check_approvals(&moved, &events).unwrap_err().to_string();
+        assert!(
+            e.contains("decision 8 on `change` is not the audit event 9"),
+            "{e}"
+        );
+        let renamed = [approval(5, "other", true), approval(9, "change", true)];
+        assert!(check_approvals(&renamed, &events).is_err());
+    }
+}

@@ -7,6 +7,9 @@
 //! `http://<listen>`, i.e. `http://127.0.0.1:8080`); `--token` defaults to the environment
 //! variable `PATCHDAY_API_TOKEN`, else to the `local` token a daemon on the configured SQLite
 //! database wrote next to it (`<database>.local-token`, see `patchday serve`). Text by default; `--format json` prints the API's JSON.
+//! `status` prints every row of a run whose rows fit the run detail's first page; of a larger
+//! run the counts by state and step, then the rows not succeeded, pending or waiting (every row
+//! with `--all`), read page by page through `GET /runs/{id}/steps` as `steps_next` leads.
 //! Exit codes: 0 done; 1 the run failed or was cancelled (`status`), or the daemon refused the
 //! action because of the run's state (409: already finished, already decided, duplicate
 //! cycle); 2 usage, authentication (401), not found, bad request or no connection.

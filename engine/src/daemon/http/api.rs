@@ -1187,4 +1187,52 @@ mod tests {
         assert_eq!(documented, listed.len(), "the document lists more routes");
         assert_eq!(doc["openapi"], "3.1.0");
     }
+
+    #[test]
+    fn the_first_page_has_a_cursor_only_when_more_follow() {
+        let page = DETAIL_PAGE as i64;
+        let (items, next) = first_page((1..=page + 1).collect(), |n| json!(n));
+        assert_eq!(items, (1..=page).collect::<Vec<_>>());
+        assert_eq!(next, json!(page), "the last item of the page");
+        let (items, next) = first_page((1..=page).collect(), |n| json!(n));
+        assert_eq!(items.len(), DETAIL_PAGE as usize);
+        assert_eq!(
+            next,
+            Value::Null,
+            "a full page with nothing after it is complete"
+        );
+        let (items, next) = first_page(Vec::<i64>::new(), |n| json!(n));
+        assert!(items.is_empty());
+        assert_eq!(next, Value::Null);
+    }
+
+    #[test]
+    fn counts_are_summed_by_state_and_listed_by_step_in_name_order() {
+        let counts = counts_json(vec![
+            ("patch".into(), StepState::Succeeded, 9_998),
+            ("patch".into(), StepState::Failed, 3),
+            ("before".into(), StepState::Succeeded, 1),
+            ("patch".into(), StepState::AwaitingInput, 1),
+        ]);
+        assert_eq!(counts["rows"], 10_003);
+        assert_eq!(
+            counts["by_state"],
+            json!({ "succeeded": 9_999, "failed": 3, "awaiting_input": 1 })
+        );
+        let steps: Vec<(&str, &str)> = counts["by_step"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["step"].as_str().unwrap(), c["state"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("before", "succeeded"),
+                ("patch", "awaiting_input"),
+                ("patch", "failed"),
+                ("patch", "succeeded")
+            ]
+        );
+    }
 }
