@@ -442,6 +442,28 @@ pub fn parse(text: &str, limits: Limits) -> Result<Node, ParseError> {
         .map_err(|e| parse_error(e, limits, text.len()))
 }
 
+/// Deserializes `T` straight from YAML text, without the located tree, within `limits`:
+/// `None` when anything is wrong (a duplicate key included), so that [`parse`] and
+/// [`from_node`] read it again and report every problem with its place. For large files that
+/// are usually right (an inventory of 100,000 hosts), whose tree costs many times the file.
+/// Values carry their locations ([`Located`] takes them from `serde-saphyr`'s spans).
+pub fn from_str_when_valid<T: serde::de::DeserializeOwned>(
+    text: &str,
+    limits: Limits,
+) -> Option<T> {
+    let blank = |line: &str| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#') || line == "---" || line == "..."
+    };
+    // Empty (or only comments): the tree refuses it; straight, it would be a default value.
+    if text.len() > limits.max_bytes || text.lines().all(blank) {
+        return None;
+    }
+    let mut options = saphyr_options(limits, text.len());
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    serde_saphyr::from_str_with_options::<T>(text, options).ok()
+}
+
 fn saphyr_options(limits: Limits, bytes: usize) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = limits.max_depth;

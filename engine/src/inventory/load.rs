@@ -103,12 +103,16 @@ pub fn check_file(file: &str, text: &str) -> Vec<Diagnostic> {
 }
 
 /// A YAML file (an inventory, an exceptions file) deserialized with every error reported
-/// against it, within the inventory budgets.
+/// against it, within the inventory budgets: straight from the text when it is right (no
+/// located tree: a tenth of the memory for 100,000 hosts), else through the tree.
 fn yaml_document<T: serde::de::DeserializeOwned>(
     path: &Path,
     text: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<T> {
+    if let Some(value) = yaml::from_str_when_valid(text, Limits::INVENTORY) {
+        return Some(value);
+    }
     let shown = path.display().to_string();
     let root = match yaml::parse(text, Limits::INVENTORY) {
         Ok(root) => root,

@@ -51,7 +51,7 @@ pub struct Host {
     #[serde(default)]
     pub user: Option<String>,
     /// SSH port for command steps on this host.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "port_number")]
     pub port: Option<u16>,
     /// Anything else templates may need: `{{host.vars.site}}` (any YAML value).
     #[serde(default)]
@@ -115,6 +115,42 @@ impl Inventory {
     }
 }
 
+/// `port`: a YAML integer, never a quoted one. The located tree reads `"22"` as a string;
+/// `serde-saphyr` reading straight into a `u16` would take it. Both of the inventory's readers
+/// ([`load`]) must take exactly the same files, so the port asks for any value and takes only
+/// an integer.
+fn port_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    struct Port;
+    impl<'de> serde::de::Visitor<'de> for Port {
+        type Value = Option<u16>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("u16")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            let unexpected = serde::de::Unexpected::Unsigned(v);
+            u16::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(unexpected, &self))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            let unexpected = serde::de::Unexpected::Signed(v);
+            u16::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(unexpected, &self))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    d.deserialize_option(Port)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +163,88 @@ mod tests {
         let inv = deserialize_document("inv.yaml", root, &mut diags, &mut Vec::new());
         assert!(diags.is_empty(), "{diags:?}");
         inv.unwrap()
+    }
+
+    /// The straight read ([`crate::yaml::from_str_when_valid`]) takes exactly what the tree's
+    /// read takes, with the same locations, and nothing it refuses.
+    #[test]
+    fn the_straight_read_agrees_with_the_tree() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut texts: Vec<String> = [
+            "inventory/hosts.yaml",
+            "inventory/demo-hosts.yaml",
+            "tests/corpus/invalid/fixtures/hosts.yaml",
+            "tests/corpus/invalid/fixtures/bad-hosts.yaml",
+        ]
+        .iter()
+        .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
+        .collect();
+        texts.extend(
+            [
+                "hosts:\n  a: { address: 10.0.0.1, port: 22 }\n",
+                "hosts:\n  a: { address: 10.0.0.1, port: \"22\" }\n",
+                "hosts:\n  a: { address: 10.0.0.1, port: 70000 }\n",
+                "hosts:\n  a: { address: 10.0.0.1, vm: 123 }\n",
+                "hosts:\n  a: { address: 10.0.0.1 }\n  a: { address: 10.0.0.2 }\n",
+                "hosts:\n  a: { address: 10.0.0.1, vars: }\n",
+                "hosts:\n  a: { address: 10.0.0.1, vars: { x: [1, yes, null, 2.5] } }\n",
+                "hosts:\n  a: &h { address: 10.0.0.1 }\n  b: *h\ngroups:\n  g: [a, b]\n",
+                "hosts:\n  a: { address: !!str 10 }\n",
+                "hosts:\n  a: { address: 10.0.0.1, colour: red }\n",
+                "hosts:\n  a: { addr: 10.0.0.1 }\n",
+                "hosts:\n  a: 10.0.0.1\n",
+                "hosts: []\n",
+                "groups:\n  g: a\n",
+                "exceptions:\n  - { host: a, until: 2027-13-01, reason: r, approved_by: x }\n",
+                "exceptions:\n  - { host: a, until: 2027-01-01, reason: r, approved_by: x }\n",
+                "hosts:\n  a: { address: 10.0.0.1, criticality: true }\n",
+                "hosts:\n  a: { address: 10.0.0.1, os: ~ }\n",
+                "hosts:\n  ? [a]\n  : { address: 10.0.0.1 }\n",
+                "# nothing\n",
+                "---\nhosts:\n  a: { address: x }\n---\nhosts: {}\n",
+                "hosts:\n  a: { address: 10.0.0.1, port: !!int \"22\" }\n",
+                "hosts:\n  a: { address: 10.0.0.1, port: 22.0 }\n",
+                "hosts:\n  a: { address: 10.0.0.1, port: true }\n",
+                "hosts:\n  a: { address: 10.0.0.1, port: 0x16 }\n",
+                "hosts:\n  a: { address: 10.0.0.1, port: ~ }\n",
+                "hosts:\n  a: { address: 10.0.0.1, vars: { p: \"22\", q: 0o17, r: .inf } }\n",
+                "hosts:\n  a: { address: [1] }\n",
+                "hosts:\n  a: { address: 10.0.0.1 }\ngroups:\n  g: [a, a]\n",
+                "base: &b { address: 10.0.0.1 }\nhosts:\n  a: { <<: *b }\n",
+                "hosts:\n  a: &b { address: 10.0.0.1 }\n  c: { <<: *b, vm: v }\n",
+                "exceptions:\n  - { host: a, until: \"2027-01-01\", reason: r, approved_by: x }\n",
+                "exceptions:\n  - { host: a, until: 2027-01-01T00:00:00Z, reason: r, approved_by: x }\n",
+                "hosts:\n  a: { address: 10.0.0.1 }\n\thosts: x\n",
+                "hosts:\n  1: { address: 10.0.0.1 }\n  true: { address: 10.0.0.2 }\n",
+            ]
+            .map(String::from),
+        );
+        for text in &texts {
+            let tree = parse(text, Limits::INVENTORY).ok().and_then(|root| {
+                let mut diags = Vec::new();
+                let inv: Option<Inventory> =
+                    deserialize_document("inv.yaml", root, &mut diags, &mut Vec::new());
+                inv.filter(|_| diags.is_empty())
+            });
+            let straight: Option<Inventory> =
+                crate::yaml::from_str_when_valid(text, Limits::INVENTORY);
+            match (&tree, &straight) {
+                (_, None) => {}
+                (Some(tree), Some(straight)) => {
+                    assert_eq!(format!("{straight:?}"), format!("{tree:?}"), "{text}")
+                }
+                (None, Some(straight)) => {
+                    panic!("the straight read takes what the tree refuses: {text}\n{straight:?}")
+                }
+            }
+        }
+        // The valid files are taken straight (the point of it).
+        for text in &texts[..3] {
+            assert!(
+                crate::yaml::from_str_when_valid::<Inventory>(text, Limits::INVENTORY).is_some(),
+                "{text}"
+            );
+        }
     }
 
     #[test]
