@@ -43,7 +43,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::store::{ChainHead, EventRow};
+use crate::store::{ChainHead, EventRow, EventText};
 
 /// `prev_hash` of the first event: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -113,6 +113,48 @@ pub fn row_hash(event: &EventRow) -> String {
         &event.details,
         &event.prev_hash,
     )
+}
+
+/// Whether a stored event's text, taken as canonical (`at` and `details` as they are), hashes
+/// to its `hash`.
+fn text_hashes_to_its_hash(event: &EventText) -> bool {
+    let mut out = String::with_capacity(200 + event.details.len());
+    out.push('[');
+    write!(out, "{},", event.seq).expect("writing to a String");
+    push_str(&mut out, &event.at);
+    out.push(',');
+    push_str(&mut out, &event.actor);
+    out.push(',');
+    push_str(&mut out, &event.action);
+    out.push(',');
+    push_opt(&mut out, event.run_id.as_deref());
+    out.push(',');
+    push_opt(&mut out, event.step_id.as_deref());
+    out.push(',');
+    out.push_str(&event.details);
+    out.push(',');
+    push_str(&mut out, &event.prev_hash);
+    out.push(']');
+    hex_is(&Sha256::digest(out.as_bytes()), &event.hash)
+}
+
+/// Whether `text` is `bytes` in lowercase hex (without writing the hex out).
+fn hex_is(bytes: &[u8], text: &str) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    text.len() == 2 * bytes.len()
+        && bytes
+            .iter()
+            .zip(text.as_bytes().chunks_exact(2))
+            .all(|(b, pair)| {
+                pair[0] == DIGITS[usize::from(b >> 4)] && pair[1] == DIGITS[usize::from(b & 0xf)]
+            })
+}
+
+fn content_mismatch(seq: i64) -> ChainBroken {
+    ChainBroken {
+        seq,
+        reason: "hash does not match the event's content".into(),
+    }
 }
 
 /// `value` in canonical JSON: object keys sorted at every depth, no whitespace.
@@ -230,47 +272,68 @@ impl ChainVerifier {
 
     /// Checks the next event: its seq follows, its `prev_hash` links, its hash is its content's.
     pub fn push(&mut self, event: &EventRow) -> Result<(), ChainBroken> {
+        self.check_link(event.seq, &event.prev_hash)?;
+        if row_hash(event) != event.hash {
+            return Err(content_mismatch(event.seq));
+        }
+        self.accept(event.seq, &event.hash);
+        Ok(())
+    }
+
+    /// [`Self::push`] for an event as stored text: hashed as it is (the stores write `at` and
+    /// `details` in the canonical form, so the text is what was hashed), and decoded and hashed
+    /// as [`Self::push`] does only when that does not match (a row written otherwise, or
+    /// tampered with). A match proves the text is what was hashed, so the result is the same.
+    pub fn push_text(&mut self, event: &EventText) -> Result<(), ChainBroken> {
+        self.check_link(event.seq, &event.prev_hash)?;
+        if !text_hashes_to_its_hash(event) {
+            let decoded = event.decode().map_err(|e| ChainBroken {
+                seq: event.seq,
+                reason: format!("the event cannot be read: {e}"),
+            })?;
+            if row_hash(&decoded) != event.hash {
+                return Err(content_mismatch(event.seq));
+            }
+        }
+        self.accept(event.seq, &event.hash);
+        Ok(())
+    }
+
+    /// Whether `seq` follows the last event checked and `prev_hash` is that event's hash.
+    fn check_link(&self, seq: i64, prev_hash: &str) -> Result<(), ChainBroken> {
         let expected = self.count + 1;
-        if event.seq != expected {
+        if seq != expected {
             let prev = self.last_seq;
             let reason = match () {
-                _ if self.count > 0 && event.seq == prev => {
-                    format!("seq {} appears twice", event.seq)
+                _ if self.count > 0 && seq == prev => format!("seq {seq} appears twice"),
+                _ if self.count > 0 && seq < prev => {
+                    format!("seq {seq} comes after seq {prev} (reordered)")
                 }
-                _ if self.count > 0 && event.seq < prev => {
-                    format!("seq {} comes after seq {prev} (reordered)", event.seq)
+                _ if seq > expected => {
+                    format!("expected seq {expected}, found {seq}: event(s) missing")
                 }
-                _ if event.seq > expected => format!(
-                    "expected seq {expected}, found {}: event(s) missing",
-                    event.seq
-                ),
-                _ => format!("expected seq {expected}, found {}", event.seq),
+                _ => format!("expected seq {expected}, found {seq}"),
             };
-            return Err(ChainBroken {
-                seq: event.seq,
-                reason,
-            });
+            return Err(ChainBroken { seq, reason });
         }
-        if event.prev_hash != self.prev_hash {
+        if prev_hash != self.prev_hash {
             return Err(ChainBroken {
-                seq: event.seq,
+                seq,
                 reason: if self.count == 0 {
                     "prev_hash of the first event is not the genesis hash (64 zeros)".into()
                 } else {
-                    format!("prev_hash is not the hash of seq {}", event.seq - 1)
+                    format!("prev_hash is not the hash of seq {}", seq - 1)
                 },
             });
         }
-        if row_hash(event) != event.hash {
-            return Err(ChainBroken {
-                seq: event.seq,
-                reason: "hash does not match the event's content".into(),
-            });
-        }
-        self.count += 1;
-        self.last_seq = event.seq;
-        self.prev_hash.clone_from(&event.hash);
         Ok(())
+    }
+
+    fn accept(&mut self, seq: i64, hash: &str) {
+        self.count += 1;
+        self.last_seq = seq;
+        self.prev_hash.clear();
+        self.prev_hash.push_str(hash);
     }
 
     /// Events checked so far.
@@ -589,6 +652,92 @@ mod tests {
         assert_eq!(v["hash"], events[1].hash.as_str());
         assert_eq!(v["step_id"], "s2");
         assert_eq!(v["at"], format_instant(events[1].at));
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A chain of `n` events as the stores hand them to the walkers: details as `write`s them.
+    fn texts(n: i64, write: impl Fn(&Value) -> String) -> Vec<EventText> {
+        let mut prev = GENESIS_HASH.to_string();
+        (1..=n)
+            .map(|seq| {
+                let at = DateTime::from_timestamp(1_796_000_000 + seq, 123_456_000).unwrap();
+                let details = json!({"z": seq, "a": {"y": [1, 2.5, "x\"q"], "b": null}});
+                let hash = event_hash(
+                    seq,
+                    at,
+                    "engine",
+                    "step.started",
+                    Some("r1"),
+                    None,
+                    &details,
+                    &prev,
+                );
+                EventText {
+                    seq,
+                    at: format_instant(at),
+                    actor: "engine".into(),
+                    action: "step.started".into(),
+                    run_id: Some("r1".into()),
+                    step_id: None,
+                    details: write(&details),
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                }
+            })
+            .collect()
+    }
+
+    fn walk(events: &[EventText]) -> Result<usize, ChainBroken> {
+        let mut chain = ChainVerifier::new();
+        for event in events {
+            chain.push_text(event)?;
+        }
+        Ok(chain.count())
+    }
+
+    #[test]
+    fn canonical_text_verifies_as_it_is() {
+        let events = texts(5, canonical_json);
+        assert!(events.iter().all(text_hashes_to_its_hash));
+        assert_eq!(walk(&events), Ok(5));
+    }
+
+    #[test]
+    fn other_text_of_the_same_details_verifies_by_decoding_it() {
+        // Insertion order with spaces (an older store, or PostgreSQL's text): not canonical.
+        let events = texts(5, |d| serde_json::to_string_pretty(d).unwrap());
+        assert!(!events.iter().any(text_hashes_to_its_hash));
+        assert_eq!(walk(&events), Ok(5));
+    }
+
+    #[test]
+    fn edited_text_is_caught_on_both_paths() {
+        for write in [canonical_json, |d: &Value| d.to_string()] {
+            let mut events = texts(5, write);
+            events[2].details = events[2].details.replace("2.5", "3.5");
+            let broken = walk(&events).unwrap_err();
+            assert_eq!(broken.seq, 3);
+            assert_eq!(broken.reason, "hash does not match the event's content");
+            let mut events = texts(5, write);
+            events[3].details = "not json".into();
+            assert_eq!(walk(&events).unwrap_err().seq, 4);
+            let mut events = texts(5, write);
+            events[1].at = "2026-12-08T14:00:00.000000Z".into();
+            assert_eq!(walk(&events).unwrap_err().seq, 2);
+        }
+    }
+
+    #[test]
+    fn hex_is_matches_only_the_lowercase_hex_of_the_bytes() {
+        assert!(hex_is(&[0x0f, 0xa0], "0fa0"));
+        assert!(!hex_is(&[0x0f, 0xa0], "0FA0"));
+        assert!(!hex_is(&[0x0f, 0xa0], "0fa"));
+        assert!(!hex_is(&[0x0f, 0xa0], "0fa00"));
     }
 }
 

@@ -16,7 +16,7 @@ use crate::audit::{self, ChainBroken, ChainVerifier};
 use crate::checkpoint::{Checkpoint, NoteError, SigningKey, VerifierKey, encode_hash, note_hash};
 use crate::merkle::{Hash, Tree};
 use crate::merkle_nodes::{self, NodeBatch};
-use crate::store::{ChainHead, Store, StoreError};
+use crate::store::{ChainHead, EventText, Store, StoreError};
 
 /// Events read per page while walking the log.
 pub const PAGE: u32 = 2_000;
@@ -195,16 +195,15 @@ pub async fn verify_log<S: Store>(
     let mut chain = ChainVerifier::new();
     let mut tree = Tree::new();
     check_due(&mut due, &tree)?;
-    let mut after = 0;
-    loop {
-        let page = store.events_after(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for event in &page {
-            chain.push(event).map_err(Problem::Chain)?;
-            tree.push(&hex_hash(&event.hash).expect("a hash the chain accepted is hex"));
-            check_due(&mut due, &tree)?;
-        }
+    // From the lowest seq there is, so that an event forged below 1 is seen (and refused).
+    let mut page = store.event_texts_after(i64::MIN, PAGE).await?;
+    while let Some(last) = page.last() {
+        // The next page is read (by the database's thread) while this one is hashed.
+        let (next, checked) = tokio::join!(biased; store.event_texts_after(last.seq, PAGE), async {
+            check_page(&page, &mut chain, &mut tree, &mut due)
+        });
+        checked?;
+        page = next?;
     }
     let head = store.chain_head().await?;
     chain.finish(head.as_ref()).map_err(Problem::Chain)?;
@@ -221,6 +220,21 @@ pub async fn verify_log<S: Store>(
         root: tree.root(),
         checkpoints: checkpoints.len(),
     })
+}
+
+/// Adds a page of events to the chain and the tree, checking each checkpoint the tree reaches.
+fn check_page(
+    page: &[EventText],
+    chain: &mut ChainVerifier,
+    tree: &mut Tree,
+    due: &mut Vec<&StoredCheckpoint>,
+) -> Result<(), Problem> {
+    for event in page {
+        chain.push_text(event).map_err(Problem::Chain)?;
+        tree.push(&hex_hash(&event.hash).expect("a hash the chain accepted is hex"));
+        check_due(due, tree)?;
+    }
+    Ok(())
 }
 
 /// Checks the checkpoints (sorted by size, largest first) whose size the tree has reached.
@@ -242,14 +256,24 @@ fn check_due(due: &mut Vec<&StoredCheckpoint>, tree: &Tree) -> Result<(), Proble
 
 /// The 32 raw bytes of a lowercase hex SHA-256 (an event's `hash`).
 pub fn hex_hash(text: &str) -> Option<Hash> {
-    if text.len() != 64 {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(out)
+}
+
+fn nibble(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Why the next checkpoint cannot be written.

@@ -34,6 +34,11 @@ enum AuditCommand {
         /// The verifier key (FILE.pub); default: `[audit] checkpoint_key_file` + `.pub`.
         #[arg(long, value_name = "FILE.pub")]
         key: Option<PathBuf>,
+        /// Check the database file with SQLite's `PRAGMA integrity_check` (every index against
+        /// its table: slower, O(n log n)) instead of `PRAGMA quick_check` (pages, records and
+        /// constraints).
+        #[arg(long)]
+        full: bool,
     },
     /// Make an Ed25519 checkpoint key: FILE (mode 0600) and the verifier key FILE.pub.
     Keygen {
@@ -120,7 +125,11 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let url = &config.database_url;
     super::on_existing_store(url, async |store| {
         match args.command {
-            AuditCommand::Verify { checkpoints, key } => {
+            AuditCommand::Verify {
+                checkpoints,
+                key,
+                full,
+            } => {
                 // The configured folder is checked by default once a key is configured.
                 let dir = checkpoints.or_else(|| {
                     let dir = &config.audit.checkpoint_dir;
@@ -131,7 +140,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                     Some(dir) => Some(read_checkpoints(dir, key.as_deref(), &config.audit)?),
                     None => None,
                 };
-                verify(store, json, verifier).await
+                verify(store, json, verifier, full).await
             }
             AuditCommand::Checkpoint { key, dir } => {
                 checkpoint(store, globals, &config.audit, key, dir).await
@@ -185,16 +194,21 @@ async fn verify(
     store: &AnyStore,
     json: bool,
     checkpoints: Option<Result<Vec<StoredCheckpoint>, checkpoints::Problem>>,
+    full: bool,
 ) -> anyhow::Result<ExitCode> {
     let checked = checkpoints.is_some();
-    let result = match checkpoints.unwrap_or(Ok(Vec::new())) {
-        Ok(list) => checkpoints::verify_log(store, &list).await,
-        Err(problem) => Err(problem),
+    // The database's own check runs on another connection while the log is walked.
+    let walk = async {
+        match checkpoints.unwrap_or(Ok(Vec::new())) {
+            Ok(list) => checkpoints::verify_log(store, &list).await,
+            Err(problem) => Err(problem),
+        }
     };
+    let (result, integrity) = tokio::join!(walk, store.integrity_check(full));
     if let Err(checkpoints::Problem::Store(e)) = &result {
         return Err(anyhow::anyhow!("reading the audit log: {e}"));
     }
-    let integrity = store.integrity_check().await?;
+    let integrity = integrity?;
     if json {
         let (events, head, problem, broken_at) = match &result {
             Ok(v) => (Some(v.events), v.head.clone(), None, None),

@@ -11,8 +11,8 @@ use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
     AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt, EmailRow,
-    EventFilter, EventPage, EventRow, FeedStamp, NewEvent, OutboxFigures, RunClaim, RunId, RunRow,
-    RunState, SessionRow, StepFigure, StepRow, StepState, Store, StoreError,
+    EventFilter, EventPage, EventRow, EventText, FeedStamp, NewEvent, OutboxFigures, RunClaim,
+    RunId, RunRow, RunState, SessionRow, StepFigure, StepRow, StepState, Store, StoreError,
 };
 use crate::merkle::{Hash, Subtree};
 
@@ -59,12 +59,12 @@ impl AnyStore {
         })
     }
 
-    /// The database's own consistency check: SQLite's `PRAGMA integrity_check` (`ok` or the
-    /// problems found); PostgreSQL checks its pages itself (data checksums are a cluster
-    /// setting), so it reports `ok` once it answers a query.
-    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+    /// The database's own consistency check: SQLite's `PRAGMA quick_check`, or with `full`
+    /// its `PRAGMA integrity_check` (`ok` or the problems found); PostgreSQL checks its pages
+    /// itself (data checksums are a cluster setting), so it reports `ok` once it answers a query.
+    pub async fn integrity_check(&self, full: bool) -> Result<String, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.integrity_check().await,
+            AnyStore::Sqlite(s) => s.integrity_check(full).await,
             AnyStore::Postgres(s) => s.runs(1).await.map(|_| "ok".to_string()),
         }
     }
@@ -216,6 +216,14 @@ impl Store for AnyStore {
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
         delegate!(self, s => s.events_after(after, limit))
+    }
+
+    async fn event_texts_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventText>, StoreError> {
+        delegate!(self, s => s.event_texts_after(after, limit))
     }
 
     async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {

@@ -7,6 +7,19 @@ pub(super) fn json_text(value: &serde_json::Value) -> String {
     value.to_string()
 }
 
+/// An audit event's details as the stores write them: canonical JSON, the form its hash covers
+/// ([`crate::audit::canonical_json`]), so that the chain can be checked without parsing them.
+pub(super) fn details_text(value: &serde_json::Value) -> String {
+    crate::audit::canonical_json(value)
+}
+
+/// An instant written by [`crate::audit::format_instant`] (RFC 3339).
+pub(super) fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| StoreError::Database(format!("bad timestamp `{text}` in the database: {e}")))
+}
+
 pub(super) fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Database(format!("bad JSON in the database: {e}")))

@@ -148,6 +148,42 @@ pub struct EventRow {
     pub hash: String,
 }
 
+/// An audit event as its stored text, undecoded: what the chain walkers (`audit verify`, the
+/// daemon's incremental check) hash. `at` is the instant as [`crate::audit::format_instant`]
+/// writes it (SQLite: the column's text; PostgreSQL: formatted from the `timestamptz`);
+/// `details` the column's text, which the stores write in canonical JSON
+/// ([`crate::audit::canonical_json`]), so that a verifier can hash it without parsing it
+/// ([`crate::audit::ChainVerifier::push_text`] decodes only when that does not match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventText {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub run_id: Option<RunId>,
+    pub step_id: Option<String>,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl EventText {
+    /// The event decoded (`at` parsed, `details` read as JSON), or why the text is not one.
+    pub fn decode(&self) -> Result<EventRow, StoreError> {
+        Ok(EventRow {
+            seq: self.seq,
+            at: codec::parse_instant(&self.at)?,
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            run_id: self.run_id.clone(),
+            step_id: self.step_id.clone(),
+            details: codec::parse_json(&self.details)?,
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+        })
+    }
+}
+
 /// The chain's head as the store last wrote it (detects a deleted tail).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainHead {
@@ -714,6 +750,13 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
+
+    /// [`Store::events_after`] as stored text, undecoded: the page the chain walkers hash.
+    fn event_texts_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<EventText>, StoreError>> + Send;
 
     /// Up to `limit` `(seq, hash)` pairs with `seq > after`, in `seq` order: the leaves of the
     /// audit log's Merkle tree, without the events' content.

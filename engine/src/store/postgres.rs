@@ -43,14 +43,14 @@ use sqlx::postgres::{
 use sqlx::{Connection as _, Row as _};
 
 use super::codec::{
-    from_sqlx, json_text, node_from, node_index, parse_json, parse_run_state, parse_step_state,
-    run_state_str, step_state_str, through_sqlx,
+    details_text, from_sqlx, json_text, node_from, node_index, parse_json, parse_run_state,
+    parse_step_state, run_state_str, step_state_str, through_sqlx,
 };
 use super::{
     AuditBind, AuditPage, AuditQuery, ChainHead, Change, ClaimScope, DecisionRow, EmailAttempt,
-    EmailRow, EventFilter, EventPage, EventRow, FeedStamp, Fence, NewDecision, NewEmail, NewEvent,
-    NewSession, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow, SessionWrite,
-    StepFigure, StepRow, StepState, Store, StoreError, fences, lease_end,
+    EmailRow, EventFilter, EventPage, EventRow, EventText, FeedStamp, Fence, NewDecision, NewEmail,
+    NewEvent, NewSession, OutboxFigures, RunClaim, RunId, RunRow, RunState, SessionRow,
+    SessionWrite, StepFigure, StepRow, StepState, Store, StoreError, fences, lease_end,
 };
 use crate::audit;
 use crate::merkle::{Hash, Subtree};
@@ -531,6 +531,20 @@ fn event_from(row: &PgRow) -> Result<EventRow, StoreError> {
     })
 }
 
+fn event_text_from(row: &PgRow) -> Result<EventText, StoreError> {
+    Ok(EventText {
+        seq: get(row, "seq")?,
+        at: audit::format_instant(get_ts(row, "at")?),
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        run_id: get(row, "run_id")?,
+        step_id: get(row, "step_id")?,
+        details: get(row, "details")?,
+        prev_hash: get(row, "prev_hash")?,
+        hash: get(row, "hash")?,
+    })
+}
+
 const EMAIL_COLUMNS: &str = "id, run_id, recipients, subject, body, html, created_at, attempts, next_attempt_at, sent_at, \
      delivering_since, dead_at, last_error, notice_of, attachments, idempotency_key";
 
@@ -869,7 +883,7 @@ impl Chain {
         .bind(&event.action)
         .bind(&event.run_id)
         .bind(&event.step_id)
-        .bind(json_text(&event.details))
+        .bind(details_text(&event.details))
         .bind(prev)
         .bind(hash)
         .execute(&mut *conn)
@@ -1183,7 +1197,7 @@ async fn apply_fast(
                 .bind(&event.action)
                 .bind(&event.run_id)
                 .bind(&event.step_id)
-                .bind(json_text(&event.details))
+                .bind(details_text(&event.details))
                 .bind(prev)
                 .bind(hash);
         }
@@ -1553,6 +1567,15 @@ impl Store for PostgresStore {
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        let page = self.event_texts_after(after, limit).await?;
+        page.iter().map(EventText::decode).collect()
+    }
+
+    async fn event_texts_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventText>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))
@@ -1561,7 +1584,7 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("reading a page of audit events"))?;
-        rows.iter().map(event_from).collect()
+        rows.iter().map(event_text_from).collect()
     }
 
     async fn event_hashes(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {

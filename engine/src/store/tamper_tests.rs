@@ -330,8 +330,15 @@ async fn every_tampering_is_detected() {
             "round {round} {kind:?}: {sql} changed nothing"
         );
         let read = store.events(EventFilter::default()).await.unwrap();
+        let texts = store.event_texts_after(i64::MIN, 10_000).await.unwrap();
         let head = store.chain_head().await.unwrap();
         store.close().await;
+        // The walkers' path (stored text, decoded only when it does not hash) finds the same.
+        assert_eq!(
+            walk_texts(&texts, head.as_ref()),
+            audit::verify(&read, head.as_ref()),
+            "round {round} {kind:?}: {sql}"
+        );
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
         }
@@ -356,6 +363,17 @@ async fn every_tampering_is_detected() {
         println!("tamper:   {kind}: {tried} mutations, {caught} detected");
     }
     assert_eq!(detected, rounds);
+}
+
+fn walk_texts(
+    events: &[crate::store::EventText],
+    head: Option<&crate::store::ChainHead>,
+) -> Result<usize, audit::ChainBroken> {
+    let mut chain = audit::ChainVerifier::new();
+    for event in events {
+        chain.push_text(event)?;
+    }
+    chain.finish(head)
 }
 
 #[tokio::test]
@@ -442,4 +460,30 @@ async fn a_node_table_rewritten_with_the_log_does_not_make_it_verify() {
             .is_err(),
         "the checkpointer refuses to sign over the rewrite"
     );
+}
+
+/// `verify_log` (what `audit verify` runs) walks from the lowest seq stored: an event forged
+/// below 1, outside the chain and the tree, is refused, not skipped.
+#[tokio::test]
+async fn verify_log_refuses_an_event_forged_below_the_first() {
+    use crate::checkpoints::{self, Problem};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    let events = build_chain(&path, 20).await;
+    let store = SqliteStore::open(&url(&path)).await.unwrap();
+    assert_eq!(
+        checkpoints::verify_log(&store, &[]).await.unwrap().events,
+        events.len() as u64
+    );
+    let sql = forged(0, audit::GENESIS_HASH, events[0].at);
+    store
+        .execute_raw(&format!(
+            "BEGIN; DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete; {sql} COMMIT;"
+        ))
+        .await
+        .unwrap();
+    match checkpoints::verify_log(&store, &[]).await {
+        Err(Problem::Chain(broken)) => assert_eq!(broken.seq, 0, "{broken}"),
+        other => panic!("expected the forged event to be refused, got {other:?}"),
+    }
 }
