@@ -86,7 +86,8 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         };
         let cycle = super::api::cycle_words(run.cycle.as_deref().unwrap_or(""));
         outln!("run {} started: {} {cycle}", run.id, run.runbook);
-        finish(&engine, &checked, &run.id).await
+        let id = run.id;
+        finish(&engine, &checked, &id).await
     })
 }
 

@@ -402,6 +402,7 @@ impl<'a, S: Store> Driver<'a, S> {
             now,
             format!("fans out over {} host(s)", hosts.len()),
         ));
+        change.steps.reserve(hosts.len() + excepted.len() + 1);
         change.steps.push(StepWrite {
             expect: Some(prior),
             row: parent,
@@ -846,13 +847,13 @@ impl<'a, S: Store> Driver<'a, S> {
     /// Applies a change to the mirrored rows and holds it for the next [`Self::flush`]. A row
     /// written twice before a flush keeps its first expected state and its last content.
     fn stage(&mut self, change: Change, progress: Vec<Progress>) -> Result<(), RunError> {
+        self.staged.steps.reserve(change.steps.len());
         for write in change.steps {
-            let key = (write.row.step.clone(), write.row.host.clone());
-            self.rows.put(self.checked, write.row.clone())?;
-            match self.staged_at.get(&key) {
+            let position = self.rows.put(self.checked, write.row.clone())?;
+            match self.staged_at.get(&position) {
                 Some(&earlier) => self.staged.steps[earlier].row = write.row,
                 None => {
-                    self.staged_at.insert(key, self.staged.steps.len());
+                    self.staged_at.insert(position, self.staged.steps.len());
                     self.staged.steps.push(write);
                 }
             }

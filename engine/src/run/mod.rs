@@ -349,13 +349,18 @@ impl<S: Store> Engine<S> {
         by: CancelBy,
         fence: Option<Fence>,
     ) -> Result<Outcome, RunError> {
-        let run = self
+        let mut run = self
             .store
             .run(run_id)
             .await?
             .ok_or_else(|| RunError::NoSuchRun(run_id.to_string()))?;
         if run.state != RunState::Running {
             return Ok(Outcome::Finished(run.state));
+        }
+        // The drive works from `checked` (the run's version): the snapshot's copy of it (every
+        // file the runbook read: an inventory of 100,000 hosts is megabytes) is not kept.
+        if let Some(snapshot) = run.snapshot.as_object_mut() {
+            snapshot.remove("version");
         }
         let mut driver = match Driver::new(self, checked, run.clone(), cancel).await {
             Ok(driver) => driver,
@@ -895,8 +900,8 @@ struct Driver<'a, S: Store> {
     /// they commit in the same transaction as the starts they allow (one commit per step on a
     /// chain). Nothing is launched before the transaction that starts it has committed.
     staged: Change,
-    /// Where each (step, host) staged is in `staged.steps`.
-    staged_at: std::collections::HashMap<(String, String), usize>,
+    /// Where each row staged is in `staged.steps`, by its position in the run's rows.
+    staged_at: std::collections::HashMap<usize, usize>,
     staged_progress: Vec<Progress>,
     /// The fanned-out steps whose connector settles batches (counted once in the limit).
     batch_fan_outs: Vec<String>,

@@ -88,7 +88,8 @@ pub struct RunRows {
     rows: Vec<StepRow>,
     /// What each row is, by position.
     slots: Vec<Slot>,
-    by_key: HashMap<(String, String), usize>,
+    /// step → host → position (looked up with `&str`s, no key built per lookup).
+    by_key: HashMap<String, HashMap<String, usize>>,
     /// The position of each step's own row, by the step's DAG index.
     own: Vec<usize>,
     /// Host rows of each fanned-out step, by step id.
@@ -159,7 +160,7 @@ impl RunRows {
         let mut index = RunRows {
             rows: Vec::with_capacity(rows.len()),
             slots: Vec::with_capacity(rows.len()),
-            by_key: HashMap::with_capacity(rows.len()),
+            by_key: HashMap::new(),
             own: vec![usize::MAX; steps],
             fan_outs: HashMap::new(),
             undo: Vec::new(),
@@ -201,8 +202,12 @@ impl RunRows {
 
     /// The row (step, host), if the run has it.
     pub fn get(&self, step: &str, host: &str) -> Option<&StepRow> {
-        let position = self.by_key.get(&(step.to_string(), host.to_string()))?;
-        self.rows.get(*position)
+        self.rows.get(self.position_of(step, host)?)
+    }
+
+    /// Where the row (step, host) is in [`RunRows::all`], if the run has it.
+    pub fn position_of(&self, step: &str, host: &str) -> Option<usize> {
+        self.by_key.get(step)?.get(host).copied()
     }
 
     /// The row (step, host), or [`RowsError::NoRow`].
@@ -287,9 +292,10 @@ impl RunRows {
     }
 
     /// Replaces the row with the same (step, host), or adds it (a host of a fan-out, an undo
-    /// row) after checking it against `checked` as [`RunRows::new`] does.
-    pub fn put(&mut self, checked: &CheckedRunbook, row: StepRow) -> Result<(), RowsError> {
-        if let Some(&position) = self.by_key.get(&(row.step.clone(), row.host.clone())) {
+    /// row) after checking it against `checked` as [`RunRows::new`] does. Returns where it is
+    /// in [`RunRows::all`].
+    pub fn put(&mut self, checked: &CheckedRunbook, row: StepRow) -> Result<usize, RowsError> {
+        if let Some(position) = self.position_of(&row.step, &row.host) {
             self.tally(position, false);
             self.rows[position] = row;
             self.tally(position, true);
@@ -299,7 +305,7 @@ impl RunRows {
                     self.refresh(self.dependents[index][d]);
                 }
             }
-            return Ok(());
+            return Ok(position);
         }
         if let Kind::Own(_) = kind(checked, &row.step, &row.host)? {
             // A step's own row is created with the run: one that is missing is a mismatch.
@@ -307,16 +313,15 @@ impl RunRows {
         }
         let position = self.insert(checked, row)?;
         self.tally(position, true);
-        Ok(())
+        Ok(position)
     }
 
     fn insert(&mut self, checked: &CheckedRunbook, row: StepRow) -> Result<usize, RowsError> {
         let kind = kind(checked, &row.step, &row.host)?;
-        let key = (row.step.clone(), row.host.clone());
-        if self.by_key.contains_key(&key) {
+        if self.position_of(&row.step, &row.host).is_some() {
             return Err(RowsError::Duplicate {
-                step: key.0,
-                host: key.1,
+                step: row.step,
+                host: row.host,
             });
         }
         let position = self.rows.len();
@@ -326,7 +331,7 @@ impl RunRows {
                 Slot::Own(i)
             }
             Kind::Host => {
-                let fan_out = self.fan_outs.entry(key.0.clone()).or_default();
+                let fan_out = self.fan_outs.entry(row.step.clone()).or_default();
                 fan_out.all.push(position);
                 if is_excepted(&row) {
                     Slot::Excepted
@@ -340,7 +345,11 @@ impl RunRows {
                 Slot::Undo
             }
         };
-        self.by_key.insert(key, position);
+        let hosts = match self.by_key.get_mut(&row.step) {
+            Some(hosts) => hosts,
+            None => self.by_key.entry(row.step.clone()).or_default(),
+        };
+        hosts.insert(row.host.clone(), position);
         self.rows.push(row);
         self.slots.push(slot);
         Ok(position)
