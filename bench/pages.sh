@@ -10,7 +10,8 @@
 # `patchday serve` is started on that database and signed in as the local operator (the
 # one-time sign-in URL it prints, as `patchday login-url` gives: its page, then the form's POST).
 # Measured with curl, 50 requests each: the run page, the month calendar, the audit browser, the
-# overview and the runbook page
+# overview and the runbook page, and with an API token the API's run detail (`GET
+# /api/v1/runs/{id}`: the counts, the first page of rows and of events)
 # (byte size, p50 and p99 of time_total). The last lines give the 10x/1x ratios and check the
 # issue's goals: the run page of the 10,000-host run under 300 KB, every page under 100 ms p99.
 # Exit 0 when the goals hold, 1 when one does not, 2 when the benchmark could not run.
@@ -28,15 +29,24 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$TMP"
+TOKEN_JSON=$("$BIN" api-token bench --format json)
+TOKEN=$(jq -r .token <<<"$TOKEN_JSON")
+jq -r .line <<<"$TOKEN_JSON" >"$TMP/api-tokens"
 
 declare -A BYTES P99
-# measure NAME N PATH: size in bytes, p50 and p99 in ms over REQUESTS requests with the session.
+# measure NAME N PATH: size in bytes, p50 and p99 in ms over REQUESTS requests with the session
+# (a path under /api/ with the API token instead).
 measure() {
-  local name=$1 n=$2 path=$3
-  BYTES[$name-$n]=$(curl -sf -H "Cookie: $COOKIE" -o page.html -w '%{size_download}' "http://$ADDR$path")
-  grep -q '<h1' page.html || { echo "$name: not a page (signed in?)" >&2; exit 2; }
+  local name=$1 n=$2 path=$3 auth="Cookie: $COOKIE"
+  [[ "$path" == /api/* ]] && auth="Authorization: Bearer $TOKEN"
+  BYTES[$name-$n]=$(curl -sf -H "$auth" -o page.html -w '%{size_download}' "http://$ADDR$path")
+  if [[ "$path" == /api/* ]]; then
+    jq -e .run page.html >/dev/null || { echo "$name: not the run's JSON" >&2; exit 2; }
+  else
+    grep -q '<h1' page.html || { echo "$name: not a page (signed in?)" >&2; exit 2; }
+  fi
   for _ in $(seq "$REQUESTS"); do
-    curl -sf -o /dev/null -H "Cookie: $COOKIE" -w '%{time_total}\n' "http://$ADDR$path" || echo 999
+    curl -sf -o /dev/null -H "$auth" -w '%{time_total}\n' "http://$ADDR$path" || echo 999
   done | sort -n >times
   local p50
   p50=$(awk -v n="$REQUESTS" 'NR == int(n / 2) { printf "%.1f", $1 * 1000 }' times)
@@ -55,7 +65,7 @@ for n in "${SIZES[@]}"; do
   run_id=$(sqlite3 "$db" "SELECT id FROM runs LIMIT 1")
   events=$(sqlite3 "$db" "SELECT COUNT(*) FROM events")
   echo "  run $run_id, $events audit events"
-  "$BIN" serve --listen 127.0.0.1:0 --database "sqlite://$db" --runbooks "runbooks-$n" \
+  PATCHDAY_SECURITY_API_TOKENS_FILE="$TMP/api-tokens" "$BIN" serve --listen 127.0.0.1:0 --database "sqlite://$db" --runbooks "runbooks-$n" \
     --outbox "$TMP/outbox" >"$TMP/out" 2>"$TMP/log" &
   PID=$!
   ADDR=$(await_serving "$TMP/out")
@@ -67,6 +77,7 @@ for n in "${SIZES[@]}"; do
   measure "audit browser" "$n" "/audit"
   measure "overview" "$n" "/"
   measure "runbook page" "$n" "/runbooks/fan-$n"
+  measure "API run detail" "$n" "/api/v1/runs/$run_id"
   kill "$PID"
   wait "$PID" 2>/dev/null || true
   PID=
@@ -75,7 +86,7 @@ done
 small=${SIZES[0]} big=${SIZES[1]}
 echo "== ratios, $big hosts to $small"
 ratio() { echo "scale=2; $1 / $2" | bc; }
-PAGES=("run page" "month calendar" "audit browser" "overview" "runbook page")
+PAGES=("run page" "month calendar" "audit browser" "overview" "runbook page" "API run detail")
 for name in "${PAGES[@]}"; do
   printf "  %-16s bytes %sx  p99 %sx\n" "$name" "$(ratio "${BYTES[$name-$big]}" "${BYTES[$name-$small]}")" \
     "$(ratio "${P99[$name-$big]}" "${P99[$name-$small]}")"

@@ -2,8 +2,8 @@
 --
 -- 0017's triggers read each written row back through the `step_buckets` view (a lookup of the
 -- row by `position` and the duration arithmetic for every write), and the update took two
--- triggers, one before and one after. They cost about as much as the step write itself: in a
--- 100,000-host fan-out a third of SQLite's time. These compute the same figures from the
+-- triggers, one before and one after: a large share of SQLite's work in a big fan-out, whose
+-- rows are each written three times. These compute the same figures from the
 -- trigger's `OLD` and `NEW` values (the same rule as the view: `bucket` -1 and no milliseconds
 -- for a row that is not timed), do nothing for an update that changes none of state,
 -- started_at and finished_at, and take the cheap statement for an untimed row (all but one
