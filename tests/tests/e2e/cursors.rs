@@ -47,6 +47,25 @@ fn walk(addr: &str, token: &str, path: &str, key: &str) -> (Vec<Value>, usize) {
     }
 }
 
+/// `patchday run runbooks/RUNBOOK.yaml` into `database`, which must exit with `code`.
+fn run_to_the_end(dir: &std::path::Path, runbook: &str, database: &str, code: i32) {
+    let out = patchday()
+        .current_dir(dir)
+        .args(["run", &format!("runbooks/{runbook}.yaml")])
+        .args(["--database", database])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(code), "{runbook}: {}", stderr(&out));
+}
+
+/// The daemon on `database`, and an API token (named `reader`) it accepts.
+fn serve_with_a_reader(dir: &std::path::Path, database: &str) -> (Daemon, String) {
+    let (token, tokens) = api_token(dir, "reader");
+    let mut serve = serve_command(dir, database, &dir.join("outbox"));
+    serve.env("PATCHDAY_SECURITY_API_TOKENS_FILE", &tokens);
+    (Daemon::start(serve), token)
+}
+
 #[test]
 fn walking_the_cursors_returns_every_run_row_and_event_once_in_order() {
     let dir = scratch("cursors");
@@ -61,17 +80,9 @@ fn walking_the_cursors_returns_every_run_row_and_event_once_in_order() {
     .unwrap();
     let database = format!("sqlite://{}", dir.join("c.db").display());
     for _ in 0..3 {
-        let out = patchday()
-            .current_dir(&dir)
-            .args(["run", "runbooks/fan.yaml", "--database", &database])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        run_to_the_end(&dir, "fan", &database, 0);
     }
-    let (token, tokens) = api_token(&dir, "reader");
-    let mut serve = serve_command(&dir, &database, &dir.join("outbox"));
-    serve.env("PATCHDAY_SECURITY_API_TOKENS_FILE", &tokens);
-    let daemon = Daemon::start(serve);
+    let (daemon, token) = serve_with_a_reader(&dir, &database);
     let addr = daemon.addr.as_str();
 
     // Runs: one a page, newest first, each once; the same list as one page of all.
@@ -238,18 +249,9 @@ fn status_of_a_large_run_lists_what_needs_attention_and_a_small_run_whole() {
     .unwrap();
     let database = format!("sqlite://{}", dir.join("s.db").display());
     for (runbook, code) in [("mixed", 1), ("small", 0)] {
-        let out = patchday()
-            .current_dir(&dir)
-            .args(["run", &format!("runbooks/{runbook}.yaml")])
-            .args(["--database", &database])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(code), "{runbook}: {}", stderr(&out));
+        run_to_the_end(&dir, runbook, &database, code);
     }
-    let (token, tokens) = api_token(&dir, "reader");
-    let mut serve = serve_command(&dir, &database, &dir.join("outbox"));
-    serve.env("PATCHDAY_SECURITY_API_TOKENS_FILE", &tokens);
-    let daemon = Daemon::start(serve);
+    let (daemon, token) = serve_with_a_reader(&dir, &database);
     let addr = daemon.addr.as_str();
     let (_, list) = get_json(addr, &token, "/api/v1/runs");
     let id_of = |runbook: &str| -> String {
